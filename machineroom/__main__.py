@@ -1,0 +1,5 @@
+"""`python -m machineroom` runs the CLI."""
+
+from machineroom.cli import main
+
+main()

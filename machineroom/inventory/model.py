@@ -1,0 +1,171 @@
+"""The inventory model: hosts, groups, tunnel profiles and secrets, as frozen plain data.
+
+Both inventory formats (YAML and the server-list text) load into these classes. Group
+inheritance and variable precedence are resolved once, at load, into `Host.vars` with
+`Host.var_sources` saying where each value came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Literal
+
+from machineroom.errors import InputError, Location
+
+SecretKind = Literal["plain", "env", "vault"]
+VAULT_PREFIX = "$MACHINEROOM_VAULT;"
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A password as the user wrote it: plain text, an environment variable, or vault ciphertext.
+
+    `reveal()` gives the plain value only when a connection needs it; `reference()` is what may
+    be stored in the database or shown (never the plain value); `repr` masks everything.
+    """
+
+    kind: SecretKind
+    value: str  # plain: the password; env: the variable's name; vault: the ciphertext
+    location: Location | None = None
+
+    def reveal(self, decrypt: Callable[[str], str] | None = None) -> str:
+        """The plain password. `decrypt` turns vault ciphertext into text (it holds the key)."""
+        if self.kind == "plain":
+            return self.value
+        if self.kind == "env":
+            try:
+                return os.environ[self.value]
+            except KeyError:
+                raise InputError(
+                    f"environment variable {self.value} is not set",
+                    self.location,
+                    f"{self.value} exported before running machineroom",
+                ) from None
+        if decrypt is None:
+            raise InputError(
+                "this password is vault-encrypted and no vault password was given",
+                self.location,
+                "--vault-password-file FILE, $MACHINEROOM_VAULT_PASSWORD or --ask-vault-password",
+            )
+        return decrypt(self.value)
+
+    def reference(self) -> str | None:
+        """A safe description for storage: `env:NAME`, `vault`, or None for plain text."""
+        if self.kind == "env":
+            return f"env:{self.value}"
+        if self.kind == "vault":
+            return "vault"
+        return None
+
+    def __repr__(self) -> str:
+        return f"Secret({self.kind}, {self.reference() or '***'})"
+
+    __str__ = __repr__
+
+
+class TunnelType(Enum):
+    """Tunnel profile types of the server-list format. Only SSH (a jump host) is driven by us."""
+
+    L2TP_IPSEC = "L2TP/IPSEC"
+    CISCO_IPSEC = "CISCO/IPSEC"
+    IKEV2 = "IKEV2"
+    WIREGUARD = "WIREGUARD"
+    PPTP = "PPTP"
+    SSH = "SSH"
+
+    @classmethod
+    def parse(cls, text: str) -> TunnelType | None:
+        """Recognise a type name case-insensitively (`l2tp/ipsec`, `ssh`, ...); None if unknown."""
+        wanted = text.strip().upper().replace(" ", "")
+        for member in cls:
+            if member.value == wanted or member.name == wanted:
+                return member
+        return None
+
+
+@dataclass(frozen=True)
+class TunnelProfile:
+    """A named way to reach hosts behind something. Type SSH is a jump host (ProxyJump)."""
+
+    name: str
+    type: TunnelType
+    server: str  # host or host:port
+    user: str | None = None
+    password: Secret | None = None
+    port: int = 22
+    ssh_key: str | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One server, with every field and var resolved (group vars < host vars)."""
+
+    id: str
+    host: str
+    user: str | None = None
+    password: Secret | None = None
+    port: int = 22
+    ssh_key: str | None = None
+    description: str = ""
+    tunnel: str | None = None
+    become_password: Secret | None = None
+    connection: Literal["ssh", "local"] = "ssh"
+    groups: tuple[str, ...] = ("all",)
+    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    var_sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    location: Location | None = None
+
+    @property
+    def address(self) -> str:
+        """`user@host:port` for messages."""
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named set of hosts; `children` are group names, `hosts` the direct member ids."""
+
+    name: str
+    hosts: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class InventoryWarning:
+    """Something that works but should not be so, e.g. a plaintext password."""
+
+    message: str
+    location: Location | None = None
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything an inventory file (or folder) says. Host and group order is file order."""
+
+    source: str
+    hosts: Mapping[str, Host]
+    groups: Mapping[str, Group]
+    tunnels: Mapping[str, TunnelProfile] = field(default_factory=lambda: MappingProxyType({}))
+    warnings: tuple[InventoryWarning, ...] = ()
+
+    def host(self, host_id: str) -> Host:
+        """The host with this id; an InputError naming close ids when there is none."""
+        from machineroom.errors import did_you_mean
+
+        try:
+            return self.hosts[host_id]
+        except KeyError:
+            raise InputError(
+                f"no host '{host_id}' in {self.source}" + did_you_mean(host_id, self.hosts),
+            ) from None
