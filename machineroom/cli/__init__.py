@@ -1,1 +1,103 @@
-"""machineroom.cli"""
+"""The `machineroom` command: one click group, each command family in a file of its own.
+
+Commands are imported lazily (only the one being run), so that `machineroom --help` and every
+run start fast. This is the only layer that prints errors and picks exit codes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from machineroom import __version__
+from machineroom.errors import ExitCode, MachineroomError
+
+# command name -> "module:attribute"; aliases point at the same command.
+COMMANDS: dict[str, str] = {
+    "ls": "machineroom.cli.servers:ls_command",
+    "import": "machineroom.cli.servers:import_command",
+    "retire": "machineroom.cli.servers:retire_command",
+    "validate": "machineroom.cli.servers:validate_command",
+    "connect": "machineroom.cli.remote:connect_command",
+    "run": "machineroom.cli.remote:run_command",
+    "scanports": "machineroom.cli.remote:scanports_command",
+    "history": "machineroom.cli.servers:history_command",
+    "vault": "machineroom.cli.vault_cmds:vault_group",
+    "lab": "machineroom.cli.lab_cmds:lab_group",
+}
+ALIASES: dict[str, str] = {
+    "show": "ls",
+    "list": "ls",
+    "tell": "ls",
+    "update_file": "import",
+    "update_conf": "import",
+    "updateconfig": "import",
+    "scan-ports": "scanports",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        name = ALIASES.get(cmd_name, cmd_name)
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is None and args:
+            from machineroom.errors import did_you_mean
+
+            hint = did_you_mean(args[0], [*COMMANDS, *ALIASES])
+            ctx.fail(f"no such command '{args[0]}'{hint}")
+        return name, command, rest
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="machineroom")
+def cli() -> None:
+    """machineroom: inventories, staged playbooks and fleet state, over SSH."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="machineroom", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.ERROR)
+    except MachineroomError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(ExitCode.OK)
+    except Exception:
+        from machineroom.cli.crash import report_bug
+
+        sys.exit(report_bug())
+    sys.exit(ExitCode.OK)
