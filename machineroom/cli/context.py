@@ -1,0 +1,218 @@
+"""Options shared by commands, and turning them into an inventory, a state store, a pool.
+
+Where things live when the user does not say:
+- the inventory: `-i`, else $MACHINEROOM_INVENTORY, else `inventory.yml`, `inventories/`,
+  `servers.txt` in the current folder;
+- the state database: `--state`, else $MACHINEROOM_STATE, else `.machineroom/state.db` at the top
+  of the inventory's git repository (or beside the inventory when it is not in one);
+- the project's known_hosts: `.machineroom/known_hosts` beside the state database.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from machineroom.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from machineroom.connection.base import ConnectOptions
+    from machineroom.inventory.model import Host, Inventory
+    from machineroom.state import StateStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_INVENTORIES = ("inventory.yml", "inventory.yaml", "inventories", "servers.txt")
+
+
+def inventory_options(func: F) -> F:
+    """`-i/--inventory` (repeatable) and `--state`."""
+    func = click.option(
+        "--state",
+        "state_path",
+        type=click.Path(dir_okay=False),
+        envvar="MACHINEROOM_STATE",
+        help="State database file [default: .machineroom/state.db in the inventory's repo].",
+    )(func)
+    func = click.option(
+        "-i",
+        "--inventory",
+        "inventory_paths",
+        multiple=True,
+        type=click.Path(),
+        help="Inventory file or folder (YAML or server list); repeatable.",
+    )(func)
+    return func
+
+
+def connection_options(func: F) -> F:
+    """Host-key, timeout, vault and parallelism options of commands that connect."""
+    options = [
+        click.option("-f", "--forks", type=click.IntRange(1, 1000), default=50, show_default=True,
+                     help="Hosts worked on at once."),
+        click.option("--connect-timeout", type=float, default=10.0, show_default=True,
+                     help="Seconds to wait for a host's SSH handshake."),
+        click.option("--timeout", "command_timeout", type=float, default=None,
+                     help="Seconds a remote command may run."),
+        click.option("--known-hosts", "known_hosts", multiple=True, type=click.Path(),
+                     help="Extra known_hosts file to trust; repeatable."),
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Record first-seen host keys (a changed key is still refused)."),
+        click.option("--vault-password-file", type=click.Path(dir_okay=False),
+                     help="File whose first line is the vault password."),
+        click.option("--ask-vault-password", is_flag=True, help="Prompt for the vault password."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass
+class Workspace:
+    """The inventory, state database and connection settings one command works with."""
+
+    inventory_paths: tuple[str, ...]
+    state_path: str
+    _inventory: Inventory | None = field(default=None, repr=False)
+
+    @property
+    def inventory(self) -> Inventory:
+        """The loaded, validated inventory (loaded once)."""
+        if self._inventory is None:
+            from machineroom.inventory import load_inventories
+
+            self._inventory = load_inventories(list(self.inventory_paths))
+        return self._inventory
+
+    @property
+    def project_dir(self) -> Path:
+        """The folder that holds `.machineroom/` (state db and project known_hosts)."""
+        return Path(self.state_path).parent
+
+    def open_state(self) -> StateStore:
+        """Open (creating and migrating) the state database."""
+        from machineroom.state import open_state
+
+        return open_state(self.state_path)
+
+    def select(self, pattern: str, include_retired: bool = False) -> list[Host]:
+        """Hosts matching an Ansible-style pattern, without retired ones unless asked."""
+        from machineroom.inventory import select_hosts
+
+        hosts = select_hosts(self.inventory, pattern)
+        if include_retired:
+            return hosts
+        store = self.open_state()
+        try:
+            retired = {row.id for row in store.servers() if row.res.get("retired")}
+        finally:
+            store.close()
+        skipped = [h.id for h in hosts if h.id in retired]
+        if skipped:
+            click.echo(f"skipping retired: {', '.join(skipped)}", err=True)
+        return [h for h in hosts if h.id not in retired]
+
+
+def find_inventory_paths(given: tuple[str, ...]) -> tuple[str, ...]:
+    """The inventory paths to load: as given, else from the environment, else the defaults."""
+    if given:
+        return given
+    env = os.environ.get("MACHINEROOM_INVENTORY")
+    if env:
+        return tuple(p for p in env.split(os.pathsep) if p)
+    for candidate in DEFAULT_INVENTORIES:
+        if Path(candidate).exists():
+            return (candidate,)
+    raise UsageError(
+        "no inventory: pass -i FILE (or set MACHINEROOM_INVENTORY); looked for "
+        + ", ".join(DEFAULT_INVENTORIES)
+    )
+
+
+def default_state_path(inventory_path: str) -> str:
+    """`.machineroom/state.db` at the top of the inventory's git repo, else beside it."""
+    where = Path(inventory_path).resolve()
+    folder = where if where.is_dir() else where.parent
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if top.returncode == 0 and top.stdout.strip():
+            folder = Path(top.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git: the inventory's own folder will do
+    return str(folder / ".machineroom" / "state.db")
+
+
+def make_workspace(
+    inventory_paths: tuple[str, ...], state_path: str | None, need_inventory: bool = True
+) -> Workspace:
+    """Resolve the inventory and state paths of a command."""
+    try:
+        paths = find_inventory_paths(inventory_paths)
+    except UsageError:
+        if need_inventory or not state_path:
+            raise
+        paths = ()
+    state = state_path or default_state_path(paths[0])
+    return Workspace(inventory_paths=paths, state_path=state)
+
+
+def make_connect_options(
+    workspace: Workspace,
+    *,
+    connect_timeout: float,
+    command_timeout: float | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    vault_password_file: str | None,
+    ask_vault_password: bool,
+    on_command: Any = None,
+) -> ConnectOptions:
+    """Connection settings: host keys from the project's and the user's files, vault unlock."""
+    from machineroom.connection.base import ConnectOptions
+
+    project_kh = str(workspace.project_dir / "known_hosts")
+    user_kh = str(Path.home() / ".ssh" / "known_hosts")
+    files = (project_kh, *known_hosts, user_kh)
+    return ConnectOptions(
+        known_hosts_files=files,
+        project_known_hosts=project_kh,
+        accept_new_host_keys=accept_new_host_keys,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        decrypt=make_decrypt(vault_password_file, ask_vault_password),
+        on_command=on_command,
+    )
+
+
+def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:
+    """A `decrypt` callable that asks for the vault password only when first needed."""
+    key: list[Any] = []
+
+    def decrypt(ciphertext: str) -> str:
+        from machineroom.vault import VaultKey, read_vault_password
+
+        if not key:
+            prompt = _prompt_password if ask or password_file is None else None
+            key.append(VaultKey(read_vault_password(password_file=password_file, prompt=prompt)))
+        result: str = key[0].decrypt(ciphertext)
+        return result
+
+    return decrypt
+
+
+def _prompt_password(message: str) -> str:
+    if not os.isatty(0):
+        raise InputError("a vault password is needed and stdin is not a terminal")
+    return getpass.getpass(message)

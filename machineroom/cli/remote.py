@@ -1,0 +1,308 @@
+"""Commands that reach hosts: run (ad-hoc batch command), connect (interactive ssh), scanports."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from machineroom.cli.context import (
+    Workspace,
+    connection_options,
+    inventory_options,
+    make_connect_options,
+    make_workspace,
+)
+from machineroom.cli.servers import sync_servers
+from machineroom.errors import ExitCode, InputError, UsageError
+
+if TYPE_CHECKING:
+    from machineroom.executor.adhoc import HostOutcome
+    from machineroom.inventory.model import Host
+    from machineroom.state import StateStore
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _command_line() -> str:
+    return " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    parts = text.rstrip("\n").splitlines()
+    return "\n".join(parts[-lines:])
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("pattern")
+@click.argument("command", nargs=-1, required=True)
+@inventory_options
+@connection_options
+@click.option("-b", "--become", is_flag=True, help="Run the command through sudo.")
+@click.option("--become-user", default="root", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
+def run_command(
+    pattern: str,
+    command: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    forks: int,
+    connect_timeout: float,
+    command_timeout: float | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    vault_password_file: str | None,
+    ask_vault_password: bool,
+    become: bool,
+    become_user: str,
+    as_json: bool,
+) -> None:
+    """Run COMMAND on every host matching PATTERN, in parallel: `run 'web:&prod' -- uptime`.
+
+    Output is grouped per host. Exit status: 0 all ok, 2 a command failed somewhere,
+    3 a host was unreachable, 99 interrupted. Every command lands in the audit log.
+    """
+    from machineroom.connection.base import Become
+    from machineroom.connection.pool import ConnectionPool
+    from machineroom.executor.adhoc import run_everywhere
+
+    workspace = make_workspace(inventory_paths, state_path)
+    hosts = workspace.select(pattern)
+    text = " ".join(command) if len(command) > 1 else command[0]
+    store = workspace.open_state()
+    sync_servers(store, list(workspace.inventory.hosts.values()))
+    run_id = store.start_run("run", _command_line(), args={"pattern": pattern, "command": text},
+                             inventory=",".join(workspace.inventory_paths))
+    record_lock = threading.Lock()
+
+    def audit(host: Host, result: Any) -> None:
+        with record_lock:
+            store.record_command(run_id, host.id, result.command, result.exit_code,
+                                 result.duration, result.stdout, result.stderr)
+
+    options = make_connect_options(
+        workspace, connect_timeout=connect_timeout, command_timeout=command_timeout,
+        known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys,
+        vault_password_file=vault_password_file, ask_vault_password=ask_vault_password,
+        on_command=audit,
+    )
+    _mask_secrets(store, hosts)
+    pool = ConnectionPool(options, workspace.inventory.tunnels)
+    stop = threading.Event()
+
+    def show(outcome: HostOutcome) -> None:
+        if not as_json:
+            _print_outcome(outcome)
+
+    def become_for(host: Host) -> Become | None:
+        password = host.become_password or host.password
+        revealed = password.reveal(options.decrypt) if password else None
+        if revealed:
+            store.add_secret(revealed)
+        return Become(user=become_user, password=revealed)
+
+    try:
+        outcomes = run_everywhere(hosts, text, pool, forks=forks,
+                                  become=become_for if become else None,
+                                  timeout=command_timeout, on_result=show, stop=stop)
+    finally:
+        pool.close_all()
+    for outcome in outcomes:
+        updates: dict[str, Any] = {"reachable": outcome.status != "unreachable"}
+        if outcome.status != "unreachable":
+            updates["last_seen"] = _now()
+        else:
+            updates["last_error"] = outcome.error
+        store.update_res(outcome.host.id, updates)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
+    interrupted = stop.is_set()
+    status = ("interrupted" if interrupted else "unreachable" if counts["unreachable"]
+              else "failed" if counts["failed"] else "ok")
+    store.finish_run(run_id, status, counts)
+    store.close()
+    if as_json:
+        click.echo(_outcomes_json(outcomes, run_id, status))
+    else:
+        click.echo(
+            f"\n{len(outcomes)} host(s): {counts['ok']} ok, {counts['failed']} failed, "
+            f"{counts['unreachable']} unreachable  (run {run_id})", err=True)
+    if interrupted:
+        sys.exit(ExitCode.INTERRUPTED)
+    if counts["unreachable"]:
+        sys.exit(ExitCode.UNREACHABLE)
+    if counts["failed"]:
+        sys.exit(ExitCode.HOSTS_FAILED)
+
+
+def _mask_secrets(store: StateStore, hosts: list[Host]) -> None:
+    """Tell the store every password in play, so none can reach the database."""
+    for host in hosts:
+        for secret in (host.password, host.become_password):
+            if secret is not None and secret.kind != "vault":  # vault ones: when revealed
+                try:
+                    store.add_secret(secret.reveal())
+                except InputError:
+                    pass  # an unset variable: the connection reports it for its host
+
+
+def _print_outcome(outcome: HostOutcome) -> None:
+    colour = {"ok": "green", "failed": "red", "unreachable": "magenta"}[outcome.status]
+    result = outcome.result
+    code = f" (exit {result.exit_code})" if result is not None and not result.ok else ""
+    click.secho(f"── {outcome.host.id} | {outcome.status}{code} | {outcome.duration:.2f}s",
+                fg=colour, bold=True)
+    if result is not None:
+        if result.stdout:
+            click.echo(result.stdout.rstrip("\n"))
+        if result.stderr:
+            click.secho(result.stderr.rstrip("\n"), fg="yellow")
+    if outcome.error:
+        click.secho(outcome.error, fg=colour)
+
+
+def _outcomes_json(outcomes: list[HostOutcome], run_id: int, status: str) -> str:
+    import json
+
+    return json.dumps({
+        "run": run_id,
+        "status": status,
+        "hosts": {
+            o.host.id: {
+                "status": o.status,
+                "exit_code": o.result.exit_code if o.result else None,
+                "stdout": o.result.stdout if o.result else "",
+                "stderr": o.result.stderr if o.result else "",
+                "error": o.error,
+                "duration": round(o.duration, 3),
+            }
+            for o in outcomes
+        },
+    }, indent=2)
+
+
+@click.command("connect")
+@click.argument("server_id")
+@click.argument("remote_command", nargs=-1)
+@inventory_options
+@click.option("--known-hosts", "known_hosts", multiple=True, type=click.Path())
+@click.option("--accept-new-host-keys", is_flag=True)
+def connect_command(
+    server_id: str,
+    remote_command: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+) -> None:
+    """Open an interactive ssh session to SERVER_ID (through its jump host if it has one).
+
+    Runs the OpenSSH client with the inventory's user, port, key and host-key files; anything
+    after `--` is run instead of a shell.
+    """
+    workspace = make_workspace(inventory_paths, state_path)
+    host = workspace.inventory.host(server_id)
+    store = workspace.open_state()
+    try:
+        sync_servers(store, [host])
+        row = store.server(server_id)
+        if row is not None and row.res.get("retired"):
+            raise UsageError(f"{server_id} is retired (`machineroom retire --undo {server_id}`)")
+        store.record_command(None, host.id, "connect " + " ".join(remote_command) or "(shell)",
+                             -1, 0.0)
+    finally:
+        store.close()
+    argv = ssh_argv(workspace, host, known_hosts, accept_new_host_keys, remote_command)
+    os.execvp(argv[0], argv)
+
+
+def ssh_argv(
+    workspace: Workspace,
+    host: Host,
+    known_hosts: tuple[str, ...],
+    accept_new: bool,
+    remote_command: tuple[str, ...],
+) -> list[str]:
+    """The OpenSSH command line that reaches `host` as the inventory describes it."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise UsageError("the OpenSSH client `ssh` is not installed")
+    if host.connection == "local":
+        return [os.environ.get("SHELL", "/bin/sh")] + (
+            ["-c", " ".join(remote_command)] if remote_command else [])
+    project_kh = workspace.project_dir / "known_hosts"
+    user_kh = os.path.expanduser("~/.ssh/known_hosts")
+    files = [str(project_kh), *known_hosts, user_kh]
+    argv = [
+        ssh, "-p", str(host.port),
+        "-o", "UserKnownHostsFile=" + " ".join(shlex.quote(f) for f in files),
+        "-o", "StrictHostKeyChecking=" + ("accept-new" if accept_new else "yes"),
+    ]
+    if host.user:
+        argv += ["-l", host.user]
+    if host.ssh_key:
+        argv += ["-i", os.path.expanduser(host.ssh_key), "-o", "IdentitiesOnly=yes"]
+    if host.tunnel:
+        profile = workspace.inventory.tunnels.get(host.tunnel)
+        if profile is None:
+            raise InputError(f"{host.id}: unknown tunnel profile '{host.tunnel}'", host.location)
+        if profile.type.name != "SSH":
+            raise UsageError(
+                f"{host.id}: tunnel '{profile.name}' is {profile.type.value}; bring it up first, "
+                "machineroom only drives SSH jump hosts")
+        jump = f"{profile.user}@{profile.server}" if profile.user else profile.server
+        if ":" not in profile.server and profile.port != 22:
+            jump += f":{profile.port}"
+        argv += ["-J", jump]
+    argv.append(host.host)
+    if remote_command:
+        argv += ["--", *remote_command]
+    return argv
+
+
+@click.command("scanports")
+@click.argument("pattern", default="all")
+@inventory_options
+@click.option("-p", "--ports", default=None,
+              help="Ports to try, e.g. 22,80,8000-8100 [default: common service ports].")
+@click.option("--timeout", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for each connection.")
+@click.option("--json", "as_json", is_flag=True)
+def scanports_command(
+    pattern: str, inventory_paths: tuple[str, ...], state_path: str | None, ports: str | None,
+    timeout: float, as_json: bool,
+) -> None:
+    """TCP connect scan of the hosts matching PATTERN from this workstation; open ports go
+    into each server's `res.ports`."""
+    from machineroom.scan import DEFAULT_PORTS, parse_ports, scan_ports
+
+    wanted = parse_ports(ports) if ports else list(DEFAULT_PORTS)
+    workspace = make_workspace(inventory_paths, state_path)
+    hosts = [h for h in workspace.select(pattern) if h.connection != "local"]
+    store = workspace.open_state()
+    try:
+        sync_servers(store, list(workspace.inventory.hosts.values()))
+        run_id = store.start_run("scanports", _command_line(),
+                                 args={"pattern": pattern, "ports": wanted})
+        found = scan_ports([(h.id, h.host) for h in hosts], wanted, timeout=timeout)
+        for host in hosts:
+            store.update_res(host.id, {"ports": found.get(host.id, []),
+                                       "ports_scanned_at": _now()})
+        store.finish_run(run_id, "ok", {"hosts": len(hosts)})
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps({h.id: found.get(h.id, []) for h in hosts}, indent=2))
+        return
+    for host in hosts:
+        open_ports = found.get(host.id, [])
+        click.echo(f"{host.id:<20} {host.host:<16} {', '.join(map(str, open_ports)) or '-'}")

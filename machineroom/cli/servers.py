@@ -1,0 +1,256 @@
+"""Commands about the server list itself: ls, import, retire, validate, history."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from machineroom.cli.context import inventory_options, make_workspace
+from machineroom.errors import ExitCode, InputError
+
+if TYPE_CHECKING:
+    from machineroom.inventory.model import Host, Inventory
+    from machineroom.state import ServerRow, StateStore
+
+
+def sync_servers(store: StateStore, hosts: list[Host]) -> None:
+    """Write inventory hosts into `server_room` (never a plaintext password)."""
+    for host in hosts:
+        store.upsert_server(
+            host.id,
+            host.host,
+            host.user or "",
+            (host.password.reference() if host.password else None) or "",
+            host.port,
+            host.description,
+        )
+
+
+def installed_stages(res: dict[str, Any]) -> list[str]:
+    """Stage names recorded as installed in `res` (`docker_compose_installed` -> docker_compose)."""
+    return sorted(
+        key.removesuffix("_installed") for key, value in res.items()
+        if key.endswith("_installed") and value is True
+    )
+
+
+def status_of(row: ServerRow) -> tuple[str, str]:
+    """A one-word status and its colour: retired, reachable, unreachable or new."""
+    if row.res.get("retired"):
+        return "retired", "bright_black"
+    reachable = row.res.get("reachable")
+    if reachable is True:
+        return "reachable", "green"
+    if reachable is False:
+        return "unreachable", "red"
+    return "new", "yellow"
+
+
+SYMBOLS = {"reachable": "●", "unreachable": "✗", "retired": "-", "new": "?"}
+
+
+def _ago(stamp: str | None) -> str:
+    if not stamp:
+        return "never"
+    try:
+        then = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+@click.command("ls")
+@inventory_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--active", is_flag=True, help="Leave retired servers out.")
+def ls_command(
+    inventory_paths: tuple[str, ...], state_path: str | None, as_json: bool, active: bool
+) -> None:
+    """List every server with its status (aliases: show, list, tell).
+
+    Hosts of the inventory not yet in the database are added first, so the list is complete.
+    """
+    workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
+    store = workspace.open_state()
+    try:
+        if workspace.inventory_paths:
+            sync_servers(store, list(workspace.inventory.hosts.values()))
+        rows = [r for r in store.servers() if not (active and r.res.get("retired"))]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([_row_json(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no servers yet: `machineroom import FILE` adds them")
+        return
+    header = ("", "ID", "ADDRESS", "USER", "STATUS", "LAST SEEN", "INSTALLED", "PENDING")
+    table = [header]
+    colours = [""]
+    for row in rows:
+        status, colour = status_of(row)
+        pending = row.next_action.get("stage") or ", ".join(sorted(row.next_action)) or ""
+        table.append((
+            SYMBOLS[status], row.id, f"{row.host}:{row.port}", row.user, status,
+            _ago(row.res.get("last_seen")), ",".join(installed_stages(row.res)) or "-",
+            str(pending) or "",
+        ))
+        colours.append(colour)
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line, colour in zip(table, colours, strict=True):
+        text = "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        click.secho(text.rstrip(), fg=colour or None, bold=not colour)
+
+
+def _row_json(row: ServerRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "host": row.host, "user": row.user, "pass": row.pass_ref, "port": row.port,
+        "description": row.description, "status": status_of(row)[0], "res": row.res,
+        "next_action": row.next_action,
+    }
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--state", "state_path", type=click.Path(dir_okay=False), envvar="MACHINEROOM_STATE",
+              help="State database file [default: .machineroom/state.db in the file's repo].")
+@click.option("--emit-yaml", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write the servers as a YAML inventory to this file ('-' for stdout).")
+@click.option("--emit-serverlist", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write them in the server-list text format.")
+def import_command(
+    file: str, state_path: str | None, emit_yaml: str | None, emit_serverlist: str | None
+) -> None:
+    """Load FILE (server list or YAML inventory) into the database (aliases: update_file,
+    update_conf, updateconfig).
+
+    Passwords are never stored: the `pass` column keeps only `env:NAME` or `vault` references.
+    """
+    from machineroom.inventory import load_inventory, render_server_list, render_yaml_inventory
+
+    workspace = make_workspace((file,), state_path)
+    inventory = load_inventory(file)
+    for warning in inventory.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    store = workspace.open_state()
+    try:
+        run_id = store.start_run("import", _command_line(), inventory=file)
+        sync_servers(store, list(inventory.hosts.values()))
+        store.finish_run(run_id, "ok", {"servers": len(inventory.hosts)})
+    finally:
+        store.close()
+    click.echo(f"imported {len(inventory.hosts)} server(s) into {workspace.state_path}", err=True)
+    if emit_yaml:
+        _write_text(emit_yaml, render_yaml_inventory(inventory))
+    if emit_serverlist:
+        _write_text(emit_serverlist, render_server_list(inventory))
+
+
+def _write_text(target: str, text: str) -> None:
+    if target == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(target)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # atomic: no half-written inventory
+    click.echo(f"wrote {target}", err=True)
+
+
+@click.command("retire")
+@click.argument("server_ids", nargs=-1, required=True)
+@inventory_options
+@click.option("--undo", is_flag=True, help="Bring retired servers back.")
+def retire_command(
+    server_ids: tuple[str, ...], inventory_paths: tuple[str, ...], state_path: str | None,
+    undo: bool,
+) -> None:
+    """Mark servers retired: every later command skips them, and `ls` shows them so."""
+    workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
+    store = workspace.open_state()
+    try:
+        if workspace.inventory_paths:
+            sync_servers(store, list(workspace.inventory.hosts.values()))
+        for server_id in server_ids:
+            if undo:
+                if store.server(server_id) is None:
+                    raise InputError(f"no server '{server_id}' in {workspace.state_path}")
+                store.update_res(server_id, {"retired": False, "retired_at": None})
+                click.echo(f"{server_id}: back in service")
+            else:
+                store.retire(server_id)
+                click.echo(f"{server_id}: retired")
+    finally:
+        store.close()
+
+
+@click.command("validate")
+@inventory_options
+@click.option("--strict", is_flag=True, help="Treat warnings (e.g. plaintext passwords) as errors.")
+def validate_command(inventory_paths: tuple[str, ...], state_path: str | None, strict: bool) -> None:
+    """Check the inventory without connecting: errors name file and line; exit 4 when invalid."""
+    workspace = make_workspace(inventory_paths, state_path)
+    inventory: Inventory = workspace.inventory
+    for warning in inventory.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(
+        f"{', '.join(workspace.inventory_paths)}: {len(inventory.hosts)} host(s), "
+        f"{len(inventory.groups)} group(s), {len(inventory.tunnels)} tunnel profile(s): valid"
+        + (f", {len(inventory.warnings)} warning(s)" if inventory.warnings else "")
+    )
+    if strict and inventory.warnings:
+        sys.exit(ExitCode.INVALID_INPUT)
+
+
+@click.command("history")
+@click.argument("run_id", type=int, required=False)
+@inventory_options
+@click.option("-n", "--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history_command(
+    run_id: int | None, inventory_paths: tuple[str, ...], state_path: str | None, limit: int,
+    as_json: bool,
+) -> None:
+    """List recent runs, or with RUN_ID the commands that run sent to each host."""
+    workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
+    store = workspace.open_state()
+    try:
+        store.mark_interrupted_runs()
+        if run_id is None:
+            runs = store.runs(limit)
+            if as_json:
+                click.echo(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
+                return
+            for r in runs:
+                click.echo(f"{r.id:>5}  {r.started_at}  {r.status:<11} {r.kind:<9} {r.command}")
+            return
+        run = store.run(run_id)
+        if run is None:
+            raise InputError(f"no run {run_id} in {workspace.state_path}")
+        entries = store.audit(run_id=run_id, limit=10000)
+        if as_json:
+            click.echo(json.dumps({"run": run.__dict__, "commands": entries}, indent=2,
+                                  default=str))
+            return
+        click.echo(f"run {run.id}: {run.kind} {run.status}  {run.started_at} .. "
+                   f"{run.finished_at or ''}\n  {run.command}")
+        for e in entries:
+            click.echo(f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  "
+                       f"{e['command']}")
+    finally:
+        store.close()
+
+
+def _command_line() -> str:
+    return " ".join(["machineroom", *sys.argv[1:]])

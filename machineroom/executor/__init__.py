@@ -1,0 +1,1 @@
+"""Running work on many hosts in parallel."""
