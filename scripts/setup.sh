@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what machineroom and its tests need on a fresh Debian/Ubuntu machine, then the
+# package itself (editable, with the dev tools) in ./.venv. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/sbin/sshd ]              || need+=(openssh-server)
+command -v ssh >/dev/null          || need+=(openssh-client)
+command -v sudo >/dev/null         || need+=(sudo)
+command -v setpriv >/dev/null      || need+=(util-linux)
+command -v openssl >/dev/null      || need+=(openssl)
+command -v git >/dev/null          || need+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing ${need[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: ready (.venv/bin/machineroom)" >&2
