@@ -201,11 +201,12 @@ def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:
     key: list[Any] = []
 
     def decrypt(ciphertext: str) -> str:
-        from machineroom.vault import VaultKey, read_vault_password
+        from machineroom.vault import PASSWORD_ENV, VaultKey, read_vault_password
 
         if not key:
             prompt = _prompt_password if ask or password_file is None else None
-            key.append(VaultKey(read_vault_password(password_file=password_file, prompt=prompt)))
+            env = None if ask else PASSWORD_ENV  # asked for a prompt: the prompt wins
+            key.append(VaultKey(read_vault_password(password_file, env=env, prompt=prompt)))
         result: str = key[0].decrypt(ciphertext)
         return result
 

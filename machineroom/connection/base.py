@@ -7,10 +7,13 @@ which the caller wires to the audit log.
 
 from __future__ import annotations
 
+import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from machineroom.errors import MachineroomError, Unreachable
 from machineroom.inventory.model import Host
 
 
@@ -23,6 +26,7 @@ class CommandResult:
     stdout: str
     stderr: str
     duration: float  # seconds, wall clock
+    become_user: str | None = None  # the sudo target, when the command ran through sudo
 
     @property
     def ok(self) -> bool:
@@ -55,6 +59,8 @@ class ConnectOptions:
     use_agent: bool = True
     decrypt: Callable[[str], str] | None = None  # vault ciphertext -> plain text
     on_command: CommandHook | None = None
+    # Nagle + delayed ACK cost ~45 ms per command on loopback; off only to measure that.
+    tcp_nodelay: bool = True
 
 
 class Connection(Protocol):
@@ -82,3 +88,84 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Close the session; safe to call twice."""
+
+
+class BecomeFailed(MachineroomError):
+    """sudo refused to run a command as `user` (wrong or missing password, not allowed)."""
+
+    def __init__(self, host: str, user: str, reason: str) -> None:
+        self.host = host
+        self.user = user
+        self.reason = reason
+        super().__init__(f"{host}: cannot become {user} with sudo: {reason}")
+
+
+class SessionDropped(Unreachable):
+    """The SSH session died under a command. `started` is False when the command provably
+    never started (the channel could not be opened), so running it again is safe."""
+
+    def __init__(self, host: str, reason: str, *, started: bool) -> None:
+        self.started = started
+        super().__init__(host, reason)
+
+
+# Runs a command as the login user, with optional stdin, and reports it like any other.
+RawRunner = Callable[[str, bytes | None], CommandResult]
+
+
+class SudoPlanner:
+    """Turns a command into its sudo form, once per connection learning what sudo wants.
+
+    sudo reads a password from stdin only when the rule asks for one: sending a password to a
+    NOPASSWD rule would hand it to the command as its first stdin line. So the first `become`
+    to a user probes `sudo -k -n true` (does it need a password?) and, when it does, checks the
+    password once with `true`: a wrong password fails here, clearly, and never has the
+    command's real stdin read as further password attempts. `-k` ignores sudo's cached
+    credentials, so "needs a password" stays true for the whole connection.
+    """
+
+    def __init__(self, host_id: str) -> None:
+        self.host_id = host_id
+        self._needs_password: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, command: str, become: Become, run_raw: RawRunner) -> tuple[str, bytes]:
+        """The command to run and the bytes to send before the caller's stdin."""
+        with self._lock:
+            needs = self._needs_password.get(become.user)
+            if needs is None:
+                needs = self._probe(become, run_raw)
+                self._needs_password[become.user] = needs
+        user = shlex.quote(become.user)
+        inner = f"sh -c {shlex.quote(command)}"
+        if needs:
+            assert become.password is not None
+            return f"sudo -k -S -p '' -u {user} -- {inner}", (become.password + "\n").encode()
+        return f"sudo -n -u {user} -- {inner}", b""
+
+    def _probe(self, become: Become, run_raw: RawRunner) -> bool:
+        user = shlex.quote(become.user)
+        free = run_raw(f"sudo -k -n -u {user} -- true", None)
+        if free.ok:
+            return False
+        if free.exit_code == 127:
+            raise BecomeFailed(self.host_id, become.user, "sudo is not installed on the host")
+        if become.password is None:
+            raise BecomeFailed(
+                self.host_id,
+                become.user,
+                f"sudo asks for a password and none was given (set become_password) "
+                f"[{_last_line(free.stderr)}]",
+            )
+        check = run_raw(f"sudo -k -S -p '' -u {user} -- true", (become.password + "\n").encode())
+        if check.ok:
+            return True
+        said = _last_line(check.stderr)
+        if "incorrect password" in check.stderr or "Sorry, try again" in check.stderr:
+            raise BecomeFailed(self.host_id, become.user, f"sudo rejected the password [{said}]")
+        raise BecomeFailed(self.host_id, become.user, said or f"sudo exited {check.exit_code}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

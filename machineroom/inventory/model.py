@@ -119,6 +119,8 @@ class Host:
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     var_sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     location: Location | None = None
+    # where each field (`port`, `tunnel`, `ssh_key`, ...) was written, for errors found later
+    field_locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def address(self) -> str:

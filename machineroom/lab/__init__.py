@@ -1,1 +1,593 @@
-"""machineroom.lab"""
+"""The lab: disposable real SSH hosts on this machine, for tests and for trying playbooks.
+
+Host I of a lab is a real OpenSSH sshd on `NET.I:PORT`, running in its own mount, uts, ipc and
+pid namespaces with a copy-on-write overlay of the real root (`host_init.sh` is its PID 1).
+This module owns starting, finding, checking and stopping labs; docs/lab.md tells the design.
+
+A lab lives in one directory (`/tmp/lab-*`): controller key, known_hosts, ssh_config,
+inventory.yml, hosts.json (what `load_lab` reads) and each host's console log. Every process
+of a lab carries `LAB_ID=<lab dir>` in its environment; that tag is how `stop_lab` finds them,
+even those of a run that was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from machineroom.errors import MachineroomError
+
+__all__ = [
+    "DEFAULT_LAB_DIR",
+    "HostStatus",
+    "Lab",
+    "LabError",
+    "LabHost",
+    "LabHostError",
+    "lab_status",
+    "load_lab",
+    "start_lab",
+    "stop_lab",
+]
+
+DEFAULT_LAB_DIR = "/tmp/lab-mr"
+# user -> password; root logs in by key only. deploy: NOPASSWD sudo; ops: sudo asks.
+USERS: dict[str, str | None] = {"root": None, "deploy": "deploy-pass", "ops": "ops-pass"}
+SUDOERS = "deploy ALL=(ALL:ALL) NOPASSWD: ALL\nops ALL=(ALL:ALL) ALL\n"
+# Taken from the bounding set of everything in a host, so that a playbook cannot change the
+# real machine's modules, clock, raw devices, kernel log or (shared) network.
+DROP_CAPS = "-sys_module,-sys_time,-sys_rawio,-syslog,-mac_admin,-mac_override,-net_admin"
+# Real directories shown empty in hosts: the machine's dotfiles and files stay invisible
+# (root's real .bashrc may start pyenv and make every ssh command slow).
+MASKED = ("root", "home")
+INIT_SCRIPT = Path(__file__).with_name("host_init.sh")
+HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+LAB_DIR_RE = re.compile(r"/tmp/lab-[A-Za-z0-9._-]+")
+SSHD_CONFIG = """\
+# machineroom lab host
+Include /etc/ssh/sshd_config.d/*.conf
+HostKey /etc/ssh/ssh_host_ed25519_key
+PidFile /run/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitEmptyPasswords no
+UsePAM yes
+UseDNS no
+# many parallel connections from one test controller
+MaxStartups 200:30:400
+MaxSessions 100
+X11Forwarding no
+PrintMotd no
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+# pids this process spawned, per lab dir: stop_lab reaps them so no zombie stays behind.
+_spawned: dict[str, list[int]] = {}
+
+
+class LabError(MachineroomError):
+    """The lab cannot start or stop: wrong machine, wrong directory, addresses taken."""
+
+
+class LabHostError(LabError):
+    """Hosts died or did not answer in time; carries each one's console log tail."""
+
+    def __init__(self, problem: str, consoles: dict[str, str]) -> None:
+        self.problem = problem
+        self.consoles = consoles
+        text = problem
+        for name, tail in consoles.items():
+            text += f"\n--- console of {name} ---\n{tail.rstrip() or '(empty)'}"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One lab host: its name (`h3`) and where its sshd listens."""
+
+    name: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A running lab: the files a client needs, its hosts and its users' passwords."""
+
+    lab_dir: str
+    key: str  # the controller's private key; root, deploy and ops accept it
+    known_hosts: str  # every host's key, OpenSSH format
+    ssh_config: str  # `ssh -F <ssh_config> h1` works
+    hosts: tuple[LabHost, ...]
+    users: dict[str, str | None]  # user -> password, None = key only
+    inventory: str  # machineroom YAML inventory of the hosts, group `lab`
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """What `lab_status` saw of one host: its PID 1's parent alive, and its sshd banner."""
+
+    host: LabHost
+    pid: int
+    alive: bool
+    banner: str | None  # None when sshd did not answer
+
+
+def start_lab(
+    count: int,
+    lab_dir: str = DEFAULT_LAB_DIR,
+    net: str = "127.0.1",
+    first: int = 1,
+    port: int = 22,
+    pam_nodelay: bool = False,
+    ready_timeout: float = 30,
+) -> Lab:
+    """Start `count` hosts h<first>.. on <net>.<first>..:<port>; return when all answer.
+
+    Any lab already in `lab_dir` (even from a killed run) is stopped first. With
+    `pam_nodelay`, a wrong password is refused at once instead of after about 3 s.
+    Raises LabError when the machine cannot run a lab, LabHostError when a host died or
+    did not answer within `ready_timeout` seconds (the lab is then stopped).
+    """
+    lab_dir = _check_lab_dir(lab_dir)
+    if count < 1 or first < 1 or first + count - 1 > 254:
+        raise LabError(f"hosts {first}..{first + count - 1} do not fit in {net}.1..254")
+    if not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}", net):
+        raise LabError(f"net must be three octets in 127.0.0.0/8, like 127.0.1 (got {net!r})")
+    tools = _check_machine()
+    stop_lab(lab_dir)
+    hosts = tuple(LabHost(f"h{i}", f"{net}.{i}", port) for i in range(first, first + count))
+    _check_free(hosts)
+    root = Path(lab_dir)
+    root.mkdir(mode=0o700)
+    key_pub = _write_key(root / "id_ed25519", "machineroom-lab")
+    _build_seed(root, hosts, key_pub, pam_nodelay)
+    lines = []
+    for host in hosts:
+        pub = _build_host_layer(root / "hosts" / host.name, host)
+        where = host.address if port == 22 else f"[{host.address}]:{port}"
+        lines.append(f"{where} {pub}\n")
+    (root / "known_hosts").write_text("".join(lines))
+    pids = [_spawn(root, host, tools["unshare"]) for host in hosts]
+    _spawned[lab_dir] = pids
+    lab = _write_client_files(root, hosts, pids)
+    _wait_ready(lab, pids, ready_timeout)
+    return lab
+
+
+def stop_lab(lab_dir: str = DEFAULT_LAB_DIR) -> None:
+    """Kill every process of the lab in `lab_dir` and remove the directory.
+
+    Safe to call when nothing runs, and after a crash: processes are found by their
+    `LAB_ID` tag, not by a file a dead run may not have written.
+    """
+    lab_dir = _check_lab_dir(lab_dir)
+    # SIGKILL is enough: `unshare --kill-child` passes it to the host's PID 1, whose death
+    # makes the kernel kill its pid namespace and free its mounts and tmpfs.
+    for pid in _tagged_pids(lab_dir):
+        _kill(pid)
+    for pid in _spawned.pop(lab_dir, []):
+        with contextlib.suppress(ChildProcessError):  # already reaped: it died during start
+            os.waitpid(pid, 0)
+    deadline = time.monotonic() + 10
+    while alive := _tagged_pids(lab_dir):
+        if time.monotonic() > deadline:
+            raise LabError(f"lab {lab_dir}: processes still alive after SIGKILL: {alive}")
+        for pid in alive:  # started after our first sweep (a start racing this stop)
+            _kill(pid)
+        time.sleep(0.01)
+    # Nothing is ever mounted in the real mount table; unmount defensively all the same,
+    # so that removing the directory can never reach into a mounted file system.
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    for mount in sorted((m for m in mounts if m.startswith(lab_dir + "/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    if os.path.lexists(lab_dir):
+        raise LabError(f"lab {lab_dir}: could not remove the directory")
+
+
+def load_lab(lab_dir: str = DEFAULT_LAB_DIR) -> Lab:
+    """Read the lab in `lab_dir` from its hosts.json; LabError if there is none."""
+    lab_dir = _check_lab_dir(lab_dir)
+    try:
+        data = json.loads(Path(lab_dir, "hosts.json").read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab in {lab_dir} (start one: machineroom lab up 3)") from None
+    return Lab(
+        lab_dir=data["lab_dir"],
+        key=data["key"],
+        known_hosts=data["known_hosts"],
+        ssh_config=data["ssh_config"],
+        hosts=tuple(LabHost(h["name"], h["address"], h["port"]) for h in data["hosts"]),
+        users=dict(data["users"]),
+        inventory=data["inventory"],
+    )
+
+
+def lab_status(lab_dir: str = DEFAULT_LAB_DIR) -> tuple[HostStatus, ...]:
+    """Check each host of the lab in `lab_dir`; an empty tuple when no lab is there."""
+    lab_dir = _check_lab_dir(lab_dir)
+    path = Path(lab_dir, "hosts.json")
+    if not path.exists():
+        return ()
+    lab, pids = load_lab(lab_dir), json.loads(path.read_text())["pids"]
+
+    def one(item: tuple[LabHost, int]) -> HostStatus:
+        host, pid = item
+        return HostStatus(host, pid, _alive(pid), _banner(host, timeout=2))
+
+    with ThreadPoolExecutor(min(32, len(lab.hosts))) as pool:
+        return tuple(pool.map(one, zip(lab.hosts, pids, strict=True)))
+
+
+# ----------------------------------------------------------------- checks
+
+
+def _check_lab_dir(lab_dir: str) -> str:
+    # stop_lab removes the directory recursively: accept nothing but a lab dir.
+    path = os.path.normpath(os.path.abspath(lab_dir))
+    if not LAB_DIR_RE.fullmatch(path):
+        raise LabError(f"lab dir must be /tmp/lab-NAME (letters, digits, . _ -), got {lab_dir!r}")
+    return path
+
+
+def _check_machine() -> dict[str, str]:
+    if os.geteuid() != 0:
+        raise LabError("the lab must run as root (it mounts file systems in new namespaces)")
+    tools = {}
+    for tool, package in [
+        ("sshd", "openssh-server"),
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+        ("openssl", "openssl"),
+        ("sudo", "sudo"),
+    ]:
+        found = shutil.which(tool, path=HOST_PATH)
+        if found is None:
+            raise LabError(f"the lab needs {tool}: apt-get install -y {package}")
+        tools[tool] = found
+    return tools
+
+
+def _check_free(hosts: tuple[LabHost, ...]) -> None:
+    # Another lab (or sshd) on our addresses would answer in our hosts' place.
+    taken = [f"{h.address}:{h.port}" for h in hosts if _banner(h, timeout=0.5) is not None]
+    if taken:
+        raise LabError(
+            f"already in use by another server: {', '.join(taken)}"
+            " (stop that lab, or choose other addresses with --net or --first)"
+        )
+
+
+# ----------------------------------------------------------------- building
+
+
+def _write_key(path: Path, comment: str) -> str:
+    """Write a new ed25519 key pair (OpenSSH format); return the public key line."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    pub_path = path.with_name(path.name + ".pub")
+    pub_path.write_text(public.decode() + f" {comment}\n")
+    os.chmod(pub_path, 0o644)
+    return public.decode()
+
+
+def _mkdirs(upper: Path, rel: str) -> Path:
+    """Create upper/rel, each directory with the mode and owner of the real one.
+
+    In an overlay, an upper directory's attributes win over the real one's.
+    """
+    upper.mkdir(mode=0o700, parents=True, exist_ok=True)  # lab-internal, never seen by hosts
+    path, real = upper, Path("/")
+    for part in Path(rel).parts:
+        path, real = path / part, real / part
+        if not path.exists():
+            path.mkdir()
+            st = real.stat() if real.exists() else None
+            os.chmod(path, stat.S_IMODE(st.st_mode) if st else 0o755)
+            os.chown(path, st.st_uid if st else 0, st.st_gid if st else 0)
+    return path
+
+
+def _put(
+    upper: Path, rel: str, content: str | bytes, mode: int, uid: int = 0, gid: int = 0
+) -> None:
+    path = _mkdirs(upper, os.path.dirname(rel)) / os.path.basename(rel)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.chmod(path, mode)
+    os.chown(path, uid, gid)
+
+
+def _build_seed(root: Path, hosts: tuple[LabHost, ...], key_pub: str, nodelay: bool) -> None:
+    """The upper layer every host starts from (layer/upper) and the /dev, /run templates."""
+    layer = root / "layer"
+    layer.mkdir(mode=0o700)
+    (layer / "work").mkdir()
+    (layer / "root").mkdir()
+    upper = _mkdirs(layer, "upper")
+    os.chmod(upper, 0o755)
+    authorized = key_pub + " machineroom-lab\n"
+    ids = _write_users(upper)
+    _put(upper, "etc/sudoers.d/lab", SUDOERS, 0o440)
+    for rel in (*MASKED, "etc/ssh/sshd_config.d"):
+        # an opaque upper directory hides the real one's contents
+        os.setxattr(_mkdirs(upper, rel), "trusted.overlay.opaque", b"y")
+    _put(upper, "root/.ssh/authorized_keys", authorized, 0o600)
+    os.chmod(upper / "root", 0o700)
+    os.chmod(upper / "root/.ssh", 0o700)
+    for dot in ("bashrc", "profile"):  # Debian's pristine root dotfiles
+        src = Path(f"/usr/share/base-files/dot.{dot}")
+        if src.exists():
+            _put(upper, f"root/.{dot}", src.read_bytes(), 0o644)
+    for user, (uid, gid) in ids.items():
+        home = upper / "home" / user
+        home.mkdir(mode=0o750)
+        if Path("/etc/skel").is_dir():
+            shutil.copytree("/etc/skel", home, dirs_exist_ok=True)
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh/authorized_keys").write_text(authorized)
+        for path in (home, *home.rglob("*")):
+            os.lchown(path, uid, gid)
+        os.chmod(home, 0o750)
+    _put(upper, "etc/ssh/sshd_config", SSHD_CONFIG, 0o644)
+    for real in Path("/etc/ssh").glob("ssh_host_*"):
+        if "ed25519" in real.name:  # each host's own key replaces it
+            continue
+        # whiteouts (char 0:0): the machine's own host keys are not visible in hosts
+        os.mknod(upper / "etc/ssh" / real.name, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    # no syslog in a host: /etc/init.d/ssh (re)starts sshd logging to a file
+    _put(upper, "etc/default/ssh", 'SSHD_OPTS="-E /var/log/sshd.log"\n', 0o644)
+    if nodelay:  # pam_unix waits about 3 s after a wrong password; tests need not
+        common = Path("/etc/pam.d/common-auth").read_text()
+        common = re.sub(r"(?m)^(auth\s.*pam_unix\.so.*)$", r"\1 nodelay", common)
+        _put(upper, "etc/pam.d/common-auth", common, 0o644)
+    etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    etc_hosts += "".join(f"{h.address}\t{h.name}\n" for h in hosts)
+    _put(upper, "etc/hosts", etc_hosts, 0o644)
+
+    runtime = root / "runtime"
+    runtime.mkdir(mode=0o700)
+    dev = _mkdirs(runtime, "dev")
+    for name, minor in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)]:
+        os.mknod(dev / name, stat.S_IFCHR, os.makedev(1, minor))
+    os.mknod(dev / "tty", stat.S_IFCHR, os.makedev(5, 0))
+    for node in ("null", "zero", "full", "random", "urandom", "tty"):
+        os.chmod(dev / node, 0o666)  # mknod's mode is cut by the umask
+    for name, target in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ]:
+        (dev / name).symlink_to(target)
+    for name, mode in [("sshd", 0o755), ("lock", 0o1777)]:
+        (runtime / "run" / name).mkdir(parents=True)
+        os.chmod(runtime / "run" / name, mode)
+    os.chmod(runtime / "run", 0o755)
+    os.chmod(dev, 0o755)
+
+
+def _write_users(upper: Path) -> dict[str, tuple[int, int]]:
+    """Add the lab users to copies of the real user database; return uid, gid per user."""
+    lab_users = [u for u, pw in USERS.items() if pw is not None]
+    files = {name: Path("/etc", name).read_text().splitlines() for name in ("passwd", "group")}
+    for name in ("shadow", "gshadow"):
+        files[name] = Path("/etc", name).read_text().splitlines()
+    for name, lines in files.items():  # a real user of the same name is replaced
+        files[name] = [line for line in lines if line.split(":")[0] not in lab_users]
+    used = {int(line.split(":")[2]) for line in files["passwd"] + files["group"]}
+    hashes = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input="".join(f"{USERS[u]}\n" for u in lab_users),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    today = (datetime.date.today() - datetime.date(1970, 1, 1)).days
+    ids, next_id = {}, 1000
+    for user, hashed in zip(lab_users, hashes, strict=True):
+        while next_id in used:
+            next_id += 1
+        used.add(next_id)
+        ids[user] = (next_id, next_id)
+        files["passwd"].append(f"{user}:x:{next_id}:{next_id}::/home/{user}:/bin/bash")
+        files["shadow"].append(f"{user}:{hashed}:{today}:0:99999:7:::")
+        files["group"].append(f"{user}:x:{next_id}:")
+        files["gshadow"].append(f"{user}:!::")
+    for name, lines in files.items():
+        st = Path("/etc", name).stat()
+        _put(upper, f"etc/{name}", "\n".join(lines) + "\n", stat.S_IMODE(st.st_mode), 0, st.st_gid)
+    return ids
+
+
+def _build_host_layer(host_dir: Path, host: LabHost) -> str:
+    """Write one host's own files (merged into its upper layer); return its public key."""
+    upper = _mkdirs(host_dir / "layer", "upper")
+    os.chmod(host_dir / "layer", 0o700)
+    os.chmod(upper, 0o755)
+    (host_dir / "mnt").mkdir()
+    pub = _write_key(_mkdirs(upper, "etc/ssh") / "ssh_host_ed25519_key", host.name)
+    listen = f"ListenAddress {host.address}:{host.port}\n"
+    _put(upper, "etc/ssh/sshd_config.d/00-lab-listen.conf", listen, 0o644)
+    os.setxattr(upper / "etc/ssh/sshd_config.d", "trusted.overlay.opaque", b"y")
+    _put(upper, "etc/hostname", host.name + "\n", 0o644)
+    _put(upper, "etc/machine-id", os.urandom(16).hex() + "\n", 0o444)
+    return pub
+
+
+def _write_client_files(root: Path, hosts: tuple[LabHost, ...], pids: list[int]) -> Lab:
+    key = str(root / "id_ed25519")
+    port = hosts[0].port
+    config = "".join(f"Host {h.name}\n    HostName {h.address}\n" for h in hosts)
+    config += (
+        f"Host *\n    User root\n    Port {port}\n    IdentityFile {key}\n"
+        f"    IdentitiesOnly yes\n    UserKnownHostsFile {root / 'known_hosts'}\n"
+        "    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n"
+        # the client's default key exchange (sntrup761) is slow here; this halves `ssh h true`
+        "    KexAlgorithms curve25519-sha256\n    LogLevel ERROR\n"
+    )
+    (root / "ssh_config").write_text(config)
+    inventory = f"all:\n  vars:\n    ssh_key: {key}\n  children:\n    lab:\n      hosts:\n"
+    inventory += "".join(
+        f"        {h.name}: {{host: {h.address}, user: root, port: {h.port}}}\n" for h in hosts
+    )
+    (root / "inventory.yml").write_text(inventory)
+    lab = Lab(
+        lab_dir=str(root),
+        key=key,
+        known_hosts=str(root / "known_hosts"),
+        ssh_config=str(root / "ssh_config"),
+        hosts=hosts,
+        users=dict(USERS),
+        inventory=str(root / "inventory.yml"),
+    )
+    data = {
+        "lab_dir": lab.lab_dir,
+        "key": lab.key,
+        "known_hosts": lab.known_hosts,
+        "ssh_config": lab.ssh_config,
+        "inventory": lab.inventory,
+        "users": lab.users,
+        "hosts": [{"name": h.name, "address": h.address, "port": h.port} for h in hosts],
+        "pids": pids,
+    }
+    (root / "hosts.json").write_text(json.dumps(data, indent=1) + "\n")
+    return lab
+
+
+# ----------------------------------------------------------------- processes
+
+
+def _spawn(root: Path, host: LabHost, unshare: str) -> int:
+    """Start one host in new namespaces; return the PID of its `unshare`."""
+    argv = [
+        unshare,
+        *("--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child"),
+        *("--propagation", "private", "--"),
+        *("/bin/sh", str(INIT_SCRIPT), str(root), host.name, DROP_CAPS),
+    ]
+    console = str(root / "hosts" / host.name / "console.log")
+    # A session and stdio of its own: the host must not hold the caller's terminal or
+    # pipes (subprocess.run(capture_output=True) of `machineroom lab up` would hang).
+    return os.posix_spawn(
+        unshare,
+        argv,
+        {"LAB_ID": str(root), "PATH": HOST_PATH},
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, console, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+
+
+def _wait_ready(lab: Lab, pids: list[int], timeout: float) -> None:
+    """Poll every host's sshd banner in parallel; on a death or timeout, stop and raise."""
+    deadline = time.monotonic() + timeout
+
+    def one(item: tuple[LabHost, int]) -> str | None:
+        host, pid = item
+        while True:
+            if _exited(pid):
+                return "died"
+            if _banner(host, timeout=1) is not None:
+                return None
+            if time.monotonic() > deadline:
+                return "did not answer"
+            time.sleep(0.01)
+
+    with ThreadPoolExecutor(min(64, len(lab.hosts))) as pool:
+        results = list(pool.map(one, zip(lab.hosts, pids, strict=True)))
+    failed = {h.name: r for h, r in zip(lab.hosts, results, strict=True) if r is not None}
+    if failed:
+        consoles = {}
+        for name in list(failed)[:3]:  # the first few tell the story
+            log = Path(lab.lab_dir, "hosts", name, "console.log")
+            consoles[name] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        stop_lab(lab.lab_dir)
+        listed = ", ".join(f"{n} {r}" for n, r in failed.items())
+        raise LabHostError(
+            f"lab {lab.lab_dir}: {len(failed)} of {len(lab.hosts)} hosts failed to start"
+            f" within {timeout:g}s: {listed}",
+            consoles,
+        )
+
+
+def _banner(host: LabHost, timeout: float) -> str | None:
+    """The SSH banner at the host's address, or None when nothing answers."""
+    try:
+        with socket.create_connection((host.address, host.port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = sock.recv(256)
+    except OSError:
+        return None
+    return data.split(b"\r")[0].decode(errors="replace") if data.startswith(b"SSH-") else None
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:  # not our child (or reaped): ask the kernel instead
+        return not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tagged_pids(lab_dir: str) -> list[int]:
+    """PIDs of live processes whose environment has the entry LAB_ID=<lab_dir>."""
+    tag = f"LAB_ID={lab_dir}".encode()
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or a zombie (which has no environment left)
+            continue
+        if tag in environ.split(b"\0") and int(entry.name) != os.getpid():
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

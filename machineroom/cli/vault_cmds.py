@@ -1,0 +1,257 @@
+"""`machineroom vault ...`: encrypt, decrypt, view and edit vault files; encrypt single values.
+
+The cryptography lives in `machineroom.vault`; this file only gets the password, prompts,
+runs the editor and prints. Errors are raised as MachineroomError for `cli.main` to print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from machineroom.errors import UsageError, VaultError
+from machineroom.vault import (
+    PASSWORD_ENV,
+    VaultKey,
+    encrypt_file,
+    is_vault_text,
+    read_vault_file,
+    read_vault_password,
+    write_atomic,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def password_options(func: F) -> F:
+    """The options every vault command shares: where the vault password comes from."""
+    func = click.option(
+        "--ask-vault-password",
+        "--ask-vault-pass",
+        "ask",
+        is_flag=True,
+        help="Prompt for the vault password (even when a file or the variable gives one).",
+    )(func)
+    func = click.option(
+        "--vault-password-file",
+        "password_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Read the password from the first line of FILE (mode 600). "
+        f"Else ${PASSWORD_ENV}, else a prompt on a terminal.",
+    )(func)
+    return func
+
+
+def _prompt(text: str) -> str:
+    value: str = click.prompt(text, hide_input=True, err=True)
+    return value
+
+
+def _prompt_new(text: str) -> str:
+    """Ask twice when choosing a password to encrypt with: a typo would lock the data away."""
+    value: str = click.prompt(
+        f"New {text.lower()}", hide_input=True, confirmation_prompt=True, err=True
+    )
+    return value
+
+
+def get_key(password_file: Path | None, ask: bool, *, new: bool = False) -> VaultKey:
+    """A VaultKey from --vault-password-file, $MACHINEROOM_VAULT_PASSWORD or a prompt.
+
+    A prompt happens when asked for, or when nothing else gives a password and stdin is a
+    terminal; a script without a terminal gets an error naming the three ways instead.
+    """
+    if ask and password_file is not None:
+        raise UsageError("give either --vault-password-file or --ask-vault-password, not both")
+    prompt = None
+    if ask or sys.stdin.isatty():
+        prompt = _prompt_new if new else _prompt
+    password = read_vault_password(password_file, env=None if ask else PASSWORD_ENV, prompt=prompt)
+    return VaultKey(password)
+
+
+@click.group("vault")
+def vault_group() -> None:
+    """Encrypt secrets: whole files, or single values for inventories (`!vault |`).
+
+    The password comes from --vault-password-file, $MACHINEROOM_VAULT_PASSWORD, or a prompt.
+    """
+
+
+@vault_group.command("encrypt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@password_options
+def encrypt_command(files: tuple[Path, ...], password_file: Path | None, ask: bool) -> None:
+    """Encrypt FILES in place (each keeps its mode; written atomically)."""
+    for path in files:  # check every file before asking for a password or changing any
+        if is_vault_text(_peek(path)):
+            raise VaultError(f"{path}: already encrypted")
+    key = get_key(password_file, ask, new=True)
+    for path in files:
+        encrypt_file(path, key)
+        click.echo(f"encrypted {path}", err=True)
+
+
+@vault_group.command("decrypt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@password_options
+def decrypt_command(files: tuple[Path, ...], password_file: Path | None, ask: bool) -> None:
+    """Decrypt FILES in place (each keeps its mode; written atomically)."""
+    for path in files:
+        if not is_vault_text(_peek(path)):
+            raise VaultError(f"{path}: not encrypted")
+    key = get_key(password_file, ask)
+    # Decrypt everything first, so a wrong password or a damaged file changes nothing.
+    plain = [(path, read_vault_file(path, key)) for path in files]
+    for path, data in plain:
+        write_atomic(os.path.realpath(path), data)
+        click.echo(f"decrypted {path}", err=True)
+
+
+@vault_group.command("view")
+@click.argument("file", type=click.Path(path_type=Path))
+@password_options
+def view_command(file: Path, password_file: Path | None, ask: bool) -> None:
+    """Print the plaintext of an encrypted FILE to stdout."""
+    key = get_key(password_file, ask)
+    data = read_vault_file(file, key)
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+
+
+@vault_group.command("edit")
+@click.argument("file", type=click.Path(path_type=Path))
+@password_options
+def edit_command(file: Path, password_file: Path | None, ask: bool) -> None:
+    """Edit an encrypted FILE with $VISUAL/$EDITOR; a missing FILE is created.
+
+    The plaintext lives only in a private temporary folder (mode 700, in RAM when /dev/shm
+    exists), is overwritten and removed afterwards, and FILE is rewritten only if it changed.
+    """
+    exists = file.exists()
+    if exists and not is_vault_text(_peek(file)):
+        raise VaultError(f"{file}: not encrypted; run `machineroom vault encrypt {file}` first")
+    key = get_key(password_file, ask, new=not exists)
+    before = read_vault_file(file, key) if exists else b""
+    with _private_copy(file.name, before) as scratch:
+        _run_editor(scratch)
+        after = scratch.read_bytes()
+    if after == before:
+        click.echo(f"{file}: no changes; not rewritten", err=True)
+        return
+    write_atomic(os.path.realpath(file), key.encrypt_bytes(after).encode("ascii"))
+    click.echo(f"{'saved' if exists else 'created'} {file}", err=True)
+
+
+@vault_group.command("encrypt-string")
+@click.argument("value", required=False)
+@click.option("--name", "-n", default=None, help="Print `NAME: !vault |` ready to paste.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from stdin.")
+@click.option(
+    "--oneline",
+    is_flag=True,
+    help="One line, no newlines: for the server-list format or a plain YAML string.",
+)
+@password_options
+def encrypt_string_command(
+    value: str | None,
+    name: str | None,
+    from_stdin: bool,
+    oneline: bool,
+    password_file: Path | None,
+    ask: bool,
+) -> None:
+    """Encrypt one VALUE for an inventory or vars file.
+
+    Without VALUE or --stdin, asks for it on a terminal (nothing lands in shell history).
+    One trailing newline of stdin is dropped. Each value has its own salt, so each costs one
+    key derivation (~0.1 s) to encrypt and to decrypt.
+    """
+    if value is not None and from_stdin:
+        raise UsageError("give VALUE or --stdin, not both")
+    if value is None:
+        if from_stdin or not sys.stdin.isatty():
+            value = sys.stdin.read()
+            value = value[:-1] if value.endswith("\n") else value
+            value = value[:-1] if value.endswith("\r") else value
+        else:
+            value = click.prompt(
+                "Value to encrypt", hide_input=True, confirmation_prompt=True, err=True
+            )
+    if not value:
+        raise UsageError("nothing to encrypt: the value is empty")
+    key = get_key(password_file, ask, new=True)
+    click.echo(render_encrypted_value(key.encrypt(value, oneline=oneline), name, oneline))
+
+
+def render_encrypted_value(text: str, name: str | None, oneline: bool) -> str:
+    """Format vault text for pasting: `NAME: !vault |` + indented block, or the one-line form."""
+    prefix = f"{name}: " if name else ""
+    if oneline:
+        return prefix + text
+    block = "\n".join("  " + line for line in text.rstrip("\n").split("\n"))
+    return f"{prefix}!vault |\n{block}"
+
+
+def _peek(path: Path) -> str:
+    """The first bytes of a file as text, enough to see a vault header; VaultError if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(256).decode("ascii", "replace")
+    except FileNotFoundError:
+        raise VaultError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VaultError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise VaultError(f"{path}: permission denied") from None
+
+
+@contextlib.contextmanager
+def _private_copy(name: str, data: bytes) -> Iterator[Path]:
+    """A plaintext copy in a fresh 700 folder, overwritten with zeros and removed on exit."""
+    # /dev/shm keeps the plaintext off disk; it is tmpfs on Linux.
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    folder = Path(tempfile.mkdtemp(prefix="machineroom-vault-", dir=base))  # mode 700
+    scratch = folder / name  # same name, so the editor picks the right syntax highlighting
+    try:
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        yield scratch
+    finally:
+        # Editors leave swap and backup files beside the file: wipe everything in the folder.
+        for leftover in folder.iterdir():
+            with contextlib.suppress(OSError):
+                if leftover.is_file() and not leftover.is_symlink():
+                    size = leftover.stat().st_size
+                    with open(leftover, "r+b") as handle:
+                        handle.write(b"\0" * size)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_editor(path: Path) -> None:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    command = [*shlex.split(editor), str(path)]
+    try:
+        result = subprocess.run(command, check=False)
+    except FileNotFoundError:
+        raise VaultError(f"editor not found: {command[0]} (set $EDITOR)") from None
+    if result.returncode != 0:
+        raise VaultError(
+            f"the editor exited with status {result.returncode}; the vault file is unchanged"
+        )

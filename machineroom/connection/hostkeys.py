@@ -1,0 +1,301 @@
+"""Host key verification against OpenSSH known_hosts files.
+
+paramiko's and Fabric's default is to accept any key silently; machineroom never does. A key is
+checked against every known_hosts file we were given (the project's file, the user's
+`~/.ssh/known_hosts`, the system file), with OpenSSH's syntax: comma-separated patterns with
+`*`, `?` and `!`, hashed names (`|1|salt|hash`), `[host]:port` names, `@revoked` markers.
+
+- known key: accepted;
+- unknown host: refused with the fingerprint and how to trust it, or, when asked
+  (`accept_new`), appended to the project file under a lock (threads and processes alike);
+- changed key (the host is known with other keys): always refused, naming file and line.
+
+This module is pure stdlib: the SSH layer hands it the key's type and blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import hmac
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from machineroom.errors import HostKeyError
+
+__all__ = [
+    "KnownHostEntry",
+    "KnownHosts",
+    "fingerprint",
+    "host_key_name",
+    "parse_known_hosts",
+]
+
+DEFAULT_USER_FILE = "~/.ssh/known_hosts"
+SYSTEM_FILE = "/etc/ssh/ssh_known_hosts"
+
+
+def host_key_name(hostname: str, port: int) -> str:
+    """The name known_hosts uses for a server: `host` on port 22, else `[host]:port`."""
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def fingerprint(blob: bytes) -> str:
+    """The key's SHA256 fingerprint exactly as OpenSSH prints it (`SHA256:...`, no padding)."""
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def key_label(key_type: str) -> str:
+    """`ED25519`, `ECDSA`, `RSA`: the short type name OpenSSH shows beside a fingerprint."""
+    if key_type.startswith("ssh-"):
+        return key_type[4:].upper()
+    if key_type.startswith("ecdsa"):
+        return "ECDSA"
+    if key_type.startswith("rsa"):
+        return "RSA"
+    return key_type.upper()
+
+
+@dataclass(frozen=True)
+class KnownHostEntry:
+    """One usable line of a known_hosts file."""
+
+    file: str
+    line: int
+    patterns: str  # the first field as written (may be hashed)
+    key_type: str
+    blob: bytes
+    marker: str | None = None  # "@revoked" or "@cert-authority"
+
+    @property
+    def where(self) -> str:
+        """`file:line`, for messages."""
+        return f"{self.file}:{self.line}"
+
+    def matches(self, name: str) -> bool:
+        """True when this entry's host field names `name` (already in `[host]:port` form)."""
+        return _patterns_match(self.patterns, name)
+
+
+def _wildcard(pattern: str, name: str) -> bool:
+    # fnmatch would read `[127.0.0.1]:2222` as a character class: only * and ? are wild here.
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()
+    )
+    return re.fullmatch(regex, name.lower()) is not None
+
+
+def _hashed_match(field: str, name: str) -> bool:
+    parts = field.split("|")
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        salt = base64.b64decode(parts[2])
+        wanted = base64.b64decode(parts[3])
+    except (binascii.Error, ValueError):
+        return False
+    got = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return hmac.compare_digest(got, wanted)
+
+
+def _patterns_match(field: str, name: str) -> bool:
+    if field.startswith("|"):
+        return _hashed_match(field, name)
+    matched = False
+    for pattern in field.split(","):
+        if pattern.startswith("!"):
+            # OpenSSH: a matching negation excludes the host whatever else matches
+            if _wildcard(pattern[1:], name):
+                return False
+        elif _wildcard(pattern, name):
+            matched = True
+    return matched
+
+
+def parse_known_hosts(text: str, file: str) -> list[KnownHostEntry]:
+    """Every well-formed line of a known_hosts file; comments and broken lines are skipped."""
+    entries: list[KnownHostEntry] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = None
+        if fields[0].startswith("@"):
+            marker, fields = fields[0], fields[1:]
+        if len(fields) < 3:
+            continue
+        try:
+            blob = base64.b64decode(fields[2], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        entries.append(KnownHostEntry(file, number, fields[0], fields[1], blob, marker))
+    return entries
+
+
+# Parsed files keyed by path, reused while (mtime, size) stay the same: 50 hosts connecting at
+# once should not parse a user's long known_hosts 50 times.
+_cache: dict[str, tuple[tuple[int, int], list[KnownHostEntry]]] = {}
+_cache_lock = threading.Lock()
+# One lock per file we append to; flock() below covers other processes.
+_record_locks: dict[str, threading.Lock] = {}
+
+
+def _load(path: str) -> list[KnownHostEntry]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            entries = parse_known_hosts(f.read(), path)
+    except OSError:
+        return []
+    with _cache_lock:
+        _cache[path] = (stamp, entries)
+    return entries
+
+
+def _display(path: str) -> str:
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and path.startswith(home + os.sep):
+        return "~" + path[len(home) :]
+    return path
+
+
+class KnownHosts:
+    """The known_hosts files one connection checks, and where new keys are recorded.
+
+    `files` are read in order; `record_to` receives first-seen keys when `accept_new` is set.
+    """
+
+    def __init__(
+        self,
+        files: Iterable[str],
+        *,
+        record_to: str | None = None,
+        accept_new: bool = False,
+    ) -> None:
+        seen: list[str] = []
+        for f in (*files, *([record_to] if record_to else [])):
+            path = os.path.abspath(os.path.expanduser(f))
+            if path not in seen:
+                seen.append(path)
+        self.files: tuple[str, ...] = tuple(seen)
+        self.record_to = os.path.abspath(os.path.expanduser(record_to)) if record_to else None
+        self.accept_new = accept_new
+
+    def entries_for(self, name: str) -> list[KnownHostEntry]:
+        """Every entry in our files that names `name` (`host` or `[host]:port`)."""
+        return [e for f in self.files for e in _load(f) if e.matches(name)]
+
+    def key_types_for(self, name: str) -> list[str]:
+        """Key types already known for `name`, so the client can ask the server for those first
+        (otherwise a host known by its ECDSA key that also has ED25519 would look changed)."""
+        types: list[str] = []
+        for e in self.entries_for(name):
+            if e.marker is None and e.key_type not in types:
+                types.append(e.key_type)
+        return types
+
+    def check(self, host_id: str, name: str, key_type: str, blob: bytes, what: str = "") -> None:
+        """Accept the server's key or raise HostKeyError.
+
+        `host_id` names the inventory host in the error; `name` is the known_hosts name
+        (`host` or `[host]:port`); `what` prefixes the reason, e.g. "jump host 'bastion'".
+        """
+        entries = self.entries_for(name)
+        self._verify(host_id, name, key_type, blob, what, entries)
+        if any(e.marker is None and e.blob == blob for e in entries):
+            return
+        if not self.accept_new or self.record_to is None:
+            raise HostKeyError(host_id, self._unknown_message(name, key_type, blob, what))
+        self._record(host_id, name, key_type, blob, what)
+
+    def _verify(
+        self,
+        host_id: str,
+        name: str,
+        key_type: str,
+        blob: bytes,
+        what: str,
+        entries: Sequence[KnownHostEntry],
+    ) -> None:
+        """Raise for a revoked or changed key; return when the key is known or the host new."""
+        prefix = f"{what}: " if what else ""
+        for e in entries:
+            if e.marker == "@revoked" and e.blob == blob:
+                raise HostKeyError(
+                    host_id,
+                    f"{prefix}{name} presents a REVOKED host key {key_label(key_type)} "
+                    f"{fingerprint(blob)} (revoked in {_display(e.file)}:{e.line}); refusing",
+                )
+        plain = [e for e in entries if e.marker is None]
+        if not plain or any(e.blob == blob for e in plain):
+            return
+        old = next((e for e in plain if e.key_type == key_type), plain[0])
+        raise HostKeyError(
+            host_id,
+            f"{prefix}HOST KEY CHANGED for {name}: it presents {key_label(key_type)} "
+            f"{fingerprint(blob)}, but {_display(old.file)}:{old.line} holds "
+            f"{key_label(old.key_type)} {fingerprint(old.blob)}. Someone may be intercepting the "
+            f"connection, or the host was reinstalled; if you know it was, remove the old key "
+            f"with: ssh-keygen -R '{name}' -f {_display(old.file)}",
+        )
+
+    def _unknown_message(self, name: str, key_type: str, blob: bytes, what: str) -> str:
+        prefix = f"{what}: " if what else ""
+        where = ", ".join(_display(f) for f in self.files) or "no known_hosts file"
+        host, port = _split_name(name)
+        port_opt = f"-p {port} " if port != 22 else ""
+        target = _display(self.record_to or (self.files[0] if self.files else DEFAULT_USER_FILE))
+        algo = key_type.removeprefix("ssh-").split("-")[0]
+        return (
+            f"{prefix}unknown host key for {name}: {key_label(key_type)} {fingerprint(blob)} "
+            f"(not in {where}). If that fingerprint is the host's, trust it by running again "
+            f"with --accept-new-host-keys, or add it with: "
+            f"ssh-keyscan {port_opt}-t {algo} {host} >> {target}"
+        )
+
+    def _record(self, host_id: str, name: str, key_type: str, blob: bytes, what: str) -> None:
+        """Append the key to `record_to`, unless another thread or process just did."""
+        path = self.record_to
+        assert path is not None
+        with _cache_lock:
+            lock = _record_locks.setdefault(path, threading.Lock())
+        folder = os.path.dirname(path)
+        if folder and not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
+        line = f"{name} {key_type} {base64.b64encode(blob).decode()}\n"
+        with lock:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # Re-read under the lock: a parallel connection may have recorded this host.
+                with open(fd, encoding="utf-8", errors="replace", closefd=False) as f:
+                    f.seek(0)
+                    current = [e for e in parse_known_hosts(f.read(), path) if e.matches(name)]
+                self._verify(host_id, name, key_type, blob, what, current)
+                if any(e.marker is None and e.blob == blob for e in current):
+                    return
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)  # closing drops the flock
+
+
+def _split_name(name: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[(.+)\]:(\d+)", name)
+    if m:
+        return m.group(1), int(m.group(2))
+    return name, 22

@@ -1,0 +1,154 @@
+"""One persistent connection per host for a whole run, shared by worker threads.
+
+`get(host)` opens a host's connection the first time, then hands out the same one after a cheap
+health check (no round trip); a connection found dead is reopened once, and if that fails the
+error (Unreachable, AuthFailed, ...) goes to the caller. `run()` also survives a session that
+died between two commands: when the channel could not even be opened, the command never
+started, so it reconnects and runs it once more. A command that was cut off after it started is
+never repeated: that is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from machineroom.connection.base import (
+    Become,
+    CommandResult,
+    Connection,
+    ConnectOptions,
+    SessionDropped,
+)
+from machineroom.inventory.model import Host, TunnelProfile
+
+__all__ = ["ConnectionPool", "open_connection"]
+
+_NO_TUNNELS: Mapping[str, TunnelProfile] = MappingProxyType({})
+
+Opener = Callable[[Host, ConnectOptions, Mapping[str, TunnelProfile]], Connection]
+
+
+def open_connection(
+    host: Host,
+    options: ConnectOptions | None = None,
+    tunnels: Mapping[str, TunnelProfile] = _NO_TUNNELS,
+) -> Connection:
+    """An opened connection to `host`: local for `connection: local`, else SSH.
+
+    Raises Unreachable, AuthFailed or HostKeyError when it cannot be opened.
+    """
+    options = options or ConnectOptions()
+    conn: Connection
+    if host.connection == "local":
+        from machineroom.connection.local import LocalConnection
+
+        conn = LocalConnection(host, options)
+    else:
+        # Imported here: paramiko and fabric take ~0.25 s to import, which a run that needs
+        # no SSH (plan, validate, local) should not pay.
+        from machineroom.connection.ssh import SSHConnection
+
+        conn = SSHConnection(host, options, tunnels)
+    conn.open()
+    return conn
+
+
+class ConnectionPool:
+    """Connections by host id, opened on first use, reused, health-checked; thread-safe.
+
+    Use as a context manager (or call `close_all()`) so every session is closed at the end.
+    `opener` is for tests that need a different kind of connection.
+    """
+
+    def __init__(
+        self,
+        options: ConnectOptions | None = None,
+        tunnels: Mapping[str, TunnelProfile] = _NO_TUNNELS,
+        *,
+        opener: Opener | None = None,
+    ) -> None:
+        self.options = options or ConnectOptions()
+        self.tunnels = tunnels
+        self._opener: Opener = opener or open_connection
+        self._connections: dict[str, Connection] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts, never held while connecting
+        self.opened = 0  # connections opened, reopens included (for reports and tests)
+
+    def _host_lock(self, host_id: str) -> threading.Lock:
+        with self._lock:
+            return self._host_locks.setdefault(host_id, threading.Lock())
+
+    def get(self, host: Host) -> Connection:
+        """The host's open connection: reused when alive, (re)opened otherwise."""
+        with self._host_lock(host.id):
+            with self._lock:
+                conn = self._connections.get(host.id)
+            if conn is not None and conn.is_alive():
+                return conn
+            return self._open(host, conn)
+
+    def _open(self, host: Host, dead: Connection | None) -> Connection:
+        """Open (or reopen once) under the host's lock; errors go to the caller."""
+        if dead is not None:
+            dead.close()
+            with self._lock:
+                self._connections.pop(host.id, None)
+        conn = self._opener(host, self.options, self.tunnels)
+        with self._lock:
+            self._connections[host.id] = conn
+            self.opened += 1
+        return conn
+
+    def run(
+        self,
+        host: Host,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        become: Become | None = None,
+    ) -> CommandResult:
+        """Run a command on the host's pooled connection, reconnecting once if the session
+        had died before the command could start."""
+        conn = self.get(host)
+        try:
+            return conn.run(command, stdin=stdin, timeout=timeout, become=become)
+        except SessionDropped as e:
+            if e.started:
+                raise
+        with self._host_lock(host.id):
+            with self._lock:
+                current = self._connections.get(host.id)
+            # Another thread may have reopened it already; otherwise reopen it now.
+            if current is conn or current is None or not current.is_alive():
+                current = self._open(host, current)
+        return current.run(command, stdin=stdin, timeout=timeout, become=become)
+
+    def close(self, host: Host) -> None:
+        """Close one host's connection, if open."""
+        with self._host_lock(host.id):
+            with self._lock:
+                conn = self._connections.pop(host.id, None)
+            if conn is not None:
+                conn.close()
+
+    def close_all(self) -> None:
+        """Close every connection; the pool can be used again afterwards."""
+        with self._lock:
+            conns = list(self._connections.values())
+            self._connections.clear()
+        for conn in conns:
+            conn.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def __enter__(self) -> ConnectionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_all()

@@ -1,0 +1,609 @@
+"""SSH connections: Fabric for connecting (ssh config, auth, jump hosts), paramiko for commands.
+
+Fabric's `Connection` resolves `~/.ssh/config` (HostName, User, Port, IdentityFile, ProxyJump)
+and authenticates; we replace its accept-anything host key policy with `hostkeys.KnownHosts`,
+set TCP_NODELAY on the socket and prefer curve25519 key exchange. Commands do not go through
+Fabric's `run()` (invoke's polling loop costs ~10 ms each): `run()` execs on a fresh session
+channel of the same transport, sends stdin, and reads stdout and stderr as they come.
+
+paramiko and socket exceptions are translated where they enter, in `_translating()`, into
+Unreachable, AuthFailed and HostKeyError with one-line messages that never hold a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+import fabric
+import paramiko
+from paramiko.config import SSHConfig
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from machineroom.connection.base import (
+    Become,
+    CommandResult,
+    ConnectOptions,
+    SessionDropped,
+    SudoPlanner,
+)
+from machineroom.connection.hostkeys import (
+    DEFAULT_USER_FILE,
+    SYSTEM_FILE,
+    KnownHosts,
+    host_key_name,
+)
+from machineroom.errors import (
+    AuthFailed,
+    CommandTimeout,
+    HostKeyError,
+    InputError,
+    MachineroomError,
+    Unreachable,
+)
+from machineroom.inventory.model import Host, TunnelProfile, TunnelType
+
+__all__ = ["SSHConnection"]
+
+_NO_TUNNELS: Mapping[str, TunnelProfile] = MappingProxyType({})
+_READ_SIZE = 65536
+# stdin up to this size fits in the server's channel window (OpenSSH: 2 MB), so sendall()
+# cannot block before we read; bigger input is sent from a thread to avoid a deadlock with a
+# command that writes a lot before it has read all of its input.
+_INLINE_STDIN = 1 << 20
+# curve25519 first: as secure as the post-quantum hybrid paramiko now prefers, cheaper on the
+# controller's CPU, which bounds how fast many hosts connect (see issue 5).
+_KEX_FIRST = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+# AES-GCM needs no separate MAC pass: the cheapest ciphers paramiko has.
+_CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+# ---------------------------------------------------------------------------- ssh config
+
+_ssh_configs: dict[str, tuple[tuple[int, int], SSHConfig]] = {}
+_ssh_configs_lock = threading.Lock()
+
+
+def _load_ssh_config(path: str | None) -> SSHConfig:
+    """The parsed ssh config (the user's `~/.ssh/config` unless `path`), cached by mtime."""
+    full = os.path.expanduser(path or "~/.ssh/config")
+    try:
+        st = os.stat(full)
+    except OSError:
+        if path:
+            raise InputError(f"ssh config file {path} does not exist") from None
+        return SSHConfig()
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _ssh_configs_lock:
+        hit = _ssh_configs.get(full)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    try:
+        parsed = SSHConfig.from_path(full)
+    except (OSError, paramiko.ConfigParseError) as e:
+        raise InputError(f"cannot read ssh config {full}: {e}") from None
+    with _ssh_configs_lock:
+        _ssh_configs[full] = (stamp, parsed)
+    return parsed
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _split_server(server: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` of a tunnel profile."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if server.count(":") == 1:
+        host, port = server.split(":")
+        if port.isdigit():
+            return host, int(port)
+    return server, default_port
+
+
+# ---------------------------------------------------------------------------- host keys
+
+
+class _VerifyingPolicy(paramiko.MissingHostKeyPolicy):
+    """paramiko asks this about every key (the client holds none itself): check known_hosts."""
+
+    def __init__(self, known: KnownHosts, host_id: str, what: str) -> None:
+        self.known = known
+        self.host_id = host_id
+        self.what = what
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        """Raise HostKeyError unless the key is known (or recorded, when accepting new)."""
+        self.known.check(self.host_id, hostname, key.get_name(), key.asbytes(), self.what)
+
+
+def _known_hosts_for(options: ConnectOptions, ssh_config: Mapping[str, Any]) -> KnownHosts:
+    user_files = ssh_config.get("userknownhostsfile")
+    users = user_files.split() if isinstance(user_files, str) else [DEFAULT_USER_FILE]
+    record_to = options.project_known_hosts or (
+        options.known_hosts_files[0] if options.known_hosts_files else users[0]
+    )
+    files = [*options.known_hosts_files, *users, SYSTEM_FILE]
+    return KnownHosts(files, record_to=record_to, accept_new=options.accept_new_host_keys)
+
+
+# ---------------------------------------------------------------------------- connection
+
+
+class SSHConnection:
+    """One persistent SSH session to one host (optionally through a jump host).
+
+    `open()` connects and authenticates, `run()` executes a command on a new channel of the
+    same transport, `close()` ends it. Safe to share between threads: paramiko multiplexes
+    channels; the sudo probe is locked.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        options: ConnectOptions | None = None,
+        tunnels: Mapping[str, TunnelProfile] = _NO_TUNNELS,
+        *,
+        role: str = "",
+    ) -> None:
+        self.host = host
+        self.options = options or ConnectOptions()
+        self.tunnels = tunnels
+        self.role = role  # "" for the host itself, "jump host 'x'" for a gateway
+        self._fabric: Any = None  # fabric.Connection once open
+        self._jump: SSHConnection | None = None
+        self._sudo = SudoPlanner(host.id)
+        self._open_lock = threading.Lock()
+        self.connect_timeout = (
+            _number(host.vars.get("connect_timeout")) or self.options.connect_timeout
+        )
+        self.command_timeout = (
+            _number(host.vars.get("command_timeout")) or self.options.command_timeout
+        )
+        self._target = f"{host.host}:{host.port}"
+        self._tunnel_hint = ""
+        self._tried: list[str] = []
+        self._user = host.user or "?"
+
+    # ------------------------------------------------------------------ open / close
+
+    def open(self) -> None:
+        """Connect and authenticate; raises Unreachable, AuthFailed or HostKeyError."""
+        with self._open_lock:
+            if self.is_alive():
+                return
+            self._close_quietly()
+            gateway = self._open_jump()
+            try:
+                conn = self._make_fabric(gateway)
+                self._fabric = conn
+                with self._translating():
+                    conn.open()
+            except BaseException:
+                self._close_quietly()
+                raise
+
+    def _open_jump(self) -> Any:
+        """The opened gateway `fabric.Connection` for the host's SSH tunnel profile, if any."""
+        name = self.host.tunnel
+        if not name:
+            return None
+        profile = self.tunnels.get(name)
+        if profile is None:
+            raise InputError(
+                f"host {self.host.id}: tunnel profile '{name}' is not defined",
+                self.host.location,
+                "a `#name--SSH--server--user--password` line or a `tunnels:` entry",
+            )
+        if profile.type is not TunnelType.SSH:
+            # A VPN (L2TP/IPsec, WireGuard, ...) is the workstation's business: when it is up,
+            # the host is routable and we connect directly; when not, say what to do.
+            self._tunnel_hint = (
+                f" (the host sits behind tunnel '{name}' of type {profile.type.value}, which "
+                f"machineroom does not bring up: connect it first)"
+            )
+            return None
+        server, port = _split_server(profile.server, profile.port)
+        jump_host = Host(
+            id=self.host.id,
+            host=server,
+            port=port,
+            user=profile.user,
+            password=profile.password,
+            ssh_key=profile.ssh_key,
+            vars=self.host.vars,
+            location=profile.location,
+        )
+        jump = SSHConnection(jump_host, self.options, _NO_TUNNELS, role=f"jump host '{name}'")
+        jump.open()
+        self._jump = jump
+        return jump._fabric
+
+    def _make_fabric(self, gateway: Any) -> Any:
+        host = self.host
+        config = fabric.Config(ssh_config=_load_ssh_config(self.options.ssh_config_file), lazy=True)
+        conn = fabric.Connection(
+            host.host,
+            user=host.user or None,
+            # Port 22 is the inventory's default: let a `Port` in ~/.ssh/config apply then.
+            port=host.port if host.port != 22 else None,
+            config=config,
+            gateway=gateway,
+            connect_kwargs={},
+        )
+        if gateway is None and conn.gateway:
+            if isinstance(conn.gateway, str):
+                raise InputError(
+                    f"host {host.id}: ~/.ssh/config gives it a ProxyCommand, which machineroom "
+                    f"does not run; use a ProxyJump or an SSH tunnel profile"
+                )
+            # A ProxyJump from ~/.ssh/config: Fabric built the hops, we make them verify keys.
+            hop = conn.gateway
+            while hop:
+                self._secure(hop, f"jump host '{hop.original_host}'", own=False)
+                hop = hop.gateway
+        self._secure(conn, self.role, own=True)
+        self._target = f"{conn.host}:{conn.port}"
+        if gateway is not None and self._jump is not None:
+            self._target += f" through {self._jump.role}"
+        return conn
+
+    def _secure(self, conn: Any, role: str, *, own: bool) -> None:
+        """Give a fabric.Connection our host key policy, timeouts, credentials and socket.
+
+        `own` is False for ProxyJump hops from ~/.ssh/config: the host's password and key are
+        not theirs (they authenticate with their own IdentityFile, the agent or default keys).
+        """
+        host, options = self.host, self.options
+        ssh_config = conn.ssh_config
+        known = _known_hosts_for(options, ssh_config)
+        conn.client.set_missing_host_key_policy(_VerifyingPolicy(known, host.id, role))
+        key_types = known.key_types_for(host_key_name(conn.host, int(conn.port)))
+        only_identities = str(ssh_config.get("identitiesonly", "no")).lower() == "yes"
+        kwargs: dict[str, Any] = dict(conn.connect_kwargs)
+        keys: list[str] = []
+        if host.ssh_key and own:
+            path = os.path.expanduser(host.ssh_key)
+            if not os.path.isfile(path):
+                raise AuthFailed(host.id, f"{role + ': ' if role else ''}key file {path} not found")
+            keys.append(path)
+        for k in kwargs.get("key_filename", []):
+            path = os.path.expanduser(k)
+            # OpenSSH skips IdentityFile entries that do not exist; paramiko would crash on them.
+            if os.path.isfile(path) and path not in keys:
+                keys.append(path)
+        kwargs["key_filename"] = keys
+        kwargs["allow_agent"] = options.use_agent and not only_identities
+        kwargs["look_for_keys"] = not only_identities
+        if host.password is not None and own:
+            kwargs["password"] = host.password.reveal(options.decrypt)
+        timeout = self.connect_timeout
+        kwargs.update(
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+            transport_factory=self._transport_factory(key_types),
+        )
+        conn.connect_kwargs = kwargs
+        conn.connect_timeout = None  # the timeout travels in connect_kwargs (Fabric ints it)
+        if own:
+            self._tried = [*keys]
+            if kwargs["allow_agent"] and os.environ.get("SSH_AUTH_SOCK"):
+                self._tried.append("agent")
+            if kwargs["look_for_keys"]:
+                for name in ("id_rsa", "id_ecdsa", "id_ed25519"):
+                    path = os.path.expanduser(f"~/.ssh/{name}")
+                    if os.path.isfile(path) and path not in keys:
+                        self._tried.append(path)
+            if host.password is not None:
+                self._tried.append("password")
+            self._user = conn.user
+
+    def _transport_factory(self, known_key_types: list[str]) -> Any:
+        nodelay = self.options.tcp_nodelay
+
+        def make(sock: Any, **kwargs: Any) -> Any:
+            if nodelay and isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport = paramiko.Transport(sock, **kwargs)
+            opts = transport.get_security_options()
+            opts.kex = _reorder(opts.kex, _KEX_FIRST)
+            opts.ciphers = _reorder(opts.ciphers, _CIPHERS_FIRST)
+            if known_key_types:
+                # Ask for the key type we already know, as OpenSSH does, so that a host known by
+                # its ECDSA key is not mistaken for a changed one when it offers ED25519 first.
+                wanted = [t for t in known_key_types if t in opts.key_types]
+                if "ssh-rsa" in known_key_types:
+                    wanted += [t for t in ("rsa-sha2-512", "rsa-sha2-256") if t in opts.key_types]
+                opts.key_types = _reorder(opts.key_types, tuple(wanted))
+            return transport
+
+        return make
+
+    def is_alive(self) -> bool:
+        """True while the transport is up (no round trip: paramiko's reader notices EOF)."""
+        conn = self._fabric
+        if conn is None:
+            return False
+        transport = conn.client.get_transport()
+        return transport is not None and bool(transport.is_active())
+
+    def close(self) -> None:
+        """Close the session (and the jump host's); safe to call twice."""
+        with self._open_lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        conn, self._fabric = self._fabric, None
+        jump, self._jump = self._jump, None
+        if conn is not None:
+            # closing a broken transport may raise anything; it is gone either way
+            with contextlib.suppress(Exception):
+                conn.client.close()
+        if jump is not None:
+            jump.close()
+
+    # ------------------------------------------------------------------ errors
+
+    @contextmanager
+    def _translating(self) -> Iterator[None]:
+        """Turn paramiko's and socket's exceptions into ours, with one-line messages."""
+        host_id, role = self.host.id, self.role
+        prefix = f"{role}: " if role else ""
+        where = f"cannot connect to {self._target}"
+        try:
+            yield
+        except MachineroomError:
+            raise
+        except paramiko.BadHostKeyException as e:
+            raise HostKeyError(host_id, f"{prefix}host key mismatch for {e.hostname}") from None
+        except paramiko.PasswordRequiredException:
+            raise AuthFailed(
+                host_id,
+                f"{prefix}user {self._user}: a private key is passphrase-protected; load it into "
+                f"ssh-agent (ssh-add KEY) (tried: {', '.join(self._tried)})",
+            ) from None
+        except paramiko.BadAuthenticationType as e:
+            allowed = ", ".join(e.allowed_types) or "nothing"
+            raise AuthFailed(
+                host_id,
+                f"{prefix}user {self._user}: server accepts only {allowed} "
+                f"(we had: {', '.join(self._tried) or 'no credentials'})",
+            ) from None
+        except paramiko.AuthenticationException:
+            raise AuthFailed(host_id, prefix + self._auth_failure()) from None
+        except NoValidConnectionsError as e:
+            reasons = {_socket_reason(x) for x in e.errors.values()}
+            raise Unreachable(
+                host_id, f"{prefix}{where}: {'; '.join(sorted(reasons))}{self._tunnel_hint}"
+            ) from None
+        except paramiko.ChannelException as e:
+            raise Unreachable(
+                host_id,
+                f"{where}: the jump host could not reach it ({e.text.lower()})",
+            ) from None
+        except (paramiko.SSHException, EOFError) as e:
+            text = str(e) or type(e).__name__
+            if "No authentication methods" in text:
+                raise AuthFailed(host_id, prefix + self._auth_failure()) from None
+            if "banner" in text:
+                text = "no SSH banner (is it an SSH server? is it overloaded?)"
+            raise Unreachable(host_id, f"{prefix}{where}: {text}{self._tunnel_hint}") from None
+        except OSError as e:
+            raise Unreachable(
+                host_id, f"{prefix}{where}: {_socket_reason(e)}{self._tunnel_hint}"
+            ) from None
+
+    def _auth_failure(self) -> str:
+        tried = self._tried
+        user = f"user {self._user}"
+        if tried == ["password"]:
+            return f"{user}: password rejected"
+        if not tried:
+            return (
+                f"{user}: no credentials to try (give a password or ssh_key in the inventory, "
+                f"or load a key into ssh-agent)"
+            )
+        if "password" in tried:
+            return f"{user}: password and keys rejected (tried: {', '.join(tried)})"
+        return f"{user}: no key accepted (tried: {', '.join(tried)})"
+
+    # ------------------------------------------------------------------ commands
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        become: Become | None = None,
+    ) -> CommandResult:
+        """Run `command` through the login shell's `sh -c`; stdin is sent then closed.
+
+        With `become`, the command runs as `sudo -u USER -- sh -c COMMAND`, the sudo password
+        (when sudo wants one) going first on stdin. Raises CommandTimeout past `timeout`
+        (default: the options' command_timeout), SessionDropped when the session dies, and
+        BecomeFailed when sudo refuses.
+        """
+        if self._fabric is None:
+            self.open()
+        if timeout is None:
+            timeout = self.command_timeout
+        if become is None:
+            return self._exec(command, stdin or b"", timeout, command, None)
+        wire, prefix = self._sudo.prepare(command, become, self._run_raw)
+        return self._exec(wire, prefix + (stdin or b""), timeout, command, become.user)
+
+    def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
+        return self._exec(command, stdin or b"", self.command_timeout, command, None)
+
+    def _exec(
+        self,
+        wire: str,
+        data: bytes,
+        timeout: float | None,
+        shown: str,
+        become_user: str | None,
+    ) -> CommandResult:
+        """Exec `wire` on a new channel; `shown` is what results and the audit log say."""
+        host_id = self.host.id
+        start = time.monotonic()
+        conn = self._fabric
+        transport = conn.client.get_transport() if conn is not None else None
+        if transport is None or not transport.is_active():
+            raise SessionDropped(host_id, "the SSH session is closed", started=False)
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise SessionDropped(
+                host_id, f"the SSH session dropped before the command: {e}", started=False
+            ) from None
+        try:
+            try:
+                chan.exec_command(wire)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise SessionDropped(
+                    host_id, f"the SSH session dropped starting the command: {e}", started=True
+                ) from None
+            sender = _send_stdin(chan, data)
+            deadline = None if timeout is None else start + timeout
+            out, err, code = _collect(chan, deadline)
+            if sender is not None:
+                sender.join()
+        except _TimedOut:
+            _kill_remote(chan)
+            chan.close()
+            self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
+            assert timeout is not None
+            raise CommandTimeout(host_id, shown, timeout) from None
+        finally:
+            chan.close()
+        if code == -1 and not transport.is_active():
+            self._report(shown, -1, out, err + "\n(connection lost)", start, become_user)
+            raise SessionDropped(
+                host_id, f"connection to {self._target} lost during the command", started=True
+            )
+        return self._report(shown, code, out, err, start, become_user)
+
+    def _report(
+        self, shown: str, code: int, out: str, err: str, start: float, become_user: str | None
+    ) -> CommandResult:
+        result = CommandResult(shown, code, out, err, time.monotonic() - start, become_user)
+        if self.options.on_command is not None:
+            self.options.on_command(self.host, result)
+        return result
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_alive() else "closed"
+        return f"<SSHConnection {self.host.id} {self._target} {state}>"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def _reorder(current: Any, first: tuple[str, ...]) -> tuple[str, ...]:
+    items = tuple(current)
+    head = tuple(x for x in first if x in items)
+    return head + tuple(x for x in items if x not in head)
+
+
+def _send_stdin(chan: Any, data: bytes) -> threading.Thread | None:
+    """Send stdin then EOF; a thread for input too big for the channel window."""
+    if len(data) <= _INLINE_STDIN:
+        if data:
+            chan.sendall(data)
+        chan.shutdown_write()
+        return None
+
+    def feed() -> None:
+        try:
+            chan.sendall(data)
+            chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the command exited without reading it all; its exit code says why
+
+    thread = threading.Thread(target=feed, name="machineroom-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+def _collect(chan: Any, deadline: float | None) -> tuple[str, str, int]:
+    """Read stdout and stderr as they arrive, until EOF and the exit status."""
+    out, err = bytearray(), bytearray()
+    fd = chan.fileno()  # a pipe paramiko sets whenever either stream has data or closes
+    while True:
+        if chan.recv_ready():
+            out += chan.recv(_READ_SIZE)
+            continue
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(_READ_SIZE)
+            continue
+        if chan.eof_received or chan.closed:
+            break
+        wait = None if deadline is None else deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            raise _TimedOut
+        select.select([fd], [], [], wait)
+    # OpenSSH sends EOF, then exit-status, then close: wait for the status, not the close.
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if not chan.status_event.wait(wait):
+        raise _TimedOut
+    # Data can still sit in the buffers when the channel closed (not via EOF).
+    while chan.recv_ready():
+        out += chan.recv(_READ_SIZE)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(_READ_SIZE)
+    return (
+        out.decode("utf-8", errors="replace"),
+        err.decode("utf-8", errors="replace"),
+        int(chan.exit_status),
+    )
+
+
+def _kill_remote(chan: Any) -> None:
+    """Ask sshd to SIGKILL the command (RFC 4254 6.9 "signal"; OpenSSH >= 7.9); best effort."""
+    try:
+        m = paramiko.Message()
+        m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+        m.add_int(chan.remote_chanid)
+        m.add_string("signal")
+        m.add_boolean(False)
+        m.add_string("KILL")
+        chan.transport._send_user_message(m)
+    except Exception:
+        pass  # the channel is being abandoned anyway
+
+
+def _socket_reason(e: BaseException) -> str:
+    if isinstance(e, socket.gaierror):
+        return "name not resolved"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused"
+    if getattr(e, "errno", None) in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "no route to host"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__

@@ -1,0 +1,184 @@
+"""Load inventories by what they are, merge several, and check what only a whole can show.
+
+A folder is read through its `hosts.yml`, `hosts.yaml`, `inventory.yml`, `inventory.yaml` or
+`servers.txt`; a `*.yml`/`*.yaml` file is a YAML inventory; anything else is a server list.
+After loading: duplicate server ids (across files too), ports out of range, unknown tunnel
+profiles, missing key files, a group named like a host, and group cycles are InputErrors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+from machineroom.errors import InputError, InputErrors, Location, did_you_mean
+from machineroom.inventory.model import Group, Host, Inventory, TunnelProfile
+from machineroom.inventory.serverlist import load_server_list
+from machineroom.inventory.yaml_inventory import find_group_cycle, load_yaml_inventory
+
+FOLDER_FILES = ("hosts.yml", "hosts.yaml", "inventory.yml", "inventory.yaml", "servers.txt")
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+def _read(path: Path) -> Inventory:
+    if path.is_dir():
+        for name in FOLDER_FILES:
+            if (path / name).is_file():
+                return _read(path / name)
+        raise InputError(
+            "no inventory in this folder", Location(str(path)), "one of: " + ", ".join(FOLDER_FILES)
+        )
+    if not path.exists():
+        raise InputError("inventory not found", Location(str(path)), "an inventory file or folder")
+    if path.suffix.lower() in YAML_SUFFIXES:
+        return load_yaml_inventory(path)
+    return load_server_list(path)
+
+
+def load_inventory(path: str | Path, *, check_key_files: bool = True) -> Inventory:
+    """Load one inventory file or folder, then check it (see `check_inventory`)."""
+    inventory = _read(Path(path))
+    check_inventory(inventory, check_key_files=check_key_files)
+    return inventory
+
+
+def load_inventories(paths: Sequence[str | Path], *, check_key_files: bool = True) -> Inventory:
+    """Load several inventories (`-i a -i b`) as one; a host id may be defined only once.
+
+    Each file's group variables apply to that file's hosts; groups of the same name are
+    joined (members and children); tunnel profiles are shared by all files.
+    """
+    if not paths:
+        raise InputError("no inventory given", expected="-i FILE (a YAML inventory or server list)")
+    parts = [_read(Path(p)) for p in paths]
+    merged = parts[0] if len(parts) == 1 else merge_inventories(parts)
+    check_inventory(merged, check_key_files=check_key_files)
+    return merged
+
+
+def _where(location: Location | None) -> str:
+    if location is None:
+        return "elsewhere"
+    return f"{location.file}:{location.line}" if location.line else location.file
+
+
+def merge_inventories(parts: Sequence[Inventory]) -> Inventory:
+    """One inventory from several; a host or tunnel defined twice is an error naming both."""
+    errors: list[InputError] = []
+    hosts: dict[str, Host] = {}
+    tunnels: dict[str, TunnelProfile] = {}
+    groups: dict[str, Group] = {}
+    for part in parts:
+        for host in part.hosts.values():
+            if host.id in hosts:
+                first = _where(hosts[host.id].location)
+                errors.append(
+                    InputError(
+                        f"duplicate server id '{host.id}' (first at {first})",
+                        host.location,
+                        "each server id once",
+                    )
+                )
+                continue
+            hosts[host.id] = host
+        for tunnel in part.tunnels.values():
+            if tunnel.name in tunnels:
+                first = _where(tunnels[tunnel.name].location)
+                errors.append(
+                    InputError(
+                        f"duplicate tunnel profile '{tunnel.name}' (first at {first})",
+                        tunnel.location,
+                    )
+                )
+                continue
+            tunnels[tunnel.name] = tunnel
+        for group in part.groups.values():
+            before = groups.get(group.name)
+            if before is None:
+                groups[group.name] = group
+                continue
+            groups[group.name] = Group(
+                name=group.name,
+                hosts=before.hosts + tuple(h for h in group.hosts if h not in before.hosts),
+                children=before.children
+                + tuple(c for c in group.children if c not in before.children),
+                vars=MappingProxyType({**before.vars, **group.vars}),
+                location=before.location,
+            )
+    if errors:
+        raise InputErrors(errors)
+    return Inventory(
+        source=", ".join(p.source for p in parts),
+        hosts=MappingProxyType(hosts),
+        groups=MappingProxyType(groups),
+        tunnels=MappingProxyType(tunnels),
+        warnings=tuple(w for p in parts for w in p.warnings),
+    )
+
+
+def _key_exists(path: str) -> bool:
+    return Path(os.path.expanduser(path)).is_file()
+
+
+def check_inventory(inventory: Inventory, *, check_key_files: bool = True) -> None:
+    """The checks that need the whole inventory; all problems are raised together."""
+    errors: list[InputError] = []
+    for host in inventory.hosts.values():
+        here = host.field_locations
+        if not 1 <= host.port <= 65535:
+            errors.append(
+                InputError(
+                    f"host '{host.id}': port {host.port} is out of range",
+                    here.get("port", host.location),
+                    "an integer 1-65535",
+                )
+            )
+        if host.tunnel is not None and host.tunnel not in inventory.tunnels:
+            known = ", ".join(inventory.tunnels) or "none defined"
+            errors.append(
+                InputError(
+                    f"host '{host.id}': unknown tunnel profile '{host.tunnel}'"
+                    + did_you_mean(host.tunnel, inventory.tunnels),
+                    here.get("tunnel", host.location),
+                    f"one of the tunnel profiles ({known})",
+                )
+            )
+        if check_key_files and host.ssh_key and not _key_exists(host.ssh_key):
+            errors.append(
+                InputError(
+                    f"host '{host.id}': key file {host.ssh_key} does not exist",
+                    here.get("ssh_key", host.location),
+                    "the path of a private key file",
+                )
+            )
+        if host.id in inventory.groups:
+            group = inventory.groups[host.id]
+            errors.append(
+                InputError(
+                    f"'{host.id}' is both a host and a group (group at {_where(group.location)})",
+                    host.location,
+                    "distinct names for hosts and groups",
+                )
+            )
+    for tunnel in inventory.tunnels.values():
+        if check_key_files and tunnel.ssh_key and not _key_exists(tunnel.ssh_key):
+            errors.append(
+                InputError(
+                    f"tunnel '{tunnel.name}': key file {tunnel.ssh_key} does not exist",
+                    tunnel.location,
+                    "the path of a private key file",
+                )
+            )
+    cycle = find_group_cycle({name: g.children for name, g in inventory.groups.items()})
+    if cycle:
+        errors.append(
+            InputError(
+                "group cycle: " + " -> ".join(cycle),
+                inventory.groups[cycle[0]].location,
+                "children that never lead back to a parent",
+            )
+        )
+    if errors:
+        raise InputErrors(errors)

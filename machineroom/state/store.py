@@ -1,0 +1,440 @@
+"""StateStore: the operations on the state database (servers, runs, results, facts, audit).
+
+Every write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before reading,
+so read-modify-write operations (merging into `res`) cannot lose another process's update, and
+waiting for the lock goes through the busy timeout instead of failing on a lock upgrade. WAL
+lets readers (`machineroom ls`, `history`) run while a writer works. A killed process leaves
+either the whole transaction or none of it.
+
+Only this package imports sqlite3/sqlite_utils; callers pass primitives, never model objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from machineroom.errors import StateError
+from machineroom.state.records import (
+    AUDIT_TAIL_LIMIT,
+    FINAL_RUN_STATUSES,
+    MESSAGE_LIMIT,
+    PASS_REF,
+    TASK_OUTPUT_LIMIT,
+    TASK_STATUSES,
+    Masker,
+    RunRow,
+    ServerRow,
+    cap_middle,
+    cap_tail,
+    dump_json,
+    iso,
+    load_object,
+    login_name,
+    process_alive,
+    process_start,
+    run_row,
+    server_row,
+    utc_now,
+)
+
+
+class StateStore:
+    """Servers, runs, task results, facts and the audit log of one state database.
+
+    Thread safety: one sqlite3 connection guarded by one lock. SQLite allows one writer at a
+    time anyway, so per-thread connections would only trade the lock for busy-timeout polling
+    between threads (sleep-and-retry, slower and unfair); one connection also keeps a
+    transaction from interleaving with another thread's statements.
+    """
+
+    def __init__(self, db: Any, path: Path) -> None:
+        self._db = db
+        self._path = path
+        self._lock = threading.RLock()
+        self._masker = Masker()
+        self._user = login_name()
+        self._workstation = socket.gethostname()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; the WAL is checkpointed by SQLite when the last one closes."""
+        with self._lock:
+            self._db.conn.close()
+
+    def add_secret(self, value: str) -> None:
+        """Mask `value` as `***` in every text written from now on (commands, output, res)."""
+        with self._lock:
+            self._masker.add(value)
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"{self._path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self._lock, self._translate():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                # Also on KeyboardInterrupt: nothing half-written stays behind.
+                if self._db.conn.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.conn.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._lock, self._translate():
+            yield self._db
+
+    def _mask(self, text: str) -> str:
+        return self._masker.text(text)
+
+    def _unknown_server(self, db: Any, server_id: str) -> StateError:
+        ids = [row[0] for row in db.execute("SELECT id FROM server_room").fetchall()]
+        close = difflib.get_close_matches(server_id, ids, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        if not ids:
+            hint = " (the database has no servers yet; `machineroom import` adds them)"
+        return StateError(f"unknown server {server_id!r}{hint}")
+
+    # -- server_room ----------------------------------------------------------------------------
+
+    def upsert_server(
+        self,
+        id: str,
+        host: str,
+        user: str,
+        pass_ref: str,
+        port: int,
+        description: str | None = None,
+    ) -> None:
+        """Insert or update a server's connection fields, keeping its `res` and `next_action`.
+
+        `pass_ref` must be '', 'vault' or 'env:NAME': the `pass` column never holds a password.
+        """
+        if not isinstance(pass_ref, str) or not PASS_REF.fullmatch(pass_ref):
+            # The value is left out of the message on purpose: it may be a password.
+            raise StateError(
+                f"server {id!r}: the pass column takes a reference, not a password; "
+                "expected '', 'vault' or 'env:NAME'"
+            )
+        if not id or not host or not user:
+            raise StateError(f"server {id!r}: id, host and user must not be empty")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise StateError(f"server {id!r}: port {port!r} is not between 1 and 65535")
+        desc = None if description is None else self._mask(description)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO server_room (id, host, user, pass, port, description, res,"
+                " next_action) VALUES (?, ?, ?, ?, ?, ?, '{}', '{}')"
+                " ON CONFLICT (id) DO UPDATE SET host = excluded.host, user = excluded.user,"
+                " pass = excluded.pass, port = excluded.port, description = excluded.description",
+                [id, self._mask(host), self._mask(user), pass_ref, port, desc],
+            )
+
+    def servers(self, include_retired: bool = True) -> list[ServerRow]:
+        """Every server, by id; retired ones left out when `include_retired` is False."""
+        with self._read() as db:
+            rows = [server_row(row) for row in db.query("SELECT * FROM server_room ORDER BY id")]
+        return [row for row in rows if include_retired or not row.retired]
+
+    def server(self, id: str) -> ServerRow | None:
+        """The server `id`, or None."""
+        with self._read() as db:
+            rows = list(db.query("SELECT * FROM server_room WHERE id = ?", [id]))
+        return server_row(rows[0]) if rows else None
+
+    def update_res(self, id: str, updates: dict[str, Any]) -> dict[str, Any]:
+        """Merge `updates` into the server's `res` (top-level keys replaced) atomically; return
+        the merged object. An unknown id is a StateError naming close ids."""
+        with self._write() as db:
+            return self._merge_res(db, id, updates)
+
+    def _merge_res(self, db: Any, id: str, updates: dict[str, Any]) -> dict[str, Any]:
+        row = db.execute("SELECT res FROM server_room WHERE id = ?", [id]).fetchone()
+        if row is None:
+            raise self._unknown_server(db, id)
+        res = load_object(row[0], f"server_room {id!r} res")
+        res.update(self._masker.data(updates))
+        db.execute("UPDATE server_room SET res = ? WHERE id = ?", [dump_json(res), id])
+        return res
+
+    def set_next_action(self, id: str, value: dict[str, Any]) -> None:
+        """Replace what is pending for the server (`{}` when nothing is)."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE server_room SET next_action = ? WHERE id = ?",
+                [dump_json(self._masker.data(value)), id],
+            )
+            if cursor.rowcount == 0:
+                raise self._unknown_server(db, id)
+
+    def retire(self, id: str) -> None:
+        """Mark the server retired (`res.retired`, `res.retired_at`); later commands skip it."""
+        with self._write() as db:
+            current = db.execute("SELECT res FROM server_room WHERE id = ?", [id]).fetchone()
+            if current is None:
+                raise self._unknown_server(db, id)
+            res = load_object(current[0], f"server_room {id!r} res")
+            if not res.get("retired"):  # retiring twice keeps the first date
+                self._merge_res(db, id, {"retired": True, "retired_at": iso(utc_now())})
+
+    # -- runs and their results -----------------------------------------------------------------
+
+    def start_run(
+        self,
+        kind: str,
+        command: str,
+        *,
+        args: dict[str, Any] | None = None,
+        playbook: str | None = None,
+        inventory: str | None = None,
+        git_commit: str | None = None,
+    ) -> int:
+        """Record a run as 'running' by this process and return its id."""
+        if not kind or not kind.replace("-", "").replace("_", "").isalnum():
+            raise StateError(f"run kind {kind!r} must be a word such as apply, run, facts")
+        pid = os.getpid()
+        record = {
+            "kind": kind,
+            "command": self._mask(command),
+            "user": self._user,
+            "workstation": self._workstation,
+            "pid": pid,
+            "pid_start": process_start(pid),
+            "started_at": iso(utc_now()),
+            "finished_at": None,
+            "status": "running",
+            "playbook": None if playbook is None else self._mask(playbook),
+            "inventory": None if inventory is None else self._mask(inventory),
+            "git_commit": git_commit,
+            "args": dump_json(self._masker.data(args or {})),
+            "summary": "{}",
+        }
+        with self._write() as db:
+            return int(db["runs"].insert(record).last_pk)
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any] | None = None) -> None:
+        """Close a run with its final status and summary (e.g. the per-host recap)."""
+        if status not in FINAL_RUN_STATUSES:
+            raise StateError(
+                f"run status {status!r} is not one of {', '.join(sorted(FINAL_RUN_STATUSES))}"
+            )
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
+                [status, iso(utc_now()), dump_json(self._masker.data(summary or {})), run_id],
+            )
+            if cursor.rowcount == 0:
+                raise StateError(f"unknown run {run_id}")
+
+    def mark_interrupted_runs(self) -> int:
+        """Mark 'interrupted' the runs left 'running' on this workstation by a process that no
+        longer exists (killed, crashed, power cut); return how many. Runs of other
+        workstations are left alone: their pids mean nothing here."""
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, pid, pid_start, summary FROM runs"
+                " WHERE status = 'running' AND workstation = ?",
+                [self._workstation],
+            ).fetchall()
+            now = iso(utc_now())
+            count = 0
+            for run_id, pid, pid_start, summary in rows:
+                if process_alive(int(pid), pid_start):
+                    continue
+                merged = load_object(summary, f"runs {run_id} summary")
+                merged.setdefault("reason", f"process {pid} ended without finishing the run")
+                db.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?, summary = ?"
+                    " WHERE id = ?",
+                    [now, dump_json(merged), run_id],
+                )
+                count += 1
+            return count
+
+    def record_task_result(
+        self,
+        run_id: int,
+        host_id: str,
+        task: str,
+        status: str,
+        *,
+        location: str | None = None,
+        duration: float = 0.0,
+        stdout: str = "",
+        stderr: str = "",
+        diff: str = "",
+        message: str = "",
+    ) -> None:
+        """Record one task's outcome on one host (output masked, then capped)."""
+        if status not in TASK_STATUSES:
+            raise StateError(
+                f"task status {status!r} is not one of {', '.join(sorted(TASK_STATUSES))}"
+            )
+        finished = utc_now()
+        record = {
+            "run_id": run_id,
+            "host_id": host_id,
+            "task": self._mask(task),
+            "location": None if location is None else self._mask(location),
+            "status": status,
+            "duration": float(duration),
+            "stdout": cap_middle(self._mask(stdout), TASK_OUTPUT_LIMIT),
+            "stderr": cap_middle(self._mask(stderr), TASK_OUTPUT_LIMIT),
+            "diff": cap_middle(self._mask(diff), TASK_OUTPUT_LIMIT),
+            "message": cap_middle(self._mask(message), MESSAGE_LIMIT),
+            "started_at": iso(finished - timedelta(seconds=max(duration, 0.0))),
+            "finished_at": iso(finished),
+        }
+        with self._write() as db:
+            try:
+                db["task_results"].insert(record)
+            except sqlite3.IntegrityError:
+                raise StateError(f"unknown run {run_id}") from None
+
+    def record_command(
+        self,
+        run_id: int | None,
+        host_id: str,
+        command: str,
+        exit_code: int | None,
+        duration: float,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        """Add a command run on a host to the audit log; `at` is when it started."""
+        finished = utc_now()
+        record = {
+            "run_id": run_id,
+            "host_id": host_id,
+            "at": iso(finished - timedelta(seconds=max(duration, 0.0))),
+            "user": self._user,
+            "command": self._mask(command),
+            "exit_code": exit_code,
+            "duration": float(duration),
+            "stdout_tail": cap_tail(self._mask(stdout), AUDIT_TAIL_LIMIT),
+            "stderr_tail": cap_tail(self._mask(stderr), AUDIT_TAIL_LIMIT),
+        }
+        with self._write() as db:
+            try:
+                db["audit_log"].insert(record)
+            except sqlite3.IntegrityError:
+                raise StateError(f"unknown run {run_id}") from None
+
+    def record_facts(self, host_id: str, facts: dict[str, Any], run_id: int | None = None) -> None:
+        """Append facts to the host's history and, if the host is in server_room, make them
+        its latest: `res.facts`, `res.facts_at`, `res.last_seen`, `res.reachable`."""
+        now = iso(utc_now())
+        masked = self._masker.data(facts)
+        with self._write() as db:
+            try:
+                db["facts"].insert(
+                    {
+                        "host_id": host_id,
+                        "run_id": run_id,
+                        "collected_at": now,
+                        "facts": dump_json(masked),
+                    }
+                )
+            except sqlite3.IntegrityError:
+                raise StateError(f"unknown run {run_id}") from None
+            known = db.execute("SELECT 1 FROM server_room WHERE id = ?", [host_id]).fetchone()
+            if known:
+                self._merge_res(
+                    db,
+                    host_id,
+                    {"facts": masked, "facts_at": now, "last_seen": now, "reachable": True},
+                )
+
+    # -- reading history ------------------------------------------------------------------------
+
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
+        with self._read() as db:
+            rows = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+        return [run_row(row) for row in rows]
+
+    def run(self, run_id: int) -> RunRow | None:
+        """The run `run_id`, or None."""
+        with self._read() as db:
+            rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        return run_row(rows[0]) if rows else None
+
+    def task_results(self, run_id: int, host_id: str | None = None) -> list[dict[str, Any]]:
+        """A run's task results in the order they were recorded, optionally for one host."""
+        sql = "SELECT * FROM task_results WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if host_id is not None:
+            sql += " AND host_id = ?"
+            params.append(host_id)
+        with self._read() as db:
+            return list(db.query(sql + " ORDER BY id", params))
+
+    def audit(
+        self, host_id: str | None = None, run_id: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The latest audit-log entries, newest first, filtered by host and/or run."""
+        where, params = _filters(host_id=host_id, run_id=run_id)
+        with self._read() as db:
+            return list(
+                db.query(
+                    f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+                )
+            )
+
+    def facts_history(self, host_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The host's collected facts, newest first, each with `facts` parsed."""
+        with self._read() as db:
+            rows = list(
+                db.query(
+                    "SELECT * FROM facts WHERE host_id = ? ORDER BY id DESC LIMIT ?",
+                    [host_id, limit],
+                )
+            )
+        return [{**row, "facts": load_object(row["facts"], f"facts {row['id']}")} for row in rows]
+
+
+def _filters(**columns: Any) -> tuple[str, list[Any]]:
+    # Column names come from our own keyword names, never from the caller's values.
+    used = {name: value for name, value in columns.items() if value is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{name} = ?" for name in used), list(used.values())

@@ -1,0 +1,64 @@
+"""Fixtures shared by every test: a hermetic environment and the session's lab of SSH hosts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from machineroom.lab import Lab, start_lab, stop_lab
+
+LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
+LAB_NET = os.environ.get("LAB_NET", "127.0.1")
+LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "20"))
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test runs as a user with nothing set up: no dotfiles, no agent, no settings.
+
+    HOME is a fresh temporary directory holding an empty `~/.ssh` (so neither the real
+    ~/.ssh/config, keys nor known_hosts can make a test pass or fail), SSH_AUTH_SOCK is
+    removed, and every MACHINEROOM_* variable is cleared. Returns the new HOME.
+    """
+    home = tmp_path_factory.mktemp("home")
+    (home / ".ssh").mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    for name in list(os.environ):
+        if name.startswith("MACHINEROOM_"):
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """A lab of real SSH hosts, started once per session and stopped at its end.
+
+    LAB_HOSTS hosts (default 20) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
+    port 22 (LAB_NET default 127.0.1); the lab lives in LAB_DIR (default /tmp/lab-mr-test).
+    Each host is a real OpenSSH sshd with its own host key, hostname and copy-on-write root:
+    what a test writes on one host is invisible to the others and to this machine.
+
+    The `Lab` it yields (machineroom.lab.Lab) gives:
+      lab.hosts        tuple of LabHost(name, address, port), in order h1, h2, ...
+      lab.key          controller private key (ed25519); root, deploy and ops accept it
+      lab.known_hosts  every host's key: verify with paramiko.RejectPolicy, never accept
+      lab.ssh_config   for `ssh -F lab.ssh_config h1`
+      lab.inventory    machineroom YAML inventory, group `lab`, user root, ssh_key set
+      lab.users        {"root": None, "deploy": "deploy-pass", "ops": "ops-pass"}:
+                       root by key only; deploy has NOPASSWD sudo; ops' sudo asks for
+                       the password (`sudo -S`)
+    A wrong password is refused at once (pam_unix nodelay), not after 3 s.
+
+    Hosts are shared by the whole session: a test that changes a host in a way others
+    could notice (stops sshd, fills the disk) should use its own host, e.g. the last one.
+    A run that was killed leaves its hosts running; the next session's start stops them.
+    """
+    started = start_lab(LAB_HOSTS, LAB_DIR, net=LAB_NET, pam_nodelay=True)
+    try:
+        yield started
+    finally:
+        stop_lab(LAB_DIR)
