@@ -109,7 +109,7 @@ def _make_loader(source: str) -> type[yaml.SafeLoader]:
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; `source` names it in errors. A syntax error becomes an InputError."""
     try:
-        return yaml.load(text, Loader=_make_loader(source))  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_make_loader(source))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = _loc(source, mark) if mark else Location(source)
@@ -130,14 +130,18 @@ def load_yaml(path: str | Path) -> Any:
     return parse_yaml(text, source)
 
 
-def location_of(node: Any, key: str | int | None = None, default: Location | None = None) -> Location:
+def location_of(
+    node: Any, key: str | int | None = None, default: Location | None = None
+) -> Location:
     """Best-known location of `node[key]` (or of `node` itself when key is None)."""
-    if isinstance(node, LocatedDict) and isinstance(key, str):
-        if key in node.value_locations:
-            return node.value_locations[key]
-    if isinstance(node, LocatedList) and isinstance(key, int):
-        if 0 <= key < len(node.item_locations):
-            return node.item_locations[key]
+    if isinstance(node, LocatedDict) and isinstance(key, str) and key in node.value_locations:
+        return node.value_locations[key]
+    if (
+        isinstance(node, LocatedList)
+        and isinstance(key, int)
+        and 0 <= key < len(node.item_locations)
+    ):
+        return node.item_locations[key]
     where = getattr(node, "location", None)
     if isinstance(where, Location):
         return where

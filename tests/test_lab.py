@@ -345,3 +345,10 @@ def test_the_lab_names_a_missing_tool(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     with pytest.raises(LabError, match="needs sshd: apt-get install -y openssh-server"):
         start_lab(1, OWN_DIR)
+
+
+def test_a_lab_on_another_port_names_it_in_known_hosts(own_lab_dir: str) -> None:
+    own = start_lab(1, own_lab_dir, net=LAB_NET, first=OWN_FIRST, port=2222)
+    with open(own.known_hosts) as f:
+        assert f.read().startswith(f"[{LAB_NET}.{OWN_FIRST}]:2222 ssh-ed25519 ")
+    assert on(own, own.hosts[0], "hostname") == f"h{OWN_FIRST}"

@@ -54,18 +54,45 @@ def inventory_options(func: F) -> F:
 def connection_options(func: F) -> F:
     """Host-key, timeout, vault and parallelism options of commands that connect."""
     options = [
-        click.option("-f", "--forks", type=click.IntRange(1, 1000), default=50, show_default=True,
-                     help="Hosts worked on at once."),
-        click.option("--connect-timeout", type=float, default=10.0, show_default=True,
-                     help="Seconds to wait for a host's SSH handshake."),
-        click.option("--timeout", "command_timeout", type=float, default=None,
-                     help="Seconds a remote command may run."),
-        click.option("--known-hosts", "known_hosts", multiple=True, type=click.Path(),
-                     help="Extra known_hosts file to trust; repeatable."),
-        click.option("--accept-new-host-keys", is_flag=True,
-                     help="Record first-seen host keys (a changed key is still refused)."),
-        click.option("--vault-password-file", type=click.Path(dir_okay=False),
-                     help="File whose first line is the vault password."),
+        click.option(
+            "-f",
+            "--forks",
+            type=click.IntRange(1, 1000),
+            default=50,
+            show_default=True,
+            help="Hosts worked on at once.",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Seconds to wait for a host's SSH handshake.",
+        ),
+        click.option(
+            "--timeout",
+            "command_timeout",
+            type=float,
+            default=None,
+            help="Seconds a remote command may run.",
+        ),
+        click.option(
+            "--known-hosts",
+            "known_hosts",
+            multiple=True,
+            type=click.Path(),
+            help="Extra known_hosts file to trust; repeatable.",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Record first-seen host keys (a changed key is still refused).",
+        ),
+        click.option(
+            "--vault-password-file",
+            type=click.Path(dir_okay=False),
+            help="File whose first line is the vault password.",
+        ),
         click.option("--ask-vault-password", is_flag=True, help="Prompt for the vault password."),
     ]
     for option in reversed(options):

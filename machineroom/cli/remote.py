@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -79,19 +80,34 @@ def run_command(
     text = " ".join(command) if len(command) > 1 else command[0]
     store = workspace.open_state()
     sync_servers(store, list(workspace.inventory.hosts.values()))
-    run_id = store.start_run("run", _command_line(), args={"pattern": pattern, "command": text},
-                             inventory=",".join(workspace.inventory_paths))
+    run_id = store.start_run(
+        "run",
+        _command_line(),
+        args={"pattern": pattern, "command": text},
+        inventory=",".join(workspace.inventory_paths),
+    )
     record_lock = threading.Lock()
 
     def audit(host: Host, result: Any) -> None:
         with record_lock:
-            store.record_command(run_id, host.id, result.command, result.exit_code,
-                                 result.duration, result.stdout, result.stderr)
+            store.record_command(
+                run_id,
+                host.id,
+                result.command,
+                result.exit_code,
+                result.duration,
+                result.stdout,
+                result.stderr,
+            )
 
     options = make_connect_options(
-        workspace, connect_timeout=connect_timeout, command_timeout=command_timeout,
-        known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file, ask_vault_password=ask_vault_password,
+        workspace,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys,
+        vault_password_file=vault_password_file,
+        ask_vault_password=ask_vault_password,
         on_command=audit,
     )
     _mask_secrets(store, hosts)
@@ -110,9 +126,16 @@ def run_command(
         return Become(user=become_user, password=revealed)
 
     try:
-        outcomes = run_everywhere(hosts, text, pool, forks=forks,
-                                  become=become_for if become else None,
-                                  timeout=command_timeout, on_result=show, stop=stop)
+        outcomes = run_everywhere(
+            hosts,
+            text,
+            pool,
+            forks=forks,
+            become=become_for if become else None,
+            timeout=command_timeout,
+            on_result=show,
+            stop=stop,
+        )
     finally:
         pool.close_all()
     for outcome in outcomes:
@@ -124,8 +147,15 @@ def run_command(
         store.update_res(outcome.host.id, updates)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
     interrupted = stop.is_set()
-    status = ("interrupted" if interrupted else "unreachable" if counts["unreachable"]
-              else "failed" if counts["failed"] else "ok")
+    status = (
+        "interrupted"
+        if interrupted
+        else "unreachable"
+        if counts["unreachable"]
+        else "failed"
+        if counts["failed"]
+        else "ok"
+    )
     store.finish_run(run_id, status, counts)
     store.close()
     if as_json:
@@ -133,7 +163,9 @@ def run_command(
     else:
         click.echo(
             f"\n{len(outcomes)} host(s): {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['unreachable']} unreachable  (run {run_id})", err=True)
+            f"{counts['unreachable']} unreachable  (run {run_id})",
+            err=True,
+        )
     if interrupted:
         sys.exit(ExitCode.INTERRUPTED)
     if counts["unreachable"]:
@@ -147,18 +179,20 @@ def _mask_secrets(store: StateStore, hosts: list[Host]) -> None:
     for host in hosts:
         for secret in (host.password, host.become_password):
             if secret is not None and secret.kind != "vault":  # vault ones: when revealed
-                try:
+                # an unset variable is reported by the connection, for its host
+                with contextlib.suppress(InputError):
                     store.add_secret(secret.reveal())
-                except InputError:
-                    pass  # an unset variable: the connection reports it for its host
 
 
 def _print_outcome(outcome: HostOutcome) -> None:
     colour = {"ok": "green", "failed": "red", "unreachable": "magenta"}[outcome.status]
     result = outcome.result
     code = f" (exit {result.exit_code})" if result is not None and not result.ok else ""
-    click.secho(f"── {outcome.host.id} | {outcome.status}{code} | {outcome.duration:.2f}s",
-                fg=colour, bold=True)
+    click.secho(
+        f"── {outcome.host.id} | {outcome.status}{code} | {outcome.duration:.2f}s",
+        fg=colour,
+        bold=True,
+    )
     if result is not None:
         if result.stdout:
             click.echo(result.stdout.rstrip("\n"))
@@ -171,21 +205,24 @@ def _print_outcome(outcome: HostOutcome) -> None:
 def _outcomes_json(outcomes: list[HostOutcome], run_id: int, status: str) -> str:
     import json
 
-    return json.dumps({
-        "run": run_id,
-        "status": status,
-        "hosts": {
-            o.host.id: {
-                "status": o.status,
-                "exit_code": o.result.exit_code if o.result else None,
-                "stdout": o.result.stdout if o.result else "",
-                "stderr": o.result.stderr if o.result else "",
-                "error": o.error,
-                "duration": round(o.duration, 3),
-            }
-            for o in outcomes
+    return json.dumps(
+        {
+            "run": run_id,
+            "status": status,
+            "hosts": {
+                o.host.id: {
+                    "status": o.status,
+                    "exit_code": o.result.exit_code if o.result else None,
+                    "stdout": o.result.stdout if o.result else "",
+                    "stderr": o.result.stderr if o.result else "",
+                    "error": o.error,
+                    "duration": round(o.duration, 3),
+                }
+                for o in outcomes
+            },
         },
-    }, indent=2)
+        indent=2,
+    )
 
 
 @click.command("connect")
@@ -215,8 +252,9 @@ def connect_command(
         row = store.server(server_id)
         if row is not None and row.res.get("retired"):
             raise UsageError(f"{server_id} is retired (`machineroom retire --undo {server_id}`)")
-        store.record_command(None, host.id, "connect " + " ".join(remote_command) or "(shell)",
-                             -1, 0.0)
+        store.record_command(
+            None, host.id, "connect " + " ".join(remote_command) or "(shell)", -1, 0.0
+        )
     finally:
         store.close()
     argv = ssh_argv(workspace, host, known_hosts, accept_new_host_keys, remote_command)
@@ -236,14 +274,19 @@ def ssh_argv(
         raise UsageError("the OpenSSH client `ssh` is not installed")
     if host.connection == "local":
         return [os.environ.get("SHELL", "/bin/sh")] + (
-            ["-c", " ".join(remote_command)] if remote_command else [])
+            ["-c", " ".join(remote_command)] if remote_command else []
+        )
     project_kh = workspace.project_dir / "known_hosts"
     user_kh = os.path.expanduser("~/.ssh/known_hosts")
     files = [str(project_kh), *known_hosts, user_kh]
     argv = [
-        ssh, "-p", str(host.port),
-        "-o", "UserKnownHostsFile=" + " ".join(shlex.quote(f) for f in files),
-        "-o", "StrictHostKeyChecking=" + ("accept-new" if accept_new else "yes"),
+        ssh,
+        "-p",
+        str(host.port),
+        "-o",
+        "UserKnownHostsFile=" + " ".join(shlex.quote(f) for f in files),
+        "-o",
+        "StrictHostKeyChecking=" + ("accept-new" if accept_new else "yes"),
     ]
     if host.user:
         argv += ["-l", host.user]
@@ -256,7 +299,8 @@ def ssh_argv(
         if profile.type.name != "SSH":
             raise UsageError(
                 f"{host.id}: tunnel '{profile.name}' is {profile.type.value}; bring it up first, "
-                "machineroom only drives SSH jump hosts")
+                "machineroom only drives SSH jump hosts"
+            )
         jump = f"{profile.user}@{profile.server}" if profile.user else profile.server
         if ":" not in profile.server and profile.port != 22:
             jump += f":{profile.port}"
@@ -270,14 +314,27 @@ def ssh_argv(
 @click.command("scanports")
 @click.argument("pattern", default="all")
 @inventory_options
-@click.option("-p", "--ports", default=None,
-              help="Ports to try, e.g. 22,80,8000-8100 [default: common service ports].")
-@click.option("--timeout", type=float, default=1.0, show_default=True,
-              help="Seconds to wait for each connection.")
+@click.option(
+    "-p",
+    "--ports",
+    default=None,
+    help="Ports to try, e.g. 22,80,8000-8100 [default: common service ports].",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait for each connection.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def scanports_command(
-    pattern: str, inventory_paths: tuple[str, ...], state_path: str | None, ports: str | None,
-    timeout: float, as_json: bool,
+    pattern: str,
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    ports: str | None,
+    timeout: float,
+    as_json: bool,
 ) -> None:
     """TCP connect scan of the hosts matching PATTERN from this workstation; open ports go
     into each server's `res.ports`."""
@@ -289,12 +346,12 @@ def scanports_command(
     store = workspace.open_state()
     try:
         sync_servers(store, list(workspace.inventory.hosts.values()))
-        run_id = store.start_run("scanports", _command_line(),
-                                 args={"pattern": pattern, "ports": wanted})
+        run_id = store.start_run(
+            "scanports", _command_line(), args={"pattern": pattern, "ports": wanted}
+        )
         found = scan_ports([(h.id, h.host) for h in hosts], wanted, timeout=timeout)
         for host in hosts:
-            store.update_res(host.id, {"ports": found.get(host.id, []),
-                                       "ports_scanned_at": _now()})
+            store.update_res(host.id, {"ports": found.get(host.id, []), "ports_scanned_at": _now()})
         store.finish_run(run_id, "ok", {"hosts": len(hosts)})
     finally:
         store.close()

@@ -34,7 +34,8 @@ def sync_servers(store: StateStore, hosts: list[Host]) -> None:
 def installed_stages(res: dict[str, Any]) -> list[str]:
     """Stage names recorded as installed in `res` (`docker_compose_installed` -> docker_compose)."""
     return sorted(
-        key.removesuffix("_installed") for key, value in res.items()
+        key.removesuffix("_installed")
+        for key, value in res.items()
         if key.endswith("_installed") and value is True
     )
 
@@ -101,11 +102,18 @@ def ls_command(
     for row in rows:
         status, colour = status_of(row)
         pending = row.next_action.get("stage") or ", ".join(sorted(row.next_action)) or ""
-        table.append((
-            SYMBOLS[status], row.id, f"{row.host}:{row.port}", row.user, status,
-            _ago(row.res.get("last_seen")), ",".join(installed_stages(row.res)) or "-",
-            str(pending) or "",
-        ))
+        table.append(
+            (
+                SYMBOLS[status],
+                row.id,
+                f"{row.host}:{row.port}",
+                row.user,
+                status,
+                _ago(row.res.get("last_seen")),
+                ",".join(installed_stages(row.res)) or "-",
+                str(pending) or "",
+            )
+        )
         colours.append(colour)
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line, colour in zip(table, colours, strict=True):
@@ -115,20 +123,37 @@ def ls_command(
 
 def _row_json(row: ServerRow) -> dict[str, Any]:
     return {
-        "id": row.id, "host": row.host, "user": row.user, "pass": row.pass_ref, "port": row.port,
-        "description": row.description, "status": status_of(row)[0], "res": row.res,
+        "id": row.id,
+        "host": row.host,
+        "user": row.user,
+        "pass": row.pass_ref,
+        "port": row.port,
+        "description": row.description,
+        "status": status_of(row)[0],
+        "res": row.res,
         "next_action": row.next_action,
     }
 
 
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True))
-@click.option("--state", "state_path", type=click.Path(dir_okay=False), envvar="MACHINEROOM_STATE",
-              help="State database file [default: .machineroom/state.db in the file's repo].")
-@click.option("--emit-yaml", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Also write the servers as a YAML inventory to this file ('-' for stdout).")
-@click.option("--emit-serverlist", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Also write them in the server-list text format.")
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    envvar="MACHINEROOM_STATE",
+    help="State database file [default: .machineroom/state.db in the file's repo].",
+)
+@click.option(
+    "--emit-yaml",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Also write the servers as a YAML inventory to this file ('-' for stdout).",
+)
+@click.option(
+    "--emit-serverlist",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Also write them in the server-list text format.",
+)
 def import_command(
     file: str, state_path: str | None, emit_yaml: str | None, emit_serverlist: str | None
 ) -> None:
@@ -140,7 +165,7 @@ def import_command(
     from machineroom.inventory import load_inventory, render_server_list, render_yaml_inventory
 
     workspace = make_workspace((file,), state_path)
-    inventory = load_inventory(file)
+    inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     store = workspace.open_state()
@@ -173,7 +198,9 @@ def _write_text(target: str, text: str) -> None:
 @inventory_options
 @click.option("--undo", is_flag=True, help="Bring retired servers back.")
 def retire_command(
-    server_ids: tuple[str, ...], inventory_paths: tuple[str, ...], state_path: str | None,
+    server_ids: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
     undo: bool,
 ) -> None:
     """Mark servers retired: every later command skips them, and `ls` shows them so."""
@@ -198,7 +225,9 @@ def retire_command(
 @click.command("validate")
 @inventory_options
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. plaintext passwords) as errors.")
-def validate_command(inventory_paths: tuple[str, ...], state_path: str | None, strict: bool) -> None:
+def validate_command(
+    inventory_paths: tuple[str, ...], state_path: str | None, strict: bool
+) -> None:
     """Check the inventory without connecting: errors name file and line; exit 4 when invalid."""
     workspace = make_workspace(inventory_paths, state_path)
     inventory: Inventory = workspace.inventory
@@ -219,7 +248,10 @@ def validate_command(inventory_paths: tuple[str, ...], state_path: str | None, s
 @click.option("-n", "--limit", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def history_command(
-    run_id: int | None, inventory_paths: tuple[str, ...], state_path: str | None, limit: int,
+    run_id: int | None,
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    limit: int,
     as_json: bool,
 ) -> None:
     """List recent runs, or with RUN_ID the commands that run sent to each host."""
@@ -240,14 +272,19 @@ def history_command(
             raise InputError(f"no run {run_id} in {workspace.state_path}")
         entries = store.audit(run_id=run_id, limit=10000)
         if as_json:
-            click.echo(json.dumps({"run": run.__dict__, "commands": entries}, indent=2,
-                                  default=str))
+            click.echo(
+                json.dumps({"run": run.__dict__, "commands": entries}, indent=2, default=str)
+            )
             return
-        click.echo(f"run {run.id}: {run.kind} {run.status}  {run.started_at} .. "
-                   f"{run.finished_at or ''}\n  {run.command}")
+        click.echo(
+            f"run {run.id}: {run.kind} {run.status}  {run.started_at} .. "
+            f"{run.finished_at or ''}\n  {run.command}"
+        )
         for e in entries:
-            click.echo(f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  "
-                       f"{e['command']}")
+            click.echo(
+                f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  "
+                f"{e['command']}"
+            )
     finally:
         store.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import select
 import socket
 import threading
@@ -353,10 +354,13 @@ class SSHConnection:
     def _close_quietly(self) -> None:
         conn, self._fabric = self._fabric, None
         jump, self._jump = self._jump, None
-        if conn is not None:
+        # The host's own client, then any ProxyJump hops Fabric built from ~/.ssh/config (a
+        # jump host from a tunnel profile is our own SSHConnection, closed below).
+        while isinstance(conn, fabric.Connection) and conn is not (jump._fabric if jump else None):
             # closing a broken transport may raise anything; it is gone either way
             with contextlib.suppress(Exception):
                 conn.client.close()
+            conn = conn.gateway
         if jump is not None:
             jump.close()
 
@@ -446,10 +450,35 @@ class SSHConnection:
             self.open()
         if timeout is None:
             timeout = self.command_timeout
+        # A command past its timeout must die on the host too. Closing the channel does not
+        # kill it (no pty, no SIGHUP), and sshd refuses "signal" requests for root logins, so
+        # a command that may time out carries a tag in its environment (it survives exec and
+        # sudo -> sh -c, and every child inherits it) by which `_kill_tagged` finds it.
+        token = secrets.token_hex(8) if timeout is not None else None
+        body = f"export MACHINEROOM_RUN={token}; {command}" if token else command
         if become is None:
-            return self._exec(command, stdin or b"", timeout, command, None)
-        wire, prefix = self._sudo.prepare(command, become, self._run_raw)
-        return self._exec(wire, prefix + (stdin or b""), timeout, command, become.user)
+            wire, data = body, stdin or b""
+        else:
+            wire, prefix = self._sudo.prepare(body, become, self._run_raw)
+            data = prefix + (stdin or b"")
+        try:
+            return self._exec(wire, data, timeout, command, become.user if become else None)
+        except CommandTimeout:
+            if token:
+                self._kill_tagged(token, become)
+            raise
+
+    def _kill_tagged(self, token: str, become: Become | None) -> None:
+        """SIGKILL every process carrying MACHINEROOM_RUN=token; best effort."""
+        killer = (
+            f"grep -lzx MACHINEROOM_RUN={token} /proc/[0-9]*/environ 2>/dev/null"
+            f" | cut -d/ -f3 | xargs -r kill -KILL 2>/dev/null; true"
+        )
+        data = b""
+        if become is not None:
+            killer, data = self._sudo.prepare(killer, become, self._run_raw)
+        with contextlib.suppress(MachineroomError):
+            self._exec(killer, data, self.connect_timeout, "(kill the timed-out command)", None)
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
         return self._exec(command, stdin or b"", self.command_timeout, command, None)
@@ -488,7 +517,6 @@ class SSHConnection:
             if sender is not None:
                 sender.join()
         except _TimedOut:
-            _kill_remote(chan)
             chan.close()
             self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
             assert timeout is not None
@@ -579,20 +607,6 @@ def _collect(chan: Any, deadline: float | None) -> tuple[str, str, int]:
         err.decode("utf-8", errors="replace"),
         int(chan.exit_status),
     )
-
-
-def _kill_remote(chan: Any) -> None:
-    """Ask sshd to SIGKILL the command (RFC 4254 6.9 "signal"; OpenSSH >= 7.9); best effort."""
-    try:
-        m = paramiko.Message()
-        m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
-        m.add_int(chan.remote_chanid)
-        m.add_string("signal")
-        m.add_boolean(False)
-        m.add_string("KILL")
-        chan.transport._send_user_message(m)
-    except Exception:
-        pass  # the channel is being abandoned anyway
 
 
 def _socket_reason(e: BaseException) -> str:

@@ -66,14 +66,17 @@ def run_everywhere(
                 host, "ok" if result.ok else "failed", result, duration=time.monotonic() - started
             )
         except ConnectionFailure as exc:
-            outcome = HostOutcome(host, "unreachable", error=exc.reason,
-                                  duration=time.monotonic() - started)
+            outcome = HostOutcome(
+                host, "unreachable", error=exc.reason, duration=time.monotonic() - started
+            )
         except CommandTimeout as exc:
-            outcome = HostOutcome(host, "failed", error=str(exc),
-                                  duration=time.monotonic() - started)
+            outcome = HostOutcome(
+                host, "failed", error=str(exc), duration=time.monotonic() - started
+            )
         except MachineroomError as exc:
-            outcome = HostOutcome(host, "failed", error=str(exc),
-                                  duration=time.monotonic() - started)
+            outcome = HostOutcome(
+                host, "failed", error=str(exc), duration=time.monotonic() - started
+            )
         if on_result is not None:
             with lock:  # one host's lines at a time on the terminal
                 on_result(outcome)
@@ -87,6 +90,7 @@ def run_everywhere(
         # Ctrl-C: nothing new starts; commands already running finish (or time out).
         stop.set()
         workers.shutdown(wait=True, cancel_futures=True)
-        return [f.result() for f in futures if f.done() and not f.cancelled() and f.result()]
+        finished = [f.result() for f in futures if f.done() and not f.cancelled()]
+        return [o for o in finished if o is not None]
     workers.shutdown(wait=True)
     return [o for o in outcomes if o is not None]

@@ -55,13 +55,13 @@ def _close_names(inventory: Inventory, word: str) -> str:
 
 def _match_term(inventory: Inventory, term: str, whole: str) -> list[str]:
     """Host ids a single term names, in inventory order (before & and !)."""
-    subscript = _SUBSCRIPT.match(term)
+    subscript = None if term.startswith("~") else _SUBSCRIPT.match(term)
     if subscript:
         matched = _match_term(inventory, subscript["base"], whole)
         start = int(subscript["start"])
         end = subscript["end"]
         if end is None:
-            return matched[start : start + 1] if -len(matched) <= start < len(matched) else []
+            return [matched[start]] if -len(matched) <= start < len(matched) else []
         stop = int(end) + 1 if end else len(matched)
         return matched[start:stop]
     ids = list(inventory.hosts)

@@ -81,9 +81,10 @@ class _Line:
             lead = len(raw) - len(raw.lstrip())
             self.fields.append((raw.strip(), col + lead + 1))
             col += len(raw) + len(SEPARATOR)
+        self.end = offset + len(text.rstrip()) + 1  # a missing field is "at the end of line"
 
     def at(self, index: int) -> Location:
-        col = self.fields[index][1] if index < len(self.fields) else None
+        col = self.fields[index][1] if index < len(self.fields) else self.end
         return Location(self.source, self.number, col)
 
     def text(self, index: int) -> str:

@@ -144,6 +144,8 @@ class _Reader:
         layer = _Layer(label)
         if not isinstance(mapping, dict):
             return layer
+        kind, _, who = label.partition(" ")
+        owner = f"{kind} '{who}'"  # messages quote names; provenance strings do not
         written_as: dict[str, str] = {}
         for key, value in mapping.items():
             name = _CANONICAL.get(str(key), str(key))
@@ -151,7 +153,7 @@ class _Reader:
             if name in written_as:
                 self.errors.append(
                     InputError(
-                        f"{label}: '{key}' and '{written_as[name]}' are the same field",
+                        f"{owner}: '{key}' and '{written_as[name]}' are the same field",
                         key_location_of(mapping, key),
                         "one of them",
                     )
@@ -163,13 +165,13 @@ class _Reader:
                 if close:
                     self.warnings.append(
                         InventoryWarning(
-                            f"{label}: '{key}' is not a field, so it is a variable "
+                            f"{owner}: '{key}' is not a field, so it is a variable "
                             f"(did you mean '{close[0]}'?)",
                             key_location_of(mapping, key),
                         )
                     )
             if name in _SECRETS and isinstance(value, str) and _plain(value):
-                self.warnings.append(plaintext_warning(label, where))
+                self.warnings.append(plaintext_warning(owner, where))
             layer.values[name] = value
             layer.locations[name] = where
         return layer
@@ -214,10 +216,17 @@ class _Reader:
             kind = TunnelType.parse(str(entry["type"]))
             if kind is None:
                 types = [t.value for t in TunnelType]
+                written = str(entry["type"]).upper()
+                # `L2TP` or `cisco` name a type by its first part: suggest by prefix first
+                prefixed = [t for t in types if t.startswith(written)]
+                hint = (
+                    f" (did you mean '{prefixed[0]}'?)"
+                    if prefixed
+                    else did_you_mean(written, types)
+                )
                 self.errors.append(
                     InputError(
-                        f"tunnel '{name}': unknown type '{entry['type']}'"
-                        + did_you_mean(str(entry["type"]).upper(), types),
+                        f"tunnel '{name}': unknown type '{entry['type']}'" + hint,
                         location_of(entry, "type"),
                         "one of: " + ", ".join(types),
                     )

@@ -13,24 +13,20 @@ even those of a run that was killed.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from machineroom.errors import MachineroomError
+from machineroom.lab.layers import USERS, build_host_layer, build_seed, write_key
 
 __all__ = [
     "DEFAULT_LAB_DIR",
@@ -46,38 +42,12 @@ __all__ = [
 ]
 
 DEFAULT_LAB_DIR = "/tmp/lab-mr"
-# user -> password; root logs in by key only. deploy: NOPASSWD sudo; ops: sudo asks.
-USERS: dict[str, str | None] = {"root": None, "deploy": "deploy-pass", "ops": "ops-pass"}
-SUDOERS = "deploy ALL=(ALL:ALL) NOPASSWD: ALL\nops ALL=(ALL:ALL) ALL\n"
 # Taken from the bounding set of everything in a host, so that a playbook cannot change the
 # real machine's modules, clock, raw devices, kernel log or (shared) network.
 DROP_CAPS = "-sys_module,-sys_time,-sys_rawio,-syslog,-mac_admin,-mac_override,-net_admin"
-# Real directories shown empty in hosts: the machine's dotfiles and files stay invisible
-# (root's real .bashrc may start pyenv and make every ssh command slow).
-MASKED = ("root", "home")
 INIT_SCRIPT = Path(__file__).with_name("host_init.sh")
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_DIR_RE = re.compile(r"/tmp/lab-[A-Za-z0-9._-]+")
-SSHD_CONFIG = """\
-# machineroom lab host
-Include /etc/ssh/sshd_config.d/*.conf
-HostKey /etc/ssh/ssh_host_ed25519_key
-PidFile /run/sshd.pid
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PermitEmptyPasswords no
-UsePAM yes
-UseDNS no
-# many parallel connections from one test controller
-MaxStartups 200:30:400
-MaxSessions 100
-X11Forwarding no
-PrintMotd no
-AcceptEnv LANG LC_*
-Subsystem sftp /usr/lib/openssh/sftp-server
-"""
 # pids this process spawned, per lab dir: stop_lab reaps them so no zombie stays behind.
 _spawned: dict[str, list[int]] = {}
 
@@ -157,18 +127,23 @@ def start_lab(
     _check_free(hosts)
     root = Path(lab_dir)
     root.mkdir(mode=0o700)
-    key_pub = _write_key(root / "id_ed25519", "machineroom-lab")
-    _build_seed(root, hosts, key_pub, pam_nodelay)
-    lines = []
-    for host in hosts:
-        pub = _build_host_layer(root / "hosts" / host.name, host)
-        where = host.address if port == 22 else f"[{host.address}]:{port}"
-        lines.append(f"{where} {pub}\n")
-    (root / "known_hosts").write_text("".join(lines))
-    pids = [_spawn(root, host, tools["unshare"]) for host in hosts]
-    _spawned[lab_dir] = pids
-    lab = _write_client_files(root, hosts, pids)
-    _wait_ready(lab, pids, ready_timeout)
+    try:
+        key_pub = write_key(root / "id_ed25519", "machineroom-lab")
+        build_seed(root, {h.name: h.address for h in hosts}, key_pub, pam_nodelay)
+        lines = []
+        for host in hosts:
+            pub = build_host_layer(root / "hosts" / host.name, host.name, host.address, port)
+            where = host.address if port == 22 else f"[{host.address}]:{port}"
+            lines.append(f"{where} {pub}\n")
+        (root / "known_hosts").write_text("".join(lines))
+        pids = [_spawn(root, host, tools["unshare"]) for host in hosts]
+        _spawned[lab_dir] = pids
+        lab = _write_client_files(root, hosts, pids)
+        _wait_ready(lab, pids, ready_timeout)
+    except BaseException:
+        # Ctrl-C or a bug halfway: leave no host running (a host error has stopped it).
+        stop_lab(lab_dir)
+        raise
     return lab
 
 
@@ -277,171 +252,7 @@ def _check_free(hosts: tuple[LabHost, ...]) -> None:
         )
 
 
-# ----------------------------------------------------------------- building
-
-
-def _write_key(path: Path, comment: str) -> str:
-    """Write a new ed25519 key pair (OpenSSH format); return the public key line."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
-    pub_path = path.with_name(path.name + ".pub")
-    pub_path.write_text(public.decode() + f" {comment}\n")
-    os.chmod(pub_path, 0o644)
-    return public.decode()
-
-
-def _mkdirs(upper: Path, rel: str) -> Path:
-    """Create upper/rel, each directory with the mode and owner of the real one.
-
-    In an overlay, an upper directory's attributes win over the real one's.
-    """
-    upper.mkdir(mode=0o700, parents=True, exist_ok=True)  # lab-internal, never seen by hosts
-    path, real = upper, Path("/")
-    for part in Path(rel).parts:
-        path, real = path / part, real / part
-        if not path.exists():
-            path.mkdir()
-            st = real.stat() if real.exists() else None
-            os.chmod(path, stat.S_IMODE(st.st_mode) if st else 0o755)
-            os.chown(path, st.st_uid if st else 0, st.st_gid if st else 0)
-    return path
-
-
-def _put(
-    upper: Path, rel: str, content: str | bytes, mode: int, uid: int = 0, gid: int = 0
-) -> None:
-    path = _mkdirs(upper, os.path.dirname(rel)) / os.path.basename(rel)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    os.chmod(path, mode)
-    os.chown(path, uid, gid)
-
-
-def _build_seed(root: Path, hosts: tuple[LabHost, ...], key_pub: str, nodelay: bool) -> None:
-    """The upper layer every host starts from (layer/upper) and the /dev, /run templates."""
-    layer = root / "layer"
-    layer.mkdir(mode=0o700)
-    (layer / "work").mkdir()
-    (layer / "root").mkdir()
-    upper = _mkdirs(layer, "upper")
-    os.chmod(upper, 0o755)
-    authorized = key_pub + " machineroom-lab\n"
-    ids = _write_users(upper)
-    _put(upper, "etc/sudoers.d/lab", SUDOERS, 0o440)
-    for rel in (*MASKED, "etc/ssh/sshd_config.d"):
-        # an opaque upper directory hides the real one's contents
-        os.setxattr(_mkdirs(upper, rel), "trusted.overlay.opaque", b"y")
-    _put(upper, "root/.ssh/authorized_keys", authorized, 0o600)
-    os.chmod(upper / "root", 0o700)
-    os.chmod(upper / "root/.ssh", 0o700)
-    for dot in ("bashrc", "profile"):  # Debian's pristine root dotfiles
-        src = Path(f"/usr/share/base-files/dot.{dot}")
-        if src.exists():
-            _put(upper, f"root/.{dot}", src.read_bytes(), 0o644)
-    for user, (uid, gid) in ids.items():
-        home = upper / "home" / user
-        home.mkdir(mode=0o750)
-        if Path("/etc/skel").is_dir():
-            shutil.copytree("/etc/skel", home, dirs_exist_ok=True)
-        (home / ".ssh").mkdir(mode=0o700)
-        (home / ".ssh/authorized_keys").write_text(authorized)
-        for path in (home, *home.rglob("*")):
-            os.lchown(path, uid, gid)
-        os.chmod(home, 0o750)
-    _put(upper, "etc/ssh/sshd_config", SSHD_CONFIG, 0o644)
-    for real in Path("/etc/ssh").glob("ssh_host_*"):
-        if "ed25519" in real.name:  # each host's own key replaces it
-            continue
-        # whiteouts (char 0:0): the machine's own host keys are not visible in hosts
-        os.mknod(upper / "etc/ssh" / real.name, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-    # no syslog in a host: /etc/init.d/ssh (re)starts sshd logging to a file
-    _put(upper, "etc/default/ssh", 'SSHD_OPTS="-E /var/log/sshd.log"\n', 0o644)
-    if nodelay:  # pam_unix waits about 3 s after a wrong password; tests need not
-        common = Path("/etc/pam.d/common-auth").read_text()
-        common = re.sub(r"(?m)^(auth\s.*pam_unix\.so.*)$", r"\1 nodelay", common)
-        _put(upper, "etc/pam.d/common-auth", common, 0o644)
-    etc_hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    etc_hosts += "".join(f"{h.address}\t{h.name}\n" for h in hosts)
-    _put(upper, "etc/hosts", etc_hosts, 0o644)
-
-    runtime = root / "runtime"
-    runtime.mkdir(mode=0o700)
-    dev = _mkdirs(runtime, "dev")
-    for name, minor in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)]:
-        os.mknod(dev / name, stat.S_IFCHR, os.makedev(1, minor))
-    os.mknod(dev / "tty", stat.S_IFCHR, os.makedev(5, 0))
-    for node in ("null", "zero", "full", "random", "urandom", "tty"):
-        os.chmod(dev / node, 0o666)  # mknod's mode is cut by the umask
-    for name, target in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ]:
-        (dev / name).symlink_to(target)
-    for name, mode in [("sshd", 0o755), ("lock", 0o1777)]:
-        (runtime / "run" / name).mkdir(parents=True)
-        os.chmod(runtime / "run" / name, mode)
-    os.chmod(runtime / "run", 0o755)
-    os.chmod(dev, 0o755)
-
-
-def _write_users(upper: Path) -> dict[str, tuple[int, int]]:
-    """Add the lab users to copies of the real user database; return uid, gid per user."""
-    lab_users = [u for u, pw in USERS.items() if pw is not None]
-    files = {name: Path("/etc", name).read_text().splitlines() for name in ("passwd", "group")}
-    for name in ("shadow", "gshadow"):
-        files[name] = Path("/etc", name).read_text().splitlines()
-    for name, lines in files.items():  # a real user of the same name is replaced
-        files[name] = [line for line in lines if line.split(":")[0] not in lab_users]
-    used = {int(line.split(":")[2]) for line in files["passwd"] + files["group"]}
-    hashes = subprocess.run(
-        ["openssl", "passwd", "-6", "-stdin"],
-        input="".join(f"{USERS[u]}\n" for u in lab_users),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    today = (datetime.date.today() - datetime.date(1970, 1, 1)).days
-    ids, next_id = {}, 1000
-    for user, hashed in zip(lab_users, hashes, strict=True):
-        while next_id in used:
-            next_id += 1
-        used.add(next_id)
-        ids[user] = (next_id, next_id)
-        files["passwd"].append(f"{user}:x:{next_id}:{next_id}::/home/{user}:/bin/bash")
-        files["shadow"].append(f"{user}:{hashed}:{today}:0:99999:7:::")
-        files["group"].append(f"{user}:x:{next_id}:")
-        files["gshadow"].append(f"{user}:!::")
-    for name, lines in files.items():
-        st = Path("/etc", name).stat()
-        _put(upper, f"etc/{name}", "\n".join(lines) + "\n", stat.S_IMODE(st.st_mode), 0, st.st_gid)
-    return ids
-
-
-def _build_host_layer(host_dir: Path, host: LabHost) -> str:
-    """Write one host's own files (merged into its upper layer); return its public key."""
-    upper = _mkdirs(host_dir / "layer", "upper")
-    os.chmod(host_dir / "layer", 0o700)
-    os.chmod(upper, 0o755)
-    (host_dir / "mnt").mkdir()
-    pub = _write_key(_mkdirs(upper, "etc/ssh") / "ssh_host_ed25519_key", host.name)
-    listen = f"ListenAddress {host.address}:{host.port}\n"
-    _put(upper, "etc/ssh/sshd_config.d/00-lab-listen.conf", listen, 0o644)
-    os.setxattr(upper / "etc/ssh/sshd_config.d", "trusted.overlay.opaque", b"y")
-    _put(upper, "etc/hostname", host.name + "\n", 0o644)
-    _put(upper, "etc/machine-id", os.urandom(16).hex() + "\n", 0o444)
-    return pub
+# ----------------------------------------------------------------- client files
 
 
 def _write_client_files(root: Path, hosts: tuple[LabHost, ...], pids: list[int]) -> Lab:
