@@ -58,13 +58,13 @@ class LazyGroup(click.Group):
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        name, command, rest = super().resolve_command(ctx, args)
-        if command is None and args:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
             from machineroom.errors import did_you_mean
 
-            hint = did_you_mean(args[0], [*COMMANDS, *ALIASES])
-            ctx.fail(f"no such command '{args[0]}'{hint}")
-        return name, command, rest
+            hint = did_you_mean(args[0], [*COMMANDS, *ALIASES]) if args else ""
+            ctx.fail(f"no such command '{args[0] if args else ''}'{hint}")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -114,7 +114,9 @@ class Workspace:
         if self._inventory is None:
             from machineroom.inventory import load_inventories
 
-            self._inventory = load_inventories(list(self.inventory_paths))
+            # Key files are checked for the hosts a command works on (see `select`), so a
+            # server list that names another workstation's keys still lists and validates.
+            self._inventory = load_inventories(list(self.inventory_paths), check_key_files=False)
         return self._inventory
 
     @property
@@ -130,9 +132,13 @@ class Workspace:
 
     def select(self, pattern: str, include_retired: bool = False) -> list[Host]:
         """Hosts matching an Ansible-style pattern, without retired ones unless asked."""
-        from machineroom.inventory import select_hosts
+        from machineroom.errors import InputErrors
+        from machineroom.inventory import missing_key_files, select_hosts
 
         hosts = select_hosts(self.inventory, pattern)
+        missing = missing_key_files(hosts)
+        if missing:
+            raise InputErrors(missing)
         if include_retired:
             return hosts
         store = self.open_state()

@@ -229,8 +229,14 @@ def validate_command(
     inventory_paths: tuple[str, ...], state_path: str | None, strict: bool
 ) -> None:
     """Check the inventory without connecting: errors name file and line; exit 4 when invalid."""
+    from machineroom.errors import InputErrors
+    from machineroom.inventory import missing_key_files
+
     workspace = make_workspace(inventory_paths, state_path)
     inventory: Inventory = workspace.inventory
+    missing = missing_key_files(inventory.hosts.values())
+    if missing:
+        raise InputErrors(missing)
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(

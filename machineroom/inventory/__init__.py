@@ -9,6 +9,7 @@ from machineroom.inventory.load import (
     load_inventories,
     load_inventory,
     merge_inventories,
+    missing_key_files,
 )
 from machineroom.inventory.model import (
     VAULT_PREFIX,
@@ -48,6 +49,7 @@ __all__ = [
     "load_server_list",
     "load_yaml_inventory",
     "merge_inventories",
+    "missing_key_files",
     "parse_password",
     "parse_server_list",
     "parse_yaml_inventory",

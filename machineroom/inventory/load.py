@@ -9,7 +9,7 @@ profiles, missing key files, a group named like a host, and group cycles are Inp
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -122,6 +122,19 @@ def _key_exists(path: str) -> bool:
     return Path(os.path.expanduser(path)).is_file()
 
 
+def missing_key_files(hosts: Iterable[Host]) -> list[InputError]:
+    """An error for each host whose `ssh_key` names a file that does not exist."""
+    return [
+        InputError(
+            f"host '{host.id}': key file {host.ssh_key} does not exist",
+            host.field_locations.get("ssh_key", host.location),
+            "the path of a private key file",
+        )
+        for host in hosts
+        if host.ssh_key and not _key_exists(host.ssh_key)
+    ]
+
+
 def check_inventory(inventory: Inventory, *, check_key_files: bool = True) -> None:
     """The checks that need the whole inventory; all problems are raised together."""
     errors: list[InputError] = []
@@ -145,14 +158,8 @@ def check_inventory(inventory: Inventory, *, check_key_files: bool = True) -> No
                     f"one of the tunnel profiles ({known})",
                 )
             )
-        if check_key_files and host.ssh_key and not _key_exists(host.ssh_key):
-            errors.append(
-                InputError(
-                    f"host '{host.id}': key file {host.ssh_key} does not exist",
-                    here.get("ssh_key", host.location),
-                    "the path of a private key file",
-                )
-            )
+        if check_key_files:
+            errors.extend(missing_key_files([host]))
         if host.id in inventory.groups:
             group = inventory.groups[host.id]
             errors.append(
