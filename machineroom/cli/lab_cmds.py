@@ -31,8 +31,12 @@ def lab_group() -> None:
 @click.argument("count", type=click.IntRange(1, 254))
 @dir_option
 @click.option("--net", default="127.0.1", show_default=True, help="Host I listens on NET.I.")
-@click.option("--first", default=1, show_default=True, help="Number of the first host.")
-@click.option("--port", default=22, show_default=True, help="Port of every host's sshd.")
+@click.option(
+    "--first", default=1, type=click.IntRange(1, 254), show_default=True, help="First host's I."
+)
+@click.option(
+    "--port", default=22, type=click.IntRange(1, 65535), show_default=True, help="sshd's port."
+)
 @click.option("--pam-nodelay", is_flag=True, help="Refuse a wrong password at once, not after 3 s.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for sshd.")
 def up_command(

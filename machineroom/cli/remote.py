@@ -25,7 +25,7 @@ from machineroom.errors import ExitCode, InputError, UsageError
 
 if TYPE_CHECKING:
     from machineroom.executor.adhoc import HostOutcome
-    from machineroom.inventory.model import Host
+    from machineroom.inventory.model import Host, TunnelProfile
     from machineroom.state import StateStore
 
 
@@ -284,7 +284,7 @@ def ssh_argv(
         "-p",
         str(host.port),
         "-o",
-        "UserKnownHostsFile=" + " ".join(shlex.quote(f) for f in files),
+        "UserKnownHostsFile=" + _ssh_list(files),
         "-o",
         "StrictHostKeyChecking=" + ("accept-new" if accept_new else "yes"),
     ]
@@ -301,14 +301,41 @@ def ssh_argv(
                 f"{host.id}: tunnel '{profile.name}' is {profile.type.value}; bring it up first, "
                 "machineroom only drives SSH jump hosts"
             )
-        jump = f"{profile.user}@{profile.server}" if profile.user else profile.server
-        if ":" not in profile.server and profile.port != 22:
-            jump += f":{profile.port}"
-        argv += ["-J", jump]
+        argv += ["-o", "ProxyCommand=" + _jump_command(ssh, profile, files)]
     argv.append(host.host)
     if remote_command:
         argv += ["--", *remote_command]
     return argv
+
+
+def _ssh_list(paths: list[str]) -> str:
+    """A list of paths as ssh_config reads it: space-separated, double quotes around spaces."""
+    return " ".join(f'"{p}"' if " " in p else p for p in paths)
+
+
+def _jump_command(ssh: str, profile: TunnelProfile, known_hosts: list[str]) -> str:
+    """`ssh -W` through the jump host, with its own user, port, key and host-key check.
+
+    A ProxyCommand rather than `-J`: `-J` would not pass the jump host its own key file.
+    """
+    server, _, port = profile.server.partition(":")
+    words = [
+        ssh,
+        "-W",
+        "%h:%p",
+        "-p",
+        port or str(profile.port),
+        "-o",
+        "UserKnownHostsFile=" + _ssh_list(known_hosts),
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    if profile.user:
+        words += ["-l", profile.user]
+    if profile.ssh_key:
+        words += ["-i", os.path.expanduser(profile.ssh_key), "-o", "IdentitiesOnly=yes"]
+    # %h and %p are ssh's own tokens; every other word is quoted for the shell ssh runs it with
+    return " ".join(w if w == "%h:%p" else shlex.quote(w) for w in [*words, server])
 
 
 @click.command("scanports")

@@ -121,6 +121,8 @@ def start_lab(
         raise LabError(f"hosts {first}..{first + count - 1} do not fit in {net}.1..254")
     if not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}", net):
         raise LabError(f"net must be three octets in 127.0.0.0/8, like 127.0.1 (got {net!r})")
+    if not 0 < port < 65536:
+        raise LabError(f"port must be in 1..65535 (got {port})")
     tools = _check_machine()
     stop_lab(lab_dir)
     hosts = tuple(LabHost(f"h{i}", f"{net}.{i}", port) for i in range(first, first + count))
