@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job, end to end on this machine: set machineroom up, start three disposable SSH
+# hosts (real sshd on 127.0.7.1-3), and work on them as a user would. Needs root (the lab
+# uses mount namespaces). Leaves the demo repo in /tmp/machineroom-demo to look at.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+bash scripts/setup.sh
+MR="$ROOT/.venv/bin/machineroom"
+LAB=/tmp/lab-mr-demo
+
+"$MR" lab up 3 --dir "$LAB" --net 127.0.7 >/dev/null
+trap '"$MR" lab down --dir "$LAB" >/dev/null' EXIT
+
+rm -rf /tmp/machineroom-demo && mkdir -p /tmp/machineroom-demo && cd /tmp/machineroom-demo
+git init -q .
+cp "$LAB/inventory.yml" inventory.yml
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "machineroom $*"; "$MR" "$@"; }
+step validate
+step run all --accept-new-host-keys -- 'echo "$(hostname): $(uname -sr), up $(cut -d. -f1 /proc/uptime)s"'
+step run 'lab:!h2' --become -- 'id -un'
+step scanports all --ports 22,80,443,8000-8010
+step retire h3
+step ls
+step history
