@@ -1,0 +1,68 @@
+"""The task modules, found by name. Imported lazily: a run loads only the modules it uses."""
+
+from __future__ import annotations
+
+import importlib
+
+from machineroom.modules.base import Module
+
+# task name -> "module:Class". `ansible.builtin.NAME` and `ansible.legacy.NAME` resolve here too.
+MODULES: dict[str, str] = {
+    # files
+    "copy": "machineroom.modules.copy:CopyModule",
+    "template": "machineroom.modules.template:TemplateModule",
+    "file": "machineroom.modules.file:FileModule",
+    "lineinfile": "machineroom.modules.lineinfile:LineinfileModule",
+    "blockinfile": "machineroom.modules.blockinfile:BlockinfileModule",
+    "authorized_key": "machineroom.modules.authorized_key:AuthorizedKeyModule",
+    # commands and system
+    "command": "machineroom.modules.command:CommandModule",
+    "shell": "machineroom.modules.command:ShellModule",
+    "package": "machineroom.modules.package:PackageModule",
+    "apt": "machineroom.modules.package:AptModule",
+    "service": "machineroom.modules.service:ServiceModule",
+    "user": "machineroom.modules.user:UserModule",
+    "group": "machineroom.modules.user:GroupModule",
+    "wait_for": "machineroom.modules.wait_for:WaitForModule",
+    "facts": "machineroom.modules.facts:FactsModule",
+    "ping": "machineroom.modules.facts:PingModule",
+    # local: never contact the host
+    "debug": "machineroom.modules.local:DebugModule",
+    "assert": "machineroom.modules.local:AssertModule",
+    "fail": "machineroom.modules.local:FailModule",
+    "set_fact": "machineroom.modules.local:SetFactModule",
+    "meta": "machineroom.modules.local:MetaModule",
+    "record": "machineroom.modules.local:RecordModule",
+}
+# other names users write for the same modules
+ALIASES: dict[str, str] = {"setup": "facts", "gather_facts": "facts"}
+NAMESPACES = ("ansible.builtin.", "ansible.legacy.", "machineroom.")
+
+_loaded: dict[str, Module] = {}
+
+
+def canonical_name(name: str) -> str | None:
+    """The module name a task name refers to (`ansible.builtin.copy` -> copy), or None."""
+    for prefix in NAMESPACES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    name = ALIASES.get(name, name)
+    return name if name in MODULES else None
+
+
+def known_names() -> list[str]:
+    """Every name a task may use for a module (for "did you mean" suggestions)."""
+    return sorted({*MODULES, *ALIASES})
+
+
+def get_module(name: str) -> Module | None:
+    """The module instance for a task name, or None when there is no such module."""
+    canonical = canonical_name(name)
+    if canonical is None:
+        return None
+    if canonical not in _loaded:
+        module_path, class_name = MODULES[canonical].split(":")
+        cls = getattr(importlib.import_module(module_path), class_name)
+        _loaded[canonical] = cls()
+    return _loaded[canonical]

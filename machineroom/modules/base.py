@@ -1,0 +1,121 @@
+"""What a task module is: an argument schema, a remote step, and how to read its result.
+
+A module is pure: `build()` turns (already templated) arguments into one POSIX sh script that
+reads the current state, changes it only when it differs and check mode is off, and prints
+what it found; `interpret()` turns the command's output into an `Outcome`. The executor does
+the rest (templating, when, loop, register, retries, become, handlers), and owns all I/O: a
+module reaches local files only through `ModuleContext`.
+
+Modules that never touch the host (debug, assert, set_fact, ...) implement `run_local()`
+instead and return None from `build()`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+OutcomeStatus = Literal["ok", "changed", "failed"]
+
+
+def quote(value: object) -> str:
+    """Quote any value for a POSIX shell: the only way a user value may reach a script."""
+    return shlex.quote(str(value))
+
+
+@dataclass(frozen=True)
+class RemoteStep:
+    """One remote command: a sh script and the bytes to send on its stdin."""
+
+    script: str
+    stdin: bytes | None = None
+    # Seconds the script may run; None: the task's timeout or the connection's default.
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a module did on one host.
+
+    `result` is what `register:` stores (besides `changed`, `failed`, `msg`, which the
+    executor adds from the fields here): e.g. rc, stdout, stderr, stdout_lines for command.
+    `facts` are set as host facts (like ansible_facts). `diff` is a unified diff, or "".
+    """
+
+    status: OutcomeStatus
+    msg: str = ""
+    diff: str = ""
+    result: Mapping[str, Any] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    # Keys written into the host's `server_room.res` (the `record` module, stages).
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """True when the module changed something (or would have, in check mode)."""
+        return self.status == "changed"
+
+    @property
+    def failed(self) -> bool:
+        """True when the module failed."""
+        return self.status == "failed"
+
+
+@dataclass(frozen=True)
+class ModuleContext:
+    """What a module may know besides its arguments. No connection: modules do no I/O.
+
+    `read_file(src)` returns the bytes of a local file, looked up as Ansible does (the role's
+    `files/`, the playbook's folder, ...); `render_template(src)` renders a local Jinja2
+    template with the host's variables; both raise InputError naming the task when missing.
+    """
+
+    host_id: str
+    check: bool = False
+    diff: bool = False
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    remote_user: str = "root"
+    become_user: str | None = None  # when the task runs through sudo
+    read_file: Callable[[str], bytes] = field(default=lambda src: b"", repr=False)
+    render_template: Callable[[str], str] = field(default=lambda src: "", repr=False)
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """The remote command's result as a module sees it (decoupled from the connection)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Module:
+    """Base class of task modules. Subclasses set `name`, `schema` and implement the steps.
+
+    `schema` is a JSON Schema (an object) for the arguments, checked before anything runs.
+    `free_form` names the argument that takes a bare string (`command: ls -l` -> cmd).
+    `aliases` are extra task names (`ansible.builtin.NAME` is accepted for every module).
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    free_form: ClassVar[str | None] = None
+    # True for modules that never contact the host (debug, set_fact, assert, fail, meta).
+    local: ClassVar[bool] = False
+
+    def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep | None:
+        """The remote step for these arguments; None for local modules."""
+        return None
+
+    def interpret(
+        self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
+    ) -> Outcome:
+        """Read the remote step's output into an Outcome."""
+        raise NotImplementedError
+
+    def run_local(self, args: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
+        """For local modules: compute the Outcome without contacting the host."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Playbooks: the model and its loader."""

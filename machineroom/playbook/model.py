@@ -1,0 +1,145 @@
+"""The playbook model: plays, stages, roles, blocks, tasks and handlers as frozen plain data.
+
+The loader (`playbook/load.py`) builds these from YAML, resolving roles, `import_tasks` and
+`import_role` (static) at load time; `include_tasks` / `include_role` (dynamic) stay as tasks
+of kind "include" that the executor expands per host at run time. Values are kept exactly as
+written (strings may hold Jinja2); templating happens per host in the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from machineroom.errors import Location
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    """Where a task came from when it belongs to a role: its name, folder and variables."""
+
+    name: str
+    path: str  # the role's folder
+    defaults: Mapping[str, Any] = field(default_factory=_empty)  # defaults/main.yml
+    vars: Mapping[str, Any] = field(default_factory=_empty)  # vars/main.yml
+    params: Mapping[str, Any] = field(default_factory=_empty)  # `- role: x` + its keys / vars:
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task. `module` is the canonical module name (`copy`), `args` its raw arguments.
+
+    kind "module": a module call; kind "include": `include_tasks` / `include_role` expanded at
+    run time (args: `file` or `name`, plus `apply`/vars); kind "meta": `meta: flush_handlers`
+    and friends (args: {"action": ...}).
+    """
+
+    module: str
+    args: Mapping[str, Any] = field(default_factory=_empty)
+    kind: Literal["module", "include", "meta"] = "module"
+    name: str | None = None
+    when: tuple[Any, ...] = ()  # raw conditions (strings or bools), all must hold
+    loop: Any = None  # list, or a template string giving one; None: no loop
+    loop_control: Mapping[str, Any] = field(default_factory=_empty)
+    register: str | None = None
+    notify: tuple[str, ...] = ()
+    listen: tuple[str, ...] = ()  # handlers only
+    tags: frozenset[str] = frozenset()
+    vars: Mapping[str, Any] = field(default_factory=_empty)
+    environment: Mapping[str, Any] = field(default_factory=_empty)
+    become: bool | None = None
+    become_user: str | None = None
+    changed_when: tuple[Any, ...] | None = None
+    failed_when: tuple[Any, ...] | None = None
+    ignore_errors: bool = False
+    ignore_unreachable: bool = False
+    retries: int | None = None
+    until: Any = None
+    delay: float = 5.0
+    timeout: float | None = None
+    check_mode: bool | None = None  # per-task override of --check
+    diff: bool | None = None
+    run_once: bool = False
+    any_errors_fatal: bool | None = None
+    role: RoleRef | None = None
+    location: Location | None = None
+    # a stable id, e.g. "site.yml:14" (+ "#2" for imports repeated), used in results and resume
+    id: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """The task's name, or `module` plus the role, as Ansible shows it."""
+        base = self.name or self.module
+        return f"{self.role.name} : {base}" if self.role else base
+
+
+@dataclass(frozen=True)
+class Block:
+    """A `block:` with optional `rescue:` and `always:`; its keywords apply to all inside."""
+
+    block: tuple[Task | Block, ...]
+    rescue: tuple[Task | Block, ...] = ()
+    always: tuple[Task | Block, ...] = ()
+    name: str | None = None
+    when: tuple[Any, ...] = ()
+    tags: frozenset[str] = frozenset()
+    vars: Mapping[str, Any] = field(default_factory=_empty)
+    become: bool | None = None
+    become_user: str | None = None
+    ignore_errors: bool | None = None
+    role: RoleRef | None = None
+    location: Location | None = None
+
+
+Item = Task | Block
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named group of tasks that runs as a unit: handlers are flushed at its end, a failure
+    is recorded as the stage a host stopped at, `--stage NAME` selects it, `--resume` restarts
+    there. A role listed under a play's `stages:` is a stage; otherwise a play's sections
+    (pre_tasks, roles + tasks, post_tasks) are its stages, named after the section."""
+
+    name: str
+    items: tuple[Item, ...]
+    role: RoleRef | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Play:
+    """One play: which hosts, how, and its stages in order."""
+
+    hosts: str  # a host pattern
+    stages: tuple[Stage, ...]
+    handlers: tuple[Task, ...] = ()  # play handlers and every role's handlers, in load order
+    name: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=_empty)  # vars + vars_files, merged
+    vars_sources: Mapping[str, str] = field(default_factory=_empty)  # var -> "file:line"
+    become: bool = False
+    become_user: str | None = None
+    serial: tuple[int | str, ...] = ()  # e.g. (1, "50%"): batch sizes, the last repeats
+    max_fail_percentage: float | None = None
+    any_errors_fatal: bool = False
+    strategy: Literal["free", "linear"] = "free"
+    gather_facts: bool = True  # as Ansible; our facts are one remote command
+    check_mode: bool | None = None
+    tags: frozenset[str] = frozenset()
+    connection: str | None = None  # "local" runs every task on the workstation
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A playbook file: its plays in order."""
+
+    path: str
+    plays: tuple[Play, ...]
