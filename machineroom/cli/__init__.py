@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "history": "machineroom.cli.servers:history_command",
     "vault": "machineroom.cli.vault_cmds:vault_group",
     "lab": "machineroom.cli.lab_cmds:lab_group",
+    "apply": "machineroom.cli.apply:apply_command",
+    "plan": "machineroom.cli.apply:plan_command",
 }
 ALIASES: dict[str, str] = {
     "show": "ls",

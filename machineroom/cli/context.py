@@ -130,6 +130,14 @@ class Workspace:
 
         return open_state(self.state_path)
 
+    def retired_ids(self) -> set[str]:
+        """Ids of the servers `machineroom retire` took out of service."""
+        store = self.open_state()
+        try:
+            return {row.id for row in store.servers() if row.res.get("retired")}
+        finally:
+            store.close()
+
     def select(self, pattern: str, include_retired: bool = False) -> list[Host]:
         """Hosts matching an Ansible-style pattern, without retired ones unless asked."""
         from machineroom.errors import InputErrors
@@ -141,11 +149,7 @@ class Workspace:
             raise InputErrors(missing)
         if include_retired:
             return hosts
-        store = self.open_state()
-        try:
-            retired = {row.id for row in store.servers() if row.res.get("retired")}
-        finally:
-            store.close()
+        retired = self.retired_ids()
         skipped = [h.id for h in hosts if h.id in retired]
         if skipped:
             click.echo(f"skipping retired: {', '.join(skipped)}", err=True)

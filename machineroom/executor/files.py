@@ -1,0 +1,79 @@
+"""Finding a task's local files (`src:` of copy and template) the way Ansible users expect.
+
+A relative `src` is looked up in the role's `files/` (copy) or `templates/` (template), then
+the role's folder, then the playbook's `files/` / `templates/`, then the playbook's folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from machineroom.errors import InputError
+from machineroom.playbook.model import RoleRef, Task
+from machineroom.templating import Where
+
+if TYPE_CHECKING:
+    from machineroom.executor.hoststate import RunShared
+
+
+def search_paths(kind: str, role: RoleRef | None, playbook_dir: str) -> list[Path]:
+    """Folders searched for a relative `src`, in order; `kind` is "files" or "templates"."""
+    paths: list[Path] = []
+    if role is not None:
+        paths += [Path(role.path) / kind, Path(role.path)]
+    paths += [Path(playbook_dir) / kind, Path(playbook_dir)]
+    return paths
+
+
+def find_local(src: str, kind: str, task: Task, role: RoleRef | None, playbook_dir: str) -> Path:
+    """The local file `src` names; an InputError naming the task and the folders searched."""
+    path = Path(src).expanduser()
+    if path.is_absolute():
+        if path.is_file():
+            return path
+        searched = [path]
+    else:
+        searched = [folder / path for folder in search_paths(kind, role, playbook_dir)]
+        for candidate in searched:
+            if candidate.is_file():
+                return candidate
+    raise InputError(
+        f"task \"{task.display_name}\": {kind[:-1]} '{src}' not found (looked in "
+        + ", ".join(str(p) for p in searched)
+        + ")",
+        task.location,
+    )
+
+
+def file_reader(task: Task, role: RoleRef | None, playbook_dir: str) -> Callable[[str], bytes]:
+    """`ModuleContext.read_file` for this task."""
+
+    def read(src: str) -> bytes:
+        return find_local(src, "files", task, role, playbook_dir).read_bytes()
+
+    return read
+
+
+def template_renderer(
+    task: Task,
+    role: RoleRef | None,
+    rs: RunShared,
+    variables: Mapping[str, Any],
+    where: Where,
+) -> Callable[[str], str]:
+    """`ModuleContext.render_template` for this task: the host's variables, StrictUndefined."""
+
+    def render(src: str) -> str:
+        path = find_local(src, "templates", task, role, rs.playbook_dir)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"template '{path}' is not UTF-8 text", task.location) from None
+        file_where = Where(where.location, f"{where.task} (template {path})", where.host)
+        return rs.templar.render_file(
+            text, {**variables, "template_path": str(path)}, file_where
+        )
+
+    return render

@@ -1,0 +1,104 @@
+"""What the executor keeps per host during a run, and what it shares between hosts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from machineroom.connection.pool import ConnectionPool
+from machineroom.events import EventBus
+from machineroom.inventory.model import Host, Inventory
+from machineroom.playbook.model import Play
+from machineroom.templating import Templar
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the user asked the run to go (from the command line)."""
+
+    check: bool = False
+    diff: bool = False
+    forks: int = 50
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    extra_var_sources: Mapping[str, str] = field(default_factory=dict)
+    stages: frozenset[str] = frozenset()  # --stage: only these (empty: all)
+    start_stage: Mapping[str, str] = field(default_factory=dict)  # --resume: host -> stage
+    verbosity: int = 0
+
+
+@dataclass
+class HostState:
+    """One host's progress: its facts, registered results, pending handlers, failure."""
+
+    host: Host
+    facts: dict[str, Any] = field(default_factory=dict)  # set_fact and gathered facts
+    registered: dict[str, Any] = field(default_factory=dict)
+    notified: list[str] = field(default_factory=list)  # handler names/topics, in order
+    failed: bool = False
+    unreachable: bool = False
+    ended: bool = False  # meta: end_host / end_play
+    stage: str | None = None
+    failed_task: str | None = None
+    reason: str = ""
+    res: dict[str, Any] = field(default_factory=dict)  # the host's server_room.res, kept current
+
+    @property
+    def done(self) -> bool:
+        """True when the host will run no more tasks in this play."""
+        return self.failed or self.unreachable or self.ended
+
+
+@dataclass
+class RunShared:
+    """What every host worker of a run shares: settings, inventory, pool, events, stop flag."""
+
+    options: RunOptions
+    inventory: Inventory
+    pool: ConnectionPool
+    bus: EventBus
+    templar: Templar
+    decrypt: Any = None  # vault ciphertext -> text, for become passwords
+    playbook_dir: str = "."
+    stop: threading.Event = field(default_factory=threading.Event)
+    server_res: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PlayShared:
+    """What the hosts of one play share: the play, its hosts' states, the lock-step gate."""
+
+    play: Play
+    hosts: list[HostState]
+    gate: LockStep | None = None  # strategy linear
+    abort: threading.Event = field(default_factory=threading.Event)  # any_errors_fatal etc.
+
+
+class LockStep:
+    """Strategy linear: no host starts item N+1 of a stage before every live host finished N.
+
+    Hosts call `arrive(position)` before each top-level item; `leave()` when they are done
+    (failed, unreachable or finished) so that the others do not wait for them.
+    """
+
+    def __init__(self, parties: int) -> None:
+        self._cond = threading.Condition()
+        self._live = parties
+        self._arrived: dict[tuple[int, int], int] = {}
+
+    def arrive(self, position: tuple[int, int], stop: threading.Event) -> None:
+        """Wait until every live host has arrived at `position` (or the run stops)."""
+        with self._cond:
+            self._arrived[position] = self._arrived.get(position, 0) + 1
+            self._cond.notify_all()
+            while self._arrived[position] < self._live and not stop.is_set():
+                self._cond.wait(0.5)
+
+    def leave(self) -> None:
+        """A host is done: nobody waits for it any more."""
+        with self._cond:
+            self._live -= 1
+            self._cond.notify_all()

@@ -1,0 +1,175 @@
+"""Running a playbook: plays in order, hosts in parallel, batches, failure limits, Ctrl-C.
+
+Strategy `free` (the default): each host walks its own stages without waiting for others, at
+most `--forks` hosts at once. Strategy `linear`: every host runs top-level item N of a stage
+before any starts N+1 (a gate), at most `--forks` tasks at once. `serial` runs the play on
+batches of hosts, one batch after the other; `max_fail_percentage` and `any_errors_fatal`
+stop the play for every host, counting unreachable hosts as failed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from machineroom.events import HostFinished, HostStats, PlayStarted, RunFinished, RunStarted
+from machineroom.executor.hoststate import HostState, LockStep, PlayShared, RunShared
+from machineroom.executor.walker import HostWalker
+from machineroom.inventory.model import Host
+from machineroom.playbook.model import Play, Playbook
+
+
+def batches(hosts: Sequence[Host], serial: Sequence[int | str]) -> list[list[Host]]:
+    """Split hosts into `serial` batches (sizes or percentages; the last size repeats)."""
+    if not serial:
+        return [list(hosts)] if hosts else []
+    result: list[list[Host]] = []
+    rest = list(hosts)
+    step = 0
+    while rest:
+        spec = serial[min(step, len(serial) - 1)]
+        if isinstance(spec, str) and spec.endswith("%"):
+            size = max(1, math.floor(len(hosts) * float(spec[:-1]) / 100))
+        else:
+            size = max(1, int(spec))
+        result.append(rest[:size])
+        rest = rest[size:]
+        step += 1
+    return result
+
+
+def run_playbook(
+    playbook: Playbook,
+    play_hosts: Sequence[Sequence[Host]],
+    rs: RunShared,
+    run_id: int | None = None,
+) -> RunFinished:
+    """Run every play on its hosts (`play_hosts[i]` for play i, already limited); return the
+    final event (also emitted). Ctrl-C: stops starting tasks, lets running ones end."""
+    started = time.monotonic()
+    everyone = sorted({h.id for hosts in play_hosts for h in hosts})
+    rs.bus.emit(
+        RunStarted(run_id, playbook.path, tuple(everyone), rs.options.check, rs.options.diff)
+    )
+    states: dict[str, HostState] = {}
+    stats: dict[str, HostStats] = {h: HostStats() for h in everyone}
+    rs.bus.subscribe(lambda e: _count(stats, e))
+    interrupted = False
+    try:
+        for play, hosts in zip(playbook.plays, play_hosts, strict=True):
+            live = [
+                states.setdefault(h.id, HostState(h, res=dict(rs.server_res.get(h.id, {}))))
+                for h in hosts
+            ]
+            live = [hs for hs in live if not (hs.failed or hs.unreachable)]
+            hs_ended = [hs for hs in live if hs.ended]
+            for hs in hs_ended:
+                hs.ended = False  # end_play / end_host last only for their play
+            _run_play(play, live, rs)
+            if rs.stop.is_set():
+                break
+    except KeyboardInterrupt:
+        rs.stop.set()
+        interrupted = True
+    interrupted = interrupted or rs.stop.is_set()
+    for host_id in everyone:
+        hs = states.get(host_id)
+        if hs is None:
+            continue
+        if hs.unreachable:
+            event = HostFinished(host_id, "unreachable", hs.stage, hs.failed_task, hs.reason)
+        elif hs.failed:
+            event = HostFinished(host_id, "failed", hs.stage, hs.failed_task, hs.reason)
+        elif interrupted:
+            event = HostFinished(host_id, "interrupted", hs.stage, None, "interrupted")
+        else:
+            event = HostFinished(host_id, "ok")
+        rs.bus.emit(event)
+    status = _run_status(states, interrupted)
+    finished = RunFinished(run_id, status, stats, time.monotonic() - started, rs.options.check)
+    rs.bus.emit(finished)
+    return finished
+
+
+def _count(stats: dict[str, HostStats], event: object) -> None:
+    from machineroom.events import TaskFinished
+
+    if isinstance(event, TaskFinished) and event.host in stats:
+        stats[event.host].add(event)
+
+
+def _run_status(states: dict[str, HostState], interrupted: bool) -> str:  # type: ignore[return]
+    if interrupted:
+        return "interrupted"
+    if any(hs.unreachable for hs in states.values()):
+        return "unreachable"
+    if any(hs.failed for hs in states.values()):
+        return "failed"
+    return "ok"
+
+
+def _run_play(play: Play, hosts: list[HostState], rs: RunShared) -> None:
+    rs.bus.emit(PlayStarted(play.name or play.hosts, tuple(h.host.id for h in hosts), play.strategy))
+    for batch in batches([hs.host for hs in hosts], play.serial):
+        members = [hs for hs in hosts if hs.host in batch]
+        ps = PlayShared(play=play, hosts=hosts)
+        _run_batch(members, ps, rs)
+        failed = sum(1 for hs in members if hs.failed or hs.unreachable)
+        limit = play.max_fail_percentage
+        if play.serial and limit is None and failed == len(members) and members:
+            ps.abort.set()  # Ansible: a whole failed batch stops the play
+        if limit is not None and members and failed * 100 / len(members) > limit:
+            ps.abort.set()
+        if ps.abort.is_set() or rs.stop.is_set():
+            for hs in hosts:
+                if hs not in members and not hs.done:
+                    hs.ended = True  # hosts of later batches never start
+            break
+
+
+def _run_batch(members: list[HostState], ps: PlayShared, rs: RunShared) -> None:
+    if not members:
+        return
+    walkers = [HostWalker(hs, ps, rs) for hs in members]
+    limit = ps.play.max_fail_percentage
+
+    def watch() -> None:
+        # max_fail_percentage within a batch: stop everyone as soon as it is exceeded
+        if limit is None:
+            return
+        failed = sum(1 for hs in members if hs.failed or hs.unreachable)
+        if failed * 100 / len(members) > limit:
+            ps.abort.set()
+
+    if ps.play.strategy == "linear":
+        ps.gate = LockStep(len(members))
+        slots = threading.Semaphore(rs.options.forks)
+        for walker in walkers:
+            walker.slots = slots
+        workers = len(members)
+    else:
+        workers = min(rs.options.forks, len(members))
+
+    def walk(walker: HostWalker) -> None:
+        walker.walk()
+        watch()
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host")
+    futures = [pool.submit(walk, w) for w in walkers]
+    try:
+        for future in futures:
+            while True:
+                try:
+                    future.result(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+    except KeyboardInterrupt:
+        # first Ctrl-C: no new task starts; running ones finish (or hit their timeout)
+        rs.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -1,0 +1,467 @@
+"""Running one task on one host: when, loop, templating, the module, retries, register.
+
+Everything a task keyword means is decided here; the module itself only builds a script and
+reads its output. One remote command per module call (per loop item).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from machineroom.connection.base import Become
+from machineroom.errors import (
+    CommandTimeout,
+    ConnectionFailure,
+    InputError,
+    MachineroomError,
+)
+from machineroom.events import TaskFinished, TaskStarted, TaskStatus
+from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.modules import get_module
+from machineroom.modules.base import ModuleContext, Outcome
+from machineroom.modules.runner import run_module
+from machineroom.playbook.model import Block, RoleRef, Task
+from machineroom.templating import Where, mark_unsafe
+from machineroom.vars import build_var_stack, magic_vars
+
+# Result keys kept short in events: the console and the database need no more.
+OUTPUT_CAP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the blocks around a task add to it: conditions, vars, become, tags, errors."""
+
+    stage: str
+    blocks: tuple[Block, ...] = ()
+    when: tuple[Any, ...] = ()
+    become: bool | None = None
+    become_user: str | None = None
+    ignore_errors: bool | None = None
+    tags: frozenset[str] = frozenset()
+    role: RoleRef | None = None
+    include_vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def enter(self, block: Block) -> Scope:
+        """The scope inside `block`."""
+        return replace(
+            self,
+            blocks=(*self.blocks, block),
+            when=(*self.when, *block.when),
+            become=block.become if block.become is not None else self.become,
+            become_user=block.become_user or self.become_user,
+            ignore_errors=block.ignore_errors
+            if block.ignore_errors is not None
+            else self.ignore_errors,
+            tags=self.tags | block.tags,
+            role=block.role or self.role,
+        )
+
+
+def task_vars(
+    task: Task | None, hs: HostState, ps: PlayShared, rs: RunShared, scope: Scope
+) -> dict[str, Any]:
+    """Every variable the task sees on this host, by precedence, plus the magic ones."""
+    role = (task.role if task else None) or scope.role
+    magic = magic_vars(
+        hs.host,
+        rs.inventory,
+        [h.host.id for h in ps.hosts],
+        check_mode=rs.options.check,
+        playbook_dir=rs.playbook_dir,
+        role_path=role.path if role else None,
+    )
+    if role is not None:
+        magic["role_name"] = role.name
+    stack = build_var_stack(
+        hs.host,
+        play=ps.play,
+        role=role,
+        blocks=scope.blocks,
+        task=task,
+        facts=_facts_view(hs.facts),
+        registered={**hs.registered, **scope.include_vars},
+        extra_vars=rs.options.extra_vars,
+        magic=magic,
+    )
+    return stack.resolve()
+
+
+def _facts_view(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts as variables: set_fact names as they are, gathered ones also under ansible_facts."""
+    return dict(facts)
+
+
+def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Scope) -> TaskStatus:
+    """Run `task` on the host; emit its events; return its status (`failed` only when the
+    failure was not ignored: the caller then goes to `rescue` or stops the host)."""
+    started = time.monotonic()
+    name = task.display_name
+    base_vars = task_vars(task, hs, ps, rs, scope)
+    where = Where(task.location, name, hs.host.id)
+
+    def finish(status: TaskStatus, **fields: Any) -> TaskStatus:
+        rs.bus.emit(
+            TaskFinished(
+                host=hs.host.id,
+                task_id=task.id,
+                task=name,
+                stage=scope.stage,
+                status=status,
+                duration=time.monotonic() - started,
+                location=str(task.location) if task.location else None,
+                **fields,
+            )
+        )
+        return status
+
+    conditions = (*scope.when, *task.when)
+    try:
+        items = _loop_items(task, base_vars, rs, where)
+        if items is None and not _holds(conditions, base_vars, rs, where):
+            _register(hs, task, {"changed": False, "skipped": True, "skip_reason": "when"})
+            return finish("skipped", msg="condition false")
+    except InputError as exc:
+        hs.reason = str(exc)
+        return finish("failed", msg=str(exc))
+
+    rs.bus.emit(TaskStarted(hs.host.id, task.id, name, scope.stage))
+    ignore = task.ignore_errors or bool(scope.ignore_errors)
+    if items is None:
+        outcome, result = _run_once(task, hs, ps, rs, scope, base_vars, where)
+        status = _status_of(outcome, result)
+        if status == "unreachable":
+            hs.unreachable = True
+            hs.reason = outcome.msg
+            return finish("unreachable", msg=outcome.msg, result=_cap(result))
+        _register(hs, task, result)
+        _after(task, hs, outcome, rs, status)
+        if status == "failed" and ignore:
+            return _ignored(finish, outcome, result)
+        return finish(
+            status,
+            msg=outcome.msg,
+            diff=outcome.diff,
+            stdout=_text(result.get("stdout")),
+            stderr=_text(result.get("stderr")),
+            result=_cap(result),
+            record=dict(outcome.record),
+        )
+
+    # a loop: one module call per item, one event per item, one summary
+    loop_var = str(task.loop_control.get("loop_var", "item"))
+    index_var = task.loop_control.get("index_var")
+    label_template = task.loop_control.get("label")
+    results: list[dict[str, Any]] = []
+    statuses: list[TaskStatus] = []
+    record: dict[str, Any] = {}
+    diffs: list[str] = []
+    for index, item in enumerate(items):
+        item_vars = {**base_vars, loop_var: item, "ansible_loop_var": loop_var}
+        if index_var:
+            item_vars[str(index_var)] = index
+        label = _label(label_template, item, item_vars, rs, where)
+        try:
+            if not _holds(conditions, item_vars, rs, where):
+                results.append({"item": item, "skipped": True, "changed": False})
+                statuses.append("skipped")
+                rs.bus.emit(_item_event(hs, task, scope, "skipped", label, "condition false"))
+                continue
+        except InputError as exc:
+            return finish("failed", msg=str(exc))
+        outcome, result = _run_once(task, hs, ps, rs, scope, item_vars, where)
+        status = _status_of(outcome, result)
+        if status == "unreachable":
+            hs.unreachable = True
+            hs.reason = outcome.msg
+            return finish("unreachable", msg=outcome.msg)
+        result = {**result, "item": item, loop_var: item}
+        results.append(result)
+        statuses.append(status)
+        record.update(outcome.record)
+        if outcome.diff:
+            diffs.append(outcome.diff)
+        _after(task, hs, outcome, rs, status)
+        rs.bus.emit(_item_event(hs, task, scope, status, label, outcome.msg, outcome.diff))
+        pause = task.loop_control.get("pause")
+        if pause:
+            time.sleep(float(pause))
+    changed = "changed" in statuses
+    failed = "failed" in statuses
+    summary = {
+        "changed": changed,
+        "failed": failed,
+        "results": results,
+        "msg": "one or more items failed" if failed else "all items completed",
+        "skipped": bool(statuses) and all(s == "skipped" for s in statuses),
+    }
+    _register(hs, task, summary)
+    status: TaskStatus = (
+        "failed" if failed else "changed" if changed
+        else "skipped" if summary["skipped"] else "ok"
+    )
+    if failed and ignore:
+        return finish("failed", msg=str(summary["msg"]), ignored=True, diff="\n".join(diffs))
+    return finish(
+        status, msg=str(summary["msg"]), diff="\n".join(diffs), record=record,
+        result=_cap({"results": [_cap(r) for r in results]}),
+    )
+
+
+def _ignored(finish: Any, outcome: Outcome, result: Mapping[str, Any]) -> TaskStatus:
+    finish(
+        "failed",
+        msg=outcome.msg,
+        stdout=_text(result.get("stdout")),
+        stderr=_text(result.get("stderr")),
+        ignored=True,
+        result=_cap(result),
+    )
+    return "ok"  # an ignored failure lets the host go on
+
+
+def _item_event(
+    hs: HostState,
+    task: Task,
+    scope: Scope,
+    status: TaskStatus,
+    label: str,
+    msg: str = "",
+    diff: str = "",
+) -> TaskFinished:
+    return TaskFinished(
+        host=hs.host.id,
+        task_id=task.id,
+        task=task.display_name,
+        stage=scope.stage,
+        status=status,
+        msg=msg,
+        diff=diff,
+        item=label,
+    )
+
+
+def _run_once(
+    task: Task,
+    hs: HostState,
+    ps: PlayShared,
+    rs: RunShared,
+    scope: Scope,
+    variables: dict[str, Any],
+    where: Where,
+) -> tuple[Outcome, dict[str, Any]]:
+    """One module call (with retries/until), then changed_when/failed_when. Returns the
+    outcome and the result as `register` will store it."""
+    module = get_module(task.module)
+    if module is None:  # validation catches this before the run; this is a safety net
+        return Outcome("failed", msg=f"unknown module '{task.module}'"), {"failed": True}
+    attempts = 0
+    retries = task.retries if task.retries is not None else (3 if task.until else 0)
+    while True:
+        attempts += 1
+        try:
+            args = rs.templar.render(dict(task.args), variables, where)
+            ctx = _module_context(task, hs, rs, scope, variables, where)
+            if module.name == "assert":
+                args = _evaluate_assert(args, variables, rs, where)
+            outcome = run_module(
+                module,
+                args,
+                ctx,
+                None if module.local else rs.pool.get(hs.host),
+                become=_become(task, hs, ps, rs, scope, variables, where),
+                timeout=task.timeout,
+            )
+        except ConnectionFailure as exc:
+            return Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
+        except CommandTimeout as exc:
+            outcome = Outcome("failed", msg=f"timed out after {exc.timeout:g}s")
+        except MachineroomError as exc:
+            outcome = Outcome("failed", msg=str(exc))
+        result = _result_of(outcome)
+        result = _apply_overrides(task, result, variables, rs, where)
+        if not task.until:
+            break
+        until_vars = {**variables, **({task.register: result} if task.register else {})}
+        try:
+            done = bool(rs.templar.evaluate(task.until, until_vars, where))
+        except InputError as exc:
+            return Outcome("failed", msg=str(exc)), {"failed": True, "msg": str(exc)}
+        if done or attempts > retries or rs.stop.is_set():
+            if not done:
+                result["failed"] = True
+                result["msg"] = f"gave up after {attempts} attempts: {result.get('msg', '')}"
+            break
+        time.sleep(max(0.0, float(task.delay)))
+    result["attempts"] = attempts
+    status = "failed" if result.get("failed") else "changed" if result.get("changed") else "ok"
+    final = Outcome(
+        status,  # type: ignore[arg-type]
+        msg=str(result.get("msg", "")),
+        diff=outcome.diff,
+        result=outcome.result,
+        facts=outcome.facts,
+        record=outcome.record,
+    )
+    return final, result
+
+
+def _result_of(outcome: Outcome) -> dict[str, Any]:
+    """The registered form of an outcome: module result + changed/failed/msg, marked unsafe."""
+    result: dict[str, Any] = dict(mark_unsafe(dict(outcome.result)))
+    result["changed"] = outcome.changed
+    result["failed"] = outcome.failed
+    if outcome.msg:
+        result.setdefault("msg", outcome.msg)
+    if outcome.facts:
+        result["ansible_facts"] = mark_unsafe(dict(outcome.facts))
+    return result
+
+
+def _apply_overrides(
+    task: Task, result: dict[str, Any], variables: dict[str, Any], rs: RunShared, where: Where
+) -> dict[str, Any]:
+    """changed_when / failed_when, evaluated with the result registered under its name."""
+    if task.changed_when is None and task.failed_when is None:
+        return result
+    scope_vars = {**variables, **({task.register: result} if task.register else {})}
+    if task.changed_when is not None:
+        result["changed"] = all(
+            bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
+        )
+    if task.failed_when is not None:
+        failed = any(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
+        result["failed"] = failed
+        if failed and not result.get("msg"):
+            result["msg"] = "failed_when condition met"
+    return result
+
+
+def _evaluate_assert(
+    args: dict[str, Any], variables: dict[str, Any], rs: RunShared, where: Where
+) -> dict[str, Any]:
+    """The assert module gets `that` already evaluated: a list of (expression, bool)."""
+    that = args.get("that", [])
+    if not isinstance(that, list):
+        that = [that]
+    return {
+        **args,
+        "that": [
+            {"expr": str(e), "ok": bool(rs.templar.evaluate(e, variables, where))} for e in that
+        ],
+    }
+
+
+def _module_context(
+    task: Task,
+    hs: HostState,
+    rs: RunShared,
+    scope: Scope,
+    variables: dict[str, Any],
+    where: Where,
+) -> ModuleContext:
+    from machineroom.executor.files import file_reader, template_renderer
+
+    role = task.role or scope.role
+    check = rs.options.check if task.check_mode is None else task.check_mode
+    diff = rs.options.diff if task.diff is None else task.diff
+    return ModuleContext(
+        host_id=hs.host.id,
+        check=check,
+        diff=diff,
+        vars={**variables, "__mr_res__": dict(hs.res)},
+        remote_user=hs.host.user or "root",
+        become_user=None,
+        read_file=file_reader(task, role, rs.playbook_dir),
+        render_template=template_renderer(task, role, rs, variables, where),
+    )
+
+
+def _become(
+    task: Task,
+    hs: HostState,
+    ps: PlayShared,
+    rs: RunShared,
+    scope: Scope,
+    variables: dict[str, Any],
+    where: Where,
+) -> Become | None:
+    """sudo settings for the task: task > block > play; the password from the inventory."""
+    wanted = task.become if task.become is not None else scope.become
+    if wanted is None:
+        wanted = ps.play.become
+    if not wanted:
+        return None
+    user = task.become_user or scope.become_user or ps.play.become_user or "root"
+    user = str(rs.templar.render(user, variables, where))
+    secret = hs.host.become_password or hs.host.password
+    password = secret.reveal(rs.decrypt) if secret else None
+    return Become(user=user, password=password)
+
+
+def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: str) -> None:
+    """What a finished call changes on the host's state: facts, res, notified handlers."""
+    if outcome.facts:
+        hs.facts.update(mark_unsafe(dict(outcome.facts)))
+    if outcome.record:
+        hs.res.update(outcome.record)
+    if status == "changed":
+        for name in task.notify:
+            if name not in hs.notified:
+                hs.notified.append(name)
+
+
+def _register(hs: HostState, task: Task, result: Mapping[str, Any]) -> None:
+    if task.register:
+        hs.registered[task.register] = dict(result)
+
+
+def _holds(conditions: tuple[Any, ...], variables: dict[str, Any], rs: RunShared, where: Where) -> bool:
+    return all(bool(rs.templar.evaluate(c, variables, where)) for c in conditions)
+
+
+def _loop_items(
+    task: Task, variables: dict[str, Any], rs: RunShared, where: Where
+) -> list[Any] | None:
+    if task.loop is None:
+        return None
+    items = rs.templar.render(task.loop, variables, where)
+    if isinstance(items, dict):
+        raise InputError(
+            "loop needs a list, got a mapping (use `dict2items`)", where.location, "a list"
+        )
+    if not isinstance(items, list | tuple):
+        raise InputError(
+            f"loop needs a list, got {type(items).__name__}: {items!r}", where.location, "a list"
+        )
+    return list(items)
+
+
+def _label(template: Any, item: Any, variables: dict[str, Any], rs: RunShared, where: Where) -> str:
+    if template is None:
+        return _text(item)[:200]
+    return _text(rs.templar.render(template, variables, where))[:200]
+
+
+def _status_of(outcome: Outcome, result: Mapping[str, Any]) -> TaskStatus:
+    if result.get("unreachable"):
+        return "unreachable"
+    if result.get("failed"):
+        return "failed"
+    if result.get("skipped"):
+        return "skipped"
+    return "changed" if result.get("changed") else "ok"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= OUTPUT_CAP else text[: OUTPUT_CAP // 2] + "\n...\n" + text[-OUTPUT_CAP // 2 :]
+
+
+def _cap(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_text(v) if isinstance(v, str) else v) for k, v in result.items()}

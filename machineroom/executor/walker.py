@@ -1,0 +1,206 @@
+"""One host walking a play: stages in order, blocks with rescue/always, handlers, includes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from machineroom.errors import InputError
+from machineroom.events import StageStarted, TaskFinished, TaskStatus
+from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.executor.task import Scope, run_task, task_vars
+from machineroom.playbook.model import Block, Item, Stage, Task
+from machineroom.templating import Where
+
+FACTS_TASK = Task(module="facts", name="Gathering Facts", id="facts")
+
+
+def tags_allow(tags: frozenset[str], wanted: frozenset[str], skipped: frozenset[str]) -> bool:
+    """Whether a task with `tags` runs under --tags `wanted` / --skip-tags `skipped`."""
+    if tags & skipped or ("tagged" in skipped and tags) or ("untagged" in skipped and not tags):
+        return False
+    if "always" in tags and "always" not in skipped:
+        return True
+    if not wanted:
+        return "never" not in tags
+    if tags & wanted:
+        return True
+    if "never" in tags:
+        return False
+    return "all" in wanted or ("tagged" in wanted and bool(tags)) or (
+        "untagged" in wanted and not tags
+    )
+
+
+class HostWalker:
+    """Runs one host through the stages of a play."""
+
+    def __init__(self, hs: HostState, ps: PlayShared, rs: RunShared) -> None:
+        self.hs = hs
+        self.ps = ps
+        self.rs = rs
+        self.slots: threading.Semaphore | None = None
+
+    def walk(self) -> None:
+        """Every stage of the play in order (from the resume point), then leave the gate."""
+        try:
+            if self.ps.play.gather_facts and not self._stopped():
+                status = self._task(FACTS_TASK, Scope(stage="facts"))
+                if status in ("failed", "unreachable"):
+                    self._fail(FACTS_TASK, "facts")
+            resume_at = self.rs.options.start_stage.get(self.hs.host.id)
+            reached = resume_at is None
+            for index, stage in enumerate(self.ps.play.stages):
+                reached = reached or stage.name == resume_at
+                wanted = not self.rs.options.stages or stage.name in self.rs.options.stages
+                if not (reached and wanted) or self.hs.done or self._stopped():
+                    self._pass_gate(index, len(stage.items))
+                    continue
+                self.hs.stage = stage.name
+                self.rs.bus.emit(StageStarted(self.hs.host.id, stage.name))
+                self._stage(index, stage)
+                if not self.hs.done:
+                    self.flush_handlers(stage.name)
+        finally:
+            if self.ps.gate is not None:
+                self.ps.gate.leave()
+
+    def _stage(self, index: int, stage: Stage) -> None:
+        scope = Scope(stage=stage.name, role=stage.role, tags=self.ps.play.tags)
+        for position, item in enumerate(stage.items):
+            if self.ps.gate is not None:
+                self.ps.gate.arrive((index, position), self.rs.stop)
+            if self.hs.done or self._stopped():
+                continue  # keep arriving at the gate so lock-step partners are not held
+            if not self._items([item], scope):
+                self._fail_current(stage.name)
+
+    def _items(self, items: Sequence[Item], scope: Scope) -> bool:
+        """Run items in order; False as soon as one fails (not ignored) or the host is done."""
+        for item in items:
+            if self.hs.done or self._stopped():
+                return not self.hs.failed and not self.hs.unreachable
+            ok = self._block(item, scope) if isinstance(item, Block) else self._one(item, scope)
+            if not ok:
+                return False
+        return True
+
+    def _block(self, block: Block, scope: Scope) -> bool:
+        inner = scope.enter(block)
+        ok = self._items(block.block, inner)
+        if not ok and block.rescue and not self.hs.unreachable:
+            self.hs.failed = False  # rescue gets its chance: the host is not failed yet
+            self.hs.registered["ansible_failed_task"] = {"name": self.hs.failed_task}
+            ok = self._items(block.rescue, inner)
+        if block.always and not self.hs.unreachable:
+            was_failed = self.hs.failed
+            self.hs.failed = False
+            always_ok = self._items(block.always, inner)
+            self.hs.failed = was_failed or not always_ok
+            ok = ok and always_ok
+        if not ok:
+            self.hs.failed = not self.hs.unreachable
+        return ok
+
+    def _one(self, task: Task, scope: Scope) -> bool:
+        tags = task.tags | scope.tags
+        if not tags_allow(tags, self.rs.options.tags, self.rs.options.skip_tags):
+            return True
+        if task.kind == "meta":
+            return self._meta(task, scope)
+        if task.kind == "include":
+            return self._include(task, scope)
+        status = self._task(task, scope)
+        if status in ("failed", "unreachable"):
+            self._fail(task, scope.stage)
+            return False
+        return True
+
+    def _task(self, task: Task, scope: Scope) -> TaskStatus:
+        if self.slots is None:
+            return run_task(task, self.hs, self.ps, self.rs, scope)
+        with self.slots:
+            return run_task(task, self.hs, self.ps, self.rs, scope)
+
+    def _fail(self, task: Task, stage: str) -> None:
+        if not self.hs.unreachable:
+            self.hs.failed = True
+        self.hs.failed_task = task.id
+        self.hs.stage = stage
+        fatal = task.any_errors_fatal if task.any_errors_fatal is not None else None
+        if fatal or (fatal is None and self.ps.play.any_errors_fatal):
+            self.ps.abort.set()
+
+    def _fail_current(self, stage: str) -> None:
+        self.hs.stage = stage
+        if not self.hs.unreachable:
+            self.hs.failed = True
+
+    def _meta(self, task: Task, scope: Scope) -> bool:
+        action = str(task.args.get("action", "noop"))
+        if action == "flush_handlers":
+            self.flush_handlers(scope.stage)
+        elif action == "end_host":
+            self.hs.ended = True
+        elif action == "end_play":
+            self.hs.ended = True
+            self.ps.abort.set()
+        elif action == "clear_facts":
+            self.hs.facts.clear()
+        self.rs.bus.emit(
+            TaskFinished(self.hs.host.id, task.id, f"meta: {action}", scope.stage, "ok")
+        )
+        return not self.hs.failed
+
+    def _include(self, task: Task, scope: Scope) -> bool:
+        """`include_tasks` / `include_role`: load now, for this host, then run them."""
+        from machineroom.playbook.load import load_include
+
+        variables = task_vars(task, self.hs, self.ps, self.rs, scope)
+        where = Where(task.location, task.display_name, self.hs.host.id)
+        try:
+            if not all(bool(self.rs.templar.evaluate(c, variables, where)) for c in task.when):
+                return True
+            args = self.rs.templar.render(dict(task.args), variables, where)
+            items, role = load_include(task, args)
+        except InputError as exc:
+            self.hs.reason = str(exc)
+            self.rs.bus.emit(
+                TaskFinished(
+                    self.hs.host.id, task.id, task.display_name, scope.stage, "failed", msg=str(exc)
+                )
+            )
+            self._fail(task, scope.stage)
+            return False
+        inner = Scope(
+            stage=scope.stage,
+            blocks=scope.blocks,
+            when=scope.when,
+            become=task.become if task.become is not None else scope.become,
+            become_user=task.become_user or scope.become_user,
+            ignore_errors=scope.ignore_errors,
+            tags=scope.tags | task.tags,
+            role=role or scope.role,
+            include_vars={**scope.include_vars, **dict(task.vars)},
+        )
+        return self._items(items, inner)
+
+    def flush_handlers(self, stage: str) -> None:
+        """Run the notified handlers once each, in the order they are defined."""
+        while self.hs.notified and not self.hs.done:
+            notified = list(self.hs.notified)
+            self.hs.notified.clear()
+            for handler in self.ps.play.handlers:
+                names = {handler.name or "", *handler.listen}
+                if not names & set(notified):
+                    continue
+                if not self._one(handler, Scope(stage=stage, role=handler.role)):
+                    return
+
+    def _pass_gate(self, index: int, count: int) -> None:
+        if self.ps.gate is not None:
+            for position in range(count):
+                self.ps.gate.arrive((index, position), self.rs.stop)
+
+    def _stopped(self) -> bool:
+        return self.rs.stop.is_set() or self.ps.abort.is_set()

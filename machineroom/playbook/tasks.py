@@ -1,0 +1,599 @@
+"""Task lists: YAML task mappings into `Task` and `Block`, with `import_tasks` resolved.
+
+A task mapping holds keywords (`name`, `when`, `loop`, ...) and exactly one module key.
+Problems are collected in the `LoadContext` rather than raised, so that one load reports
+every mistake in every file at once; a task with a problem is left out of the result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from machineroom.errors import InputError, InputErrors, Location, did_you_mean
+from machineroom.modules import canonical_name, get_module, known_names
+from machineroom.modules.base import Module
+from machineroom.playbook.args import RAW_KEYS, check_args, is_template, parse_kv
+from machineroom.playbook.model import Block, Item, RoleRef, Task
+from machineroom.schema import validate
+from machineroom.yamlio import LocatedDict, key_location_of, load_yaml, location_of, to_plain
+
+# Keywords a task may carry besides its module (listen: handlers only).
+TASK_KEYWORDS = frozenset(
+    {
+        "name",
+        "when",
+        "loop",
+        "with_items",
+        "with_list",
+        "loop_control",
+        "register",
+        "notify",
+        "listen",
+        "tags",
+        "vars",
+        "environment",
+        "args",
+        "become",
+        "become_user",
+        "changed_when",
+        "failed_when",
+        "until",
+        "ignore_errors",
+        "ignore_unreachable",
+        "retries",
+        "delay",
+        "timeout",
+        "check_mode",
+        "diff",
+        "run_once",
+        "any_errors_fatal",
+    }
+)
+# Block keywords the Block model has no field for: pushed down to each task that lacks them.
+PUSHED_DOWN = (
+    "environment",
+    "check_mode",
+    "diff",
+    "any_errors_fatal",
+    "ignore_unreachable",
+    "run_once",
+)
+# Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
+UNSUPPORTED = frozenset(
+    {
+        "action",
+        "local_action",
+        "delegate_to",
+        "delegate_facts",
+        "async",
+        "poll",
+        "throttle",
+        "no_log",
+        "remote_user",
+        "connection",
+        "port",
+        "module_defaults",
+        "collections",
+        "debugger",
+        "become_method",
+        "become_flags",
+        "become_exe",
+    }
+)
+STATIC = ("import_tasks", "import_role")
+DYNAMIC = ("include_tasks", "include_role")
+META_ACTIONS = (
+    "flush_handlers",
+    "refresh_inventory",
+    "noop",
+    "clear_facts",
+    "clear_host_errors",
+    "end_play",
+    "end_host",
+    "end_batch",
+    "reset_connection",
+)
+TASK_FILE_NAMES = ("{}.yml", "{}.yaml", "{}")
+
+RoleImporter = Callable[[Mapping[str, Any], Location, "Scope"], list[Item]]
+
+
+@dataclass
+class LoadContext:
+    """What one `load_playbook` call shares: where ids are relative to, errors, the role hook."""
+
+    base: Path
+    errors: list[InputError] = field(default_factory=list)
+    ids: Counter[str] = field(default_factory=Counter)
+    # set by the playbook loader: expands `import_role` (roles.py needs this module)
+    import_role: RoleImporter | None = None
+    # handlers found while loading the current play (roles add theirs)
+    handlers: list[Task] = field(default_factory=list)
+    dynamic_roles: bool = False  # the play has include_role: handlers may come at run time
+
+    def task_id(self, where: Location) -> str:
+        """`tasks/main.yml:12`, relative to the playbook's folder; `#2` on its second use."""
+        try:
+            name = os.path.relpath(where.file, self.base)
+        except ValueError:  # another drive on Windows
+            name = where.file
+        base = f"{name}:{where.line}"
+        self.ids[base] += 1
+        count = self.ids[base]
+        return base if count == 1 else f"{base}#{count}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a task list is being read: its file, role, import chain, and handler-ness."""
+
+    file: Path
+    role: RoleRef | None = None
+    role_tasks: Path | None = None  # the role's tasks/ folder, also searched by imports
+    stack: tuple[str, ...] = ()  # resolved files being imported (cycle detection)
+    handlers: bool = False
+
+
+def load_task_file(path: Path, ctx: LoadContext, scope: Scope) -> list[Item]:
+    """Read a task file (`tasks/main.yml`, an import) and parse its tasks."""
+    try:
+        data = load_yaml(path)
+        validate(data, "playbook#tasks", str(path))
+    except InputErrors as exc:
+        ctx.errors.extend(exc.errors)
+        return []
+    except InputError as exc:
+        ctx.errors.append(exc)
+        return []
+    if data is None:
+        return []
+    return parse_items(data, ctx, scope)
+
+
+def parse_items(data: Sequence[Any], ctx: LoadContext, scope: Scope) -> list[Item]:
+    """Parse a (schema-checked) list of task mappings into Tasks and Blocks."""
+    items: list[Item] = []
+    for index, node in enumerate(data or ()):
+        if not isinstance(node, Mapping):
+            continue  # the schema reported it
+        where = location_of(data, index, Location(str(scope.file)))
+        items.extend(_parse_item(node, where, ctx, scope))
+    return items
+
+
+def _parse_item(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> list[Item]:
+    if any(k in node for k in ("block", "rescue", "always")):
+        if scope.handlers:
+            ctx.errors.append(InputError("a block in handlers", where, "handlers as plain tasks"))
+            return []
+        return [_parse_block(node, where, ctx, scope)]
+    if "import_tasks" in node or "import_role" in node:
+        return _parse_import(node, where, ctx, scope)
+    task = parse_task(node, where, ctx, scope)
+    return [task] if task is not None else []
+
+
+def _label(node: Mapping[str, Any], kind: str = "task") -> str:
+    name = node.get("name")
+    return f'{kind} "{name}": ' if isinstance(name, str) and name else ""
+
+
+def _conditions(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(to_plain(v) for v in value)
+    return (to_plain(value),)
+
+
+def parse_tags(value: Any) -> frozenset[str]:
+    """Tags as written: `a`, `a,b` or a list of them (numbers count as their text)."""
+    if value is None:
+        return frozenset()
+    values = value if isinstance(value, list) else [value]
+    return frozenset(part.strip() for v in values for part in str(v).split(",") if part.strip())
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return MappingProxyType(to_plain(value) if isinstance(value, Mapping) else {})
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _flatten_once(value: Any) -> Any:
+    # with_items flattens one level; loop does not (Ansible's difference, kept)
+    if not isinstance(value, list):
+        return to_plain(value)
+    flat: list[Any] = []
+    for item in value:
+        flat.extend(to_plain(item) if isinstance(item, list) else [to_plain(item)])
+    return flat
+
+
+def _keywords(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Task fields from the keywords of a schema-checked task mapping."""
+    loop: Any = None
+    if "loop" in node:
+        loop = to_plain(node["loop"])
+    elif "with_items" in node:
+        loop = _flatten_once(node["with_items"])
+    elif "with_list" in node:
+        loop = to_plain(node["with_list"])
+    retries = node.get("retries")
+    delay = _number(node.get("delay"))
+    return {
+        "name": str(node["name"]) if isinstance(node.get("name"), str) else None,
+        "when": _conditions(node.get("when")),
+        "loop": loop,
+        "loop_control": _mapping(node.get("loop_control")),
+        "register": str(node["register"]) if isinstance(node.get("register"), str) else None,
+        "notify": _names(node.get("notify")),
+        "listen": _names(node.get("listen")),
+        "tags": parse_tags(node.get("tags")),
+        "vars": _mapping(node.get("vars")),
+        "environment": _mapping(node.get("environment")),
+        "become": _bool(node.get("become")),
+        "become_user": str(node["become_user"]) if isinstance(node.get("become_user"), str) else None,
+        "changed_when": _conditions(node["changed_when"]) if "changed_when" in node else None,
+        "failed_when": _conditions(node["failed_when"]) if "failed_when" in node else None,
+        "ignore_errors": node.get("ignore_errors") is True,
+        "ignore_unreachable": node.get("ignore_unreachable") is True,
+        "retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
+        "until": to_plain(node.get("until")),
+        "delay": delay if delay is not None else 5.0,
+        "timeout": _number(node.get("timeout")),
+        "check_mode": _bool(node.get("check_mode")),
+        "diff": _bool(node.get("diff")),
+        "run_once": node.get("run_once") is True,
+        "any_errors_fatal": _bool(node.get("any_errors_fatal")),
+    }
+
+
+def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> str | None:
+    """The one key of the task naming its module; reports none, several, or unknown ones."""
+    label = _label(node)
+    others = [k for k in node if k not in TASK_KEYWORDS]
+    modules = [k for k in others if canonical_name(k) is not None or k in STATIC + DYNAMIC]
+    problems: list[InputError] = []
+    for key in others:
+        if key in modules:
+            continue
+        at = key_location_of(node, key, where)
+        if key in UNSUPPORTED:
+            problems.append(InputError(f"{label}'{key}' is not supported by machineroom", at))
+        elif key.startswith("with_"):
+            problems.append(
+                InputError(
+                    f"{label}'{key}' is not supported",
+                    at,
+                    "loop: with a filter, e.g. loop: \"{{ d | dict2items }}\"",
+                )
+            )
+        elif modules:
+            hint = did_you_mean(key, TASK_KEYWORDS)
+            problems.append(InputError(f"{label}unknown task keyword '{key}'{hint}", at))
+        else:
+            hint = did_you_mean(key, known_names()) or did_you_mean(key, TASK_KEYWORDS)
+            problems.append(InputError(f"{label}unknown module '{key}'{hint}", at))
+    if len(modules) > 1:
+        names = " and ".join(f"'{m}'" for m in modules)
+        problems.append(
+            InputError(
+                f"{label}two modules in one task: {names}",
+                key_location_of(node, modules[1], where),
+                "exactly one module per task",
+            )
+        )
+    if not modules and not others:
+        problems.append(
+            InputError(f"{label}no module", where, "one module key, e.g. command: or copy:")
+        )
+    ctx.errors.extend(problems)
+    return modules[0] if len(modules) == 1 and not problems else None
+
+
+def _load_module(name: str) -> Module | None:
+    try:
+        return get_module(name)
+    except ImportError:
+        # the module's code is not there (yet): its arguments cannot be checked here
+        return None
+
+
+def module_args(
+    key: str, node: Mapping[str, Any], where: Location, ctx: LoadContext, module: Module | None
+) -> dict[str, Any] | None:
+    """The arguments of `key:` (a mapping, free-form or key=value text), merged with `args:`."""
+    value = node[key]
+    at = location_of(node, key, where)
+    label = _label(node)
+    inline: dict[str, Any]
+    if value is None:
+        inline = {}
+    elif isinstance(value, Mapping):
+        inline = dict(value)
+    elif isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = str(value)
+        free_form = module.free_form if module is not None else None
+        if key in ("include_tasks", "import_tasks"):
+            inline = {"file": text}
+        elif key == "meta":
+            inline = {"action": text.strip()}
+        elif free_form is not None:
+            inline, rest = parse_kv(text, raw_keys=RAW_KEYS)
+            if rest:
+                inline[free_form] = rest
+        else:
+            inline, rest = parse_kv(text)
+            if rest and key in ("include_role", "import_role") and not inline:
+                inline = {"name": rest}
+            elif rest:
+                ctx.errors.append(
+                    InputError(
+                        f"{label}{key}: '{rest}' is not key=value",
+                        at,
+                        "arguments as key=value pairs or a mapping",
+                    )
+                )
+                return None
+    else:
+        ctx.errors.append(
+            InputError(f"{label}{key}: arguments are a list", at, "a mapping or key=value text")
+        )
+        return None
+    extra = node.get("args")
+    merged = {**extra, **inline} if isinstance(extra, Mapping) else inline
+    if isinstance(value, Mapping) and isinstance(extra, Mapping):
+        # keep line numbers of both sources for the argument check
+        located = LocatedDict(merged)
+        located.location = at
+        located.key_locations = {**extra.key_locations, **value.key_locations}  # type: ignore[attr-defined]
+        located.value_locations = {**extra.value_locations, **value.value_locations}  # type: ignore[attr-defined]
+        return located
+    if isinstance(value, Mapping) and isinstance(value, LocatedDict) and extra is None:
+        return value  # type: ignore[return-value]
+    return merged
+
+
+def parse_task(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> Task | None:
+    """One task mapping (not a block, not an import) into a Task, or None after a problem."""
+    key = _module_key(node, where, ctx)
+    if key is None:
+        return None
+    label = _label(node)
+    if "listen" in node and not scope.handlers:
+        ctx.errors.append(
+            InputError(f"{label}listen: only handlers listen", key_location_of(node, "listen", where))
+        )
+    at = key_location_of(node, key, where)
+    module = None if key in DYNAMIC else _load_module(key)
+    args = module_args(key, node, where, ctx, module)
+    if args is None:
+        return None
+    fields = _keywords(node)
+    if key in DYNAMIC:
+        kind = "include"
+        name = key
+        _check_include(key, args, at, label, ctx, scope)
+    elif canonical_name(key) == "meta":
+        kind, name = "meta", "meta"
+        action = args.get("action")
+        if action not in META_ACTIONS and not is_template(action):
+            ctx.errors.append(
+                InputError(
+                    f"{label}meta: unknown action {action!r}" + did_you_mean(str(action), META_ACTIONS),
+                    location_of(node, key, where),
+                    "one of: " + ", ".join(META_ACTIONS),
+                )
+            )
+    else:
+        kind = "module"
+        name = canonical_name(key) or key
+        if module is not None:
+            ctx.errors.extend(check_args(key, args, module.schema, label, at))
+    return Task(
+        module=name,
+        args=MappingProxyType(to_plain(args)),
+        kind=kind,  # type: ignore[arg-type]
+        role=scope.role,
+        location=where,
+        id=ctx.task_id(where),
+        **fields,
+    )
+
+
+def find_task_file(name: str, scope: Scope) -> Path | None:
+    """An imported/included file: beside the including file, then in the role's tasks/."""
+    folders = [scope.file.parent]
+    if scope.role_tasks is not None and scope.role_tasks not in folders:
+        folders.append(scope.role_tasks)
+    for folder in folders:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_include(
+    key: str, args: Mapping[str, Any], at: Location, label: str, ctx: LoadContext, scope: Scope
+) -> None:
+    # an include is expanded per host at run time, but a file or role that does not exist
+    # at all is worth saying now, before anything connects
+    target = args.get("file") if key == "include_tasks" else args.get("name")
+    if target is None:
+        wanted = "file" if key == "include_tasks" else "name"
+        ctx.errors.append(InputError(f"{label}{key}: missing required argument '{wanted}'", at))
+        return
+    if is_template(target):
+        if key == "include_role":
+            ctx.dynamic_roles = True
+        return
+    if key == "include_tasks" and find_task_file(str(target), scope) is None:
+        ctx.errors.append(
+            InputError(
+                f"{label}include_tasks: file '{target}' not found",
+                at,
+                f"a file relative to {scope.file.parent}",
+            )
+        )
+    if key == "include_role":
+        ctx.dynamic_roles = True
+
+
+def _parse_import(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> list[Item]:
+    key = _module_key(node, where, ctx)
+    if key is None:
+        return []
+    label = _label(node)
+    at = key_location_of(node, key, where)
+    args = module_args(key, node, where, ctx, None)
+    if args is None:
+        return []
+    if key == "import_role":
+        if ctx.import_role is None:
+            ctx.errors.append(InputError(f"{label}import_role is not allowed here", at))
+            return []
+        items = ctx.import_role(args, at, scope)
+    else:
+        items = _import_tasks(args, at, label, ctx, scope)
+    return apply_keywords(
+        items,
+        when=_conditions(node.get("when")),
+        tags=parse_tags(node.get("tags")),
+        vars=_mapping(node.get("vars")),
+        become=_bool(node.get("become")),
+        become_user=node.get("become_user") if isinstance(node.get("become_user"), str) else None,
+    )
+
+
+def _import_tasks(
+    args: Mapping[str, Any], at: Location, label: str, ctx: LoadContext, scope: Scope
+) -> list[Item]:
+    name = args.get("file")
+    if not isinstance(name, str) or is_template(name):
+        ctx.errors.append(
+            InputError(
+                f"{label}import_tasks: {name!r} is not a file name",
+                at,
+                "a file name without templates (use include_tasks for a file chosen per host)",
+            )
+        )
+        return []
+    path = find_task_file(name, scope)
+    if path is None:
+        ctx.errors.append(
+            InputError(
+                f"{label}import_tasks: file '{name}' not found",
+                at,
+                f"a file relative to {scope.file.parent}",
+            )
+        )
+        return []
+    resolved = str(path.resolve())
+    if resolved in scope.stack:
+        chain = " -> ".join(Path(p).name for p in (*scope.stack, resolved))
+        ctx.errors.append(InputError(f"{label}import_tasks: import cycle: {chain}", at))
+        return []
+    inner = replace(scope, file=path, stack=(*scope.stack, resolved))
+    return load_task_file(path, ctx, inner)
+
+
+def apply_keywords(
+    items: Sequence[Item],
+    *,
+    when: tuple[Any, ...] = (),
+    tags: frozenset[str] = frozenset(),
+    vars: Mapping[str, Any] | None = None,
+    become: bool | None = None,
+    become_user: str | None = None,
+) -> list[Item]:
+    """Give each item the keywords of what imported it: conditions first, tags added, vars
+    underneath its own, become where it sets none (Ansible's inheritance)."""
+    if not (when or tags or vars or become is not None or become_user):
+        return list(items)
+    result: list[Item] = []
+    for item in items:
+        result.append(
+            replace(
+                item,
+                when=(*when, *item.when),
+                tags=tags | item.tags,
+                vars=MappingProxyType({**(vars or {}), **item.vars}),
+                become=item.become if item.become is not None else become,
+                become_user=item.become_user or become_user,
+            )
+        )
+    return result
+
+
+def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
+    result: list[Item] = []
+    for item in items:
+        if isinstance(item, Block):
+            result.append(
+                replace(
+                    item,
+                    block=tuple(_push_down(item.block, values)),
+                    rescue=tuple(_push_down(item.rescue, values)),
+                    always=tuple(_push_down(item.always, values)),
+                )
+            )
+            continue
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            current = getattr(item, key)
+            if key == "environment":
+                changes[key] = MappingProxyType({**value, **current})
+            elif key in ("ignore_unreachable", "run_once"):
+                changes[key] = current or value
+            elif current is None:
+                changes[key] = value
+        result.append(replace(item, **changes))
+    return result
+
+
+def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> Block:
+    sections: dict[str, tuple[Item, ...]] = {}
+    for section in ("block", "rescue", "always"):
+        sections[section] = tuple(parse_items(node.get(section) or [], ctx, scope))
+    pushed: dict[str, Any] = {}
+    for key in PUSHED_DOWN:
+        if key in node and node[key] is not None:
+            pushed[key] = _mapping(node[key]) if key == "environment" else node[key]
+    if pushed:
+        sections = {k: tuple(_push_down(v, pushed)) for k, v in sections.items()}
+    ignore = node.get("ignore_errors")
+    return Block(
+        block=sections["block"],
+        rescue=sections["rescue"],
+        always=sections["always"],
+        name=str(node["name"]) if isinstance(node.get("name"), str) else None,
+        when=_conditions(node.get("when")),
+        tags=parse_tags(node.get("tags")),
+        vars=_mapping(node.get("vars")),
+        become=_bool(node.get("become")),
+        become_user=node.get("become_user") if isinstance(node.get("become_user"), str) else None,
+        ignore_errors=ignore if isinstance(ignore, bool) else None,
+        role=scope.role,
+        location=where,
+    )

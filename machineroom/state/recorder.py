@@ -1,0 +1,332 @@
+"""StateRecorder: an event subscriber that writes a run's events into the state database.
+
+The executor's workers emit events; SQLite writes can wait up to the busy timeout for another
+process's lock, and a worker must never wait on that. So `__call__` only puts the event on a
+queue, and one writer thread of the recorder's own turns events into StateStore writes, in the
+order they were emitted. `close()` drains the queue; called in a `finally`, it leaves the
+database consistent on Ctrl-C too (each StateStore write is one transaction, so a second Ctrl-C
+can only cut between two of them, never inside one).
+
+What each event becomes:
+- TaskFinished (a task's summary): one `task_results` row. Loop items are folded into their
+  summary's row (one line per item in `message`, their output and diffs under item headers),
+  so the row count and `show RUN --host H` match the recap, and each item stays visible.
+- TaskFinished.record: merged into `server_room.res` (e.g. `docker_compose_installed`).
+- TaskFinished whose `result` holds `facts` (or `ansible_facts`, except from set_fact): the
+  `facts` history and `res.facts`.
+- HostFinished: `res.reachable` / `last_seen` / `last_error`, and `next_action` (what
+  `apply --resume` continues from; cleared when the host finished ok).
+- RunFinished: the run's status and summary (per-host stats, totals, duration).
+
+In check mode nothing was changed on the hosts, so `next_action` and `record` keys are left
+alone; reachability is still true information and is written.
+
+This module imports `machineroom.events` and the store only (state sits below inventory and
+connection in the layers).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from machineroom.events import (
+    Event,
+    HostFinished,
+    HostStats,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+)
+from machineroom.state.records import iso, utc_now
+from machineroom.state.store import StateStore
+
+# How long close() waits, after a second Ctrl-C, for the write in progress to end before it
+# marks the run interrupted itself (one write is milliseconds unless another process holds
+# the lock).
+ABORT_WAIT = 5.0
+
+_STOP = object()  # queue sentinel: no more events
+
+
+class StateRecorder:
+    """Records a run's events in `store` under `run_id`, on a writer thread of its own.
+
+    Subscribe the instance itself (`bus.subscribe(recorder)`); call `close()` in a `finally`.
+    A write that fails (e.g. the database is locked beyond the busy timeout, or a host is not
+    in `server_room`) does not stop the others: its message goes to `errors` and to
+    `on_error`, if given (called on the writer thread).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        run_id: int,
+        *,
+        check: bool = False,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.check = check
+        self.errors: list[str] = []
+        self._on_error = on_error
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._abort = threading.Event()
+        self._lock = threading.Lock()  # guards the fields below (read by close() on abort)
+        self._finished = False
+        self._closed = False
+        self._stats: dict[str, HostStats] = {}
+        self._items: dict[tuple[str, str], list[TaskFinished]] = {}
+        self._last_failure: dict[str, TaskFinished] = {}
+        self._thread = threading.Thread(
+            target=self._work, name=f"state-recorder-{run_id}", daemon=True
+        )
+        self._thread.start()
+
+    # -- the subscriber side (worker threads, under the bus lock) ------------------------------
+
+    def __call__(self, event: Event) -> None:
+        """Queue `event` for the writer thread; never blocks on the database."""
+        if not self._closed:
+            self._queue.put(event)
+
+    def close(self, unfinished_status: str | None = "interrupted") -> None:
+        """Write every queued event, then stop the writer thread.
+
+        If no RunFinished came (the executor was cut short), the run is finished with
+        `unfinished_status` and the stats seen so far (pass None to leave it 'running'; the next
+        machineroom command then marks it interrupted when this process is gone).
+
+        A KeyboardInterrupt while draining (a second Ctrl-C) drops the events not yet written,
+        lets the write in progress end, marks the run interrupted and re-raises.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.1)
+        except KeyboardInterrupt:
+            self._abort.set()
+            self._thread.join(ABORT_WAIT)
+            self._finish_unfinished("interrupted", "interrupted again while saving results")
+            raise
+        if unfinished_status is not None:
+            self._finish_unfinished(unfinished_status, "the run ended before it finished")
+
+    def __enter__(self) -> StateRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is _STOP or self._abort.is_set():
+                break
+            try:
+                self._record(event)
+            except Exception as exc:  # one bad write must not lose the rest of the run
+                self._fail(f"{type(event).__name__}: {exc}")
+        if not self._abort.is_set():
+            self._flush_orphan_items()
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+        if self._on_error is not None:
+            self._on_error(message)
+
+    def _record(self, event: object) -> None:
+        if isinstance(event, RunStarted):
+            self.check = self.check or event.check
+        elif isinstance(event, TaskFinished):
+            self._record_task(event)
+        elif isinstance(event, HostFinished):
+            self._record_host(event)
+        elif isinstance(event, RunFinished):
+            self._record_run(event)
+
+    def _record_task(self, event: TaskFinished) -> None:
+        key = (event.host, event.task_id)
+        if event.item is not None:
+            self._items.setdefault(key, []).append(event)
+            return
+        items = self._items.pop(key, [])
+        with self._lock:
+            self._stats.setdefault(event.host, HostStats()).add(event)
+            if event.status in ("failed", "unreachable") and not event.ignored:
+                self._last_failure[event.host] = event
+        self._write_task_row(event, items)
+        if event.record and not self.check and event.status not in ("failed", "unreachable"):
+            self.store.update_res(event.host, dict(event.record))
+        facts = facts_of(event)
+        if facts is not None:
+            self.store.record_facts(event.host, facts, run_id=self.run_id)
+
+    def _write_task_row(self, event: TaskFinished, items: list[TaskFinished]) -> None:
+        message, stdout, stderr, diff = event.msg, event.stdout, event.stderr, event.diff
+        if items:
+            lines = [
+                f"[{item.item}] {item.status}" + (f": {item.msg}" if item.msg else "")
+                for item in items
+            ]
+            message = "\n".join([message, *lines] if message else lines)
+            stdout = stdout or _join_items(items, "stdout")
+            stderr = stderr or _join_items(items, "stderr")
+            diff = diff or _join_items(items, "diff")
+        if event.ignored:
+            message = f"{message} (ignored)" if message else "failed (ignored)"
+        self.store.record_task_result(
+            self.run_id,
+            event.host,
+            event.task,
+            event.status,
+            location=event.location,
+            duration=event.duration,
+            stdout=stdout,
+            stderr=stderr,
+            diff=diff,
+            message=message,
+        )
+
+    def _flush_orphan_items(self) -> None:
+        # Loop items whose summary never came (the run was cut mid-loop): keep them as one row,
+        # with the worst status among them, rather than lose them.
+        order = ("unreachable", "failed", "changed", "ok", "skipped")
+        for (host, _task_id), items in list(self._items.items()):
+            worst = min((item.status for item in items), key=order.index)
+            first = items[0]
+            summary = TaskFinished(
+                host=host,
+                task_id=first.task_id,
+                task=first.task,
+                stage=first.stage,
+                status=worst,
+                duration=sum(item.duration for item in items),
+                msg="interrupted during the loop",
+                location=first.location,
+            )
+            try:
+                self._write_task_row(summary, items)
+            except Exception as exc:
+                self._fail(f"TaskFinished: {exc}")
+        self._items.clear()
+
+    def _record_host(self, event: HostFinished) -> None:
+        now = iso(utc_now())
+        if self.store.server(event.host) is None:
+            return  # not a server_room host (e.g. an ad-hoc name): its results are in task rows
+        with self._lock:
+            seen = event.host in self._stats
+        res: dict[str, Any] | None
+        if event.status == "interrupted" and not seen:
+            res = None  # stopped before its first task: nothing learnt about the host
+        elif event.status == "unreachable":
+            res = {"reachable": False, "last_error": event.reason or "unreachable"}
+        else:
+            res = {"reachable": True, "last_seen": now}
+        if res is not None:
+            self.store.update_res(event.host, res)
+        if self.check:
+            return
+        if event.status == "ok":
+            self.store.set_next_action(event.host, {})
+            return
+        with self._lock:
+            failure = self._last_failure.get(event.host)
+        pending = self._pending(event, failure, now)
+        if pending is not None:
+            self.store.set_next_action(event.host, pending)
+
+    def _pending(
+        self, event: HostFinished, failure: TaskFinished | None, now: str
+    ) -> dict[str, Any] | None:
+        """The `next_action` of a host that did not finish, or None to keep the current one."""
+        stage = event.stage or (failure.stage if failure else None)
+        task_id = event.task_id or (failure.task_id if failure else None)
+        detail = event.reason or (failure.msg if failure else "")
+        reason = f"{event.status}: {detail}" if detail else event.status
+        pending: dict[str, Any] = {"run_id": self.run_id, "reason": reason, "at": now}
+        if stage is None:
+            # Nothing says where the host stopped (e.g. unreachable before its first stage
+            # was known): keep the stage an earlier run left pending, update the why and when.
+            row = self.store.server(event.host)
+            previous = dict(row.next_action) if row else {}
+            if not previous and event.status == "interrupted":
+                return None
+            return {**previous, **pending}
+        pending["stage"] = stage
+        if task_id is not None:
+            pending["task"] = task_id
+        if failure is not None and failure.task_id == task_id:
+            if failure.location:
+                pending["location"] = failure.location
+            pending["task_name"] = failure.task
+        return pending
+
+    def _record_run(self, event: RunFinished) -> None:
+        summary = run_summary(event.stats, event.duration, event.check or self.check)
+        self.store.finish_run(self.run_id, event.status, summary)
+        with self._lock:
+            self._finished = True
+
+    def _finish_unfinished(self, status: str, reason: str) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            stats = {host: HostStats(**asdict(s)) for host, s in self._stats.items()}
+            self._finished = True
+        summary = run_summary(stats, None, self.check)
+        summary["reason"] = reason
+        try:
+            run = self.store.run(self.run_id)
+            if run is not None and run.status == "running":
+                self.store.finish_run(self.run_id, status, summary)
+        except Exception as exc:
+            self._fail(f"finishing run {self.run_id}: {exc}")
+
+
+def run_summary(
+    stats: Mapping[str, HostStats], duration: float | None, check: bool
+) -> dict[str, Any]:
+    """The `runs.summary` object: per-host recap counts, their totals, duration, check mode."""
+    hosts = {host: asdict(s) for host, s in sorted(stats.items())}
+    totals = {name: sum(h[name] for h in hosts.values()) for name in asdict(HostStats())}
+    summary: dict[str, Any] = {"hosts": hosts, "totals": totals, "check": check}
+    if duration is not None:
+        summary["duration"] = round(duration, 3)
+    return summary
+
+
+def facts_of(event: TaskFinished) -> dict[str, Any] | None:
+    """The facts a task gathered, from its result's `facts` (our facts module) or
+    `ansible_facts`; None for set_fact (its variables are not host facts) and for failures."""
+    if event.item is not None or event.status not in ("ok", "changed"):
+        return None
+    result = event.result
+    facts = result.get("facts")
+    if not isinstance(facts, Mapping):
+        facts = result.get("ansible_facts")
+        if result.get("module") in ("set_fact", "ansible.builtin.set_fact"):
+            return None
+    if not isinstance(facts, Mapping) or not facts:
+        return None
+    return dict(facts)
+
+
+def _join_items(items: list[TaskFinished], name: str) -> str:
+    parts = []
+    for item in items:
+        text: str = getattr(item, name)
+        if text:
+            parts.append(f"== item {item.item} ==\n{text.rstrip(chr(10))}")
+    return "\n".join(parts)
