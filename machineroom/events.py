@@ -125,7 +125,12 @@ class RunFinished:
 
 
 Event = (
-    RunStarted | PlayStarted | StageStarted | TaskStarted | TaskFinished | HostFinished
+    RunStarted
+    | PlayStarted
+    | StageStarted
+    | TaskStarted
+    | TaskFinished
+    | HostFinished
     | RunFinished
 )
 Subscriber = Callable[[Event], None]

@@ -86,43 +86,24 @@ def compile_plan(
     playbook_dir: str = ".",
 ) -> Plan:
     """Compile every play for its hosts (already limited), deciding what runs where."""
-    from machineroom.executor.walker import tags_allow
-
     templar = Templar()
     plays: list[PlayPlan] = []
     for play, hosts in zip(playbook.plays, play_hosts, strict=True):
         host_plans = []
         ids = [h.id for h in hosts]
         for host in hosts:
-            magic = magic_vars(host, inventory, ids, check_mode=check, playbook_dir=playbook_dir)
-
-            def decide(task: Task, conditions: tuple[Any, ...], task_tags: frozenset[str]) -> (
-                tuple[Decision, str]
-            ):
-                if not tags_allow(task_tags, tags, skip_tags):
-                    return "skip", "tags"
-                if not conditions:
-                    return "run", ""
-                stack = build_var_stack(
-                    host,  # noqa: B023 - used at once, inside this iteration
-                    play=play,
-                    role=task.role,
-                    task=task,
-                    extra_vars=extra_vars or {},
-                    magic=magic,  # noqa: B023
-                )
-                where = Where(task.location, task.display_name, host.id)  # noqa: B023
-                try:
-                    values = stack.resolve()
-                    if all(bool(templar.evaluate(c, values, where)) for c in conditions):
-                        return "run", ""
-                    return "skip", "when: " + " and ".join(map(str, conditions))
-                except InputError:
-                    return "runtime", "when: " + " and ".join(map(str, conditions))
-
+            decider = _Decider(
+                host=host,
+                play=play,
+                magic=magic_vars(host, inventory, ids, check_mode=check, playbook_dir=playbook_dir),
+                templar=templar,
+                tags=tags,
+                skip_tags=skip_tags,
+                extra_vars=extra_vars or {},
+            )
             planned_stages = []
             for stage in play.stages:
-                planned = _flatten(stage.items, decide, (), play.tags, 0, "")
+                planned = _flatten(stage.items, decider, (), play.tags, 0, "")
                 selected = not stages or stage.name in stages
                 planned_stages.append(PlannedStage(stage.name, tuple(planned), selected))
             host_plans.append(HostPlan(host.id, tuple(planned_stages)))
@@ -140,9 +121,49 @@ def compile_plan(
     return Plan(playbook.path, tuple(plays), options)
 
 
+@dataclass(frozen=True)
+class _Decider:
+    """Decides, for one host of one play, whether a task runs, is skipped, or waits."""
+
+    host: Host
+    play: Play
+    magic: Mapping[str, Any]
+    templar: Templar
+    tags: frozenset[str]
+    skip_tags: frozenset[str]
+    extra_vars: Mapping[str, Any]
+
+    def __call__(
+        self, task: Task, conditions: tuple[Any, ...], task_tags: frozenset[str]
+    ) -> tuple[Decision, str]:
+        from machineroom.executor.walker import tags_allow
+
+        if not tags_allow(task_tags, self.tags, self.skip_tags):
+            return "skip", "tags"
+        if not conditions:
+            return "run", ""
+        text = "when: " + " and ".join(map(str, conditions))
+        stack = build_var_stack(
+            self.host,
+            play=self.play,
+            role=task.role,
+            task=task,
+            extra_vars=self.extra_vars,
+            magic=self.magic,
+        )
+        where = Where(task.location, task.display_name, self.host.id)
+        try:
+            values = stack.resolve()
+            if all(bool(self.templar.evaluate(c, values, where)) for c in conditions):
+                return "run", ""
+            return "skip", text
+        except InputError:
+            return "runtime", text
+
+
 def _flatten(
     items: Sequence[Item],
-    decide: Any,
+    decide: _Decider,
     conditions: tuple[Any, ...],
     tags: frozenset[str],
     depth: int,
@@ -153,7 +174,11 @@ def _flatten(
         if isinstance(item, Block):
             inner_conditions = (*conditions, *item.when)
             inner_tags = tags | item.tags
-            for part, name in ((item.block, section), (item.rescue, "rescue"), (item.always, "always")):
+            for part, name in (
+                (item.block, section),
+                (item.rescue, "rescue"),
+                (item.always, "always"),
+            ):
                 planned += _flatten(part, decide, inner_conditions, inner_tags, depth + 1, name)
             continue
         decision, reason = decide(item, (*conditions, *item.when), tags | item.tags)
@@ -180,7 +205,8 @@ def render_text(plan: Plan) -> str:
     for play in plan.plays:
         lines.append(
             f"\nPLAY {play.name}  (hosts: {play.pattern} -> {len(play.hosts)}, "
-            f"strategy {play.strategy}" + (f", serial {list(play.serial)}" if play.serial else "")
+            f"strategy {play.strategy}"
+            + (f", serial {list(play.serial)}" if play.serial else "")
             + ")"
         )
         # hosts with the same plan are listed together
@@ -224,7 +250,7 @@ def render_dot(plan: Plan) -> str:
     style = {"run": "", "skip": ", style=dashed, color=grey", "runtime": ", style=dotted"}
     for p_index, play in enumerate(plan.plays):
         for host in play.hosts:
-            out.append(f'  subgraph cluster_{_node_id(p_index, host.host)} {{')
+            out.append(f"  subgraph cluster_{_node_id(p_index, host.host)} {{")
             out.append(f'    label="{_dot(play.name)} @ {_dot(host.host)}";')
             previous = None
             for stage in host.stages:

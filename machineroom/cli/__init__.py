@@ -25,13 +25,15 @@ COMMANDS: dict[str, str] = {
     "run": "machineroom.cli.remote:run_command",
     "scanports": "machineroom.cli.remote:scanports_command",
     "history": "machineroom.cli.servers:history_command",
+    "show": "machineroom.cli.runs:show_command",
+    "diff": "machineroom.cli.runs:diff_command",
     "vault": "machineroom.cli.vault_cmds:vault_group",
     "lab": "machineroom.cli.lab_cmds:lab_group",
+    "explain": "machineroom.cli.explain:explain_command",
     "apply": "machineroom.cli.apply:apply_command",
     "plan": "machineroom.cli.apply:plan_command",
 }
 ALIASES: dict[str, str] = {
-    "show": "ls",
     "list": "ls",
     "tell": "ls",
     "update_file": "import",

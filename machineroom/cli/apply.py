@@ -39,7 +39,10 @@ def playbook_options(func: F) -> F:
         click.option("--skip-tags", multiple=True, help="Leave out tasks with these tags."),
         click.option("--stage", "stages", multiple=True, help="Only these stages; repeatable."),
         click.option(
-            "-e", "--extra-vars", "extra_vars", multiple=True,
+            "-e",
+            "--extra-vars",
+            "extra_vars",
+            multiple=True,
             help="key=value, JSON, or @file.yml; highest precedence; repeatable.",
         ),
     ]
@@ -81,7 +84,10 @@ def roles_path(playbook: str) -> list[str]:
 def _git(folder: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5,
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -122,7 +128,8 @@ def prepare(
     for play in playbook.plays:
         hosts = select_hosts(inventory, play.hosts) if play.hosts else []
         hosts = [
-            h for h in hosts
+            h
+            for h in hosts
             if (allowed is None or h.id in allowed)
             and h.id not in retired
             and (only_hosts is None or h.id in only_hosts)
@@ -140,14 +147,24 @@ def prepare(
 @playbook_options
 @inventory_options
 @click.option(
-    "--format", "output_format", type=click.Choice(["text", "json", "dot", "mermaid"]),
-    default="text", show_default=True,
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    default="text",
+    show_default=True,
 )
 @click.option("--check", is_flag=True, help="Plan as for a check-mode run.")
 def plan_command(
-    playbook: str, limit: str | None, tags: tuple[str, ...], skip_tags: tuple[str, ...],
-    stages: tuple[str, ...], extra_vars: tuple[str, ...], inventory_paths: tuple[str, ...],
-    state_path: str | None, output_format: str, check: bool,
+    playbook: str,
+    limit: str | None,
+    tags: tuple[str, ...],
+    skip_tags: tuple[str, ...],
+    stages: tuple[str, ...],
+    extra_vars: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    output_format: str,
+    check: bool,
 ) -> None:
     """Show what PLAYBOOK would run on which hosts, without connecting to any."""
     from machineroom.plan import compile_plan, render_dot, render_json, render_mermaid, render_text
@@ -155,12 +172,22 @@ def plan_command(
     workspace = make_workspace(inventory_paths, state_path)
     prepared = prepare(workspace, playbook, limit, _split(stages), extra_vars)
     plan = compile_plan(
-        prepared.playbook, workspace.inventory, prepared.play_hosts, tags=_split(tags),
-        skip_tags=_split(skip_tags), stages=_split(stages), extra_vars=prepared.extra_vars,
-        check=check, playbook_dir=prepared.playbook_dir,
+        prepared.playbook,
+        workspace.inventory,
+        prepared.play_hosts,
+        tags=_split(tags),
+        skip_tags=_split(skip_tags),
+        stages=_split(stages),
+        extra_vars=prepared.extra_vars,
+        check=check,
+        playbook_dir=prepared.playbook_dir,
     )
-    render = {"text": render_text, "json": render_json, "dot": render_dot,
-              "mermaid": render_mermaid}[output_format]
+    render = {
+        "text": render_text,
+        "json": render_json,
+        "dot": render_dot,
+        "mermaid": render_mermaid,
+    }[output_format]
     click.echo(render(plan), nl=False)
 
 
@@ -170,16 +197,33 @@ def plan_command(
 @connection_options
 @click.option("-C", "--check", is_flag=True, help="Change nothing; report what would change.")
 @click.option("-D", "--diff", is_flag=True, help="Show diffs of files and attributes.")
-@click.option("--resume", is_flag=True,
-              help="Only hosts a previous run left pending, from the stage where they stopped.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Only hosts a previous run left pending, from the stage where they stopped.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout at the end.")
 @click.option("-v", "--verbose", count=True, help="More output (-v ok tasks, -vv command output).")
 def apply_command(
-    playbook: str, limit: str | None, tags: tuple[str, ...], skip_tags: tuple[str, ...],
-    stages: tuple[str, ...], extra_vars: tuple[str, ...], inventory_paths: tuple[str, ...],
-    state_path: str | None, forks: int, connect_timeout: float, command_timeout: float | None,
-    known_hosts: tuple[str, ...], accept_new_host_keys: bool, vault_password_file: str | None,
-    ask_vault_password: bool, check: bool, diff: bool, resume: bool, as_json: bool,
+    playbook: str,
+    limit: str | None,
+    tags: tuple[str, ...],
+    skip_tags: tuple[str, ...],
+    stages: tuple[str, ...],
+    extra_vars: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    forks: int,
+    connect_timeout: float,
+    command_timeout: float | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    vault_password_file: str | None,
+    ask_vault_password: bool,
+    check: bool,
+    diff: bool,
+    resume: bool,
+    as_json: bool,
     verbose: int,
 ) -> None:
     """Run PLAYBOOK on the inventory's hosts, in parallel, recording everything.
@@ -214,9 +258,15 @@ def apply_command(
     run_id = store.start_run(
         "apply",
         " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])]),
-        args={"limit": limit, "tags": sorted(_split(tags)), "check": check, "diff": diff,
-              "stages": sorted(_split(stages)), "resume": resume,
-              "extra_vars": sorted(prepared.extra_vars)},
+        args={
+            "limit": limit,
+            "tags": sorted(_split(tags)),
+            "check": check,
+            "diff": diff,
+            "stages": sorted(_split(stages)),
+            "resume": resume,
+            "extra_vars": sorted(prepared.extra_vars),
+        },
         playbook=playbook,
         inventory=",".join(workspace.inventory_paths),
         git_commit=git_commit(playbook),
@@ -232,19 +282,29 @@ def apply_command(
         recorder.record_command(host.id, result)
 
     options = make_connect_options(
-        workspace, connect_timeout=connect_timeout, command_timeout=command_timeout,
-        known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file, ask_vault_password=ask_vault_password,
+        workspace,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys,
+        vault_password_file=vault_password_file,
+        ask_vault_password=ask_vault_password,
         on_command=audit,
     )
     pool = ConnectionPool(options, workspace.inventory.tunnels)
     bus = EventBus([recorder, reporter])
     shared = RunShared(
         options=RunOptions(
-            check=check, diff=diff, forks=forks, tags=_split(tags),
-            skip_tags=_split(skip_tags), extra_vars=prepared.extra_vars,
-            extra_var_sources=prepared.extra_sources, stages=_split(stages),
-            start_stage=start_stage, verbosity=verbose,
+            check=check,
+            diff=diff,
+            forks=forks,
+            tags=_split(tags),
+            skip_tags=_split(skip_tags),
+            extra_vars=prepared.extra_vars,
+            extra_var_sources=prepared.extra_sources,
+            stages=_split(stages),
+            start_stage=start_stage,
+            verbosity=verbose,
         ),
         inventory=workspace.inventory,
         pool=pool,
@@ -260,16 +320,23 @@ def apply_command(
     except KeyboardInterrupt:
         # a second Ctrl-C: stop at once, but leave the database consistent
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        reporter.close()
         recorder.abort()
         store.close()
         click.echo("\naborted: run marked interrupted", err=True)
         os._exit(ExitCode.INTERRUPTED)
     finally:
-        if finished is not None:
+        if sys.exc_info()[0] is not KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the last writes land
+            reporter.close()
             pool.close_all()
-            recorder.close()
+            recorder.close(unfinished_status="error")
             store.close()
-    codes = {"ok": ExitCode.OK, "failed": ExitCode.HOSTS_FAILED,
-             "unreachable": ExitCode.UNREACHABLE, "interrupted": ExitCode.INTERRUPTED}
+    codes = {
+        "ok": ExitCode.OK,
+        "failed": ExitCode.HOSTS_FAILED,
+        "unreachable": ExitCode.UNREACHABLE,
+        "interrupted": ExitCode.INTERRUPTED,
+    }
+    assert finished is not None
     sys.exit(codes.get(finished.status, ExitCode.ERROR))

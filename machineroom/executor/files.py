@@ -72,8 +72,6 @@ def template_renderer(
         except UnicodeDecodeError:
             raise InputError(f"template '{path}' is not UTF-8 text", task.location) from None
         file_where = Where(where.location, f"{where.task} (template {path})", where.host)
-        return rs.templar.render_file(
-            text, {**variables, "template_path": str(path)}, file_where
-        )
+        return rs.templar.render_file(text, {**variables, "template_path": str(path)}, file_where)
 
     return render

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 from machineroom.events import HostFinished, HostStats, PlayStarted, RunFinished, RunStarted
 from machineroom.executor.hoststate import HostState, LockStep, PlayShared, RunShared
@@ -65,9 +66,8 @@ def run_playbook(
                 for h in hosts
             ]
             live = [hs for hs in live if not (hs.failed or hs.unreachable)]
-            hs_ended = [hs for hs in live if hs.ended]
-            for hs in hs_ended:
-                hs.ended = False  # end_play / end_host last only for their play
+            for state in live:
+                state.ended = False  # end_play / end_host last only for their play
             _run_play(play, live, rs)
             if rs.stop.is_set():
                 break
@@ -76,9 +76,9 @@ def run_playbook(
         interrupted = True
     interrupted = interrupted or rs.stop.is_set()
     for host_id in everyone:
-        hs = states.get(host_id)
-        if hs is None:
+        if host_id not in states:
             continue
+        hs = states[host_id]
         if hs.unreachable:
             event = HostFinished(host_id, "unreachable", hs.stage, hs.failed_task, hs.reason)
         elif hs.failed:
@@ -101,7 +101,9 @@ def _count(stats: dict[str, HostStats], event: object) -> None:
         stats[event.host].add(event)
 
 
-def _run_status(states: dict[str, HostState], interrupted: bool) -> str:  # type: ignore[return]
+def _run_status(
+    states: dict[str, HostState], interrupted: bool
+) -> Literal["ok", "failed", "unreachable", "interrupted"]:
     if interrupted:
         return "interrupted"
     if any(hs.unreachable for hs in states.values()):
@@ -112,7 +114,9 @@ def _run_status(states: dict[str, HostState], interrupted: bool) -> str:  # type
 
 
 def _run_play(play: Play, hosts: list[HostState], rs: RunShared) -> None:
-    rs.bus.emit(PlayStarted(play.name or play.hosts, tuple(h.host.id for h in hosts), play.strategy))
+    rs.bus.emit(
+        PlayStarted(play.name or play.hosts, tuple(h.host.id for h in hosts), play.strategy)
+    )
     for batch in batches([hs.host for hs in hosts], play.serial):
         members = [hs for hs in hosts if hs.host in batch]
         ps = PlayShared(play=play, hosts=hosts)

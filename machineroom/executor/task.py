@@ -199,14 +199,17 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         "skipped": bool(statuses) and all(s == "skipped" for s in statuses),
     }
     _register(hs, task, summary)
-    status: TaskStatus = (
-        "failed" if failed else "changed" if changed
-        else "skipped" if summary["skipped"] else "ok"
+    loop_status: TaskStatus = (
+        "failed" if failed else "changed" if changed else "skipped" if summary["skipped"] else "ok"
     )
     if failed and ignore:
-        return finish("failed", msg=str(summary["msg"]), ignored=True, diff="\n".join(diffs))
+        finish("failed", msg=str(summary["msg"]), ignored=True, diff="\n".join(diffs))
+        return "ok"  # an ignored failure lets the host go on
     return finish(
-        status, msg=str(summary["msg"]), diff="\n".join(diffs), record=record,
+        loop_status,
+        msg=str(summary["msg"]),
+        diff="\n".join(diffs),
+        record=record,
         result=_cap({"results": [_cap(r) for r in results]}),
     )
 
@@ -282,6 +285,7 @@ def _run_once(
         except MachineroomError as exc:
             outcome = Outcome("failed", msg=str(exc))
         result = _result_of(outcome)
+        result["module"] = module.name  # the recorder tells gathered facts from set_fact
         result = _apply_overrides(task, result, variables, rs, where)
         if not task.until:
             break
@@ -419,7 +423,9 @@ def _register(hs: HostState, task: Task, result: Mapping[str, Any]) -> None:
         hs.registered[task.register] = dict(result)
 
 
-def _holds(conditions: tuple[Any, ...], variables: dict[str, Any], rs: RunShared, where: Where) -> bool:
+def _holds(
+    conditions: tuple[Any, ...], variables: dict[str, Any], rs: RunShared, where: Where
+) -> bool:
     return all(bool(rs.templar.evaluate(c, variables, where)) for c in conditions)
 
 
@@ -460,7 +466,11 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= OUTPUT_CAP else text[: OUTPUT_CAP // 2] + "\n...\n" + text[-OUTPUT_CAP // 2 :]
+    return (
+        text
+        if len(text) <= OUTPUT_CAP
+        else text[: OUTPUT_CAP // 2] + "\n...\n" + text[-OUTPUT_CAP // 2 :]
+    )
 
 
 def _cap(result: Mapping[str, Any]) -> dict[str, Any]:

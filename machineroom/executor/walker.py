@@ -27,8 +27,10 @@ def tags_allow(tags: frozenset[str], wanted: frozenset[str], skipped: frozenset[
         return True
     if "never" in tags:
         return False
-    return "all" in wanted or ("tagged" in wanted and bool(tags)) or (
-        "untagged" in wanted and not tags
+    return (
+        "all" in wanted
+        or ("tagged" in wanted and bool(tags))
+        or ("untagged" in wanted and not tags)
     )
 
 

@@ -71,7 +71,7 @@ def run_script(argv_line: str) -> str:
         "__mr_s=$(date +%s.%N 2>/dev/null)\n"
         f"({argv_line})\n"
         "__mr_rc=$?\n"
-        f"printf '\\n{END} %s %s %s\\n' \"$__mr_s\" \"$(date +%s.%N 2>/dev/null)\" "
+        f'printf \'\\n{END} %s %s %s\\n\' "$__mr_s" "$(date +%s.%N 2>/dev/null)" '
         '"$__mr_rc" >&2\n'
         'exit "$__mr_rc"'
     )
@@ -243,4 +243,3 @@ class ShellModule(Module):
     ) -> Outcome:
         """rc, stdout, stderr (and their lines), start/end/delta; failed when rc != 0."""
         return command_outcome(args, ctx, output, args["cmd"])
-

@@ -56,11 +56,11 @@ def _present_loop(specs: list[str], installed_test: str) -> str:
 # sh functions printing the installed version of a package, or nothing.
 _DPKG_VERSION = (
     "__mr_dpkg() { __mr_s=$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' \"$1\" "
-    "2>/dev/null) || return 0; case \"$__mr_s\" in 'ii '*) echo \"${__mr_s##* }\" ;; esac; }"
+    '2>/dev/null) || return 0; case "$__mr_s" in \'ii \'*) echo "${__mr_s##* }" ;; esac; }'
 )
 _DPKG_REMOVABLE = (
     "__mr_dpkg_rm() { __mr_s=$(dpkg-query -W -f='${db:Status-Abbrev}' \"$1\" 2>/dev/null)"
-    " || return 0; case \"$__mr_s\" in ii*|iU*|iF*|hi*) echo yes ;;"
+    ' || return 0; case "$__mr_s" in ii*|iU*|iF*|hi*) echo yes ;;'
     ' rc*) [ "$2" = purge ] && echo yes ;; esac; }'
 )
 
@@ -74,7 +74,14 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
     """The apt part: cache, then install/remove/upgrade, then autoremove."""
     state = args.get("state") or "present"
     specs = names_of(args)
-    opts = ["-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+    opts = [
+        "-y",
+        "-q",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ]
     recommends = args.get("install_recommends")
     if recommends is True:
         opts += ["-o", "APT::Install-Recommends=yes"]
@@ -93,11 +100,13 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
         # Age of the lists: the newest of apt's success stamp and the lists folder.
         lines.append(
             "__mr_t=0; for __mr_f in /var/lib/apt/periodic/update-success-stamp "
-            "/var/lib/apt/lists; do [ -e \"$__mr_f\" ] || continue; "
+            '/var/lib/apt/lists; do [ -e "$__mr_f" ] || continue; '
             '__mr_m=$(stat -c %Y "$__mr_f"); [ "$__mr_m" -gt "$__mr_t" ] && __mr_t=$__mr_m; '
             "done; __mr_age=$(( $(date +%s) - __mr_t ))"
         )
-        run_update = f"apt-get update -q >&2 || exit 1; touch /var/lib/apt/lists; echo {MARK} update_cache ."
+        run_update = (
+            f"apt-get update -q >&2 || exit 1; touch /var/lib/apt/lists; echo {MARK} update_cache ."
+        )
         do = f"echo {MARK} update_cache ." if check else run_update
         cond = f'[ "$__mr_age" -ge {valid} ]' if valid > 0 else "true"
         if args.get("update_cache") or valid > 0:
@@ -111,10 +120,10 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
             '__mr_dv=$(dpkg-deb -f "$__mr_deb" Version) || exit 1; '
             'if [ "$(__mr_dpkg "$__mr_dn")" != "$__mr_dv" ]; then '
             + (
-                f'printf \'{MARK} install %s\\n\' "$__mr_dn=$__mr_dv"'
+                f"printf '{MARK} install %s\\n' \"$__mr_dn=$__mr_dv\""
                 if check
                 else f'apt-get install {opt} "$__mr_deb" || exit 1; '
-                f'printf \'{MARK} install %s\\n\' "$__mr_dn=$__mr_dv"'
+                f"printf '{MARK} install %s\\n' \"$__mr_dn=$__mr_dv\""
             )
             + "; fi"
         )
@@ -150,18 +159,14 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
             act = f'apt-get {verb} {opt} "$@" || exit 1; {act}'
         lines.append(f'if [ "$#" -gt 0 ]; then {act}; fi')
     if state == "fixed":
-        lines.append(
-            "__mr_fix=$(apt-get -s -f install | awk '$1==\"Inst\"||$1==\"Remv\"{print $2}')"
-        )
+        lines.append('__mr_fix=$(apt-get -s -f install | awk \'$1=="Inst"||$1=="Remv"{print $2}\')')
         act = f"printf '%s\\n' \"$__mr_fix\" | sed 's/^/{MARK} fix /'"
         if not check:
             act = f"apt-get -f install {opt} || exit 1; {act}"
         lines.append(f'if [ -n "$__mr_fix" ]; then {act}; fi')
     if args.get("autoremove"):
         purge_opt = " --purge" if args.get("purge") else ""
-        lines.append(
-            "__mr_auto=$(apt-get -s autoremove | awk '$1==\"Remv\"{print $2}')"
-        )
+        lines.append("__mr_auto=$(apt-get -s autoremove | awk '$1==\"Remv\"{print $2}')")
         act = f"printf '%s\\n' \"$__mr_auto\" | sed 's/^/{MARK} autoremove /'"
         if not check:
             act = f"apt-get autoremove{purge_opt} {opt} || exit 1; {act}"
@@ -172,12 +177,24 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
 
 # Other package managers: (installed-version test, install, upgrade, remove) as sh.
 _OTHERS = {
-    "dnf": ("rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null", "dnf -y install",
-            "dnf -y upgrade", "dnf -y remove"),
-    "yum": ("rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null", "yum -y install",
-            "yum -y update", "yum -y remove"),
-    "zypper": ("rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null", "zypper -n install",
-               "zypper -n update", "zypper -n remove"),
+    "dnf": (
+        "rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null",
+        "dnf -y install",
+        "dnf -y upgrade",
+        "dnf -y remove",
+    ),
+    "yum": (
+        "rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null",
+        "yum -y install",
+        "yum -y update",
+        "yum -y remove",
+    ),
+    "zypper": (
+        "rpm -q --qf '%{VERSION}-%{RELEASE}' 2>/dev/null",
+        "zypper -n install",
+        "zypper -n update",
+        "zypper -n remove",
+    ),
     "apk": ("apk info -e", "apk add", "apk add -u", "apk del"),
 }
 
@@ -222,7 +239,7 @@ def package_outcome(output: CommandOutput, check: bool) -> Outcome:
     log = []
     for line in output.stdout.splitlines():
         if line.startswith(MARK + " "):
-            _, action, what = (line.split(" ", 2) + ["", ""])[:3]
+            _, action, what = ([*line.split(" ", 2), "", ""])[:3]
             changes.setdefault(action, []).append(what)
         else:
             log.append(line)
@@ -316,8 +333,10 @@ class PackageModule(Module):
         """`if command -v apt-get; then ...; elif dnf ...` in one script."""
         use = args.get("use") or "auto"
         branches = [("apt", "apt-get", apt_script(args, ctx.check))]
-        branches += [(m, m, other_script(m, args, ctx.check)) for m in ("dnf", "yum", "apk", "zypper")]
-        parts = []
+        branches += [
+            (m, m, other_script(m, args, ctx.check)) for m in ("dnf", "yum", "apk", "zypper")
+        ]
+        parts: list[str] = []
         for manager, binary, body in branches:
             if use not in ("auto", manager):
                 continue

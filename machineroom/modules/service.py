@@ -41,16 +41,20 @@ else
   __mr_do() { "/etc/init.d/$__mr_svc" "$1" >&2; }
 fi
 __mr_running() { __mr_do status >/dev/null 2>&1; }
-__mr_enabled() { for __mr_l in /etc/rc[2345].d/S??"$__mr_svc"; do [ -e "$__mr_l" ] && return 0; done; \
-[ -e "/etc/runlevels/default/$__mr_svc" ]; }
+__mr_enabled() {
+  for __mr_l in /etc/rc[2345].d/S??"$__mr_svc"; do [ -e "$__mr_l" ] && return 0; done
+  [ -e "/etc/runlevels/default/$__mr_svc" ]
+}
 __mr_enable() {
   if command -v update-rc.d >/dev/null 2>&1; then
-    if [ "$1" = enable ]; then update-rc.d "$__mr_svc" defaults >&2 && update-rc.d "$__mr_svc" enable >&2
+    if [ "$1" = enable ]; then
+      update-rc.d "$__mr_svc" defaults >&2 && update-rc.d "$__mr_svc" enable >&2
     else update-rc.d "$__mr_svc" disable >&2; fi
   elif command -v chkconfig >/dev/null 2>&1; then
     if [ "$1" = enable ]; then chkconfig "$__mr_svc" on; else chkconfig "$__mr_svc" off; fi
   elif command -v rc-update >/dev/null 2>&1; then
-    if [ "$1" = enable ]; then rc-update add "$__mr_svc" default; else rc-update del "$__mr_svc" default; fi
+    if [ "$1" = enable ]; then rc-update add "$__mr_svc" default
+    else rc-update del "$__mr_svc" default; fi
   else echo 'no update-rc.d, chkconfig or rc-update to change the boot state' >&2; return 1; fi
 }"""
 
@@ -147,7 +151,9 @@ class ServiceModule(Module):
             result["enabled"] = args["enabled"]
         if output.exit_code != 0:
             tail = [ln for ln in output.stderr.splitlines() if ln.strip()][-3:]
-            return Outcome("failed", msg="; ".join(tail) or f"exit {output.exit_code}", result=result)
+            return Outcome(
+                "failed", msg="; ".join(tail) or f"exit {output.exit_code}", result=result
+            )
         if not did:
             now = "running" if info.get("running") == "yes" else "stopped"
             boot = ""

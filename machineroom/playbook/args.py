@@ -229,7 +229,11 @@ def check_mapping(
 
 
 def check_args(
-    module_name: str, args: Mapping[str, Any], schema: Mapping[str, Any], label: str, where: Location
+    module_name: str,
+    args: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    label: str,
+    where: Location,
 ) -> list[InputError]:
     """Check a task's module arguments; messages read `task "X": apt: unknown argument ...`."""
     prefix = f"{label}{module_name}: "
@@ -238,14 +242,14 @@ def check_args(
         branches = schema.get(branch_key)
         if not isinstance(branches, list) or not branches:
             continue
-        results = [check_mapping(args, b, prefix, where) for b in branches]
-        if all(results):
-            needed = [b.get("required") for b in branches]
-            if all(isinstance(n, list) and len(b) == 1 for n, b in zip(needed, branches, strict=True)):
-                names = ", ".join(f"'{n[0]}'" for n in needed if n)
-                problems.append(
-                    InputError(f"{prefix}missing required argument: one of {names}", where)
-                )
-            else:
-                problems += min(results, key=len)
+        results: list[list[InputError]] = [check_mapping(args, b, prefix, where) for b in branches]
+        if not all(results):
+            continue
+        if all(isinstance(b, Mapping) and list(b) == ["required"] for b in branches):
+            # `anyOf: [{required: [content]}, {required: [src]}]`: say which would do
+            names = " or ".join(" and ".join(f"'{n}'" for n in b["required"]) for b in branches)
+            problems.append(InputError(f"{prefix}missing required argument {names}", where))
+        else:
+            fewest: list[InputError] = min(results, key=len)
+            problems.extend(fewest)
     return problems

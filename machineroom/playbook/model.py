@@ -30,6 +30,9 @@ class RoleRef:
     vars: Mapping[str, Any] = field(default_factory=_empty)  # vars/main.yml
     params: Mapping[str, Any] = field(default_factory=_empty)  # `- role: x` + its keys / vars:
     location: Location | None = None
+    # var -> "file:line" where defaults/main.yml and vars/main.yml set it (for `explain`)
+    defaults_sources: Mapping[str, str] = field(default_factory=_empty)
+    vars_sources: Mapping[str, str] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True)

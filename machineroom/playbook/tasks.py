@@ -19,73 +19,21 @@ from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, parse_kv
+from machineroom.playbook.keywords import (
+    PUSHED_DOWN,
+    TASK_KEYWORDS,
+    UNSUPPORTED,
+    bool_or_none,
+    conditions,
+    label_of,
+    parse_tags,
+    plain_mapping,
+    task_fields,
+)
 from machineroom.playbook.model import Block, Item, RoleRef, Task
 from machineroom.schema import validate
 from machineroom.yamlio import LocatedDict, key_location_of, load_yaml, location_of, to_plain
 
-# Keywords a task may carry besides its module (listen: handlers only).
-TASK_KEYWORDS = frozenset(
-    {
-        "name",
-        "when",
-        "loop",
-        "with_items",
-        "with_list",
-        "loop_control",
-        "register",
-        "notify",
-        "listen",
-        "tags",
-        "vars",
-        "environment",
-        "args",
-        "become",
-        "become_user",
-        "changed_when",
-        "failed_when",
-        "until",
-        "ignore_errors",
-        "ignore_unreachable",
-        "retries",
-        "delay",
-        "timeout",
-        "check_mode",
-        "diff",
-        "run_once",
-        "any_errors_fatal",
-    }
-)
-# Block keywords the Block model has no field for: pushed down to each task that lacks them.
-PUSHED_DOWN = (
-    "environment",
-    "check_mode",
-    "diff",
-    "any_errors_fatal",
-    "ignore_unreachable",
-    "run_once",
-)
-# Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
-UNSUPPORTED = frozenset(
-    {
-        "action",
-        "local_action",
-        "delegate_to",
-        "delegate_facts",
-        "async",
-        "poll",
-        "throttle",
-        "no_log",
-        "remote_user",
-        "connection",
-        "port",
-        "module_defaults",
-        "collections",
-        "debugger",
-        "become_method",
-        "become_flags",
-        "become_exe",
-    }
-)
 STATIC = ("import_tasks", "import_role")
 DYNAMIC = ("include_tasks", "include_role")
 META_ACTIONS = (
@@ -167,7 +115,9 @@ def parse_items(data: Sequence[Any], ctx: LoadContext, scope: Scope) -> list[Ite
     return items
 
 
-def _parse_item(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> list[Item]:
+def _parse_item(
+    node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
+) -> list[Item]:
     if any(k in node for k in ("block", "rescue", "always")):
         if scope.handlers:
             ctx.errors.append(InputError("a block in handlers", where, "handlers as plain tasks"))
@@ -179,99 +129,9 @@ def _parse_item(node: Mapping[str, Any], where: Location, ctx: LoadContext, scop
     return [task] if task is not None else []
 
 
-def _label(node: Mapping[str, Any], kind: str = "task") -> str:
-    name = node.get("name")
-    return f'{kind} "{name}": ' if isinstance(name, str) and name else ""
-
-
-def _conditions(value: Any) -> tuple[Any, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, list):
-        return tuple(to_plain(v) for v in value)
-    return (to_plain(value),)
-
-
-def parse_tags(value: Any) -> frozenset[str]:
-    """Tags as written: `a`, `a,b` or a list of them (numbers count as their text)."""
-    if value is None:
-        return frozenset()
-    values = value if isinstance(value, list) else [value]
-    return frozenset(part.strip() for v in values for part in str(v).split(",") if part.strip())
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return MappingProxyType(to_plain(value) if isinstance(value, Mapping) else {})
-
-
-def _bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _flatten_once(value: Any) -> Any:
-    # with_items flattens one level; loop does not (Ansible's difference, kept)
-    if not isinstance(value, list):
-        return to_plain(value)
-    flat: list[Any] = []
-    for item in value:
-        flat.extend(to_plain(item) if isinstance(item, list) else [to_plain(item)])
-    return flat
-
-
-def _keywords(node: Mapping[str, Any]) -> dict[str, Any]:
-    """Task fields from the keywords of a schema-checked task mapping."""
-    loop: Any = None
-    if "loop" in node:
-        loop = to_plain(node["loop"])
-    elif "with_items" in node:
-        loop = _flatten_once(node["with_items"])
-    elif "with_list" in node:
-        loop = to_plain(node["with_list"])
-    retries = node.get("retries")
-    delay = _number(node.get("delay"))
-    return {
-        "name": str(node["name"]) if isinstance(node.get("name"), str) else None,
-        "when": _conditions(node.get("when")),
-        "loop": loop,
-        "loop_control": _mapping(node.get("loop_control")),
-        "register": str(node["register"]) if isinstance(node.get("register"), str) else None,
-        "notify": _names(node.get("notify")),
-        "listen": _names(node.get("listen")),
-        "tags": parse_tags(node.get("tags")),
-        "vars": _mapping(node.get("vars")),
-        "environment": _mapping(node.get("environment")),
-        "become": _bool(node.get("become")),
-        "become_user": str(node["become_user"]) if isinstance(node.get("become_user"), str) else None,
-        "changed_when": _conditions(node["changed_when"]) if "changed_when" in node else None,
-        "failed_when": _conditions(node["failed_when"]) if "failed_when" in node else None,
-        "ignore_errors": node.get("ignore_errors") is True,
-        "ignore_unreachable": node.get("ignore_unreachable") is True,
-        "retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
-        "until": to_plain(node.get("until")),
-        "delay": delay if delay is not None else 5.0,
-        "timeout": _number(node.get("timeout")),
-        "check_mode": _bool(node.get("check_mode")),
-        "diff": _bool(node.get("diff")),
-        "run_once": node.get("run_once") is True,
-        "any_errors_fatal": _bool(node.get("any_errors_fatal")),
-    }
-
-
 def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> str | None:
     """The one key of the task naming its module; reports none, several, or unknown ones."""
-    label = _label(node)
+    label = label_of(node)
     others = [k for k in node if k not in TASK_KEYWORDS]
     modules = [k for k in others if canonical_name(k) is not None or k in STATIC + DYNAMIC]
     problems: list[InputError] = []
@@ -286,7 +146,7 @@ def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> s
                 InputError(
                     f"{label}'{key}' is not supported",
                     at,
-                    "loop: with a filter, e.g. loop: \"{{ d | dict2items }}\"",
+                    'loop: with a filter, e.g. loop: "{{ d | dict2items }}"',
                 )
             )
         elif modules:
@@ -326,7 +186,7 @@ def module_args(
     """The arguments of `key:` (a mapping, free-form or key=value text), merged with `args:`."""
     value = node[key]
     at = location_of(node, key, where)
-    label = _label(node)
+    label = label_of(node)
     inline: dict[str, Any]
     if value is None:
         inline = {}
@@ -362,35 +222,42 @@ def module_args(
         )
         return None
     extra = node.get("args")
-    merged = {**extra, **inline} if isinstance(extra, Mapping) else inline
-    if isinstance(value, Mapping) and isinstance(extra, Mapping):
-        # keep line numbers of both sources for the argument check
-        located = LocatedDict(merged)
-        located.location = at
-        located.key_locations = {**extra.key_locations, **value.key_locations}  # type: ignore[attr-defined]
-        located.value_locations = {**extra.value_locations, **value.value_locations}  # type: ignore[attr-defined]
-        return located
-    if isinstance(value, Mapping) and isinstance(value, LocatedDict) and extra is None:
-        return value  # type: ignore[return-value]
+    if not isinstance(extra, Mapping):
+        return inline if not isinstance(value, Mapping) else value  # type: ignore[return-value]
+    # keep the line numbers of both sources for the argument check; inline wins
+    merged = LocatedDict({**extra, **inline})
+    merged.location = at
+    merged.key_locations = {
+        **getattr(extra, "key_locations", {}),
+        **getattr(value, "key_locations", {}),
+    }
+    merged.value_locations = {
+        **getattr(extra, "value_locations", {}),
+        **getattr(value, "value_locations", {}),
+    }
     return merged
 
 
-def parse_task(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> Task | None:
+def parse_task(
+    node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
+) -> Task | None:
     """One task mapping (not a block, not an import) into a Task, or None after a problem."""
     key = _module_key(node, where, ctx)
     if key is None:
         return None
-    label = _label(node)
+    label = label_of(node)
     if "listen" in node and not scope.handlers:
         ctx.errors.append(
-            InputError(f"{label}listen: only handlers listen", key_location_of(node, "listen", where))
+            InputError(
+                f"{label}listen: only handlers listen", key_location_of(node, "listen", where)
+            )
         )
     at = key_location_of(node, key, where)
     module = None if key in DYNAMIC else _load_module(key)
     args = module_args(key, node, where, ctx, module)
     if args is None:
         return None
-    fields = _keywords(node)
+    fields = task_fields(node)
     if key in DYNAMIC:
         kind = "include"
         name = key
@@ -401,7 +268,8 @@ def parse_task(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope
         if action not in META_ACTIONS and not is_template(action):
             ctx.errors.append(
                 InputError(
-                    f"{label}meta: unknown action {action!r}" + did_you_mean(str(action), META_ACTIONS),
+                    f"{label}meta: unknown action {action!r}"
+                    + did_you_mean(str(action), META_ACTIONS),
                     location_of(node, key, where),
                     "one of: " + ", ".join(META_ACTIONS),
                 )
@@ -434,6 +302,14 @@ def find_task_file(name: str, scope: Scope) -> Path | None:
     return None
 
 
+def where_searched(scope: Scope) -> str:
+    """Where a task file named by an import or include was looked for, for messages."""
+    where = f"a file beside {scope.file}"
+    if scope.role_tasks is not None and scope.role_tasks != scope.file.parent:
+        where += f" or in {scope.role_tasks}"
+    return where
+
+
 def _check_include(
     key: str, args: Mapping[str, Any], at: Location, label: str, ctx: LoadContext, scope: Scope
 ) -> None:
@@ -453,18 +329,20 @@ def _check_include(
             InputError(
                 f"{label}include_tasks: file '{target}' not found",
                 at,
-                f"a file relative to {scope.file.parent}",
+                where_searched(scope),
             )
         )
     if key == "include_role":
         ctx.dynamic_roles = True
 
 
-def _parse_import(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> list[Item]:
+def _parse_import(
+    node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
+) -> list[Item]:
     key = _module_key(node, where, ctx)
     if key is None:
         return []
-    label = _label(node)
+    label = label_of(node)
     at = key_location_of(node, key, where)
     args = module_args(key, node, where, ctx, None)
     if args is None:
@@ -478,10 +356,10 @@ def _parse_import(node: Mapping[str, Any], where: Location, ctx: LoadContext, sc
         items = _import_tasks(args, at, label, ctx, scope)
     return apply_keywords(
         items,
-        when=_conditions(node.get("when")),
+        when=conditions(node.get("when")),
         tags=parse_tags(node.get("tags")),
-        vars=_mapping(node.get("vars")),
-        become=_bool(node.get("become")),
+        vars=plain_mapping(node.get("vars")),
+        become=bool_or_none(node.get("become")),
         become_user=node.get("become_user") if isinstance(node.get("become_user"), str) else None,
     )
 
@@ -505,7 +383,7 @@ def _import_tasks(
             InputError(
                 f"{label}import_tasks: file '{name}' not found",
                 at,
-                f"a file relative to {scope.file.parent}",
+                where_searched(scope),
             )
         )
         return []
@@ -579,7 +457,7 @@ def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, sco
     pushed: dict[str, Any] = {}
     for key in PUSHED_DOWN:
         if key in node and node[key] is not None:
-            pushed[key] = _mapping(node[key]) if key == "environment" else node[key]
+            pushed[key] = plain_mapping(node[key]) if key == "environment" else node[key]
     if pushed:
         sections = {k: tuple(_push_down(v, pushed)) for k, v in sections.items()}
     ignore = node.get("ignore_errors")
@@ -588,10 +466,10 @@ def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, sco
         rescue=sections["rescue"],
         always=sections["always"],
         name=str(node["name"]) if isinstance(node.get("name"), str) else None,
-        when=_conditions(node.get("when")),
+        when=conditions(node.get("when")),
         tags=parse_tags(node.get("tags")),
-        vars=_mapping(node.get("vars")),
-        become=_bool(node.get("become")),
+        vars=plain_mapping(node.get("vars")),
+        become=bool_or_none(node.get("become")),
         become_user=node.get("become_user") if isinstance(node.get("become_user"), str) else None,
         ignore_errors=ignore if isinstance(ignore, bool) else None,
         role=scope.role,

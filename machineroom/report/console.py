@@ -73,7 +73,7 @@ class _ConsoleReporter:
             return event.status in ("failed", "unreachable") and bool(event.msg)
         if event.status in ("changed", "failed", "unreachable"):
             return True
-        return self.verbosity >= 1
+        return self.verbosity >= 1 or _is_debug(event)
 
     def result_lines(self, event: TaskFinished, *, task_name: bool) -> list[str]:
         """The lines of one result: `changed: [web1] => (item=x)`, output and diff under it."""
@@ -88,7 +88,9 @@ class _ConsoleReporter:
         if event.item is not None:
             head += f" => (item={event.item})"
         failed = event.status in ("failed", "unreachable")
-        if event.msg and (failed or self.verbosity >= 1):
+        if _is_debug(event) and event.status == "ok":
+            head += f" => {event.msg}"  # what debug is for: shown as it is, at any verbosity
+        elif event.msg and (failed or self.verbosity >= 1):
             head += f" => {first_line(event.msg) if not failed else event.msg}"
         lines = [self._paint(head, STATUS_COLOURS[event.status])]
         if event.ignored:
@@ -343,8 +345,14 @@ def console_reporter(
 
 
 def task_title(stage: str, task: str) -> str:
-    """`docker : Install docker`, as Ansible names a role's task; the bare name without one."""
-    return f"{stage} : {task}" if stage else task
+    """The task as Ansible names it: the executor already writes `docker : Install docker`
+    for a role's task, so the stage adds nothing; `stage` is kept for callers' symmetry."""
+    del stage
+    return task
+
+
+def _is_debug(event: TaskFinished) -> bool:
+    return event.result.get("module") == "debug" and event.item is None
 
 
 def banner(text: str, width: int = 80) -> str:

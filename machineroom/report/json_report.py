@@ -94,7 +94,9 @@ class JsonReporter:
         key = (event.host, event.task_id)
         record = task_json(event)
         if event.item is not None:
-            record["item"] = event.item
+            record = {"item": event.item, **record}
+            for name in ("task_id", "task", "stage", "location"):
+                del record[name]  # the same as their task's
             self._items.setdefault(key, []).append(record)
             return
         self._stats.setdefault(event.host, HostStats()).add(event)

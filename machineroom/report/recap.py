@@ -108,11 +108,10 @@ def render_recap(
         name = paint(host.ljust(width), host_colour(stats[host]), color=color)
         cells = []
         for field in RECAP_FIELDS:
-            cell = f"{field}={counts[field]}".ljust(12)
-            if counts[field] and field != "ok":
+            # Ansible's layout: the count left-aligned in 4 columns, so the names line up.
+            cell = f"{field}={counts[field]:<4}"
+            if counts[field]:
                 cell = paint(cell, STATUS_COLOURS[field], color=color)
-            elif counts[field]:
-                cell = paint(cell, "green", color=color)
             cells.append(cell)
         lines.append(f"{name} : {' '.join(cells)}".rstrip())
     lines.append(outcome_line(run_id, status, duration, check=check, color=color))

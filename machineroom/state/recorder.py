@@ -31,7 +31,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from machineroom.events import (
     Event,
@@ -50,6 +50,36 @@ from machineroom.state.store import StateStore
 ABORT_WAIT = 5.0
 
 _STOP = object()  # queue sentinel: no more events
+
+
+class CommandLike(Protocol):
+    """What `record_command` reads from a command's result (the connection layer's
+    CommandResult fits; the state layer does not import it)."""
+
+    @property
+    def command(self) -> str: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+class _Command:
+    """A queued audit-log entry."""
+
+    __slots__ = ("command", "duration", "exit_code", "host_id", "stderr", "stdout")
+
+    def __init__(self, host_id: str, result: CommandLike) -> None:
+        self.host_id = host_id
+        self.command = result.command
+        self.exit_code = result.exit_code
+        self.duration = result.duration
+        self.stdout = result.stdout
+        self.stderr = result.stderr
 
 
 class StateRecorder:
@@ -94,6 +124,23 @@ class StateRecorder:
         if not self._closed:
             self._queue.put(event)
 
+    def record_command(self, host_id: str, result: CommandLike) -> None:
+        """Queue a command run on `host_id` for the audit log (the connection's `on_command`
+        hook; called from worker threads, never blocks on the database)."""
+        if not self._closed:
+            self._queue.put(_Command(host_id, result))
+
+    def abort(self) -> None:
+        """Stop at once (a second Ctrl-C): drop what is still queued, let the write in progress
+        end, and mark the run interrupted if it has not finished. The database stays
+        consistent; the results already written stay."""
+        self._closed = True
+        self._abort.set()
+        self._queue.put(_STOP)
+        if self._thread is not threading.current_thread():
+            self._thread.join(ABORT_WAIT)
+        self._finish_unfinished("interrupted", "aborted by a second Ctrl-C")
+
     def close(self, unfinished_status: str | None = "interrupted") -> None:
         """Write every queued event, then stop the writer thread.
 
@@ -112,9 +159,7 @@ class StateRecorder:
             while self._thread.is_alive():
                 self._thread.join(0.1)
         except KeyboardInterrupt:
-            self._abort.set()
-            self._thread.join(ABORT_WAIT)
-            self._finish_unfinished("interrupted", "interrupted again while saving results")
+            self.abort()
             raise
         if unfinished_status is not None:
             self._finish_unfinished(unfinished_status, "the run ended before it finished")
@@ -146,7 +191,17 @@ class StateRecorder:
             self._on_error(message)
 
     def _record(self, event: object) -> None:
-        if isinstance(event, RunStarted):
+        if isinstance(event, _Command):
+            self.store.record_command(
+                self.run_id,
+                event.host_id,
+                event.command,
+                event.exit_code,
+                event.duration,
+                event.stdout,
+                event.stderr,
+            )
+        elif isinstance(event, RunStarted):
             self.check = self.check or event.check
         elif isinstance(event, TaskFinished):
             self._record_task(event)
@@ -261,8 +316,8 @@ class StateRecorder:
             # was known): keep the stage an earlier run left pending, update the why and when.
             row = self.store.server(event.host)
             previous = dict(row.next_action) if row else {}
-            if not previous and event.status == "interrupted":
-                return None
+            if not previous:
+                return None  # nothing to resume from; `res.last_error` says why
             return {**previous, **pending}
         pending["stage"] = stage
         if task_id is not None:

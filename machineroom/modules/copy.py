@@ -1,0 +1,132 @@
+"""`copy`: put content (inline or a local file) at a path on the host, as Ansible's module.
+
+One remote command: the content travels on stdin into a temp file beside `dest` (in check
+mode, in $TMPDIR), and `files_sh.mr_put` compares it with `dest` and renames it into place
+only when content or attributes differ. `template` reuses this with rendered content.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from machineroom.errors import InputError
+from machineroom.modules import files_sh
+from machineroom.modules.base import (
+    CommandOutput,
+    Module,
+    ModuleContext,
+    Outcome,
+    RemoteStep,
+    quote,
+)
+
+COPY_PROPS: dict[str, Any] = {
+    "dest": {"type": "string", "minLength": 1},
+    **files_sh.ATTR_PROPS,
+    "force": {"type": "boolean", "default": True},
+    "backup": {"type": "boolean", "default": False},
+    "validate": {"type": "string"},
+}
+
+
+def copy_step(
+    content: bytes, dest: str, src_name: str | None, args: Mapping[str, Any], ctx: ModuleContext
+) -> RemoteStep:
+    """The script that installs `content` at `dest` (or dest/src_name when dest is a folder).
+
+    Which of the two it is only the host knows, so both paths are in the script.
+    """
+    into = posixpath.join(dest, src_name) if src_name else ""
+    lines = [
+        files_sh.LIBRARY,
+        files_sh.common_vars(ctx.check, ctx.diff, dest),
+        files_sh.attr_vars(args),
+        files_sh.validate_vars(args.get("validate")),
+        f"backup={int(bool(args.get('backup', False)))} force={int(args.get('force', True))}\n",
+        f"dest={quote(dest)} dir={quote(files_sh.folder(dest))} into={quote(into)} made=0\n",
+    ]
+    lines.append(
+        # A folder as dest (existing, or named with a trailing /): the file goes inside it.
+        'if [ -d "$dest" ] || [ "${dest%/}" != "$dest" ]; then\n'
+        '  [ -n "$into" ] || mr_fail "$dest is a directory: name the file, or use src"\n'
+        '  if [ ! -d "$dest" ]; then made=1; if [ "$CHECK" = 0 ]; then\n'
+        '    mkdir -p -- "$dest" || mr_fail "cannot create $dest"; fi; fi\n'
+        "  dir=${dest%/}; dest=$into; mr_say into 1\n"
+        "fi\n"
+        'if [ "$force" = 0 ] && [ -e "$dest" ]; then cat >/dev/null; mr_say skipped 1; exit 0; fi\n'
+        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then '
+        'cat >/dev/null; mr_fail "destination directory $dir does not exist"; fi\n'
+        'mr_tmp_near "$dir"\n'
+        'cat >"$mr_t1" || mr_fail "cannot write $mr_t1"\n'
+        'mr_put "$mr_t1" "$dest"\n'
+    )
+    return RemoteStep("".join(lines), stdin=content)
+
+
+def copy_outcome(
+    dest: str, into: str, ctx: ModuleContext, output: CommandOutput, what: str
+) -> Outcome:
+    """Outcome of `copy_step`'s script."""
+    if output.exit_code != 0:
+        return files_sh.failure(output, what)
+    report, diff_text = files_sh.parse_report(output.stdout)
+    path = into if report.get("into") == "1" else dest
+    if report.get("skipped") == "1":
+        return Outcome("ok", msg=f"{path} exists and force is off", result={"dest": path})
+    changed, diff, result = files_sh.file_outcome(
+        path, report, diff_text, check=ctx.check, want_diff=ctx.diff
+    )
+    if not changed:
+        return Outcome("ok", msg=files_sh.nothing_to_do(path, ctx.check), result=result)
+    verb = "would update" if ctx.check else "updated"
+    if report.get("exists") != "1":
+        verb = "would create" if ctx.check else "created"
+    return Outcome("changed", msg=f"{verb} {path}", diff=diff, result=result)
+
+
+class CopyModule(Module):
+    """Copy `content` or the local file `src` to `dest` on the host."""
+
+    name: ClassVar[str] = "copy"
+    schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "src": {"type": "string", "minLength": 1},
+            "content": {"type": "string"},
+            **COPY_PROPS,
+        },
+        "required": ["dest"],
+        "additionalProperties": False,
+    }
+
+    def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
+        """Content from `content` or `src`, then the shared copy script."""
+        content, name = self._content(args, ctx)
+        return copy_step(content, args["dest"], name, args, ctx)
+
+    def interpret(
+        self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
+    ) -> Outcome:
+        """Changed when the content or the attributes differed."""
+        _, name = self._source(args)
+        into = posixpath.join(args["dest"], name) if name else ""
+        return copy_outcome(args["dest"], into, ctx, output, "copy")
+
+    @staticmethod
+    def _source(args: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        src = args.get("src")
+        if src is not None and "content" in args:
+            raise InputError("copy: give src or content, not both")
+        if src is None and "content" not in args:
+            raise InputError("copy: nothing to copy", expected="src or content")
+        if src is not None and src.endswith("/"):
+            raise InputError(f"copy: src {src!r} is a folder", expected="a file")
+        return src, posixpath.basename(src) if src else None
+
+    def _content(self, args: Mapping[str, Any], ctx: ModuleContext) -> tuple[bytes, str | None]:
+        src, name = self._source(args)
+        if src is None:
+            return str(args["content"]).encode(), None
+        return ctx.read_file(src), name

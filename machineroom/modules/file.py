@@ -1,0 +1,295 @@
+"""`file`: a path's kind (file, directory, link, hard link, absent) and attributes.
+
+As Ansible's module, in one remote command: the script reads what the path is, changes it
+only where it differs (and not in check mode), and reports before/after kind and attributes.
+New directories are made 0700 (umask 077) and then given their mode, and links are made
+under a temp name and renamed over the path, so nothing exists even briefly with looser
+permissions than requested, and a reader sees the old or the new link, never none.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from machineroom.errors import InputError
+from machineroom.modules import files_sh
+from machineroom.modules.base import (
+    CommandOutput,
+    Module,
+    ModuleContext,
+    Outcome,
+    RemoteStep,
+    quote,
+)
+
+BODY = r"""
+changed=0
+mr_kind() {
+  if [ -L "$1" ]; then echo link; elif [ -d "$1" ]; then echo directory
+  elif [ -e "$1" ]; then echo file; else echo absent; fi
+}
+before=$(mr_kind "$p")
+mr_say before "$before"
+# Compare and fix mode/owner/group of $1 (kind $2: f or d), following links like Ansible.
+mr_fix() {
+  mr_attrs "$1" || mr_fail "cannot stat $1"
+  mr_say mode "$cur_mode"; mr_say owner "$cur_owner"; mr_say group "$cur_group"
+  mr_want_mode "$cur_mode" "$2"
+  mr_say want_mode "$want_mode"
+  mr_say want_owner "${owner:-$cur_owner}"; mr_say want_group "${group:-$cur_group}"
+  if [ "$want_mode" != "$cur_mode" ] || ! mr_owner_ok || ! mr_group_ok; then
+    changed=1
+    if [ "$CHECK" = 0 ]; then
+      chmod "$want_mode" "$1" || mr_fail "cannot chmod $want_mode $1"
+      mr_chown "$1"
+    fi
+  fi
+}
+# What a path about to be created will get (check mode: it is not there to stat).
+mr_fresh() {
+  mr_want_mode "$(mr_default_mode "$1")" "$1"
+  mr_say want_mode "$want_mode"; mr_say want_owner "$owner"; mr_say want_group "$group"
+}
+mr_recurse() {
+  if [ -n "$owner" ] && [ -n "$(find "$p" ! -user "$owner" -print 2>/dev/null | head -n 1)" ]; then
+    changed=1; mr_say recursed 1
+    [ "$CHECK" = 1 ] || chown -R -h -- "$owner" "$p" || mr_fail "cannot chown -R $owner"
+  fi
+  if [ -n "$group" ] && [ -n "$(find "$p" ! -group "$group" -print 2>/dev/null | head -n 1)" ]; then
+    changed=1; mr_say recursed 1
+    [ "$CHECK" = 1 ] || chgrp -R -h -- "$group" "$p" || mr_fail "cannot chgrp -R $group"
+  fi
+  [ -n "$mode" ] || return 0
+  if [ "$mode_sym" = 0 ]; then
+    if [ -n "$(find "$p" ! -type l ! -perm "$mode" -print | head -n 1)" ]; then
+      changed=1; mr_say recursed 1
+      [ "$CHECK" = 1 ] || chmod -R "$mode" "$p" || mr_fail "cannot chmod -R $mode"
+    fi
+  elif [ "$CHECK" = 0 ]; then
+    mr_b=$(find "$p" ! -type l -exec stat -c %a {} + | cksum)
+    chmod -R "$mode" "$p" || mr_fail "cannot chmod -R $mode"
+    if [ "$mr_b" != "$(find "$p" ! -type l -exec stat -c %a {} + | cksum)" ]; then
+      changed=1; mr_say recursed 1
+    fi
+  else
+    # A symbolic mode's effect differs per entry; check mode cannot try it: say it may.
+    changed=1; mr_say recursed maybe
+  fi
+}
+case $state in
+absent)
+  if [ "$before" != absent ]; then
+    changed=1
+    [ "$CHECK" = 1 ] || rm -rf -- "$p" || mr_fail "cannot remove $p"
+  fi
+  ;;
+directory)
+  if [ -d "$p" ]; then mr_fix "$p" d
+  elif [ "$before" != absent ]; then mr_fail "$p exists and is not a directory"
+  else
+    changed=1
+    for a in $parents; do
+      a=$(printf '%s' "$a" | base64 -d)
+      if [ ! -e "$a" ] && [ ! -L "$a" ] && [ "$CHECK" = 0 ]; then
+        mkdir -- "$a" || mr_fail "cannot create $a"
+        mr_want_mode "$(mr_default_mode d)" d
+        chmod "$want_mode" "$a" || mr_fail "cannot chmod $want_mode $a"
+        mr_chown "$a"
+      fi
+    done
+    mr_fresh d
+  fi
+  if [ "$recurse" = 1 ] && [ -d "$p" ]; then mr_recurse; fi
+  ;;
+file)
+  if [ "$before" = absent ]; then
+    mr_fail "$p does not exist (state=file does not create files: use state=touch or copy)"
+  fi
+  if [ -d "$p" ]; then mr_fail "$p is a directory"; fi
+  mr_fix "$p" f
+  ;;
+touch)
+  changed=1
+  if [ "$before" = absent ]; then
+    if [ "$CHECK" = 0 ]; then
+      : >"$p" || mr_fail "cannot create $p"
+      mr_fix "$p" f
+    else mr_fresh f; fi
+  else
+    [ "$CHECK" = 1 ] || touch -c -- "$p" || mr_fail "cannot touch $p"
+    if [ -d "$p" ]; then mr_fix "$p" d; else mr_fix "$p" f; fi
+  fi
+  ;;
+link)
+  mr_cur=
+  if [ -L "$p" ]; then mr_cur=$(readlink -- "$p"); fi
+  if [ "$before" = link ] && [ "$mr_cur" = "$src" ]; then :
+  else
+    if [ "$before" = directory ]; then
+      if [ "$force" = 1 ] && rmdir -- "$p" 2>/dev/null; then :
+      else mr_fail "$p is a directory: cannot replace it with a link"; fi
+    elif [ "$before" = file ] && [ "$force" = 0 ]; then
+      mr_fail "$p exists and is not a link (set force to replace it)"
+    fi
+    if [ "$force" = 0 ] && ! (cd -- "$linkdir" 2>/dev/null && [ -e "$src" ]); then
+      mr_fail "src $src does not exist (set force to link anyway)"
+    fi
+    changed=1
+    if [ "$CHECK" = 0 ]; then
+      mr_t2=$linkdir/.machineroom.$$.link
+      rm -f -- "$mr_t2"
+      ln -s -- "$src" "$mr_t2" || mr_fail "cannot create link $p"
+      mv -f -T -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
+    fi
+  fi
+  mr_say link_was "$(printf '%s' "$mr_cur" | base64 | tr -d '\n')"
+  if [ -L "$p" ] && { [ -n "$owner" ] || [ -n "$group" ]; }; then
+    mr_s=$(stat -c '%U %G %u %g' -- "$p"); set -- $mr_s
+    cur_owner=$1 cur_group=$2 cur_uid=$3 cur_gid=$4
+    if ! mr_owner_ok || ! mr_group_ok; then
+      changed=1
+      [ "$CHECK" = 1 ] || mr_chown "$p" -h
+    fi
+  fi
+  ;;
+hard)
+  [ -e "$src" ] || mr_fail "src $src does not exist"
+  if [ -e "$p" ] && [ "$(stat -c %d:%i -- "$p")" = "$(stat -c %d:%i -- "$src")" ]; then :
+  else
+    if [ "$before" = directory ]; then mr_fail "$p is a directory"; fi
+    if [ "$before" != absent ] && [ "$force" = 0 ]; then
+      mr_fail "$p exists (set force to replace it with a hard link)"
+    fi
+    changed=1
+    if [ "$CHECK" = 0 ]; then
+      mr_t2=$linkdir/.machineroom.$$.hard
+      rm -f -- "$mr_t2"
+      ln -- "$src" "$mr_t2" || mr_fail "cannot create hard link $p"
+      mv -f -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
+    fi
+  fi
+  if [ -e "$p" ]; then mr_fix "$p" f; fi
+  ;;
+esac
+mr_say after "$(mr_kind "$p")"
+mr_say changed "$changed"
+"""
+
+STATES = ["file", "directory", "link", "hard", "absent", "touch"]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class FileModule(Module):
+    """Make a path a file, directory, link or hard link, or remove it; set its attributes."""
+
+    name: ClassVar[str] = "file"
+    schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1},
+            "state": {"enum": STATES},
+            "src": {"type": "string", "minLength": 1},
+            "recurse": {"type": "boolean", "default": False},
+            "force": {"type": "boolean", "default": False},
+            "follow": {"type": "boolean", "default": True},
+            **files_sh.ATTR_PROPS,
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
+        """One script: read the path's kind, change it when it differs, report."""
+        path = args["path"]
+        state = self._state(args)
+        src = args.get("src", "")
+        if state in ("link", "hard") and not src:
+            raise InputError(f"file: state={state} needs src")
+        if args.get("recurse") and state != "directory":
+            raise InputError("file: recurse needs state=directory")
+        # Ancestors travel base64-encoded in one unquoted word list: any byte survives the
+        # word splitting (set -f is on), and each is decoded back on the host.
+        parents = " ".join(_b64(a) for a in files_sh.parents(path))
+        script = [
+            files_sh.LIBRARY,
+            files_sh.common_vars(ctx.check, ctx.diff, path),
+            files_sh.attr_vars(args),
+            f"p={quote(path)} state={quote(state)} src={quote(src)}\n",
+            f"linkdir={quote(files_sh.folder(path))} parents={quote(parents)}\n",
+            f"recurse={int(bool(args.get('recurse')))} force={int(bool(args.get('force')))}\n",
+            BODY,
+        ]
+        return RemoteStep("".join(script))
+
+    def interpret(
+        self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
+    ) -> Outcome:
+        """Changed when the kind or an attribute differed (touch: always, as in Ansible)."""
+        path = args["path"]
+        if output.exit_code != 0:
+            return files_sh.failure(output, "file")
+        report, _ = files_sh.parse_report(output.stdout)
+        state = self._state(args)
+        before_kind = report.get("before", "")
+        after_kind = state if ctx.check and report.get("changed") == "1" else report.get("after")
+        result: dict[str, Any] = {"path": path, "state": after_kind}
+        if "want_mode" in report:
+            result["mode"] = files_sh.show_mode(report["want_mode"])
+            result["owner"] = report.get("want_owner", "")
+            result["group"] = report.get("want_group", "")
+        if state == "absent":
+            result["state"] = "absent"
+        if report.get("changed") != "1":
+            return Outcome("ok", msg=f"{path} already matches", result=result)
+        diff = ""
+        if ctx.diff:
+            before = {
+                "state": before_kind,
+                "mode": files_sh.show_mode(report.get("mode", "")),
+                "owner": report.get("owner", ""),
+                "group": report.get("group", ""),
+            }
+            after = {
+                "state": str(result["state"]),
+                "mode": str(result.get("mode", "")),
+                "owner": str(result.get("owner", "")),
+                "group": str(result.get("group", "")),
+            }
+            if state == "absent":
+                after = {"state": "absent"}
+            if state == "link":
+                before["state"] = f"{before_kind} {_unb64(report.get('link_was', ''))}".strip()
+                after["state"] = f"link {args['src']}"
+            diff = files_sh.attrs_diff(path, before, after)
+            if report.get("recursed"):
+                diff += f"# and entries under {path} (recurse)\n"
+        verb = "would change" if ctx.check else "changed"
+        what = {"absent": "removed", "touch": "touched"}.get(state, f"made {state}")
+        if ctx.check:
+            what = {"absent": "remove", "touch": "touch"}.get(state, f"make {state}")
+        return Outcome("changed", msg=f"{path}: {verb}: {what}", diff=diff, result=result)
+
+    @staticmethod
+    def _state(args: Mapping[str, Any]) -> str:
+        """The state asked for; as in Ansible, without one: directory with recurse, link
+        with src, else file (which only changes attributes of what exists)."""
+        state = args.get("state")
+        if state:
+            return str(state)
+        if args.get("recurse"):
+            return "directory"
+        if args.get("src"):
+            return "link"
+        return "file"
+
+
+def _unb64(text: str) -> str:
+    try:
+        return base64.b64decode(text).decode(errors="replace")
+    except ValueError:
+        return ""

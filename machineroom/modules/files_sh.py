@@ -1,0 +1,414 @@
+"""Shared pieces of the file modules: sh functions, the report format, modes and diffs.
+
+Every file module sends one POSIX sh script (coreutils, sed, awk, grep, cmp, diff: no Python
+on the host). The script starts with `LIBRARY`, which defines:
+
+- `mr_put NEW DEST`: the one way content reaches a file. NEW holds the wanted content (a
+  temp file in DEST's folder, made by `mr_tmp_near`, unless check mode). It compares content
+  (`cmp`) and attributes (`stat`), prints the report, the diff (`diff -u`, computed on the
+  host so that only the diff travels back), then, unless check mode, validates, backs up,
+  sets mode and owner on the temp file and renames it over DEST. The rename is atomic and the
+  temp file was created 0600 (`mktemp`, umask 077), so the file never exists, even briefly,
+  with looser permissions than requested, and a reader sees the old or the new content.
+- `mr_attrs PATH`, `mr_want_mode BASE KIND`, `mr_owner_ok`, `mr_group_ok`: state reading.
+
+The script's stdout is a report: `key=value` lines (only values of our own making: numbers,
+modes, user and group names from `stat`), then a `DIFF_MARKER` line, then the host's diff
+output. The diff comes last so that no user content can be mistaken for a report line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from machineroom.errors import InputError
+from machineroom.modules.base import CommandOutput, Outcome, quote
+
+DIFF_MARKER = "@@machineroom-diff@@"
+FAIL_MARKER = "machineroom: "
+
+# Argument schemas shared by the modules that manage a file's attributes.
+MODE_SCHEMA: dict[str, Any] = {"type": ["string", "integer"]}
+ATTR_PROPS: dict[str, Any] = {
+    "mode": MODE_SCHEMA,
+    "owner": {"type": "string"},
+    "group": {"type": "string"},
+}
+
+LIBRARY = r"""set -f
+mr_umask=$(umask)
+umask 077
+mr_t1= mr_t2=
+trap 'rm -f -- ${mr_t1:+"$mr_t1"} ${mr_t2:+"$mr_t2"}' EXIT
+mr_fail() { printf '%s%s\n' "$FAIL_MARKER" "$*" >&2; exit 1; }
+mr_say() { printf '%s=%s\n' "$1" "$2"; }
+mr_attrs() {
+  mr_s=$(stat -L -c '%a %U %G %u %g' -- "$1") || return 1
+  set -- $mr_s
+  cur_mode=$1 cur_owner=$2 cur_group=$3 cur_uid=$4 cur_gid=$5
+}
+mr_default_mode() {
+  if [ "$1" = d ]; then printf '%o' $(( 0777 & ~0$mr_umask ))
+  else printf '%o' $(( 0666 & ~0$mr_umask )); fi
+}
+mr_want_mode() {
+  if [ -z "$mode" ]; then want_mode=$1
+  elif [ "$mode_sym" = 1 ]; then
+    if [ "$2" = d ]; then mr_s=$(mktemp -d) || mr_fail "mktemp failed"
+    else mr_s=$(mktemp) || mr_fail "mktemp failed"; fi
+    chmod "$1" "$mr_s" && chmod "$mode" "$mr_s" && want_mode=$(stat -c %a -- "$mr_s")
+    mr_rc=$?
+    rm -rf -- "$mr_s"
+    [ $mr_rc = 0 ] || mr_fail "invalid mode: $mode"
+  else want_mode=$mode; fi
+}
+mr_owner_ok() { [ -z "$owner" ] || [ "$owner" = "$cur_owner" ] || [ "$owner" = "$cur_uid" ]; }
+mr_group_ok() { [ -z "$group" ] || [ "$group" = "$cur_group" ] || [ "$group" = "$cur_gid" ]; }
+mr_chown() {
+  if [ -n "$owner" ]; then chown ${2:-} -- "$owner" "$1" || mr_fail "cannot chown $owner"; fi
+  if [ -n "$group" ]; then chgrp ${2:-} -- "$group" "$1" || mr_fail "cannot chgrp $group"; fi
+}
+mr_tmp_near() {
+  if [ "$CHECK" = 1 ]; then mr_t1=$(mktemp) || mr_fail "cannot create a temporary file"
+  else mr_t1=$(mktemp -- "$1/.machineroom.XXXXXXXX") \
+    || mr_fail "cannot create a temporary file in $1"; fi
+}
+mr_noeol() {
+  mr_noeol=0
+  if [ -s "$1" ] && [ "$(tail -c 1 -- "$1" | wc -l)" -eq 0 ]; then mr_noeol=1; fi
+}
+mr_put() {
+  mr_new=$1 mr_dest=$2
+  if [ -d "$mr_dest" ]; then mr_fail "$mr_dest is a directory"; fi
+  if [ -e "$mr_dest" ]; then
+    mr_attrs "$mr_dest" || mr_fail "cannot stat $mr_dest"
+    mr_say exists 1; mr_say mode "$cur_mode"; mr_say owner "$cur_owner"; mr_say group "$cur_group"
+    if cmp -s -- "$mr_new" "$mr_dest"; then mr_content=0; else mr_content=1; fi
+    mr_want_mode "$cur_mode" f
+    mr_attrs_changed=0
+    [ "$want_mode" = "$cur_mode" ] || mr_attrs_changed=1
+    mr_owner_ok || mr_attrs_changed=1
+    mr_group_ok || mr_attrs_changed=1
+    mr_old=$mr_dest
+  else
+    mr_say exists 0
+    mr_content=1 mr_attrs_changed=0 cur_uid= cur_gid=
+    cur_owner=$(id -un) cur_group=$(id -gn)
+    mr_want_mode "$(mr_default_mode f)" f
+    mr_old=/dev/null
+  fi
+  mr_say want_mode "$want_mode"
+  mr_say want_owner "${owner:-$cur_owner}"; mr_say want_group "${group:-$cur_group}"
+  mr_say content "$mr_content"; mr_say attrs "$mr_attrs_changed"
+  if [ "$mr_content" = 1 ] && [ "$backup" = 1 ] && [ -e "$mr_dest" ] && [ "$CHECK" = 0 ]; then
+    mr_bak=".$$.$(date +%Y-%m-%d@%H:%M:%S)~"
+    mr_say backup "$mr_bak"
+  fi
+  printf '%s\n' "$DIFF_MARKER"
+  if [ "$DIFF" = 1 ] && [ "$mr_content" = 1 ]; then
+    diff -u -L "$label_before" -L "$label_after" -- "$mr_old" "$mr_new" 2>&1 || :
+  fi
+  [ "$CHECK" = 0 ] || return 0
+  if [ "$mr_content" = 1 ]; then
+    if [ -n "$validate" ]; then
+      mr_vout=$(mr_validate "$mr_new" 2>&1) \
+        || mr_fail "validation failed ($validate_text): $mr_vout"
+    fi
+    if [ -n "${mr_bak:-}" ]; then
+      cp -p -- "$mr_dest" "$mr_dest$mr_bak" || mr_fail "cannot back up $mr_dest"
+    fi
+    chmod "$want_mode" "$mr_new" || mr_fail "cannot chmod $want_mode"
+    if [ -n "$cur_uid" ]; then chown "$cur_uid:$cur_gid" "$mr_new" 2>/dev/null || :; fi
+    mr_chown "$mr_new"
+    mv -f -- "$mr_new" "$mr_dest" || mr_fail "cannot rename into $mr_dest"
+  elif [ "$mr_attrs_changed" = 1 ]; then
+    chmod "$want_mode" "$mr_dest" || mr_fail "cannot chmod $want_mode"
+    mr_chown "$mr_dest"
+  fi
+}
+"""
+
+_OCTAL = re.compile(r"^0?o?[0-7]{1,4}$")
+_SYMBOLIC = re.compile(r"^[ugoa]*([-+=]([rwxXst]*|[ugo]))+(,[ugoa]*([-+=]([rwxXst]*|[ugo]))+)*$")
+
+
+def parse_mode(value: object) -> tuple[str, bool]:
+    """A `mode` argument as (value for the script, symbolic?).
+
+    An integer is the mode itself, as in Ansible (YAML reads `0644` as 420, which is 0o644);
+    a string of octal digits is octal ("0644", "644", "0o644"); anything else must be a
+    chmod symbolic mode ("u+x", "u=rw,g=r,o="). Octal modes come back without leading zeros,
+    the form `stat -c %a` prints, so that the host compares strings.
+    """
+    if value is None or value == "":
+        return "", False
+    if isinstance(value, bool):
+        raise InputError(f"mode: {value!r} is not a mode", expected="an octal string like '0644'")
+    if isinstance(value, int):
+        if not 0 <= value <= 0o7777:
+            raise InputError(f"mode: {value} is out of range", expected="0 to 0o7777")
+        return format(value, "o"), False
+    text = str(value).strip()
+    if _OCTAL.match(text):
+        return format(int(text.replace("o", ""), 8), "o"), False
+    if _SYMBOLIC.match(text):
+        return text, True
+    raise InputError(
+        f"mode: {text!r} is neither an octal nor a symbolic mode",
+        expected="'0644', 420 or a chmod symbolic mode like 'u+x,g-w'",
+    )
+
+
+def attr_vars(args: Mapping[str, Any]) -> str:
+    """sh assignments of mode, mode_sym, owner and group from the arguments, quoted."""
+    mode, symbolic = parse_mode(args.get("mode"))
+    return (
+        f"mode={quote(mode)} mode_sym={int(symbolic)} "
+        f"owner={quote(args.get('owner') or '')} group={quote(args.get('group') or '')}\n"
+    )
+
+
+def common_vars(check: bool, diff: bool, path: str) -> str:
+    """sh assignments every file script starts with (after LIBRARY)."""
+    return (
+        f"CHECK={int(check)} DIFF={int(diff)} DIFF_MARKER={quote(DIFF_MARKER)} "
+        f"FAIL_MARKER={quote(FAIL_MARKER)}\n"
+        f"label_before={quote('before: ' + path)} label_after={quote('after: ' + path)}\n"
+    )
+
+
+def validate_vars(validate: str | None) -> str:
+    """An `mr_validate FILE` function for a `validate` command like `visudo -cf %s`.
+
+    As in Ansible, the command is split into words and run without a shell: each word is
+    quoted, and `%s` becomes the temp file's path, so the user's text never reaches sh.
+    """
+    if not validate:
+        return "validate= validate_text=\nmr_validate() { :; }\n"
+    if "%s" not in validate:
+        raise InputError(
+            f"validate: {validate!r} has no %s", expected="a command naming the file as %s"
+        )
+    words = []
+    for word in shlex.split(validate):
+        parts = word.split("%s")
+        words.append('"$1"'.join(quote(p) if p else "" for p in parts) or "''")
+    return f"validate=1 validate_text={quote(validate)}\nmr_validate() {{ {' '.join(words)}; }}\n"
+
+
+def parse_report(stdout: str) -> tuple[dict[str, str], str]:
+    """The script's `key=value` lines and the diff text after the marker."""
+    head, sep, diff = stdout.partition(DIFF_MARKER + "\n")
+    if not sep:
+        head, diff = stdout, ""
+    report: dict[str, str] = {}
+    for line in head.splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            report[key] = value
+    return report, diff
+
+
+def failure(output: CommandOutput, what: str) -> Outcome:
+    """A failed Outcome saying what `mr_fail` said (or the last stderr line)."""
+    err = output.stderr
+    at = err.rfind(FAIL_MARKER)
+    lines = [line for line in err.splitlines() if line.strip()]
+    if at >= 0:
+        msg = err[at + len(FAIL_MARKER) :].strip()[:2000]
+    else:
+        msg = lines[-1] if lines else f"{what}: exit code {output.exit_code}"
+    return Outcome(
+        "failed",
+        msg=msg,
+        result={"rc": output.exit_code, "stderr": output.stderr, "stdout": output.stdout},
+    )
+
+
+def show_mode(mode: str) -> str:
+    """A mode as people write it: 4 octal digits."""
+    return mode.rjust(4, "0") if mode.isdigit() else mode
+
+
+def attrs_diff(path: str, before: Mapping[str, str], after: Mapping[str, str]) -> str:
+    """A unified diff of mode/owner/group (and state), as --diff shows attributes."""
+    keys = [k for k in ("state", "mode", "owner", "group") if k in before or k in after]
+    old = [f"{k}: {before[k]}\n" for k in keys if before.get(k)]
+    new = [f"{k}: {after[k]}\n" for k in keys if after.get(k)]
+    if old == new:
+        return ""
+    return "".join(difflib.unified_diff(old, new, f"before: {path} (attributes)", f"after: {path}"))
+
+
+def file_outcome(
+    path: str, report: Mapping[str, str], diff_text: str, *, check: bool, want_diff: bool
+) -> tuple[bool, str, dict[str, Any]]:
+    """(changed, diff, result) from `mr_put`'s report."""
+    content = report.get("content") == "1"
+    attrs = report.get("attrs") == "1"
+    existed = report.get("exists") == "1"
+    after_mode = report.get("want_mode", "")
+    result: dict[str, Any] = {
+        "path": path,
+        "dest": path,
+        "mode": show_mode(after_mode),
+        "owner": report.get("want_owner", ""),
+        "group": report.get("want_group", ""),
+    }
+    if "backup" in report:
+        result["backup_file"] = path + report["backup"]
+    diff = ""
+    if want_diff:
+        before = (
+            {
+                "mode": show_mode(report.get("mode", "")),
+                "owner": report.get("owner", ""),
+                "group": report.get("group", ""),
+            }
+            if existed
+            else {"state": "absent"}
+        )
+        after = {
+            "mode": show_mode(after_mode),
+            "owner": report.get("want_owner", ""),
+            "group": report.get("want_group", ""),
+        }
+        if not existed:
+            after["state"] = "file"
+        diff = diff_text + (attrs_diff(path, before, after) if (attrs or not existed) else "")
+    return content or attrs, diff, result
+
+
+def parents(path: str) -> list[str]:
+    """`path` and its ancestors, outermost first ("/a/b" -> ["/a", "/a/b"])."""
+    path = posixpath.normpath(path)
+    out: list[str] = []
+    while path not in ("/", ".", ""):
+        out.append(path)
+        path = posixpath.dirname(path)
+    return out[::-1]
+
+
+def folder(path: str) -> str:
+    """The folder a temp file for `path` goes in (same filesystem: the rename is atomic)."""
+    return posixpath.dirname(path.rstrip("/")) or "."
+
+
+def nothing_to_do(path: str, check: bool) -> str:
+    """The ok message."""
+    return f"{path} already matches"
+
+
+# Python regex escapes and their POSIX ERE spelling, outside and inside a bracket expression.
+_ERE_CLASSES = {
+    "d": ("[0-9]", "0-9"),
+    "D": ("[^0-9]", None),
+    "s": ("[[:space:]]", "[:space:]"),
+    "S": ("[^[:space:]]", None),
+    "w": ("[[:alnum:]_]", "[:alnum:]_"),
+    "W": ("[^[:alnum:]_]", None),
+}
+_UNSUPPORTED = re.compile(r"\(\?|[*+?}]\?|\\[bBAZzG]|\\[1-9]")
+
+
+def ere(pattern: str, what: str) -> str:
+    """A Python regular expression (Ansible's dialect) as a POSIX ERE for awk and sed.
+
+    The host has no Python, so matching happens in awk: the common escapes (\\d \\s \\w and
+    their negations) are translated; constructs ERE lacks (lookaround, non-greedy
+    quantifiers, \\b, back references in the pattern) are refused here rather than
+    silently matching something else on the host.
+    """
+    bad = _UNSUPPORTED.search(pattern)
+    if bad:
+        raise InputError(
+            f"{what}: {pattern!r} uses {bad.group(0)!r}, which POSIX ERE (awk on the host) lacks",
+            expected="a regular expression without lookaround, lazy quantifiers, \\b or \\1",
+        )
+    if "\n" in pattern or "\x01" in pattern or "\x02" in pattern:
+        raise InputError(f"{what}: a newline or control character in {pattern!r}")
+    # A list of atoms, so that an interval can repeat the atom before it: mawk (Debian's
+    # awk) has no {n,m}, so x{2,3} is spelled out as xxx?.
+    out: list[str] = []
+    groups: list[int] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            n = pattern[i + 1]
+            outside = _ERE_CLASSES.get(n, (None, None))[0]
+            if outside is not None:
+                out.append(outside)
+            elif n in "tn":
+                out.append("\t" if n == "t" else "\n")
+            else:
+                out.append(c + n)
+            i += 2
+        elif c == "[":
+            j, atom = _bracket(pattern, i, what)
+            out.append(atom)
+            i = j
+        elif c == "(":
+            groups.append(len(out))
+            out.append(c)
+            i += 1
+        elif c == ")" and groups:
+            start = groups.pop()
+            out[start:] = ["".join(out[start:]) + ")"]
+            i += 1
+        elif c == "{" and out and (m := _INTERVAL.match(pattern, i)):
+            atom = out.pop()
+            low = int(m.group(1))
+            high = low if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+            if high is not None and (high < low or high > 255):
+                raise InputError(f"{what}: bad interval {m.group(0)!r} in {pattern!r}")
+            rest = atom + "*" if high is None else (atom + "?") * (high - low)
+            out.append(atom * low + rest)
+            i = m.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+_INTERVAL = re.compile(r"\{(\d+)(,(\d*))?\}")
+
+
+def _bracket(pattern: str, i: int, what: str) -> tuple[int, str]:
+    """The bracket expression starting at pattern[i], translated; and where it ends."""
+    out = ["["]
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        out.append("^")
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        out.append("]")
+        j += 1
+    while j < len(pattern) and pattern[j] != "]":
+        c = pattern[j]
+        if c == "[" and pattern.startswith("[:", j):
+            end = pattern.find(":]", j)
+            if end < 0:
+                break
+            out.append(pattern[j : end + 2])
+            j = end + 2
+            continue
+        if c == "\\" and j + 1 < len(pattern):
+            n = pattern[j + 1]
+            outside, inside = _ERE_CLASSES.get(n, (None, None))
+            if inside is None and outside is not None:
+                raise InputError(f"{what}: \\{n} inside [...] is not supported: {pattern!r}")
+            out.append(inside if inside is not None else {"t": "\t", "n": "\n"}.get(n, n))
+            j += 2
+            continue
+        out.append(c)
+        j += 1
+    if j >= len(pattern):
+        raise InputError(f"{what}: unterminated [ in {pattern!r}")
+    out.append("]")
+    return j + 1, "".join(out)

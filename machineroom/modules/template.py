@@ -1,0 +1,36 @@
+"""`template`: render a local Jinja2 template with the host's variables and copy the result.
+
+Rendering happens on the workstation (`ModuleContext.render_template`); from there it is
+`copy` with `content`: one remote command, the text on stdin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome, RemoteStep
+from machineroom.modules.copy import COPY_PROPS, copy_outcome, copy_step
+
+
+class TemplateModule(Module):
+    """Render `src` (a local template) and install it at `dest`."""
+
+    name: ClassVar[str] = "template"
+    schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"src": {"type": "string", "minLength": 1}, **COPY_PROPS},
+        "required": ["src", "dest"],
+        "additionalProperties": False,
+    }
+
+    def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
+        """The rendered text, installed by the copy script (dest is the file's path)."""
+        text = ctx.render_template(args["src"])
+        return copy_step(text.encode(), args["dest"], None, args, ctx)
+
+    def interpret(
+        self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
+    ) -> Outcome:
+        """Changed when the rendered content or the attributes differed."""
+        return copy_outcome(args["dest"], "", ctx, output, "template")

@@ -1,0 +1,172 @@
+"""Task keywords: which keys a task may carry besides its module, and their values as fields.
+
+The schema (`schema/playbook.json`) has checked the types; these functions only convert what
+was written (a string or a list, `a,b` tags, `with_items`) into the model's shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from machineroom.yamlio import to_plain
+
+# Keywords a task may carry besides its module (listen: handlers only).
+TASK_KEYWORDS = frozenset(
+    {
+        "name",
+        "when",
+        "loop",
+        "with_items",
+        "with_list",
+        "loop_control",
+        "register",
+        "notify",
+        "listen",
+        "tags",
+        "vars",
+        "environment",
+        "args",
+        "become",
+        "become_user",
+        "changed_when",
+        "failed_when",
+        "until",
+        "ignore_errors",
+        "ignore_unreachable",
+        "retries",
+        "delay",
+        "timeout",
+        "check_mode",
+        "diff",
+        "run_once",
+        "any_errors_fatal",
+    }
+)
+# Block keywords the Block model has no field for: pushed down to each task that lacks them.
+PUSHED_DOWN = (
+    "environment",
+    "check_mode",
+    "diff",
+    "any_errors_fatal",
+    "ignore_unreachable",
+    "run_once",
+)
+# Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
+UNSUPPORTED = frozenset(
+    {
+        "action",
+        "local_action",
+        "delegate_to",
+        "delegate_facts",
+        "async",
+        "poll",
+        "throttle",
+        "no_log",
+        "remote_user",
+        "connection",
+        "port",
+        "module_defaults",
+        "collections",
+        "debugger",
+        "become_method",
+        "become_flags",
+        "become_exe",
+    }
+)
+
+
+def label_of(node: Mapping[str, Any], kind: str = "task") -> str:
+    """`task "Install docker": ` for messages, or "" for a task without a name."""
+    name = node.get("name")
+    return f'{kind} "{name}": ' if isinstance(name, str) and name else ""
+
+
+def conditions(value: Any) -> tuple[Any, ...]:
+    """`when:` and friends as a tuple of raw conditions (all must hold)."""
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(to_plain(v) for v in value)
+    return (to_plain(value),)
+
+
+def parse_tags(value: Any) -> frozenset[str]:
+    """Tags as written: `a`, `a,b` or a list of them (numbers count as their text)."""
+    if value is None:
+        return frozenset()
+    values = value if isinstance(value, list) else [value]
+    return frozenset(part.strip() for v in values for part in str(v).split(",") if part.strip())
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
+
+
+def plain_mapping(value: Any) -> Mapping[str, Any]:
+    return MappingProxyType(to_plain(value) if isinstance(value, Mapping) else {})
+
+
+def bool_or_none(value: Any) -> bool | None:
+    """A boolean as written, or None when the keyword is absent."""
+    return value if isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _flatten_once(value: Any) -> Any:
+    # with_items flattens one level; loop does not (Ansible's difference, kept)
+    if not isinstance(value, list):
+        return to_plain(value)
+    flat: list[Any] = []
+    for item in value:
+        flat.extend(to_plain(item) if isinstance(item, list) else [to_plain(item)])
+    return flat
+
+
+def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Task fields from the keywords of a schema-checked task mapping."""
+    loop: Any = None
+    if "loop" in node:
+        loop = to_plain(node["loop"])
+    elif "with_items" in node:
+        loop = _flatten_once(node["with_items"])
+    elif "with_list" in node:
+        loop = to_plain(node["with_list"])
+    retries = node.get("retries")
+    delay = _number(node.get("delay"))
+    return {
+        "name": str(node["name"]) if isinstance(node.get("name"), str) else None,
+        "when": conditions(node.get("when")),
+        "loop": loop,
+        "loop_control": plain_mapping(node.get("loop_control")),
+        "register": str(node["register"]) if isinstance(node.get("register"), str) else None,
+        "notify": _names(node.get("notify")),
+        "listen": _names(node.get("listen")),
+        "tags": parse_tags(node.get("tags")),
+        "vars": plain_mapping(node.get("vars")),
+        "environment": plain_mapping(node.get("environment")),
+        "become": bool_or_none(node.get("become")),
+        "become_user": str(node["become_user"])
+        if isinstance(node.get("become_user"), str)
+        else None,
+        "changed_when": conditions(node["changed_when"]) if "changed_when" in node else None,
+        "failed_when": conditions(node["failed_when"]) if "failed_when" in node else None,
+        "ignore_errors": node.get("ignore_errors") is True,
+        "ignore_unreachable": node.get("ignore_unreachable") is True,
+        "retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
+        "until": to_plain(node.get("until")),
+        "delay": delay if delay is not None else 5.0,
+        "timeout": _number(node.get("timeout")),
+        "check_mode": bool_or_none(node.get("check_mode")),
+        "diff": bool_or_none(node.get("diff")),
+        "run_once": node.get("run_once") is True,
+        "any_errors_fatal": bool_or_none(node.get("any_errors_fatal")),
+    }

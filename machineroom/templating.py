@@ -1,0 +1,683 @@
+"""Jinja2 templating of playbook values, conditions and template files, per task per host.
+
+One environment configuration for the whole engine: StrictUndefined (an undefined variable is
+an error naming it, never an empty string), no autoescape, trailing newlines kept, the filters
+and tests of `machineroom.filters`, and the `lookup`/`query` functions.
+
+Rules that matter to users:
+- A value that is exactly one `{{ expr }}` keeps the expression's type (list, dict, int, bool),
+  as Ansible does; anything else renders to a string.
+- Variables may refer to variables: a variable whose value holds `{{ }}` is rendered when a
+  template uses it (lazily, as Ansible does), with a loop (`a: "{{ a }}"`) reported as an error.
+- Text that came back from a host (registered output, facts) is wrapped in `Unsafe` by
+  `mark_unsafe` and is never rendered: not when passed to `render`, not when a template uses
+  it, not when a variable holding it is expanded. A render whose output includes an Unsafe
+  piece returns Unsafe too, so the result cannot be rendered a second time by accident.
+
+Compiled templates are cached per `Templar` (this runs for every task on every host).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.runtime import ChainableUndefined, Context, StrictUndefined, Undefined
+from jinja2.utils import missing, pass_context
+
+from machineroom.errors import InputError, Location
+
+# The special variable that carries the folder `lookup('file', ...)` resolves relative paths in.
+BASE_DIR_VAR = "__mr_base_dir__"
+# `{{ x | default(omit) }}`: the executor drops a module argument whose value is this token.
+OMIT = "__omit_place_holder__machineroom__"
+
+_RESULT = "__mr_result__"
+_DELIMITERS = ("{{", "{%", "{#")
+_CACHE_SIZE = 4096
+
+
+class Unsafe(str):
+    """Text that must never be rendered as a template: output from a host, facts, ..."""
+
+    __slots__ = ()
+
+
+class UnsafeDict(dict[str, Any]):
+    """A mapping already passed through `mark_unsafe` (its strings are Unsafe)."""
+
+
+class UnsafeList(list[Any]):
+    """A list already passed through `mark_unsafe` (its strings are Unsafe)."""
+
+
+def mark_unsafe(value: Any) -> Any:
+    """The same data with every string wrapped in `Unsafe`, recursively over dicts and lists.
+
+    Values already marked are returned as they are (O(1)), so the executor can mark a result
+    once when it stores it and the variable stack can mark again cheaply.
+    """
+    if isinstance(value, Unsafe | UnsafeDict | UnsafeList):
+        return value
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, Mapping):
+        return UnsafeDict({str(k): mark_unsafe(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return UnsafeList(mark_unsafe(v) for v in value)
+    return value
+
+
+def is_unsafe(value: Any) -> bool:
+    """True for values `mark_unsafe` produced."""
+    return isinstance(value, Unsafe | UnsafeDict | UnsafeList)
+
+
+def is_template(value: Any) -> bool:
+    """A (safe) string holding `{{`, `{%` or `{#`; Unsafe strings are never templates."""
+    if not isinstance(value, str) or isinstance(value, Unsafe):
+        return False
+    return "{" in value and any(d in value for d in _DELIMITERS)
+
+
+@dataclass(frozen=True)
+class Where:
+    """What is being rendered, for messages: the task's file:line, the task, the host."""
+
+    location: Location | None = None
+    task: str | None = None
+    host: str | None = None
+
+    def prefix(self) -> str:
+        """`task "Install docker" on web1: ` (or less, when not known)."""
+        parts = []
+        if self.task:
+            parts.append(f'task "{self.task}"')
+        if self.host:
+            parts.append(f"on {self.host}")
+        return " ".join(parts) + ": " if parts else ""
+
+
+class TemplateError(InputError):
+    """A template could not be rendered: an undefined variable, a syntax error, a bad filter.
+
+    `variable` names the undefined variable (or attribute path, `docker.version`) when that is
+    the cause; `template` is the text that failed.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        where: Where,
+        *,
+        template: str | None = None,
+        variable: str | None = None,
+    ) -> None:
+        self.where = where
+        self.template = template
+        self.variable = variable
+        super().__init__(where.prefix() + problem, where.location)
+
+
+# --- the environment -------------------------------------------------------------------------
+
+
+class _Undefined(ChainableUndefined, StrictUndefined):
+    """Strict (any use is an error) but chainable, so `x.y is defined` and
+    `x.y | default(1)` work when x itself is undefined, as in Ansible."""
+
+    __slots__ = ()
+
+
+_resolving: ContextVar[tuple[str, ...]] = ContextVar("_resolving", default=())
+
+
+class _VariableError(Exception):
+    """A variable's own template failed while a template used it; carries the chain."""
+
+    def __init__(
+        self, names: tuple[str, ...], source: str, error: BaseException, loop: bool = False
+    ) -> None:
+        super().__init__(str(error))
+        self.names = names
+        self.source = source
+        self.error = error
+        self.loop = loop
+
+
+class _Context(Context):
+    """Looks variables up in the caller's mapping (no copy) and renders their templates."""
+
+    unsafe_seen: bool = False
+    _expanded: dict[str, Any] | None = None
+
+    def resolve_or_missing(self, key: str) -> Any:
+        if key in self.vars:
+            return self.vars[key]
+        try:
+            value = self.parent[key]
+        except KeyError:
+            return self.environment.globals.get(key, missing)
+        if not isinstance(value, str | dict | list) or is_unsafe(value):
+            return value
+        if isinstance(value, str) and not is_template(value):
+            return value
+        if self._expanded is None:
+            self._expanded = {}
+        elif key in self._expanded:
+            return self._expanded[key]
+        result = self._expand(key, value)
+        self._expanded[key] = result
+        return result
+
+    def _expand(self, key: str, value: Any) -> Any:
+        chain = _resolving.get()
+        if key in chain:
+            loop = " -> ".join((*chain[chain.index(key) :], key))
+            raise _VariableError(
+                (key,), str(value), jinja2.TemplateRuntimeError(f"variable loop: {loop}"), True
+            )
+        token = _resolving.set((*chain, key))
+        try:
+            templar: Templar = self.environment.templar  # type: ignore[attr-defined]
+            return templar._render_value(value, self.parent)
+        except _VariableError as exc:
+            raise _VariableError((key, *exc.names), exc.source, exc.error, exc.loop) from None
+        except Exception as exc:
+            if isinstance(exc, TemplateError):
+                raise
+            raise _VariableError((key,), _text_of(value), exc) from None
+        finally:
+            _resolving.reset(token)
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return next((s for s in _strings(value) if is_template(s)), repr(value))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    # Runs on every `{{ }}` output of a string render: an Unsafe piece taints the result.
+    if isinstance(value, Unsafe) and isinstance(context, _Context):
+        context.unsafe_seen = True
+    return value
+
+
+class _Environment(jinja2.Environment):
+    templar: Templar
+
+
+def _make_environment(templar: Templar) -> _Environment:
+    from machineroom import filters
+
+    env = _Environment(
+        undefined=_Undefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+        auto_reload=False,
+        cache_size=0,
+    )
+    env.context_class = _Context
+    env.templar = templar
+    env.filters.update(filters.FILTERS)
+    env.tests.update(filters.TESTS)
+    env.globals["lookup"] = _lookup
+    env.globals["query"] = _query
+    env.globals["q"] = _query
+    env.globals["omit"] = OMIT
+    return env
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+def _lookup_env(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    default = kwargs.get("default", "")
+    return [os.environ.get(str(name), default) for name in terms]
+
+
+def _lookup_file(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    base = context.get(BASE_DIR_VAR) or context.environment.templar.base_dir  # type: ignore[attr-defined]
+    found = []
+    for term in terms:
+        path = Path(os.path.expanduser(str(term)))
+        if not path.is_absolute() and base:
+            path = Path(str(base)) / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise jinja2.TemplateRuntimeError(
+                f"lookup('file'): cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        found.append(text.rstrip("\n") if kwargs.get("rstrip", True) else text)
+    return found
+
+
+def _lookup_vars(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    found = []
+    for term in terms:
+        value = context.resolve_or_missing(str(term))
+        if value is missing:
+            if "default" in kwargs:
+                value = kwargs["default"]
+            else:
+                raise jinja2.UndefinedError(f"'{term}' is undefined")
+        found.append(value)
+    return found
+
+
+LOOKUPS: dict[str, Callable[[Context, tuple[Any, ...], dict[str, Any]], list[Any]]] = {
+    "env": _lookup_env,
+    "file": _lookup_file,
+    "vars": _lookup_vars,
+}
+
+
+def _run_lookup(
+    context: Context, name: str, terms: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Any]:
+    plugin = LOOKUPS.get(str(name))
+    if plugin is None:
+        from machineroom.errors import did_you_mean
+
+        raise jinja2.TemplateRuntimeError(
+            f"unknown lookup '{name}'{did_you_mean(str(name), LOOKUPS)}; "
+            f"machineroom has: {', '.join(LOOKUPS)}"
+        )
+    kwargs.pop("wantlist", None)
+    return plugin(context, terms, kwargs)
+
+
+@pass_context
+def _lookup(context: Context, name: str, *terms: Any, **kwargs: Any) -> Any:
+    """`lookup('env', 'HOME')`: one value, or several joined with commas (as Ansible)."""
+    wantlist = bool(kwargs.get("wantlist"))
+    found = _run_lookup(context, name, terms, kwargs)
+    if wantlist:
+        return found
+    if len(found) == 1:
+        return found[0]
+    return ",".join(str(v) for v in found)
+
+
+@pass_context
+def _query(context: Context, name: str, *terms: Any, **kwargs: Any) -> list[Any]:
+    """`query('env', 'A', 'B')`: always a list."""
+    return _run_lookup(context, name, terms, kwargs)
+
+
+# --- the Templar -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    template: jinja2.Template
+    native: bool  # one `{{ expr }}`: the value is returned as it is, not as text
+    source: str
+
+
+class Templar:
+    """Renders values, conditions and files with the variables of one task on one host.
+
+    `base_dir` is where `lookup('file', ...)` looks for relative paths when the variables do
+    not carry `__mr_base_dir__`. One Templar can be shared by every host's worker thread.
+    """
+
+    def __init__(self, *, base_dir: str | os.PathLike[str] | None = None) -> None:
+        self.base_dir = str(base_dir) if base_dir is not None else None
+        self._env = _make_environment(self)
+        # Ansible's template module renders files with trim_blocks on; so do we, so that the
+        # same .j2 file gives the same bytes under both.
+        self._file_env = self._env.overlay(trim_blocks=True)
+        self._cache: dict[str, _Compiled] = {}
+        self._expressions: dict[str, jinja2.Template] = {}
+        self._lock = threading.Lock()
+
+    # public API
+
+    def render(self, value: Any, variables: Mapping[str, Any], where: Where) -> Any:
+        """Render every template string in `value` (recursively over dicts, lists, tuples).
+
+        Strings without delimiters, Unsafe strings and non-strings come back as they are.
+        A string that is exactly one `{{ expr }}` gives the expression's value with its type.
+        """
+        try:
+            return self._render_value(value, variables)
+        except Exception as exc:
+            raise self._translate(exc, value, where) from None
+
+    def evaluate(self, expression: str | bool, variables: Mapping[str, Any], where: Where) -> Any:
+        """The value of a bare expression, as in `when:`, `until:`, `changed_when:`.
+
+        Booleans and other non-strings pass through. `"{{ expr }}"` (a condition written with
+        delimiters) is accepted and means `expr`; delimiters mixed with other text are an error,
+        because Ansible's double evaluation of such conditions is a template-injection hole.
+        """
+        if not isinstance(expression, str) or isinstance(expression, Unsafe):
+            return expression
+        text = expression.strip()
+        if is_template(text):
+            inner = self._single_expression_source(text)
+            if inner is None:
+                raise TemplateError(
+                    "a condition is a bare expression: write `x == 'a'`, not `{{ x }} == 'a'`",
+                    where,
+                    template=expression,
+                )
+            text = inner
+        if not text:
+            raise TemplateError("empty condition", where, template=expression)
+        try:
+            template = self._expression(text)
+            context = self._new_context(template, variables)
+            for _ in template.root_render_func(context):
+                pass
+            result = context.vars[_RESULT]
+            _check_defined(result)
+            return result
+        except Exception as exc:
+            raise self._translate(exc, expression, where) from None
+
+    def render_file(
+        self,
+        text: str,
+        variables: Mapping[str, Any],
+        where: Where,
+        *,
+        path: str | None = None,
+    ) -> str:
+        """A template file's whole text, rendered to text (trim_blocks on, as Ansible).
+
+        `path` names the file in errors, with the line inside it.
+        """
+        if not is_template(text):
+            return str(text)
+        name = path or "<template>"
+        template: jinja2.Template | None = None
+        try:
+            env = self._file_env
+            code = env.compile(text, name=name, filename=name)
+            template = env.template_class.from_code(env, code, env.make_globals(None))
+            context = self._new_context(template, variables)
+            result = "".join(template.root_render_func(context))
+            return Unsafe(result) if context.unsafe_seen else result
+        except Exception as exc:
+            raise self._translate(exc, text, where, path=path, template=template) from None
+
+    # internals
+
+    def _render_value(self, value: Any, variables: Mapping[str, Any]) -> Any:
+        if isinstance(value, str):
+            if not is_template(value):
+                return value
+            return self._render_string(value, variables)
+        if isinstance(value, UnsafeDict | UnsafeList):
+            return value
+        if isinstance(value, dict):
+            return {k: self._render_value(v, variables) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._render_value(v, variables) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._render_value(v, variables) for v in value)
+        return value
+
+    def _render_string(self, source: str, variables: Mapping[str, Any]) -> Any:
+        compiled = self._compile(source)
+        context = self._new_context(compiled.template, variables)
+        if compiled.native:
+            for _ in compiled.template.root_render_func(context):
+                pass
+            result = context.vars[_RESULT]
+            _check_defined(result)
+            return result
+        text = "".join(compiled.template.root_render_func(context))
+        return Unsafe(text) if context.unsafe_seen else text
+
+    def _new_context(self, template: jinja2.Template, variables: Mapping[str, Any]) -> _Context:
+        # shared=True hands our mapping (a ChainMap view, typically) to the context without
+        # copying it; globals are looked up by _Context.resolve_or_missing instead.
+        context = template.new_context(variables, shared=True)  # type: ignore[arg-type]
+        assert isinstance(context, _Context)
+        return context
+
+    def _compile(self, source: str) -> _Compiled:
+        compiled = self._cache.get(source)
+        if compiled is not None:
+            return compiled
+        tree = self._env.parse(source)
+        body = tree.body
+        native = (
+            len(body) == 1
+            and isinstance(body[0], nodes.Output)
+            and len(body[0].nodes) == 1
+            and not isinstance(body[0].nodes[0], nodes.TemplateData)
+        )
+        if native:
+            output = body[0]
+            assert isinstance(output, nodes.Output)
+            tree = _assign_template(output.nodes[0])
+        compiled = _Compiled(self._env.from_string(tree), native, source)
+        with self._lock:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()  # crude, but a playbook rarely has this many strings
+            self._cache[source] = compiled
+        return compiled
+
+    def _expression(self, source: str) -> jinja2.Template:
+        template = self._expressions.get(source)
+        if template is not None:
+            return template
+        from jinja2.parser import Parser
+
+        parser = Parser(self._env, source, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            raise jinja2.TemplateSyntaxError(
+                f"unexpected '{parser.stream.current.value}' after the expression",
+                parser.stream.current.lineno,
+            )
+        template = self._env.from_string(_assign_template(expr))
+        with self._lock:
+            if len(self._expressions) >= _CACHE_SIZE:
+                self._expressions.clear()
+            self._expressions[source] = template
+        return template
+
+    def _single_expression_source(self, text: str) -> str | None:
+        match = re.fullmatch(r"\{\{-?(.*?)-?\}\}", text, flags=re.DOTALL)
+        if match is None or "{{" in match.group(1) or "}}" in match.group(1):
+            return None
+        return match.group(1).strip()
+
+    def _translate(
+        self,
+        exc: BaseException,
+        value: Any,
+        where: Where,
+        path: str | None = None,
+        template: jinja2.Template | None = None,
+    ) -> BaseException:
+        """Any failure inside Jinja2 as a TemplateError that says what and where."""
+        if isinstance(exc, TemplateError):
+            return exc
+        names: tuple[str, ...] = ()
+        source = _text_of(value)
+        if isinstance(exc, _VariableError):
+            names = () if exc.loop else exc.names
+            source, exc = exc.source, exc.error
+        via = ""
+        if names:
+            via = " (in the value of " + " -> ".join(f"'{n}'" for n in names) + ")"
+        line = _template_line(exc, path, template)
+        place = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        # a whole file is too long to quote: its path and line say where
+        shown = "" if path and not names else f" in {_quote(source)}"
+        if isinstance(exc, jinja2.UndefinedError):
+            variable = _undefined_name(str(exc.message or exc), source)
+            problem = (
+                f"undefined variable '{variable}'"
+                if variable
+                else f"undefined value: {exc.message}"
+            )
+            detail = _attribute_detail(str(exc.message or ""), variable)
+            return TemplateError(
+                f"{place}{problem}{detail}{via}{shown}",
+                where,
+                template=source,
+                variable=variable,
+            )
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            text = exc.source if exc.source is not None else source
+            at = f" at line {exc.lineno}" if "\n" in (text or "") else ""
+            if path:
+                at = ""
+                place = f"{path}:{exc.lineno}: "
+            return TemplateError(
+                f"{place}template syntax error{at}: {exc.message}{via}"
+                + ("" if path and not names else f" in {_quote(text or source)}"),
+                where,
+                template=text,
+            )
+        if isinstance(exc, jinja2.TemplateError):
+            message = exc.message or str(exc)
+        elif isinstance(exc, RecursionError):
+            message = "templates refer to each other too deeply"
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        return TemplateError(f"{place}{message}{via}{shown}", where, template=source)
+
+
+def _assign_template(expr: nodes.Expr) -> nodes.Template:
+    """A template whose only statement stores `expr`'s value, as `compile_expression` does."""
+    body: list[nodes.Node] = [nodes.Assign(nodes.Name(_RESULT, "store"), expr, lineno=1)]
+    return nodes.Template(body, lineno=1)
+
+
+def _check_defined(value: Any) -> None:
+    """A native result must not be (or hold) an Undefined: `{{ [x] }}` with x undefined."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_defined(item)
+    elif isinstance(value, dict) and not isinstance(value, UnsafeDict):
+        for item in value.values():
+            _check_defined(item)
+
+
+_UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined")
+_NO_ATTRIBUTE = re.compile(r"^'[^']+' (?:object )?has no (?:attribute|element) '?([^']+?)'?$")
+
+
+def _undefined_name(message: str, source: str) -> str | None:
+    """The variable (or dotted path) jinja's message is about."""
+    match = _UNDEFINED_NAME.match(message)
+    if match:
+        return match.group(1)
+    match = _NO_ATTRIBUTE.match(message)
+    if match:
+        return _attribute_path(match.group(1), source) or match.group(1)
+    match = re.match(r"^mandatory variable '([^']+)'", message)
+    return match.group(1) if match else None
+
+
+def _attribute_detail(message: str, variable: str | None) -> str:
+    """` ('docker' has no key 'version')` when an attribute or item was missing."""
+    match = _NO_ATTRIBUTE.match(message)
+    if not match:
+        return ""
+    if variable and "." in variable:
+        parent, _, key = variable.rpartition(".")
+        return f" ('{parent}' has no key '{key}')"
+    kind = "element" if "has no element" in message else "attribute"
+    return f" (no {kind} '{match.group(1)}')"
+
+
+def _attribute_path(attribute: str, source: str) -> str | None:
+    """`a.b.x` for attribute `x`, found in the template's syntax tree (jinja does not say)."""
+    try:
+        tree = jinja2.Environment().parse(source)
+    except jinja2.TemplateSyntaxError:
+        return None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key: Any
+        if isinstance(node, nodes.Getattr):
+            key = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            key = node.arg.value
+        else:
+            continue
+        if str(key) == attribute:
+            path = _dotted(node)
+            if path:
+                return path
+    return None
+
+
+def _dotted(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        base = _dotted(node.node)
+        return f"{base}.{node.attr}" if base else None
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        base = _dotted(node.node)
+        key = node.arg.value
+        if base is None:
+            return None
+        return f"{base}[{key!r}]" if not isinstance(key, str) else f"{base}.{key}"
+    return None
+
+
+def _template_line(
+    exc: BaseException, path: str | None, template: jinja2.Template | None
+) -> int | None:
+    """The line inside a template file where a runtime error happened.
+
+    We call the compiled render function directly (no copy of the variables), so jinja does
+    not rewrite the traceback for us; map the generated code's line back as jinja would.
+    """
+    if path is None:
+        return None
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.lineno
+    if template is None:
+        return None
+    tb: TracebackType | None = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
+def _quote(text: str, limit: int = 200) -> str:
+    """A template's text for a message: quoted, one line, cut when long."""
+    one_line = text.replace("\n", "\\n")
+    if len(one_line) > limit:
+        one_line = one_line[: limit - 3] + "..."
+    return f'"{one_line}"'
