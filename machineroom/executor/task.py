@@ -24,7 +24,7 @@ from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.runner import run_module
 from machineroom.playbook.model import Block, RoleRef, Task
-from machineroom.templating import Where, mark_unsafe
+from machineroom.templating import BASE_DIR_VAR, OMIT, Where, mark_unsafe
 from machineroom.vars import build_var_stack, magic_vars
 
 # Result keys kept short in events: the console and the database need no more.
@@ -76,6 +76,8 @@ def task_vars(
     )
     if role is not None:
         magic["role_name"] = role.name
+    # lookup('file', ...) resolves relative paths against the role's or playbook's folder
+    magic[BASE_DIR_VAR] = role.path if role is not None else rs.playbook_dir
     stack = build_var_stack(
         hs.host,
         play=ps.play,
@@ -266,7 +268,7 @@ def _run_once(
     while True:
         attempts += 1
         try:
-            args = rs.templar.render(dict(task.args), variables, where)
+            args = _drop_omitted(rs.templar.render(dict(task.args), variables, where))
             ctx = _module_context(task, hs, rs, scope, variables, where)
             if module.name == "assert":
                 args = _evaluate_assert(args, variables, rs, where)
@@ -311,6 +313,11 @@ def _run_once(
         record=outcome.record,
     )
     return final, result
+
+
+def _drop_omitted(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments set to `{{ omit }}` are left out, as if never written."""
+    return {key: value for key, value in args.items() if value != OMIT}
 
 
 def _result_of(outcome: Outcome) -> dict[str, Any]:
