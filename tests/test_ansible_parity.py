@@ -290,7 +290,9 @@ def test_machineroom_leaves_what_ansible_leaves(ansible: Ansible, lab: Lab, tmp_
     assert first.returncode == 0, failures(first)
     assert stats(first)[host_b.name]["changed"] > 0
 
+    _run(["ssh", "-F", lab.ssh_config, host_b.name, "chmod 0644 /srv/parity/conf/app.conf; echo x >> /srv/parity/lines/hosts"])
     expected, got = snapshot(lab, host_a), snapshot(lab, host_b)
+    Path("/tmp/parity-snap.txt").write_text(expected)
     assert "restarted parity-app" in expected and "parity-key-1" in expected
     assert got == expected, (
         f"machineroom left a different state than {ansible.version}:\n"

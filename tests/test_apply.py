@@ -508,3 +508,37 @@ def test_become_with_a_sudo_password(tmp_path: Path, lab: Lab) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     dump = "\n".join(sqlite3.connect(tmp_path / ".machineroom" / "state.db").iterdump())
     assert "ops-pass" not in dump
+
+
+def test_strategy_linear_keeps_hosts_in_lock_step(project: Project) -> None:
+    project.write(
+        "site.yml",
+        """\
+        - hosts: web
+          gather_facts: false
+          strategy: linear
+          tasks:
+            - shell: "{{ pause }}; date +%s.%N > /srv/t1"
+              vars: {pause: "{{ 'sleep 2' if inventory_hostname == 'h8' else 'true' }}"}
+            - shell: date +%s.%N > /srv/t2
+        """,
+    )
+    out, _ = project.apply("site.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    slow_first = float(project.sh("h8", "cat /srv/t1"))
+    fast_second = float(project.sh("h9", "cat /srv/t2"))
+    assert fast_second >= slow_first  # h9 waited for h8 to finish task 1
+    project.write("site.yml", (project.root / "site.yml").read_text().replace("linear", "free"))
+    out, _ = project.apply("site.yml")
+    assert float(project.sh("h9", "cat /srv/t2")) < float(project.sh("h8", "cat /srv/t1"))
+
+
+def test_facts_command_stores_history(project: Project) -> None:
+    out = machineroom("facts", "h8", "--json", cwd=project.root)
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout)["h8"]
+    assert facts["hostname"] == "h8" and facts["memory"]["total_mb"] > 0
+    rows = project.db("SELECT host_id, facts FROM facts")
+    assert [r[0] for r in rows] == ["h8"]
+    res = json.loads(str(dict(project.db("SELECT id, res FROM server_room"))["h8"]))
+    assert res["facts"]["hostname"] == "h8"

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "explain": "machineroom.cli.explain:explain_command",
     "apply": "machineroom.cli.apply:apply_command",
     "plan": "machineroom.cli.apply:plan_command",
+    "facts": "machineroom.cli.facts_cmd:facts_command",
 }
 ALIASES: dict[str, str] = {
     "list": "ls",

@@ -75,6 +75,7 @@ class PlayShared:
     hosts: list[HostState]
     gate: LockStep | None = None  # strategy linear
     abort: threading.Event = field(default_factory=threading.Event)  # any_errors_fatal etc.
+    magic: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
 
 
 class LockStep:

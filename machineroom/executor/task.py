@@ -66,35 +66,40 @@ def task_vars(
 ) -> dict[str, Any]:
     """Every variable the task sees on this host, by precedence, plus the magic ones."""
     role = (task.role if task else None) or scope.role
-    magic = magic_vars(
-        hs.host,
-        rs.inventory,
-        [h.host.id for h in ps.hosts],
-        check_mode=rs.options.check,
-        playbook_dir=rs.playbook_dir,
-        role_path=role.path if role else None,
-    )
-    if role is not None:
-        magic["role_name"] = role.name
-    # lookup('file', ...) resolves relative paths against the role's or playbook's folder
-    magic[BASE_DIR_VAR] = role.path if role is not None else rs.playbook_dir
     stack = build_var_stack(
         hs.host,
         play=ps.play,
         role=role,
         blocks=scope.blocks,
         task=task,
-        facts=_facts_view(hs.facts),
-        registered={**hs.registered, **scope.include_vars},
+        facts=hs.facts,
+        registered=hs.registered,
+        include_params=scope.include_vars,
         extra_vars=rs.options.extra_vars,
-        magic=magic,
+        magic=_magic(hs, ps, rs, role),
     )
     return stack.resolve()
 
 
-def _facts_view(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """Facts as variables: set_fact names as they are, gathered ones also under ansible_facts."""
-    return dict(facts)
+def _magic(hs: HostState, ps: PlayShared, rs: RunShared, role: RoleRef | None) -> dict[str, Any]:
+    """Magic variables, computed once per host, play and role (they scan the inventory)."""
+    key = (hs.host.id, role.path if role else None)
+    cached = ps.magic.get(key)
+    if cached is None:
+        cached = magic_vars(
+            hs.host,
+            rs.inventory,
+            [h.host.id for h in ps.hosts],
+            check_mode=rs.options.check,
+            playbook_dir=rs.playbook_dir,
+            role_path=role.path if role else None,
+        )
+        if role is not None:
+            cached["role_name"] = role.name
+        # lookup('file', ...) resolves relative paths against the role's or playbook's folder
+        cached[BASE_DIR_VAR] = role.path if role is not None else rs.playbook_dir
+        ps.magic[key] = cached
+    return cached
 
 
 def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Scope) -> TaskStatus:
@@ -383,7 +388,11 @@ def _module_context(
         host_id=hs.host.id,
         check=check,
         diff=diff,
-        vars={**variables, "__mr_res__": dict(hs.res)},
+        vars={
+            **variables,
+            "__mr_res__": dict(hs.res),
+            "__mr_verbosity__": rs.options.verbosity,
+        },
         remote_user=hs.host.user or "root",
         become_user=None,
         read_file=file_reader(task, role, rs.playbook_dir),
@@ -414,9 +423,14 @@ def _become(
 
 
 def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: str) -> None:
-    """What a finished call changes on the host's state: facts, res, notified handlers."""
+    """What a finished call changes on the host's state: facts, res, notified handlers.
+
+    set_fact values rank with registered results (above play and role vars); gathered facts
+    rank just above host vars, as in Ansible.
+    """
     if outcome.facts:
-        hs.facts.update(mark_unsafe(dict(outcome.facts)))
+        target = hs.registered if task.module == "set_fact" else hs.facts
+        target.update(mark_unsafe(dict(outcome.facts)))
     if outcome.record:
         hs.res.update(outcome.record)
     if status == "changed":

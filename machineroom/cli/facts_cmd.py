@@ -1,0 +1,118 @@
+"""`machineroom facts PATTERN`: gather facts from hosts in parallel and store them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from machineroom.cli.context import (
+    connection_options,
+    inventory_options,
+    make_connect_options,
+    make_workspace,
+)
+from machineroom.cli.servers import sync_servers
+from machineroom.errors import ExitCode
+
+if TYPE_CHECKING:
+    from machineroom.inventory.model import Host
+
+
+@click.command("facts")
+@click.argument("pattern", default="all")
+@inventory_options
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print every host's facts as JSON.")
+def facts_command(
+    pattern: str,
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    forks: int,
+    connect_timeout: float,
+    command_timeout: float | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    vault_password_file: str | None,
+    ask_vault_password: bool,
+    as_json: bool,
+) -> None:
+    """Gather facts (OS, CPUs, memory, disks, docker, python) from the hosts matching
+    PATTERN, one remote command each, and keep them in the database's facts history and in
+    each server's `res.facts`."""
+    from machineroom.connection.pool import ConnectionPool
+    from machineroom.executor.adhoc import run_everywhere
+    from machineroom.modules.base import CommandOutput, ModuleContext
+    from machineroom.modules.facts import FactsModule
+
+    workspace = make_workspace(inventory_paths, state_path)
+    hosts = workspace.select(pattern)
+    store = workspace.open_state()
+    sync_servers(store, list(workspace.inventory.hosts.values()))
+    run_id = store.start_run("facts", "machineroom facts " + pattern, args={"pattern": pattern})
+    lock = threading.Lock()
+
+    def audit(host: Host, result: Any) -> None:
+        with lock:
+            store.record_command(
+                run_id,
+                host.id,
+                "(gather facts)",
+                result.exit_code,
+                result.duration,
+                "",
+                result.stderr,
+            )
+
+    options = make_connect_options(
+        workspace,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        known_hosts=known_hosts,
+        accept_new_host_keys=accept_new_host_keys,
+        vault_password_file=vault_password_file,
+        ask_vault_password=ask_vault_password,
+        on_command=audit,
+    )
+    module = FactsModule()
+    step = module.build({}, ModuleContext(host_id="*"))
+    assert step is not None
+    pool = ConnectionPool(options, workspace.inventory.tunnels)
+    try:
+        outcomes = run_everywhere(hosts, step.script, pool, forks=forks, timeout=command_timeout)
+    finally:
+        pool.close_all()
+    gathered: dict[str, Any] = {}
+    failures = 0
+    for outcome in outcomes:
+        host_id = outcome.host.id
+        if outcome.result is None:
+            failures += 1
+            store.update_res(host_id, {"reachable": False, "last_error": outcome.error})
+            click.secho(f"{host_id}: unreachable: {outcome.error}", fg="magenta", err=True)
+            continue
+        result = outcome.result
+        facts = module.interpret(
+            {},
+            ModuleContext(host_id=host_id),
+            CommandOutput(result.exit_code, result.stdout, result.stderr),
+        )
+        if facts.failed:
+            failures += 1
+            click.secho(f"{host_id}: {facts.msg}", fg="red", err=True)
+            continue
+        nested = dict(facts.facts.get("facts", facts.facts))
+        gathered[host_id] = nested
+        store.record_facts(host_id, nested, run_id)
+        if not as_json:
+            click.echo(f"{host_id:<20} {facts.msg}")
+    store.finish_run(
+        run_id, "ok" if not failures else "unreachable", {"hosts": len(hosts), "failed": failures}
+    )
+    store.close()
+    if as_json:
+        click.echo(json.dumps(gathered, indent=2, default=str))
+    if failures:
+        raise SystemExit(ExitCode.UNREACHABLE)
