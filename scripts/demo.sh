@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: set machineroom up, start three disposable SSH
-# hosts (real sshd on 127.0.7.1-3), and work on them as a user would. Needs root (the lab
-# uses mount namespaces). Leaves the demo repo in /tmp/machineroom-demo to look at.
+# hosts (real sshd on 127.0.7.1-3), apply a real playbook to them twice (the second run
+# changes nothing), and work on them as a user would. Needs root (the lab uses mount
+# namespaces). Leaves the demo repo in /tmp/machineroom-demo to look at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,9 +19,13 @@ cp "$LAB/inventory.yml" inventory.yml
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "machineroom $*"; "$MR" "$@"; }
 step validate
-step run all --accept-new-host-keys -- 'echo "$(hostname): $(uname -sr), up $(cut -d. -f1 /proc/uptime)s"'
+step plan "$ROOT/playbooks/baseline.yml"
+step apply "$ROOT/playbooks/baseline.yml" --accept-new-host-keys
+step apply "$ROOT/playbooks/baseline.yml"          # the second run: zero changes
+step run all -- 'echo "$(hostname): $(uname -sr), up $(cut -d. -f1 /proc/uptime)s"'
 step run 'lab:!h2' --become -- 'id -un'
 step scanports all --ports 22,80,443,8000-8010
 step retire h3
 step ls
 step history
+step show 2 --host h1

@@ -290,14 +290,14 @@ def test_machineroom_leaves_what_ansible_leaves(ansible: Ansible, lab: Lab, tmp_
     assert first.returncode == 0, failures(first)
     assert stats(first)[host_b.name]["changed"] > 0
 
-    _run(["ssh", "-F", lab.ssh_config, host_b.name, "chmod 0644 /srv/parity/conf/app.conf; echo x >> /srv/parity/lines/hosts"])
     expected, got = snapshot(lab, host_a), snapshot(lab, host_b)
-    Path("/tmp/parity-snap.txt").write_text(expected)
     assert "restarted parity-app" in expected and "parity-key-1" in expected
-    assert got == expected, (
-        f"machineroom left a different state than {ansible.version}:\n"
-        + explain_difference(expected, got)
-    )
+    if got != expected:
+        pytest.fail(
+            f"machineroom left a different state than {ansible.version}:\n"
+            + explain_difference(expected, got),
+            pytrace=False,
+        )
 
     second = machineroom_apply(project)
     assert second.returncode == 0, failures(second)
@@ -311,6 +311,8 @@ def test_machineroom_leaves_what_ansible_leaves(ansible: Ansible, lab: Lab, tmp_
     assert "no user parity-app" in before and "## sha256\n## accounts" in before
     checked = machineroom_apply(check_project, "--check")
     assert checked.returncode in (0, 2), failures(checked)
+    Path("/tmp/parity-check.txt").write_text(f"{checked.returncode}\n{failures(checked)}\n{stats(checked)}\n{first.stderr}")
     assert stats(checked)[host_c.name]["changed"] > 0
     after = snapshot(lab, host_c)
-    assert after == before, "check mode changed the host:\n" + explain_difference(before, after)
+    if after != before:
+        pytest.fail("check mode changed the host:\n" + explain_difference(before, after))

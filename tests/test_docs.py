@@ -22,3 +22,12 @@ def test_readme_links_point_at_files() -> None:
     text = (ROOT / "README.md").read_text()
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         assert (ROOT / target).exists(), target
+
+
+def test_every_module_has_a_page_and_is_in_the_index() -> None:
+    from machineroom.modules import MODULES
+
+    index = (ROOT / "docs" / "modules.md").read_text()
+    for name in MODULES:
+        assert (ROOT / "docs" / "modules" / f"{name}.md").exists(), name
+        assert f"(modules/{name}.md)" in index, name
