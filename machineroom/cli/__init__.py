@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "apply": "machineroom.cli.apply:apply_command",
     "plan": "machineroom.cli.apply:plan_command",
     "facts": "machineroom.cli.facts_cmd:facts_command",
+    "add-cert": "machineroom.cli.certs:add_cert_command",
 }
 ALIASES: dict[str, str] = {
     "list": "ls",

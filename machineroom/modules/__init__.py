@@ -25,6 +25,7 @@ MODULES: dict[str, str] = {
     "group": "machineroom.modules.user:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
     "facts": "machineroom.modules.facts:FactsModule",
+    "compose": "machineroom.modules.compose:ComposeModule",
     "ping": "machineroom.modules.facts:PingModule",
     # local: never contact the host
     "debug": "machineroom.modules.local:DebugModule",

@@ -56,8 +56,11 @@ def copy_step(
         "  dir=${dest%/}; dest=$into; mr_say into 1\n"
         "fi\n"
         'if [ "$force" = 0 ] && [ -e "$dest" ]; then cat >/dev/null; mr_say skipped 1; exit 0; fi\n'
-        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then '
-        'cat >/dev/null; mr_fail "destination directory $dir does not exist"; fi\n'
+        # In check mode a missing folder may be one an earlier task would create (as
+        # Ansible, report the file as to be created rather than fail).
+        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then cat >/dev/null\n'
+        '  [ "$CHECK" = 1 ] || mr_fail "destination directory $dir does not exist"\n'
+        "  mr_say exists 0; mr_say content 1; mr_say attrs 0; exit 0; fi\n"
         'mr_tmp_near "$dir"\n'
         'cat >"$mr_t1" || mr_fail "cannot write $mr_t1"\n'
         'mr_put "$mr_t1" "$dest"\n'
