@@ -68,8 +68,10 @@ class Project:
         return out, report
 
     def sh(self, host: str, command: str) -> str:
+        """Run `command` on the hosts `host` matches; the first one's stdout."""
         out = machineroom("run", host, "--json", "--", command, cwd=self.root)
-        return str(json.loads(out.stdout)["hosts"][host]["stdout"])
+        hosts = json.loads(out.stdout)["hosts"]
+        return str(next(iter(hosts.values()))["stdout"])
 
     def db(self, sql: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.root / ".machineroom" / "state.db") as db:
@@ -366,15 +368,10 @@ def test_failure_records_next_action_and_resume_continues_there(project: Project
     assert json.loads(str(dict(project.db("SELECT id, next_action FROM server_room"))["h9"])) == {}
 
 
-def test_serial_and_max_fail_percentage_stop_the_rollout(tmp_path: Path, lab: Lab) -> None:
-    # h10 points at a port nothing listens on: unreachable from the first task
-    project = Project(
-        tmp_path,
-        lab,
-        ["h10", "h11", "h12", "h13"],
-    )
-    text = (tmp_path / "inventory.yml").read_text()
-    (tmp_path / "inventory.yml").write_text(text.replace("h10: {host: ", "h10: {port: 2, host: "))
+def test_serial_and_max_fail_percentage_with_a_host_lost_mid_run(tmp_path: Path, lab: Lab) -> None:
+    project = Project(tmp_path, lab, ["h10", "h11", "h12", "h13"])
+    # On h10 the second task takes root's key away and cuts the session: the third task
+    # finds the connection gone, the one reconnect is refused, and h10 is unreachable.
     project.write(
         "site.yml",
         """\
@@ -384,15 +381,57 @@ def test_serial_and_max_fail_percentage_stop_the_rollout(tmp_path: Path, lab: La
           max_fail_percentage: 40
           tasks:
             - copy: {content: "{{ inventory_hostname }}\\n", dest: /srv/serial}
+            - shell: >-
+                mv /root/.ssh/authorized_keys /root/.ssh/ak.off &&
+                (sleep 0.3; pkill -9 -f 'sshd: root') >/dev/null 2>&1 &
+              when: inventory_hostname == 'h10'
+            - command: sleep 1
+            - copy: {content: "done\\n", dest: /srv/serial-done}
         """,
     )
-    out, report = project.apply("site.yml")
-    assert out.returncode == 3
+    try:
+        out, report = project.apply("site.yml")
+    finally:
+        restore_root_key(lab, "h10")
+    assert out.returncode == 3, out.stdout + out.stderr
     assert report["stats"]["h10"]["unreachable"] == 1
-    # the first batch (h10, h11) is 50% failed > 40%: h12 and h13 never start
-    assert project.sh("h11", "cat /srv/serial") == "h11\n"
+    assert report["stats"]["h10"]["ok"] >= 2  # it was reachable for the first two tasks
+    assert report["hosts"]["h10"]["status"] == "unreachable"
+    # the batch (h10, h11) is 50% failed > 40%: the play stops for everyone, as Ansible's
+    # does: h11 runs no task after the failure, h12 and h13 never start
+    assert project.sh("h11", "cat /srv/serial; test -e /srv/serial-done || echo stopped") == (
+        "h11\nstopped\n"
+    )
     assert project.sh("h12", "test -e /srv/serial || echo untouched") == "untouched\n"
     assert project.sh("h13", "test -e /srv/serial || echo untouched") == "untouched\n"
+    pending = json.loads(str(dict(project.db("SELECT id, next_action FROM server_room"))["h10"]))
+    assert pending["stage"] == "main"
+
+
+def restore_root_key(lab: Lab, name: str) -> None:
+    """Give root its key back, logging in as deploy (password) and using its sudo."""
+    import paramiko
+
+    address = next(h.address for h in lab.hosts if h.name == name)
+    client = paramiko.SSHClient()
+    client.load_host_keys(lab.known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        address,
+        username="deploy",
+        password=lab.users["deploy"],
+        allow_agent=False,
+        look_for_keys=False,
+        timeout=10,
+    )
+    try:
+        _, stdout, _ = client.exec_command(
+            "sudo -n sh -c 'test -e /root/.ssh/ak.off && "
+            "mv /root/.ssh/ak.off /root/.ssh/authorized_keys || true'"
+        )
+        stdout.channel.recv_exit_status()
+    finally:
+        client.close()
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_exits_99(project: Project) -> None:
@@ -542,3 +581,58 @@ def test_facts_command_stores_history(project: Project) -> None:
     assert [r[0] for r in rows] == ["h8"]
     res = json.loads(str(dict(project.db("SELECT id, res FROM server_room"))["h8"]))
     assert res["facts"]["hostname"] == "h8"
+
+
+def test_retries_until_tags_timeout_and_any_errors_fatal(project: Project) -> None:
+    project.write(
+        "site.yml",
+        """\
+        - hosts: web
+          gather_facts: false
+          tasks:
+            - name: count attempts until the third
+              shell: echo x >> /srv/attempts; wc -l < /srv/attempts
+              register: tries
+              until: tries.stdout | int >= 3
+              retries: 5
+              delay: 0
+            - name: tagged slow
+              command: touch /srv/slow
+              tags: [slow]
+            - name: too long
+              command: sleep 5
+              timeout: 1
+              ignore_errors: true
+              register: late
+            - name: timed out
+              assert: {that: ["late.failed", "'timed out' in late.msg"]}
+        """,
+    )
+    project.sh("h8:h9", "rm -f /srv/attempts /srv/slow")
+    started = time.monotonic()
+    out, report = project.apply("site.yml", "--skip-tags", "slow")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert time.monotonic() - started < 5
+    assert project.sh("h8", "wc -l < /srv/attempts") == "3\n"
+    assert project.sh("h8", "test -e /srv/slow || echo skipped") == "skipped\n"
+    assert tasks_of(report, "h8")["count attempts until the third"]["status"] == "changed"
+    # only the tagged task
+    out, report = project.apply("site.yml", "--tags", "slow")
+    assert out.returncode == 0
+    assert list(tasks_of(report, "h8")) == ["tagged slow"]
+    # any_errors_fatal: h8 fails, h9 stops before its next task
+    project.write(
+        "fatal.yml",
+        """\
+        - hosts: web
+          gather_facts: false
+          any_errors_fatal: true
+          tasks:
+            - command: "{{ 'false' if inventory_hostname == 'h8' else 'sleep 1' }}"
+            - copy: {content: after, dest: /srv/after-fatal}
+        """,
+    )
+    project.sh("h8:h9", "rm -f /srv/after-fatal")
+    out, report = project.apply("fatal.yml")
+    assert out.returncode == 2
+    assert project.sh("h9", "test -e /srv/after-fatal || echo stopped") == "stopped\n"

@@ -52,7 +52,7 @@ if docker compose version >/dev/null 2>&1; then
   mr tool "v2 $(docker compose version --short 2>/dev/null || docker compose version | head -n 1)"
 elif command -v docker-compose >/dev/null 2>&1; then
   dc() { docker-compose -p "$project" "$@"; }
-  mr tool "v1 $(docker-compose version --short 2>/dev/null || echo unknown)"
+  mr tool v1
 else
   mr_fail "neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed"
 fi
@@ -135,8 +135,8 @@ if [ "$manage_env" = 1 ]; then
     files_changed=1; mr envfile changed
     # keys only: values may be secrets
     [ -f "$dir/$ENVF" ] && mr_oldenv=$dir/$ENVF || mr_oldenv=/dev/null
-    awk 'NR == FNR { i = index($0, "="); if (i) old[substr($0, 1, i - 1)] = substr($0, i + 1)
-        next }
+    awk -v oldf="$mr_oldenv" 'FILENAME == oldf { i = index($0, "=")
+        if (i) old[substr($0, 1, i - 1)] = substr($0, i + 1); next }
       { i = index($0, "="); if (!i) next; k = substr($0, 1, i - 1); seen[k] = 1
         if (!(k in old)) print "added", k
         else if (old[k] != substr($0, i + 1)) print "changed", k }
@@ -150,15 +150,17 @@ if [ "$manage_env" = 1 ]; then venv=$stage/env
 elif [ -f "$dir/$ENVF" ]; then venv=$dir/$ENVF
 else venv=; fi
 cp -- "$stage/compose" "$stage/$COMPOSE"
+# (one compose call validates and lists the services: each costs a second with v1)
 if ! mr_v=$(dc --project-directory "$vdir" -f "$stage/$COMPOSE" ${venv:+--env-file "$venv"} \
-    config -q 2>&1); then
+    config 2>&1); then
   mr invalid 1; printf '%s\n' "$mr_v" | mr_lines error; exit 3
 fi
 mr valid 1
+mr_services=$(printf '%s\n' "$mr_v" | awk '/^services:/ { s = 1; next } /^[^ ]/ { s = 0 }
+  s && /^  [^ ]/ { sub(/^  /, ""); sub(/:.*/, ""); gsub(/["\047]/, ""); print }')
+mr_v=
 if [ "$CHECK" = 1 ]; then
   # would up change containers? only a guess: are they all up?
-  mr_services=$(dc --project-directory "$vdir" -f "$stage/$COMPOSE" ${venv:+--env-file "$venv"} \
-    config --services 2>/dev/null)
   mr_v_out=$(mr_judge); mr running "$(printf '%s\n' "$mr_v_out" | tail -n 1)"
   exit 0
 fi
@@ -179,7 +181,6 @@ if [ "$files_changed" = 1 ]; then
   fi
 fi
 cd -- "$dir" || mr_fail "cannot enter $dir"
-mr_services=$(dc config --services 2>/dev/null)
 before=$(mr_snapshot)
 if [ "$pull" = always ]; then dc pull >&2 || mr_deploy_failed pull; fi
 if [ "$mr_deployed" = 0 ]; then
