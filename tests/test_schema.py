@@ -83,3 +83,21 @@ def test_enum_suggests() -> None:
         "inv.yml:3:17: group 'all': vars.connection: 'sh' is not allowed "
         "(did you mean 'ssh'?); expected ssh or local"
     ]
+
+
+def test_every_schema_file_is_a_valid_json_schema() -> None:
+    """load_schema skips the metaschema check at run time for speed; it is checked here."""
+    from importlib import resources
+
+    import jsonschema
+
+    from machineroom.schema import load_schema
+
+    names = [
+        entry.name.removesuffix(".json")
+        for entry in resources.files("machineroom.schema").iterdir()
+        if entry.name.endswith(".json")
+    ]
+    assert "inventory" in names and "playbook" in names
+    for name in names:
+        jsonschema.Draft202012Validator.check_schema(load_schema(name))

@@ -15,14 +15,17 @@ expected an integer 1-65535`. Only this package imports jsonschema.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.yamlio import key_location_of, location_of
@@ -40,10 +43,13 @@ _TYPE_WORDS = {
 
 @cache
 def load_schema(schema_name: str) -> dict[str, Any]:
-    """The schema `schema_name` (a JSON file of this package, without `.json`), checked once."""
+    """The schema `schema_name` (a JSON file of this package, without `.json`).
+
+    The schemas themselves are checked against the metaschema by the test suite, not here:
+    that check costs more than validating an inventory (about 0.2 s a run).
+    """
     text = resources.files(__name__).joinpath(f"{schema_name}.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
-    jsonschema.Draft202012Validator.check_schema(schema)
     return schema
 
 
@@ -65,11 +71,17 @@ def validate(data: Any, schema_name: str, source: str) -> None:
     them are raised together as InputErrors, in file order.
     """
     root = _root_for(schema_name)
+    seal = _seal(data, schema_name)
+    if seal is not None and seal.exists():
+        return  # this very content passed this very schema before
+    import jsonschema  # only when there is something new to check: it costs 0.1 s to import
+
     validator = jsonschema.Draft202012Validator(root)
     errors: list[InputError] = []
     for error in validator.iter_errors(data):
         errors.extend(_convert(error, root, data, source))
     if not errors:
+        _remember(seal)
         return
     unique = {e.message: e for e in errors}.values()
     ordered = sorted(unique, key=_order)
@@ -222,6 +234,8 @@ def _convert(
     expected = schema.get("x-expected")
     kind = error.validator
     if kind in ("oneOf", "anyOf") and not expected and error.context:
+        from jsonschema.exceptions import best_match
+
         yield from _convert(best_match(error.context), root, data, source)
         return
     context, secret = _context(error, root, data)
@@ -273,3 +287,31 @@ def _matches(pattern: str, key: str) -> bool:
     import re
 
     return re.search(pattern, key) is not None
+
+
+def _seal(data: Any, schema_name: str) -> Path | None:
+    """The cache file that says `data` was valid against `schema_name` (None: no cache).
+
+    Keyed by a hash of the schema file and the data, so any change to either validates
+    again. Only successes are cached: errors are always computed, with their lines.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    try:
+        name = schema_name.partition("#")[0]
+        text = resources.files(__name__).joinpath(f"{name}.json").read_bytes()
+        digest = hashlib.sha256(text)
+        digest.update(schema_name.encode())
+        digest.update(json.dumps(data, sort_keys=True, default=str).encode())
+    except (OSError, TypeError, ValueError):
+        return None
+    return Path(base) / "machineroom" / "valid" / digest.hexdigest()
+
+
+def _remember(seal: Path | None) -> None:
+    if seal is None:
+        return
+    try:
+        seal.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        seal.touch()
+    except OSError:
+        pass  # a read-only home only costs speed
