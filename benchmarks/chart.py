@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 
 STYLE = {
     "machineroom": ("tab:green", "o", "-"),
@@ -42,13 +43,14 @@ def main() -> None:
             color, marker, line = STYLE.get(tool, ("gray", ".", "-"))
             xs = [p[0] for p in points]
             ys = [p[1] for p in points]
-            err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+            err = [[max(0, p[1] - p[2]) for p in points], [max(0, p[3] - p[1]) for p in points]]
             label = "raw floor (paramiko)" if tool == "floor" else tool
             ax.errorbar(xs, ys, yerr=err, label=label, color=color, marker=marker,
                         linestyle=line, capsize=3)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(result["hosts"], [str(n) for n in result["hosts"]])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("hosts")
         ax.set_title(f"env stage (10 tasks per host), {title}")
         ax.grid(True, which="both", alpha=0.3)

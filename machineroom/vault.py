@@ -368,3 +368,27 @@ def _read_password_file(path: Path) -> str:
     if not password:
         raise VaultError(f"vault password file {path} is empty (the first line is the password)")
     return password
+
+
+def contains_vault(value: object) -> bool:
+    """Whether `value` (a string, or dicts and lists of them) holds vault ciphertext."""
+    if isinstance(value, str):
+        return is_vault_text(value)
+    if isinstance(value, dict):
+        return any(contains_vault(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_vault(v) for v in value)
+    return False
+
+
+def decrypt_tree(value: object, decrypt: Callable[[str], str]) -> object:
+    """`value` with every vault string inside it replaced by its plain text."""
+    if isinstance(value, str):
+        return decrypt(value) if is_vault_text(value) else value
+    if isinstance(value, dict):
+        if not contains_vault(value):
+            return value
+        return {k: decrypt_tree(v, decrypt) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decrypt_tree(v, decrypt) for v in value] if contains_vault(value) else value
+    return value

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "apply": "machineroom.cli.apply:apply_command",
     "plan": "machineroom.cli.apply:plan_command",
     "facts": "machineroom.cli.facts_cmd:facts_command",
+    "scan-docker": "machineroom.cli.docker_cmds:scan_docker_command",
     "add-cert": "machineroom.cli.certs:add_cert_command",
 }
 ALIASES: dict[str, str] = {
@@ -42,6 +43,9 @@ ALIASES: dict[str, str] = {
     "update_conf": "import",
     "updateconfig": "import",
     "scan-ports": "scanports",
+    "scandocker": "scan-docker",
+    "validation": "scan-docker",
+    "valid": "scan-docker",
 }
 
 

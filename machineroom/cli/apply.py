@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -24,8 +25,11 @@ from machineroom.cli.context import (
 from machineroom.errors import ExitCode, InputErrors
 
 if TYPE_CHECKING:
-    from machineroom.inventory.model import Host
+    from machineroom.connection.base import ConnectOptions
+    from machineroom.executor.hoststate import RunOptions
+    from machineroom.inventory.model import Host, Inventory
     from machineroom.playbook.model import Playbook
+    from machineroom.state import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +68,8 @@ class Prepared:
     extra_vars: dict[str, Any]
     extra_sources: dict[str, str]
     playbook_dir: str
+    server_res: dict[str, dict[str, Any]]
+    vault_in_vars: bool = False  # some variable holds a vault value: decrypt as used
 
 
 def roles_path(playbook: str) -> list[str]:
@@ -113,6 +119,7 @@ def prepare(
     only_hosts: set[str] | None = None,
 ) -> Prepared:
     """Load and validate everything before any host is contacted (errors: exit 4)."""
+    from machineroom.cli.context import with_recorded_keys
     from machineroom.inventory import missing_key_files, select_hosts
     from machineroom.playbook.load import load_playbook, select_stages
     from machineroom.vars import parse_extra_vars
@@ -123,10 +130,11 @@ def prepare(
     values, sources = parse_extra_vars(list(extra_vars))
     inventory = workspace.inventory
     allowed = {h.id for h in select_hosts(inventory, limit)} if limit else None
-    retired = workspace.retired_ids()
+    res = workspace.server_res()
+    retired = workspace.retired_ids(res)
     play_hosts = []
     for play in playbook.plays:
-        hosts = select_hosts(inventory, play.hosts) if play.hosts else []
+        hosts = _play_hosts(inventory, play.hosts)
         hosts = [
             h
             for h in hosts
@@ -134,13 +142,50 @@ def prepare(
             and h.id not in retired
             and (only_hosts is None or h.id in only_hosts)
         ]
-        play_hosts.append(hosts)
+        if play.connection == "local":
+            hosts = [dataclasses.replace(h, connection="local") for h in hosts]
+        play_hosts.append(with_recorded_keys(hosts, res))
     missing = missing_key_files({h.id: h for hs in play_hosts for h in hs}.values())
     if missing:
         raise InputErrors(missing)
     return Prepared(
-        playbook, play_hosts, values, sources, str(Path(playbook_path).resolve().parent)
+        playbook,
+        play_hosts,
+        values,
+        sources,
+        str(Path(playbook_path).resolve().parent),
+        res,
+        vault_in_vars=_uses_vault(inventory, playbook),
     )
+
+
+def _play_hosts(inventory: Inventory, pattern: str) -> list[Host]:
+    """The play's hosts; `localhost` is this workstation even when the inventory lacks it."""
+    from machineroom.inventory import select_hosts
+    from machineroom.inventory.model import Host
+
+    if not pattern:
+        return []
+    if pattern in ("localhost", "127.0.0.1") and pattern not in inventory.hosts:
+        return [Host(id="localhost", host="127.0.0.1", connection="local", groups=("all",))]
+    return select_hosts(inventory, pattern)
+
+
+def _uses_vault(inventory: Inventory, playbook: Playbook) -> bool:
+    """Whether any variable (inventory, play, role defaults and vars) holds a vault value."""
+    from machineroom.playbook.load import iter_tasks
+    from machineroom.vault import contains_vault
+
+    if any(contains_vault(dict(h.vars)) for h in inventory.hosts.values()):
+        return True
+    for play in playbook.plays:
+        if contains_vault(dict(play.vars)):
+            return True
+        roles = {id(t.role): t.role for s in play.stages for t in iter_tasks(s.items) if t.role}
+        for role in roles.values():
+            if contains_vault(dict(role.defaults)) or contains_vault(dict(role.vars)):
+                return True
+    return False
 
 
 @click.command("plan")
@@ -231,14 +276,7 @@ def apply_command(
     Exit status: 0 ok, 2 a host failed, 3 a host was unreachable, 4 invalid input (nothing
     was contacted), 99 interrupted.
     """
-    from machineroom.cli.servers import sync_servers
-    from machineroom.connection.pool import ConnectionPool
-    from machineroom.events import EventBus
-    from machineroom.executor.hoststate import RunOptions, RunShared
-    from machineroom.executor.play import run_playbook
-    from machineroom.report import make_reporter
-    from machineroom.state.recorder import StateRecorder
-    from machineroom.templating import Templar
+    from machineroom.executor.hoststate import RunOptions
 
     workspace = make_workspace(inventory_paths, state_path)
     store = workspace.open_state()
@@ -249,15 +287,21 @@ def apply_command(
         pending = {r.id: r.next_action for r in store.servers() if r.next_action.get("stage")}
         start_stage = {host: str(action["stage"]) for host, action in pending.items()}
         only_hosts = set(pending)
-    prepared = prepare(workspace, playbook, limit, _split(stages), extra_vars, only_hosts)
+    try:
+        prepared = prepare(workspace, playbook, limit, _split(stages), extra_vars, only_hosts)
+    except BaseException:
+        store.close()
+        raise
     if resume and not any(prepared.play_hosts):
         click.echo("nothing to resume: no host has a pending stage", err=True)
         store.close()
         return
-    sync_servers(store, list(workspace.inventory.hosts.values()))
-    run_id = store.start_run(
-        "apply",
-        " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])]),
+    code, _ = execute(
+        workspace,
+        store,
+        prepared,
+        kind="apply",
+        playbook_label=playbook,
         args={
             "limit": limit,
             "tags": sorted(_split(tags)),
@@ -267,34 +311,7 @@ def apply_command(
             "resume": resume,
             "extra_vars": sorted(prepared.extra_vars),
         },
-        playbook=playbook,
-        inventory=",".join(workspace.inventory_paths),
-        git_commit=git_commit(playbook),
-    )
-    for host in workspace.inventory.hosts.values():
-        for secret in (host.password, host.become_password):
-            if secret is not None and secret.kind == "plain":
-                store.add_secret(secret.value)
-    recorder = StateRecorder(store, run_id)
-    reporter = make_reporter(as_json=as_json, verbosity=verbose, diff=diff)
-
-    def audit(host: Host, result: Any) -> None:
-        recorder.record_command(host.id, result)
-
-    options = make_connect_options(
-        workspace,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file,
-        ask_vault_password=ask_vault_password,
-        on_command=audit,
-    )
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
-    bus = EventBus([recorder, reporter])
-    shared = RunShared(
-        options=RunOptions(
+        run_options=RunOptions(
             check=check,
             diff=diff,
             forks=forks,
@@ -306,13 +323,87 @@ def apply_command(
             start_stage=start_stage,
             verbosity=verbose,
         ),
+        connect={
+            "connect_timeout": connect_timeout,
+            "command_timeout": command_timeout,
+            "known_hosts": known_hosts,
+            "accept_new_host_keys": accept_new_host_keys,
+            "vault_password_file": vault_password_file,
+            "ask_vault_password": ask_vault_password,
+        },
+        as_json=as_json,
+    )
+    store.close()
+    sys.exit(code)
+
+
+def execute(
+    workspace: Workspace,
+    store: StateStore,
+    prepared: Prepared,
+    *,
+    kind: str,
+    playbook_label: str,
+    args: dict[str, Any],
+    run_options: RunOptions,
+    connect: dict[str, Any],
+    as_json: bool = False,
+) -> tuple[int, ConnectOptions]:
+    """Run a prepared playbook as `apply` does: recorded, reported, Ctrl-C safe.
+
+    Returns the exit code and the connection settings used (callers may connect again).
+    A second Ctrl-C ends the process at once, after marking the run interrupted.
+    """
+    from machineroom.cli.servers import sync_servers
+    from machineroom.connection.pool import ConnectionPool
+    from machineroom.events import EventBus
+    from machineroom.executor.hoststate import RunShared
+    from machineroom.executor.play import run_playbook
+    from machineroom.report import make_reporter
+    from machineroom.state.recorder import StateRecorder
+    from machineroom.templating import Templar
+
+    sync_servers(store, list(workspace.inventory.hosts.values()))
+    run_id = store.start_run(
+        kind,
+        " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])]),
+        args=args,
+        playbook=playbook_label,
+        inventory=",".join(workspace.inventory_paths),
+        git_commit=git_commit(prepared.playbook.path),
+    )
+    for host in workspace.inventory.hosts.values():
+        for secret in (host.password, host.become_password):
+            if secret is not None and secret.kind == "plain":
+                store.add_secret(secret.value)
+    recorder = StateRecorder(store, run_id, check=run_options.check)
+    reporter = make_reporter(
+        as_json=as_json, verbosity=run_options.verbosity, diff=run_options.diff
+    )
+    options = make_connect_options(
+        workspace,
+        **connect,
+        on_command=lambda host, result: recorder.record_command(host.id, result),
+    )
+    decrypt = options.decrypt
+
+    def reveal(ciphertext: str) -> str:
+        # every secret the run decrypts is masked in the database from then on
+        plain = decrypt(ciphertext) if decrypt else ciphertext
+        store.add_secret(plain)
+        return plain
+
+    pool = ConnectionPool(options, workspace.inventory.tunnels)
+    shared = RunShared(
+        options=run_options,
         inventory=workspace.inventory,
         pool=pool,
-        bus=bus,
+        bus=EventBus([recorder, reporter]),
         templar=Templar(),
-        decrypt=options.decrypt,
+        decrypt=reveal,
         playbook_dir=prepared.playbook_dir,
-        server_res={r.id: r.res for r in store.servers()},
+        server_res=prepared.server_res,
+        vault_in_vars=prepared.vault_in_vars,
     )
     finished = None
     try:
@@ -331,12 +422,12 @@ def apply_command(
             reporter.close()
             pool.close_all()
             recorder.close(unfinished_status="error")
-            store.close()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert finished is not None
     codes = {
         "ok": ExitCode.OK,
         "failed": ExitCode.HOSTS_FAILED,
         "unreachable": ExitCode.UNREACHABLE,
         "interrupted": ExitCode.INTERRUPTED,
     }
-    assert finished is not None
-    sys.exit(codes.get(finished.status, ExitCode.ERROR))
+    return int(codes.get(finished.status, ExitCode.ERROR)), options

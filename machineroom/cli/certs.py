@@ -13,11 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
-import signal
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +24,6 @@ import click
 from machineroom.cli.context import (
     connection_options,
     inventory_options,
-    make_connect_options,
     make_workspace,
 )
 from machineroom.errors import ExitCode, InputError, MachineroomError
@@ -83,31 +80,6 @@ def ensure_key_pair(private: Path, public: Path, comment: str) -> bool:
     public.write_bytes(public_text + b" " + comment.encode() + b"\n")
     os.chmod(public, 0o644)
     return True
-
-
-def with_recorded_keys(
-    hosts: Iterable[Host], res_by_id: Mapping[str, Mapping[str, Any]]
-) -> list[Host]:
-    """The hosts, each without an `ssh_key` of its own given the key its `res` records.
-
-    A host takes `res.local_cert_path` when the cert stage recorded
-    `identity_cert_installed` and the key file exists on this workstation; the inventory's
-    password stays as the fallback (paramiko tries keys before the password).
-    """
-    result = []
-    for host in hosts:
-        res = res_by_id.get(host.id, {})
-        path = res.get("local_cert_path")
-        if (
-            not host.ssh_key
-            and host.connection == "ssh"
-            and res.get("identity_cert_installed")
-            and isinstance(path, str)
-            and os.path.isfile(os.path.expanduser(path))
-        ):
-            host = dataclasses.replace(host, ssh_key=path)
-        result.append(host)
-    return result
 
 
 def find_cert_role() -> Path:
@@ -253,86 +225,38 @@ def _run_cert_stage(
     connect: dict[str, Any],
 ) -> int:
     """Run the add-cert playbook as `apply` does, then verify key logins; the exit code."""
-    from machineroom.cli.apply import prepare
-    from machineroom.cli.servers import sync_servers
-    from machineroom.connection.pool import ConnectionPool
-    from machineroom.events import EventBus
-    from machineroom.executor.hoststate import RunOptions, RunShared
-    from machineroom.executor.play import run_playbook
-    from machineroom.report import make_reporter
-    from machineroom.state.recorder import StateRecorder
-    from machineroom.templating import Templar
+    from machineroom.cli.apply import execute, prepare
+    from machineroom.executor.hoststate import RunOptions
 
     store = workspace.open_state()
     store.mark_interrupted_runs()
-    prepared = prepare(workspace, playbook, None, frozenset(), (extra,))
-    res_by_id = {r.id: r.res for r in store.servers()}
-    prepared.play_hosts = [with_recorded_keys(hs, res_by_id) for hs in prepared.play_hosts]
+    try:
+        prepared = prepare(workspace, playbook, None, frozenset(), (extra,))
+    except BaseException:
+        store.close()
+        raise
     hosts = prepared.play_hosts[0]
     if not hosts:
         click.echo("no hosts matched", err=True)
         store.close()
         return ExitCode.OK
-    sync_servers(store, list(workspace.inventory.hosts.values()))
-    run_id = store.start_run(
-        "add-cert",
-        " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])]),
-        args={"check": check, "key": str(private)},
-        playbook="add-cert",
-        inventory=",".join(workspace.inventory_paths),
-    )
-    for host in workspace.inventory.hosts.values():
-        for secret in (host.password, host.become_password):
-            if secret is not None and secret.kind == "plain":
-                store.add_secret(secret.value)
-    recorder = StateRecorder(store, run_id)
-    reporter = make_reporter(as_json=as_json, verbosity=verbose, diff=False)
-    options = make_connect_options(
+    code, options = execute(
         workspace,
-        **connect,
-        on_command=lambda host, result: recorder.record_command(host.id, result),
-    )
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
-    shared = RunShared(
-        options=RunOptions(
+        store,
+        prepared,
+        kind="add-cert",
+        playbook_label="add-cert",
+        args={"check": check, "key": str(private)},
+        run_options=RunOptions(
             check=check,
             forks=forks,
             extra_vars=prepared.extra_vars,
             extra_var_sources=prepared.extra_sources,
             verbosity=verbose,
         ),
-        inventory=workspace.inventory,
-        pool=pool,
-        bus=EventBus([recorder, reporter]),
-        templar=Templar(),
-        decrypt=options.decrypt,
-        playbook_dir=prepared.playbook_dir,
-        server_res=res_by_id,
+        connect=connect,
+        as_json=as_json,
     )
-    finished = None
-    try:
-        finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        reporter.close()
-        recorder.abort()
-        store.close()
-        click.echo("\naborted: run marked interrupted", err=True)
-        os._exit(ExitCode.INTERRUPTED)
-    finally:
-        if sys.exc_info()[0] is not KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            reporter.close()
-            pool.close_all()
-            recorder.close(unfinished_status="error")
-    assert finished is not None
-    codes = {
-        "ok": ExitCode.OK,
-        "failed": ExitCode.HOSTS_FAILED,
-        "unreachable": ExitCode.UNREACHABLE,
-        "interrupted": ExitCode.INTERRUPTED,
-    }
-    code = codes.get(finished.status, ExitCode.ERROR)
     if check or code == ExitCode.INTERRUPTED:
         store.close()
         return code

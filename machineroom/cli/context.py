@@ -10,10 +10,11 @@ Where things live when the user does not say:
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -130,13 +131,18 @@ class Workspace:
 
         return open_state(self.state_path)
 
-    def retired_ids(self) -> set[str]:
-        """Ids of the servers `machineroom retire` took out of service."""
+    def server_res(self) -> dict[str, dict[str, Any]]:
+        """Each known server's `res` (what stages and scans recorded)."""
         store = self.open_state()
         try:
-            return {row.id for row in store.servers() if row.res.get("retired")}
+            return {row.id: row.res for row in store.servers()}
         finally:
             store.close()
+
+    def retired_ids(self, res: dict[str, dict[str, Any]] | None = None) -> set[str]:
+        """Ids of the servers `machineroom retire` took out of service."""
+        res = self.server_res() if res is None else res
+        return {server for server, values in res.items() if values.get("retired")}
 
     def select(self, pattern: str, include_retired: bool = False) -> list[Host]:
         """Hosts matching an Ansible-style pattern, without retired ones unless asked."""
@@ -147,13 +153,40 @@ class Workspace:
         missing = missing_key_files(hosts)
         if missing:
             raise InputErrors(missing)
+        res = self.server_res()
+        hosts = with_recorded_keys(hosts, res)
         if include_retired:
             return hosts
-        retired = self.retired_ids()
+        retired = self.retired_ids(res)
         skipped = [h.id for h in hosts if h.id in retired]
         if skipped:
             click.echo(f"skipping retired: {', '.join(skipped)}", err=True)
         return [h for h in hosts if h.id not in retired]
+
+
+def with_recorded_keys(
+    hosts: Iterable[Host], res_by_id: Mapping[str, Mapping[str, Any]]
+) -> list[Host]:
+    """The hosts, each without an `ssh_key` of its own given the key its `res` records.
+
+    A host takes `res.local_cert_path` when the cert stage recorded
+    `identity_cert_installed` and the key file exists on this workstation; the inventory's
+    password stays as the fallback (paramiko tries keys before the password).
+    """
+    result = []
+    for host in hosts:
+        res = res_by_id.get(host.id, {})
+        path = res.get("local_cert_path")
+        if (
+            not host.ssh_key
+            and host.connection == "ssh"
+            and res.get("identity_cert_installed")
+            and isinstance(path, str)
+            and os.path.isfile(os.path.expanduser(path))
+        ):
+            host = dataclasses.replace(host, ssh_key=path)
+        result.append(host)
+    return result
 
 
 def find_inventory_paths(given: tuple[str, ...]) -> tuple[str, ...]:

@@ -83,9 +83,9 @@ class ConnectionPool:
 
     def get(self, host: Host) -> Connection:
         """The host's open connection: reused when alive, (re)opened otherwise."""
-        with self._host_lock(host.id):
+        with self._host_lock(_key(host)):
             with self._lock:
-                conn = self._connections.get(host.id)
+                conn = self._connections.get(_key(host))
             if conn is not None and conn.is_alive():
                 return conn
             return self._open(host, conn)
@@ -95,10 +95,10 @@ class ConnectionPool:
         if dead is not None:
             dead.close()
             with self._lock:
-                self._connections.pop(host.id, None)
+                self._connections.pop(_key(host), None)
         conn = self._opener(host, self.options, self.tunnels)
         with self._lock:
-            self._connections[host.id] = conn
+            self._connections[_key(host)] = conn
             self.opened += 1
         return conn
 
@@ -119,9 +119,9 @@ class ConnectionPool:
         except SessionDropped as e:
             if e.started:
                 raise
-        with self._host_lock(host.id):
+        with self._host_lock(_key(host)):
             with self._lock:
-                current = self._connections.get(host.id)
+                current = self._connections.get(_key(host))
             # Another thread may have reopened it already; otherwise reopen it now.
             if current is conn or current is None or not current.is_alive():
                 current = self._open(host, current)
@@ -129,9 +129,9 @@ class ConnectionPool:
 
     def close(self, host: Host) -> None:
         """Close one host's connection, if open."""
-        with self._host_lock(host.id):
+        with self._host_lock(_key(host)):
             with self._lock:
-                conn = self._connections.pop(host.id, None)
+                conn = self._connections.pop(_key(host), None)
             if conn is not None:
                 conn.close()
 
@@ -152,3 +152,8 @@ class ConnectionPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close_all()
+
+
+def _key(host: Host) -> str:
+    """One connection per host and way of reaching it (a play may run a host locally)."""
+    return f"{host.id}@{host.connection}"

@@ -65,6 +65,7 @@ class RunShared:
     playbook_dir: str = "."
     stop: threading.Event = field(default_factory=threading.Event)
     server_res: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    vault_in_vars: bool = False  # decrypt vault values found in variables, as they are used
 
 
 @dataclass

@@ -78,7 +78,12 @@ def task_vars(
         extra_vars=rs.options.extra_vars,
         magic=_magic(hs, ps, rs, role),
     )
-    return stack.resolve()
+    values = stack.resolve()
+    if rs.vault_in_vars and rs.decrypt is not None:
+        from machineroom.vault import decrypt_tree
+
+        values = {k: decrypt_tree(v, rs.decrypt) for k, v in values.items()}
+    return values
 
 
 def _magic(hs: HostState, ps: PlayShared, rs: RunShared, role: RoleRef | None) -> dict[str, Any]:
@@ -111,6 +116,8 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
     where = Where(task.location, name, hs.host.id)
 
     def finish(status: TaskStatus, **fields: Any) -> TaskStatus:
+        if task.no_log:
+            fields = _censored(fields)
         rs.bus.emit(
             TaskFinished(
                 host=hs.host.id,
@@ -233,6 +240,19 @@ def _ignored(finish: Any, outcome: Outcome, result: Mapping[str, Any]) -> TaskSt
     return "ok"  # an ignored failure lets the host go on
 
 
+NO_LOG = "(output hidden: no_log)"
+
+
+def _censored(fields: dict[str, Any]) -> dict[str, Any]:
+    """A no_log task's event: its status stays, its text goes."""
+    hidden = dict(fields)
+    for key in ("msg", "stdout", "stderr", "diff"):
+        if hidden.get(key):
+            hidden[key] = NO_LOG
+    hidden["result"] = {"censored": NO_LOG} if hidden.get("result") else {}
+    return hidden
+
+
 def _item_event(
     hs: HostState,
     task: Task,
@@ -242,6 +262,8 @@ def _item_event(
     msg: str = "",
     diff: str = "",
 ) -> TaskFinished:
+    if task.no_log:
+        msg, diff, label = (NO_LOG if msg else ""), (NO_LOG if diff else ""), "(hidden)"
     return TaskFinished(
         host=hs.host.id,
         task_id=task.id,

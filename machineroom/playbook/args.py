@@ -95,14 +95,23 @@ def parse_kv(text: str, *, raw_keys: frozenset[str] | None = None) -> tuple[dict
     """
     found: dict[str, str] = {}
     rest: list[str] = []
+    taken: list[str] = []
     for token in split_args(text):
         key, sep, value = token.partition("=")
         is_kv = bool(sep) and key.isidentifier()
         if is_kv and (raw_keys is None or key in raw_keys):
             found[key] = unquote(value)
+            taken.append(token)
         else:
             rest.append(token)
-    return found, " ".join(rest)
+    if raw_keys is None:
+        return found, " ".join(rest)
+    # Free-form text keeps its own spacing and line breaks (a `shell: |` script); only the
+    # tokens taken out as arguments are cut from it.
+    remaining = text
+    for token in taken:
+        remaining = remaining.replace(token, "", 1)
+    return found, remaining.strip() if taken else text
 
 
 def is_template(value: Any) -> bool:

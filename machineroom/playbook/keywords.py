@@ -42,6 +42,7 @@ TASK_KEYWORDS = frozenset(
         "diff",
         "run_once",
         "any_errors_fatal",
+        "no_log",
     }
 )
 # Block keywords the Block model has no field for: pushed down to each task that lacks them.
@@ -52,6 +53,7 @@ PUSHED_DOWN = (
     "any_errors_fatal",
     "ignore_unreachable",
     "run_once",
+    "no_log",
 )
 # Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
 UNSUPPORTED = frozenset(
@@ -63,7 +65,6 @@ UNSUPPORTED = frozenset(
         "async",
         "poll",
         "throttle",
-        "no_log",
         "remote_user",
         "connection",
         "port",
@@ -168,5 +169,6 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "check_mode": bool_or_none(node.get("check_mode")),
         "diff": bool_or_none(node.get("diff")),
         "run_once": node.get("run_once") is True,
+        "no_log": node.get("no_log") is True,
         "any_errors_fatal": bool_or_none(node.get("any_errors_fatal")),
     }

@@ -71,6 +71,7 @@ class Task:
     diff: bool | None = None
     run_once: bool = False
     any_errors_fatal: bool | None = None
+    no_log: bool = False  # hide the task's output, diff and result everywhere
     role: RoleRef | None = None
     location: Location | None = None
     # a stable id, e.g. "site.yml:14" (+ "#2" for imports repeated), used in results and resume

@@ -442,7 +442,7 @@ def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
             current = getattr(item, key)
             if key == "environment":
                 changes[key] = MappingProxyType({**value, **current})
-            elif key in ("ignore_unreachable", "run_once"):
+            elif key in ("ignore_unreachable", "run_once", "no_log"):
                 changes[key] = current or value
             elif current is None:
                 changes[key] = value
