@@ -391,6 +391,8 @@ def run_tool(setup: Setup, hosts: Hosts, tool: str, rnd: int, logs: Path) -> lis
         else:
             row["commands_per_task_host"] = round(commands / (setup.n * TASKS), 2)
             row["changed"] = parse_changed(tool, text)
+            if found := re.search(r"^run \d+: \w+ in ([\d.]+)s", text, re.M):
+                row["engine_seconds"] = float(found.group(1))  # machineroom: run start to end
             problems = verify(roots)
             if phase == "rerun" and row["changed"] not in (0, None):
                 problems.insert(0, f"re-run reported {row['changed']} changes")

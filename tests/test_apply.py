@@ -609,10 +609,9 @@ def test_retries_until_tags_timeout_and_any_errors_fatal(project: Project) -> No
         """,
     )
     project.sh("h8:h9", "rm -f /srv/attempts /srv/slow")
-    started = time.monotonic()
     out, report = project.apply("site.yml", "--skip-tags", "slow")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert time.monotonic() - started < 5
+    assert tasks_of(report, "h8")["too long"]["duration"] < 4  # cut at 1 s, not slept out
     assert project.sh("h8", "wc -l < /srv/attempts") == "3\n"
     assert project.sh("h8", "test -e /srv/slow || echo skipped") == "skipped\n"
     assert tasks_of(report, "h8")["count attempts until the third"]["status"] == "changed"

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from machineroom.connection import ConnectOptions, Connection
+from machineroom.connection import Connection, ConnectOptions
 from machineroom.connection import open_connection as connect
 from machineroom.inventory.model import Host
 from machineroom.lab import Lab
@@ -119,7 +119,10 @@ class DockerHost:
     def apply(self, playbook: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
         started = time.monotonic()
         out = machineroom("apply", str(playbook), "--json", *args, cwd=self.root)
-        TIMES[f"apply {playbook.stem} {' '.join(args)}".strip()] = time.monotonic() - started
+        label = f"apply {playbook.stem} {' '.join(args)}".strip()
+        TIMES[f"{label} #{sum(k.startswith(label + ' #') for k in TIMES) + 1}"] = (
+            time.monotonic() - started
+        )
         try:
             report = json.loads(out.stdout)
         except json.JSONDecodeError:
@@ -230,7 +233,7 @@ def docker_ready(docker_host: DockerHost) -> DockerHost:
     playbook = docker_host.playbook(
         "docker.yml", ["docker"], {"docker_daemon_options": SAFE_DAEMON}
     )
-    out, report = docker_host.apply(playbook)
+    out, _ = docker_host.apply(playbook)
     assert out.returncode == 0, out.stdout + out.stderr
     _start_capable_daemon(docker_host)
     images = docker_host.sh(BUILD_IMAGES).split()
@@ -397,10 +400,10 @@ def test_compose_refuses_an_invalid_definition_and_changes_nothing(
     host = docker_ready
     args = {"project_src": "/srv/valid", "definition": GOOD, "env": {"V": "1"}}
     assert host.compose(args).status == "changed"
-    bad = {"services": {"app": {**GOOD["services"]["app"], "restart": "sometimes"}}}
+    bad = {"services": {"app": {**GOOD["services"]["app"], "restart_policy": "sometimes"}}}
     outcome = host.compose({**args, "definition": bad})
     assert outcome.status == "failed"
-    assert "invalid" in outcome.msg and "restart" in outcome.msg
+    assert "invalid" in outcome.msg and "restart_policy" in outcome.msg
     assert "sometimes" not in host.sh("cat /srv/valid/docker-compose.yml")
     assert host.sh("ls -A /srv/valid").split() == [".env", "docker-compose.yml"]
 

@@ -30,6 +30,9 @@ STAGES = """\
 """
 
 
+MACHINEROOM = (sys.executable, "-m", "machineroom")
+
+
 def machineroom(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "machineroom", *args],
@@ -133,7 +136,7 @@ def changed(report: Any) -> int:
 
 @pytest.fixture
 def last(tmp_path: Path, lab: Lab) -> Project:
-    return Project(tmp_path, lab, -1)
+    return Project(tmp_path, lab, -3)
 
 
 def test_add_cert_from_password_login_then_key_only(
@@ -181,7 +184,7 @@ def test_add_cert_from_password_login_then_key_only(
 
 
 def test_restricted_key_runs_only_its_forced_command(tmp_path: Path, lab: Lab) -> None:
-    project = Project(tmp_path, lab, -2)
+    project = Project(tmp_path, lab, -4)
     monitor, monitor_line = new_key(tmp_path, "monitor")
     key, _ = new_key(tmp_path, "admin")
     project.inventory("root", key=str(lab.key))
@@ -221,7 +224,7 @@ def test_restricted_key_runs_only_its_forced_command(tmp_path: Path, lab: Lab) -
 
 
 def test_env_precedence_files_and_secrets(tmp_path: Path, lab: Lab, hermetic: Path) -> None:
-    project = Project(tmp_path, lab, -3)
+    project = Project(tmp_path, lab, -5)
     project.inventory("deploy", password="deploy-pass")
     secret = "tok-9f3a-never-shown"
     project.write(
@@ -266,16 +269,19 @@ def test_env_precedence_files_and_secrets(tmp_path: Path, lab: Lab, hermetic: Pa
         assert secret not in output
 
 
-@pytest.mark.xfail(
-    strict=True, reason="engine: `!vault |` values in inventory vars are not decrypted"
-)
 def test_env_vault_secret_is_written_but_never_shown(tmp_path: Path, lab: Lab) -> None:
-    project = Project(tmp_path, lab, -3)
+    project = Project(tmp_path, lab, -5)
     project.inventory("root", key=str(lab.key))
     key, _ = new_key(tmp_path, "admin")
     vault_env = {"MACHINEROOM_VAULT_PASSWORD": "stages-test"}
-    cipher = machineroom(
-        "vault", "encrypt-string", "--stdin", "--name", "DB_PASSWORD", cwd=tmp_path, env=vault_env
+    cipher = subprocess.run(
+        [*MACHINEROOM, "vault", "encrypt-string", "--stdin", "--name", "DB_PASSWORD"],
+        cwd=tmp_path,
+        input="vault-plain-1",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **vault_env},
+        check=True,
     )
     secret_yaml = "    ".join(cipher.stdout.splitlines(keepends=True))
     (tmp_path / "group_vars").mkdir()
@@ -289,7 +295,7 @@ def test_env_vault_secret_is_written_but_never_shown(tmp_path: Path, lab: Lab) -
 
 
 def test_stages_check_mode_idempotent_and_listed(tmp_path: Path, lab: Lab) -> None:
-    project = Project(tmp_path, lab, -4)
+    project = Project(tmp_path, lab, -6)
     key, _ = new_key(tmp_path, "admin")
     project.inventory("root", key=str(lab.key))
     project.write("group_vars/all.yml", f"cert_public_key_path: {key}.pub\n")
@@ -319,7 +325,7 @@ def test_stages_check_mode_idempotent_and_listed(tmp_path: Path, lab: Lab) -> No
 def test_python_missing_is_installed_or_reported(tmp_path: Path, lab: Lab) -> None:
     """python3 hidden from PATH: check mode says it would install; the real run installs
     (apt reinstalls nothing when the package is there, so only the probe is faked)."""
-    project = Project(tmp_path, lab, -4)
+    project = Project(tmp_path, lab, -6)
     key, _ = new_key(tmp_path, "admin")
     project.inventory("root", key=str(lab.key))
     project.write(

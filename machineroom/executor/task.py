@@ -112,7 +112,6 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
     failure was not ignored: the caller then goes to `rescue` or stops the host)."""
     started = time.monotonic()
     name = task.display_name
-    base_vars = task_vars(task, hs, ps, rs, scope)
     where = Where(task.location, name, hs.host.id)
 
     def finish(status: TaskStatus, **fields: Any) -> TaskStatus:
@@ -134,6 +133,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
 
     conditions = (*scope.when, *task.when)
     try:
+        base_vars = task_vars(task, hs, ps, rs, scope)  # may need the vault: can fail
         items = _loop_items(task, base_vars, rs, where)
         if items is None and not _holds(conditions, base_vars, rs, where):
             _register(hs, task, {"changed": False, "skipped": True, "skip_reason": "when"})
