@@ -635,3 +635,26 @@ def test_retries_until_tags_timeout_and_any_errors_fatal(project: Project) -> No
     out, report = project.apply("fatal.yml")
     assert out.returncode == 2
     assert project.sh("h9", "test -e /srv/after-fatal || echo stopped") == "stopped\n"
+
+
+def test_no_log_hides_output_and_run_once_runs_on_one_host(project: Project) -> None:
+    project.write(
+        "site.yml",
+        """\
+        - hosts: web
+          gather_facts: false
+          tasks:
+            - command: echo hidden-token-42
+              no_log: true
+            - shell: hostname > /srv/run-once; rm -f /srv/run-once-other
+              run_once: true
+        """,
+    )
+    project.sh("h8:h9", "rm -f /srv/run-once")
+    out = machineroom("apply", "site.yml", "-vv", cwd=project.root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "hidden-token-42" not in out.stdout + out.stderr
+    dump = "\n".join(sqlite3.connect(project.root / ".machineroom" / "state.db").iterdump())
+    assert "hidden-token-42" not in dump  # neither task results nor the audit log
+    assert project.sh("h8", "cat /srv/run-once") == "h8\n"
+    assert project.sh("h9", "test -e /srv/run-once || echo not-here") == "not-here\n"

@@ -383,9 +383,16 @@ def execute(
     options = make_connect_options(
         workspace,
         **connect,
-        on_command=lambda host, result: recorder.record_command(host.id, result),
+        on_command=lambda host, result: audit(host, result),
     )
     decrypt = options.decrypt
+
+    def audit(host: Host, result: Any) -> None:
+        if host.id in shared.quiet_hosts:  # a no_log task: that it ran, not what or its output
+            result = dataclasses.replace(
+                result, command="(hidden: no_log)", stdout="(hidden: no_log)", stderr=""
+            )
+        recorder.record_command(host.id, result)
 
     def reveal(ciphertext: str) -> str:
         # every secret the run decrypts is masked in the database from then on

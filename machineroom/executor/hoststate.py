@@ -66,6 +66,8 @@ class RunShared:
     stop: threading.Event = field(default_factory=threading.Event)
     server_res: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     vault_in_vars: bool = False  # decrypt vault values found in variables, as they are used
+    # hosts running a no_log task right now: their commands' output stays out of the audit log
+    quiet_hosts: set[str] = field(default_factory=set)
 
 
 @dataclass

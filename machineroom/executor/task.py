@@ -131,6 +131,8 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         )
         return status
 
+    if task.run_once and ps.hosts and hs.host.id != ps.hosts[0].host.id:
+        return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
     conditions = (*scope.when, *task.when)
     try:
         base_vars = task_vars(task, hs, ps, rs, scope)  # may need the vault: can fail
@@ -299,14 +301,19 @@ def _run_once(
             ctx = _module_context(task, hs, rs, scope, variables, where)
             if module.name == "assert":
                 args = _evaluate_assert(args, variables, rs, where)
-            outcome = run_module(
-                module,
-                args,
-                ctx,
-                None if module.local else rs.pool.get(hs.host),
-                become=_become(task, hs, ps, rs, scope, variables, where),
-                timeout=task.timeout,
-            )
+            if task.no_log:
+                rs.quiet_hosts.add(hs.host.id)
+            try:
+                outcome = run_module(
+                    module,
+                    args,
+                    ctx,
+                    None if module.local else rs.pool.get(hs.host),
+                    become=_become(task, hs, ps, rs, scope, variables, where),
+                    timeout=task.timeout,
+                )
+            finally:
+                rs.quiet_hosts.discard(hs.host.id)
         except ConnectionFailure as exc:
             return Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
         except CommandTimeout as exc:
