@@ -8,7 +8,7 @@ then for each host count N runs the "env stage" workload (benchmarks/workload: 1
 host) with every tool, interleaved round by round: a first run on clean hosts (everything
 changes) and an idempotent re-run (nothing changes). Each first run is checked on every host
 (files, modes, contents) so that a broken run cannot look fast; each re-run must report no
-change. Writes benchmarks/results/latest.{md,json,png} (and a copy named by date).
+change. Writes benchmarks/results/latest.{md,json,png}.
 
 How each figure is taken (see benchmarks/README.md):
 - wall: the tool's process, start to exit, interpreter start-up included.
@@ -119,8 +119,13 @@ def _os_name() -> str:
 
 
 def load1() -> float:
-    """The machine's 1-minute load average now."""
+    """The machine's 1-minute load average now (it lags: the previous run weighs in)."""
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def runnable() -> int:
+    """Processes runnable at this instant, machine-wide (minus this one)."""
+    return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
 
 
 # ------------------------------------------------------------------------ lab hosts
@@ -247,7 +252,7 @@ def measure(
 ) -> dict:
     """Run argv (output to `log`); wall, CPU, peak RSS of the tree, exit code."""
     full_env = dict(os.environ, **(env or {}))
-    load = load1()
+    load, ready = load1(), runnable()
     with log.open("wb") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -268,6 +273,7 @@ def measure(
         "tree_rss_mb": round(sampler.peak_kb / 1024, 1),
         "rc": proc.returncode,
         "load1": load,
+        "runnable": ready,
     }
 
 
@@ -426,7 +432,8 @@ def startup_times(logs: Path) -> dict[str, float]:
 
 
 def profile(setup: Setup, hosts: Hosts, out_dir: Path) -> dict[str, str]:
-    """Profile machineroom's re-run at N hosts: import times, py-spy stacks, pyinstrument."""
+    """Profile machineroom's re-run at N hosts: import times, py-spy stacks of the threads
+    holding the GIL (Python CPU), pyinstrument of the main thread (wall)."""
     argv, _ = setup.command("machineroom")
     roots = hosts.first(setup.n)
     reset_targets(roots)
@@ -440,16 +447,21 @@ def profile(setup: Setup, hosts: Hosts, out_dir: Path) -> dict[str, str]:
     raw = out_dir / f"profile-n{setup.n}-pyspy.txt"
     subprocess.run(
         [str(TOOLS_VENV / "bin" / "py-spy"), "record", "--rate", "250", "--format", "raw",
-         "--threads", "-o", str(raw), "--", sys.executable, *argv],
+         "--gil", "--threads", "-o", str(raw), "--", sys.executable, *argv],
         capture_output=True, check=False,
     )  # fmt: skip
     files["pyspy_collapsed"] = str(raw)
+    # pyinstrument alone on the path: the tools venv's numpy would be imported by sqlite_utils
     site = next((TOOLS_VENV / "lib").glob("python*/site-packages"))
+    only = setup.work / "pyinstrument-path"
+    only.mkdir(exist_ok=True)
+    if not (only / "pyinstrument").exists():
+        (only / "pyinstrument").symlink_to(site / "pyinstrument")
     inst = out_dir / f"profile-n{setup.n}-pyinstrument.txt"
     subprocess.run(
         [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(inst),
          "-i", "0.0005", *argv],
-        env=dict(os.environ, PYTHONPATH=str(site)), capture_output=True, check=False,
+        env=dict(os.environ, PYTHONPATH=str(only)), capture_output=True, check=False,
     )  # fmt: skip
     files["pyinstrument_main_thread"] = str(inst)
     return files
@@ -668,10 +680,8 @@ def main() -> None:
         "profiles": profiles,
         "notes": notes,
     }
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
-    for name in ("latest", stamp):
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-        (out_dir / f"{name}.md").write_text(render_markdown(result))
+    (out_dir / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out_dir / "latest.md").write_text(render_markdown(result))
     subprocess.run(
         [str(TOOLS_VENV / "bin" / "python"), str(BENCH / "chart.py"),
          str(out_dir / "latest.json"), str(out_dir / "latest.png")], check=False,

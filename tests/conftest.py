@@ -12,7 +12,7 @@ from machineroom.lab import Lab, start_lab, stop_lab
 
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")
-LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "28"))
+LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "31"))
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 def lab() -> Iterator[Lab]:
     """A lab of real SSH hosts, started once per session and stopped at its end.
 
-    LAB_HOSTS hosts (default 28) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
+    LAB_HOSTS hosts (default 31) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
     port 22 (LAB_NET default 127.0.1); the lab lives in LAB_DIR (default /tmp/lab-mr-test).
     Each host is a real OpenSSH sshd with its own host key, hostname and copy-on-write root:
     what a test writes on one host is invisible to the others and to this machine.
@@ -55,8 +55,9 @@ def lab() -> Iterator[Lab]:
 
     Hosts are shared by the whole session; tests that change a host in ways others could
     notice keep to their own hosts: h1-h7 CLI and connection tests, h8-h13 engine tests,
-    hosts[-9:-6] the Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the
-    service module test, hosts[-1] the docker stage test (it installs a Docker engine).
+    hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the
+    Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the service module test,
+    hosts[-1] the docker stage test (it installs a Docker engine).
     A run that was killed leaves its hosts running; the next session's start stops them.
     """
     started = start_lab(LAB_HOSTS, LAB_DIR, net=LAB_NET, pam_nodelay=True)

@@ -488,7 +488,8 @@ def test_pool_many_hosts_in_parallel(lab: Lab, options: ConnectOptions) -> None:
 
         with ThreadPoolExecutor(len(hosts) * 2) as ex:
             results = list(ex.map(work, hosts + hosts))
-        assert all(len(ports) == 1 for ports in results)
+        reused = {h.id: ports for h, ports in zip(hosts + hosts, results, strict=True)}
+        assert all(len(ports) == 1 for ports in results), reused
         assert pool.opened == len(hosts) == len(pool)
     assert len(pool) == 0
 

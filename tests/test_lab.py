@@ -31,7 +31,8 @@ from machineroom.lab import (
 # The same settings as the session's `lab` fixture (conftest.py).
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")
-LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "20"))
+from conftest import LAB_HOSTS  # noqa: E402 - pytest puts tests/ on sys.path
+
 # Labs of their own (lifecycle tests) use the addresses after the session lab's hosts.
 OWN_FIRST = LAB_HOSTS + 1
 OWN_DIR = LAB_DIR + "-own"

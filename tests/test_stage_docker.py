@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dockerlab import BUILD_IMAGES, CLEAN_UP, DOCKER_TMPFS, SAFE_DAEMON, start_capable_daemon
 
 from machineroom.connection import Connection, ConnectOptions
 from machineroom.connection import open_connection as connect
@@ -36,28 +37,8 @@ from machineroom.modules.base import ModuleContext, Outcome, quote
 from machineroom.modules.runner import run_module
 
 ROLES = Path(__file__).resolve().parents[1] / "roles"
-SAFE_DAEMON = {
-    "bridge": "none",
-    "iptables": False,
-    "ip6tables": False,
-    "ip-forward": False,
-    "ip-masq": False,
-}
 IMAGE = "mr-app:1"
 TIMES: dict[str, float] = {}
-
-# The images: busybox (static) only; the command decides how a service behaves.
-BUILD_IMAGES = r"""
-set -e
-command -v busybox >/dev/null || apt-get install -y -q busybox-static >/dev/null
-d=$(mktemp -d); mkdir -p "$d/bin"; cp "$(command -v busybox)" "$d/bin/busybox"
-for a in sh sleep echo cat true false; do ln -s busybox "$d/bin/$a"; done
-for tag in mr-app:1 mr-app:2; do
-  tar -C "$d" -c . | docker import -c 'CMD ["/bin/sleep", "100000"]' - "$tag" >/dev/null
-done
-rm -rf "$d"
-docker images --format '{{.Repository}}:{{.Tag}}' | sort
-"""
 
 
 def machineroom(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -156,68 +137,21 @@ def _changed(report: Any) -> int:
     return int(sum(s["changed"] for s in report["stats"].values()))
 
 
-def _host_init_pid(lab_dir: str, name: str) -> int:
-    """The PID (on the machine) of the lab host's PID 1, found by its command line."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            len(argv) > 3
-            and argv[1].endswith(b"host_init.sh")
-            and argv[2:4]
-            == [
-                lab_dir.encode(),
-                name.encode(),
-            ]
-        ):
-            return int(entry.name)
-    raise AssertionError(f"no PID 1 for lab host {name}")
-
-
 def _start_capable_daemon(host: DockerHost) -> None:
     """Restart dockerd with CAP_NET_ADMIN, in a network namespace of its own (see the top)."""
-    host.sh("service docker stop >/dev/null 2>&1 || :; rm -f /var/run/docker-ssd.pid")
-    pid = _host_init_pid(host.lab.lab_dir, host.target.name)
-    subprocess.run(
-        [
-            "nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "--",
-            "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"LAB_ID={host.lab.lab_dir}",
-            "unshare", "--net", "--",
-            "sh", "-c", "ip link set lo up && service docker start",
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=60,
-    )  # fmt: skip
-    host.sh("i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 60 ]; sleep 0.5; done")
+    start_capable_daemon(host.lab.lab_dir, host.target.name, host.sh)
 
 
 def _clean_up(host: DockerHost) -> None:
     """No container, no daemon, no cgroup folder left behind on the machine."""
-    host.sh(
-        'ids=$(docker ps -aq 2>/dev/null); [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1;'
-        " service docker stop >/dev/null 2>&1;"
-        " for p in $(pidof dockerd containerd 2>/dev/null); do kill $p; done; sleep 1;"
-        " for d in /sys/fs/cgroup/*/docker; do"
-        '   [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done; :',
-        ok=False,
-    )
+    host.sh(CLEAN_UP, ok=False)
 
 
 @pytest.fixture(scope="module")
 def docker_host(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerHost]:
     """The last lab host, with a tmpfs on /var/lib/docker, before the docker role ran."""
     host = DockerHost(lab, tmp_path_factory.mktemp("docker"))
-    host.sh(
-        "mkdir -p /var/lib/docker && "
-        "{ mountpoint -q /var/lib/docker || mount -t tmpfs -o size=2g tmpfs /var/lib/docker; }"
-    )
+    host.sh(DOCKER_TMPFS)
     try:
         yield host
     finally:
