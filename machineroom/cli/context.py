@@ -25,6 +25,7 @@ from machineroom.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from machineroom.connection.base import ConnectOptions
+    from machineroom.connection.pool import ConnectionPool
     from machineroom.inventory.model import Host, Inventory
     from machineroom.state import StateStore
 
@@ -264,6 +265,42 @@ def make_connect_options(
         decrypt=make_decrypt(vault_password_file, ask_vault_password),
         on_command=on_command,
     )
+
+
+def audited_pool(
+    workspace: Workspace,
+    store: StateStore,
+    run_id: int,
+    *,
+    label: str | None = None,
+    **connect: Any,
+) -> tuple[ConnectionPool, ConnectOptions]:
+    """A connection pool whose every command lands in the audit log of run `run_id`.
+
+    `connect` holds the `connection_options` values. `label` stands in for the command
+    text and its output when those are a long built-in script (facts, scan-docker); the
+    exit code, duration and stderr are kept either way.
+    """
+    from machineroom.connection.pool import ConnectionPool
+
+    def audit(host: Host, result: Any) -> None:
+        if label is None:
+            store.record_command(
+                run_id,
+                host.id,
+                result.command,
+                result.exit_code,
+                result.duration,
+                result.stdout,
+                result.stderr,
+            )
+        else:
+            store.record_command(
+                run_id, host.id, label, result.exit_code, result.duration, "", result.stderr
+            )
+
+    options = make_connect_options(workspace, **connect, on_command=audit)
+    return ConnectionPool(options, workspace.inventory.tunnels), options
 
 
 def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:

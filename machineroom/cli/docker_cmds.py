@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from machineroom.cli.context import (
+    audited_pool,
     connection_options,
     inventory_options,
-    make_connect_options,
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
 from machineroom.errors import ExitCode
 
 if TYPE_CHECKING:
-    from machineroom.inventory.model import Host
+    pass
 
 MARK = "__mr__"
 # No docker: a marker, not a failure; a daemon that does not answer: exit 3 with its message.
@@ -106,7 +105,6 @@ def scan_docker_command(
     """List the containers of the hosts matching PATTERN and their state (one remote command
     each), and keep each host's list in its `res.containers` (`res.containers_at`: when).
     Exit status 2 when docker failed on a host, 3 when a host was unreachable."""
-    from machineroom.connection.pool import ConnectionPool
     from machineroom.executor.adhoc import run_everywhere
 
     workspace = make_workspace(inventory_paths, state_path)
@@ -116,31 +114,18 @@ def scan_docker_command(
     run_id = store.start_run(
         "scan-docker", "machineroom scan-docker " + pattern, args={"pattern": pattern}
     )
-    lock = threading.Lock()
-
-    def audit(host: Host, result: Any) -> None:
-        with lock:
-            store.record_command(
-                run_id,
-                host.id,
-                "(scan docker)",
-                result.exit_code,
-                result.duration,
-                "",
-                result.stderr,
-            )
-
-    options = make_connect_options(
+    pool, _ = audited_pool(
         workspace,
+        store,
+        run_id,
+        label="(scan docker)",
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         known_hosts=known_hosts,
         accept_new_host_keys=accept_new_host_keys,
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
-        on_command=audit,
     )
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
     try:
         outcomes = run_everywhere(hosts, SCAN_SCRIPT, pool, forks=forks, timeout=command_timeout)
     finally:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from machineroom.cli.context import (
+    audited_pool,
     connection_options,
     inventory_options,
-    make_connect_options,
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
 from machineroom.errors import ExitCode
-
-if TYPE_CHECKING:
-    from machineroom.inventory.model import Host
 
 
 @click.command("facts")
@@ -42,7 +38,6 @@ def facts_command(
     """Gather facts (OS, CPUs, memory, disks, docker, python) from the hosts matching
     PATTERN, one remote command each, and keep them in the database's facts history and in
     each server's `res.facts`."""
-    from machineroom.connection.pool import ConnectionPool
     from machineroom.executor.adhoc import run_everywhere
     from machineroom.modules.base import CommandOutput, ModuleContext
     from machineroom.modules.facts import FactsModule
@@ -52,34 +47,21 @@ def facts_command(
     store = workspace.open_state()
     sync_servers(store, list(workspace.inventory.hosts.values()))
     run_id = store.start_run("facts", "machineroom facts " + pattern, args={"pattern": pattern})
-    lock = threading.Lock()
-
-    def audit(host: Host, result: Any) -> None:
-        with lock:
-            store.record_command(
-                run_id,
-                host.id,
-                "(gather facts)",
-                result.exit_code,
-                result.duration,
-                "",
-                result.stderr,
-            )
-
-    options = make_connect_options(
+    module = FactsModule()
+    step = module.build({}, ModuleContext(host_id="*"))
+    assert step is not None
+    pool, _ = audited_pool(
         workspace,
+        store,
+        run_id,
+        label="(gather facts)",
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         known_hosts=known_hosts,
         accept_new_host_keys=accept_new_host_keys,
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
-        on_command=audit,
     )
-    module = FactsModule()
-    step = module.build({}, ModuleContext(host_id="*"))
-    assert step is not None
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
     try:
         outcomes = run_everywhere(hosts, step.script, pool, forks=forks, timeout=command_timeout)
     finally:

@@ -15,9 +15,9 @@ import click
 
 from machineroom.cli.context import (
     Workspace,
+    audited_pool,
     connection_options,
     inventory_options,
-    make_connect_options,
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
@@ -72,7 +72,6 @@ def run_command(
     3 a host was unreachable, 99 interrupted. Every command lands in the audit log.
     """
     from machineroom.connection.base import Become
-    from machineroom.connection.pool import ConnectionPool
     from machineroom.executor.adhoc import run_everywhere
 
     workspace = make_workspace(inventory_paths, state_path)
@@ -86,32 +85,18 @@ def run_command(
         args={"pattern": pattern, "command": text},
         inventory=",".join(workspace.inventory_paths),
     )
-    record_lock = threading.Lock()
-
-    def audit(host: Host, result: Any) -> None:
-        with record_lock:
-            store.record_command(
-                run_id,
-                host.id,
-                result.command,
-                result.exit_code,
-                result.duration,
-                result.stdout,
-                result.stderr,
-            )
-
-    options = make_connect_options(
+    pool, options = audited_pool(
         workspace,
+        store,
+        run_id,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         known_hosts=known_hosts,
         accept_new_host_keys=accept_new_host_keys,
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
-        on_command=audit,
     )
     _mask_secrets(store, hosts)
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
     stop = threading.Event()
 
     def show(outcome: HostOutcome) -> None:
