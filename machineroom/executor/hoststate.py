@@ -79,6 +79,17 @@ class PlayShared:
     gate: LockStep | None = None  # strategy linear
     abort: threading.Event = field(default_factory=threading.Event)  # any_errors_fatal etc.
     magic: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
+    _gather: bool | None = None
+
+    def gathers_facts(self, playbook_dir: str) -> bool:
+        """`gather_facts` as written, else whether the play could read a fact (decided once)."""
+        if self.play.gather_facts is not None:
+            return self.play.gather_facts
+        if self._gather is None:
+            from machineroom.executor.facts_needed import play_needs_facts
+
+            self._gather = play_needs_facts(self.play, [h.host for h in self.hosts], playbook_dir)
+        return self._gather
 
 
 class LockStep:

@@ -46,7 +46,7 @@ class HostWalker:
     def walk(self) -> None:
         """Every stage of the play in order (from the resume point), then leave the gate."""
         try:
-            if self.ps.play.gather_facts and not self._stopped():
+            if self.ps.gathers_facts(self.rs.playbook_dir) and not self._stopped():
                 status = self._task(FACTS_TASK, Scope(stage="facts"))
                 if status in ("failed", "unreachable"):
                     self._fail(FACTS_TASK, "facts")

@@ -18,7 +18,7 @@ from typing import Any
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.playbook.args import is_template
-from machineroom.playbook.keywords import parse_tags
+from machineroom.playbook.keywords import bool_or_none, parse_tags
 from machineroom.playbook.model import Block, Item, Play, Playbook, RoleRef, Stage, Task
 from machineroom.playbook.roles import RoleLoader
 from machineroom.playbook.tasks import (
@@ -266,7 +266,7 @@ def _load_play(
         max_fail_percentage=float(max_fail) if isinstance(max_fail, int | float) else None,
         any_errors_fatal=node.get("any_errors_fatal") is True,
         strategy="linear" if node.get("strategy") == "linear" else "free",
-        gather_facts=node.get("gather_facts") is not False,
+        gather_facts=bool_or_none(node.get("gather_facts")),
         check_mode=node.get("check_mode") if isinstance(node.get("check_mode"), bool) else None,
         tags=parse_tags(node.get("tags")),
         connection=connection if isinstance(connection, str) else None,

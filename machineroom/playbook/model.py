@@ -134,7 +134,8 @@ class Play:
     max_fail_percentage: float | None = None
     any_errors_fatal: bool = False
     strategy: Literal["free", "linear"] = "free"
-    gather_facts: bool = True  # as Ansible; our facts are one remote command
+    # None (not written): gather when the play could read a fact (executor/facts_needed.py)
+    gather_facts: bool | None = None
     check_mode: bool | None = None
     tags: frozenset[str] = frozenset()
     connection: str | None = None  # "local" runs every task on the workstation
