@@ -151,19 +151,13 @@ class BlockinfileModule(Module):
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
         """Changed when the file's content or attributes differed."""
-        path = args["path"]
-        if output.exit_code != 0:
-            return files_sh.failure(output, "blockinfile")
-        report, diff_text = files_sh.parse_report(output.stdout)
-        if report.get("missing") == "1":
-            return Outcome("ok", msg=f"{path} does not exist: no block to remove")
-        changed, diff, result = files_sh.file_outcome(
-            path, report, diff_text, check=ctx.check, want_diff=ctx.diff
+        return files_sh.edit_outcome(
+            args["path"],
+            ctx,
+            output,
+            module="blockinfile",
+            absent=args.get("state") == "absent",
+            missing="no block to remove",
+            removed="block removed",
+            added="block inserted or updated",
         )
-        if not changed:
-            return Outcome("ok", msg=files_sh.nothing_to_do(path, ctx.check), result=result)
-        what = "block removed" if args.get("state") == "absent" else "block inserted or updated"
-        if report.get("content") != "1":
-            what = "attributes changed"
-        prefix = "would be " if ctx.check else ""
-        return Outcome("changed", msg=f"{path}: {prefix}{what}", diff=diff, result=result)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from machineroom.errors import InputError
-from machineroom.modules.base import CommandOutput, Outcome, quote
+from machineroom.modules.base import CommandOutput, ModuleContext, Outcome, quote
 
 DIFF_MARKER = "@@machineroom-diff@@"
 FAIL_MARKER = "machineroom: "
@@ -412,3 +412,33 @@ def _bracket(pattern: str, i: int, what: str) -> tuple[int, str]:
         raise InputError(f"{what}: unterminated [ in {pattern!r}")
     out.append("]")
     return j + 1, "".join(out)
+
+
+def edit_outcome(
+    path: str,
+    ctx: ModuleContext,
+    output: CommandOutput,
+    *,
+    module: str,
+    absent: bool,
+    missing: str,
+    removed: str,
+    added: str,
+) -> Outcome:
+    """The outcome of an in-place edit (lineinfile, blockinfile) from `mr_put`'s report:
+    `missing` when there was no file to remove from, `removed`/`added` name the change."""
+    if output.exit_code != 0:
+        return failure(output, module)
+    report, diff_text = parse_report(output.stdout)
+    if report.get("missing") == "1":
+        return Outcome("ok", msg=f"{path} does not exist: {missing}")
+    changed, diff, result = file_outcome(
+        path, report, diff_text, check=ctx.check, want_diff=ctx.diff
+    )
+    if not changed:
+        return Outcome("ok", msg=nothing_to_do(path, ctx.check), result=result)
+    what = removed if absent else added
+    if report.get("content") != "1":
+        what = "attributes changed"
+    prefix = "would be " if ctx.check else ""
+    return Outcome("changed", msg=f"{path}: {prefix}{what}", diff=diff, result=result)

@@ -230,19 +230,13 @@ class LineinfileModule(Module):
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
         """Changed when the file's content or attributes differed."""
-        path = args["path"]
-        if output.exit_code != 0:
-            return files_sh.failure(output, "lineinfile")
-        report, diff_text = files_sh.parse_report(output.stdout)
-        if report.get("missing") == "1":
-            return Outcome("ok", msg=f"{path} does not exist: nothing to remove")
-        changed, diff, result = files_sh.file_outcome(
-            path, report, diff_text, check=ctx.check, want_diff=ctx.diff
+        return files_sh.edit_outcome(
+            args["path"],
+            ctx,
+            output,
+            module="lineinfile",
+            absent=args.get("state") == "absent",
+            missing="nothing to remove",
+            removed="line removed",
+            added="line added or replaced",
         )
-        if not changed:
-            return Outcome("ok", msg=files_sh.nothing_to_do(path, ctx.check), result=result)
-        what = "line removed" if args.get("state") == "absent" else "line added or replaced"
-        if report.get("content") != "1":
-            what = "attributes changed"
-        prefix = "would be " if ctx.check else ""
-        return Outcome("changed", msg=f"{path}: {prefix}{what}", diff=diff, result=result)

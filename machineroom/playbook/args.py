@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from machineroom.errors import InputError, Location, did_you_mean
+from machineroom.schema import TYPE_WORDS
 from machineroom.yamlio import key_location_of, location_of
 
 # Keys Ansible takes out of a free-form command line (`command: make creates=/x chdir=/src`).
@@ -28,15 +29,6 @@ RAW_KEYS = frozenset(
         "strip_empty_ends",
     }
 )
-_TYPE_WORDS = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "nothing",
-}
 
 
 def split_args(text: str) -> list[str]:
@@ -153,7 +145,7 @@ def _show(value: Any) -> str:
 
 def _types(kind: Any) -> str:
     names = [kind] if isinstance(kind, str) else list(kind)
-    return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+    return " or ".join(TYPE_WORDS.get(n, n) for n in names)
 
 
 def check_value(

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.yamlio import key_location_of, location_of
 
-_TYPE_WORDS = {
+# how a JSON Schema type is named in messages
+TYPE_WORDS = {
     "object": "a mapping",
     "array": "a list",
     "string": "a string",
@@ -112,7 +113,7 @@ def _show(value: Any, secret: bool = False) -> str:
 
 def _types(schema_type: str | Sequence[str]) -> str:
     names = [schema_type] if isinstance(schema_type, str) else list(schema_type)
-    words = [_TYPE_WORDS.get(n, n) for n in names if n != "null"] or ["nothing"]
+    words = [TYPE_WORDS.get(n, n) for n in names if n != "null"] or ["nothing"]
     return " or ".join(words)
 
 
