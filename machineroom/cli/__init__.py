@@ -35,6 +35,13 @@ COMMANDS: dict[str, str] = {
     "facts": "machineroom.cli.facts_cmd:facts_command",
     "scan-docker": "machineroom.cli.docker_cmds:scan_docker_command",
     "add-cert": "machineroom.cli.certs:add_cert_command",
+    "collect": "machineroom.cli.fleet_cmds:collect_command",
+    "status": "machineroom.cli.fleet_cmds:status_command",
+    "metrics": "machineroom.cli.fleet_cmds:metrics_command",
+    "alerts": "machineroom.cli.alerts_cmds:alerts_command",
+    "scheduler": "machineroom.cli.scheduler_cmds:scheduler_command",
+    "serve": "machineroom.cli.web_cmds:serve_command",
+    "token": "machineroom.cli.web_cmds:token_group",
 }
 ALIASES: dict[str, str] = {
     "list": "ls",

@@ -116,8 +116,94 @@ def _v2_history(db: Any) -> None:
     )
 
 
+def _v3_fleet(db: Any) -> None:
+    """Fleet operations: metric samples, each host's latest collection, alerts, access tokens,
+    schedule events, and who or what started a run."""
+    _execute_all(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN trigger TEXT;  -- NULL: a person at the CLI
+
+        -- One row per (host, metric): samples refer to it by a small integer, so a month of
+        -- 5-minute samples costs ~20 bytes a sample instead of repeating both names.
+        CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            host_id TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            UNIQUE (host_id, metric)
+        );
+        CREATE TABLE samples (
+            series_id INTEGER NOT NULL REFERENCES series (id) ON DELETE CASCADE,
+            at INTEGER NOT NULL,         -- unix seconds, UTC
+            value REAL NOT NULL,
+            PRIMARY KEY (series_id, at)
+        ) WITHOUT ROWID;
+        CREATE VIEW metrics AS
+            SELECT series.host_id AS host_id, series.metric AS metric, samples.value AS value,
+                   samples.at AS at
+            FROM samples JOIN series ON series.id = samples.series_id;
+
+        CREATE TABLE host_status (
+            host_id TEXT PRIMARY KEY NOT NULL,
+            reachable INTEGER NOT NULL,
+            last_attempt TEXT NOT NULL,
+            last_seen TEXT,
+            failures INTEGER NOT NULL,   -- consecutive collections that failed
+            error TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+            metrics TEXT NOT NULL,       -- JSON {metric: value} of the latest collection
+            containers TEXT NOT NULL,    -- JSON [{name, image, state, status}]
+            counters TEXT NOT NULL       -- JSON raw counters, for rates between collections
+        );
+
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            host_id TEXT NOT NULL,
+            subject TEXT NOT NULL,       -- what on the host: a mount, a container, '' for the host
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,         -- open | resolved
+            opened_at TEXT NOT NULL,
+            resolved_at TEXT,
+            value REAL,
+            message TEXT NOT NULL,
+            notified_open_at TEXT,
+            notified_resolved_at TEXT,
+            notify_error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE UNIQUE INDEX alerts_one_open ON alerts (rule, host_id, subject)
+            WHERE state = 'open';
+        CREATE INDEX alerts_host_time ON alerts (host_id, opened_at);
+        CREATE INDEX alerts_opened ON alerts (opened_at);
+
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,          -- viewer | operator | admin
+            hash TEXT NOT NULL UNIQUE,   -- sha256 of the token; the token itself is never kept
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            last_used_at TEXT,
+            expires_at TEXT,
+            revoked_at TEXT
+        );
+
+        CREATE TABLE schedule_events (
+            id INTEGER PRIMARY KEY,
+            schedule TEXT NOT NULL,
+            due_at TEXT NOT NULL,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,         -- started | finished | skipped | missed
+            run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX schedule_events_schedule ON schedule_events (schedule, id);
+        """,
+    )
+
+
 # Index i holds the migration from version i to version i + 1. Append only.
-MIGRATIONS: list[Migration] = [_v1_server_room, _v2_history]
+MIGRATIONS: list[Migration] = [_v1_server_room, _v2_history, _v3_fleet]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -70,6 +70,7 @@ class RunRow:
     git_commit: str | None
     args: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    trigger: str | None = None  # what started it when not a person: schedule:NAME, web:...
 
 
 def utc_now() -> datetime:
@@ -225,6 +226,7 @@ def run_row(row: dict[str, Any]) -> RunRow:
         git_commit=row["git_commit"],
         args=load_object(row["args"], f"runs {row['id']} args"),
         summary=load_object(row["summary"], f"runs {row['id']} summary"),
+        trigger=row.get("trigger"),
     )
 
 

@@ -11,19 +11,14 @@ Only this package imports sqlite3/sqlite_utils; callers pass primitives, never m
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import os
-import socket
 import sqlite3
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from machineroom.errors import StateError
+from machineroom.state.alerts import AlertStore
+from machineroom.state.metrics import MetricsStore
 from machineroom.state.records import (
     AUDIT_TAIL_LIMIT,
     FINAL_RUN_STATUSES,
@@ -31,7 +26,6 @@ from machineroom.state.records import (
     PASS_REF,
     TASK_OUTPUT_LIMIT,
     TASK_STATUSES,
-    Masker,
     RunRow,
     ServerRow,
     cap_middle,
@@ -39,100 +33,19 @@ from machineroom.state.records import (
     dump_json,
     iso,
     load_object,
-    login_name,
     process_alive,
     process_start,
     run_row,
     server_row,
     utc_now,
 )
+from machineroom.state.schedules import ScheduleStore
+from machineroom.state.tokens import TokenStore
 
 
-class StateStore:
-    """Servers, runs, task results, facts and the audit log of one state database.
-
-    Thread safety: one sqlite3 connection guarded by one lock. SQLite allows one writer at a
-    time anyway, so per-thread connections would only trade the lock for busy-timeout polling
-    between threads (sleep-and-retry, slower and unfair); one connection also keeps a
-    transaction from interleaving with another thread's statements.
-    """
-
-    def __init__(self, db: Any, path: Path) -> None:
-        self._db = db
-        self._path = path
-        self._lock = threading.RLock()
-        self._masker = Masker()
-        self._user = login_name()
-        self._workstation = socket.gethostname()
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
-
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection; the WAL is checkpointed by SQLite when the last one closes."""
-        with self._lock:
-            self._db.conn.close()
-
-    def add_secret(self, value: str) -> None:
-        """Mask `value` as `***` in every text written from now on (commands, output, res)."""
-        with self._lock:
-            self._masker.add(value)
-
-    # -- transactions ---------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StateError(f"{self._path}: {exc}") from None
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Any]:
-        with self._lock, self._translate():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                # Also on KeyboardInterrupt: nothing half-written stays behind.
-                if self._db.conn.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            try:
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.conn.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Any]:
-        with self._lock, self._translate():
-            yield self._db
-
-    def _mask(self, text: str) -> str:
-        return self._masker.text(text)
-
-    def _unknown_server(self, db: Any, server_id: str) -> StateError:
-        ids = [row[0] for row in db.execute("SELECT id FROM server_room").fetchall()]
-        close = difflib.get_close_matches(server_id, ids, n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        if not ids:
-            hint = " (the database has no servers yet; `machineroom import` adds them)"
-        return StateError(f"unknown server {server_id!r}{hint}")
+class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore):
+    """Servers, runs, task results, facts, the audit log, metrics, alerts, tokens and
+    schedule events of one state database (see StoreBase for the locking)."""
 
     # -- server_room ----------------------------------------------------------------------------
 
@@ -228,7 +141,11 @@ class StateStore:
         inventory: str | None = None,
         git_commit: str | None = None,
     ) -> int:
-        """Record a run as 'running' by this process and return its id."""
+        """Record a run as 'running' by this process and return its id.
+
+        $MACHINEROOM_TRIGGER, when set, says what started the process (the scheduler sets
+        `schedule:NAME`, the dashboard `web:TOKEN-NAME:NONCE`) and lands in `runs.trigger`.
+        """
         if not kind or not kind.replace("-", "").replace("_", "").isalnum():
             raise StateError(f"run kind {kind!r} must be a word such as apply, run, facts")
         pid = os.getpid()
@@ -247,6 +164,7 @@ class StateStore:
             "git_commit": git_commit,
             "args": dump_json(self._masker.data(args or {})),
             "summary": "{}",
+            "trigger": os.environ.get("MACHINEROOM_TRIGGER") or None,
         }
         with self._write() as db:
             return int(db["runs"].insert(record).last_pk)
