@@ -12,6 +12,10 @@ command -v setpriv >/dev/null      || need+=(util-linux)
 command -v openssl >/dev/null      || need+=(openssl)
 command -v git >/dev/null          || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# `--test`: also what only the test suite needs (a real browser for the dashboard tests).
+if [ "${1:-}" = "--test" ]; then
+    [ -x /usr/bin/chromium ]       || need+=(chromium)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "setup: missing ${need[*]}; run as root or install them" >&2

@@ -65,3 +65,23 @@ def lab() -> Iterator[Lab]:
         yield started
     finally:
         stop_lab(LAB_DIR)
+
+
+FLEET_LAB_DIR = os.environ.get("FLEET_LAB_DIR", LAB_DIR + "-fleet")
+FLEET_LAB_NET = os.environ.get("FLEET_LAB_NET", "127.0.2")
+FLEET_LAB_HOSTS = 12
+
+
+@pytest.fixture(scope="session")
+def fleet_lab() -> Iterator[Lab]:
+    """A second lab (same kind as `lab`) for the fleet-operations tests, on FLEET_LAB_NET
+    (default 127.0.2) in FLEET_LAB_DIR, so those tests can take hosts down and fill disks
+    without touching the engine tests' hosts. Hosts by test file: hosts[0:4] collection and
+    status (test_fleet_collect), hosts[4:7] alerts (test_fleet_alerts), hosts[7:8] the
+    scheduler (test_fleet_scheduler), hosts[8:12] the dashboard and API (test_web_*).
+    """
+    started = start_lab(FLEET_LAB_HOSTS, FLEET_LAB_DIR, net=FLEET_LAB_NET, pam_nodelay=True)
+    try:
+        yield started
+    finally:
+        stop_lab(FLEET_LAB_DIR)

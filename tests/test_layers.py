@@ -16,6 +16,9 @@ ALLOWED = {
     "sqlite_utils": ("state",),
     "sqlite3": ("state",),
     "jsonschema": ("schema",),
+    "fastapi": ("web",),
+    "starlette": ("web",),
+    "uvicorn": ("web", "cli"),
 }
 
 
