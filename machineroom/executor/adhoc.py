@@ -35,7 +35,7 @@ class HostOutcome:
 
 def run_everywhere(
     hosts: Sequence[Host],
-    command: str,
+    command: str | Callable[[Host], str],
     pool: ConnectionPool,
     *,
     forks: int = 50,
@@ -46,6 +46,7 @@ def run_everywhere(
 ) -> list[HostOutcome]:
     """Run `command` on every host (at most `forks` at once); outcomes in `hosts` order.
 
+    `command` is one command line for every host, or a function giving each host its own.
     `become(host)` gives the sudo settings for a host (each host may have its own password).
 
     On Ctrl-C (or when `stop` is set) hosts that have not started are left out of the returned
@@ -59,9 +60,8 @@ def run_everywhere(
             return None
         started = time.monotonic()
         try:
-            result = pool.run(
-                host, command, become=become(host) if become else None, timeout=timeout
-            )
+            text = command(host) if callable(command) else command
+            result = pool.run(host, text, become=become(host) if become else None, timeout=timeout)
             outcome = HostOutcome(
                 host, "ok" if result.ok else "failed", result, duration=time.monotonic() - started
             )

@@ -86,6 +86,19 @@ class MetricsStore(StoreBase):
                 previous[2] if previous else "[]",
                 previous[3] if previous else "{}",
             )
+        # Keep `machineroom ls` (server_room.res) in step with what the collection saw.
+        if item.reachable:
+            db.execute(
+                "UPDATE server_room SET res = json_set(res, '$.reachable', json('true'),"
+                " '$.last_seen', ?) WHERE id = ?",
+                [when, item.host_id],
+            )
+        else:
+            db.execute(
+                "UPDATE server_room SET res = json_set(res, '$.reachable', json('false'))"
+                " WHERE id = ?",
+                [item.host_id],
+            )
         db.execute(
             "INSERT OR REPLACE INTO host_status (reachable, last_attempt, last_seen, failures,"
             " error, run_id, metrics, containers, counters, host_id)"

@@ -180,7 +180,7 @@ def _v3_fleet(db: Any) -> None:
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
             role TEXT NOT NULL,          -- viewer | operator | admin
-            hash TEXT NOT NULL UNIQUE,   -- sha256 of the token; the token itself is never kept
+            hash TEXT NOT NULL UNIQUE,   -- sha256 of the token (the token itself is never kept)
             created_at TEXT NOT NULL,
             created_by TEXT NOT NULL,
             last_used_at TEXT,

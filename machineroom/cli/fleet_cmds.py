@@ -1,0 +1,569 @@
+"""`machineroom collect`, `status` and `metrics`: the fleet's health between deployments."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from machineroom.cli.context import (
+    audited_pool,
+    connection_options,
+    inventory_options,
+    make_workspace,
+)
+from machineroom.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from machineroom.fleet.collect import HostReport
+    from machineroom.state import StateStore
+
+DEFAULT_RETENTION = "35d"
+
+
+@click.command("collect")
+@click.argument("pattern", default="all")
+@inventory_options
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print each host's metrics as JSON.")
+@click.option(
+    "--retention",
+    default=DEFAULT_RETENTION,
+    show_default=True,
+    envvar="MACHINEROOM_RETENTION",
+    help="Delete samples older than this after collecting (e.g. 35d, 12w; 0 keeps all).",
+)
+@click.option(
+    "--alerts",
+    "alerts_path",
+    type=click.Path(dir_okay=False),
+    help="Alert rules to evaluate [default: alerts.yml in the inventory's repo].",
+)
+@click.option("--no-alerts", is_flag=True, help="Do not evaluate alert rules.")
+@click.option(
+    "--install-restricted-key",
+    "public_key_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Instead of collecting: install the collection script and this public key, "
+    "restricted to running it, on each host (see docs/fleet.md).",
+)
+@click.option("-b", "--become", is_flag=True, help="Install through sudo.")
+def collect_command(
+    pattern: str,
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    forks: int,
+    connect_timeout: float,
+    command_timeout: float | None,
+    known_hosts: tuple[str, ...],
+    accept_new_host_keys: bool,
+    vault_password_file: str | None,
+    ask_vault_password: bool,
+    as_json: bool,
+    retention: str,
+    alerts_path: str | None,
+    no_alerts: bool,
+    public_key_file: str | None,
+    become: bool,
+) -> None:
+    """Collect status, CPU, memory, disks, network, containers and the inventory's custom
+    collectors from the hosts matching PATTERN: one remote command a host, hosts in
+    parallel. Samples go to the database's time series; alert rules are evaluated after."""
+    from machineroom.cli.servers import sync_servers
+    from machineroom.fleet.durations import parse_duration
+
+    keep = parse_duration(retention, "--retention")
+    workspace = make_workspace(inventory_paths, state_path)
+    hosts = workspace.select(pattern)
+    store = workspace.open_state()
+    try:
+        sync_servers(store, list(workspace.inventory.hosts.values()))
+        connect = {
+            "connect_timeout": connect_timeout,
+            "command_timeout": command_timeout,
+            "known_hosts": known_hosts,
+            "accept_new_host_keys": accept_new_host_keys,
+            "vault_password_file": vault_password_file,
+            "ask_vault_password": ask_vault_password,
+        }
+        if public_key_file:
+            code = _install(workspace, store, hosts, Path(public_key_file), become, connect)
+        else:
+            code = _collect(
+                workspace,
+                store,
+                hosts,
+                pattern,
+                forks,
+                connect,
+                as_json,
+                keep,
+                None if no_alerts else alerts_path,
+                no_alerts,
+            )
+    finally:
+        store.close()
+    if code:
+        raise SystemExit(code)
+
+
+def _collect(
+    workspace: Any,
+    store: StateStore,
+    hosts: Sequence[Any],
+    pattern: str,
+    forks: int,
+    connect: dict[str, Any],
+    as_json: bool,
+    keep: float,
+    alerts_path: str | None,
+    no_alerts: bool,
+) -> int:
+    from machineroom.fleet.collect import collect_fleet
+    from machineroom.fleet.repo import find_repo_file
+    from machineroom.state.metrics import now_unix
+
+    rules = None
+    if not no_alerts:
+        rules = (
+            Path(alerts_path)
+            if alerts_path
+            else find_repo_file(workspace.inventory_paths, "alerts.yml")
+        )
+        if rules is not None and not rules.is_file():
+            raise UsageError(f"--alerts: {rules}: no such file")
+    run_id = store.start_run("collect", "machineroom collect " + pattern, args={"pattern": pattern})
+    pool, _ = audited_pool(workspace, store, run_id, label="(collect metrics)", **connect)
+    started = time.monotonic()
+
+    def show(report: HostReport) -> None:
+        if not as_json:
+            _print_report(report)
+
+    status = "interrupted"
+    try:
+        reports = collect_fleet(
+            hosts,
+            pool,
+            store,
+            run_id=run_id,
+            now=now_unix,
+            forks=forks,
+            timeout=connect["command_timeout"],
+            on_host=show,
+        )
+        changes: list[Any] = []
+        if rules is not None:
+            from machineroom.fleet.alerts import evaluate_after_collection
+
+            changes = evaluate_after_collection(
+                store, workspace.inventory, rules, [r.host_id for r in reports], now_unix()
+            )
+        pruned = store.prune_samples(now_unix() - int(keep)) if keep > 0 else 0
+        down = [r.host_id for r in reports if not r.reachable]
+        status = "unreachable" if down else "ok"
+    finally:
+        pool.close_all()
+        if status == "interrupted":
+            store.finish_run(run_id, "interrupted")
+    elapsed = time.monotonic() - started
+    summary = {
+        "hosts": len(reports),
+        "unreachable": len(down),
+        "seconds": round(elapsed, 2),
+        "pruned": pruned,
+        "alerts": len(changes),
+    }
+    store.finish_run(run_id, status, summary)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"run": run_id, **summary, "hosts": [_as_dict(r) for r in reports]}, indent=2
+            )
+        )
+    else:
+        for change in changes:
+            _print_change(change)
+        click.echo(
+            f"collected {len(reports) - len(down)}/{len(reports)} hosts in {elapsed:.2f} s"
+            + (f"; {len(down)} unreachable" if down else "")
+            + (f"; pruned {pruned} old samples" if pruned else "")
+            + f" (run {run_id})",
+            err=True,
+        )
+    return int(ExitCode.UNREACHABLE) if down else 0
+
+
+def _install(
+    workspace: Any,
+    store: StateStore,
+    hosts: Sequence[Any],
+    public_key_file: Path,
+    become: bool,
+    connect: dict[str, Any],
+) -> int:
+    from machineroom.connection.base import Become
+    from machineroom.errors import MachineroomError
+    from machineroom.fleet.collect import install_restricted_collector
+
+    public_key = public_key_file.read_text().strip()
+    if not public_key or "PRIVATE KEY" in public_key:
+        raise UsageError(
+            f"--install-restricted-key: {public_key_file} is not a public key (give the .pub file)"
+        )
+    run_id = store.start_run(
+        "collect",
+        f"machineroom collect --install-restricted-key {public_key_file}",
+        args={"install": str(public_key_file)},
+    )
+    pool, _ = audited_pool(workspace, store, run_id, label="(install collector)", **connect)
+    failures = 0
+    try:
+        for host in hosts:
+            sudo = None
+            if become:
+                secret = host.become_password or host.password
+                revealed = secret.reveal(pool.options.decrypt) if secret else None
+                sudo = Become(password=revealed)
+            try:
+                changed, message = install_restricted_collector(host, public_key, pool, become=sudo)
+            except MachineroomError as exc:
+                failures += 1
+                click.secho(f"{host.id}: {exc}", fg="red", err=True)
+                continue
+            colour = "yellow" if changed else "green"
+            click.secho(f"{host.id}: {'changed' if changed else 'ok'}: {message}", fg=colour)
+    finally:
+        pool.close_all()
+    store.finish_run(run_id, "failed" if failures else "ok", {"hosts": len(hosts)})
+    return int(ExitCode.HOSTS_FAILED) if failures else 0
+
+
+def _as_dict(report: HostReport) -> dict[str, Any]:
+    return {
+        "host": report.host_id,
+        "reachable": report.reachable,
+        "error": report.error,
+        "duration": round(report.duration, 3),
+        "metrics": dict(report.metrics),
+        "containers": [dict(c) for c in report.containers],
+        "problems": list(report.problems),
+    }
+
+
+def _print_report(report: HostReport) -> None:
+    if not report.reachable:
+        click.secho(f"{report.host_id:<20} unreachable: {report.error}", fg="red")
+        return
+    click.echo(f"{report.host_id:<20} {describe(report.metrics)}")
+    for problem in report.problems:
+        click.secho(f"{'':<20} {problem}", fg="yellow")
+
+
+def _print_change(change: Any) -> None:
+    opened = change.state == "opened"
+    subject = f" {change.subject}" if change.subject else ""
+    click.secho(
+        f"alert {change.state}: {change.rule} on {change.host_id}{subject}"
+        f" [{change.severity}] {change.message}",
+        fg="red" if opened else "green",
+        err=True,
+    )
+
+
+def describe(metrics: Mapping[str, float]) -> str:
+    """One line of a host's latest metrics: uptime, load, CPU, memory, disk, containers."""
+    parts = []
+    if "uptime_seconds" in metrics:
+        parts.append("up " + _span(metrics["uptime_seconds"]))
+    if "load1" in metrics:
+        parts.append(f"load {metrics['load1']:.2f}")
+    if "cpu_used_pct" in metrics:
+        parts.append(f"cpu {metrics['cpu_used_pct']:.0f}%")
+    if "mem_used_pct" in metrics:
+        parts.append(f"mem {metrics['mem_used_pct']:.0f}%")
+    if "disk_used_pct_max" in metrics:
+        parts.append(f"disk {metrics['disk_used_pct_max']:.0f}%")
+    if "containers_total" in metrics:
+        parts.append(
+            f"containers {metrics.get('containers_running', 0):.0f}/"
+            f"{metrics['containers_total']:.0f}"
+        )
+    return "  ".join(parts)
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            rest = seconds % size
+            smaller = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
+            return f"{seconds // size}{unit}{rest // smaller[1]}{smaller[0]}"
+    return f"{seconds}s"
+
+
+def _ago(stamp: str | None) -> str:
+    if not stamp:
+        return "never"
+    then = datetime.fromisoformat(stamp)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return _span(max((datetime.now(UTC) - then).total_seconds(), 0)) + " ago"
+
+
+@click.command("status")
+@click.argument("pattern", default="all")
+@inventory_options
+@click.option("--json", "as_json", is_flag=True, help="Print the hosts and totals as JSON.")
+def status_command(
+    pattern: str, inventory_paths: tuple[str, ...], state_path: str | None, as_json: bool
+) -> None:
+    """One line per host of PATTERN from the latest collection (reachable, last seen, load,
+    memory and disk use, containers, installed stages, pending next action) and a fleet
+    total. Nothing is contacted: run `machineroom collect` to refresh."""
+    from machineroom.cli.servers import installed_stages
+    from machineroom.inventory import select_hosts
+
+    workspace = make_workspace(inventory_paths, state_path)
+    hosts = select_hosts(workspace.inventory, pattern)
+    store = workspace.open_state()
+    try:
+        statuses = store.host_statuses([h.id for h in hosts])
+        servers = {row.id: row for row in store.servers()}
+        open_alerts = _open_alert_counts(store)
+    finally:
+        store.close()
+    rows = []
+    for host in hosts:
+        status = statuses.get(host.id)
+        server = servers.get(host.id)
+        res = server.res if server else {}
+        metrics = status["metrics"] if status else {}
+        containers = status["containers"] if status else []
+        state = (
+            "retired"
+            if res.get("retired")
+            else ("never" if status is None else ("up" if status["reachable"] else "down"))
+        )
+        rows.append(
+            {
+                "host": host.id,
+                "state": state,
+                "last_seen": status["last_seen"] if status else None,
+                "failures": status["failures"] if status else 0,
+                "error": status["error"] if status else "",
+                "load1": metrics.get("load1"),
+                "mem_used_pct": metrics.get("mem_used_pct"),
+                "disk_used_pct_max": metrics.get("disk_used_pct_max"),
+                "containers_running": sum(1 for c in containers if c.get("state") == "running"),
+                "containers_total": len(containers),
+                "stages": installed_stages(res),
+                "next_action": server.next_action if server else {},
+                "open_alerts": open_alerts.get(host.id, 0),
+            }
+        )
+    totals = _totals(rows)
+    if as_json:
+        click.echo(json.dumps({"hosts": rows, "total": totals}, indent=2))
+        return
+    _print_status(rows, totals)
+
+
+def _open_alert_counts(store: StateStore) -> dict[str, int]:
+    counter = getattr(store, "open_alert_counts", None)
+    return dict(counter()) if counter is not None else {}
+
+
+def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    loads = [r["load1"] for r in rows if r["load1"] is not None and r["state"] == "up"]
+    return {
+        "hosts": len(rows),
+        "up": sum(1 for r in rows if r["state"] == "up"),
+        "down": sum(1 for r in rows if r["state"] == "down"),
+        "never_collected": sum(1 for r in rows if r["state"] == "never"),
+        "retired": sum(1 for r in rows if r["state"] == "retired"),
+        "mean_load1": round(sum(loads) / len(loads), 2) if loads else None,
+        "containers_running": sum(r["containers_running"] for r in rows),
+        "containers_total": sum(r["containers_total"] for r in rows),
+        "pending": sum(1 for r in rows if r["next_action"]),
+        "open_alerts": sum(r["open_alerts"] for r in rows),
+    }
+
+
+_COLOURS = {"up": "green", "down": "red", "never": "yellow", "retired": "bright_black"}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _print_status(rows: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]) -> None:
+    header = (
+        "HOST",
+        "STATE",
+        "LAST SEEN",
+        "LOAD",
+        "MEM",
+        "DISK",
+        "CONTAINERS",
+        "STAGES",
+        "PENDING",
+        "ALERTS",
+    )
+    table = [header]
+    for r in rows:
+        pending = r["next_action"]
+        table.append(
+            (
+                r["host"],
+                r["state"] + (f" ({r['failures']}x)" if r["state"] == "down" else ""),
+                _ago(r["last_seen"]),
+                "-" if r["load1"] is None else f"{r['load1']:.2f}",
+                _pct(r["mem_used_pct"]),
+                _pct(r["disk_used_pct_max"]),
+                f"{r['containers_running']}/{r['containers_total']}"
+                if r["containers_total"]
+                else "-",
+                ",".join(r["stages"]) or "-",
+                str(pending.get("stage") or pending.get("reason") or "yes") if pending else "-",
+                str(r["open_alerts"] or "-"),
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for index, line in enumerate(table):
+        text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        if index == 0:
+            click.secho(text, bold=True)
+        else:
+            click.secho(text, fg=_COLOURS.get(rows[index - 1]["state"]))
+    click.echo(
+        f"\n{totals['hosts']} hosts: {totals['up']} up, {totals['down']} down, "
+        f"{totals['never_collected']} never collected"
+        + (f", {totals['retired']} retired" if totals["retired"] else "")
+        + (f"; mean load {totals['mean_load1']}" if totals["mean_load1"] is not None else "")
+        + f"; containers {totals['containers_running']}/{totals['containers_total']} running"
+        + f"; {totals['pending']} with pending actions; {totals['open_alerts']} open alerts"
+    )
+
+
+@click.command("metrics")
+@click.argument("host_id")
+@click.argument("metric", required=False)
+@inventory_options
+@click.option("--since", default="24h", show_default=True, help="How far back (e.g. 1h, 7d).")
+@click.option(
+    "--points",
+    type=click.IntRange(1, 10000),
+    default=60,
+    show_default=True,
+    help="At most this many rows (each the mean of its slice of time).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the samples as JSON.")
+def metrics_command(
+    host_id: str,
+    metric: str | None,
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    since: str,
+    points: int,
+    as_json: bool,
+) -> None:
+    """A host's metric over time: the samples and a sparkline. Without METRIC, every metric
+    of the host with its last value and a sparkline; METRIC may be a glob (`disk_used_pct:*`)."""
+    from machineroom.errors import did_you_mean
+    from machineroom.fleet.durations import parse_duration
+    from machineroom.state.metrics import now_unix
+
+    window = parse_duration(since, "--since")
+    workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
+    store = workspace.open_state()
+    try:
+        names = store.metric_names(host_id)
+        if not names:
+            known = sorted(store.host_statuses())
+            hint = did_you_mean(host_id, known) if known else ""
+            raise UsageError(
+                f"no metrics recorded for host {host_id!r}{hint}"
+                + ("" if known else "; run `machineroom collect` first")
+            )
+        wanted = [n for n in names if metric is None or fnmatch.fnmatchcase(n, metric)]
+        if not wanted:
+            raise UsageError(
+                f"host {host_id} has no metric {metric!r}{did_you_mean(metric or '', names)}"
+            )
+        start = now_unix() - int(window)
+        series = {name: store.metric_series(host_id, name, start) for name in wanted}
+    finally:
+        store.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {name: [[at, v] for at, v in rows] for name, rows in series.items()}, indent=2
+            )
+        )
+        return
+    unicode = _can_print("▁█")
+    if len(series) == 1:
+        _print_series(host_id, wanted[0], series[wanted[0]], points, since, unicode)
+    else:
+        _print_overview(series, unicode)
+
+
+def _can_print(text: str) -> bool:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _print_series(
+    host_id: str,
+    name: str,
+    rows: Sequence[tuple[int, float]],
+    points: int,
+    since: str,
+    unicode: bool,
+) -> None:
+    from machineroom.report.sparkline import bucket_means, sparkline
+
+    if not rows:
+        click.echo(f"{host_id} {name}: no samples in the last {since}")
+        return
+    times = [at for at, _ in rows]
+    values = [v for _, v in rows]
+    shown_times = bucket_means([float(t) for t in times], points)
+    shown_values = bucket_means(values, points)
+    for at, value in zip(shown_times, shown_values, strict=True):
+        stamp = datetime.fromtimestamp(int(at), UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{stamp}  {_fmt(value)}")
+    click.echo(
+        f"\n{host_id} {name}  {sparkline(values, 60, unicode)}\n"
+        f"{len(values)} samples in the last {since}: min {_fmt(min(values))}, "
+        f"max {_fmt(max(values))}, mean {_fmt(sum(values) / len(values))}, "
+        f"last {_fmt(values[-1])}"
+    )
+
+
+def _print_overview(series: Mapping[str, Sequence[tuple[int, float]]], unicode: bool) -> None:
+    from machineroom.report.sparkline import sparkline
+
+    width = max(len(name) for name in series)
+    for name, rows in series.items():
+        values = [v for _, v in rows]
+        last = _fmt(values[-1]) if values else "-"
+        click.echo(f"{name:<{width}}  {last:>12}  {sparkline(values, 40, unicode)}")
+
+
+def _fmt(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.2f}"

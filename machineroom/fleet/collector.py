@@ -1,0 +1,301 @@
+"""The collection script (one remote command a host) and the parser of what it prints.
+
+The script is POSIX sh and reads /proc, `df` and `docker ps`: no Python and no agent on the
+host. It prints one `key<TAB>fields` line per reading; each custom collector's output sits
+between `\\036collector<TAB>NAME` and `\\036end<TAB>NAME<TAB>EXIT_CODE` lines (ASCII record
+separator: a JSON printer never starts a line with it).
+
+`parse_collection` turns that into metric samples (names in docs/fleet.md), the container
+list, and raw counters kept for the next collection: CPU use and network rates are computed
+from the difference between two collections, like `sar` does, not by sleeping on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCRIPT_VERSION = 1
+COLLECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+DEFAULT_COLLECTOR_TIMEOUT = 20  # seconds a custom collector may run on the host
+MAX_CUSTOM_METRICS = 200  # numbers taken from one collector's JSON
+
+# Filesystems that hold no user data; mounts under these folders are the kernel's.
+_PSEUDO_FS = (
+    "proc|sysfs|devtmpfs|devpts|cgroup|cgroup2|mqueue|debugfs|tracefs|securityfs|pstore|"
+    "bpf|configfs|fusectl|hugetlbfs|autofs|binfmt_misc|nsfs|squashfs|efivarfs|rpc_pipefs"
+)
+
+BUILTIN_SCRIPT = rf"""LC_ALL=C; export LC_ALL
+printf 'v\t{SCRIPT_VERSION}\n'
+read -r up _ < /proc/uptime && printf 'uptime\t%s\n' "$up"
+read -r l1 l5 l15 _ < /proc/loadavg && printf 'load\t%s\t%s\t%s\n' "$l1" "$l5" "$l15"
+read -r _ u n s i w q sq st _ < /proc/stat && printf 'cpu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  "$u" "$n" "$s" "$i" "$w" "$q" "$sq" "${{st:-0}}"
+printf 'cpus\t%s\n' "$(getconf _NPROCESSORS_ONLN 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
+while read -r k v _; do
+  case $k in MemTotal:|MemAvailable:|SwapTotal:|SwapFree:) printf 'mem\t%s\t%s\n' "$k" "$v";;
+  esac
+done < /proc/meminfo
+df -P -k -T 2>/dev/null | awk 'NR > 1 && $2 !~ /^({_PSEUDO_FS})$/ &&
+  $7 !~ /^\/(proc|sys|dev|run)(\/|$)/ {{ print "disk\t" $7 "\t" $3 "\t" $4 }}'
+awk -F'[: ]+' 'NR > 2 {{ sub(/^ +/, ""); split($0, f, /[: ]+/);
+  if (f[1] != "lo") print "net\t" f[1] "\t" f[2] "\t" f[10] }}' /proc/net/dev 2>/dev/null
+if command -v docker >/dev/null 2>&1; then
+  if out=$(docker ps -a --format '{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.State}}}}\t{{{{.Status}}}}' \
+      2>&1); then
+    printf 'docker\tok\n'
+    [ -n "$out" ] && printf '%s\n' "$out" | while IFS= read -r line; do
+      printf 'container\t%s\n' "$line"; done
+  else
+    printf 'docker\terror\t%s\n' "$(printf '%s' "$out" | head -n 1)"
+  fi
+fi
+"""
+
+
+@dataclass(frozen=True)
+class Collector:
+    """A custom collector from the inventory: a command line printing JSON."""
+
+    name: str
+    command: str
+    timeout: int = DEFAULT_COLLECTOR_TIMEOUT
+
+
+def build_script(collectors: tuple[Collector, ...] = ()) -> str:
+    """The whole collection script for a host with these custom collectors.
+
+    A collector's command is the user's own shell command line (like the `shell` module);
+    its name is checked against COLLECTOR_NAME before it gets here, and is quoted anyway.
+    """
+    parts = [BUILTIN_SCRIPT]
+    for item in collectors:
+        name = shlex.quote(item.name)
+        runner = f"timeout {int(item.timeout)} sh -c {shlex.quote(item.command)}"
+        parts.append(
+            f"printf '\\036collector\\t%s\\n' {name}\n"
+            f"if command -v timeout >/dev/null 2>&1; then {runner} </dev/null 2>&1\n"
+            f"else sh -c {shlex.quote(item.command)} </dev/null 2>&1; fi\n"
+            f"rc=$?; printf '\\n\\036end\\t%s\\t%s\\n' {name} \"$rc\"\n"
+        )
+    return "".join(parts)
+
+
+@dataclass
+class ParsedCollection:
+    """One host's readings: metric samples, containers, counters, collector problems."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    containers: list[dict[str, str]] = field(default_factory=list)
+    counters: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # e.g. "collector pop: exit 127: ..."
+
+
+def parse_collection(
+    stdout: str, previous_counters: Mapping[str, float] | None = None, at: int = 0
+) -> ParsedCollection:
+    """The script's output -> metrics (rates against `previous_counters`, taken at their
+    `at` key), containers and the counters to keep for next time."""
+    parsed = ParsedCollection()
+    raw: dict[str, list[str]] = {}
+    disks: list[list[str]] = []
+    nets: list[list[str]] = []
+    docker_state: list[str] = []
+    # split('\n'), not splitlines(): that one also splits at \036, our marker.
+    lines = iter(stdout.split("\n"))
+    for line in lines:
+        key, _, rest = line.partition("\t")
+        fields = rest.split("\t")
+        if key == "\036collector":
+            _parse_custom(fields[0], lines, parsed)
+        elif key == "disk":
+            disks.append(fields)
+        elif key == "net":
+            nets.append(fields)
+        elif key == "mem":
+            raw["mem_" + fields[0].rstrip(":")] = fields[1:]
+        elif key == "docker":
+            docker_state = fields
+        elif key == "container" and len(fields) >= 3:
+            name, image, state = fields[:3]
+            status = fields[3] if len(fields) > 3 else ""
+            parsed.containers.append(
+                {"name": name, "image": image, "state": state, "status": status}
+            )
+        elif key:
+            raw[key] = fields
+    _basic(raw, parsed)
+    _cpu(raw, parsed, previous_counters or {}, at)
+    _disks(disks, parsed)
+    _network(nets, parsed, previous_counters or {}, at)
+    if docker_state[:1] == ["ok"]:
+        running = sum(1 for c in parsed.containers if c["state"] == "running")
+        parsed.metrics["containers_total"] = float(len(parsed.containers))
+        parsed.metrics["containers_running"] = float(running)
+    elif docker_state[:1] == ["error"]:
+        reason = " ".join(docker_state[1:]).strip()
+        if "Cannot connect to the Docker daemon" in reason:
+            reason = "the daemon is not running"
+        parsed.problems.append("docker: " + reason)
+    parsed.counters["at"] = float(at)
+    return parsed
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _basic(raw: dict[str, list[str]], parsed: ParsedCollection) -> None:
+    metrics = parsed.metrics
+    uptime = _number(raw.get("uptime", [None])[0])
+    if uptime is not None:
+        metrics["uptime_seconds"] = uptime
+    for name, text in zip(("load1", "load5", "load15"), raw.get("load", []), strict=False):
+        value = _number(text)
+        if value is not None:
+            metrics[name] = value
+    cpus = _number(raw.get("cpus", [None])[0])
+    if cpus:
+        metrics["cpus"] = cpus
+    total = _number(raw.get("mem_MemTotal", [None])[0])
+    available = _number(raw.get("mem_MemAvailable", [None])[0])
+    if total:
+        metrics["mem_total_bytes"] = total * 1024
+        if available is not None:
+            metrics["mem_available_bytes"] = available * 1024
+            metrics["mem_used_pct"] = round(100.0 * (total - available) / total, 2)
+    swap_total = _number(raw.get("mem_SwapTotal", [None])[0])
+    swap_free = _number(raw.get("mem_SwapFree", [None])[0])
+    if swap_total is not None and swap_free is not None:
+        metrics["swap_used_pct"] = (
+            round(100.0 * (swap_total - swap_free) / swap_total, 2) if swap_total else 0.0
+        )
+
+
+def _cpu(
+    raw: dict[str, list[str]],
+    parsed: ParsedCollection,
+    previous: Mapping[str, float],
+    at: int,
+) -> None:
+    ticks = [_number(t) for t in raw.get("cpu", [])]
+    if len(ticks) < 4 or any(t is None for t in ticks):
+        return
+    values = [float(t or 0.0) for t in ticks]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    total = sum(values)
+    parsed.counters["cpu_idle"] = idle
+    parsed.counters["cpu_total"] = total
+    before_idle, before_total = previous.get("cpu_idle"), previous.get("cpu_total")
+    if before_idle is not None and before_total is not None and total > before_total:
+        # Busy share since the last collection; since boot on the first one (or after a reboot).
+        parsed.metrics["cpu_used_pct"] = round(
+            100.0 * (1 - (idle - before_idle) / (total - before_total)), 2
+        )
+    elif total > 0:
+        parsed.metrics["cpu_used_pct"] = round(100.0 * (1 - idle / total), 2)
+
+
+def _disks(disks: list[list[str]], parsed: ParsedCollection) -> None:
+    worst = None
+    for fields in disks:
+        if len(fields) < 3:
+            continue
+        mount, size_kb, used_kb = fields[0], _number(fields[1]), _number(fields[2])
+        if size_kb is None or used_kb is None or size_kb <= 0:
+            continue
+        pct = round(100.0 * used_kb / size_kb, 2)
+        parsed.metrics[f"disk_used_pct:{mount}"] = pct
+        parsed.metrics[f"disk_used_bytes:{mount}"] = used_kb * 1024
+        parsed.metrics[f"disk_size_bytes:{mount}"] = size_kb * 1024
+        worst = pct if worst is None else max(worst, pct)
+    if worst is not None:
+        parsed.metrics["disk_used_pct_max"] = worst
+
+
+def _network(
+    nets: list[list[str]], parsed: ParsedCollection, previous: Mapping[str, float], at: int
+) -> None:
+    rates = {"rx": 0.0, "tx": 0.0}
+    have_rate = False
+    before_at = previous.get("at")
+    for fields in nets:
+        if len(fields) < 3:
+            continue
+        iface = fields[0]
+        if fields[1] == "0" and fields[2] == "0":
+            continue  # an interface that never carried a byte (ifb, dummy, down)
+        for direction, text in (("rx", fields[1]), ("tx", fields[2])):
+            value = _number(text)
+            if value is None:
+                continue
+            parsed.metrics[f"net_{direction}_bytes:{iface}"] = value
+            key = f"net_{direction}:{iface}"
+            parsed.counters[key] = value
+            old = previous.get(key)
+            if old is not None and before_at is not None and at > before_at and value >= old:
+                rates[direction] += (value - old) / (at - before_at)
+                have_rate = True
+    if have_rate:
+        parsed.metrics["net_rx_bytes_per_s"] = round(rates["rx"], 2)
+        parsed.metrics["net_tx_bytes_per_s"] = round(rates["tx"], 2)
+
+
+def _parse_custom(name: str, lines: Any, parsed: ParsedCollection) -> None:
+    """Read one collector's output up to its end marker; store its numbers as metrics."""
+    body: list[str] = []
+    code = None
+    for line in lines:
+        if line.startswith("\036end\t"):
+            parts = line.split("\t")
+            code = parts[2] if len(parts) > 2 else None
+            break
+        body.append(line)
+    text = "\n".join(body).strip()
+    if code != "0":
+        tail = text.split("\n")[-1][:200] if text else ""
+        reason = "timed out" if code == "124" else f"exit {code}"
+        parsed.problems.append(f"collector {name}: {reason}" + (f": {tail}" if tail else ""))
+        parsed.metrics[f"{name}.ok"] = 0.0
+        return
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        parsed.problems.append(f"collector {name}: output is not JSON ({exc.msg} at {exc.pos})")
+        parsed.metrics[f"{name}.ok"] = 0.0
+        return
+    numbers: dict[str, float] = {}
+    _flatten(name, document, numbers)
+    for metric in sorted(numbers)[:MAX_CUSTOM_METRICS]:
+        parsed.metrics[metric] = numbers[metric]
+    if len(numbers) > MAX_CUSTOM_METRICS:
+        parsed.problems.append(
+            f"collector {name}: kept {MAX_CUSTOM_METRICS} of {len(numbers)} numbers"
+        )
+    parsed.metrics[f"{name}.ok"] = 1.0
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
+    """Numbers and booleans of a JSON document, named by their path (`pop.net.rx`)."""
+    if isinstance(value, bool):
+        out[prefix] = 1.0 if value else 0.0
+    elif isinstance(value, int | float):
+        if math.isfinite(value):
+            out[prefix] = float(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            out_key = re.sub(r"[^A-Za-z0-9_:-]", "_", str(key))
+            _flatten(f"{prefix}.{out_key}", item, out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _flatten(f"{prefix}.{index}", item, out)
