@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -147,7 +148,8 @@ def _collect(
         if not as_json:
             _print_report(report)
 
-    status = "interrupted"
+    stop = threading.Event()
+    status = "error"
     try:
         reports = collect_fleet(
             hosts,
@@ -158,7 +160,11 @@ def _collect(
             forks=forks,
             timeout=connect["command_timeout"],
             on_host=show,
+            stop=stop,
         )
+        if stop.is_set():  # Ctrl-C: what was collected is stored; no alerts on half a fleet
+            status = "interrupted"
+            raise KeyboardInterrupt
         changes: list[Any] = []
         if rules is not None:
             from machineroom.fleet.alerts import evaluate_after_collection
@@ -169,10 +175,13 @@ def _collect(
         pruned = store.prune_samples(now_unix() - int(keep)) if keep > 0 else 0
         down = [r.host_id for r in reports if not r.reachable]
         status = "unreachable" if down else "ok"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:
         pool.close_all()
-        if status == "interrupted":
-            store.finish_run(run_id, "interrupted")
+        if status in ("interrupted", "error"):
+            store.finish_run(run_id, status)
     elapsed = time.monotonic() - started
     summary = {
         "hosts": len(reports),
