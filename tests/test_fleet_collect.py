@@ -317,3 +317,35 @@ def test_bad_collectors_declaration_is_an_input_error(tmp_path: Path, fleet_lab:
     assert "collector name '9lives' must start with a letter" in out.stderr
     assert "inventory.yml" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ctrl_c_keeps_what_was_collected_and_marks_the_run(tmp_path: Path, fleet_lab: Lab) -> None:
+    repo = make_repo(
+        tmp_path,
+        fleet_lab,
+        {"h1": f"host: {address(fleet_lab, 0)}", "h2": f"host: {address(fleet_lab, 1)}"},
+        'collectors:\n  slow: "sleep 3; echo \'{\\"x\\": 1}\'"\n',
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "machineroom", "collect", "all"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # wait until the run is recorded, then interrupt
+        if (repo / ".machineroom" / "state.db").exists() and rows(repo, "SELECT id FROM runs"):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(2)  # SIGINT, as Ctrl-C sends
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 99, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert rows(repo, "SELECT status FROM runs") == [("interrupted",)]
+    # The commands already running finished and were stored.
+    assert sorted(rows(repo, "SELECT host_id, reachable FROM host_status")) == [
+        ("h1", 1),
+        ("h2", 1),
+    ]
