@@ -225,9 +225,7 @@ def _steady(zone: tzinfo, moment: datetime) -> bool:
     """
     if zone is UTC:
         return True
-    offsets = {
-        (moment + timedelta(hours=h)).astimezone(zone).utcoffset() for h in (-4, 0, 12, 24)
-    }
+    offsets = {(moment + timedelta(hours=h)).astimezone(zone).utcoffset() for h in (-4, 0, 12, 24)}
     return len(offsets) == 1
 
 
@@ -259,7 +257,7 @@ def parse_cron(text: str, timezone: str | None = None) -> Cron:
     weekdays = frozenset(d % 7 for d in weekdays)
     days_star = parts[2].startswith("*")
     weekdays_star = parts[4].startswith("*")
-    if weekdays_star or days_star is False and weekdays_star:
+    if weekdays_star:  # days ANDed with every weekday: the day itself must exist
         longest = max(MONTH_DAYS[m - 1] for m in months)
         if min(days) > longest:
             names = ", ".join(MONTHS[m - 1] for m in sorted(months))
@@ -283,7 +281,9 @@ def parse_cron(text: str, timezone: str | None = None) -> Cron:
     )
 
 
-def _parse_field(text: str, name: str, low: int, high: int, names: list[str] | None) -> frozenset[int]:
+def _parse_field(
+    text: str, name: str, low: int, high: int, names: list[str] | None
+) -> frozenset[int]:
     expected = f"numbers {low}-{high}" + (f" or names ({names[0]}-{names[-1]})" if names else "")
     expected += ", '*', ranges a-b, steps */n or a-b/n, lists a,b"
     values: set[int] = set()
@@ -305,7 +305,9 @@ def _parse_field(text: str, name: str, low: int, high: int, names: list[str] | N
             first = _value(left, name, low, high, names, expected)
             last = _value(right, name, low, high, names, expected)
             if first > last:
-                raise CronError(f"range {base} goes backwards", f"a range low-high in {low}-{high}", name)
+                raise CronError(
+                    f"range {base} goes backwards", f"a range low-high in {low}-{high}", name
+                )
         else:
             first = _value(base, name, low, high, names, expected)
             last = high if slash else first
@@ -313,7 +315,9 @@ def _parse_field(text: str, name: str, low: int, high: int, names: list[str] | N
     return frozenset(values)
 
 
-def _value(text: str, name: str, low: int, high: int, names: list[str] | None, expected: str) -> int:
+def _value(
+    text: str, name: str, low: int, high: int, names: list[str] | None, expected: str
+) -> int:
     if text.isdigit():
         number = int(text)
         if not low <= number <= high:
