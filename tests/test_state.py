@@ -583,3 +583,21 @@ def test_state_package_does_not_import_upper_layers() -> None:
     pattern = re.compile(r"machineroom\.(inventory|connection|cli|executor|report)\b")
     for path in (PACKAGE / "state").glob("*.py"):
         assert not pattern.search(path.read_text()), path
+
+
+def test_runs_filtered_by_trigger(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    by_person = store.start_run("run", "machineroom run all -- uptime")
+    for trigger in ("schedule:nightly", "schedule:nightly_x", "web:alice:1f2e"):
+        monkeypatch.setenv("MACHINEROOM_TRIGGER", trigger)
+        store.start_run("apply", "machineroom apply site.yml --check")
+    monkeypatch.delenv("MACHINEROOM_TRIGGER")
+
+    def triggers(which: str) -> list[str | None]:
+        return [r.trigger for r in store.runs(trigger=which)]
+
+    assert triggers("cli") == [None] and store.run(by_person) is not None
+    assert triggers("schedule") == ["schedule:nightly_x", "schedule:nightly"]
+    # `_` is a character, not a LIKE wildcard: nightly does not match nightly_x
+    assert triggers("schedule:nightly") == ["schedule:nightly"]
+    assert triggers("web") == ["web:alice:1f2e"]
+    assert triggers("nothing") == []

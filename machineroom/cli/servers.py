@@ -252,12 +252,17 @@ def validate_command(
 @click.argument("run_id", type=int, required=False)
 @inventory_options
 @click.option("-n", "--limit", type=int, default=20, show_default=True)
+@click.option(
+    "--trigger",
+    help="Only runs started by this trigger: `schedule`, `schedule:NAME`, `web`, `cli` (people).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def history_command(
     run_id: int | None,
     inventory_paths: tuple[str, ...],
     state_path: str | None,
     limit: int,
+    trigger: str | None,
     as_json: bool,
 ) -> None:
     """List recent runs, or with RUN_ID the commands that run sent to each host."""
@@ -266,12 +271,13 @@ def history_command(
     try:
         store.mark_interrupted_runs()
         if run_id is None:
-            runs = store.runs(limit)
+            runs = store.runs(limit, trigger=trigger)
             if as_json:
                 click.echo(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
                 return
             for r in runs:
-                click.echo(f"{r.id:>5}  {r.started_at}  {r.status:<11} {r.kind:<9} {r.command}")
+                by = f"  [{r.trigger}]" if r.trigger else ""
+                click.echo(f"{r.id:>5}  {r.started_at}  {r.status:<11} {r.kind:<9} {r.command}{by}")
             return
         run = store.run(run_id)
         if run is None:

@@ -1,22 +1,22 @@
-"""Durations as users write them: `30s`, `10m`, `24h`, `7d`, `2w` (or a plain number of
-seconds), for --since, --retention, alert windows and schedule intervals."""
+"""Durations given on the command line (`--since 24h`, `--retention 35d`): the grammar of
+schedules.yml (`30s`, `10m`, `1h30m`, `7d`, `2w`, or a number of seconds), as usage errors."""
 
 from __future__ import annotations
 
-import re
-
 from machineroom.errors import UsageError
+from machineroom.fleet.cron import CronError
+from machineroom.fleet.cron import parse_duration as parse_schedule_duration
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 
-
-def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds in `text`; a UsageError naming `what` and the accepted forms otherwise."""
-    match = _DURATION.fullmatch(str(text))
-    if not match:
+def parse_duration(text: str, what: str = "duration", allow_zero: bool = False) -> float:
+    """Seconds in `text`; a UsageError naming the option `what` otherwise. With
+    `allow_zero`, `0` is accepted (e.g. a retention of 0: keep everything)."""
+    if allow_zero and text.strip() == "0":
+        return 0.0
+    try:
+        return parse_schedule_duration(text)
+    except CronError:
         raise UsageError(
             f"{what}: {text!r} is not a duration; expected a number and a unit, "
             "e.g. 30s, 10m, 24h, 7d, 2w"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        ) from None

@@ -18,6 +18,7 @@ from typing import Any
 
 from machineroom.errors import StateError
 from machineroom.state.alerts import AlertStore
+from machineroom.state.dashboard import DashboardStore
 from machineroom.state.metrics import MetricsStore
 from machineroom.state.records import (
     AUDIT_TAIL_LIMIT,
@@ -43,7 +44,7 @@ from machineroom.state.schedules import ScheduleStore
 from machineroom.state.tokens import TokenStore
 
 
-class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore):
+class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardStore):
     """Servers, runs, task results, facts, the audit log, metrics, alerts, tokens and
     schedule events of one state database (see StoreBase for the locking)."""
 
@@ -304,10 +305,21 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore):
 
     # -- reading history ------------------------------------------------------------------------
 
-    def runs(self, limit: int = 20) -> list[RunRow]:
-        """The latest runs, newest first."""
+    def runs(self, limit: int = 20, trigger: str | None = None) -> list[RunRow]:
+        """The latest runs, newest first. `trigger` keeps those a trigger started: `cli`
+        (a person), `schedule` / `web` (any schedule, the dashboard), or a prefix such as
+        `schedule:nightly`."""
+        where, params = "", []
+        if trigger == "cli":
+            where = " WHERE trigger IS NULL"
+        elif trigger:
+            where = " WHERE trigger = ? OR trigger LIKE ? ESCAPE '\\'"
+            escaped = trigger.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params = [trigger, escaped + ":%"]
         with self._read() as db:
-            rows = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+            rows = list(
+                db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+            )
         return [run_row(row) for row in rows]
 
     def run(self, run_id: int) -> RunRow | None:
