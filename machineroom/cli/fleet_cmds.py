@@ -80,7 +80,7 @@ def collect_command(
     from machineroom.cli.servers import sync_servers
     from machineroom.fleet.durations import parse_duration
 
-    keep = parse_duration(retention, "--retention")
+    keep = parse_duration(retention, "--retention", allow_zero=True)
     workspace = make_workspace(inventory_paths, state_path)
     hosts = workspace.select(pattern)
     store = workspace.open_state()
