@@ -349,3 +349,24 @@ def test_ctrl_c_keeps_what_was_collected_and_marks_the_run(tmp_path: Path, fleet
         ("h1", 1),
         ("h2", 1),
     ]
+
+
+def test_bad_alerts_file_stops_collect_before_any_host(tmp_path: Path, fleet_lab: Lab) -> None:
+    repo = make_repo(tmp_path, fleet_lab, {"h1": f"host: {address(fleet_lab, 0)}"})
+    (repo / "alerts.yml").write_text(
+        "rules:\n  disk:\n    metric: disk_used_pct_max\n    abov: 90\n"
+    )
+    out = machineroom("collect", "all", cwd=repo)
+    assert out.returncode == 4, out.stderr
+    assert "alerts.yml:4:5" in out.stderr and "did you mean 'above'" in out.stderr
+    assert not (repo / ".machineroom" / "state.db").exists() or rows(
+        repo, "SELECT COUNT(*) FROM runs"
+    ) == [(0,)]
+    checked = machineroom("validate", cwd=repo)
+    assert checked.returncode == 4 and "alerts.yml:4:5" in checked.stderr
+    (repo / "alerts.yml").write_text(
+        "rules:\n  disk:\n    metric: disk_used_pct_max\n    above: 90\n"
+    )
+    checked = machineroom("validate", cwd=repo)
+    assert checked.returncode == 0, checked.stderr
+    assert "alerts.yml: 1 alert rule(s): valid" in checked.stdout

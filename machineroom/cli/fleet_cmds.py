@@ -140,6 +140,12 @@ def _collect(
         )
         if rules is not None and not rules.is_file():
             raise UsageError(f"--alerts: {rules}: no such file")
+        if rules is not None:
+            # A mistake in alerts.yml stops us before any host is contacted.
+            from machineroom.fleet.alerts import rule_hosts
+            from machineroom.fleet.alerts_rules import load_alert_rules
+
+            rule_hosts(load_alert_rules(rules), workspace.inventory)
     run_id = store.start_run("collect", "machineroom collect " + pattern, args={"pattern": pattern})
     pool, _ = audited_pool(workspace, store, run_id, label="(collect metrics)", **connect)
     started = time.monotonic()

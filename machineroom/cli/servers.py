@@ -244,8 +244,29 @@ def validate_command(
         f"{len(inventory.groups)} group(s), {len(inventory.tunnels)} tunnel profile(s): valid"
         + (f", {len(inventory.warnings)} warning(s)" if inventory.warnings else "")
     )
+    _validate_fleet_files(workspace.inventory_paths, inventory)
     if strict and inventory.warnings:
         sys.exit(ExitCode.INVALID_INPUT)
+
+
+def _validate_fleet_files(inventory_paths: tuple[str, ...], inventory: Inventory) -> None:
+    """alerts.yml and schedules.yml beside the inventory, when there are: the same checks
+    `collect` and `scheduler` make before they start."""
+    from machineroom.fleet.repo import find_repo_file
+
+    alerts = find_repo_file(inventory_paths, "alerts.yml")
+    if alerts is not None:
+        from machineroom.fleet.alerts import rule_hosts
+        from machineroom.fleet.alerts_rules import load_alert_rules
+
+        rules = load_alert_rules(alerts)
+        rule_hosts(rules, inventory)
+        click.echo(f"{alerts}: {len(rules.rules)} alert rule(s): valid")
+    schedules = find_repo_file(inventory_paths, "schedules.yml")
+    if schedules is not None:
+        from machineroom.fleet.schedules import load_schedules
+
+        click.echo(f"{schedules}: {len(load_schedules(schedules))} schedule(s): valid")
 
 
 @click.command("history")
