@@ -1,0 +1,159 @@
+"""Read-only queries of the web dashboard and API: pages of runs, alerts and audit entries,
+a host's runs, and metric series averaged into time buckets (so a month of 5-minute samples
+becomes a few hundred chart points inside SQLite, not in Python). Open alert counts come
+from AlertStore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from machineroom.state.base import StoreBase
+from machineroom.state.records import RunRow, run_row
+
+ALERT_STATES = ("open", "resolved")
+
+
+class DashboardStore(StoreBase):
+    """Queries shaped for the dashboard's pages and the JSON API."""
+
+    def run_page(
+        self,
+        limit: int = 50,
+        before: int | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first, `limit` of them with ids below `before`, by kind and status."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if before is not None:
+            clauses.append("id < ?")
+            params.append(before)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as db:
+            rows = list(
+                db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+            )
+        return [run_row(row) for row in rows]
+
+    def host_runs(self, host_id: str, limit: int = 20) -> list[RunRow]:
+        """The latest runs that did something on the host (a task result or a command)."""
+        with self._read() as db:
+            rows = list(
+                db.query(
+                    "SELECT * FROM runs WHERE id IN ("
+                    " SELECT run_id FROM (SELECT run_id FROM task_results WHERE host_id = ?"
+                    "  ORDER BY finished_at DESC LIMIT 500)"
+                    " UNION SELECT run_id FROM (SELECT run_id FROM audit_log WHERE host_id = ?"
+                    "  AND run_id IS NOT NULL ORDER BY at DESC LIMIT 500))"
+                    " ORDER BY id DESC LIMIT ?",
+                    [host_id, host_id, limit],
+                )
+            )
+        return [run_row(row) for row in rows]
+
+    def run_by_trigger(self, trigger: str) -> RunRow | None:
+        """The run started with $MACHINEROOM_TRIGGER set to `trigger`, or None (yet)."""
+        with self._read() as db:
+            rows = list(
+                db.query("SELECT * FROM runs WHERE trigger = ? ORDER BY id LIMIT 1", [trigger])
+            )
+        return run_row(rows[0]) if rows else None
+
+    def result_counts(
+        self, run_ids: Iterable[int], host_id: str | None = None
+    ) -> dict[int, dict[str, int]]:
+        """For each run: how many task results of each status (optionally on one host)."""
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        sql = f"SELECT run_id, status, count(*) FROM task_results WHERE run_id IN ({marks})"
+        params: list[Any] = list(ids)
+        if host_id is not None:
+            sql += " AND host_id = ?"
+            params.append(host_id)
+        counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+        with self._read() as db:
+            for run_id, status, count in db.execute(sql + " GROUP BY run_id, status", params):
+                counts[int(run_id)][status] = int(count)
+        return counts
+
+    def task_results_after(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
+        """A run's task results recorded after result id `after_id` (live progress)."""
+        with self._read() as db:
+            return list(
+                db.query(
+                    "SELECT * FROM task_results WHERE run_id = ? AND id > ? ORDER BY id",
+                    [run_id, after_id],
+                )
+            )
+
+    def alert_page(
+        self, state: str | None = None, host_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Alerts newest first, optionally only open or resolved ones, or one host's."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if host_id is not None:
+            clauses.append("host_id = ?")
+            params.append(host_id)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as db:
+            return list(
+                db.query(
+                    f"SELECT * FROM alerts{where} ORDER BY opened_at DESC, id DESC LIMIT ?",
+                    [*params, limit],
+                )
+            )
+
+    def audit_page(
+        self,
+        host_id: str | None = None,
+        run_id: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit-log entries newest first, filtered by host and/or run, ids below `before`."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("host_id = ?", host_id), ("run_id = ?", run_id), ("id < ?", before)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as db:
+            return list(
+                db.query(
+                    f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+                )
+            )
+
+    def binned_series(
+        self, host_id: str, metric: str, since: int, until: int, step: int
+    ) -> list[tuple[int, float]]:
+        """(bucket start, mean value) of a host's metric between `since` and `until`, averaged
+        over buckets of `step` seconds (1 keeps every sample); oldest first."""
+        step = max(int(step), 1)
+        with self._read() as db:
+            found = db.execute(
+                "SELECT id FROM series WHERE host_id = ? AND metric = ?", [host_id, metric]
+            ).fetchone()
+            if found is None:
+                return []
+            rows = db.execute(
+                "SELECT (at / ?) * ? AS bucket, avg(value) FROM samples"
+                " WHERE series_id = ? AND at >= ? AND at <= ? GROUP BY bucket ORDER BY bucket",
+                [step, step, found[0], since, until],
+            ).fetchall()
+        return [(int(at), float(value)) for at, value in rows]

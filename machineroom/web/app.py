@@ -1,0 +1,111 @@
+"""The FastAPI application: shared state, security headers, routes, static files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from machineroom import __version__
+from machineroom.state import StateStore, open_state
+from machineroom.web.actions import ActionManager
+from machineroom.web.auth import Sessions
+from machineroom.web.data import InventoryCache, repo_root
+from machineroom.web.errors import install_error_handlers
+
+HERE = Path(__file__).resolve().parent
+
+DESCRIPTION = """The fleet's hosts, metrics, runs, alerts and audit log as JSON, and the
+actions an operator can start (a collection, an apply of a playbook of the repo).
+
+Every endpoint needs an access token (`machineroom token create NAME --role ROLE`) sent as
+`Authorization: Bearer TOKEN`. Roles: **viewer** reads, **operator** also starts actions,
+**admin** also manages tokens. Errors all have the shape
+`{"error": {"status": 404, "code": "not_found", "message": "..."}}`."""
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What `machineroom serve` was given."""
+
+    state_path: str
+    inventory_paths: tuple[str, ...] = ()
+    cookie_secure: bool = False
+
+
+class WebState:
+    """What every request shares: the store (one connection, thread-safe), the inventory,
+    the browser sessions and the actions started."""
+
+    def __init__(self, config: WebConfig) -> None:
+        self.config = config
+        self.store: StateStore = open_state(config.state_path)
+        self.inventory = InventoryCache(config.inventory_paths)
+        self.sessions = Sessions()
+        self.repo = repo_root(config.inventory_paths)
+        cli_args = [f"--inventory={p}" for p in config.inventory_paths]
+        cli_args.append(f"--state={config.state_path}")
+        self.actions = ActionManager(cli_args, self.repo)
+
+    def close(self) -> None:
+        """Wait a little for children, close the database."""
+        self.actions.close()
+        self.store.close()
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    """The dashboard and API application for one state database and inventory."""
+    from machineroom.web import api, pages
+
+    config = WebConfig(
+        state_path=str(Path(config.state_path).resolve()),
+        inventory_paths=tuple(str(Path(p).resolve()) for p in config.inventory_paths),
+        cookie_secure=config.cookie_secure,
+    )
+    state = WebState(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="machineroom",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI would load scripts from a CDN; /openapi.json is served
+        redoc_url=None,
+    )
+    app.state.web = state
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app

@@ -1,0 +1,186 @@
+"""Who is asking: a bearer token (API clients) or a session cookie (browsers), its role, and
+the CSRF check of state-changing browser requests.
+
+The cookie holds a random session id, not the token: the token is typed once at the login
+page and never reaches the browser's storage. Sessions live in the server's memory (a restart
+logs browsers out) and each request re-reads the token's row, so revoking a token ends its
+sessions at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+
+from machineroom.state.tokens import ROLES, TokenRow
+from machineroom.web.errors import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from machineroom.web.app import WebState
+
+COOKIE = "mr_session"
+SESSION_SECONDS = 12 * 3600
+CSRF_HEADER = "X-CSRF-Token"
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="An access token from `machineroom token create NAME --role ROLE`.",
+)
+cookie_scheme = APIKeyCookie(
+    name=COOKIE,
+    auto_error=False,
+    scheme_name="sessionCookie",
+    description="The session cookie the login page sets (browsers only).",
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A browser's login: which token it was made with, its CSRF secret, when it ends."""
+
+    token_id: int
+    csrf: str
+    expires: float  # time.monotonic()
+
+
+class Sessions:
+    """Session id -> Session, in memory, thread-safe."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self, token_id: int) -> tuple[str, Session]:
+        """A new session for the token; returns its id (the cookie value) and the session."""
+        session = Session(token_id, secrets.token_urlsafe(24), time.monotonic() + SESSION_SECONDS)
+        session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if v.expires > now}
+            self._items[session_id] = session
+        return session_id, session
+
+    def get(self, session_id: str) -> Session | None:
+        """The live session with this id, or None."""
+        with self._lock:
+            session = self._items.get(session_id)
+        if session is None or session.expires <= time.monotonic():
+            return None
+        return session
+
+    def drop(self, session_id: str) -> None:
+        """End a session (logout)."""
+        with self._lock:
+            self._items.pop(session_id, None)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The token behind a request and how it came (`bearer` or `cookie`)."""
+
+    token: TokenRow
+    via: str
+    csrf: str = ""
+    session_id: str = ""
+
+    @property
+    def name(self) -> str:
+        """The token's name."""
+        return self.token.name
+
+    @property
+    def role(self) -> str:
+        """viewer, operator or admin."""
+        return self.token.role
+
+    def may(self, role: str) -> bool:
+        """Whether the token's role includes `role`."""
+        return self.token.may(role)
+
+
+def web_state(request: Request) -> WebState:
+    """The application's shared state (store, config, sessions, actions)."""
+    state: WebState = request.app.state.web
+    return state
+
+
+def usable_token(state: WebState, row: TokenRow | None) -> TokenRow:
+    """`row` if it may be used now; else the 401 that says why."""
+    if row is None:
+        raise ApiError(401, "unknown token (check it was copied whole; tokens start with mr_)")
+    status = row.state()
+    if status == "revoked":
+        raise ApiError(401, f"token {row.name!r} was revoked at {row.revoked_at}")
+    if status == "expired":
+        raise ApiError(401, f"token {row.name!r} expired at {row.expires_at}; create a new one")
+    state.store.touch_token(row)
+    return row
+
+
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    session_id: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    """The Principal of the request, or 401."""
+    state = web_state(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        if credentials is None or not credentials.credentials:
+            raise ApiError(401, "malformed Authorization header; send 'Bearer TOKEN'")
+        row = usable_token(state, state.store.find_token(credentials.credentials))
+        return Principal(row, "bearer")
+    if session_id:
+        session = state.sessions.get(session_id)
+        if session is None:
+            raise ApiError(401, "your session has ended; log in again")
+        row = usable_token(state, state.store.token_by_id(session.token_id))
+        return Principal(row, "cookie", session.csrf, session_id)
+    raise ApiError(401, "an access token is needed: send 'Authorization: Bearer TOKEN'")
+
+
+def require(role: str) -> Callable[..., Principal]:
+    """A dependency: the request's Principal, which must have `role` (else 403)."""
+    assert role in ROLES
+
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.may(role):
+            raise ApiError(
+                403, f"token {principal.name!r} has role {principal.role}; this needs {role}"
+            )
+        return principal
+
+    return check
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a browser POST whose Origin (or Referer) is another site (403)."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return  # SameSite=Strict already keeps the cookie off cross-site requests
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc != host:
+        raise ApiError(403, f"cross-site request refused (origin {origin!r})", "csrf")
+
+
+def check_csrf(request: Request, principal: Principal, form_value: str | None = None) -> None:
+    """For cookie-authenticated state changes: same origin and the session's CSRF token (in
+    the form or the X-CSRF-Token header). Bearer requests need neither: browsers never add
+    an Authorization header on their own."""
+    if principal.via != "cookie":
+        return
+    check_same_origin(request)
+    given = form_value or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), principal.csrf.encode()):
+        raise ApiError(403, "missing or wrong CSRF token; reload the page and try again", "csrf")
