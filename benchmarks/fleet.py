@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--lab-dir", default="/tmp/lab-mr-fleetbench")
     parser.add_argument("--net", default="127.0.21")
     parser.add_argument("--db", default=None, help="Where to build the month of samples.")
+    parser.add_argument("--no-month", action="store_true", help="Only time the collection.")
     args = parser.parse_args()
     timing, metrics = collect_timing(args.hosts, args.rounds, args.lab_dir, args.net)
     print(
@@ -135,6 +136,8 @@ def main() -> None:
         f"collection itself {timing['collect_median']:.2f} s",
         flush=True,
     )
+    if args.no_month:
+        return
     db = Path(args.db or tempfile.mkdtemp(prefix="mr-fleet-month-")) / "state.db"
     if db.exists():
         os.unlink(db)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: set machineroom up, start three disposable SSH
 # hosts (real sshd on 127.0.7.1-3), apply a real playbook to them twice (the second run
-# changes nothing), and work on them as a user would. Needs root (the lab uses mount
+# changes nothing), and work on them as a user would, metrics and alerts included. Needs root (the lab uses mount
 # namespaces). Leaves the demo repo in /tmp/machineroom-demo to look at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,17 @@ step apply "$ROOT/playbooks/baseline.yml"          # the second run: zero change
 step run all -- 'echo "$(hostname): $(uname -sr), up $(cut -d. -f1 /proc/uptime)s"'
 step run 'lab:!h2' --become -- 'id -un'
 step scanports all --ports 22,80,443,8000-8010
+cat > alerts.yml <<'RULES'
+rules:
+  disk-full: {metric: "disk_used_pct:*", above: 90, for: 10m, severity: critical}
+  busy: {metric: load1, above: 50, severity: warning}
+RULES
+step collect                                       # metrics, one remote command a host
+sleep 1
+step collect
+step status
+step metrics h1 load1 --since 1h
+step alerts --all
 step retire h3
 step ls
 step history
