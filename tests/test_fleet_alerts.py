@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 
 import paramiko
 import pytest
+from clirun import machineroom
 
 from machineroom.errors import InputError
 from machineroom.fleet.alerts import AlertChange, evaluate_after_collection
@@ -476,18 +476,6 @@ def test_valid_rules_file_defaults(tmp_path: Path) -> None:
 
 
 # -- the command line ----------------------------------------------------------------------------
-
-
-def machineroom(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, in `cwd`."""
-    return subprocess.run(
-        [sys.executable, "-m", "machineroom", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def test_alerts_command_lists_and_checks(

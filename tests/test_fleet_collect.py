@@ -6,7 +6,6 @@ h1-h3 are collected as root with the lab key; h4 gets a restricted collection ke
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from clirun import machineroom
 
 from machineroom.fleet.collector import Collector, build_script, parse_collection
 from machineroom.lab import Lab
@@ -22,18 +22,6 @@ from machineroom.state import open_state
 from machineroom.state.metrics import HostCollection, now_unix
 
 DEAD = "127.0.2.250"  # nothing listens there: an unreachable host
-
-
-def machineroom(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, in `cwd`."""
-    return subprocess.run(
-        [sys.executable, "-m", "machineroom", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def rows(repo: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from clirun import machineroom
 
 from machineroom.errors import InputError
 from machineroom.fleet.cron import CronError, parse_cron, parse_duration, parse_every
@@ -533,16 +534,6 @@ def test_reload_on_change_and_invalid_file_keeps_schedules(harness: Any) -> None
 
 
 # -- end to end: `machineroom scheduler` against a real SSH host ------------------------------
-
-
-def machineroom(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "machineroom", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
