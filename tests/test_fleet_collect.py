@@ -6,6 +6,7 @@ h1-h3 are collected as root with the lab key; h4 gets a restricted collection ke
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -246,8 +247,8 @@ def test_parse_collection_of_known_output() -> None:
         "v\t1\nuptime\t3600.5\nload\t0.50\t0.25\t0.10\n"
         "cpu\t100\t0\t100\t700\t100\t0\t0\t0\ncpus\t2\n"
         "mem\tMemTotal:\t1000\nmem\tMemAvailable:\t250\nmem\tSwapTotal:\t0\nmem\tSwapFree:\t0\n"
-        "disk\t/\t1000\t950\ndisk\t/data\t2000\t500\n"
-        "net\teth0\t5000\t1000\nnet\tdummy0\t0\t0\n"
+        "disk\t/\t1000\t900\t50\ndisk\t/data\t2000\t500\t1500\ndisk\t/my disk\t100\t10\t90\n"
+        "net\teth0\t5000\t1000\nnet\tdummy0\t0\t0\nnet\tdocker0\t100\t100\n"
         "docker\tok\ncontainer\tweb\tnginx:1\trunning\tUp 2 hours\n"
         "container\tjob\tbusybox\texited\tExited (1) 3 minutes ago\n"
     )
@@ -256,8 +257,10 @@ def test_parse_collection_of_known_output() -> None:
     assert m["uptime_seconds"] == 3600.5 and m["load5"] == 0.25
     assert m["cpu_used_pct"] == 20.0  # 200 busy of 1000 ticks since boot
     assert m["mem_used_pct"] == 75.0 and m["mem_total_bytes"] == 1000 * 1024
-    assert m["disk_used_pct:/"] == 95.0 and m["disk_used_pct:/data"] == 25.0
-    assert m["disk_used_pct_max"] == 95.0
+    # as df: used / (used + available), so the 5 % reserve of / does not hide a full disk
+    assert m["disk_used_pct:/"] == 94.74 and m["disk_used_pct:/data"] == 25.0
+    assert m["disk_used_pct:/my disk"] == 10.0 and m["disk_avail_bytes:/data"] == 1500 * 1024
+    assert m["disk_used_pct_max"] == 94.74
     assert m["containers_total"] == 2 and m["containers_running"] == 1
     assert "net_rx_bytes:dummy0" not in m and m["net_rx_bytes:eth0"] == 5000
     assert first.containers[1] == {
@@ -269,10 +272,19 @@ def test_parse_collection_of_known_output() -> None:
     # 10 seconds later: CPU and network from the difference.
     later = output.replace("cpu\t100\t0\t100\t700\t100", "cpu\t150\t0\t150\t800\t100")
     later = later.replace("net\teth0\t5000\t1000", "net\teth0\t7000\t1500")
+    later = later.replace("net\tdocker0\t100\t100", "net\tdocker0\t9100\t9100")
     second = parse_collection(later, first.counters, 1010)
     assert second.metrics["cpu_used_pct"] == 50.0  # 100 busy of 200 new ticks
     assert second.metrics["net_rx_bytes_per_s"] == 200.0
-    assert second.metrics["net_tx_bytes_per_s"] == 50.0
+    assert second.metrics["net_tx_bytes_per_s"] == 50.0  # docker0's bridged bytes not twice
+    assert second.metrics["net_rx_bytes:docker0"] == 9100
+    # A reboot between collections (a new boot time, counters from zero): since boot again,
+    # never a share from two boots, never past 100 %.
+    rebooted = later.replace("uptime\t3600.5", "uptime\t50000").replace(
+        "cpu\t150\t0\t150\t800\t100", "cpu\t30000\t0\t30000\t60000\t0"
+    )
+    third = parse_collection(rebooted, {**second.counters, "cpu_idle": 99000.0}, 100000)
+    assert third.metrics["cpu_used_pct"] == 50.0
 
 
 def test_collector_script_runs_under_dash_and_reports_collector_failures() -> None:
@@ -358,3 +370,40 @@ def test_bad_alerts_file_stops_collect_before_any_host(tmp_path: Path, fleet_lab
     checked = machineroom("validate", cwd=repo)
     assert checked.returncode == 0, checked.stderr
     assert "alerts.yml: 1 alert rule(s): valid" in checked.stdout
+
+
+def test_hung_df_is_cut_short_and_reported(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "df").write_text("#!/bin/sh\nsleep 30\n")
+    (fake / "df").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "MACHINEROOM_PROBE_TIMEOUT": "1"}
+    started = time.monotonic()
+    out = subprocess.run(
+        ["sh", "-c", build_script()], capture_output=True, text=True, timeout=20, env=env
+    )
+    assert time.monotonic() - started < 10
+    parsed = parse_collection(out.stdout)
+    assert "df timed out after 1 s (a hung mount?)" in parsed.problems
+    assert parsed.metrics["load1"] >= 0 and "disk_used_pct_max" not in parsed.metrics
+
+
+def test_a_host_past_the_timeout_does_not_hold_up_the_others(
+    tmp_path: Path, fleet_lab: Lab
+) -> None:
+    repo = make_repo(
+        tmp_path,
+        fleet_lab,
+        {
+            "h1": f"host: {address(fleet_lab, 0)}",
+            "h2": f"host: {address(fleet_lab, 1)}, collectors: {{slow: 'sleep 20'}}",
+        },
+    )
+    started = time.monotonic()
+    out = machineroom("collect", "all", "--timeout", "2", cwd=repo)
+    assert time.monotonic() - started < 15
+    assert out.returncode == 3, out.stderr
+    assert "h2" in out.stdout and "timed out" in out.stdout
+    states = dict(rows(repo, "SELECT host_id, reachable FROM host_status"))
+    assert states == {"h1": 1, "h2": 0}
+    assert rows(repo, "SELECT status FROM runs") == [("unreachable",)]

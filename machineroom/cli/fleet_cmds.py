@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from machineroom.state import StateStore
 
 DEFAULT_RETENTION = "35d"
+DEFAULT_HOST_TIMEOUT = 60.0  # seconds a host's collection may take without --timeout
 
 
 @click.command("collect")
@@ -164,7 +165,9 @@ def _collect(
             run_id=run_id,
             now=now_unix,
             forks=forks,
-            timeout=connect["command_timeout"],
+            # A host that hangs (even past the script's own limits) must not hold up the
+            # fleet: it is recorded as failed and the others are stored.
+            timeout=connect["command_timeout"] or DEFAULT_HOST_TIMEOUT,
             on_host=show,
             stop=stop,
         )

@@ -23,12 +23,27 @@ from typing import Any
 SCRIPT_VERSION = 1
 COLLECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 DEFAULT_COLLECTOR_TIMEOUT = 20  # seconds a custom collector may run on the host
+PROBE_TIMEOUT = 10  # seconds df and `docker ps` may take (a hung NFS mount hangs df)
 MAX_CUSTOM_METRICS = 200  # numbers taken from one collector's JSON
 
 # Filesystems that hold no user data; mounts under these folders are the kernel's.
 _PSEUDO_FS = (
     "proc|sysfs|devtmpfs|devpts|cgroup|cgroup2|mqueue|debugfs|tracefs|securityfs|pstore|"
     "bpf|configfs|fusectl|hugetlbfs|autofs|binfmt_misc|nsfs|squashfs|efivarfs|rpc_pipefs"
+)
+
+# Interfaces left out of the fleet's network rate (their counters are still stored).
+_VIRTUAL_INTERFACES = (
+    "docker",
+    "veth",
+    "br-",
+    "virbr",
+    "cni",
+    "flannel",
+    "cali",
+    "vxlan",
+    "kube-",
+    "lxcbr",
 )
 
 BUILTIN_SCRIPT = rf"""LC_ALL=C; export LC_ALL
@@ -42,16 +57,22 @@ while read -r k v _; do
   case $k in MemTotal:|MemAvailable:|SwapTotal:|SwapFree:) printf 'mem\t%s\t%s\n' "$k" "$v";;
   esac
 done < /proc/meminfo
-df -P -k -T 2>/dev/null | awk 'NR > 1 && $2 !~ /^({_PSEUDO_FS})$/ &&
-  $7 !~ /^\/(proc|sys|dev|run)(\/|$)/ {{ print "disk\t" $7 "\t" $3 "\t" $4 }}'
+# A hung network mount must not hang the collection: df (and docker) get a time limit.
+P=${{MACHINEROOM_PROBE_TIMEOUT:-{PROBE_TIMEOUT}}}
+T=; command -v timeout >/dev/null 2>&1 && T="timeout $P"
+disks=$($T df -P -k -T 2>/dev/null); [ $? -eq 124 ] &&
+  printf 'problem\tdf timed out after %s s (a hung mount?)\n' "$P"
+printf '%s\n' "$disks" | awk 'NR > 1 && $2 !~ /^({_PSEUDO_FS})$/ {{
+  m = $7; for (i = 8; i <= NF; i++) m = m " " $i
+  if (m !~ /^\/(proc|sys|dev|run)(\/|$)/) print "disk\t" m "\t" $3 "\t" $4 "\t" $5 }}'
 awk -F'[: ]+' 'NR > 2 {{ sub(/^ +/, ""); split($0, f, /[: ]+/);
   if (f[1] != "lo") print "net\t" f[1] "\t" f[2] "\t" f[10] }}' /proc/net/dev 2>/dev/null
 if ! command -v docker >/dev/null 2>&1; then :
 elif [ -z "${{DOCKER_HOST:-}}" ] && [ ! -S /var/run/docker.sock ]; then
   printf 'docker\tdown\n'  # installed, not running: skip starting the client (~20 ms)
 else
-  if out=$(docker ps -a --format '{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.State}}}}\t{{{{.Status}}}}' \
-      2>&1); then
+  if out=$($T docker ps -a \
+      --format '{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.State}}}}\t{{{{.Status}}}}' 2>&1); then
     printf 'docker\tok\n'
     [ -n "$out" ] && printf '%s\n' "$out" | while IFS= read -r line; do
       printf 'container\t%s\n' "$line"; done
@@ -125,6 +146,8 @@ def parse_collection(
             raw["mem_" + fields[0].rstrip(":")] = fields[1:]
         elif key == "docker":
             docker_state = fields
+        elif key == "problem":
+            parsed.problems.append(rest)
         elif key == "container" and len(fields) >= 3:
             name, image, state = fields[:3]
             status = fields[3] if len(fields) > 3 else ""
@@ -201,14 +224,27 @@ def _cpu(
     total = sum(values)
     parsed.counters["cpu_idle"] = idle
     parsed.counters["cpu_total"] = total
+    uptime = parsed.metrics.get("uptime_seconds")
+    boot = at - uptime if uptime is not None else None
+    if boot is not None:
+        parsed.counters["boot"] = boot
     before_idle, before_total = previous.get("cpu_idle"), previous.get("cpu_total")
-    if before_idle is not None and before_total is not None and total > before_total:
+    before_boot = previous.get("boot")
+    same_boot = boot is None or before_boot is None or abs(boot - before_boot) < 120
+    if (
+        before_idle is not None
+        and before_total is not None
+        and same_boot
+        and total > before_total
+        and idle >= before_idle
+    ):
         # Busy share since the last collection; since boot on the first one (or after a reboot).
-        parsed.metrics["cpu_used_pct"] = round(
-            100.0 * (1 - (idle - before_idle) / (total - before_total)), 2
-        )
+        share = 1 - (idle - before_idle) / (total - before_total)
     elif total > 0:
-        parsed.metrics["cpu_used_pct"] = round(100.0 * (1 - idle / total), 2)
+        share = 1 - idle / total
+    else:
+        return
+    parsed.metrics["cpu_used_pct"] = round(100.0 * min(max(share, 0.0), 1.0), 2)
 
 
 def _disks(disks: list[list[str]], parsed: ParsedCollection) -> None:
@@ -217,12 +253,19 @@ def _disks(disks: list[list[str]], parsed: ParsedCollection) -> None:
         if len(fields) < 3:
             continue
         mount, size_kb, used_kb = fields[0], _number(fields[1]), _number(fields[2])
+        avail_kb = _number(fields[3]) if len(fields) > 3 else None
         if size_kb is None or used_kb is None or size_kb <= 0:
             continue
-        pct = round(100.0 * used_kb / size_kb, 2)
+        # As df computes it: used of what the user can have (used + available), so a root
+        # filesystem with its 5 % reserve reads 100 % when full, and a shared pool (btrfs,
+        # ZFS, thin volumes) reads its real fill, not used / pool size.
+        room = used_kb + avail_kb if avail_kb is not None else size_kb
+        pct = round(100.0 * used_kb / room, 2) if room > 0 else 0.0
         parsed.metrics[f"disk_used_pct:{mount}"] = pct
         parsed.metrics[f"disk_used_bytes:{mount}"] = used_kb * 1024
         parsed.metrics[f"disk_size_bytes:{mount}"] = size_kb * 1024
+        if avail_kb is not None:
+            parsed.metrics[f"disk_avail_bytes:{mount}"] = avail_kb * 1024
         worst = pct if worst is None else max(worst, pct)
     if worst is not None:
         parsed.metrics["disk_used_pct_max"] = worst
@@ -248,6 +291,8 @@ def _network(
             key = f"net_{direction}:{iface}"
             parsed.counters[key] = value
             old = previous.get(key)
+            if iface.startswith(_VIRTUAL_INTERFACES):
+                continue  # bridges and container ends repeat what a real interface carried
             if old is not None and before_at is not None and at > before_at and value >= old:
                 rates[direction] += (value - old) / (at - before_at)
                 have_rate = True
