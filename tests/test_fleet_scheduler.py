@@ -721,3 +721,50 @@ def test_invalid_schedules_exit_4_and_name_the_line(repo: Path) -> None:
     (repo / "schedules.yml").unlink()
     out = machineroom("scheduler", "list", cwd=repo)
     assert out.returncode == 5 and "pass --schedules FILE" in out.stderr
+
+
+def test_one_scheduler_per_state_database(tmp_path: Path) -> None:
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    web1: {host: 127.0.2.251}\n")
+    (tmp_path / "schedules.yml").write_text(
+        "schedules:\n  hourly:\n    every: 1h\n    run: {hosts: all, command: uptime}\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "machineroom", "scheduler"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lock = tmp_path / ".machineroom" / "state.db.scheduler.lock"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+            lock.exists() and lock.read_text().strip() == str(first.pid)
+        ):
+            time.sleep(0.1)
+        assert lock.read_text().strip() == str(first.pid)
+        assert oct(lock.stat().st_mode & 0o777) == "0o600"
+        second = machineroom("scheduler", cwd=tmp_path, timeout=30)
+        assert second.returncode == 5, second.stderr
+        assert "another scheduler already runs on" in second.stderr
+        assert f"(pid {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+    # The lock goes with its process: a new scheduler may start.
+    third = subprocess.Popen(
+        [sys.executable, "-m", "machineroom", "scheduler"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and lock.read_text().strip() != str(third.pid):
+            time.sleep(0.1)
+        assert lock.read_text().strip() == str(third.pid)
+    finally:
+        third.kill()
+        third.communicate(timeout=30)

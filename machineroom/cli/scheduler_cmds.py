@@ -141,29 +141,34 @@ def _run(
         received.append(signum)
         stop.set()
 
+    from machineroom.fleet.scheduler_lock import scheduler_lock
+
     store = workspace.open_state()
     try:
-        scheduler = Scheduler(
-            schedules,
-            store,
-            [sys.executable, "-m", "machineroom"],
-            common,
-            path=path,
-            on_event=_print_event,
-            grace=5.0 if grace is None else grace,
-        )
-        click.echo(
-            f"scheduler: {len(schedules)} schedule(s) from {path}; state {workspace.state_path}"
-        )
-        for schedule, due in scheduler.upcoming():
-            when = f"next {_stamp(due)}" if due else "disabled"
-            click.echo(f"  {schedule.name}: {schedule.timing.describe()}, {when}")
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            scheduler.run(stop)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with scheduler_lock(workspace.state_path):
+            scheduler = Scheduler(
+                schedules,
+                store,
+                [sys.executable, "-m", "machineroom"],
+                common,
+                path=path,
+                on_event=_print_event,
+                grace=5.0 if grace is None else grace,
+            )
+            click.echo(
+                f"scheduler: {len(schedules)} schedule(s) from {path}; state {workspace.state_path}"
+            )
+            for schedule, due in scheduler.upcoming():
+                when = f"next {_stamp(due)}" if due else "disabled"
+                click.echo(f"  {schedule.name}: {schedule.timing.describe()}, {when}")
+            previous = {
+                sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                scheduler.run(stop)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
     finally:
         store.close()
     click.echo(f"{_stamp(datetime.now(UTC))} scheduler stopped")
