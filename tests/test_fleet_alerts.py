@@ -8,6 +8,7 @@ collection does, at chosen times.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import sqlite3
@@ -444,6 +445,71 @@ def test_webhook_receives_the_alert_as_json(
     assert chat[1][2]["message"] == "load1 is 5, above 2 (resolved: load1 is 1)"
     stored = rows(store, "SELECT notify_error FROM alerts")[0][0]
     assert "other-token" not in stored and "HTTP 500" in stored
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a 302 to `target`; records whatever reaches `target`'s side."""
+
+    target: ClassVar[str] = ""
+    landed: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+
+    def do_POST(self) -> None:
+        if self.path.startswith("/landed/"):
+            self._land()
+            return
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(302)
+        self.send_header("Location", _Redirect.target + "/landed/other-token")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._land()
+
+    def _land(self) -> None:
+        _Redirect.landed.append((self.command, self.path, dict(self.headers)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_webhook_redirect_is_refused_not_followed(
+    tmp_path: Path, store: StateStore, inventory: Inventory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Redirect.landed = []
+    monkeypatch.setenv("HOOK_AUTH", "Bearer abc123")
+    with _serving(_Redirect) as first, _serving(_Redirect) as second:
+        _Redirect.target = second
+        notifiers = (
+            f"  moved:\n    webhook: {first}/hooks/T0/secret-token\n"
+            "    headers: {Authorization: !env HOOK_AUTH}\n"
+        )
+        rules = write_rules(
+            tmp_path, "  load:\n    metric: load1\n    above: 2\n    notify: [moved]\n", notifiers
+        )
+        collect(store, T0, load1=5)
+        (change,) = evaluate(store, inventory, rules, T0)
+    assert _Redirect.landed == []  # the second server never saw the request (nor the token)
+    assert change.notify_errors == (
+        f"notifier moved ({first}/***): HTTP 302 Found: redirects are not followed",
+    )
+    stored = rows(store, "SELECT notify_error FROM alerts")[0][0]
+    assert "redirects are not followed" in stored and "secret-token" not in stored
 
 
 # -- the rules file ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -269,6 +271,12 @@ def test_collecting_one_host_answers_503_when_down_and_408_when_hung(
         assert "within 1 s" in error(hung, 408, "timeout")
         assert time.monotonic() - started < 9
         error(client.post("/api/hosts/nohost/collect"), 404)
+        # The child was killed with its process group; its run does not stay "running".
+        runs = client.get("/api/runs", params={"kind": "collect"}).json()
+        mine = [
+            r for r in runs if r["trigger"].startswith("web:operator:") and "slow1" in r["command"]
+        ]
+        assert mine[0]["status"] == "interrupted", mine[0]
 
 
 def test_an_admin_manages_tokens(site: dict[str, Any]) -> None:
@@ -310,6 +318,132 @@ def test_browser_sessions_need_the_csrf_token_to_post(site: dict[str, Any]) -> N
         page = browser.get("/actions")
         assert page.status_code == 200 and 'name="csrf"' in page.text
         assert browser.post("/logout", data={}).status_code == 403
+
+
+@pytest.fixture
+def lone(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A server of its own (its actions do not meet the module's), with a hung host whose
+    connection waits a minute, and $TMPDIR in tmp_path."""
+    root = tmp_path / "site"
+    (root / "playbooks").mkdir(parents=True)
+    (root / ".ssh").mkdir()
+    (root / "tmp").mkdir()
+    silent = SilentHost()
+    closed = free_port()
+    (root / "inventory.yml").write_text(
+        "all:\n  vars: {user: root, connect_timeout: 60}\n  hosts:\n"
+        f"    web1: {{host: 127.0.0.1, port: {closed}}}\n"
+        f"    slow1: {{host: 127.0.0.1, port: {silent.port}}}\n"
+        f"    slow2: {{host: 127.0.0.1, port: {silent.port}}}\n"
+    )
+    (root / "playbooks" / "slow.yml").write_text(
+        "- hosts: slow1\n  gather_facts: false\n  tasks:\n    - command: 'true'\n"
+    )
+    state = root / ".machineroom" / "state.db"
+    env = {
+        "HOME": str(root),
+        "MACHINEROOM_TRIGGER": "",
+        "SSH_AUTH_SOCK": "",
+        "TMPDIR": str(root / "tmp"),
+    }
+    token = make_token(root, state, "op", "operator")
+    server = Server(root, state, [root / "inventory.yml"], env)
+    try:
+        yield {"root": root, "state": state, "server": server, "token": token}
+    finally:
+        server.stop()
+        silent.close()
+
+
+def test_synchronous_collects_share_the_action_limits(lone: dict[str, Any]) -> None:
+    server: Server = lone["server"]
+    with server.client(lone["token"]) as client:
+        # A synchronous collect holds a slot while it waits: the same collection is refused.
+        answers: list[httpx.Response] = []
+
+        def wait_for_collect() -> None:
+            with server.client(lone["token"]) as other:
+                answers.append(other.post("/api/hosts/slow1/collect", params={"timeout": 4}))
+
+        waiting = threading.Thread(target=wait_for_collect)
+        waiting.start()
+        wait_for(lambda: client.get("/api/runs", params={"kind": "collect"}).json(), 10, 0.05)
+        refused = client.post("/api/actions/collect", json={"pattern": "slow1"})
+        assert "'slow1' is already running" in error(refused, 409, "conflict")
+        waiting.join()
+        assert "within 4 s" in error(answers[0], 408, "timeout")
+        # Actions fill the slots: a synchronous collect is then refused at once, not queued.
+        for pattern in ("slow1", "slow2", "all"):
+            started = client.post("/api/actions/collect", json={"pattern": pattern})
+            assert started.status_code == 202, started.text
+        same = client.post("/api/hosts/slow2/collect", params={"timeout": 30})
+        assert "'slow2' is already running" in error(same, 409, "conflict")
+        applying = client.post("/api/actions/apply", json={"playbook": "playbooks/slow.yml"})
+        assert applying.status_code == 202, applying.text
+        begun = time.monotonic()
+        full = client.post("/api/hosts/web1/collect", params={"timeout": 30})
+        assert "4 actions are running" in error(full, 409, "conflict")
+        assert time.monotonic() - begun < 2
+
+
+def test_a_run_whose_process_died_shows_as_interrupted(lone: dict[str, Any]) -> None:
+    # A CLI run killed before it could record its end: the process that started it is gone.
+    code = (
+        "import sys; from machineroom.state import open_state\n"
+        "with open_state(sys.argv[1]) as store: print(store.start_run('collect', 'died'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(lone["state"])], capture_output=True, text=True
+    )
+    run_id = int(out.stdout)
+    with lone["server"].client(lone["token"]) as client:
+
+        def interrupted() -> Any:
+            run = client.get(f"/api/runs/{run_id}").json()["run"]
+            return run if run["status"] == "interrupted" else None
+
+        run = wait_for(interrupted, timeout=15, every=0.5)
+        assert "ended without finishing" in run["summary"]["reason"]
+
+
+def test_stopping_the_server_removes_the_action_logs(lone: dict[str, Any]) -> None:
+    server: Server = lone["server"]
+    with server.client(lone["token"]) as client:
+        started = client.post("/api/actions/collect", json={"pattern": "web1"})
+        assert started.status_code == 202, started.text
+        wait_for(lambda: not client.get(f"/api/actions/{started.json()['id']}").json()["running"])
+    (logs,) = (lone["root"] / "tmp").glob("machineroom-web-*")
+    assert logs.stat().st_mode & 0o777 == 0o700
+    assert [p.suffix for p in logs.iterdir()] == [".log"]
+    server.stop()
+    assert server.process.returncode is not None
+    assert list((lone["root"] / "tmp").glob("machineroom-web-*")) == []
+
+
+def test_the_alerts_page_shows_every_open_alert_however_old(site: dict[str, Any]) -> None:
+    with sqlite3.connect(site["state"]) as db:
+        db.execute(
+            "INSERT INTO alerts (rule, host_id, subject, severity, state, opened_at, value,"
+            " message) VALUES ('ancient', 'db1', '', 'warning', 'open',"
+            " '2020-01-01T00:00:00.000Z', 1.0, 'open since 2020')"
+        )
+        db.executemany(
+            "INSERT INTO alerts (rule, host_id, subject, severity, state, opened_at,"
+            " resolved_at, value, message) VALUES ('flap', 'db1', ?, 'warning', 'resolved',"
+            " '2029-01-01T00:00:00.000Z', '2029-01-01T00:01:00.000Z', 1.0, 'flapped')",
+            [(f"s{n}",) for n in range(510)],
+        )
+    try:
+        with site["server"].client(site["tokens"]["viewer"]) as client:
+            page = client.get("/alerts")
+            assert page.status_code == 200 and "open since 2020" in page.text
+            assert page.text.index("open since 2020") < page.text.index("flapped")
+            assert page.text.count("flapped") == 500
+            assert "open since 2020" in client.get("/alerts", params={"state": "open"}).text
+            assert "open since 2020" not in client.get("/alerts?state=resolved").text
+    finally:
+        with sqlite3.connect(site["state"]) as db:
+            db.execute("DELETE FROM alerts WHERE rule IN ('ancient', 'flap')")
 
 
 def test_the_openapi_document_is_valid_and_describes_auth_and_errors(

@@ -2,7 +2,9 @@
 receiving it as a JSON POST.
 
 A notifier's failure is returned as a line of text (masked: a webhook URL often holds its
-token), never raised: an alert is recorded whether or not anyone could be told.
+token), never raised: an alert is recorded whether or not anyone could be told. A webhook's
+redirect is refused, not followed: urllib would re-send the configured headers (a token) to
+wherever it points.
 """
 
 from __future__ import annotations
@@ -20,6 +22,24 @@ from machineroom.fleet.alerts_rules import Notifier
 
 OUTPUT_TAIL = 300  # characters of a failed command's stderr kept in the error
 USER_AGENT = "machineroom-alerts"
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: the 3xx answer then reaches us as an HTTPError."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def alert_payload(
@@ -101,9 +121,13 @@ def _post(notifier: Notifier, body: bytes, decrypt: Callable[[str], str] | None)
         secrets.append(headers[name])
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=notifier.timeout) as response:
+        with _OPENER.open(request, timeout=notifier.timeout) as response:
             response.read(65536)
     except urllib.error.HTTPError as exc:
+        exc.close()
+        if 300 <= exc.code < 400:
+            # The Location is not shown: it may hold a token as the URL does.
+            return f"{what}: HTTP {exc.code} {exc.reason}: redirects are not followed"
         return f"{what}: HTTP {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -117,6 +117,25 @@ class DashboardStore(StoreBase):
                 )
             )
 
+    def alert_board(
+        self, state: str | None = None, resolved_limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Every open alert, however old, then the newest `resolved_limit` resolved ones
+        (each part newest first); `state` keeps only one of the two parts."""
+        parts: list[tuple[str, int | None]] = []
+        if state in (None, "open"):
+            parts.append(("open", None))
+        if state in (None, "resolved"):
+            parts.append(("resolved", resolved_limit))
+        rows: list[dict[str, Any]] = []
+        with self._read() as db:
+            for wanted, limit in parts:
+                rows += db.query(
+                    "SELECT * FROM alerts WHERE state = ? ORDER BY opened_at DESC, id DESC LIMIT ?",
+                    [wanted, -1 if limit is None else limit],  # -1: SQLite's "no limit"
+                )
+        return rows
+
     def audit_page(
         self,
         host_id: str | None = None,

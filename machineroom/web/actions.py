@@ -5,6 +5,10 @@ state database, so it lands in the run history and the audit log like any other 
 $MACHINEROOM_TRIGGER=web:TOKEN-NAME:NONCE goes into the child's environment; `start_run`
 copies it into `runs.trigger`, which is how the dashboard finds the run of an action. Values
 go to the child as argv (never through a shell), after `--` where they are positional.
+
+A synchronous collection (`POST /api/hosts/{id}/collect`) holds a slot of the same
+ActionManager while it waits, so it obeys the same limits. Action logs live in a folder only
+the server's user can read (apply diffs may show configuration), removed when it stops.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,8 @@ from typing import Any
 from machineroom.state.records import iso, utc_now
 from machineroom.web.errors import ApiError
 
-MAX_RUNNING = 4  # actions at once from the web; more is a 409
+MAX_RUNNING = 4  # actions at once from the web (synchronous collects included); more is a 409
+INTERRUPT_GRACE = 3.0  # seconds a timed-out synchronous child gets after SIGINT
 OUTPUT_TAIL = 4000  # characters of a child's output the API shows
 KEEP_FINISHED = 200  # finished actions remembered
 
@@ -65,33 +72,67 @@ class Action:
             return ""
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A slot held by a synchronous command (not an Action: nothing is kept once it ends)."""
+
+    kind: str
+    target: str
+    by: str
+    started_at: str = field(default_factory=lambda: iso(utc_now()))
+
+
 class ActionManager:
     """Starts, reaps and remembers the dashboard's child processes."""
 
-    def __init__(self, cli_args: list[str], cwd: Path | None) -> None:
+    def __init__(
+        self, cli_args: list[str], cwd: Path | None, max_running: int = MAX_RUNNING
+    ) -> None:
         # cli_args: the -i/--state options every child gets.
         self.cli_args = cli_args
         self.cwd = cwd
+        self.max_running = max_running
         self._lock = threading.Lock()
         self._actions: dict[str, Action] = {}
+        self._claims: dict[str, Claim] = {}
+        # mkdtemp makes it 0700: the logs hold apply output and diffs.
         self._logs = Path(tempfile.mkdtemp(prefix="machineroom-web-"))
+
+    def _check_free(self, kind: str, target: str) -> None:
+        # Called with the lock held: 409 when the same action runs or every slot is taken.
+        busy: list[Action | Claim] = [a for a in self._actions.values() if a.running]
+        busy += self._claims.values()
+        for other in busy:
+            if other.kind == kind and other.target == target:
+                which = f"action {other.id}, " if isinstance(other, Action) else ""
+                raise ApiError(
+                    409,
+                    f"{kind} {target!r} is already running ({which}started "
+                    f"by {other.by} at {other.started_at})",
+                )
+        if len(busy) >= self.max_running:
+            raise ApiError(409, f"{len(busy)} actions are running; wait for one to end")
+
+    @contextlib.contextmanager
+    def claim(self, kind: str, target: str, by: str) -> Iterator[Claim]:
+        """Hold a slot while a synchronous command runs; 409 as start() would."""
+        key = secrets.token_hex(6)
+        with self._lock:
+            self._check_free(kind, target)
+            held = self._claims[key] = Claim(kind, target, by)
+        try:
+            yield held
+        finally:
+            with self._lock:
+                del self._claims[key]
 
     def start(
         self, kind: str, target: str, by: str, args: list[str], check: bool = False
     ) -> Action:
         """Start `machineroom KIND [options] ... args`; 409 when the same action is already
-        running or MAX_RUNNING actions are."""
+        running or max_running actions are."""
         with self._lock:
-            running = [a for a in self._actions.values() if a.running]
-            for other in running:
-                if other.kind == kind and other.target == target:
-                    raise ApiError(
-                        409,
-                        f"{kind} {target!r} is already running (action {other.id}, started "
-                        f"by {other.by} at {other.started_at})",
-                    )
-            if len(running) >= MAX_RUNNING:
-                raise ApiError(409, f"{len(running)} actions are running; wait for one to end")
+            self._check_free(kind, target)
             nonce = secrets.token_hex(6)
             trigger = f"web:{by}:{nonce}"
             argv = [sys.executable, "-m", "machineroom", kind, *self.cli_args, *args]
@@ -142,17 +183,20 @@ class ActionManager:
 
     def close(self, grace: float = 5.0) -> None:
         """Wait up to `grace` seconds for running children, then leave them: each is a CLI
-        run of its own that finishes and records itself without the server."""
+        run of its own that finishes and records itself without the server. Remove the logs
+        (a child still running keeps writing to its open, now unlinked, file)."""
         deadline = time.monotonic() + grace
         for action in self.all():
             if action.running:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     action.process.wait(max(0.0, deadline - time.monotonic()))
+        shutil.rmtree(self._logs, ignore_errors=True)
 
 
 def run_with_timeout(argv: list[str], cwd: Path | None, env: dict[str, str], timeout: float) -> Any:
-    """Run a child to completion; on timeout interrupt it (SIGINT, so it records the run as
-    interrupted), then kill it, and raise 408."""
+    """Run a child to completion; on timeout interrupt its process group (SIGINT, so it
+    can record the run as interrupted), kill the group after INTERRUPT_GRACE seconds, and
+    raise 408. A killed child leaves its run 'running': the caller marks it interrupted."""
     process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -165,11 +209,20 @@ def run_with_timeout(argv: list[str], cwd: Path | None, env: dict[str, str], tim
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGINT)
-            process.communicate(timeout=3)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            process.kill()
-            process.communicate()
+        stop_group(process, INTERRUPT_GRACE)
         raise ApiError(408, f"the command did not finish within {timeout:g} s") from None
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGINT to the child's process group (it leads a session of its own), then SIGKILL to
+    the whole group when it has not ended within `grace` seconds: `collect` waits for its
+    remote commands on SIGINT, and killing the leader alone would leave them running."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()

@@ -79,6 +79,7 @@ def host(request: Request, principal: Viewer, host_id: HostId) -> dict[str, Any]
     """A host's status, facts, installed stages, latest metrics and their names, containers,
     recent runs and alerts."""
     state = web_state(request)
+    state.sweep_runs()
     inventory, _ = state.inventory.get()
     return data.host_detail(state.store, inventory, host_id)
 
@@ -116,7 +117,7 @@ def metric(
     "/hosts/{host_id}/collect",
     response_model=HostCollect,
     summary="Collect one host now (synchronous)",
-    responses=error_responses(404, 408, 503),
+    responses=error_responses(404, 408, 409, 503),
 )
 def collect_host(
     request: Request,
@@ -125,7 +126,8 @@ def collect_host(
     timeout: Annotated[float, Query(ge=1, le=300, description="Seconds to wait.")] = 30,
 ) -> dict[str, Any]:
     """Run `machineroom collect HOST` and wait for it: 408 when it takes longer than
-    `timeout`, 503 when the host cannot be reached."""
+    `timeout`, 409 when that host's collection or too many actions are running (it takes
+    one of their slots while it waits), 503 when the host cannot be reached."""
     check_csrf(request, principal)
     state = web_state(request)
     inventory, error = state.inventory.get()
@@ -135,7 +137,12 @@ def collect_host(
     trigger = f"web:{principal.name}:{_nonce()}"
     started = time.monotonic()
     argv = _cli("collect", state, ["--json", "--", host_id])
-    done = run_with_timeout(argv, state.repo, {"MACHINEROOM_TRIGGER": trigger}, timeout)
+    with state.actions.claim("collect", host_id, principal.name):
+        try:
+            done = run_with_timeout(argv, state.repo, {"MACHINEROOM_TRIGGER": trigger}, timeout)
+        except ApiError:
+            state.sweep_runs(force=True)  # the killed child's run is 'interrupted' now
+            raise
     run = state.store.run_by_trigger(trigger)
     summary = data.find_host(state.store, inventory, host_id)
     if done.returncode == 3 or summary["status"] == "down":
@@ -160,6 +167,7 @@ def runs(
     status: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[dict[str, Any]]:
     """Runs newest first, with their task-result counts."""
+    web_state(request).sweep_runs()
     store = web_state(request).store
     return data.runs_with_counts(store, store.run_page(limit, before, kind, status))
 
@@ -174,6 +182,7 @@ def run(
     host: Annotated[str | None, Query(max_length=200, description="Only this host.")] = None,
 ) -> dict[str, Any]:
     """A run with each host's task results (status, duration, message, diff, output)."""
+    web_state(request).sweep_runs()
     store = web_state(request).store
     row = store.run(run_id)
     if row is None:
@@ -200,6 +209,7 @@ def run_results(
 ) -> dict[str, Any]:
     """The run (status, counts) and its task results recorded after result `after`, oldest
     first: poll it to follow a run."""
+    web_state(request).sweep_runs()
     store = web_state(request).store
     row = store.run(run_id)
     if row is None:
@@ -241,6 +251,7 @@ def playbooks(request: Request, principal: Viewer) -> list[dict[str, Any]]:
 
 def action_dict(request: Request, action: Action) -> dict[str, Any]:
     """An action as the API shows it, with the run it recorded once that exists."""
+    web_state(request).sweep_runs()
     store = web_state(request).store
     run = store.run(action.run_id) if action.run_id else store.run_by_trigger(action.trigger)
     if run is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from machineroom.web.data import InventoryCache, repo_root
 from machineroom.web.errors import install_error_handlers
 
 HERE = Path(__file__).resolve().parent
+SWEEP_EVERY = 5.0  # seconds between checks for runs whose process died
 
 DESCRIPTION = """The fleet's hosts, metrics, runs, alerts and audit log as JSON, and the
 actions an operator can start (a collection, an apply of a playbook of the repo).
@@ -60,9 +63,26 @@ class WebState:
         cli_args = [f"--inventory={p}" for p in config.inventory_paths]
         cli_args.append(f"--state={config.state_path}")
         self.actions = ActionManager(cli_args, self.repo)
+        self._swept_at = float("-inf")
+        self._sweeping = threading.Lock()
+        self.sweep_runs(force=True)
+
+    def sweep_runs(self, force: bool = False) -> None:
+        """Mark 'interrupted' the runs left 'running' by a process that is gone (killed, a
+        crash): at once when `force`, else at most every SWEEP_EVERY seconds, so the pages
+        and API that show runs can call it on every request."""
+        if not force and time.monotonic() - self._swept_at < SWEEP_EVERY:
+            return
+        if not self._sweeping.acquire(blocking=force):
+            return  # another request is sweeping right now
+        try:
+            self.store.mark_interrupted_runs()
+            self._swept_at = time.monotonic()
+        finally:
+            self._sweeping.release()
 
     def close(self) -> None:
-        """Wait a little for children, close the database."""
+        """Wait a little for children, remove their logs, close the database."""
         self.actions.close()
         self.store.close()
 

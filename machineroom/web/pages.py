@@ -33,6 +33,7 @@ router = APIRouter(include_in_schema=False)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 MAX_FORM = 16 * 1024
+RESOLVED_SHOWN = 500  # resolved alerts on /alerts, newest first (open ones: all)
 
 
 def _ago(text: str | None) -> str:
@@ -203,6 +204,7 @@ def host_page(
     """A host: status, charts over the chosen window, containers, stages, facts, runs, alerts."""
     state = web_state(request)
     inventory, _ = state.inventory.get()
+    state.sweep_runs()
     detail = data.host_detail(state.store, inventory, host_id)
     if window not in data.WINDOWS:
         window = "24h"
@@ -240,6 +242,7 @@ def runs_page(
     kind: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     """The run history, 50 a page."""
+    web_state(request).sweep_runs()
     store = web_state(request).store
     rows = store.run_page(50, before, kind or None)
     return page(
@@ -273,10 +276,9 @@ def alerts_page(
     principal: Viewer,
     state: Annotated[str, Query(max_length=10)] = "",
 ) -> Response:
-    """Alerts, open ones first."""
+    """Alerts: every open one (however old), then the newest RESOLVED_SHOWN resolved ones."""
     wanted = state if state in {"open", "resolved"} else None
-    rows = web_state(request).store.alert_page(wanted, None, 500)
-    rows.sort(key=lambda a: a["state"] != "open")
+    rows = web_state(request).store.alert_board(wanted, RESOLVED_SHOWN)
     return page(request, "alerts.html", principal, alerts=rows, state=state)
 
 
