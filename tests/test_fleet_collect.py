@@ -189,8 +189,10 @@ def _ssh_client(address: str, key: str, known_hosts: str) -> paramiko.SSHClient:
     return client
 
 
-def test_restricted_key_collects_and_can_do_nothing_else(tmp_path: Path, fleet_lab: Lab) -> None:
-    key = tmp_path / "collector_key"
+def test_restricted_key_collects_and_can_do_nothing_else(
+    tmp_path: Path, fleet_lab: Lab, hermetic: Path
+) -> None:
+    key = hermetic / ".ssh" / "collector_key"  # named `~/.ssh/collector_key` below
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "collector", "-f", str(key)],
         check=True,
@@ -208,7 +210,7 @@ def test_restricted_key_collects_and_can_do_nothing_else(tmp_path: Path, fleet_l
     inventory = (
         (repo / "inventory.yml")
         .read_text()
-        .replace(f"host: {h4}", f"host: {h4}, collect_key: {key}")
+        .replace(f"host: {h4}", f"host: {h4}, collect_key: ~/.ssh/collector_key")
     )
     (repo / "inventory.yml").write_text(inventory)
     out = machineroom("collect", "h4", "--json", cwd=repo)

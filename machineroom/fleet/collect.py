@@ -8,6 +8,7 @@ is the installed copy of the same script (so the key can collect and do nothing 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def restricted_login(host: Host) -> Host | None:
     user = host.vars.get("collect_user") or host.user
     return dataclasses.replace(
         host,
-        ssh_key=str(key),
+        ssh_key=os.path.expanduser(str(key)),  # `~/.ssh/...` as the docs write it
         user=str(user) if user else None,
         password=None,
         become_password=None,
