@@ -38,9 +38,14 @@ class MetricsStore(StoreBase):
     ) -> None:
         """Store the samples of many hosts and make them each host's latest status, in one
         transaction. An unreachable host keeps its last metrics and counts one more failure."""
-        with self._write() as db:
-            for item in collections:
-                self._record_one(db, item, run_id)
+        try:
+            with self._write() as db:
+                for item in collections:
+                    self._record_one(db, item, run_id)
+        except BaseException:
+            # Series ids made in the rolled-back transaction do not exist: forget them.
+            self.__dict__.get("_series_ids", {}).clear()
+            raise
 
     def _record_one(self, db: Any, item: HostCollection, run_id: int | None) -> None:
         when = iso(_from_unix(item.at))
