@@ -355,7 +355,7 @@ def status_command(
     try:
         statuses = store.host_statuses([h.id for h in hosts])
         servers = {row.id: row for row in store.servers()}
-        open_alerts = _open_alert_counts(store)
+        open_alerts = store.open_alert_counts()
     finally:
         store.close()
     rows = []
@@ -392,11 +392,6 @@ def status_command(
         click.echo(json.dumps({"hosts": rows, "total": totals}, indent=2))
         return
     _print_status(rows, totals)
-
-
-def _open_alert_counts(store: StateStore) -> dict[str, int]:
-    counter = getattr(store, "open_alert_counts", None)
-    return dict(counter()) if counter is not None else {}
 
 
 def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

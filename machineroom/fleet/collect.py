@@ -127,8 +127,9 @@ def collect_fleet(
     """Collect from every host (at most `forks` at once), store all samples in one
     transaction, and return each host's report in `hosts` order."""
     scripts = {host.id: build_script(collectors_of(host)) for host in hosts}
-    logins = [restricted_login(host) or host for host in hosts]
-    restricted = {host.id for host in hosts if restricted_login(host) is not None}
+    restricted_logins = {host.id: restricted_login(host) for host in hosts}
+    logins = [restricted_logins[host.id] or host for host in hosts]
+    restricted = {host_id for host_id, login in restricted_logins.items() if login is not None}
     previous = store.host_statuses([host.id for host in hosts])
 
     def command(host: Host) -> str:

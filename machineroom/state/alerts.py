@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from machineroom.state.base import StoreBase
-from machineroom.state.records import iso
+from machineroom.state.records import from_unix, iso, sql_where
 
 NOTIFY_ERROR_LIMIT = 2000  # characters of notify_error kept
 
@@ -89,16 +89,11 @@ class AlertStore(StoreBase):
         self, *, include_resolved: bool = False, host_id: str | None = None, limit: int = 500
     ) -> list[AlertRow]:
         """Alerts for listing: open ones first, then resolved ones; newest first in each."""
-        sql = "SELECT * FROM alerts"
-        where, params = [], []
-        if not include_resolved:
-            where.append("state = 'open'")
-        if host_id is not None:
-            where.append("host_id = ?")
-            params.append(host_id)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY state = 'open' DESC, opened_at DESC, id DESC LIMIT ?"
+        where, params = sql_where(
+            ("state = ?", None if include_resolved else "open"), ("host_id = ?", host_id)
+        )
+        sql = f"SELECT * FROM alerts{where} ORDER BY state = 'open' DESC, opened_at DESC, id DESC"
+        sql += " LIMIT ?"
         with self._read() as db:
             return [_row(r) for r in db.query(sql, [*params, limit])]
 
@@ -108,7 +103,7 @@ class AlertStore(StoreBase):
         """Open and resolve alerts in one transaction at unix time `at`; return the rows this
         call opened and resolved (an alert already open, or already resolved by someone else
         meanwhile, is left out: it is not this call's to notify)."""
-        when = iso(_from_unix(at))
+        when = iso(from_unix(at))
         opened_ids, resolved_ids = [], []
         with self._write() as db:
             for item in openings:
@@ -173,12 +168,6 @@ class AlertStore(StoreBase):
                 " notify_error = substr(CASE WHEN ? = '' THEN notify_error"
                 " WHEN notify_error = '' THEN ? ELSE notify_error || '; ' || ? END, 1, ?)"
                 f" WHERE id = ? AND {column} IS NULL",
-                [iso(_from_unix(at)), text, text, text, NOTIFY_ERROR_LIMIT, alert_id],
+                [iso(from_unix(at)), text, text, text, NOTIFY_ERROR_LIMIT, alert_id],
             )
             return bool(cursor.rowcount == 1)
-
-
-def _from_unix(seconds: int) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from machineroom.state.base import StoreBase
-from machineroom.state.records import RunRow, run_row
+from machineroom.state.records import RunRow, run_row, sql_where
 
 ALERT_STATES = ("open", "resolved")
 
@@ -25,18 +25,7 @@ class DashboardStore(StoreBase):
         status: str | None = None,
     ) -> list[RunRow]:
         """Runs newest first, `limit` of them with ids below `before`, by kind and status."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if before is not None:
-            clauses.append("id < ?")
-            params.append(before)
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = sql_where(("id < ?", before), ("kind = ?", kind), ("status = ?", status))
         with self._read() as db:
             rows = list(
                 db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
@@ -100,15 +89,7 @@ class DashboardStore(StoreBase):
         self, state: str | None = None, host_id: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
         """Alerts newest first, optionally only open or resolved ones, or one host's."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if host_id is not None:
-            clauses.append("host_id = ?")
-            params.append(host_id)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = sql_where(("state = ?", state), ("host_id = ?", host_id))
         with self._read() as db:
             return list(
                 db.query(
@@ -144,13 +125,9 @@ class DashboardStore(StoreBase):
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Audit-log entries newest first, filtered by host and/or run, ids below `before`."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for clause, value in (("host_id = ?", host_id), ("run_id = ?", run_id), ("id < ?", before)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = sql_where(
+            ("host_id = ?", host_id), ("run_id = ?", run_id), ("id < ?", before)
+        )
         with self._read() as db:
             return list(
                 db.query(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from machineroom.state.base import StoreBase
-from machineroom.state.records import dump_json, iso, load_object, utc_now
+from machineroom.state.records import dump_json, from_unix, iso, load_object, utc_now
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class MetricsStore(StoreBase):
             raise
 
     def _record_one(self, db: Any, item: HostCollection, run_id: int | None) -> None:
-        when = iso(_from_unix(item.at))
+        when = iso(from_unix(item.at))
         previous = db.execute(
             "SELECT failures, metrics, containers, counters, last_seen FROM host_status"
             " WHERE host_id = ?",
@@ -190,12 +190,6 @@ class MetricsStore(StoreBase):
             db.execute("DELETE FROM series WHERE host_id = ?", [host_id])
             db.execute("DELETE FROM host_status WHERE host_id = ?", [host_id])
         self.__dict__.get("_series_ids", {}).clear()
-
-
-def _from_unix(seconds: int) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _load_list(text: str | None) -> list[Any]:

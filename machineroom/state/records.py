@@ -85,6 +85,20 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def from_unix(seconds: int) -> datetime:
+    """A unix time (the unit of `samples.at`) as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def sql_where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """` WHERE a = ? AND b < ?` and its parameters from (clause, value) pairs, leaving out
+    those whose value is None. Clauses are our own constants, never the caller's values."""
+    used = [(clause, value) for clause, value in conditions if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
 class Masker:
     """Replaces every registered secret with `***` in text and in JSON-able data."""
 

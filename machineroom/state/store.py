@@ -38,6 +38,7 @@ from machineroom.state.records import (
     process_start,
     run_row,
     server_row,
+    sql_where,
     utc_now,
 )
 from machineroom.state.schedules import ScheduleStore
@@ -342,7 +343,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         self, host_id: str | None = None, run_id: int | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """The latest audit-log entries, newest first, filtered by host and/or run."""
-        where, params = _filters(host_id=host_id, run_id=run_id)
+        where, params = sql_where(("host_id = ?", host_id), ("run_id = ?", run_id))
         with self._read() as db:
             return list(
                 db.query(
@@ -360,14 +361,6 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
                 )
             )
         return [{**row, "facts": load_object(row["facts"], f"facts {row['id']}")} for row in rows]
-
-
-def _filters(**columns: Any) -> tuple[str, list[Any]]:
-    # Column names come from our own keyword names, never from the caller's values.
-    used = {name: value for name, value in columns.items() if value is not None}
-    if not used:
-        return "", []
-    return " WHERE " + " AND ".join(f"{name} = ?" for name in used), list(used.values())
 
 
 def _insert(db: Any, table: str, record: dict[str, Any]) -> None:
