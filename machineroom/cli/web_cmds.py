@@ -43,6 +43,20 @@ def _is_loopback(host: str) -> bool:
     show_default=True,
     help="Addresses of reverse proxies whose X-Forwarded-* headers are trusted.",
 )
+@click.option(
+    "--auth-failures",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Wrong tokens one address may send within --auth-window before it gets 429.",
+)
+@click.option(
+    "--auth-window",
+    type=click.FloatRange(1, 86_400),
+    default=60,
+    show_default=True,
+    help="Seconds over which wrong tokens are counted (and the longest 429 lasts).",
+)
 @click.option("--access-log/--no-access-log", default=True, help="Log each request.")
 def serve_command(
     host: str,
@@ -51,11 +65,15 @@ def serve_command(
     state_path: str | None,
     cookie_secure: bool,
     proxy_ips: str,
+    auth_failures: int,
+    auth_window: float,
     access_log: bool,
 ) -> None:
     """Serve the web dashboard and the JSON API (see docs/dashboard.md and docs/api.md).
 
-    Every page and call needs an access token (`machineroom token create`). Listens on
+    Every page and call needs an access token (`machineroom token create`); bodies are
+    capped (64 KiB for the API, 16 KiB for forms) and an address that sends too many wrong
+    tokens gets 429 for a while (--auth-failures, --auth-window). Listens on
     127.0.0.1 unless --host says otherwise: put a TLS reverse proxy in front before
     exposing it."""
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
@@ -77,6 +95,8 @@ def serve_command(
             state_path=workspace.state_path,
             inventory_paths=workspace.inventory_paths,
             cookie_secure=cookie_secure,
+            auth_failures=auth_failures,
+            auth_window=auth_window,
         )
     )
     store = app.state.web.store

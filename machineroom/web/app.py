@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from machineroom import __version__
 from machineroom.state import StateStore, open_state
@@ -18,6 +20,8 @@ from machineroom.web.actions import ActionManager
 from machineroom.web.auth import Sessions
 from machineroom.web.data import InventoryCache, repo_root
 from machineroom.web.errors import install_error_handlers
+from machineroom.web.guard import Guard
+from machineroom.web.throttle import AUTH_FAILURES, AUTH_WINDOW, AuthThrottle
 
 HERE = Path(__file__).resolve().parent
 SWEEP_EVERY = 5.0  # seconds between checks for runs whose process died
@@ -25,10 +29,11 @@ SWEEP_EVERY = 5.0  # seconds between checks for runs whose process died
 DESCRIPTION = """The fleet's hosts, metrics, runs, alerts and audit log as JSON, and the
 actions an operator can start (a collection, an apply of a playbook of the repo).
 
-Every endpoint needs an access token (`machineroom token create NAME --role ROLE`) sent as
-`Authorization: Bearer TOKEN`. Roles: **viewer** reads, **operator** also starts actions,
-**admin** also manages tokens. Errors all have the shape
-`{"error": {"status": 404, "code": "not_found", "message": "..."}}`."""
+Every endpoint, this document included, needs an access token (`machineroom token create
+NAME --role ROLE`) sent as `Authorization: Bearer TOKEN`. Roles: **viewer** reads, **operator**
+also starts actions, **admin** also manages tokens. Bodies are at most 64 KiB (413); an address
+that sends too many wrong tokens is answered 429 for a while (see `Retry-After`). Errors all
+have the shape `{"error": {"status": 404, "code": "not_found", "message": "..."}}`."""
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -48,6 +53,8 @@ class WebConfig:
     state_path: str
     inventory_paths: tuple[str, ...] = ()
     cookie_secure: bool = False
+    auth_failures: int = AUTH_FAILURES
+    auth_window: float = AUTH_WINDOW
 
 
 class WebState:
@@ -59,6 +66,7 @@ class WebState:
         self.store: StateStore = open_state(config.state_path)
         self.inventory = InventoryCache(config.inventory_paths)
         self.sessions = Sessions()
+        self.throttle = AuthThrottle(config.auth_failures, config.auth_window)
         self.repo = repo_root(config.inventory_paths)
         cli_args = [f"--inventory={p}" for p in config.inventory_paths]
         cli_args.append(f"--state={config.state_path}")
@@ -95,6 +103,8 @@ def create_app(config: WebConfig) -> FastAPI:
         state_path=str(Path(config.state_path).resolve()),
         inventory_paths=tuple(str(Path(p).resolve()) for p in config.inventory_paths),
         cookie_secure=config.cookie_secure,
+        auth_failures=config.auth_failures,
+        auth_window=config.auth_window,
     )
     state = WebState(config)
 
@@ -114,18 +124,38 @@ def create_app(config: WebConfig) -> FastAPI:
     app.state.web = state
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    # Inside Starlette's error middleware the last added runs first: the headers, then the
+    # guard (before anything reads a body), then the routes.
+    app.add_middleware(Guard)
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+class SecurityHeaders:
+    """A pure ASGI middleware adding SECURITY_HEADERS (and no-store but for /static/) to every
+    response, the guard's refusals included; it touches only `send`, never the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; add the headers to the response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not cacheable:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

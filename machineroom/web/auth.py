@@ -1,6 +1,10 @@
 """Who is asking: a bearer token (API clients) or a session cookie (browsers), its role, and
 the CSRF check of state-changing browser requests.
 
+`identify` reads only headers; web/guard.py calls it for every request before the body is
+read and leaves the Principal in the request's scope, where the `authenticate` dependency
+finds it.
+
 The cookie holds a random session id, not the token: the token is typed once at the login
 page and never reaches the browser's storage. Sessions live in the server's memory (a restart
 logs browsers out) and each request re-reads the token's row, so revoking a token ends its
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 COOKIE = "mr_session"
 SESSION_SECONDS = 12 * 3600
 CSRF_HEADER = "X-CSRF-Token"
+PRINCIPAL = "machineroom_principal"  # where the guard leaves it in scope["state"]
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -115,10 +120,18 @@ def web_state(request: Request) -> WebState:
     return state
 
 
+class WrongToken(ApiError):
+    """A token was given and matches none, or the Authorization header is not 'Bearer TOKEN':
+    a guess, which the throttle counts (web/throttle.py)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message)
+
+
 def usable_token(state: WebState, row: TokenRow | None) -> TokenRow:
-    """`row` if it may be used now; else the 401 that says why."""
+    """`row` if it may be used now; else the 401 that says why (WrongToken when unknown)."""
     if row is None:
-        raise ApiError(401, "unknown token (check it was copied whole; tokens start with mr_)")
+        raise WrongToken("unknown token (check it was copied whole; tokens start with mr_)")
     status = row.state()
     if status == "revoked":
         raise ApiError(401, f"token {row.name!r} was revoked at {row.revoked_at}")
@@ -128,19 +141,16 @@ def usable_token(state: WebState, row: TokenRow | None) -> TokenRow:
     return row
 
 
-def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    session_id: Annotated[str | None, Depends(cookie_scheme)],
-) -> Principal:
-    """The Principal of the request, or 401."""
-    state = web_state(request)
-    header = request.headers.get("authorization")
-    if header is not None:
-        if credentials is None or not credentials.credentials:
-            raise ApiError(401, "malformed Authorization header; send 'Bearer TOKEN'")
-        row = usable_token(state, state.store.find_token(credentials.credentials))
-        return Principal(row, "bearer")
+def identify(state: WebState, authorization: str | None, session_id: str | None) -> Principal:
+    """Who sends a request with this Authorization header and session cookie, or the 401
+    that says why. Reads only headers: web/guard.py calls it before any body byte is read.
+    The header wins over the cookie, as it did for FastAPI's HTTPBearer."""
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise WrongToken("malformed Authorization header; send 'Bearer TOKEN'")
+        return Principal(usable_token(state, state.store.find_token(token)), "bearer")
     if session_id:
         session = state.sessions.get(session_id)
         if session is None:
@@ -148,6 +158,20 @@ def authenticate(
         row = usable_token(state, state.store.token_by_id(session.token_id))
         return Principal(row, "cookie", session.csrf, session_id)
     raise ApiError(401, "an access token is needed: send 'Authorization: Bearer TOKEN'")
+
+
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    session_id: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    """The Principal web/guard.py found for the request before reading its body (401 if it
+    found none: only the open paths have none, and they do not ask). The two schemes are
+    parameters so that the OpenAPI document describes them."""
+    principal = request.scope.get("state", {}).get(PRINCIPAL)
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "an access token is needed: send 'Authorization: Bearer TOKEN'")
+    return principal
 
 
 def require(role: str) -> Callable[..., Principal]:

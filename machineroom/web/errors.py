@@ -32,6 +32,7 @@ CODES = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
 }
@@ -54,11 +55,18 @@ class ErrorResponse(BaseModel):
 class ApiError(Exception):
     """An error with its HTTP status, code word and a message for people."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
+        self.headers = headers or {}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -70,14 +78,17 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown host, run, action or token",
         408: "The command timed out",
         409: "Already running",
+        413: "The body is larger than the limit",
+        429: "Too many wrong tokens from this address; see Retry-After",
         503: "Host unreachable",
     }
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
 
 
 def is_api(request: Request) -> bool:
-    """Whether the request is for the JSON API (else a page)."""
-    return request.url.path.startswith("/api/") or request.url.path == "/api"
+    """Whether the request is for the JSON API or its description (else a page)."""
+    path = request.url.path
+    return path.startswith("/api/") or path in ("/api", "/openapi.json")
 
 
 def error_response(request: Request, error: ApiError) -> Response:
@@ -87,11 +98,17 @@ def error_response(request: Request, error: ApiError) -> Response:
             target = request.url.path
             if request.url.query:
                 target += "?" + request.url.query
-            return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+            return RedirectResponse(
+                "/login?next=" + quote(target, safe=""), status_code=303, headers=error.headers
+            )
         from machineroom.web.pages import render_error
 
-        return render_error(request, error.status, error.code, error.message)
-    headers = {"WWW-Authenticate": 'Bearer realm="machineroom"'} if error.status == 401 else None
+        page = render_error(request, error.status, error.code, error.message)
+        page.headers.update(error.headers)
+        return page
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="machineroom"'
     body = {"error": {"status": error.status, "code": error.code, "message": error.message}}
     return JSONResponse(body, status_code=error.status, headers=headers)
 

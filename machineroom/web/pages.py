@@ -18,6 +18,7 @@ from machineroom.web.auth import (
     COOKIE,
     SESSION_SECONDS,
     Principal,
+    WrongToken,
     authenticate,
     check_csrf,
     check_same_origin,
@@ -27,12 +28,13 @@ from machineroom.web.auth import (
 )
 from machineroom.web.charts import human, render_chart
 from machineroom.web.errors import ApiError
+from machineroom.web.guard import MAX_FORM_BODY, too_large
+from machineroom.web.throttle import client_key
 
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
-MAX_FORM = 16 * 1024
 RESOLVED_SHOWN = 500  # resolved alerts on /alerts, newest first (open ones: all)
 
 
@@ -66,10 +68,11 @@ templates.env.filters.update(ago=_ago, when=_when, human=human, unix=_unix)
 
 
 async def form_data(request: Request) -> dict[str, str]:
-    """The urlencoded form of a POST (first value of each field)."""
+    """The urlencoded form of a POST (first value of each field). The guard has already
+    refused a larger body (413) while it streamed in; the check here is a second lock."""
     body = await request.body()
-    if len(body) > MAX_FORM:
-        raise ApiError(413, "form too large")
+    if len(body) > MAX_FORM_BODY:
+        raise ApiError(413, too_large(MAX_FORM_BODY))
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
@@ -119,7 +122,8 @@ def login_form(request: Request, next: Annotated[str, Query(max_length=500)] = "
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, form: Form) -> Response:
-    """Check the token, start a session, set its cookie (HttpOnly, SameSite=Strict)."""
+    """Check the token, start a session, set its cookie (HttpOnly, SameSite=Strict). A wrong
+    token counts against the address (the guard answers 429 once it has sent too many)."""
     check_same_origin(request)
     state = web_state(request)
     target = _safe_next(form.get("next"))
@@ -129,6 +133,8 @@ def login(request: Request, form: Form) -> Response:
             raise ApiError(401, "paste an access token")
         row = usable_token(state, state.store.find_token(token))
     except ApiError as exc:
+        if isinstance(exc, WrongToken):
+            state.throttle.failed(client_key(request.scope))
         response = page(request, "login.html", None, next=target, error=exc.message)
         response.status_code = 401
         return response
