@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from machineroom.masking import SECRETS, SecretRegistry
+
 TaskStatus = Literal["ok", "changed", "skipped", "failed", "unreachable"]
 STATUSES: tuple[TaskStatus, ...] = ("ok", "changed", "skipped", "failed", "unreachable")
 
@@ -137,10 +139,17 @@ Subscriber = Callable[[Event], None]
 
 
 class EventBus:
-    """Delivers events to subscribers, one at a time, in subscription order."""
+    """Delivers events to subscribers, one at a time, in subscription order.
 
-    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+    Every event is masked first (each secret the process knows becomes `***`), so no
+    subscriber, the console, `--json` or the database, ever sees a secret's value.
+    """
+
+    def __init__(
+        self, subscribers: list[Subscriber] | None = None, secrets: SecretRegistry = SECRETS
+    ) -> None:
         self._subscribers = list(subscribers or [])
+        self._secrets = secrets
         self._lock = threading.Lock()
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -148,7 +157,8 @@ class EventBus:
         self._subscribers.append(subscriber)
 
     def emit(self, event: Event) -> None:
-        """Hand `event` to every subscriber."""
+        """Hand `event`, masked, to every subscriber."""
+        event = self._secrets.event(event)
         with self._lock:
             for subscriber in self._subscribers:
                 subscriber(event)

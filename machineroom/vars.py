@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from machineroom.errors import InputError, Location
 from machineroom.inventory.model import Host, Inventory
+from machineroom.masking import SECRETS, is_secret_name
 from machineroom.yamlio import LocatedDict, load_yaml, location_of, parse_yaml, to_plain
 
 if TYPE_CHECKING:
@@ -360,7 +361,18 @@ def parse_extra_vars(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, st
             for key, value in _key_values(text, label):
                 values[key] = value
                 sources[key] = f"{label} ({key}=...)"
+    _register_secrets(values)
     return values, sources
+
+
+def _register_secrets(values: Mapping[str, Any]) -> None:
+    """Values whose names say they are secret (`db_password`, `api_token`) are masked
+    wherever they would leave the process, the run's recorded command line included."""
+    for key, value in values.items():
+        if is_secret_name(str(key)):
+            SECRETS.add_all(value)
+        elif isinstance(value, Mapping):
+            _register_secrets(value)
 
 
 def _require_mapping(data: Any, where: Location, what: str) -> None:

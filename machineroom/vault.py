@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from machineroom.errors import VaultError
+from machineroom.masking import add_secret
 
 # Must equal machineroom.inventory.model.VAULT_PREFIX (a test checks); not imported from there
 # so that inventory loaders can import this module without an import cycle.
@@ -102,6 +103,7 @@ class VaultKey:
         if not password:
             raise VaultError("the vault password is empty")
         # NFC so that the same password typed on macOS and Linux gives the same key.
+        add_secret(password)
         self._password = unicodedata.normalize("NFC", password).encode("utf-8")
         self._keys: dict[tuple[bytes, _Params], bytes] = {}
         self._locks: dict[tuple[bytes, _Params], threading.Lock] = {}
@@ -131,11 +133,13 @@ class VaultKey:
     def decrypt(self, text: str) -> str:
         """Decrypt vault text to a string; VaultError when it is not UTF-8 text."""
         try:
-            return self.decrypt_bytes(text).decode("utf-8")
+            plain = self.decrypt_bytes(text).decode("utf-8")
         except UnicodeDecodeError:
             raise VaultError(
                 "decrypted data is not UTF-8 text (a binary file? use `vault decrypt`)"
             ) from None
+        add_secret(plain)  # every decrypted value is masked wherever it would leave
+        return plain
 
     def decrypt_bytes(self, text: str) -> bytes:
         """Decrypt vault text in either form to bytes."""

@@ -359,6 +359,13 @@ def test_failure_records_next_action_and_resume_continues_there(project: Project
     pending = dict(project.db("SELECT id, next_action FROM server_room"))
     assert json.loads(str(pending["h9"]))["stage"] == "two"
     assert json.loads(str(pending["h8"])) == {}
+    # another playbook does not resume site.yml's stage (it would skip its own first stages)
+    project.write("other.yml", "- hosts: web\n  tasks: [{command: 'true'}]\n")
+    other, _ = project.apply("other.yml", "--resume")
+    assert other.returncode == 5, other.stdout + other.stderr
+    assert "no host is pending in other.yml" in other.stderr
+    assert "h9 in site.yml" in other.stderr
+    assert "Traceback" not in other.stderr
     project.sh("h9", "touch /srv/allow-two")
     resumed, report2 = project.apply("site.yml", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

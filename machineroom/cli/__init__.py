@@ -92,6 +92,13 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
+    from machineroom.masking import MaskingWriter
+
+    # Every secret the run learns is masked in whatever reaches the terminal or a pipe.
+    if not isinstance(sys.stdout, MaskingWriter):
+        sys.stdout = MaskingWriter(sys.stdout)
+    if not isinstance(sys.stderr, MaskingWriter):
+        sys.stderr = MaskingWriter(sys.stderr)
     try:
         cli.main(args=argv, prog_name="machineroom", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -22,7 +22,7 @@ from machineroom.cli.context import (
     make_connect_options,
     make_workspace,
 )
-from machineroom.errors import ExitCode, InputErrors
+from machineroom.errors import ExitCode, InputErrors, UsageError
 
 if TYPE_CHECKING:
     from machineroom.connection.base import ConnectOptions
@@ -159,6 +159,46 @@ def prepare(
     )
 
 
+def _pending_for(playbook: str, store: StateStore) -> dict[str, dict[str, Any]]:
+    """The `next_action` of each host a run of `playbook` left pending. Hosts left pending
+    by another playbook are not resumed by this one: its stages are not theirs."""
+    wanted = os.path.realpath(playbook)
+    pending, elsewhere = {}, {}
+    for row in store.servers():
+        action = row.next_action
+        if not action.get("stage"):
+            continue
+        recorded = action.get("playbook")
+        if recorded is None or recorded == wanted:  # no playbook: an older record
+            pending[row.id] = action
+        else:
+            elsewhere[row.id] = str(recorded)
+    if elsewhere and not pending:
+        by_playbook: dict[str, list[str]] = {}
+        for host, path in elsewhere.items():
+            by_playbook.setdefault(path, []).append(host)
+        where = "; ".join(
+            f"{', '.join(sorted(hosts))} in {_shown_path(path)}"
+            for path, hosts in sorted(by_playbook.items())
+        )
+        raise UsageError(
+            f"--resume: no host is pending in {playbook}; hosts stopped in another playbook: "
+            f"{where} (resume that one: machineroom apply PLAYBOOK --resume)"
+        )
+    if elsewhere:
+        click.echo(
+            f"not resumed here (pending in another playbook): {', '.join(sorted(elsewhere))}",
+            err=True,
+        )
+    return pending
+
+
+def _shown_path(path: str) -> str:
+    """A recorded playbook path, relative to the current folder when it is below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _play_hosts(inventory: Inventory, pattern: str) -> list[Host]:
     """The play's hosts; `localhost` is this workstation even when the inventory lacks it."""
     from machineroom.inventory import select_hosts
@@ -284,7 +324,11 @@ def apply_command(
     start_stage: dict[str, str] = {}
     only_hosts = None
     if resume:
-        pending = {r.id: r.next_action for r in store.servers() if r.next_action.get("stage")}
+        try:
+            pending = _pending_for(playbook, store)
+        except BaseException:
+            store.close()
+            raise
         start_stage = {host: str(action["stage"]) for host, action in pending.items()}
         only_hosts = set(pending)
     try:
@@ -376,7 +420,9 @@ def execute(
         for secret in (host.password, host.become_password):
             if secret is not None and secret.kind == "plain":
                 store.add_secret(secret.value)
-    recorder = StateRecorder(store, run_id, check=run_options.check)
+    recorder = StateRecorder(
+        store, run_id, check=run_options.check, playbook=os.path.realpath(prepared.playbook.path)
+    )
     reporter = make_reporter(
         as_json=as_json, verbosity=run_options.verbosity, diff=run_options.diff
     )

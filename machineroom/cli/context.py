@@ -119,6 +119,7 @@ class Workspace:
             # Key files are checked for the hosts a command works on (see `select`), so a
             # server list that names another workstation's keys still lists and validates.
             self._inventory = load_inventories(list(self.inventory_paths), check_key_files=False)
+            self._inventory.register_secrets()
         return self._inventory
 
     @property

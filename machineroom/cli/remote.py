@@ -22,6 +22,7 @@ from machineroom.cli.context import (
 )
 from machineroom.cli.servers import sync_servers
 from machineroom.errors import ExitCode, InputError, UsageError
+from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
     from machineroom.executor.adhoc import HostOutcome
@@ -178,13 +179,14 @@ def _print_outcome(outcome: HostOutcome) -> None:
         fg=colour,
         bold=True,
     )
+    # a host's escape sequences are shown, not obeyed
     if result is not None:
         if result.stdout:
-            click.echo(result.stdout.rstrip("\n"))
+            click.echo(visible(result.stdout.rstrip("\n")))
         if result.stderr:
-            click.secho(result.stderr.rstrip("\n"), fg="yellow")
+            click.secho(visible(result.stderr.rstrip("\n")), fg="yellow")
     if outcome.error:
-        click.secho(outcome.error, fg=colour)
+        click.secho(visible(outcome.error), fg=colour)
 
 
 def _outcomes_json(outcomes: list[HostOutcome], run_id: int, status: str) -> str:

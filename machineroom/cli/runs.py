@@ -17,6 +17,7 @@ import click
 
 from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import InputError, UsageError
+from machineroom.report.terminal import visible_data
 
 if TYPE_CHECKING:
     from machineroom.state import RunRow, StateStore
@@ -78,7 +79,8 @@ def show_command(
     for host, rows in by_host.items():
         click.echo(f"\n{_bold(host)}")
         for row in rows:
-            click.echo(_render_result(row, detail=host_id is not None))
+            # what hosts printed is shown with its escape sequences visible, never obeyed
+            click.echo(_render_result(visible_data(row), detail=host_id is not None))
 
 
 @click.command("diff")

@@ -166,6 +166,7 @@ def import_command(
 
     workspace = make_workspace((file,), state_path)
     inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
+    inventory.register_secrets()
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     store = workspace.open_state()

@@ -20,6 +20,7 @@ from machineroom.errors import (
 )
 from machineroom.events import TaskFinished, TaskStarted, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.masking import DERIVED_MIN, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.runner import run_module
@@ -294,6 +295,7 @@ def _run_once(
         return Outcome("failed", msg=f"unknown module '{task.module}'"), {"failed": True}
     attempts = 0
     retries = task.retries if task.retries is not None else (3 if task.until else 0)
+    args: dict[str, Any] = {}
     while True:
         attempts += 1
         try:
@@ -321,6 +323,8 @@ def _run_once(
         except MachineroomError as exc:
             outcome = Outcome("failed", msg=str(exc))
         result = _result_of(outcome)
+        if task.no_log:
+            _register_no_log(module.name, args, result)
         result["module"] = module.name  # the recorder tells gathered facts from set_fact
         result = _apply_overrides(task, result, variables, rs, where)
         if not task.until:
@@ -347,6 +351,21 @@ def _run_once(
         record=outcome.record,
     )
     return final, result
+
+
+def _register_no_log(module: str, args: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    """What a no_log task handled stays masked for the rest of the run: its arguments whose
+    names say secret (all of set_fact's), and the output it produced (a `cat` of a key,
+    registered and printed later)."""
+    for key, value in args.items():
+        if module == "set_fact" or is_secret_name(str(key)):
+            SECRETS.add_all(value, min_length=DERIVED_MIN)
+    text = result.get("stdout")
+    if isinstance(text, str) and len(text.strip()) >= DERIVED_MIN:
+        SECRETS.add(text.strip())
+        for line in text.splitlines():
+            if len(line.strip()) >= DERIVED_MIN:
+                SECRETS.add(line.strip())
 
 
 def _drop_omitted(args: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from machineroom.errors import MachineroomError
 from machineroom.fleet.alerts_message import mask_url
 from machineroom.fleet.alerts_rules import Notifier
+from machineroom.masking import mask_data
 
 OUTPUT_TAIL = 300  # characters of a failed command's stderr kept in the error
 USER_AGENT = "machineroom-alerts"
@@ -74,7 +75,8 @@ def send(
     decrypt: Callable[[str], str] | None = None,
 ) -> str | None:
     """Send `payload` with `notifier`; None when it worked, else what went wrong."""
-    body = json.dumps(payload, sort_keys=True).encode()
+    # Secrets the process knows (login passwords seen in a host's error text) stay home.
+    body = json.dumps(mask_data(payload), sort_keys=True).encode()
     try:
         if notifier.kind == "command":
             return _run_command(notifier, body)

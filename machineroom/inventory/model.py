@@ -7,6 +7,7 @@ inheritance and variable precedence are resolved once, at load, into `Host.vars`
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from machineroom.errors import InputError, Location
+from machineroom.masking import add_secret
 
 SecretKind = Literal["plain", "env", "vault"]
 VAULT_PREFIX = "$MACHINEROOM_VAULT;"
@@ -33,7 +35,15 @@ class Secret:
     location: Location | None = None
 
     def reveal(self, decrypt: Callable[[str], str] | None = None) -> str:
-        """The plain password. `decrypt` turns vault ciphertext into text (it holds the key)."""
+        """The plain password. `decrypt` turns vault ciphertext into text (it holds the key).
+
+        The value is registered as a secret of the process: masked wherever it would leave.
+        """
+        plain = self._plain(decrypt)
+        add_secret(plain)
+        return plain
+
+    def _plain(self, decrypt: Callable[[str], str] | None) -> str:
         if self.kind == "plain":
             return self.value
         if self.kind == "env":
@@ -160,6 +170,19 @@ class Inventory:
     groups: Mapping[str, Group]
     tunnels: Mapping[str, TunnelProfile] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[InventoryWarning, ...] = ()
+
+    def register_secrets(self) -> None:
+        """Register every password that can be known without the vault (plain ones, and
+        environment variables that are set) as secrets of the process, before anything is
+        recorded or shown; vault ones are registered when they are decrypted."""
+        secrets = [
+            *(s for h in self.hosts.values() for s in (h.password, h.become_password)),
+            *(t.password for t in self.tunnels.values()),
+        ]
+        for secret in secrets:
+            if secret is not None and secret.kind != "vault":
+                with contextlib.suppress(InputError):  # unset: its host reports it
+                    secret.reveal()
 
     def host(self, host_id: str) -> Host:
         """The host with this id; an InputError naming close ids when there is none."""

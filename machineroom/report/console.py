@@ -31,6 +31,7 @@ from machineroom.events import (
     TaskStarted,
 )
 from machineroom.report.recap import STATUS_COLOURS, paint, render_recap, use_color
+from machineroom.report.terminal import visible_event
 
 # The word a result line starts with; "skipping" as Ansible prints it.
 WORDS = {
@@ -168,6 +169,7 @@ class PlainReporter(_ConsoleReporter):
 
     def __call__(self, event: Event) -> None:
         """Print what `event` calls for."""
+        event = visible_event(event)  # a host's escape sequences are shown, not obeyed
         if isinstance(event, RunStarted):
             self.check = event.check
         elif isinstance(event, PlayStarted):
@@ -229,6 +231,7 @@ class LiveReporter(_ConsoleReporter):
 
     def __call__(self, event: Event) -> None:
         """Update the counts, print what `event` calls for, redraw the status line."""
+        event = visible_event(event)  # a host's escape sequences are shown, not obeyed
         with self._lock:
             self._handle(event)
 

@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from machineroom.errors import StateError
-from machineroom.state.records import Masker, login_name
+from machineroom.masking import SECRETS
+from machineroom.state.records import login_name
 
 
 class StoreBase:
@@ -33,7 +34,7 @@ class StoreBase:
         self._db = db
         self._path = path
         self._lock = threading.RLock()
-        self._masker = Masker()
+        self._masker = SECRETS  # the process's secrets: one registry for every sink
         self._user = login_name()
         self._workstation = socket.gethostname()
 
@@ -60,8 +61,7 @@ class StoreBase:
 
     def add_secret(self, value: str) -> None:
         """Mask `value` as `***` in every text written from now on (commands, output, res)."""
-        with self._lock:
-            self._masker.add(value)
+        self._masker.add(value)
 
     # -- transactions ---------------------------------------------------------------------------
 

@@ -98,10 +98,12 @@ class StateRecorder:
         *,
         check: bool = False,
         on_error: Callable[[str], None] | None = None,
+        playbook: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.check = check
+        self.playbook = playbook  # the playbook's real path: `--resume` resumes only it
         self.errors: list[str] = []
         self._on_error = on_error
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -311,6 +313,8 @@ class StateRecorder:
         detail = event.reason or (failure.msg if failure else "")
         reason = f"{event.status}: {detail}" if detail else event.status
         pending: dict[str, Any] = {"run_id": self.run_id, "reason": reason, "at": now}
+        if self.playbook is not None:
+            pending["playbook"] = self.playbook
         if stage is None:
             # Nothing says where the host stopped (e.g. unreachable before its first stage
             # was known): keep the stage an earlier run left pending, update the why and when.
@@ -318,6 +322,8 @@ class StateRecorder:
             previous = dict(row.next_action) if row else {}
             if not previous:
                 return None  # nothing to resume from; `res.last_error` says why
+            if previous.get("playbook"):
+                pending["playbook"] = previous["playbook"]  # its stage belongs to that one
             return {**previous, **pending}
         pending["stage"] = stage
         if task_id is not None:

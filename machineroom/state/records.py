@@ -1,6 +1,6 @@
 """What the state store hands out and the small text rules it applies before writing.
 
-Rows are frozen dataclasses with their JSON columns already parsed; masking, capping, clock,
+Rows are frozen dataclasses with their JSON columns already parsed; capping, clock,
 process-liveness and row-conversion helpers live here, so `store.py` reads as its operations.
 """
 
@@ -30,7 +30,6 @@ PASS_REF = re.compile(r"(?:|vault|env:[A-Za-z_][A-Za-z0-9_]*)")
 TASK_OUTPUT_LIMIT = 64 * 1024
 AUDIT_TAIL_LIMIT = 4 * 1024
 MESSAGE_LIMIT = 16 * 1024
-MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -97,40 +96,6 @@ def sql_where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     if not used:
         return "", []
     return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
-
-
-class Masker:
-    """Replaces every registered secret with `***` in text and in JSON-able data."""
-
-    def __init__(self) -> None:
-        self._secrets: list[str] = []
-
-    def add(self, value: str) -> None:
-        """Register a secret; empty strings are ignored (they would match everywhere)."""
-        if value and value not in self._secrets:
-            self._secrets.append(value)
-            # Longest first, so that a secret containing another is masked whole.
-            self._secrets.sort(key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        """`value` with every secret replaced."""
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
-
-    def data(self, value: Any) -> Any:
-        """Mask strings inside dicts, lists and tuples (keys too), before JSON encoding: a
-        secret containing a quote or backslash would no longer match once escaped."""
-        if not self._secrets:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.data(k): self.data(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.data(item) for item in value]
-        return value
 
 
 def cap_middle(text: str, limit: int) -> str:
