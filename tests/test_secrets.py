@@ -16,10 +16,20 @@ from pathlib import Path
 
 import pytest
 from clirun import machineroom
+from websupport import Server, make_token
 
 from machineroom.lab import Lab
 from machineroom.vault import encrypt_text
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 HOSTS = ("h14", "h15")
 VAULT_PASSWORD = "vault-pass-for-tests"
 VAULT_SECRET = "Vaulted-Secret-42"
@@ -169,6 +179,8 @@ def test_no_secret_reaches_console_json_or_database(project: Path, lab: Lab) -> 
         assert shown.returncode == 0, shown.stderr
         assert _leaks(shown.stdout, secrets) == []
 
+    _viewer_sees_no_secret(project, database, secrets)
+
     # masking hid the secret from people, it did not change what ran on the host
     check = machineroom("run", HOSTS[0], "--", "cat /tmp/mr-secret-test", cwd=project, env=env)
     assert check.stdout.endswith(f"token={VAULT_SECRET}\n")
@@ -204,3 +216,37 @@ def test_host_escape_sequences_are_shown_not_obeyed(tmp_path: Path, lab: Lab) ->
         assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
         assert "\r" not in text
         assert r"\x1b]0;TITLE\x07\x1b[2J\x0dok: [fake]" in text
+
+
+def _viewer_sees_no_secret(project: Path, database: Path, secrets: list[str]) -> None:
+    """A viewer of the dashboard, through the API and in a real browser, reads the runs and
+    the audit log and finds no secret."""
+    token = make_token(project, database, "viewer1", "viewer")
+    server = Server(project, database, [project / "inventory.yml"], env={})
+    try:
+        with server.client(token) as client:
+            for path in ("/api/runs", "/api/runs/1", "/api/runs/2", "/api/runs/3", "/api/audit"):
+                answer = client.get(path)
+                assert answer.status_code == 200, (path, answer.text)
+                assert _leaks(answer.text, secrets) == [], path
+        if not Path(CHROMIUM).exists():
+            return
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context().new_page()
+                page.goto(server.url + "/login")
+                page.fill("#token", token)
+                page.click("button[type=submit]")
+                page.wait_for_url(server.url + "/")
+                for path in ("/runs/1", "/runs/2", "/runs/3", "/audit"):
+                    page.goto(server.url + path)
+                    text = page.content()
+                    assert "***" in text or path == "/runs/3", path
+                    assert _leaks(text, secrets) == [], path
+            finally:
+                browser.close()
+    finally:
+        server.stop()
