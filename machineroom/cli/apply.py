@@ -416,10 +416,6 @@ def execute(
         inventory=",".join(workspace.inventory_paths),
         git_commit=git_commit(prepared.playbook.path),
     )
-    for host in workspace.inventory.hosts.values():
-        for secret in (host.password, host.become_password):
-            if secret is not None and secret.kind == "plain":
-                store.add_secret(secret.value)
     recorder = StateRecorder(
         store, run_id, check=run_options.check, playbook=os.path.realpath(prepared.playbook.path)
     )
@@ -431,20 +427,12 @@ def execute(
         **connect,
         on_command=lambda host, result: audit(host, result),
     )
-    decrypt = options.decrypt
-
     def audit(host: Host, result: Any) -> None:
         if host.id in shared.quiet_hosts:  # a no_log task: that it ran, not what or its output
             result = dataclasses.replace(
                 result, command="(hidden: no_log)", stdout="(hidden: no_log)", stderr=""
             )
         recorder.record_command(host.id, result)
-
-    def reveal(ciphertext: str) -> str:
-        # every secret the run decrypts is masked in the database from then on
-        plain = decrypt(ciphertext) if decrypt else ciphertext
-        store.add_secret(plain)
-        return plain
 
     pool = ConnectionPool(options, workspace.inventory.tunnels)
     shared = RunShared(
@@ -453,7 +441,7 @@ def execute(
         pool=pool,
         bus=EventBus([recorder, reporter]),
         templar=Templar(),
-        decrypt=reveal,
+        decrypt=options.decrypt,  # every value it decrypts is masked from then on (vault.py)
         playbook_dir=prepared.playbook_dir,
         server_res=prepared.server_res,
         vault_in_vars=prepared.vault_in_vars,

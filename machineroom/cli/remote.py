@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -27,7 +26,6 @@ from machineroom.report.terminal import visible
 if TYPE_CHECKING:
     from machineroom.executor.adhoc import HostOutcome
     from machineroom.inventory.model import Host, TunnelProfile
-    from machineroom.state import StateStore
 
 
 def _now() -> str:
@@ -97,7 +95,6 @@ def run_command(
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
     )
-    _mask_secrets(store, hosts)
     stop = threading.Event()
 
     def show(outcome: HostOutcome) -> None:
@@ -106,9 +103,7 @@ def run_command(
 
     def become_for(host: Host) -> Become | None:
         password = host.become_password or host.password
-        revealed = password.reveal(options.decrypt) if password else None
-        if revealed:
-            store.add_secret(revealed)
+        revealed = password.reveal(options.decrypt) if password else None  # masked from now
         return Become(user=become_user, password=revealed)
 
     try:
@@ -158,16 +153,6 @@ def run_command(
         sys.exit(ExitCode.UNREACHABLE)
     if counts["failed"]:
         sys.exit(ExitCode.HOSTS_FAILED)
-
-
-def _mask_secrets(store: StateStore, hosts: list[Host]) -> None:
-    """Tell the store every password in play, so none can reach the database."""
-    for host in hosts:
-        for secret in (host.password, host.become_password):
-            if secret is not None and secret.kind != "vault":  # vault ones: when revealed
-                # an unset variable is reported by the connection, for its host
-                with contextlib.suppress(InputError):
-                    store.add_secret(secret.reveal())
 
 
 def _print_outcome(outcome: HostOutcome) -> None:
