@@ -49,7 +49,12 @@ class Server:
     """`machineroom serve` in a subprocess of its own session, stopped by its pid."""
 
     def __init__(
-        self, root: Path, state: Path, inventory: Sequence[Path], env: dict[str, str]
+        self,
+        root: Path,
+        state: Path,
+        inventory: Sequence[Path],
+        env: dict[str, str],
+        options: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,7 +62,7 @@ class Server:
         args = [sys.executable, "-m", "machineroom", "serve", "--port", str(self.port)]
         for path in inventory:
             args += ["-i", str(path)]
-        args += ["--state", str(state)]
+        args += ["--state", str(state), *options]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 args,
@@ -82,6 +87,13 @@ class Server:
         """An httpx client for the server, sending `token` as a bearer token."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+
+    def memory_mib(self, field: str = "VmRSS") -> float:
+        """The server process's resident memory (VmRSS) or its peak so far (VmHWM), in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(f"no {field} in /proc/{self.process.pid}/status")
 
     def stop(self) -> None:
         """SIGINT (uvicorn's Ctrl-C), then SIGKILL if it lingers."""
