@@ -17,20 +17,28 @@ from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.inventory.model import Group, Host, Inventory, TunnelProfile
 from machineroom.inventory.serverlist import load_server_list
 from machineroom.inventory.yaml_inventory import find_group_cycle, load_yaml_inventory
+from machineroom.yamlio import file_present, unreadable
 
 FOLDER_FILES = ("hosts.yml", "hosts.yaml", "inventory.yml", "inventory.yaml", "servers.txt")
 YAML_SUFFIXES = (".yml", ".yaml")
 
 
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError as exc:  # a folder we may not look in: say so rather than crash
+        raise unreadable(path, exc) from None
+
+
 def _read(path: Path) -> Inventory:
-    if path.is_dir():
+    if _is_folder(path):
         for name in FOLDER_FILES:
-            if (path / name).is_file():
+            if file_present(path / name):
                 return _read(path / name)
         raise InputError(
             "no inventory in this folder", Location(str(path)), "one of: " + ", ".join(FOLDER_FILES)
         )
-    if not path.exists():
+    if not file_present(path):
         raise InputError("inventory not found", Location(str(path)), "an inventory file or folder")
     if path.suffix.lower() in YAML_SUFFIXES:
         return load_yaml_inventory(path)

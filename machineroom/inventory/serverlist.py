@@ -39,6 +39,7 @@ from machineroom.inventory.model import (
     TunnelProfile,
     TunnelType,
 )
+from machineroom.yamlio import read_text
 
 SEPARATOR = "--"
 TUNNEL_PREFIX = "tunnel="
@@ -274,15 +275,9 @@ def parse_server_list(text: str, source: str) -> Inventory:
 
 
 def load_server_list(path: str | Path) -> Inventory:
-    """Read and parse a server-list file; a missing or unreadable file is an InputError."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", Location(source)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read file: {exc}", Location(source)) from None
-    return parse_server_list(text, source)
+    """Read and parse a server-list file; a missing or unreadable file, one too big or bytes
+    that are not UTF-8 text are an InputError (see `yamlio.read_text`)."""
+    return parse_server_list(read_text(path), str(path))
 
 
 def _render_secret(secret: Secret | None) -> str:

@@ -40,9 +40,11 @@ from machineroom.yamlio import (
     LocatedList,
     LocatedStr,
     VaultTagged,
+    file_present,
     key_location_of,
     load_yaml,
     location_of,
+    unreadable,
 )
 
 FIELDS = (
@@ -274,27 +276,40 @@ class _Reader:
             ("host_vars", self.hosts, "host"),
         ):
             root = base / folder
-            if not root.is_dir():
+            try:
+                self._read_var_folder(root, names, kind)
+            except OSError as exc:  # a folder we may not list: named, not a traceback
+                self.errors.append(unreadable(getattr(exc, "filename", None) or root, exc))
+
+    def _read_var_folder(self, root: Path, names: Mapping[str, Any], kind: str) -> None:
+        if not root.is_dir():
+            return
+        for entry in sorted(root.iterdir()):
+            stem = entry.name if entry.is_dir() else entry.name.rsplit(".", 1)[0]
+            if entry.name.startswith(".") or entry.suffix not in _VAR_SUFFIXES:
                 continue
-            for entry in sorted(root.iterdir()):
-                stem = entry.name if entry.is_dir() else entry.name.rsplit(".", 1)[0]
-                if entry.name.startswith(".") or entry.suffix not in _VAR_SUFFIXES:
-                    continue
-                if stem not in names:
-                    self.warnings.append(
-                        InventoryWarning(
-                            f"no {kind} '{stem}' in {self.source}; this file is not used"
-                            + did_you_mean(stem, names),
-                            Location(str(entry)),
-                        )
+            if stem not in names:
+                self.warnings.append(
+                    InventoryWarning(
+                        f"no {kind} '{stem}' in {self.source}; this file is not used"
+                        + did_you_mean(stem, names),
+                        Location(str(entry)),
                     )
+                )
+                continue
+            files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
+            for path in files:
+                if path.suffix not in (".yml", ".yaml", ".json") or path.is_dir():
                     continue
-                files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
-                for path in files:
-                    if path.is_file() and path.suffix in (".yml", ".yaml", ".json"):
-                        layer = self.read_var_file(path, f"{kind} {stem}")
-                        target = self.groups[stem] if kind == "group" else self.hosts[stem]
-                        target.files.append(layer)
+                try:
+                    present = file_present(path)  # a symlink loop is named, not skipped
+                except InputError as exc:
+                    self.errors.append(exc)
+                    continue
+                if present:
+                    layer = self.read_var_file(path, f"{kind} {stem}")
+                    target = self.groups[stem] if kind == "group" else self.hosts[stem]
+                    target.files.append(layer)
 
     def read_var_file(self, path: Path, label: str) -> _Layer:
         """One vars file, validated (a wrong field type names its line)."""

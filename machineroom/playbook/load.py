@@ -24,15 +24,20 @@ from machineroom.playbook.roles import RoleLoader
 from machineroom.playbook.tasks import (
     LoadContext,
     Scope,
+    aligned_steps,
     find_task_file,
+    include_cycle,
     load_task_file,
     parse_items,
     where_searched,
 )
 from machineroom.schema import validate
-from machineroom.yamlio import key_location_of, load_yaml, location_of, to_plain
+from machineroom.yamlio import file_present, key_location_of, load_yaml, location_of, to_plain
 
 SECTION_STAGES = ("pre_tasks", "main", "post_tasks")
+# include_tasks / include_role nested deeper than this at run time fail the host: the chain
+# is shown (a file that includes itself with no `when` that ends it would never stop)
+MAX_INCLUDE_DEPTH = 50
 
 
 def load_playbook(path: str | os.PathLike[str], *, roles_path: Sequence[str] = ()) -> Playbook:
@@ -45,7 +50,7 @@ def load_playbook(path: str | os.PathLike[str], *, roles_path: Sequence[str] = (
     ctx = LoadContext(base=source.parent)
     roles = RoleLoader(ctx, search=())
     ctx.import_role = roles.import_role
-    plays = _load_file(source, ctx, roles, [Path(p) for p in roles_path], stack=())
+    plays = _load_file(source, ctx, roles, [Path(p) for p in roles_path], stack=(), steps=("",))
     if ctx.errors:
         unique = {e.message: e for e in ctx.errors}
         raise InputErrors(unique.values())
@@ -53,8 +58,15 @@ def load_playbook(path: str | os.PathLike[str], *, roles_path: Sequence[str] = (
 
 
 def _load_file(
-    path: Path, ctx: LoadContext, roles: RoleLoader, roles_path: list[Path], stack: tuple[str, ...]
+    path: Path,
+    ctx: LoadContext,
+    roles: RoleLoader,
+    roles_path: list[Path],
+    stack: tuple[str, ...],
+    steps: tuple[str, ...],
 ) -> list[Play]:
+    """The plays of one playbook file; `stack` the playbooks importing it (resolved paths),
+    `steps` where each of those and this file were imported ("" for the first)."""
     try:
         data = load_yaml(path)
         if data is None:
@@ -75,7 +87,7 @@ def _load_file(
             continue
         where = location_of(data, index, Location(str(path)))
         if "import_playbook" in node:
-            plays.extend(_import_playbook(node, where, path, ctx, roles, roles_path, stack))
+            plays.extend(_import_playbook(node, where, path, ctx, roles, roles_path, stack, steps))
             continue
         roles.search = (path.parent / "roles", *roles_path, path.parent)
         play = _load_play(node, where, path, ctx, roles)
@@ -92,6 +104,7 @@ def _import_playbook(
     roles: RoleLoader,
     roles_path: list[Path],
     stack: tuple[str, ...],
+    steps: tuple[str, ...],
 ) -> list[Play]:
     name = node["import_playbook"]
     at = location_of(node, "import_playbook", where)
@@ -101,7 +114,13 @@ def _import_playbook(
         ctx.errors.append(InputError(f"import_playbook: {name!r} is a template", at, "a file name"))
         return []
     target = path.parent / name
-    if not target.is_file():
+    try:
+        present = file_present(target)
+    except InputError as exc:
+        problem = f"import_playbook: {exc.location}: {exc.problem}"
+        ctx.errors.append(InputError(problem, at, exc.expected))
+        return []
+    if not present:
         ctx.errors.append(
             InputError(
                 f"import_playbook: file '{name}' not found",
@@ -110,11 +129,18 @@ def _import_playbook(
             )
         )
         return []
-    if str(target.resolve()) in stack:
-        chain = " -> ".join(Path(p).name for p in (*stack, str(target.resolve())))
-        ctx.errors.append(InputError(f"import_playbook: import cycle: {chain}", at))
+    here = ctx.short(at)
+    chain = include_cycle(stack, steps, str(target.resolve()), here)
+    if chain is not None:
+        ctx.errors.append(
+            InputError(
+                f"import_playbook: {name} includes itself: {chain}",
+                at,
+                "a playbook that does not import itself, directly or through others",
+            )
+        )
         return []
-    plays = _load_file(target, ctx, roles, roles_path, stack)
+    plays = _load_file(target, ctx, roles, roles_path, stack, (*aligned_steps(stack, steps), here))
     extra_vars = to_plain(node.get("vars")) if isinstance(node.get("vars"), Mapping) else {}
     extra_tags = parse_tags(node.get("tags"))
     source = f"{where.file}:{location_of(node, 'vars', where).line}"
@@ -369,6 +395,14 @@ def load_include(
     base = _base_of(task)
     ctx = LoadContext(base=base)
     where = task.location or Location(str(base))
+    chain = (*task.included_from, ctx.short(where))
+    if len(chain) > MAX_INCLUDE_DEPTH:
+        raise InputError(
+            f"{task.module}: includes nested more than {MAX_INCLUDE_DEPTH} deep: "
+            + _show_chain(chain),
+            where,
+            f"includes that end within {MAX_INCLUDE_DEPTH} levels (a `when:` that turns false)",
+        )
     file = Path(where.file)
     role_tasks = Path(task.role.path) / "tasks" if task.role else None
     scope = Scope(file=file, role=task.role, role_tasks=role_tasks, stack=(str(file.resolve()),))
@@ -389,7 +423,11 @@ def load_include(
         role, items = roles.expand(spec, where, dedup=False, files=files)
     else:
         name = str(args.get("file", args.get("_raw_params", "")))
-        path = find_task_file(name, scope)
+        try:
+            path = find_task_file(name, scope)
+        except InputError as exc:
+            problem = f"include_tasks: {exc.location}: {exc.problem}"
+            raise InputError(problem, where, exc.expected) from None
         if path is None:
             ctx.errors.append(
                 InputError(
@@ -402,4 +440,32 @@ def load_include(
             items = load_task_file(path, ctx, replace(scope, file=path))
     if ctx.errors:
         raise InputErrors(ctx.errors)
-    return items, role
+    return _included_from(items, chain), role
+
+
+def _show_chain(chain: Sequence[str]) -> str:
+    """The repeating part of an include chain (`a.yml:3 -> b.yml:2 -> a.yml:3`), or its ends."""
+    last = chain[-1]
+    first = chain.index(last)
+    if first < len(chain) - 1:
+        again = chain.index(last, first + 1)
+        return " -> ".join(chain[first : again + 1])
+    return " -> ".join([*chain[:2], "...", *chain[-2:]])
+
+
+def _included_from(items: Sequence[Item], chain: tuple[str, ...]) -> list[Item]:
+    # each task remembers the includes above it: the next include knows how deep it is
+    result: list[Item] = []
+    for item in items:
+        if isinstance(item, Block):
+            result.append(
+                replace(
+                    item,
+                    block=tuple(_included_from(item.block, chain)),
+                    rescue=tuple(_included_from(item.rescue, chain)),
+                    always=tuple(_included_from(item.always, chain)),
+                )
+            )
+        else:
+            result.append(replace(item, included_from=chain))
+    return result

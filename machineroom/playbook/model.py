@@ -76,6 +76,8 @@ class Task:
     location: Location | None = None
     # a stable id, e.g. "site.yml:14" (+ "#2" for imports repeated), used in results and resume
     id: str = ""
+    # "file:line" of each include_tasks / include_role that brought this task in at run time
+    included_from: tuple[str, ...] = ()
 
     @property
     def display_name(self) -> str:

@@ -22,12 +22,21 @@ from machineroom.playbook.tasks import (
     TASK_FILE_NAMES,
     LoadContext,
     Scope,
+    aligned_steps,
     apply_keywords,
+    include_cycle,
     load_task_file,
     parse_items,
 )
 from machineroom.schema import validate
-from machineroom.yamlio import LocatedDict, load_yaml, location_of, to_plain
+from machineroom.yamlio import (
+    LocatedDict,
+    file_present,
+    load_yaml,
+    location_of,
+    to_plain,
+    unreadable,
+)
 
 # keys of a role entry (`- role: x ...`) that are keywords; every other key is a parameter
 ROLE_KEYWORDS = frozenset({"role", "name", "vars", "when", "tags", "become", "become_user"})
@@ -47,6 +56,17 @@ class RoleLoader:
 
     def find(self, name: str, where: Location) -> Path | None:
         """The folder of role `name`; a missing role is reported with the folders searched."""
+        try:
+            return self._find(name, where)
+        except OSError as exc:  # a roles folder we may not look in
+            path = exc.filename if isinstance(exc.filename, str) else name
+            error = unreadable(path, exc)
+            self.ctx.errors.append(
+                InputError(f"role '{name}': {path}: {error.problem}", where, error.expected)
+            )
+            return None
+
+    def _find(self, name: str, where: Location) -> Path | None:
         if "/" in name or name.startswith("."):
             candidate = Path(name) if Path(name).is_absolute() else self.ctx.base / name
             if candidate.is_dir():
@@ -83,11 +103,15 @@ class RoleLoader:
         where: Location,
         *,
         parents: tuple[str, ...] = (),
+        steps: tuple[str, ...] = (),
         dedup: bool = True,
         files: Mapping[str, str] | None = None,
     ) -> tuple[RoleRef | None, list[Item]]:
         """A role entry (`name`, or `{role: name, when:, tags:, vars:, x: 1}`) as its items:
-        its dependencies first, then its tasks, each carrying the entry's keywords."""
+        its dependencies first, then its tasks, each carrying the entry's keywords.
+
+        `parents` are the role folders and files being read (a `Scope.stack`), `steps` where
+        each was entered: a role that includes itself is reported with that chain."""
         entry: Mapping[str, Any]
         if isinstance(spec, str):
             name, entry = spec, {}
@@ -102,10 +126,19 @@ class RoleLoader:
         if folder is None:
             return None, []
         resolved = str(folder.resolve())
-        if resolved in parents:
-            chain = " -> ".join(Path(p).name for p in (*parents, resolved))
-            self.ctx.errors.append(InputError(f"role dependency cycle: {chain}", where))
+        here = self.ctx.short(where)
+        chain = include_cycle(parents, steps, resolved, here)
+        if chain is not None:
+            self.ctx.errors.append(
+                InputError(
+                    f"role '{name}' includes itself: {chain}",
+                    where,
+                    "a role that does not depend on or import itself, directly or through others",
+                )
+            )
             return None, []
+        steps = (*aligned_steps(parents, steps), here)
+        parents = (*parents, resolved)
         files = files or {}
         params: dict[str, Any] = {
             k: to_plain(v) for k, v in entry.items() if k not in ROLE_KEYWORDS
@@ -134,16 +167,17 @@ class RoleLoader:
         deps = meta.get("dependencies") if isinstance(meta, Mapping) else None
         for index, dep in enumerate(deps or []):
             dep_where = location_of(deps, index, where)
-            _, dep_items = self.expand(dep, dep_where, parents=(*parents, resolved))
+            _, dep_items = self.expand(dep, dep_where, parents=parents, steps=steps)
             items.extend(dep_items)
         tasks_folder = folder / "tasks"
-        task_file = _find_main(tasks_folder, files.get("tasks_from", "main"))
+        task_file = _find_main(tasks_folder, files.get("tasks_from", "main"), self.ctx.errors)
         if task_file is not None:
             scope = Scope(
                 file=task_file,
                 role=role,
                 role_tasks=tasks_folder,
-                stack=(str(task_file.resolve()),),
+                stack=(*parents, str(task_file.resolve())),
+                steps=(*steps, ""),
             )
             items.extend(load_task_file(task_file, self.ctx, scope))
         elif "tasks_from" in files:
@@ -168,7 +202,7 @@ class RoleLoader:
         return role, items
 
     def _load_handlers(self, folder: Path, role: RoleRef, name: str) -> None:
-        path = _find_main(folder / "handlers", name)
+        path = _find_main(folder / "handlers", name, self.ctx.errors)
         if path is None:
             return
         scope = Scope(file=path, role=role, role_tasks=folder / "handlers", handlers=True)
@@ -177,7 +211,7 @@ class RoleLoader:
                 self.ctx.handlers.append(item)
 
     def _read_vars(self, folder: Path, name: str, schema: str = "playbook#vars") -> Any:
-        path = _find_main(folder, name)
+        path = _find_main(folder, name, self.ctx.errors)
         if path is None:
             return None
         try:
@@ -212,8 +246,9 @@ class RoleLoader:
             "role": name,
             **({"vars": args["vars"]} if isinstance(args.get("vars"), Mapping) else {}),
         }
-        parents = tuple(p for p in scope.stack if Path(p).is_dir())
-        _, items = self.expand(spec, where, parents=parents, dedup=False, files=files)
+        _, items = self.expand(
+            spec, where, parents=scope.stack, steps=scope.steps, dedup=False, files=files
+        )
         return items
 
     def parse_handlers(self, data: Any, file: Path) -> None:
@@ -225,11 +260,19 @@ class RoleLoader:
                     self.ctx.handlers.append(item)
 
 
-def _find_main(folder: Path, name: str) -> Path | None:
+def _find_main(folder: Path, name: str, errors: list[InputError]) -> Path | None:
+    """`folder/NAME.yml` (or .yaml, or bare); one that is there but cannot be read (a symlink
+    loop, a folder, no permission) is reported in `errors`, never taken as absent."""
     for pattern in TASK_FILE_NAMES:
         candidate = folder / pattern.format(name)
-        if candidate.is_file():
-            return candidate
+        if pattern == "{}" and candidate.is_dir():
+            continue  # tasks/main/ is a folder of its own, not main.yml written bare
+        try:
+            if file_present(candidate):
+                return candidate
+        except InputError as exc:
+            errors.append(exc)
+            return None
     return None
 
 

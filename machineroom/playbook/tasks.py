@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
@@ -32,7 +32,14 @@ from machineroom.playbook.keywords import (
 )
 from machineroom.playbook.model import Block, Item, RoleRef, Task
 from machineroom.schema import validate
-from machineroom.yamlio import LocatedDict, key_location_of, load_yaml, location_of, to_plain
+from machineroom.yamlio import (
+    LocatedDict,
+    file_present,
+    key_location_of,
+    load_yaml,
+    location_of,
+    to_plain,
+)
 
 STATIC = ("import_tasks", "import_role")
 DYNAMIC = ("include_tasks", "include_role")
@@ -65,6 +72,10 @@ class LoadContext:
     handlers: list[Task] = field(default_factory=list)
     dynamic_roles: bool = False  # the play has include_role: handlers may come at run time
 
+    def short(self, where: Location) -> str:
+        """`tasks/main.yml:12`: where a statement is, relative to the playbook's folder."""
+        return short_location(where, self.base)
+
     def task_id(self, where: Location) -> str:
         """`tasks/main.yml:12`, relative to the playbook's folder; `#2` on its second use."""
         try:
@@ -84,8 +95,35 @@ class Scope:
     file: Path
     role: RoleRef | None = None
     role_tasks: Path | None = None  # the role's tasks/ folder, also searched by imports
-    stack: tuple[str, ...] = ()  # resolved files being imported (cycle detection)
+    stack: tuple[str, ...] = ()  # resolved files and role folders being read (cycles)
+    # for each entry of `stack`, "file:line" of the statement that entered it ("" for none)
+    steps: tuple[str, ...] = ()
     handlers: bool = False
+
+
+def short_location(where: Location, base: Path) -> str:
+    """`file:line` with the file relative to `base` (the playbook's folder) when it can be."""
+    try:
+        name = os.path.relpath(where.file, base)
+    except ValueError:  # another drive on Windows
+        name = where.file
+    return f"{name}:{where.line}" if where.line is not None else name
+
+
+def aligned_steps(stack: Sequence[str], steps: Sequence[str]) -> tuple[str, ...]:
+    """`steps` with one entry per entry of `stack` ("" for those entered by no statement)."""
+    kept = tuple(steps)[len(steps) - len(stack) :] if len(steps) > len(stack) else tuple(steps)
+    return ("",) * (len(stack) - len(kept)) + kept
+
+
+def include_cycle(stack: Sequence[str], steps: Sequence[str], target: str, here: str) -> str | None:
+    """The include chain `a.yml:3 -> b.yml:2 -> a.yml:3` when `target` (a resolved file or
+    role folder) is already being read, as entered at `here`; None when it is not."""
+    if target not in stack:
+        return None
+    aligned = aligned_steps(stack, steps)
+    entries = [step for step in aligned[stack.index(target) + 1 :] if step] + [here]
+    return " -> ".join([*entries, entries[0]])
 
 
 def load_task_file(path: Path, ctx: LoadContext, scope: Scope) -> list[Item]:
@@ -291,15 +329,32 @@ def parse_task(
 
 
 def find_task_file(name: str, scope: Scope) -> Path | None:
-    """An imported/included file: beside the including file, then in the role's tasks/."""
+    """An imported/included file: beside the including file, then in the role's tasks/.
+
+    None when there is none; one that is there but cannot be read (a symlink loop, a folder,
+    no permission) is an InputError naming it.
+    """
     folders = [scope.file.parent]
     if scope.role_tasks is not None and scope.role_tasks not in folders:
         folders.append(scope.role_tasks)
     for folder in folders:
         candidate = folder / name
-        if candidate.is_file():
+        if file_present(candidate):
             return candidate
     return None
+
+
+def _found(
+    name: str, at: Location, label: str, key: str, ctx: LoadContext, scope: Scope
+) -> Path | Literal[False] | None:
+    """find_task_file for an import or include at `at`: False after reporting a file that is
+    there but cannot be read."""
+    try:
+        return find_task_file(name, scope)
+    except InputError as exc:
+        problem = f"{label}{key}: {exc.location}: {exc.problem}"
+        ctx.errors.append(InputError(problem, at, exc.expected))
+        return False
 
 
 def where_searched(scope: Scope) -> str:
@@ -324,7 +379,7 @@ def _check_include(
         if key == "include_role":
             ctx.dynamic_roles = True
         return
-    if key == "include_tasks" and find_task_file(str(target), scope) is None:
+    if key == "include_tasks" and _found(str(target), at, label, key, ctx, scope) is None:
         ctx.errors.append(
             InputError(
                 f"{label}include_tasks: file '{target}' not found",
@@ -377,7 +432,9 @@ def _import_tasks(
             )
         )
         return []
-    path = find_task_file(name, scope)
+    path = _found(name, at, label, "import_tasks", ctx, scope)
+    if path is False:
+        return []
     if path is None:
         ctx.errors.append(
             InputError(
@@ -388,11 +445,23 @@ def _import_tasks(
         )
         return []
     resolved = str(path.resolve())
-    if resolved in scope.stack:
-        chain = " -> ".join(Path(p).name for p in (*scope.stack, resolved))
-        ctx.errors.append(InputError(f"{label}import_tasks: import cycle: {chain}", at))
+    here = ctx.short(at)
+    chain = include_cycle(scope.stack, scope.steps, resolved, here)
+    if chain is not None:
+        ctx.errors.append(
+            InputError(
+                f"{label}import_tasks: {name} includes itself: {chain}",
+                at,
+                "a file that does not import itself, directly or through others",
+            )
+        )
         return []
-    inner = replace(scope, file=path, stack=(*scope.stack, resolved))
+    inner = replace(
+        scope,
+        file=path,
+        stack=(*scope.stack, resolved),
+        steps=(*aligned_steps(scope.stack, scope.steps), here),
+    )
     return load_task_file(path, ctx, inner)
 
 
