@@ -119,6 +119,20 @@ def test_an_unauthenticated_gigabyte_is_refused_before_it_is_read(
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_sent_where_none_is_taken_is_not_drained(
+    site: dict[str, Any], declared: bool
+) -> None:
+    """A chunked body to a route that takes none gets its answer (405) and the connection is
+    closed, rather than the server reading the rest of the gigabyte to throw it away."""
+    server: Server = site["server"]
+    status = 413 if declared else 405
+    with server.client(site["tokens"]["viewer"]) as viewer:
+        refused_unread(server, viewer, "/api/me", status, declared)
+    with server.client() as anonymous:
+        refused_unread(server, anonymous, "/static/style.css", status, declared)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_the_login_form_is_capped_while_it_streams(site: dict[str, Any], declared: bool) -> None:
     server: Server = site["server"]
     with server.client() as anonymous:

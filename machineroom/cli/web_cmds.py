@@ -45,7 +45,7 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option(
     "--auth-failures",
-    type=click.IntRange(1, 10_000),
+    type=click.IntRange(1, 100),  # the table keeps this many times an address
     default=10,
     show_default=True,
     help="Wrong tokens one address may send within --auth-window before it gets 429.",

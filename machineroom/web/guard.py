@@ -17,8 +17,9 @@ reading the socket). For every request:
    (chunked) is counted as the application reads it and refused with 413 as soon as it
    passes the cap.
 
-A refused request whose body was not read gets `Connection: close`: the connection is closed
-rather than the rest of the body read and thrown away.
+A response that starts before the request's whole body came in (a refusal, a route that takes
+no body) gets `Connection: close`: the connection is closed rather than the rest of the body
+read and thrown away.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,7 +96,7 @@ class Guard:
         except ApiError as exc:
             await _refuse(scope, receive, send, exc, has_body)
             return
-        await self._capped(scope, receive, send, limit)
+        await self._capped(scope, receive, send, limit, has_body)
 
     async def _admit(self, scope: Scope, headers: Headers, path: str) -> None:
         """Raise the ApiError that refuses the request; else leave its Principal in scope."""
@@ -118,31 +119,35 @@ class Guard:
             raise
         scope.setdefault("state", {})[PRINCIPAL] = principal
 
-    async def _capped(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        """Run the application with a `receive` that refuses past `limit` bytes."""
+    async def _capped(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, has_body: bool
+    ) -> None:
+        """Run the application with a `receive` that refuses past `limit` bytes. A response
+        that starts before the whole body came (the route did not want it, or it was too
+        large) closes the connection: uvicorn would otherwise read the rest to throw it away."""
         received = 0
         overflow = False
+        finished = not has_body
         started = False
 
         async def capped_receive() -> Message:
-            nonlocal received, overflow
+            nonlocal received, overflow, finished
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     overflow = True
                     raise BodyTooLarge(limit)
+                finished = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if overflow:  # the rest of the body is not read: close, do not drain it
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), (b"connection", b"close")],
-                    }
+                if not finished:
+                    message = {**message, "headers": list(message.get("headers", []))}
+                    MutableHeaders(scope=message)["connection"] = "close"
             await send(message)
 
         try:
