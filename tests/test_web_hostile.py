@@ -185,17 +185,17 @@ def test_the_openapi_document_needs_a_token(site: dict[str, Any]) -> None:
 
 @pytest.fixture
 def strict(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A server that allows 3 wrong tokens an address within 4 seconds."""
+    """A server that allows 3 wrong tokens an address within 8 seconds."""
     root = tmp_path / "site"
     root.mkdir()
     (root / "inventory.yml").write_text("all:\n  hosts:\n    web1: {host: 127.0.0.1}\n")
     state = root / ".machineroom" / "state.db"
     token = make_token(root, state, "viewer", "viewer")
     env = {"HOME": str(root), "MACHINEROOM_TRIGGER": "", "SSH_AUTH_SOCK": ""}
-    options = ["--auth-failures", "3", "--auth-window", "4"]
+    options = ["--auth-failures", "3", "--auth-window", "8"]
     server = Server(root, state, [root / "inventory.yml"], env, options)
     try:
-        yield {"server": server, "token": token, "window": 4.0}
+        yield {"server": server, "token": token, "window": 8.0}
     finally:
         server.stop()
 
