@@ -30,6 +30,7 @@ from machineroom.connection import (
     open_connection,
 )
 from machineroom.connection.hostkeys import KnownHosts, fingerprint, parse_known_hosts
+from machineroom.connection.output import OUTPUT_HEAD, OUTPUT_TAIL
 from machineroom.errors import AuthFailed, CommandTimeout, HostKeyError, Unreachable
 from machineroom.inventory.model import Host, Secret, TunnelProfile, TunnelType
 from machineroom.lab import Lab, LabHost
@@ -348,7 +349,13 @@ def test_stdin_arrives_byte_exact(lab: Lab, options: ConnectOptions) -> None:
         big = os.urandom(3 << 20)
         result = conn.run("sha256sum; head -c 2000000 /dev/zero", stdin=big)
         assert result.stdout.startswith(hashlib.sha256(big).hexdigest())
-        assert len(result.stdout) == 64 + len("  -\n") + 2_000_000
+        # 2 MB of output: the first OUTPUT_HEAD and last OUTPUT_TAIL bytes kept, the rest counted.
+        printed = 64 + len("  -\n") + 2_000_000
+        dropped = printed - OUTPUT_HEAD - OUTPUT_TAIL
+        assert f"\n[... {dropped} bytes not kept ...]\n" in result.stdout
+        assert len(result.stdout) == printed - dropped + len(
+            f"\n[... {dropped} bytes not kept ...]\n"
+        )
     finally:
         conn.close()
 

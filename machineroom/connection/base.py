@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from machineroom.connection.output import Stdin
 from machineroom.errors import MachineroomError, Unreachable
 from machineroom.inventory.model import Host
 
@@ -75,11 +76,16 @@ class Connection(Protocol):
         self,
         command: str,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
     ) -> CommandResult:
-        """Run `command` through the login shell's `sh -c`; stdin is sent then closed."""
+        """Run `command` through the login shell's `sh -c`; stdin is sent then closed.
+
+        `stdin` is bytes or the path of a local file, streamed from disk. What the command
+        prints is kept head and tail (connection/output.py): the memory a command costs is
+        bounded whatever it prints.
+        """
         ...
 
     def is_alive(self) -> bool:

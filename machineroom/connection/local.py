@@ -10,10 +10,18 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
+from typing import IO
 
 from machineroom.connection.base import Become, CommandResult, ConnectOptions, SudoPlanner
-from machineroom.errors import CommandTimeout
+from machineroom.connection.output import (
+    CappedOutput,
+    Stdin,
+    describe_local_error,
+    stdin_chunks,
+)
+from machineroom.errors import CommandTimeout, InputError
 from machineroom.inventory.model import Host
 
 __all__ = ["LocalConnection"]
@@ -41,29 +49,29 @@ class LocalConnection:
         self,
         command: str,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
     ) -> CommandResult:
-        """Run `command` with `sh -c` here; with `become`, through `sudo -u USER -- sh -c`."""
+        """Run `command` with `sh -c` here; with `become`, through `sudo -u USER -- sh -c`.
+        stdin (bytes or a local file) is streamed in; output is kept head and tail."""
         if timeout is None:
             timeout = self.options.command_timeout
         if become is None:
-            return self._exec(["sh", "-c", command], stdin or b"", timeout, command, None)
+            return self._exec(["sh", "-c", command], b"", stdin, timeout, command, None)
         wire, prefix = self._sudo.prepare(command, become, self._run_raw)
-        return self._exec(
-            ["sh", "-c", wire], prefix + (stdin or b""), timeout, command, become.user
-        )
+        return self._exec(["sh", "-c", wire], prefix, stdin, timeout, command, become.user)
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
         return self._exec(
-            ["sh", "-c", command], stdin or b"", self.options.command_timeout, command, None
+            ["sh", "-c", command], b"", stdin, self.options.command_timeout, command, None
         )
 
     def _exec(
         self,
         argv: list[str],
-        data: bytes,
+        prefix: bytes,
+        stdin: Stdin,
         timeout: float | None,
         shown: str,
         become_user: str | None,
@@ -78,22 +86,20 @@ class LocalConnection:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        io = _Streams(proc, prefix, stdin)
         try:
-            out, err = proc.communicate(data, timeout=timeout)
+            io.finish(timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            io.finish(None)
             self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
             assert timeout is not None
             raise CommandTimeout(self.host.id, shown, timeout) from None
+        if io.local_error is not None:
+            raise InputError(describe_local_error(stdin, io.local_error))
         return self._report(
-            shown,
-            proc.returncode,
-            out.decode("utf-8", errors="replace"),
-            err.decode("utf-8", errors="replace"),
-            start,
-            become_user,
+            shown, proc.returncode, io.out.text(), io.err.text(), start, become_user
         )
 
     def _report(
@@ -106,3 +112,52 @@ class LocalConnection:
 
     def __repr__(self) -> str:
         return f"<LocalConnection {self.host.id}>"
+
+
+class _Streams:
+    """A process's stdin fed and its stdout and stderr read by threads, in bounded memory
+    (what `Popen.communicate` does, keeping everything)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], prefix: bytes, stdin: Stdin) -> None:
+        self.proc = proc
+        self.out, self.err = CappedOutput(), CappedOutput()
+        self.local_error: OSError | None = None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._feed, args=(proc.stdin, prefix, stdin), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self.err), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def finish(self, timeout: float | None) -> None:
+        """Wait for the process (TimeoutExpired past `timeout`), then for the streams."""
+        self.proc.wait(timeout)
+        for thread in self._threads:
+            thread.join()
+
+    def _feed(self, pipe: IO[bytes], prefix: bytes, stdin: Stdin) -> None:
+        chunks = stdin_chunks(prefix, stdin)
+        try:
+            while True:
+                try:
+                    piece = next(chunks, None)
+                except OSError as e:
+                    self.local_error = e
+                    break
+                if piece is None:
+                    break
+                pipe.write(piece)
+        except OSError:
+            pass  # the command exited without reading it all; its exit code says why
+        finally:
+            chunks.close()
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    @staticmethod
+    def _read(pipe: IO[bytes], into: CappedOutput) -> None:
+        with pipe:
+            while piece := pipe.read1(65536):  # type: ignore[attr-defined]
+                into.add(piece)

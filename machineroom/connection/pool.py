@@ -21,6 +21,7 @@ from machineroom.connection.base import (
     ConnectOptions,
     SessionDropped,
 )
+from machineroom.connection.output import Stdin
 from machineroom.inventory.model import Host, TunnelProfile
 
 __all__ = ["ConnectionPool", "open_connection"]
@@ -107,7 +108,7 @@ class ConnectionPool:
         host: Host,
         command: str,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
     ) -> CommandResult:
@@ -122,8 +123,10 @@ class ConnectionPool:
         with self._host_lock(_key(host)):
             with self._lock:
                 current = self._connections.get(_key(host))
-            # Another thread may have reopened it already; otherwise reopen it now.
-            if current is conn or current is None or not current.is_alive():
+            # Another thread may have reopened it already; otherwise reopen it now. A session
+            # still alive (a channel the host was too slow to open) is never replaced: other
+            # threads' commands run on it, and a second connection would not be faster.
+            if current is None or not current.is_alive():
                 current = self._open(host, current)
         return current.run(command, stdin=stdin, timeout=timeout, become=become)
 

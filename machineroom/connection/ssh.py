@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import select
@@ -37,12 +38,21 @@ from machineroom.connection.base import (
     SessionDropped,
     SudoPlanner,
 )
+from machineroom.connection.channel import (
+    TimedOut,
+    collect,
+    guard_closes,
+    own,
+    release,
+    send_stdin,
+)
 from machineroom.connection.hostkeys import (
     DEFAULT_USER_FILE,
     SYSTEM_FILE,
     KnownHosts,
     host_key_name,
 )
+from machineroom.connection.output import CappedOutput, Stdin, describe_local_error
 from machineroom.errors import (
     AuthFailed,
     CommandTimeout,
@@ -56,11 +66,9 @@ from machineroom.inventory.model import Host, TunnelProfile, TunnelType
 __all__ = ["SSHConnection"]
 
 _NO_TUNNELS: Mapping[str, TunnelProfile] = MappingProxyType({})
-_READ_SIZE = 65536
-# stdin up to this size fits in the server's channel window (OpenSSH: 2 MB), so sendall()
-# cannot block before we read; bigger input is sent from a thread to avoid a deadlock with a
-# command that writes a lot before it has read all of its input.
-_INLINE_STDIN = 1 << 20
+# paramiko's transport thread logs a traceback for a failed handshake; with no handler
+# anywhere Python would print it on stderr. Our one-line errors say what happened.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 # curve25519 first: as secure as the post-quantum hybrid paramiko now prefers, cheaper on the
 # controller's CPU, which bounds how fast many hosts connect (see issue 5).
 _KEX_FIRST = ("curve25519-sha256", "curve25519-sha256@libssh.org")
@@ -321,9 +329,12 @@ class SSHConnection:
         nodelay = self.options.tcp_nodelay
 
         def make(sock: Any, **kwargs: Any) -> Any:
+            if isinstance(sock, socket.socket):
+                self._expect_banner(sock)
             if nodelay and isinstance(sock, socket.socket):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = paramiko.Transport(sock, **kwargs)
+            guard_closes(transport)
             opts = transport.get_security_options()
             opts.kex = _reorder(opts.kex, _KEX_FIRST)
             opts.ciphers = _reorder(opts.ciphers, _CIPHERS_FIRST)
@@ -337,6 +348,29 @@ class SSHConnection:
             return transport
 
         return make
+
+    def _expect_banner(self, sock: socket.socket) -> None:
+        """Unreachable, in one line, unless the server sends its SSH banner in time.
+
+        paramiko's own wait races the connect timeout and ends in "No existing session"
+        (and a traceback from its thread), so the banner is awaited here first.
+        """
+        timeout = self.connect_timeout
+        found, said = _await_banner(sock, timeout)
+        if found:
+            return
+        peer = None
+        with contextlib.suppress(OSError):
+            peer = sock.getpeername()
+        sock.close()
+        where = f"{peer[0]}:{peer[1]}" if peer else self._target
+        prefix = f"{self.role}: " if self.role else ""
+        first = said.split(b"\n", 1)[0].strip().decode("utf-8", errors="replace")[:60]
+        sent = f" (it sent {first!r})" if first else ""
+        raise Unreachable(
+            self.host.id,
+            f"{prefix}{where} did not answer with an SSH banner within {timeout:g} s{sent}",
+        )
 
     def is_alive(self) -> bool:
         """True while the transport is up (no round trip: paramiko's reader notices EOF)."""
@@ -435,11 +469,12 @@ class SSHConnection:
         self,
         command: str,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
     ) -> CommandResult:
-        """Run `command` through the login shell's `sh -c`; stdin is sent then closed.
+        """Run `command` through the login shell's `sh -c`; stdin (bytes, or a local file
+        streamed from disk) is sent then closed; output is kept head and tail (output.py).
 
         With `become`, the command runs as `sudo -u USER -- sh -c COMMAND`, the sudo password
         (when sudo wants one) going first on stdin. Raises CommandTimeout past `timeout`
@@ -457,12 +492,13 @@ class SSHConnection:
         token = secrets.token_hex(8) if timeout is not None else None
         body = f"export MACHINEROOM_RUN={token}; {command}" if token else command
         if become is None:
-            wire, data = body, stdin or b""
+            wire, prefix = body, b""
         else:
             wire, prefix = self._sudo.prepare(body, become, self._run_raw)
-            data = prefix + (stdin or b"")
         try:
-            return self._exec(wire, data, timeout, command, become.user if become else None)
+            return self._exec(
+                wire, prefix, stdin, timeout, command, become.user if become else None
+            )
         except CommandTimeout:
             if token:
                 self._kill_tagged(token, become)
@@ -474,24 +510,28 @@ class SSHConnection:
             f"grep -lzx MACHINEROOM_RUN={token} /proc/[0-9]*/environ 2>/dev/null"
             f" | cut -d/ -f3 | xargs -r kill -KILL 2>/dev/null; true"
         )
-        data = b""
+        prefix = b""
         if become is not None:
-            killer, data = self._sudo.prepare(killer, become, self._run_raw)
+            killer, prefix = self._sudo.prepare(killer, become, self._run_raw)
         with contextlib.suppress(MachineroomError):
-            self._exec(killer, data, self.connect_timeout, "(kill the timed-out command)", None)
+            self._exec(
+                killer, prefix, None, self.connect_timeout, "(kill the timed-out command)", None
+            )
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
-        return self._exec(command, stdin or b"", self.command_timeout, command, None)
+        return self._exec(command, b"", stdin, self.command_timeout, command, None)
 
     def _exec(
         self,
         wire: str,
-        data: bytes,
+        prefix: bytes,
+        stdin: Stdin,
         timeout: float | None,
         shown: str,
         become_user: str | None,
     ) -> CommandResult:
-        """Exec `wire` on a new channel; `shown` is what results and the audit log say."""
+        """Exec `wire` on a new channel, `prefix` then `stdin` on its stdin; `shown` is what
+        results and the audit log say."""
         host_id = self.host.id
         start = time.monotonic()
         conn = self._fabric
@@ -499,30 +539,37 @@ class SSHConnection:
         if transport is None or not transport.is_active():
             raise SessionDropped(host_id, "the SSH session is closed", started=False)
         try:
-            chan = transport.open_session(timeout=self.connect_timeout)
+            chan = own(transport.open_session(timeout=self.connect_timeout))
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise SessionDropped(
-                host_id, f"the SSH session dropped before the command: {e}", started=False
+                host_id,
+                f"the SSH session dropped before the command: {e or type(e).__name__}",
+                started=False,
             ) from None
+        stdout, stderr = CappedOutput(), CappedOutput()
+        feeder = None
         try:
             try:
                 chan.exec_command(wire)
             except (paramiko.SSHException, EOFError, OSError) as e:
                 raise SessionDropped(
-                    host_id, f"the SSH session dropped starting the command: {e}", started=True
+                    host_id,
+                    f"the SSH session dropped starting the command: {e or type(e).__name__}",
+                    started=True,
                 ) from None
-            sender = _send_stdin(chan, data)
+            feeder = send_stdin(chan, prefix, stdin)
             deadline = None if timeout is None else start + timeout
-            out, err, code = _collect(chan, deadline)
-            if sender is not None:
-                sender.join()
-        except _TimedOut:
-            chan.close()
+            code = collect(chan, deadline, stdout, stderr)
+        except TimedOut:
+            release(chan, feeder)
             self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
             assert timeout is not None
             raise CommandTimeout(host_id, shown, timeout) from None
         finally:
-            chan.close()
+            release(chan, feeder)
+        out, err = stdout.text(), stderr.text()
+        if feeder is not None and feeder.local_error is not None:
+            raise InputError(describe_local_error(stdin, feeder.local_error))
         if code == -1 and not transport.is_active():
             self._report(shown, -1, out, err + "\n(connection lost)", start, become_user)
             raise SessionDropped(
@@ -546,67 +593,40 @@ class SSHConnection:
 # ---------------------------------------------------------------------------- helpers
 
 
-class _TimedOut(Exception):
-    pass
-
-
 def _reorder(current: Any, first: tuple[str, ...]) -> tuple[str, ...]:
     items = tuple(current)
     head = tuple(x for x in first if x in items)
     return head + tuple(x for x in items if x not in head)
 
 
-def _send_stdin(chan: Any, data: bytes) -> threading.Thread | None:
-    """Send stdin then EOF; a thread for input too big for the channel window."""
-    if len(data) <= _INLINE_STDIN:
-        if data:
-            chan.sendall(data)
-        chan.shutdown_write()
-        return None
-
-    def feed() -> None:
+def _await_banner(sock: socket.socket, timeout: float) -> tuple[bool, bytes]:
+    """Wait until the server's version line (`SSH-...`) is next on `sock`, consuming the
+    lines a server may send before it (RFC 4253 4.2). (True, b"") then; else (False, the
+    first bytes it sent instead) once the time is up or the server closed."""
+    deadline = time.monotonic() + timeout
+    said = b""
+    mid_line = False  # inside a line that did not start with SSH-
+    for _ in range(1000):  # lines or pieces of them: a server talking forever is not SSH
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return False, said
         try:
-            chan.sendall(data)
-            chan.shutdown_write()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the command exited without reading it all; its exit code says why
-
-    thread = threading.Thread(target=feed, name="machineroom-stdin", daemon=True)
-    thread.start()
-    return thread
-
-
-def _collect(chan: Any, deadline: float | None) -> tuple[str, str, int]:
-    """Read stdout and stderr as they arrive, until EOF and the exit status."""
-    out, err = bytearray(), bytearray()
-    fd = chan.fileno()  # a pipe paramiko sets whenever either stream has data or closes
-    while True:
-        if chan.recv_ready():
-            out += chan.recv(_READ_SIZE)
+            data = sock.recv(4096, socket.MSG_PEEK)
+        except OSError:
+            return False, said
+        if not data:
+            return False, said  # closed
+        if not mid_line and data.startswith(b"SSH-"):
+            return True, b""
+        if not mid_line and len(data) < 4 and b"SSH-".startswith(data):
+            time.sleep(0.01)  # the start of a banner: wait for the rest of it
             continue
-        if chan.recv_stderr_ready():
-            err += chan.recv_stderr(_READ_SIZE)
-            continue
-        if chan.eof_received or chan.closed:
-            break
-        wait = None if deadline is None else deadline - time.monotonic()
-        if wait is not None and wait <= 0:
-            raise _TimedOut
-        select.select([fd], [], [], wait)
-    # OpenSSH sends EOF, then exit-status, then close: wait for the status, not the close.
-    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-    if not chan.status_event.wait(wait):
-        raise _TimedOut
-    # Data can still sit in the buffers when the channel closed (not via EOF).
-    while chan.recv_ready():
-        out += chan.recv(_READ_SIZE)
-    while chan.recv_stderr_ready():
-        err += chan.recv_stderr(_READ_SIZE)
-    return (
-        out.decode("utf-8", errors="replace"),
-        err.decode("utf-8", errors="replace"),
-        int(chan.exit_status),
-    )
+        end = data.find(b"\n")
+        taken = sock.recv(end + 1 if end >= 0 else len(data))
+        mid_line = end < 0
+        if len(said) < 200:
+            said += taken[: 200 - len(said)]
+    return False, said
 
 
 def _socket_reason(e: BaseException) -> str:
