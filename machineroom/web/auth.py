@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from machineroom.masking import add_secret
 from machineroom.state.tokens import ROLES, TokenRow
 from machineroom.web.errors import ApiError
 
@@ -150,7 +151,9 @@ def identify(state: WebState, authorization: str | None, session_id: str | None)
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise WrongToken("malformed Authorization header; send 'Bearer TOKEN'")
-        return Principal(usable_token(state, state.store.find_token(token)), "bearer")
+        row = usable_token(state, state.store.find_token(token))
+        add_secret(token)  # a valid token is masked in whatever the server logs or stores
+        return Principal(row, "bearer")
     if session_id:
         session = state.sessions.get(session_id)
         if session is None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from machineroom.masking import add_secret
 from machineroom.state.records import utc_now
 from machineroom.web import api, data
 from machineroom.web.app import HERE
@@ -132,6 +133,7 @@ def login(request: Request, form: Form) -> Response:
         if not token:
             raise ApiError(401, "paste an access token")
         row = usable_token(state, state.store.find_token(token))
+        add_secret(token)  # masked in whatever the server logs or stores
     except ApiError as exc:
         if isinstance(exc, WrongToken):
             state.throttle.failed(client_key(request.scope))
