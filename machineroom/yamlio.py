@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,9 +182,14 @@ class _BoundedLoader(Composer, SafeConstructor, Resolver):
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:
             # a date like 2024-13-45, an integer of 5000 digits: the scalar's own mistake
-            raise InputError(
-                f"invalid value {_excerpt(node)}: {exc}", _loc(self.source, node.start_mark)
-            ) from None
+            where = _loc(self.source, node.start_mark)
+            expected = "quotes around it, to keep it as text"
+            if "integer string conversion" in str(exc):
+                problem = f"an integer of {len(str(node.value))} digits is too long"
+                expected = f"at most {sys.get_int_max_str_digits()} digits, or {expected}"
+            else:
+                problem = f"invalid value {_excerpt(node)}: {exc}"
+            raise InputError(problem, where, expected) from None
 
     def init_parser(self, stream: str) -> None:
         """Start the parser on `stream` (each subclass brings its own)."""
