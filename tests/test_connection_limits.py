@@ -5,10 +5,15 @@ the connection tests) and real TCP listeners on loopback."""
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -175,9 +180,134 @@ def test_no_ssh_banner_is_one_line(
     )
 
 
-def sha256_of(path: str) -> str:
+# ---------------------------------------------------------------------------- item 4, end to end
+
+# Runs `machineroom ARGS` (output to files) and prints the child's peak RSS in KiB, the
+# operating system's own account of it (ru_maxrss of the waited-for child).
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "with open(sys.argv[1], 'wb') as out, open(sys.argv[2], 'wb') as err:\n"
+    "    rc = subprocess.call([sys.executable, '-m', 'machineroom', *sys.argv[3:]],"
+    " stdout=out, stderr=err)\n"
+    "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+# Above the controller's own size (about 60-80 MiB): what a command's output or a file may
+# add. Before bounded output, 200 MB printed cost ~780 MB here.
+BUDGET_KIB = 100 * 1024
+
+
+def measured(repo: Path, *args: str) -> tuple[int, str, str, int]:
+    """(exit code, stdout, stderr, peak RSS in KiB) of `machineroom ARGS` run in `repo`."""
+    out, err = repo / "out.txt", repo / "err.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(out), str(err), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr
+    code, peak = done.stdout.split()
+    return int(code), out.read_text(errors="replace"), err.read_text(errors="replace"), int(peak)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, lab: Lab) -> Path:
+    """An inventory repo of the lab's hosts h4-h6, trusting the lab's host keys."""
+    lines = ["all:", "  hosts:"]
+    for target in lab.hosts[3:6]:
+        lines.append(
+            f"    {target.name}: {{host: {target.address}, port: {target.port}, user: root,"
+            f" ssh_key: {lab.key}}}"
+        )
+    (tmp_path / "inventory.yml").write_text("\n".join(lines) + "\n")
+    (tmp_path / ".machineroom").mkdir(mode=0o700)
+    (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    return tmp_path
+
+
+def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(repo / ".machineroom" / "state.db") as db:
+        return list(db.execute(sql))
+
+
+def missing_bytes(row: str) -> int:
+    """Bytes of the output the row does not hold, by its own account."""
+    return count_not_kept(row)
+
+
+PRINTED = 200 << 20  # bytes the command prints
+
+
+def test_run_printing_200_mb_stays_in_budget_and_says_what_was_dropped(
+    repo: Path, lab: Lab
+) -> None:
+    h4 = lab.hosts[3].name
+    code, _, err, baseline = measured(repo, "run", h4, "--", "true")
+    assert code == 0, err
+    code, out, err, peak = measured(repo, "run", h4, "--", f"yes | head -c {PRINTED}")
+    assert code == 0, err
+    assert peak - baseline < BUDGET_KIB, (baseline, peak)
+    assert "bytes not kept ...]" in out and len(out) < 4 << 20
+    # The audit log keeps the last 4 KiB and says how much is missing before them.
+    (tail,) = rows(repo, "SELECT stdout_tail FROM audit_log ORDER BY id DESC LIMIT 1")[0]
+    text = str(tail)
+    kept = len(text.encode()) - len(f"[... {missing_bytes(text)} bytes not kept ...]\n")
+    # Exact up to the two newlines around the connection's own marker line.
+    assert abs(missing_bytes(text) + kept - PRINTED) <= 2, (missing_bytes(text), kept)
+
+
+def test_apply_task_printing_200_mb_stays_in_budget(repo: Path, lab: Lab) -> None:
+    (repo / "print.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        f"    - name: chatty\n      shell: yes | head -c {PRINTED}; echo done >&2\n"
+    )
+    (repo / "quiet.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: 'true'\n"
+    )
+    code, _, err, baseline = measured(repo, "apply", "quiet.yml")
+    assert code == 0, err
+    code, out, err, peak = measured(repo, "apply", "print.yml")
+    assert code == 0, out + err
+    assert peak - baseline < BUDGET_KIB, (baseline, peak)
+    stored = rows(repo, "SELECT stdout, stderr FROM task_results WHERE task = 'chatty'")
+    assert len(stored) == 3
+    for stdout, stderr in stored:
+        assert len(str(stdout)) <= 64 * 1024 and str(stderr).strip() == "done"
+        assert PRINTED - (64 << 10) < missing_bytes(str(stdout)) < PRINTED
+
+
+def test_copy_of_a_big_file_streams_from_disk(repo: Path, lab: Lab, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    size = 300 << 20
+    with big.open("wb") as f:  # sparse but for a random head and tail: costs no disk
+        f.write(os.urandom(1 << 20))
+        f.truncate(size - (1 << 20))
+        f.seek(0, os.SEEK_END)
+        f.write(os.urandom(1 << 20))
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with big.open("rb") as f:
         while piece := f.read(1 << 20):
             digest.update(piece)
-    return digest.hexdigest()
+    (repo / "copy.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        f"    - name: big\n      copy: {{src: {big}, dest: /tmp/big.bin, mode: '0600'}}\n"
+    )
+    (repo / "quiet.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: 'true'\n"
+    )
+    code, _, err, baseline = measured(repo, "apply", "quiet.yml")
+    assert code == 0, err
+    try:
+        code, out, err, peak = measured(repo, "apply", "copy.yml")
+        assert code == 0, out + err
+        assert peak - baseline < BUDGET_KIB, (baseline, peak)
+        code, out, err, _ = measured(repo, "run", "all", "--", "sha256sum /tmp/big.bin")
+        assert code == 0, err
+        assert out.count(f"{digest.hexdigest()}  /tmp/big.bin") == 3
+        # Second run: the same content is there already.
+        code, out, err, _ = measured(repo, "apply", "copy.yml")
+        assert code == 0 and "changed=1" not in out, out + err
+    finally:
+        measured(repo, "run", "all", "--", "rm -f /tmp/big.bin")

@@ -20,6 +20,7 @@ __all__ = [
     "OUTPUT_TAIL",
     "CappedOutput",
     "Stdin",
+    "cap_text",
     "count_not_kept",
     "describe_local_error",
     "not_kept",
@@ -27,10 +28,12 @@ __all__ = [
     "stdin_size",
 ]
 
-# Per stream and command: 1 MiB from the start (reports, facts, diffs' beginnings) and
-# 256 KiB from the end (where errors are). The database keeps less (64 KiB, state/records.py).
-OUTPUT_HEAD = 1 << 20
-OUTPUT_TAIL = 256 << 10
+# Per stream and command: 256 KiB from the start (module reports are a few KiB: facts 1-2,
+# a file's diff at most 64, files_sh.DIFF_LIMIT) and 64 KiB from the end (where errors are).
+# Not more: `command` splits stdout into stdout_lines, ~30 bytes of Python per short line, so
+# 320 KiB of "y" lines already cost ~10 MB per host. The database keeps 64 KiB of it.
+OUTPUT_HEAD = 256 << 10
+OUTPUT_TAIL = 64 << 10
 # Read and send in pieces of this size: a file on stdin never sits whole in memory.
 CHUNK = 256 << 10
 
@@ -48,6 +51,17 @@ def not_kept(count: int) -> str:
 def count_not_kept(text: str) -> int:
     """Bytes dropped, as said by the `not_kept` lines inside `text`."""
     return sum(int(m.group(1)) for m in _NOT_KEPT.finditer(text))
+
+
+def cap_text(text: str, limit: int) -> str:
+    """`text` in at most about `limit` characters: its head and tail around one `not_kept`
+    line counting every byte missing, those cut here and those the connection dropped."""
+    if len(text) <= limit:
+        return text
+    half = max(0, limit - 40) // 2
+    cut = text[half : len(text) - half]
+    missing = count_not_kept(cut) + len(_NOT_KEPT.sub("", cut).encode())
+    return f"{text[:half]}\n{not_kept(missing)}\n{text[len(text) - half :]}"
 
 
 class CappedOutput:

@@ -47,11 +47,12 @@ def find_local(src: str, kind: str, task: Task, role: RoleRef | None, playbook_d
     )
 
 
-def file_reader(task: Task, role: RoleRef | None, playbook_dir: str) -> Callable[[str], bytes]:
-    """`ModuleContext.read_file` for this task."""
+def file_reader(task: Task, role: RoleRef | None, playbook_dir: str) -> Callable[[str], Path]:
+    """`ModuleContext.read_file` for this task: the file's path; the connection streams it
+    from disk in pieces, so a big file costs no memory (and is not read once per host)."""
 
-    def read(src: str) -> bytes:
-        return find_local(src, "files", task, role, playbook_dir).read_bytes()
+    def read(src: str) -> Path:
+        return find_local(src, "files", task, role, playbook_dir)
 
     return read
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from machineroom.connection.base import Become
+from machineroom.connection.output import cap_text
 from machineroom.errors import (
     CommandTimeout,
     ConnectionFailure,
@@ -534,12 +535,9 @@ def _status_of(outcome: Outcome, result: Mapping[str, Any]) -> TaskStatus:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value)
-    return (
-        text
-        if len(text) <= OUTPUT_CAP
-        else text[: OUTPUT_CAP // 2] + "\n...\n" + text[-OUTPUT_CAP // 2 :]
-    )
+    # Within the database's limit, saying how many bytes are missing (and the connection's
+    # count of what it did not keep), so the row is not cut again without the number.
+    return cap_text(value if isinstance(value, str) else str(value), OUTPUT_CAP)
 
 
 def _cap(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ instead and return None from `build()`.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ def quote(value: object) -> str:
 
 @dataclass(frozen=True)
 class RemoteStep:
-    """One remote command: a sh script and the bytes to send on its stdin."""
+    """One remote command: a sh script and what to send on its stdin: bytes, or the path of
+    a local file, which the connection streams from disk (a big file is never held whole)."""
 
     script: str
-    stdin: bytes | None = None
+    stdin: bytes | os.PathLike[str] | None = None
     # Seconds the script may run; None: the task's timeout or the connection's default.
     timeout: float | None = None
 
@@ -67,9 +69,10 @@ class Outcome:
 class ModuleContext:
     """What a module may know besides its arguments. No connection: modules do no I/O.
 
-    `read_file(src)` returns the bytes of a local file, looked up as Ansible does (the role's
-    `files/`, the playbook's folder, ...); `render_template(src)` renders a local Jinja2
-    template with the host's variables; both raise InputError naming the task when missing.
+    `read_file(src)` returns a local file, looked up as Ansible does (the role's `files/`, the
+    playbook's folder, ...), as its path (streamed when sent; tests may give bytes);
+    `render_template(src)` renders a local Jinja2 template with the host's variables; both
+    raise InputError naming the task when missing.
     """
 
     host_id: str
@@ -78,7 +81,9 @@ class ModuleContext:
     vars: Mapping[str, Any] = field(default_factory=dict)
     remote_user: str = "root"
     become_user: str | None = None  # when the task runs through sudo
-    read_file: Callable[[str], bytes] = field(default=lambda src: b"", repr=False)
+    read_file: Callable[[str], bytes | os.PathLike[str]] = field(
+        default=lambda src: b"", repr=False
+    )
     render_template: Callable[[str], str] = field(default=lambda src: "", repr=False)
 
 

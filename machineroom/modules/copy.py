@@ -7,6 +7,7 @@ only when content or attributes differ. `template` reuses this with rendered con
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -32,11 +33,16 @@ COPY_PROPS: dict[str, Any] = {
 
 
 def copy_step(
-    content: bytes, dest: str, src_name: str | None, args: Mapping[str, Any], ctx: ModuleContext
+    content: bytes | os.PathLike[str],
+    dest: str,
+    src_name: str | None,
+    args: Mapping[str, Any],
+    ctx: ModuleContext,
 ) -> RemoteStep:
     """The script that installs `content` at `dest` (or dest/src_name when dest is a folder).
 
-    Which of the two it is only the host knows, so both paths are in the script.
+    `content` is bytes or a local file's path (streamed from disk on the command's stdin).
+    Which of the two `dest` is only the host knows, so both paths are in the script.
     """
     into = posixpath.join(dest, src_name) if src_name else ""
     lines = [
@@ -128,7 +134,9 @@ class CopyModule(Module):
             raise InputError(f"copy: src {src!r} is a folder", expected="a file")
         return src, posixpath.basename(src) if src else None
 
-    def _content(self, args: Mapping[str, Any], ctx: ModuleContext) -> tuple[bytes, str | None]:
+    def _content(
+        self, args: Mapping[str, Any], ctx: ModuleContext
+    ) -> tuple[bytes | os.PathLike[str], str | None]:
         src, name = self._source(args)
         if src is None:
             return str(args["content"]).encode(), None

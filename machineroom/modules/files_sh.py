@@ -30,6 +30,8 @@ from machineroom.errors import InputError
 from machineroom.modules.base import CommandOutput, ModuleContext, Outcome, quote
 
 DIFF_MARKER = "@@machineroom-diff@@"
+# Bytes of a content diff sent back by the host; the rest is counted, not sent.
+DIFF_LIMIT = 64 * 1024
 FAIL_MARKER = "machineroom: "
 
 # Argument schemas shared by the modules that manage a file's attributes.
@@ -111,7 +113,11 @@ mr_put() {
   fi
   printf '%s\n' "$DIFF_MARKER"
   if [ "$DIFF" = 1 ] && [ "$mr_content" = 1 ]; then
-    diff -u -L "$label_before" -L "$label_after" -- "$mr_old" "$mr_new" 2>&1 || :
+    # Only the head of a big diff travels back; the rest is counted (connection/output.py's
+    # marker), so a diff of a 300 MB file costs neither the wire nor the controller.
+    { diff -u -L "$label_before" -L "$label_after" -- "$mr_old" "$mr_new" 2>&1 || :; } \
+      | { head -c "$DIFF_LIMIT"; mr_n=$(wc -c); [ "$mr_n" -eq 0 ] \
+          || printf '\n[... %s bytes not kept ...]\n' "$mr_n"; }
   fi
   [ "$CHECK" = 0 ] || return 0
   if [ "$mr_content" = 1 ]; then
@@ -176,7 +182,8 @@ def attr_vars(args: Mapping[str, Any]) -> str:
 def common_vars(check: bool, diff: bool, path: str) -> str:
     """sh assignments every file script starts with (after LIBRARY)."""
     return (
-        f"CHECK={int(check)} DIFF={int(diff)} DIFF_MARKER={quote(DIFF_MARKER)} "
+        f"CHECK={int(check)} DIFF={int(diff)} DIFF_LIMIT={DIFF_LIMIT} "
+        f"DIFF_MARKER={quote(DIFF_MARKER)} "
         f"FAIL_MARKER={quote(FAIL_MARKER)}\n"
         f"label_before={quote('before: ' + path)} label_after={quote('after: ' + path)}\n"
     )

@@ -98,20 +98,31 @@ def sql_where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
 
 
+# The line the connection leaves where it dropped output (connection/output.py `not_kept`).
+_NOT_KEPT = re.compile(r"\[\.\.\. (\d+) bytes not kept \.\.\.\]")
+
+
+def _cut_note(cut: str) -> str:
+    """What stands for `cut`: its length, plus the bytes the connection already dropped."""
+    dropped = sum(int(n) for n in _NOT_KEPT.findall(cut))
+    if not dropped:
+        return f"[... {len(cut)} characters cut ...]"
+    return f"[... {len(_NOT_KEPT.sub('', cut).encode()) + dropped} bytes not kept ...]"
+
+
 def cap_middle(text: str, limit: int) -> str:
     """Keep the head and the tail of long output (the command's start and its last errors)."""
     if len(text) <= limit:
         return text
     half = limit // 2
-    cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}"
+    return f"{text[:half]}\n{_cut_note(text[half:-half])}\n{text[-half:]}"
 
 
 def cap_tail(text: str, limit: int) -> str:
     """Keep only the last `limit` characters, where the error usually is."""
     if len(text) <= limit:
         return text
-    return f"[... {len(text) - limit} characters cut ...]\n{text[-limit:]}"
+    return f"{_cut_note(text[:-limit])}\n{text[-limit:]}"
 
 
 def _json_default(value: object) -> object:
