@@ -180,11 +180,17 @@ class _BoundedLoader(Composer, SafeConstructor, Resolver):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
-            # a date like 2024-13-45, an integer of 5000 digits: the scalar's own mistake
+        except (ValueError, OverflowError, TypeError, AttributeError) as exc:
+            # a date like 2024-13-45, an integer of 5000 digits, `!!timestamp nope`: the
+            # scalar's own mistake (PyYAML's constructors fail on them in several ways)
+            if not isinstance(node, yaml.ScalarNode):
+                raise
             where = _loc(self.source, node.start_mark)
             expected = "quotes around it, to keep it as text"
-            if "integer string conversion" in str(exc):
+            if not isinstance(exc, ValueError | OverflowError):
+                tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+                problem = f"invalid value {_excerpt(node)} for {tag}"
+            elif "integer string conversion" in str(exc):
                 problem = f"an integer of {len(str(node.value))} digits is too long"
                 expected = f"at most {sys.get_int_max_str_digits()} digits, or {expected}"
             else:
