@@ -113,12 +113,14 @@ def to_nice_yaml(value: Any, indent: int = 4, **kwargs: Any) -> str:
 
 
 def from_yaml(text: str) -> Any:
-    """Parse YAML text (safe loader)."""
-    import yaml
+    """Parse YAML text (safe loader), within the limits every YAML file has: a host's
+    output fed through it cannot be an alias bomb."""
+    from machineroom.errors import InputError
+    from machineroom.yamlio import parse_yaml, to_plain
 
     try:
-        return yaml.safe_load(str(text))
-    except yaml.YAMLError as exc:
+        return to_plain(parse_yaml(str(text), "from_yaml"))
+    except InputError as exc:
         raise FilterArgumentError(f"from_yaml: invalid YAML: {exc}") from None
 
 

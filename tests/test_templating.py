@@ -484,3 +484,21 @@ def test_render_is_cheap_for_plain_values(templar: Templar) -> None:
     for _ in range(2000):
         templar.render(args, {}, WHERE)
     assert time.perf_counter() - start < 2.0
+
+
+def test_from_yaml_refuses_an_alias_bomb_quickly() -> None:
+    """A host's output fed through from_yaml has the limits of every YAML file."""
+    import time
+
+    from jinja2.exceptions import FilterArgumentError
+
+    from machineroom.filters import from_yaml
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        name, previous = chr(97 + level), chr(96 + level)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    started = time.monotonic()
+    with pytest.raises(FilterArgumentError, match="alias"):
+        from_yaml("\n".join(lines))
+    assert time.monotonic() - started < 2
