@@ -225,6 +225,28 @@ def test_an_include_that_includes_itself_fails_the_host(tmp_path: Path) -> None:
     assert outcome.code == 0, outcome.stdout + outcome.stderr
 
 
+def test_a_template_that_cannot_be_read_fails_its_task_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "folder.j2").mkdir()
+    (tmp_path / "templates" / "loop.j2").symlink_to("loop.j2")
+    (tmp_path / "templates" / "latin1.j2").write_bytes(b"ok\nna\xefve\n")
+    tasks = "".join(
+        f"    - template: {{src: {name}, dest: /tmp/mr-never-written}}\n      ignore_errors: true\n"
+        for name in ("folder.j2", "loop.j2", "latin1.j2")
+    )
+    (tmp_path / "site.yml").write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n" + tasks
+    )
+    (tmp_path / HOSTS).write_text("all:\n  hosts: {}\n")
+    state = str(tmp_path / "state.db")
+    outcome = machineroom("apply", "-i", HOSTS, "site.yml", "--state", state, cwd=tmp_path)
+    assert outcome.code == 0, outcome.stdout + outcome.stderr
+    assert "folder.j2: cannot read: a folder, not a file" in outcome.stdout, outcome.stdout
+    assert "loop.j2: cannot read: a symlink loop" in outcome.stdout, outcome.stdout
+    assert "latin1.j2:2:3: not UTF-8 text (byte 0xef)" in outcome.stdout, outcome.stdout
+    assert "Traceback" not in outcome.stdout + outcome.stderr
+
+
 def _runs_as(user: int) -> bool:
     try:
         subprocess.run([sys.executable, "-c", ""], user=user, check=True, capture_output=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from machineroom.errors import InputError
 from machineroom.playbook.model import RoleRef, Task
 from machineroom.templating import Where
+from machineroom.yamlio import file_present, read_text
 
 if TYPE_CHECKING:
     from machineroom.executor.hoststate import RunShared
@@ -30,14 +31,16 @@ def search_paths(kind: str, role: RoleRef | None, playbook_dir: str) -> list[Pat
 def find_local(src: str, kind: str, task: Task, role: RoleRef | None, playbook_dir: str) -> Path:
     """The local file `src` names; an InputError naming the task and the folders searched."""
     path = Path(src).expanduser()
+    # file_present: a folder, a symlink loop, no permission are errors that say so, not
+    # "not found"
     if path.is_absolute():
-        if path.is_file():
+        if file_present(path):
             return path
         searched = [path]
     else:
         searched = [folder / path for folder in search_paths(kind, role, playbook_dir)]
         for candidate in searched:
-            if candidate.is_file():
+            if file_present(candidate):
                 return candidate
     raise InputError(
         f"task \"{task.display_name}\": {kind[:-1]} '{src}' not found (looked in "
@@ -68,10 +71,8 @@ def template_renderer(
 
     def render(src: str) -> str:
         path = find_local(src, "templates", task, role, rs.playbook_dir)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"template '{path}' is not UTF-8 text", task.location) from None
+        # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
+        text = read_text(path)
         file_where = Where(where.location, f"{where.task} (template {path})", where.host)
         return rs.templar.render_file(text, {**variables, "template_path": str(path)}, file_where)
 
