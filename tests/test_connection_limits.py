@@ -111,6 +111,31 @@ def test_pool_keeps_a_live_connection_when_a_channel_is_slow_to_open() -> None:
         assert pool.opened == 1 and opened[0].calls == 2
 
 
+def test_a_local_file_streams_on_stdin_after_the_sudo_password(
+    lab: Lab, options: ConnectOptions, tmp_path: Path
+) -> None:
+    """ops' sudo asks for its password: it goes first on stdin, then the file, from disk."""
+    from machineroom.connection import open_connection
+    from machineroom.inventory.model import Secret
+
+    path = tmp_path / "payload.bin"
+    path.write_bytes(os.urandom(5 << 20) + b"end")  # past the inline size: sent by a thread
+    target = lab.hosts[4]
+    ops = Host(
+        id=target.name,
+        host=target.address,
+        port=target.port,
+        user="ops",
+        password=Secret("plain", "ops-pass"),
+    )
+    conn = open_connection(ops, options)
+    try:
+        result = conn.run("id -un; sha256sum", stdin=path, become=Become("root", "ops-pass"))
+        assert result.stdout.split() == ["root", hashlib.sha256(path.read_bytes()).hexdigest(), "-"]
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------------------- item 4 units
 
 
