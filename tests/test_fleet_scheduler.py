@@ -495,14 +495,14 @@ def test_timeout_interrupts_then_kills_and_shutdown_stops_runs(harness: Any) -> 
     h.at(60)
     slow, other = h.children
     assert h.at(10) == [("slow", "timeout")]
-    assert slow.signals == [signal.SIGINT]  # machineroom's Ctrl-C: the run marks itself
+    assert slow.signals == [signal.SIGTERM]  # the run kills its commands, marks itself
     h.at(5)
-    assert slow.signals == [signal.SIGINT, signal.SIGKILL]  # after the grace period
+    assert slow.signals == [signal.SIGTERM, signal.SIGKILL]  # after the grace period
     assert h.at(0) == [("slow", "finished")]
     assert "killed by signal 9" in h.events[-1].detail
     assert "timed out after 10s" in h.events[-1].detail
     h.scheduler.shutdown()
-    assert other.signals[0] == signal.SIGINT
+    assert other.signals[0] == signal.SIGTERM
     assert [e.event for e in h.events[-2:]] == ["stopping", "finished"]
     assert "stopped with the scheduler" in h.events[-1].detail
 

@@ -182,17 +182,41 @@ def test_check_mode_leaves_next_action_and_records_alone(store: StateStore) -> N
     assert run is not None and run.summary["check"] is True
 
 
-def test_a_failing_write_is_reported_and_the_rest_still_lands(store: StateStore) -> None:
+def test_a_failing_write_is_reported_the_rest_still_lands_and_the_run_ends_error(
+    store: StateStore, tmp_path: Path
+) -> None:
+    # A real SQLite failure on one row, as a full disk gives on every row.
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE UPDATE ON server_room WHEN NEW.id = 'h2'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
     seen: list[str] = []
     run_id = store.start_run("apply", "machineroom apply")
     recorder = StateRecorder(store, run_id, on_error=seen.append)
-    recorder(task("nosuch", "r", "changed", record={"x": 1}))  # not in server_room
+    recorder(task("nosuch", "r", "changed", record={"x": 1}))  # not in server_room: no error
+    recorder(task("h2", "big", "changed", record={"x": 1}))
     recorder(task("h1", "t", "ok"))
     recorder(finished())
     recorder.close()
-    assert len(recorder.errors) == 1 and "unknown server 'nosuch'" in recorder.errors[0]
+    assert len(recorder.errors) == 1 and "database or disk is full" in recorder.errors[0]
     assert seen == recorder.errors
-    assert [r["host_id"] for r in store.task_results(run_id)] == ["nosuch", "h1"]
+    assert recorder.failure == f"state database {store.path}: database or disk is full"
+    assert [r["task"] for r in store.task_results(run_id)] == ["task r", "task big", "task t"]
+    run = store.run(run_id)
+    assert run is not None and run.status == "error" and recorder.end_recorded
+    assert run.summary["reason"].startswith("1 state write(s) failed, the first: state database")
+
+
+def test_an_interrupted_run_says_what_stopped_it(store: StateStore) -> None:
+    run_id = store.start_run("apply", "machineroom apply")
+    recorder = StateRecorder(store, run_id)
+    recorder.stop_reason = lambda: "interrupted (SIGTERM)"
+    recorder(finished("interrupted"))
+    recorder.close()
+    run = store.run(run_id)
+    assert run is not None and run.status == "interrupted"
+    assert run.summary["reason"] == "interrupted (SIGTERM)"
 
 
 def test_close_without_run_finished_marks_the_run_interrupted(

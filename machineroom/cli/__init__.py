@@ -99,8 +99,12 @@ def main(argv: list[str] | None = None) -> Any:
         sys.stdout = MaskingWriter(sys.stdout)
     if not isinstance(sys.stderr, MaskingWriter):
         sys.stderr = MaskingWriter(sys.stderr)
+    from machineroom.cli.stops import stop_on_signals, stop_reason
+
     try:
-        cli.main(args=argv, prog_name="machineroom", standalone_mode=False)
+        # SIGTERM and SIGHUP stop a command as Ctrl-C does (see cli/stops.py)
+        with stop_on_signals():
+            cli.main(args=argv, prog_name="machineroom", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo(stop_reason(), err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -396,9 +395,12 @@ def execute(
     """Run a prepared playbook as `apply` does: recorded, reported, Ctrl-C safe.
 
     Returns the exit code and the connection settings used (callers may connect again).
-    A second Ctrl-C ends the process at once, after marking the run interrupted.
+    Ctrl-C, SIGTERM or SIGHUP stop the run (commands on hosts killed, exit 99); a second one
+    ends the process at once, after marking the run interrupted. A state write that fails
+    stops the run too: the error is printed and the exit code is 1.
     """
     from machineroom.cli.servers import sync_servers
+    from machineroom.cli.stops import held, ignore_stops, stop_reason
     from machineroom.connection.pool import ConnectionPool
     from machineroom.events import EventBus
     from machineroom.executor.hoststate import RunShared
@@ -416,9 +418,21 @@ def execute(
         inventory=",".join(workspace.inventory_paths),
         git_commit=git_commit(prepared.playbook.path),
     )
+    running: list[RunShared] = []  # the run, once it exists: a failed write stops it
+
+    def stop_on_write_error(message: str) -> None:
+        # results would go unrecorded from now on: stop rather than carry on blind
+        for shared in running:
+            shared.stop_run(error=message)
+
     recorder = StateRecorder(
-        store, run_id, check=run_options.check, playbook=os.path.realpath(prepared.playbook.path)
+        store,
+        run_id,
+        check=run_options.check,
+        playbook=os.path.realpath(prepared.playbook.path),
+        on_error=stop_on_write_error,
     )
+    recorder.stop_reason = stop_reason
     reporter = make_reporter(
         as_json=as_json, verbosity=run_options.verbosity, diff=run_options.diff
     )
@@ -427,6 +441,7 @@ def execute(
         **connect,
         on_command=lambda host, result: audit(host, result),
     )
+
     def audit(host: Host, result: Any) -> None:
         if host.id in shared.quiet_hosts:  # a no_log task: that it ran, not what or its output
             result = dataclasses.replace(
@@ -446,12 +461,15 @@ def execute(
         server_res=prepared.server_res,
         vault_in_vars=prepared.vault_in_vars,
     )
+    running.append(shared)
+    if recorder.failure is not None:
+        shared.stop_run(error=recorder.failure)  # failed before the run existed
     finished = None
     try:
         finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
     except KeyboardInterrupt:
-        # a second Ctrl-C: stop at once, but leave the database consistent
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # a second stop signal: stop at once, but leave the database consistent
+        ignore_stops()
         reporter.close()
         recorder.abort()
         store.close()
@@ -459,12 +477,22 @@ def execute(
         os._exit(ExitCode.INTERRUPTED)
     finally:
         if sys.exc_info()[0] is not KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the last writes land
-            reporter.close()
-            pool.close_all()
-            recorder.close(unfinished_status="error")
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            with held():  # let the last writes land
+                reporter.close()
+                pool.close_all()
+                recorder.close(unfinished_status="error")
     assert finished is not None
+    if recorder.failure is not None:
+        click.echo(f"error: {recorder.failure}", err=True)
+        if not recorder.end_recorded:
+            click.echo(
+                f"error: run {run_id} is still marked 'running' in {store.path}: the next "
+                f"machineroom command that can write there marks it interrupted",
+                err=True,
+            )
+        return int(ExitCode.ERROR), options
+    if finished.status == "interrupted":
+        click.echo(stop_reason(), err=True)
     codes = {
         "ok": ExitCode.OK,
         "failed": ExitCode.HOSTS_FAILED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from machineroom.cli.context import (
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
+from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
 
 
@@ -62,10 +64,15 @@ def facts_command(
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
     )
+    stop = threading.Event()
     try:
-        outcomes = run_everywhere(hosts, step.script, pool, forks=forks, timeout=command_timeout)
+        outcomes = run_everywhere(
+            hosts, step.script, pool, forks=forks, timeout=command_timeout, stop=stop
+        )
     finally:
         pool.close_all()
+    if stop.is_set():  # stopped (Ctrl-C, SIGTERM, SIGHUP): what came back is kept
+        outcomes = [o for o in outcomes if o.result is not None or o.status != "failed"]
     gathered: dict[str, Any] = {}
     failures = 0
     for outcome in outcomes:
@@ -90,11 +97,17 @@ def facts_command(
         store.record_facts(host_id, nested, run_id)
         if not as_json:
             click.echo(f"{host_id:<20} {facts.msg}")
-    store.finish_run(
-        run_id, "ok" if not failures else "unreachable", {"hosts": len(hosts), "failed": failures}
-    )
+    summary: dict[str, Any] = {"hosts": len(hosts), "failed": failures}
+    status = "ok" if not failures else "unreachable"
+    if stop.is_set():
+        status, summary["reason"] = "interrupted", stop_reason()
+    with held():
+        store.finish_run(run_id, status, summary)
     store.close()
     if as_json:
         click.echo(json.dumps(gathered, indent=2, default=str))
+    if stop.is_set():
+        click.echo(stop_reason(), err=True)
+        raise SystemExit(ExitCode.INTERRUPTED)
     if failures:
         raise SystemExit(ExitCode.UNREACHABLE)

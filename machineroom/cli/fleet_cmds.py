@@ -188,9 +188,13 @@ def _collect(
         status = "interrupted"
         raise
     finally:
-        pool.close_all()
-        if status in ("interrupted", "error"):
-            store.finish_run(run_id, status)
+        from machineroom.cli.stops import held, stop_reason
+
+        with held():  # a second stop signal must not cut the last writes
+            pool.close_all()
+            if status in ("interrupted", "error"):
+                reason = stop_reason() if status == "interrupted" else "the collection failed"
+                store.finish_run(run_id, status, {"reason": reason})
     elapsed = time.monotonic() - started
     summary = {
         "hosts": len(reports),

@@ -20,12 +20,14 @@ from machineroom.cli.context import (
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
+from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode, InputError, UsageError
 from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
     from machineroom.executor.adhoc import HostOutcome
     from machineroom.inventory.model import Host, TunnelProfile
+    from machineroom.state import StateStore
 
 
 def _now() -> str:
@@ -119,26 +121,12 @@ def run_command(
         )
     finally:
         pool.close_all()
-    for outcome in outcomes:
-        updates: dict[str, Any] = {"reachable": outcome.status != "unreachable"}
-        if outcome.status != "unreachable":
-            updates["last_seen"] = _now()
-        else:
-            updates["last_error"] = outcome.error
-        store.update_res(outcome.host.id, updates)
+    with held():  # stopped or not, the outcomes and the run's end are written
+        _record_outcomes(store, run_id, outcomes, stop.is_set())
+    store.close()
     counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
     interrupted = stop.is_set()
-    status = (
-        "interrupted"
-        if interrupted
-        else "unreachable"
-        if counts["unreachable"]
-        else "failed"
-        if counts["failed"]
-        else "ok"
-    )
-    store.finish_run(run_id, status, counts)
-    store.close()
+    status = _status(counts, interrupted)
     if as_json:
         click.echo(_outcomes_json(outcomes, run_id, status))
     else:
@@ -148,11 +136,39 @@ def run_command(
             err=True,
         )
     if interrupted:
+        click.echo(stop_reason(), err=True)
         sys.exit(ExitCode.INTERRUPTED)
     if counts["unreachable"]:
         sys.exit(ExitCode.UNREACHABLE)
     if counts["failed"]:
         sys.exit(ExitCode.HOSTS_FAILED)
+
+
+def _status(counts: dict[str, int], interrupted: bool) -> str:
+    """The run's status: interrupted, else the worst outcome."""
+    if interrupted:
+        return "interrupted"
+    if counts["unreachable"]:
+        return "unreachable"
+    return "failed" if counts["failed"] else "ok"
+
+
+def _record_outcomes(
+    store: StateStore, run_id: int, outcomes: list[HostOutcome], interrupted: bool
+) -> None:
+    """Each host's reachability, then the run's status and counts."""
+    for outcome in outcomes:
+        updates: dict[str, Any] = {"reachable": outcome.status != "unreachable"}
+        if outcome.status != "unreachable":
+            updates["last_seen"] = _now()
+        else:
+            updates["last_error"] = outcome.error
+        store.update_res(outcome.host.id, updates)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
+    summary: dict[str, Any] = dict(counts)
+    if interrupted:
+        summary["reason"] = stop_reason()
+    store.finish_run(run_id, _status(counts, interrupted), summary)
 
 
 def _print_outcome(outcome: HostOutcome) -> None:

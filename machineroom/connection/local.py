@@ -21,7 +21,7 @@ from machineroom.connection.output import (
     describe_local_error,
     stdin_chunks,
 )
-from machineroom.errors import CommandTimeout, InputError
+from machineroom.errors import CommandTimeout, InputError, Interrupted
 from machineroom.inventory.model import Host
 
 __all__ = ["LocalConnection"]
@@ -34,6 +34,8 @@ class LocalConnection:
         self.host = host
         self.options = options or ConnectOptions()
         self._sudo = SudoPlanner(host.id)
+        self._running: set[int] = set()  # process groups of the commands running now
+        self._stopping = False  # stop_commands() was called: nothing more starts
 
     def open(self) -> None:
         """Nothing to open: the workstation is always there."""
@@ -44,6 +46,14 @@ class LocalConnection:
 
     def close(self) -> None:
         """Nothing to close."""
+
+    def stop_commands(self) -> None:
+        """Kill every command running now, with its process group (the run is stopping);
+        their `run()` calls raise Interrupted, and so does every later one."""
+        self._stopping = True
+        for pgid in list(self._running):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
 
     def run(
         self,
@@ -76,6 +86,8 @@ class LocalConnection:
         shown: str,
         become_user: str | None,
     ) -> CommandResult:
+        if self._stopping:
+            raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
         start = time.monotonic()
         # A session of its own: the timeout kills every process the command started, and the
         # command cannot read the workstation's terminal (sudo would prompt there otherwise).
@@ -86,6 +98,7 @@ class LocalConnection:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        self._running.add(proc.pid)
         io = _Streams(proc, prefix, stdin)
         try:
             io.finish(timeout)
@@ -96,6 +109,10 @@ class LocalConnection:
             self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
             assert timeout is not None
             raise CommandTimeout(self.host.id, shown, timeout) from None
+        finally:
+            self._running.discard(proc.pid)
+        if self._stopping and (proc.returncode or 0) < 0:  # killed by stop_commands
+            raise Interrupted(f"{self.host.id}: the run was stopped: command killed")
         if io.local_error is not None:
             raise InputError(describe_local_error(stdin, io.local_error))
         return self._report(

@@ -22,6 +22,7 @@ from machineroom.connection.base import (
     SessionDropped,
 )
 from machineroom.connection.output import Stdin
+from machineroom.errors import Interrupted
 from machineroom.inventory.model import Host, TunnelProfile
 
 __all__ = ["ConnectionPool", "open_connection"]
@@ -77,13 +78,17 @@ class ConnectionPool:
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts, never held while connecting
         self.opened = 0  # connections opened, reopens included (for reports and tests)
+        self.stopping = False  # set by stop_commands(): no command starts any more
 
     def _host_lock(self, host_id: str) -> threading.Lock:
         with self._lock:
             return self._host_locks.setdefault(host_id, threading.Lock())
 
     def get(self, host: Host) -> Connection:
-        """The host's open connection: reused when alive, (re)opened otherwise."""
+        """The host's open connection: reused when alive, (re)opened otherwise. Raises
+        Interrupted once the run is stopping (`stop_commands`)."""
+        if self.stopping:
+            raise Interrupted(f"{host.id}: the run is stopping: nothing more is started")
         with self._host_lock(_key(host)):
             with self._lock:
                 conn = self._connections.get(_key(host))
@@ -129,6 +134,20 @@ class ConnectionPool:
             if current is None or not current.is_alive():
                 current = self._open(host, current)
         return current.run(command, stdin=stdin, timeout=timeout, become=become)
+
+    def stop_commands(self) -> None:
+        """The run is stopping: no command starts from now on, and every command running
+        now is killed on its host (by its tag, see SSHConnection.stop_commands), all hosts at
+        once; their `run()` raises Interrupted. Returns when every host was asked."""
+        self.stopping = True
+        with self._lock:
+            conns = list(self._connections.values())
+        stoppers = [getattr(c, "stop_commands", None) for c in conns]
+        threads = [threading.Thread(target=stop, daemon=True) for stop in stoppers if stop]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def close(self, host: Host) -> None:
         """Close one host's connection, if open."""

@@ -58,6 +58,7 @@ from machineroom.errors import (
     CommandTimeout,
     HostKeyError,
     InputError,
+    Interrupted,
     MachineroomError,
     Unreachable,
 )
@@ -189,6 +190,9 @@ class SSHConnection:
         self._tunnel_hint = ""
         self._tried: list[str] = []
         self._user = host.user or "?"
+        self._running: dict[str, Become | None] = {}  # tag -> become, of commands running now
+        self._running_lock = threading.Lock()
+        self._stopping = False  # stop_commands() was called: nothing more starts
 
     # ------------------------------------------------------------------ open / close
 
@@ -481,42 +485,67 @@ class SSHConnection:
         (default: the options' command_timeout), SessionDropped when the session dies, and
         BecomeFailed when sudo refuses.
         """
+        if self._stopping:
+            raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
         if self._fabric is None:
             self.open()
         if timeout is None:
             timeout = self.command_timeout
-        # A command past its timeout must die on the host too. Closing the channel does not
-        # kill it (no pty, no SIGHUP), and sshd refuses "signal" requests for root logins, so
-        # a command that may time out carries a tag in its environment (it survives exec and
-        # sudo -> sh -c, and every child inherits it) by which `_kill_tagged` finds it.
-        token = secrets.token_hex(8) if timeout is not None else None
-        body = f"export MACHINEROOM_RUN={token}; {command}" if token else command
+        # A command past its timeout, or of a run being stopped, must die on the host too.
+        # Closing the channel does not kill it (no pty, no SIGHUP), and sshd refuses "signal"
+        # requests for root logins, so every command carries a tag in its environment (it
+        # survives exec and sudo -> sh -c, and every child inherits it, `cmd &` ones too) by
+        # which `_kill_tagged` finds it, and the shells above it by their command line.
+        token = secrets.token_hex(8)
+        body = f"export MACHINEROOM_RUN={token}; {command}"
         if become is None:
             wire, prefix = body, b""
         else:
             wire, prefix = self._sudo.prepare(body, become, self._run_raw)
+        with self._running_lock:  # checked again here: a stop may have come meanwhile
+            if self._stopping:
+                raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
+            self._running[token] = become
         try:
-            return self._exec(
+            result = self._exec(
                 wire, prefix, stdin, timeout, command, become.user if become else None
             )
         except CommandTimeout:
-            if token:
-                self._kill_tagged(token, become)
+            self._kill_tagged(token, become)
             raise
+        finally:
+            with self._running_lock:
+                self._running.pop(token, None)
+        if self._stopping and result.exit_code == -1:  # no exit status: killed by stop_commands
+            raise Interrupted(f"{self.host.id}: the run was stopped: command killed on the host")
+        return result
 
-    def _kill_tagged(self, token: str, become: Become | None) -> None:
-        """SIGKILL every process carrying MACHINEROOM_RUN=token; best effort."""
+    def stop_commands(self) -> None:
+        """Kill on the host every command of ours running now (the run is being stopped);
+        their `run()` calls raise Interrupted, and so does every later one. Best effort."""
+        with self._running_lock:
+            self._stopping = True
+            running = list(self._running.items())
+        for token, become in running:
+            self._kill_tagged(token, become, "(kill the command: the run is stopping)")
+
+    def _kill_tagged(
+        self, token: str, become: Become | None, shown: str = "(kill the timed-out command)"
+    ) -> None:
+        """SIGKILL every process carrying MACHINEROOM_RUN=token in its environment, and the
+        shells whose command line sets it (they would go on with the rest of the script);
+        best effort. `[x]yz` keeps the killer's own command line from matching."""
+        pattern = f"MACHINEROOM_RUN=[{token[0]}]{token[1:]}"
         killer = (
-            f"grep -lzx MACHINEROOM_RUN={token} /proc/[0-9]*/environ 2>/dev/null"
-            f" | cut -d/ -f3 | xargs -r kill -KILL 2>/dev/null; true"
+            f"{{ grep -lzx '{pattern}' /proc/[0-9]*/environ;"
+            f" grep -lz '{pattern}' /proc/[0-9]*/cmdline; }} 2>/dev/null"
+            f" | cut -d/ -f3 | sort -u | xargs -r kill -KILL 2>/dev/null; true"
         )
         prefix = b""
         if become is not None:
             killer, prefix = self._sudo.prepare(killer, become, self._run_raw)
         with contextlib.suppress(MachineroomError):
-            self._exec(
-                killer, prefix, None, self.connect_timeout, "(kill the timed-out command)", None
-            )
+            self._exec(killer, prefix, None, self.connect_timeout, shown, None)
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
         return self._exec(command, b"", stdin, self.command_timeout, command, None)

@@ -50,7 +50,8 @@ def run_everywhere(
     `become(host)` gives the sudo settings for a host (each host may have its own password).
 
     On Ctrl-C (or when `stop` is set) hosts that have not started are left out of the returned
-    list and `stop` is set, so the caller can tell the run was interrupted.
+    list and `stop` is set, so the caller can tell the run was interrupted; on Ctrl-C the
+    commands running then are killed on their hosts (their outcome: failed, interrupted).
     """
     stop = stop or threading.Event()
     lock = threading.Lock()
@@ -87,8 +88,9 @@ def run_everywhere(
     try:
         outcomes = [future.result() for future in futures]
     except KeyboardInterrupt:
-        # Ctrl-C: nothing new starts; commands already running finish (or time out).
+        # Ctrl-C (or SIGTERM, SIGHUP): nothing new starts; running commands are killed.
         stop.set()
+        pool.stop_commands()
         workers.shutdown(wait=True, cancel_futures=True)
         finished = [f.result() for f in futures if f.done() and not f.cancelled()]
         return [o for o in finished if o is not None]

@@ -41,6 +41,7 @@ class HostState:
     failed: bool = False
     unreachable: bool = False
     ended: bool = False  # meta: end_host / end_play
+    interrupted: bool = False  # a task of it was cut short by the run's stop
     stage: str | None = None
     failed_task: str | None = None
     reason: str = ""
@@ -68,6 +69,18 @@ class RunShared:
     vault_in_vars: bool = False  # decrypt vault values found in variables, as they are used
     # hosts running a no_log task right now: their commands' output stays out of the audit log
     quiet_hosts: set[str] = field(default_factory=set)
+    error: str | None = None  # why the run stopped on an error of ours (a failed state write)
+
+    def stop_run(self, error: str | None = None) -> None:
+        """Stop the run: no task starts from now on, and the commands running now are killed
+        on their hosts (their tasks end failed, their hosts interrupted). `error`: the run
+        stops because of it and ends as 'error'. Safe from any thread, and to call twice."""
+        if error is not None and self.error is None:
+            self.error = error
+        first = not self.stop.is_set()
+        self.stop.set()
+        if first:
+            self.pool.stop_commands()
 
 
 @dataclass

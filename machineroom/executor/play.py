@@ -49,7 +49,8 @@ def run_playbook(
     run_id: int | None = None,
 ) -> RunFinished:
     """Run every play on its hosts (`play_hosts[i]` for play i, already limited); return the
-    final event (also emitted). Ctrl-C: stops starting tasks, lets running ones end."""
+    final event (also emitted). Ctrl-C (and SIGTERM, SIGHUP: the CLI turns them into it):
+    no task starts any more and the commands running now are killed on their hosts."""
     started = time.monotonic()
     everyone = sorted({h.id for hosts in play_hosts for h in hosts})
     rs.bus.emit(
@@ -72,7 +73,7 @@ def run_playbook(
             if rs.stop.is_set():
                 break
     except KeyboardInterrupt:
-        rs.stop.set()
+        rs.stop_run()
         interrupted = True
     interrupted = interrupted or rs.stop.is_set()
     for host_id in everyone:
@@ -81,6 +82,8 @@ def run_playbook(
         hs = states[host_id]
         if hs.unreachable:
             event = HostFinished(host_id, "unreachable", hs.stage, hs.failed_task, hs.reason)
+        elif interrupted and hs.interrupted:
+            event = HostFinished(host_id, "interrupted", hs.stage, hs.failed_task, "interrupted")
         elif hs.failed:
             event = HostFinished(host_id, "failed", hs.stage, hs.failed_task, hs.reason)
         elif interrupted:
@@ -88,7 +91,7 @@ def run_playbook(
         else:
             event = HostFinished(host_id, "ok")
         rs.bus.emit(event)
-    status = _run_status(states, interrupted)
+    status = "error" if rs.error is not None else _run_status(states, interrupted)
     finished = RunFinished(run_id, status, stats, time.monotonic() - started, rs.options.check)
     rs.bus.emit(finished)
     return finished
@@ -172,8 +175,8 @@ def _run_batch(members: list[HostState], ps: PlayShared, rs: RunShared) -> None:
                 except TimeoutError:
                     continue
     except KeyboardInterrupt:
-        # first Ctrl-C: no new task starts; running ones finish (or hit their timeout)
-        rs.stop.set()
+        # first Ctrl-C (or SIGTERM, SIGHUP): no new task starts; running commands are killed
+        rs.stop_run()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

@@ -114,6 +114,8 @@ class HostWalker:
             return self._include(task, scope)
         status = self._task(task, scope)
         if status in ("failed", "unreachable"):
+            if status == "failed" and self.rs.stop.is_set():
+                self.hs.interrupted = True  # most likely its command was killed by the stop
             self._fail(task, scope.stage)
             return False
         return True

@@ -239,8 +239,9 @@ class Scheduler:
         return self._sleep_for(self.clock.now())
 
     def shutdown(self) -> None:
-        """Stop every running run: SIGINT (machineroom's Ctrl-C: the run records itself as
-        interrupted), SIGKILL after the grace period, then record how each ended."""
+        """Stop every running run: SIGTERM (a machineroom run then kills its commands on the
+        hosts and records itself as interrupted), SIGKILL after the grace period, then record
+        how each ended."""
         now = self.clock.now()
         if self.running:
             names = ", ".join(sorted(self.running))
@@ -248,7 +249,7 @@ class Scheduler:
         for running in self.running.values():
             if running.child.poll() is None:
                 running.why_stopped = running.why_stopped or "stopped with the scheduler"
-                running.child.send_signal(signal.SIGINT)
+                running.child.send_signal(signal.SIGTERM)
                 running.stop_sent_at = now
         deadline = datetime.now(UTC) + timedelta(seconds=self.grace)
         for running in self.running.values():
@@ -475,7 +476,8 @@ class Scheduler:
                     continue
                 running.why_stopped = f"timed out after {timeout:g}s"
                 running.stop_sent_at = now
-                running.child.send_signal(signal.SIGINT)
+                # SIGTERM: the run stops as on Ctrl-C, killing its commands on the hosts too
+                running.child.send_signal(signal.SIGTERM)
                 self._emit(
                     Event(
                         now,

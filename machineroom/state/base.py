@@ -70,7 +70,7 @@ class StoreBase:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StateError(f"{self._path}: {exc}") from None
+            raise StateError(f"state database {self._path}: {_cause(exc)}") from None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Any]:
@@ -105,3 +105,23 @@ class StoreBase:
         if not ids:
             hint = " (the database has no servers yet; `machineroom import` adds them)"
         return StateError(f"unknown server {server_id!r}{hint}")
+
+
+# What SQLite's result codes mean to whoever has to act on them; SQLite's own words follow.
+_CAUSES = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_BUSY": "locked by another process past the busy timeout",
+    "SQLITE_LOCKED": "locked",
+    "SQLITE_READONLY": "read-only",
+    "SQLITE_IOERR": "I/O error",
+    "SQLITE_CORRUPT": "damaged",
+    "SQLITE_CANTOPEN": "cannot be opened",
+    "SQLITE_PERM": "permission denied",
+}
+
+
+def _cause(exc: sqlite3.Error) -> str:
+    """`disk full (database or disk is full)`: what happened, then SQLite's message."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    cause = _CAUSES.get("_".join(name.split("_")[:2]))  # SQLITE_IOERR_WRITE: SQLITE_IOERR
+    return f"{cause} ({exc})" if cause else str(exc)

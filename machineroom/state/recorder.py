@@ -27,12 +27,14 @@ connection in the layers).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from machineroom.errors import StateError
 from machineroom.events import (
     Event,
     HostFinished,
@@ -86,9 +88,11 @@ class StateRecorder:
     """Records a run's events in `store` under `run_id`, on a writer thread of its own.
 
     Subscribe the instance itself (`bus.subscribe(recorder)`); call `close()` in a `finally`.
-    A write that fails (e.g. the database is locked beyond the busy timeout, or a host is not
-    in `server_room`) does not stop the others: its message goes to `errors` and to
-    `on_error`, if given (called on the writer thread).
+    A write that fails (the disk is full, the database is locked beyond the busy timeout)
+    does not stop the others: its message goes to `errors` and to `on_error`, if given
+    (called on the writer thread; `apply` stops the run there), the first one to `failure`,
+    and the run is then finished as 'error', never 'ok': some of its results are missing.
+    `end_recorded` says whether the run's final status could be written.
     """
 
     def __init__(
@@ -105,6 +109,11 @@ class StateRecorder:
         self.check = check
         self.playbook = playbook  # the playbook's real path: `--resume` resumes only it
         self.errors: list[str] = []
+        self.failure: str | None = None  # the first failed write's error, as is
+        self.end_recorded = False  # the run's final status is in the database
+        # why the run was stopped ("interrupted (SIGTERM)"), asked when an interrupted run
+        # is written, for its summary
+        self.stop_reason: Callable[[], str] = lambda: ""
         self._on_error = on_error
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._abort = threading.Event()
@@ -182,13 +191,15 @@ class StateRecorder:
             try:
                 self._record(event)
             except Exception as exc:  # one bad write must not lose the rest of the run
-                self._fail(f"{type(event).__name__}: {exc}")
+                self._fail(f"{type(event).__name__}: {exc}", exc)
         if not self._abort.is_set():
             self._flush_orphan_items()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, exc: Exception) -> None:
         with self._lock:
             self.errors.append(message)
+            if self.failure is None:
+                self.failure = str(exc)
         if self._on_error is not None:
             self._on_error(message)
 
@@ -223,9 +234,12 @@ class StateRecorder:
             if event.status in ("failed", "unreachable") and not event.ignored:
                 self._last_failure[event.host] = event
         self._write_task_row(event, items)
-        if event.record and not self.check and event.status not in ("failed", "unreachable"):
-            self.store.update_res(event.host, dict(event.record))
+        wanted = event.record and not self.check and event.status not in ("failed", "unreachable")
         facts = facts_of(event)
+        if (wanted or facts is not None) and self.store.server(event.host) is None:
+            return  # not a server_room host (e.g. an ad-hoc name): its results are in task rows
+        if wanted:
+            self.store.update_res(event.host, dict(event.record))
         if facts is not None:
             self.store.record_facts(event.host, facts, run_id=self.run_id)
 
@@ -275,7 +289,7 @@ class StateRecorder:
             try:
                 self._write_task_row(summary, items)
             except Exception as exc:
-                self._fail(f"TaskFinished: {exc}")
+                self._fail(f"TaskFinished: {exc}", exc)
         self._items.clear()
 
     def _record_host(self, event: HostFinished) -> None:
@@ -336,9 +350,33 @@ class StateRecorder:
 
     def _record_run(self, event: RunFinished) -> None:
         summary = run_summary(event.stats, event.duration, event.check or self.check)
-        self.store.finish_run(self.run_id, event.status, summary)
+        status = self._explain(event.status, summary)
+        self._write_end(status, summary)
         with self._lock:
             self._finished = True
+            self.end_recorded = True
+
+    def _write_end(self, status: str, summary: dict[str, Any]) -> None:
+        """The run's final status; on a full disk, once more after giving the log's space
+        back, so that the run is not left 'running'."""
+        try:
+            self.store.finish_run(self.run_id, status, summary)
+        except StateError:
+            with contextlib.suppress(StateError):
+                self.store.reclaim_wal()
+            self.store.finish_run(self.run_id, status, summary)
+
+    def _explain(self, status: str, summary: dict[str, Any]) -> str:
+        """The status to record: 'error' once a write failed (results are missing), with the
+        reason in the summary; an interrupted run says what stopped it."""
+        with self._lock:
+            failure, lost = self.failure, len(self.errors)
+        if failure is not None:
+            summary["reason"] = f"{lost} state write(s) failed, the first: {failure}"
+            return "error"
+        if status == "interrupted" and self.stop_reason():
+            summary["reason"] = self.stop_reason()
+        return status
 
     def _finish_unfinished(self, status: str, reason: str) -> None:
         with self._lock:
@@ -347,13 +385,17 @@ class StateRecorder:
             stats = {host: HostStats(**asdict(s)) for host, s in self._stats.items()}
             self._finished = True
         summary = run_summary(stats, None, self.check)
-        summary["reason"] = reason
+        summary["reason"] = self.stop_reason() or reason
+        if status != "interrupted":
+            status = self._explain(status, summary)
         try:
             run = self.store.run(self.run_id)
             if run is not None and run.status == "running":
-                self.store.finish_run(self.run_id, status, summary)
+                self._write_end(status, summary)
+            with self._lock:
+                self.end_recorded = True
         except Exception as exc:
-            self._fail(f"finishing run {self.run_id}: {exc}")
+            self._fail(f"finishing run {self.run_id}: {exc}", exc)
 
 
 def run_summary(

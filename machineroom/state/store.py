@@ -185,6 +185,13 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
             if cursor.rowcount == 0:
                 raise StateError(f"unknown run {run_id}")
 
+    def reclaim_wal(self) -> None:
+        """Copy the write-ahead log into the database and empty it. On a full disk this gives
+        the log's space back (usually more than the database grows by), so that a last small
+        write, such as a run's final status, can still land."""
+        with self._lock, self._translate():
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def mark_interrupted_runs(self) -> int:
         """Mark 'interrupted' the runs left 'running' on this workstation by a process that no
         longer exists (killed, crashed, power cut); return how many. Runs of other
