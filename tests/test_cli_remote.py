@@ -237,4 +237,9 @@ def test_ctrl_c_marks_the_run_interrupted(repo: Path, lab: Lab) -> None:
     assert 0 < finished < len(lab.hosts)
     runs = db_rows(repo, "SELECT status FROM runs")
     assert runs == [("interrupted",)]
-    assert len(db_rows(repo, "SELECT * FROM audit_log")) == finished
+    # the commands still running were killed on their hosts; all of it is in the audit log
+    audit = db_rows(repo, "SELECT command, exit_code FROM audit_log")
+    assert sum(1 for a in audit if a == ("sleep 1", 0)) == finished
+    killed = sum(1 for a in audit if a == ("sleep 1", -1))
+    assert killed == sum(1 for a in audit if a[0] == "(kill the command: the run is stopping)")
+    assert len(audit) == finished + 2 * killed
