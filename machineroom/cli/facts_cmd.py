@@ -71,8 +71,6 @@ def facts_command(
         )
     finally:
         pool.close_all()
-    if stop.is_set():  # stopped (Ctrl-C, SIGTERM, SIGHUP): what came back is kept
-        outcomes = [o for o in outcomes if o.result is not None or o.status != "failed"]
     gathered: dict[str, Any] = {}
     failures = 0
     for outcome in outcomes:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from machineroom.connection.base import Become, CommandResult
 from machineroom.connection.pool import ConnectionPool
-from machineroom.errors import CommandTimeout, ConnectionFailure, MachineroomError
+from machineroom.errors import CommandTimeout, ConnectionFailure, Interrupted, MachineroomError
 from machineroom.inventory.model import Host
 
 Status = Literal["ok", "failed", "unreachable"]
@@ -51,7 +51,7 @@ def run_everywhere(
 
     On Ctrl-C (or when `stop` is set) hosts that have not started are left out of the returned
     list and `stop` is set, so the caller can tell the run was interrupted; on Ctrl-C the
-    commands running then are killed on their hosts (their outcome: failed, interrupted).
+    commands running then are killed on their hosts and their hosts left out too.
     """
     stop = stop or threading.Event()
     lock = threading.Lock()
@@ -70,6 +70,8 @@ def run_everywhere(
             outcome = HostOutcome(
                 host, "unreachable", error=exc.reason, duration=time.monotonic() - started
             )
+        except Interrupted:
+            return None  # killed by the stop: it did not finish, as if it had not started
         except CommandTimeout as exc:
             outcome = HostOutcome(
                 host, "failed", error=str(exc), duration=time.monotonic() - started
