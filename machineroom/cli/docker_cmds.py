@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from machineroom.cli.context import (
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
+from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -126,8 +128,11 @@ def scan_docker_command(
         vault_password_file=vault_password_file,
         ask_vault_password=ask_vault_password,
     )
+    stop = threading.Event()  # set on Ctrl-C, SIGTERM, SIGHUP (see cli/stops.py)
     try:
-        outcomes = run_everywhere(hosts, SCAN_SCRIPT, pool, forks=forks, timeout=command_timeout)
+        outcomes = run_everywhere(
+            hosts, SCAN_SCRIPT, pool, forks=forks, timeout=command_timeout, stop=stop
+        )
     finally:
         pool.close_all()
     everything: dict[str, Any] = {}
@@ -161,12 +166,17 @@ def scan_docker_command(
         if not as_json:
             _print_host(host_id, containers)
     status = "unreachable" if unreachable else "failed" if failed else "ok"
-    store.finish_run(
-        run_id, status, {"hosts": len(hosts), "failed": failed, "unreachable": unreachable}
-    )
+    summary: dict[str, Any] = {"hosts": len(hosts), "failed": failed, "unreachable": unreachable}
+    if stop.is_set():
+        status, summary["reason"] = "interrupted", stop_reason()
+    with held():
+        store.finish_run(run_id, status, summary)
     store.close()
     if as_json:
         click.echo(json.dumps(everything, indent=2, default=str))
+    if stop.is_set():
+        click.echo(stop_reason(), err=True)
+        sys.exit(ExitCode.INTERRUPTED)
     if unreachable:
         sys.exit(ExitCode.UNREACHABLE)
     if failed:
