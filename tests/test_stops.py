@@ -116,7 +116,9 @@ def unique_sleep() -> str:
     return f"sleep {1000 + uuid.uuid4().int % 8999}"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: str(s.name)
+)
 def test_a_signal_stops_apply_kills_remote_commands_and_records_it(
     repo: Repo, signum: signal.Signals
 ) -> None:
