@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from machineroom.lab import Lab, start_lab, stop_lab
+from machineroom.masking import SECRETS
 
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")
@@ -21,7 +22,8 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
     HOME is a fresh temporary directory holding an empty `~/.ssh` (so neither the real
     ~/.ssh/config, keys nor known_hosts can make a test pass or fail), SSH_AUTH_SOCK is
-    removed, and every MACHINEROOM_* variable is cleared. Returns the new HOME.
+    removed, every MACHINEROOM_* variable is cleared and the process's secrets registry is
+    emptied. Returns the new HOME.
     """
     home = tmp_path_factory.mktemp("home")
     (home / ".ssh").mkdir(mode=0o700)
@@ -30,6 +32,7 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     for name in list(os.environ):
         if name.startswith("MACHINEROOM_"):
             monkeypatch.delenv(name)
+    SECRETS.clear()  # the process's secrets registry: what one test revealed masks no other
     return home
 
 
