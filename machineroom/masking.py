@@ -9,9 +9,16 @@ secret, what a `no_log` task produced. Masking is by value, so a secret is hidde
 printed it: a command's output, a `debug` message, a template's diff.
 
 Common derived forms are masked too: upper/lower case, base64 (with and without padding, with
-the newline `echo` adds), URL and shell quoting, JSON and Python escaping. Derived forms are
-only made for values of `DERIVED_MIN` characters or more: the base64 of a two-letter value
-would hide unrelated text everywhere.
+the newline `echo` adds), URL and shell quoting, JSON and Python escaping.
+
+Masking by value hides every occurrence of the value, so a short one would hide ordinary text
+(a password `ok` in every status word, a host id the recorder needs). Hence the lengths: a
+secret of fewer than `MIN_SECRET` characters is not registered (it protects nothing anyway);
+values only inferred to be secret (from a variable's name, from a `no_log` task's output) need
+`MIN_INFERRED`; and the last guard on stdout/stderr, which sees finished text such as JSON
+documents and our own recap, masks only forms of `GUARD_MIN` characters or more: the
+structured paths (events, the database, JSON data before it is encoded) mask everything.
+Identity fields of events (host, task id, stage, status) are never masked: they are keys.
 """
 
 from __future__ import annotations
@@ -27,33 +34,31 @@ from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
+MIN_SECRET = 4  # characters a value needs to be registered at all
+MIN_INFERRED = 6  # ... when it is only inferred to be secret (a name, no_log output)
 DERIVED_MIN = 4  # characters a secret needs before its derived forms are masked too
+GUARD_MIN = 8  # characters a form needs to be masked in finished stdout/stderr text
+# Event fields that identify rather than describe: masking them would break the records.
+IDENTITY_FIELDS = frozenset({"host", "hosts", "task_id", "stage", "status", "run_id"})
 
-# Parts of a variable name that say its value is a secret (`db_password`, `apiToken`,
-# `ssh-key`, `AWS_SECRET_ACCESS_KEY`).
+# Parts of a variable name that say its value is a secret wherever they stand
+# (`db_password`, `apiToken`, `AWS_SECRET_ACCESS_KEY`) ...
 _SECRET_PARTS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pass",
-        "pw",
-        "pwd",
-        "passphrase",
-        "secret",
-        "token",
-        "key",
-        "apikey",
-        "credential",
-        "credentials",
-        "auth",
-    }
+    {"password", "passwd", "passphrase", "secret", "token", "apikey", "credential", "credentials"}
 )
+# ... and parts that do only as the name's last part (`db_pass`, `ssh_key`, `basic_auth`, but
+# not `pass_through`, `key_name`, `auth_enabled`, `pw_min`).
+_SECRET_ENDINGS = frozenset({"pass", "pw", "pwd", "key", "auth"})
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a variable's name says its value is a secret (`db_password`, `api-token`)."""
-    return any(part.lower() in _SECRET_PARTS for part in _NAME_PARTS.findall(name))
+    """Whether a variable's name says its value is a secret (`db_password`, `api-token`,
+    `ssh_key`)."""
+    parts = [part.lower() for part in _NAME_PARTS.findall(name)]
+    return bool(parts) and (
+        any(part in _SECRET_PARTS for part in parts) or parts[-1] in _SECRET_ENDINGS
+    )
 
 
 def derived_forms(value: str) -> set[str]:
@@ -93,11 +98,13 @@ class SecretRegistry:
         self._values: set[str] = set()
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._guard: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, value: object) -> None:
-        """Register a secret (a non-empty string; anything else is ignored)."""
-        if not isinstance(value, str) or not value or value == MASK:
+        """Register a secret: a string of MIN_SECRET characters or more (anything else is
+        ignored)."""
+        if not isinstance(value, str) or len(value) < MIN_SECRET or value == MASK:
             return
         with self._lock:
             if value in self._values:
@@ -108,9 +115,9 @@ class SecretRegistry:
             lines = [line for line in value.splitlines() if len(line) >= DERIVED_MIN]
             for part in (value, *(lines if len(lines) > 1 else ())):
                 self._forms |= derived_forms(part)
-            self._pattern = None
+            self._pattern = self._guard = None
 
-    def add_all(self, value: object, *, min_length: int = 1) -> None:
+    def add_all(self, value: object, *, min_length: int = MIN_SECRET) -> None:
         """Register every string inside `value` (dicts, lists) of `min_length` or more."""
         if isinstance(value, str):
             if len(value) >= min_length:
@@ -134,6 +141,19 @@ class SecretRegistry:
     def text(self, value: str) -> str:
         """`value` with every secret form replaced by `***`."""
         pattern = self._compiled()
+        if pattern is None or not value:
+            return value
+        return pattern.sub(MASK, value)
+
+    def guard_text(self, value: str) -> str:
+        """`value` with the secret forms of GUARD_MIN characters or more replaced: for
+        finished text (a JSON document, a recap), where a short form could match a number
+        or a word of ours."""
+        with self._lock:
+            if self._guard is None and self._forms:
+                long_forms = {form for form in self._forms if len(form) >= GUARD_MIN}
+                self._guard = re.compile(_trie_pattern(long_forms)) if long_forms else None
+            pattern = self._guard
         if pattern is None or not value:
             return value
         return pattern.sub(MASK, value)
@@ -164,6 +184,8 @@ class SecretRegistry:
             return event
         changes = {}
         for f in dataclasses.fields(event):
+            if f.name in IDENTITY_FIELDS:
+                continue
             value = getattr(event, f.name)
             if isinstance(value, str | Mapping | list):
                 masked = self._data(value)
@@ -176,7 +198,7 @@ class SecretRegistry:
         with self._lock:
             self._values.clear()
             self._forms.clear()
-            self._pattern = None
+            self._pattern = self._guard = None
 
 
 def _trie_pattern(words: set[str]) -> str:
@@ -225,8 +247,9 @@ def mask_data(value: Any) -> Any:
 
 
 class MaskingWriter:
-    """A text stream whose every write is masked: the last guard on stdout and stderr, for
-    whatever text is printed without passing through a masked event or record.
+    """A text stream whose every write is masked (forms of GUARD_MIN characters or more):
+    the last guard on stdout and stderr, for whatever text is printed without passing through
+    a masked event, record or `mask()` call.
 
     Bytes written to `.buffer` pass unmasked (on purpose: `vault view` prints plaintext the
     user asked for).
@@ -238,7 +261,7 @@ class MaskingWriter:
     def write(self, text: Any) -> int:
         """Write `text` with its secrets masked; returns the length of `text` as given."""
         if isinstance(text, str):
-            self._stream.write(SECRETS.text(text))
+            self._stream.write(SECRETS.guard_text(text))
             return len(text)
         return int(self._stream.write(text))  # bytes: the stream's own TypeError
 

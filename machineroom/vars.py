@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from machineroom.errors import InputError, Location
 from machineroom.inventory.model import Host, Inventory
-from machineroom.masking import SECRETS, is_secret_name
+from machineroom.masking import MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.yamlio import LocatedDict, load_yaml, location_of, parse_yaml, to_plain
 
 if TYPE_CHECKING:
@@ -365,14 +365,19 @@ def parse_extra_vars(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, st
     return values, sources
 
 
-def _register_secrets(values: Mapping[str, Any]) -> None:
-    """Values whose names say they are secret (`db_password`, `api_token`) are masked
-    wherever they would leave the process, the run's recorded command line included."""
-    for key, value in values.items():
-        if is_secret_name(str(key)):
-            SECRETS.add_all(value)
-        elif isinstance(value, Mapping):
-            _register_secrets(value)
+def _register_secrets(value: Any) -> None:
+    """Values whose names say they are secret (`db_password`, `api_token`), at any depth of
+    mappings and lists, are masked wherever they would leave the process, the run's recorded
+    command line included."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if is_secret_name(str(key)):
+                SECRETS.add_all(item, min_length=MIN_INFERRED)
+            else:
+                _register_secrets(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _register_secrets(item)
 
 
 def _require_mapping(data: Any, where: Location, what: str) -> None:

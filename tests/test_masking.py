@@ -24,7 +24,11 @@ def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["passenger", "keycloak_url", "monkey", "user", "port"])
+@pytest.mark.parametrize(
+    "name",
+    ["passenger", "keycloak_url", "monkey", "user", "port", "auth_enabled", "pass_through",
+     "pw_min", "key_name"],
+)  # fmt: skip
 def test_ordinary_names(name: str) -> None:
     assert not is_secret_name(name)
 
@@ -48,11 +52,29 @@ def test_derived_forms_are_masked() -> None:
         assert registry.text(f"before {form} after") == f"before {MASK} after", form
 
 
-def test_longest_first_and_short_values_have_no_derived_forms() -> None:
+def test_longest_first_and_values_too_short_to_mask_are_ignored() -> None:
     registry = SecretRegistry()
-    registry.add("ab")
-    registry.add("abcdef")
-    assert registry.text("abcdef ab AB") == f"{MASK} {MASK} AB"
+    registry.add("ok")  # would hide every status word; protects nothing
+    registry.add("abcd")
+    registry.add("abcdefgh")
+    assert registry.text("abcdefgh abcd ABCD ok") == f"{MASK} {MASK} {MASK} ok"
+
+
+def test_identity_fields_of_events_are_never_masked() -> None:
+    registry = SecretRegistry()
+    registry.add("web1")  # a password that is also a host's name
+    event = registry.event(TaskFinished("web1", "t1", "task", "s", "ok", msg="on web1"))
+    assert event.host == "web1" and event.msg == f"on {MASK}"
+
+
+def test_the_output_guard_leaves_short_forms_to_the_structured_paths() -> None:
+    registry = SecretRegistry()
+    registry.add("1234")
+    document = json.dumps(registry.data({"duration": 1234.5, "stdout": "pin 1234"}))
+    assert registry.guard_text(document) == document  # still valid JSON
+    assert json.loads(document) == {"duration": 1234.5, "stdout": f"pin {MASK}"}
+    registry.add("long-secret-1")
+    assert registry.guard_text("x long-secret-1 y") == f"x {MASK} y"
 
 
 def test_data_masks_keys_values_and_nested() -> None:
@@ -91,3 +113,5 @@ def test_masking_writer_masks_text_and_passes_bytes_to_buffer() -> None:
 def test_visible_escapes_controls_but_keeps_lines() -> None:
     assert visible("a\x1b[2Jb\tc\r\nd\re\x07\x9b") == "a\\x1b[2Jb\tc\nd\\x0de\\x07\\x9b"
     assert visible("plain text\n") == "plain text\n"
+    # a line cannot be made to read backwards or hide a part of it
+    assert visible("ok\u202e1 deliat\u200b") == "ok\\u202e1 deliat\\u200b"

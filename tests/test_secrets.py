@@ -230,7 +230,7 @@ def _viewer_sees_no_secret(project: Path, database: Path, secrets: list[str]) ->
                 assert answer.status_code == 200, (path, answer.text)
                 assert _leaks(answer.text, secrets) == [], path
         if not Path(CHROMIUM).exists():
-            return
+            pytest.skip("the browser half needs Debian's chromium (scripts/setup.sh --test)")
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:

@@ -14,6 +14,7 @@ import click
 
 from machineroom import __version__
 from machineroom.errors import ExitCode, MachineroomError
+from machineroom.masking import mask
 
 # command name -> "module:attribute"; aliases point at the same command.
 COMMANDS: dict[str, str] = {
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(ExitCode.ERROR)
     except MachineroomError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {mask(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo(stop_reason(), err=True)

@@ -13,6 +13,7 @@ import click
 
 from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import ExitCode, UsageError
+from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
     from machineroom.state.alerts import AlertRow
@@ -99,7 +100,7 @@ def _print_table(rows: Sequence[AlertRow]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     for index, line in enumerate(table):
         cells = [c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)] + [line[-1]]
-        text = "  ".join(cells).rstrip()
+        text = visible("  ".join(cells).rstrip())  # messages quote what hosts reported
         if index == 0:
             click.secho(text, bold=True)
             continue
@@ -174,14 +175,18 @@ def check_command(
     for item in plan.openings:
         subject = f" {item.subject}" if item.subject else ""
         click.secho(
-            f"would open: {item.rule} on {item.host_id}{subject} [{item.severity}] {item.message}",
+            visible(
+                f"would open: {item.rule} on {item.host_id}{subject} [{item.severity}] "
+                f"{item.message}"
+            ),
             fg="red",
         )
     for res in plan.resolutions:
         row = open_rows[res.alert_id]
         subject = f" {row.subject}" if row.subject else ""
         click.secho(
-            f"would resolve: {row.rule} on {row.host_id}{subject}: {res.message}", fg="green"
+            visible(f"would resolve: {row.rule} on {row.host_id}{subject}: {res.message}"),
+            fg="green",
         )
     if not plan.openings and not plan.resolutions:
         click.echo(f"no change to the {len(open_rows)} open alerts of {len(host_ids)} hosts")

@@ -24,6 +24,7 @@ from machineroom.cli.context import (
 from machineroom.cli.servers import sync_servers
 from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
+from machineroom.masking import mask_data
 
 if TYPE_CHECKING:
     pass
@@ -173,7 +174,7 @@ def scan_docker_command(
         store.finish_run(run_id, status, summary)
     store.close()
     if as_json:
-        click.echo(json.dumps(everything, indent=2, default=str))
+        click.echo(json.dumps(mask_data(everything), indent=2, default=str))
     if stop.is_set():
         click.echo(stop_reason(), err=True)
         sys.exit(ExitCode.INTERRUPTED)

@@ -17,6 +17,7 @@ from machineroom.cli.context import (
 from machineroom.cli.servers import sync_servers
 from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
+from machineroom.masking import mask_data
 
 
 @click.command("facts")
@@ -103,7 +104,7 @@ def facts_command(
         store.finish_run(run_id, status, summary)
     store.close()
     if as_json:
-        click.echo(json.dumps(gathered, indent=2, default=str))
+        click.echo(json.dumps(mask_data(gathered), indent=2, default=str))
     if stop.is_set():
         click.echo(stop_reason(), err=True)
         raise SystemExit(ExitCode.INTERRUPTED)

@@ -21,6 +21,7 @@ from machineroom.cli.context import (
     make_workspace,
 )
 from machineroom.errors import ExitCode, UsageError
+from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
     from machineroom.fleet.collect import HostReport
@@ -293,8 +294,10 @@ def _print_change(change: Any) -> None:
     opened = change.state == "opened"
     subject = f" {change.subject}" if change.subject else ""
     click.secho(
-        f"alert {change.state}: {change.rule} on {change.host_id}{subject}"
-        f" [{change.severity}] {change.message}",
+        visible(  # messages quote what hosts reported
+            f"alert {change.state}: {change.rule} on {change.host_id}{subject}"
+            f" [{change.severity}] {change.message}"
+        ),
         fg="red" if opened else "green",
         err=True,
     )

@@ -22,6 +22,7 @@ from machineroom.cli.context import (
 from machineroom.cli.servers import sync_servers
 from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode, InputError, UsageError
+from machineroom.masking import mask
 from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
@@ -180,37 +181,31 @@ def _print_outcome(outcome: HostOutcome) -> None:
         fg=colour,
         bold=True,
     )
-    # a host's escape sequences are shown, not obeyed
+    # secrets masked; a host's escape sequences are shown, not obeyed
     if result is not None:
         if result.stdout:
-            click.echo(visible(result.stdout.rstrip("\n")))
+            click.echo(visible(mask(result.stdout.rstrip("\n"))))
         if result.stderr:
-            click.secho(visible(result.stderr.rstrip("\n")), fg="yellow")
+            click.secho(visible(mask(result.stderr.rstrip("\n"))), fg="yellow")
     if outcome.error:
-        click.secho(visible(outcome.error), fg=colour)
+        click.secho(visible(mask(outcome.error)), fg=colour)
 
 
 def _outcomes_json(outcomes: list[HostOutcome], run_id: int, status: str) -> str:
     import json
 
-    return json.dumps(
-        {
-            "run": run_id,
-            "status": status,
-            "hosts": {
-                o.host.id: {
-                    "status": o.status,
-                    "exit_code": o.result.exit_code if o.result else None,
-                    "stdout": o.result.stdout if o.result else "",
-                    "stderr": o.result.stderr if o.result else "",
-                    "error": o.error,
-                    "duration": round(o.duration, 3),
-                }
-                for o in outcomes
-            },
-        },
-        indent=2,
-    )
+    def host(o: HostOutcome) -> dict[str, Any]:
+        return {
+            "status": o.status,
+            "exit_code": o.result.exit_code if o.result else None,
+            "stdout": mask(o.result.stdout) if o.result else "",
+            "stderr": mask(o.result.stderr) if o.result else "",
+            "error": mask(o.error) if o.error else o.error,
+            "duration": round(o.duration, 3),
+        }
+
+    doc = {"run": run_id, "status": status, "hosts": {o.host.id: host(o) for o in outcomes}}
+    return json.dumps(doc, indent=2)
 
 
 @click.command("connect")

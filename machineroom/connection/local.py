@@ -36,6 +36,7 @@ class LocalConnection:
         self._sudo = SudoPlanner(host.id)
         self._running: set[int] = set()  # process groups of the commands running now
         self._stopping = False  # stop_commands() was called: nothing more starts
+        self._lock = threading.Lock()  # a command starts, or stop_commands() sees it: not both
 
     def open(self) -> None:
         """Nothing to open: the workstation is always there."""
@@ -50,8 +51,10 @@ class LocalConnection:
     def stop_commands(self) -> None:
         """Kill every command running now, with its process group (the run is stopping);
         their `run()` calls raise Interrupted, and so does every later one."""
-        self._stopping = True
-        for pgid in list(self._running):
+        with self._lock:
+            self._stopping = True
+            running = list(self._running)
+        for pgid in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
 
@@ -86,19 +89,20 @@ class LocalConnection:
         shown: str,
         become_user: str | None,
     ) -> CommandResult:
-        if self._stopping:
-            raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
         start = time.monotonic()
-        # A session of its own: the timeout kills every process the command started, and the
-        # command cannot read the workstation's terminal (sudo would prompt there otherwise).
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._running.add(proc.pid)
+        with self._lock:
+            if self._stopping:
+                raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
+            # A session of its own: the timeout kills every process the command started, and
+            # the command cannot read the workstation's terminal (sudo would prompt there).
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            self._running.add(proc.pid)
         io = _Streams(proc, prefix, stdin)
         try:
             io.finish(timeout)

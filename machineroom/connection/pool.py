@@ -104,8 +104,15 @@ class ConnectionPool:
                 self._connections.pop(_key(host), None)
         conn = self._opener(host, self.options, self.tunnels)
         with self._lock:
-            self._connections[_key(host)] = conn
-            self.opened += 1
+            # stop_commands() may have come while this one connected: it would not have seen
+            # this connection, so nothing may start on it (checked under the lock it reads by)
+            stopping = self.stopping
+            if not stopping:
+                self._connections[_key(host)] = conn
+                self.opened += 1
+        if stopping:
+            conn.close()
+            raise Interrupted(f"{host.id}: the run is stopping: nothing more is started")
         return conn
 
     def run(
@@ -133,6 +140,8 @@ class ConnectionPool:
             # threads' commands run on it, and a second connection would not be faster.
             if current is None or not current.is_alive():
                 current = self._open(host, current)
+        if self.stopping:
+            raise Interrupted(f"{host.id}: the run is stopping: nothing more is started")
         return current.run(command, stdin=stdin, timeout=timeout, become=become)
 
     def stop_commands(self) -> None:

@@ -72,6 +72,7 @@ _NO_TUNNELS: Mapping[str, TunnelProfile] = MappingProxyType({})
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 # curve25519 first: as secure as the post-quantum hybrid paramiko now prefers, cheaper on the
 # controller's CPU, which bounds how fast many hosts connect (see issue 5).
+KEEPALIVE_SECONDS = 30  # as ServerAliveInterval; NATs drop idle flows after minutes
 _KEX_FIRST = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 # AES-GCM needs no separate MAC pass: the cheapest ciphers paramiko has.
 _CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -339,6 +340,9 @@ class SSHConnection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = paramiko.Transport(sock, **kwargs)
             guard_closes(transport)
+            # A session idle while other hosts work must not be dropped by a NAT or firewall
+            # on the way: the pool keeps a live session rather than opening a second one.
+            transport.set_keepalive(KEEPALIVE_SECONDS)
             opts = transport.get_security_options()
             opts.kex = _reorder(opts.kex, _KEX_FIRST)
             opts.ciphers = _reorder(opts.ciphers, _CIPHERS_FIRST)

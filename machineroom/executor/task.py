@@ -21,7 +21,7 @@ from machineroom.errors import (
 )
 from machineroom.events import TaskFinished, TaskStarted, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
-from machineroom.masking import DERIVED_MIN, SECRETS, is_secret_name
+from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.runner import run_module
@@ -360,12 +360,13 @@ def _register_no_log(module: str, args: Mapping[str, Any], result: Mapping[str, 
     registered and printed later)."""
     for key, value in args.items():
         if module == "set_fact" or is_secret_name(str(key)):
-            SECRETS.add_all(value, min_length=DERIVED_MIN)
+            SECRETS.add_all(value, min_length=MIN_INFERRED)
     text = result.get("stdout")
-    if isinstance(text, str) and len(text.strip()) >= DERIVED_MIN:
+    if isinstance(text, str) and len(text.strip()) >= MIN_INFERRED:
         SECRETS.add(text.strip())
+        # lines of a longer output (a key and its header): long ones only, not "changed"
         for line in text.splitlines():
-            if len(line.strip()) >= DERIVED_MIN:
+            if len(line.strip()) >= GUARD_MIN:
                 SECRETS.add(line.strip())
 
 

@@ -13,16 +13,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# C0 controls but tab and newline, DEL, and the C1 controls (ESC [ as one character: \x9b).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls but tab and newline, DEL, the C1 controls (ESC [ as one character: \x9b), and
+# the invisible characters that reorder or hide text (bidi overrides and isolates, zero-width
+# spaces and joiners, the BOM), with which a line can be made to read as something else.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def visible(text: str) -> str:
-    """`text` with every control character but newline and tab written as `\\xNN`
+    """`text` with every control character but newline and tab, and every invisible
+    reordering character, written as `\\xNN` / `\\uNNNN`
     (a Windows line end stays a line end)."""
     if not _CONTROL.search(text):
         return text
