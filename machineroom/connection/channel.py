@@ -24,7 +24,7 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_CLOSE, cMSG_CHANNEL_CLOSE
 from paramiko.message import Message
 
-from machineroom.connection.output import CappedOutput, Stdin, stdin_chunks, stdin_size
+from machineroom.connection.output import CappedOutput, Stdin, pump, stdin_size
 
 __all__ = ["Feeder", "TimedOut", "collect", "guard_closes", "own", "release", "send_stdin"]
 
@@ -125,22 +125,12 @@ class Feeder:
             self._thread.join()
 
     def _send(self) -> None:
-        chunks = stdin_chunks(self.prefix, self.stdin)
         try:
-            while True:
-                try:
-                    piece = next(chunks, None)
-                except OSError as e:
-                    self.local_error = e
-                    return
-                if piece is None:
-                    break
-                self.chan.sendall(piece)
-            self.chan.shutdown_write()
+            self.local_error = pump(self.prefix, self.stdin, self.chan.sendall)
+            if self.local_error is None:
+                self.chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException):
             pass  # the command exited without reading it all; its exit code says why
-        finally:
-            chunks.close()
 
 
 def send_stdin(chan: paramiko.Channel, prefix: bytes, stdin: Stdin) -> Feeder:

@@ -19,7 +19,7 @@ from machineroom.connection.output import (
     CappedOutput,
     Stdin,
     describe_local_error,
-    stdin_chunks,
+    pump,
 )
 from machineroom.errors import CommandTimeout, InputError, Interrupted
 from machineroom.inventory.model import Host
@@ -159,21 +159,11 @@ class _Streams:
             thread.join()
 
     def _feed(self, pipe: IO[bytes], prefix: bytes, stdin: Stdin) -> None:
-        chunks = stdin_chunks(prefix, stdin)
         try:
-            while True:
-                try:
-                    piece = next(chunks, None)
-                except OSError as e:
-                    self.local_error = e
-                    break
-                if piece is None:
-                    break
-                pipe.write(piece)
+            self.local_error = pump(prefix, stdin, pipe.write)
         except OSError:
             pass  # the command exited without reading it all; its exit code says why
         finally:
-            chunks.close()
             with contextlib.suppress(OSError):
                 pipe.close()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 __all__ = [
@@ -126,6 +126,24 @@ def stdin_chunks(prefix: bytes, stdin: Stdin) -> Generator[bytes, None, None]:
     with Path(stdin).open("rb") as f:
         while piece := f.read(CHUNK):
             yield piece
+
+
+def pump(prefix: bytes, stdin: Stdin, write: Callable[[bytes], object]) -> OSError | None:
+    """Write `prefix` then `stdin` with `write`, piece by piece. Returns the error that reading
+    a local stdin file met (the command then gets no EOF: its caller fails it), or None;
+    errors of `write` (the command went away) are the caller's."""
+    chunks = stdin_chunks(prefix, stdin)
+    try:
+        while True:
+            try:
+                piece = next(chunks, None)
+            except OSError as e:
+                return e
+            if piece is None:
+                return None
+            write(piece)
+    finally:
+        chunks.close()
 
 
 def describe_local_error(stdin: Stdin, error: OSError) -> str:
