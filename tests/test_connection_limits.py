@@ -287,6 +287,8 @@ def test_apply_task_printing_200_mb_stays_in_budget(repo: Path, lab: Lab) -> Non
     (repo / "print.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
         f"    - name: chatty\n      shell: yes | head -c {PRINTED}; echo done >&2\n"
+        "      register: chatty\n"
+        "    - name: cut\n      debug: {msg: 'cut {{ chatty.stdout_bytes_not_kept }}'}\n"
     )
     (repo / "quiet.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: 'true'\n"
@@ -301,6 +303,11 @@ def test_apply_task_printing_200_mb_stays_in_budget(repo: Path, lab: Lab) -> Non
     for stdout, stderr in stored:
         assert len(str(stdout)) <= 64 * 1024 and str(stderr).strip() == "done"
         assert PRINTED - (64 << 10) < missing_bytes(str(stdout)) < PRINTED
+    # the registered result says it is not the whole output (the connection kept 320 KiB)
+    for (message,) in rows(repo, "SELECT message FROM task_results WHERE task = 'cut'"):
+        assert PRINTED - (320 << 10) <= int(str(message).removeprefix("cut ")) < PRINTED
+    for (message,) in rows(repo, "SELECT message FROM task_results WHERE task = 'chatty'"):
+        assert str(message).startswith("stdout cut: ")
 
 
 def test_copy_of_a_big_file_streams_from_disk(repo: Path, lab: Lab, tmp_path: Path) -> None:

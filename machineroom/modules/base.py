@@ -94,6 +94,7 @@ class CommandOutput:
     exit_code: int
     stdout: str
     stderr: str
+    stdout_not_kept: int = 0  # bytes of stdout the connection dropped (head and tail kept)
 
 
 class Module:

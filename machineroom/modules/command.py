@@ -145,10 +145,15 @@ def command_outcome(
         "end": end,
         "delta": delta,
     }
+    msg = ""
+    if output.stdout_not_kept:
+        # said in the result, so that a registered output is never taken for the whole of it
+        result["stdout_bytes_not_kept"] = output.stdout_not_kept
+        msg = f"stdout cut: {output.stdout_not_kept} bytes in its middle not kept"
     if output.exit_code != 0:
         msg = "non-zero return code" if match else (stderr.strip() or "command failed")
         return Outcome("failed", msg=msg, result=result)
-    return Outcome("changed", msg="", result=result)
+    return Outcome("changed", msg=msg, result=result)
 
 
 def _skipped_in_check(shown: Any) -> Outcome:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from machineroom.connection.base import Become, Connection
+from machineroom.connection.output import count_not_kept
 from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome
 
 
@@ -34,5 +35,9 @@ def run_module(
         become=become,
     )
     return module.interpret(
-        args, ctx, CommandOutput(result.exit_code, result.stdout, result.stderr)
+        args,
+        ctx,
+        CommandOutput(
+            result.exit_code, result.stdout, result.stderr, count_not_kept(result.stdout)
+        ),
     )
