@@ -17,6 +17,7 @@ from machineroom.errors import (
     CommandTimeout,
     ConnectionFailure,
     InputError,
+    Location,
     MachineroomError,
 )
 from machineroom.events import TaskFinished, TaskStarted, TaskStatus
@@ -25,6 +26,8 @@ from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.runner import run_module
+from machineroom.playbook.args import prepare_args
+from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, RoleRef, Task
 from machineroom.templating import BASE_DIR_VAR, OMIT, Where, mark_unsafe
 from machineroom.vars import build_var_stack, magic_vars
@@ -138,6 +141,10 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
     conditions = (*scope.when, *task.when)
     try:
         base_vars = task_vars(task, hs, ps, rs, scope)  # may need the vault: can fail
+        if task.templated:  # `no_log: "{{ hide }}"` and friends: their value on this host
+            task = resolve_flags(task, lambda t: rs.templar.render(t, base_vars, where))
+            if task.run_once and ps.hosts and hs.host.id != ps.hosts[0].host.id:
+                return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
         items = _loop_items(task, base_vars, rs, where)
         if items is None and not _holds(conditions, base_vars, rs, where):
             _register(hs, task, {"changed": False, "skipped": True, "skip_reason": "when"})
@@ -301,6 +308,7 @@ def _run_once(
         attempts += 1
         try:
             args = _drop_omitted(rs.templar.render(dict(task.args), variables, where))
+            args = prepare_args(module.name, args, module.schema, _location(task))
             ctx = _module_context(task, hs, rs, scope, variables, where)
             if module.name == "assert":
                 args = _evaluate_assert(args, variables, rs, where)
@@ -352,6 +360,10 @@ def _run_once(
         record=outcome.record,
     )
     return final, result
+
+
+def _location(task: Task) -> Location:
+    return task.location or Location(task.id or task.module)
 
 
 def _register_no_log(module: str, args: Mapping[str, Any], result: Mapping[str, Any]) -> None:

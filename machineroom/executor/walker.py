@@ -9,6 +9,7 @@ from machineroom.errors import InputError
 from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.task import Scope, run_task, task_vars
+from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, Item, Stage, Task
 from machineroom.templating import Where
 
@@ -116,6 +117,8 @@ class HostWalker:
         if status in ("failed", "unreachable"):
             if status == "failed" and self.rs.stop.is_set():
                 self.hs.interrupted = True  # most likely its command was killed by the stop
+            if "any_errors_fatal" in task.templated:
+                task = self._with_flags(task, scope)
             self._fail(task, scope.stage)
             return False
         return True
@@ -125,6 +128,16 @@ class HostWalker:
             return run_task(task, self.hs, self.ps, self.rs, scope)
         with self.slots:
             return run_task(task, self.hs, self.ps, self.rs, scope)
+
+    def _with_flags(self, task: Task, scope: Scope) -> Task:
+        """The task with its templated true/false keywords (`any_errors_fatal: "{{ x }}"`)
+        evaluated on this host; unchanged when one cannot be (run_task said why)."""
+        variables = task_vars(task, self.hs, self.ps, self.rs, scope)
+        where = Where(task.location, task.display_name, self.hs.host.id)
+        try:
+            return resolve_flags(task, lambda t: self.rs.templar.render(t, variables, where))
+        except InputError:
+            return task
 
     def _fail(self, task: Task, stage: str) -> None:
         if not self.hs.unreachable:

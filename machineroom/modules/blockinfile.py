@@ -88,6 +88,8 @@ class BlockinfileModule(Module):
         },
         "required": ["path"],
         "additionalProperties": False,
+        # Ansible's names for the same arguments
+        "x-aliases": {"dest": "path", "destfile": "path", "name": "path", "content": "block"},
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:

@@ -201,6 +201,8 @@ class FileModule(Module):
         },
         "required": ["path"],
         "additionalProperties": False,
+        # Ansible's names for the same arguments
+        "x-aliases": {"dest": "path", "name": "path"},
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:

@@ -143,6 +143,8 @@ class LineinfileModule(Module):
         },
         "required": ["path"],
         "additionalProperties": False,
+        # Ansible's names for the same arguments
+        "x-aliases": {"dest": "path", "destfile": "path", "name": "path", "regex": "regexp"},
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:

@@ -268,7 +268,6 @@ def package_outcome(output: CommandOutput, check: bool) -> Outcome:
 
 _APT_PROPS: dict[str, Any] = {
     "name": _NAMES,
-    "pkg": _NAMES,
     "state": {"enum": ["present", "installed", "absent", "latest", "fixed"], "default": "present"},
     "update_cache": {"type": "boolean", "default": False},
     "cache_valid_time": {"type": "integer", "minimum": 0, "default": 0},
@@ -294,6 +293,13 @@ class AptModule(Module):
         "type": "object",
         "properties": _APT_PROPS,
         "additionalProperties": False,
+        # Ansible's names for the same arguments
+        "x-aliases": {
+            "pkg": "name",
+            "package": "name",
+            "update-cache": "update_cache",
+            "install-recommends": "install_recommends",
+        },
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:

@@ -79,6 +79,7 @@ class ServiceModule(Module):
         },
         "required": ["name"],
         "additionalProperties": False,
+        "x-aliases": {"service": "name"},  # Ansible's name for the same argument
         "anyOf": [{"required": ["state"]}, {"required": ["enabled"]}],
     }
 

@@ -100,6 +100,8 @@ class UserModule(Module):
         },
         "required": ["name"],
         "additionalProperties": False,
+        # Ansible's names for the same arguments
+        "x-aliases": {"user": "name", "createhome": "create_home"},
     }
 
     @staticmethod

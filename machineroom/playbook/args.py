@@ -10,12 +10,13 @@ cannot be told.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from machineroom.errors import InputError, Location, did_you_mean
+from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.schema import TYPE_WORDS
-from machineroom.yamlio import key_location_of, location_of
+from machineroom.yamlio import LocatedDict, key_location_of, location_of
 
 # Keys Ansible takes out of a free-form command line (`command: make creates=/x chdir=/src`).
 RAW_KEYS = frozenset(
@@ -254,3 +255,147 @@ def check_args(
             fewest: list[InputError] = min(results, key=len)
             problems.extend(fewest)
     return problems
+
+
+# Ansible's boolean spellings (module_utils.parsing.convert_bool), compared lowercased.
+TRUE_WORDS = frozenset({"yes", "on", "1", "true", "y", "t"})
+FALSE_WORDS = frozenset({"no", "off", "0", "false", "n", "f"})
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+
+
+def parse_bool(value: Any) -> bool | None:
+    """`value` as Ansible reads a boolean (yes/no/on/off/1/0/y/n/t/f/true/false in any case,
+    1 and 0); None when it is not one of those."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    return None
+
+
+def _kinds(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a property accepts, looking into anyOf/oneOf branches and enums."""
+    kinds: set[str] = set()
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        kinds.add(kind)
+    elif isinstance(kind, list):
+        kinds.update(str(k) for k in kind)
+    for branch_key in ("anyOf", "oneOf"):
+        for branch in schema.get(branch_key) or ():
+            if isinstance(branch, Mapping):
+                kinds |= _kinds(branch)
+    for choice in schema.get("enum") or ():
+        kinds.add("boolean" if isinstance(choice, bool) else "string")
+    return kinds
+
+
+def convert_value(value: Any, schema: Mapping[str, Any]) -> Any:
+    """`value` converted to the type `schema` declares, as Ansible converts module arguments:
+    'yes' to true for a boolean, '600' to 600 for an integer, 'a,b' to a list, 3 to '3' for
+    a string. A value that fits already, a template, or one that cannot be converted is
+    returned unchanged (the check then names it)."""
+    if not isinstance(schema, Mapping) or is_template(value) or value is None:
+        return value
+    kinds = _kinds(schema)
+    if not kinds:
+        return value
+    if isinstance(value, list) and "array" in kinds:
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            return [convert_value(item, items) for item in value]
+        return value
+    if any(_type_ok(value, kind) for kind in kinds):
+        return value
+    if isinstance(value, str):
+        if "boolean" in kinds and parse_bool(value) is not None:
+            return parse_bool(value)
+        text = value.strip()
+        if kinds & {"integer", "number"} and _INTEGER.fullmatch(text):
+            return int(text)
+        if "number" in kinds:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if "array" in kinds:
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            items = schema.get("items")
+            return [convert_value(p, items) if isinstance(items, Mapping) else p for p in parts]
+        return value
+    if "boolean" in kinds and not isinstance(value, bool) and parse_bool(value) is not None:
+        return parse_bool(value)  # 1 / 0
+    if "string" in kinds and isinstance(value, bool | int | float):
+        return str(value)  # Ansible's str conversion: 3 -> "3", True -> "True"
+    return value
+
+
+def aliases_of(schema: Mapping[str, Any]) -> Mapping[str, str]:
+    """The argument aliases a module declares (`x-aliases`: alias -> argument)."""
+    found = schema.get("x-aliases")
+    return found if isinstance(found, Mapping) else {}
+
+
+def normalize_args(
+    module_name: str,
+    args: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    label: str = "",
+    where: Location | None = None,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Arguments as Ansible reads them: aliases renamed to their argument (`dest` -> `path`),
+    values converted to the declared type. Keeps the YAML positions of a located mapping.
+    An alias given together with its argument, or two aliases of one argument, is a problem."""
+    aliases = aliases_of(schema)
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    problems: list[InputError] = []
+    here = where or location_of(args, None, Location("<arguments>"))
+    result: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    key_locations: dict[str, Location] = {}
+    value_locations: dict[str, Location] = {}
+    for key, value in args.items():
+        name = aliases.get(key, key) if key not in properties else key
+        if name in given_as:
+            both = f"'{given_as[name]}' and '{key}'"
+            problems.append(
+                InputError(
+                    f"{label}{module_name}: {both} are the same argument '{name}'",
+                    key_location_of(args, key, here),
+                    "one of them",
+                )
+            )
+            continue
+        given_as[name] = key
+        prop = properties.get(name)
+        result[name] = convert_value(value, prop) if isinstance(prop, Mapping) else value
+        if isinstance(args, LocatedDict):
+            if key in args.key_locations:
+                key_locations[name] = args.key_locations[key]
+            if key in args.value_locations:
+                value_locations[name] = args.value_locations[key]
+    if isinstance(args, LocatedDict):
+        located = LocatedDict(result)
+        located.location = getattr(args, "location", here)
+        located.key_locations = key_locations
+        located.value_locations = value_locations
+        return located, problems
+    return result, problems
+
+
+def prepare_args(
+    module_name: str, args: Mapping[str, Any], schema: Mapping[str, Any], where: Location
+) -> dict[str, Any]:
+    """Arguments rendered for one host, as the module receives them: aliases and types as at
+    load, then checked again, since a template may have given a value of another kind."""
+    converted, problems = normalize_args(module_name, args, schema, "", where)
+    problems += check_args(module_name, converted, schema, "", where)
+    if problems:
+        raise problems[0] if len(problems) == 1 else InputErrors(problems)
+    return converted

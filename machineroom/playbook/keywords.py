@@ -6,10 +6,14 @@ was written (a string or a list, `a,b` tags, `with_items`) into the model's shap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from machineroom.errors import InputError
+from machineroom.playbook.args import is_template, parse_bool
+from machineroom.playbook.model import Task
 from machineroom.yamlio import to_plain
 
 # Keywords a task may carry besides its module (listen: handlers only).
@@ -44,6 +48,16 @@ TASK_KEYWORDS = frozenset(
         "any_errors_fatal",
         "no_log",
     }
+)
+# true/false keywords that may be templates, evaluated per host when the task runs
+TEMPLATED_FLAGS = (
+    "become",
+    "ignore_errors",
+    "no_log",
+    "check_mode",
+    "diff",
+    "run_once",
+    "any_errors_fatal",
 )
 # Block keywords the Block model has no field for: pushed down to each task that lacks them.
 PUSHED_DOWN = (
@@ -112,8 +126,36 @@ def plain_mapping(value: Any) -> Mapping[str, Any]:
 
 
 def bool_or_none(value: Any) -> bool | None:
-    """A boolean as written, or None when the keyword is absent."""
-    return value if isinstance(value, bool) else None
+    """A boolean as written (`true`, or a string Ansible reads as one: 'yes', 'False'), or
+    None when the keyword is absent or a template (see `flag_templates`)."""
+    if isinstance(value, bool):
+        return value
+    return parse_bool(value) if isinstance(value, str) and not is_template(value) else None
+
+
+def flag_templates(node: Mapping[str, Any]) -> dict[str, str]:
+    """The true/false keywords written as templates (`no_log: "{{ hide }}"`), to be
+    evaluated per host at run time."""
+    return {k: str(node[k]) for k in TEMPLATED_FLAGS if is_template(node.get(k))}
+
+
+def resolve_flags(task: Task, render: Callable[[str], Any]) -> Task:
+    """`task` with its templated true/false keywords evaluated (`render` gives a template's
+    value on one host), read with Ansible's boolean rules; InputError when one is neither."""
+    if not task.templated:
+        return task
+    values: dict[str, Any] = {}
+    for key, template in task.templated.items():
+        value = render(template)
+        flag = parse_bool(value)
+        if flag is None:
+            raise InputError(
+                f"{key}: {template} gave {value!r}, which is not true or false",
+                task.location,
+                "true/false, yes/no, on/off or 1/0",
+            )
+        values[key] = flag
+    return replace(task, templated=MappingProxyType({}), **values)
 
 
 def _number(value: Any) -> float | None:
@@ -160,7 +202,7 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         else None,
         "changed_when": conditions(node["changed_when"]) if "changed_when" in node else None,
         "failed_when": conditions(node["failed_when"]) if "failed_when" in node else None,
-        "ignore_errors": node.get("ignore_errors") is True,
+        "ignore_errors": bool_or_none(node.get("ignore_errors")) is True,
         "ignore_unreachable": node.get("ignore_unreachable") is True,
         "retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
         "until": to_plain(node.get("until")),
@@ -168,7 +210,8 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "timeout": _number(node.get("timeout")),
         "check_mode": bool_or_none(node.get("check_mode")),
         "diff": bool_or_none(node.get("diff")),
-        "run_once": node.get("run_once") is True,
-        "no_log": node.get("no_log") is True,
+        "run_once": bool_or_none(node.get("run_once")) is True,
+        "no_log": bool_or_none(node.get("no_log")) is True,
         "any_errors_fatal": bool_or_none(node.get("any_errors_fatal")),
+        "templated": MappingProxyType(flag_templates(node)),
     }

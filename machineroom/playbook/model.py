@@ -72,6 +72,9 @@ class Task:
     run_once: bool = False
     any_errors_fatal: bool | None = None
     no_log: bool = False  # hide the task's output, diff and result everywhere
+    # true/false keywords written as templates (keyword -> template), evaluated per host
+    # when the task runs; the field of the same name keeps its default until then
+    templated: Mapping[str, str] = field(default_factory=_empty)
     role: RoleRef | None = None
     location: Location | None = None
     # a stable id, e.g. "site.yml:14" (+ "#2" for imports repeated), used in results and resume

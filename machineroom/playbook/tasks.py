@@ -18,13 +18,14 @@ from typing import Any, Literal
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
 from machineroom.modules.base import Module
-from machineroom.playbook.args import RAW_KEYS, check_args, is_template, parse_kv
+from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
 from machineroom.playbook.keywords import (
     PUSHED_DOWN,
     TASK_KEYWORDS,
     UNSUPPORTED,
     bool_or_none,
     conditions,
+    flag_templates,
     label_of,
     parse_tags,
     plain_mapping,
@@ -316,6 +317,8 @@ def parse_task(
         kind = "module"
         name = canonical_name(key) or key
         if module is not None:
+            args, problems = normalize_args(key, args, module.schema, label, at)
+            ctx.errors.extend(problems)
             ctx.errors.extend(check_args(key, args, module.schema, label, at))
     return Task(
         module=name,
@@ -409,6 +412,9 @@ def _parse_import(
         items = ctx.import_role(args, at, scope)
     else:
         items = _import_tasks(args, at, label, ctx, scope)
+    templated = flag_templates(node)
+    if templated:
+        items = push_templates(items, templated)
     return apply_keywords(
         items,
         when=conditions(node.get("when")),
@@ -519,17 +525,49 @@ def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
     return result
 
 
+def push_templates(items: Sequence[Item], templated: Mapping[str, str]) -> list[Item]:
+    """Give each task the templated true/false keywords of what holds it (a block, an
+    import) where it sets none of its own; a nested block that sets one keeps its own."""
+    result: list[Item] = []
+    for item in items:
+        if isinstance(item, Block):
+            own = {"become": item.become, "ignore_errors": item.ignore_errors}
+            inner = {k: v for k, v in templated.items() if own.get(k) is None}
+            result.append(
+                replace(
+                    item,
+                    block=tuple(push_templates(item.block, inner)),
+                    rescue=tuple(push_templates(item.rescue, inner)),
+                    always=tuple(push_templates(item.always, inner)),
+                )
+            )
+            continue
+        adds = {
+            key: template
+            for key, template in templated.items()
+            if key not in item.templated and getattr(item, key) in (None, False)
+        }
+        if adds:
+            result.append(replace(item, templated=MappingProxyType({**item.templated, **adds})))
+        else:
+            result.append(item)
+    return result
+
+
 def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> Block:
     sections: dict[str, tuple[Item, ...]] = {}
     for section in ("block", "rescue", "always"):
         sections[section] = tuple(parse_items(node.get(section) or [], ctx, scope))
     pushed: dict[str, Any] = {}
+    templated = flag_templates(node)
     for key in PUSHED_DOWN:
-        if key in node and node[key] is not None:
-            pushed[key] = plain_mapping(node[key]) if key == "environment" else node[key]
+        if key in node and node[key] is not None and key not in templated:
+            value = node[key]
+            pushed[key] = plain_mapping(value) if key == "environment" else bool_or_none(value)
     if pushed:
         sections = {k: tuple(_push_down(v, pushed)) for k, v in sections.items()}
-    ignore = node.get("ignore_errors")
+    if templated:
+        sections = {k: tuple(push_templates(v, templated)) for k, v in sections.items()}
     return Block(
         block=sections["block"],
         rescue=sections["rescue"],
@@ -540,7 +578,7 @@ def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, sco
         vars=plain_mapping(node.get("vars")),
         become=bool_or_none(node.get("become")),
         become_user=node.get("become_user") if isinstance(node.get("become_user"), str) else None,
-        ignore_errors=ignore if isinstance(ignore, bool) else None,
+        ignore_errors=bool_or_none(node.get("ignore_errors")),
         role=scope.role,
         location=where,
     )
