@@ -484,7 +484,65 @@ def test_falsy(value: Any, convert_bool: bool = False) -> bool:
     return not test_truthy(value, convert_bool)
 
 
+# --- comment ---------------------------------------------------------------------------------
+
+_COMMENT_STYLES: dict[str, dict[str, str]] = {
+    "plain": {"decoration": "# "},
+    "erlang": {"decoration": "% "},
+    "c": {"decoration": "// "},
+    "cblock": {"beginning": "/*", "decoration": " * ", "end": " */"},
+    "xml": {"beginning": "<!--", "decoration": " - ", "end": "-->"},
+}
+
+
+def comment(text: Any, style: str = "plain", **options: Any) -> str:
+    """`{{ ansible_managed | comment }}`: the text as a comment block, as Ansible's filter.
+
+    Styles: plain (`#`), erlang (`%`), c (`//`), cblock (`/* */`), xml (`<!-- -->`); the
+    options `decoration`, `beginning`, `end`, `prefix`, `prefix_count`, `postfix`,
+    `postfix_count` and `newline` change the pieces. An empty first and last comment line
+    (prefix and postfix) frame the text unless set to "".
+    """
+    if style not in _COMMENT_STYLES:
+        raise FilterArgumentError(
+            f"comment: unknown style {style!r} (expected one of: {', '.join(_COMMENT_STYLES)})"
+        )
+    known = {"newline", "beginning", "prefix", "prefix_count", "decoration", "postfix"}
+    known |= {"postfix_count", "end"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise FilterArgumentError(
+            f"comment: unknown option {unknown[0]!r} (expected: {', '.join(sorted(known))})"
+        )
+    frame = str(options.get("decoration", _COMMENT_STYLES[style]["decoration"])).rstrip()
+    p: dict[str, Any] = {
+        "newline": "\n",
+        "beginning": "",
+        "prefix": frame,
+        "prefix_count": 1,
+        "decoration": "",
+        "postfix": frame,
+        "postfix_count": 1,
+        "end": "",
+    }
+    p.update(_COMMENT_STYLES[style])
+    p.update(options)
+    newline, decoration = str(p["newline"]), str(p["decoration"])
+    beginning = f"{p['beginning']}{newline}" if p["beginning"] else ""
+    prefix = ""
+    if p["prefix"]:
+        line = newline if p["prefix"] == newline else f"{p['prefix']}{newline}"
+        prefix = line * int(p["prefix_count"])
+    # every line of the text gets the decoration; a line left empty keeps no trailing space
+    body = decoration + str(text).replace(newline, newline + decoration)
+    body = body.replace(decoration + newline, decoration.rstrip() + newline)
+    postfix = "".join(newline + str(p["postfix"]) for _ in range(int(p["postfix_count"])))
+    end = f"{newline}{p['end']}" if p["end"] else ""
+    return beginning + prefix + body + postfix + end
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
+    "comment": comment,
     "bool": to_bool,
     "ternary": ternary,
     "mandatory": mandatory,

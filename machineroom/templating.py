@@ -1,8 +1,9 @@
 """Jinja2 templating of playbook values, conditions and template files, per task per host.
 
 One environment configuration for the whole engine: StrictUndefined (an undefined variable is
-an error naming it, never an empty string), no autoescape, trailing newlines kept, the filters
-and tests of `machineroom.filters`, and the `lookup`/`query` functions.
+an error naming it, never an empty string), no autoescape, trim_blocks, trailing newlines and
+string-literal backslashes as ansible-core gives them (`_restore_newlines`, `_EscapingLexer`),
+the filters and tests of `machineroom.filters`, and the `lookup`/`query` functions.
 
 Rules that matter to users:
 - A value that is exactly one `{{ expr }}` keeps the expression's type (list, dict, int, bool),
@@ -31,6 +32,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.lexer import TOKEN_STRING, TOKEN_VARIABLE_BEGIN, TOKEN_VARIABLE_END, Lexer, get_lexer
 from jinja2.runtime import ChainableUndefined, Context, StrictUndefined, Undefined
 from jinja2.utils import missing, pass_context
 
@@ -225,8 +227,40 @@ def _finalize(context: Context, value: Any) -> Any:
     return value
 
 
+class _EscapingLexer(Lexer):
+    """Jinja's lexer, but string literals inside `{{ }}` keep their backslashes, as Ansible's.
+
+    A playbook value has already been through YAML's escaping; Jinja unescaping its string
+    literals a second time would turn `regex_replace('(a)', '\\1')` into the byte 0x01 instead
+    of a group reference. ansible-core doubles the backslashes of every string token between
+    `{{` and `}}` before Jinja unescapes it; `{% %}` statements and conditions are left alone.
+    """
+
+    def tokeniter(self, *args: Any, **kwargs: Any) -> Iterator[tuple[int, str, str]]:
+        in_variable = False
+        for lineno, kind, value in super().tokeniter(*args, **kwargs):
+            if kind == TOKEN_VARIABLE_BEGIN:
+                in_variable = True
+            elif kind == TOKEN_VARIABLE_END:
+                in_variable = False
+            elif in_variable and kind == TOKEN_STRING:
+                value = value.replace("\\", "\\\\")
+            yield lineno, kind, value
+
+
 class _Environment(jinja2.Environment):
     templar: Templar
+    # playbook values: True; template files (as Ansible's template module): False
+    escape_backslashes: bool = True
+    _escaping_lexer: _EscapingLexer | None = None
+
+    @property
+    def lexer(self) -> Lexer:
+        if not self.escape_backslashes:
+            return get_lexer(self)
+        if self._escaping_lexer is None:
+            self._escaping_lexer = _EscapingLexer(self)
+        return self._escaping_lexer
 
 
 def _make_environment(templar: Templar) -> _Environment:
@@ -235,7 +269,10 @@ def _make_environment(templar: Templar) -> _Environment:
     env = _Environment(
         undefined=_Undefined,
         autoescape=False,
-        keep_trailing_newline=True,
+        # Ansible's: Jinja drops one final newline of the source, then as many newlines as the
+        # source ended with are put back (`_restore_newlines`); trim_blocks everywhere
+        keep_trailing_newline=False,
+        trim_blocks=True,
         finalize=_finalize,
         auto_reload=False,
         cache_size=0,
@@ -349,9 +386,12 @@ class Templar:
     def __init__(self, *, base_dir: str | os.PathLike[str] | None = None) -> None:
         self.base_dir = str(base_dir) if base_dir is not None else None
         self._env = _make_environment(self)
-        # Ansible's template module renders files with trim_blocks on; so do we, so that the
-        # same .j2 file gives the same bytes under both.
+        # Ansible's template module renders files with trim_blocks on and Jinja's own escapes
+        # in string literals; so do we, so that the same .j2 file gives the same bytes.
         self._file_env = self._env.overlay(trim_blocks=True)
+        assert isinstance(self._file_env, _Environment)
+        self._file_env.escape_backslashes = False
+        self._file_env._escaping_lexer = None
         self._cache: dict[str, _Compiled] = {}
         self._expressions: dict[str, jinja2.Template] = {}
         self._lock = threading.Lock()
@@ -422,7 +462,7 @@ class Templar:
             code = env.compile(text, name=name, filename=name)
             template = env.template_class.from_code(env, code, env.make_globals(None))
             context = self._new_context(template, variables)
-            result = "".join(template.root_render_func(context))
+            result = _restore_newlines(text, "".join(template.root_render_func(context)))
             return Unsafe(result) if context.unsafe_seen else result
         except Exception as exc:
             raise self._translate(exc, text, where, path=path, template=template) from None
@@ -452,8 +492,11 @@ class Templar:
                 pass
             result = context.vars[_RESULT]
             _check_defined(result)
+            if isinstance(result, str) and source.endswith("\n"):
+                restored = _restore_newlines(source, result)
+                return Unsafe(restored) if isinstance(result, Unsafe) else restored
             return result
-        text = "".join(compiled.template.root_render_func(context))
+        text = _restore_newlines(source, "".join(compiled.template.root_render_func(context)))
         return Unsafe(text) if context.unsafe_seen else text
 
     def _new_context(self, template: jinja2.Template, variables: Mapping[str, Any]) -> _Context:
@@ -568,6 +611,16 @@ class Templar:
         else:
             message = f"{type(exc).__name__}: {exc}"
         return TemplateError(f"{place}{message}{via}{shown}", where, template=source)
+
+
+def _restore_newlines(source: str, result: str) -> str:
+    """`result` ending in as many newlines as `source` does, when it ends in fewer (Ansible's
+    rule: a last line that renders empty adds no newline of its own)."""
+    wanted = len(source) - len(source.rstrip("\n"))
+    if wanted == 0:
+        return result
+    have = len(result) - len(result.rstrip("\n"))
+    return result + "\n" * (wanted - have) if wanted > have else result
 
 
 def _assign_template(expr: nodes.Expr) -> nodes.Template:

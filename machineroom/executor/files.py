@@ -6,6 +6,9 @@ the role's folder, then the playbook's `files/` / `templates/`, then the playboo
 
 from __future__ import annotations
 
+import datetime
+import os
+import pwd
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,9 @@ from machineroom.errors import InputError
 from machineroom.playbook.model import RoleRef, Task
 from machineroom.templating import Where
 from machineroom.yamlio import file_present, read_text
+
+# ansible-core's default for `ansible_managed` (its DEFAULT_MANAGED_STR setting)
+ANSIBLE_MANAGED = "Ansible managed"
 
 if TYPE_CHECKING:
     from machineroom.executor.hoststate import RunShared
@@ -74,6 +80,29 @@ def template_renderer(
         # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
         text = read_text(path)
         file_where = Where(where.location, f"{where.task} (template {path})", where.host)
-        return rs.templar.render_file(text, {**variables, "template_path": str(path)}, file_where)
+        return rs.templar.render_file(text, template_variables(variables, src, path), file_where)
 
     return render
+
+
+def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> dict[str, Any]:
+    """The host's variables plus those Ansible's template module adds: `ansible_managed`
+    ("Ansible managed" unless a variable sets it), `template_path` (`src` as written),
+    `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`.
+    """
+    info = path.stat()
+    try:
+        uid: str | int = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        uid = info.st_uid
+    added: dict[str, Any] = {
+        "template_host": os.uname().nodename,
+        "template_path": src,
+        "template_fullpath": str(path.resolve()),
+        "template_uid": uid,
+        "template_mtime": datetime.datetime.fromtimestamp(info.st_mtime),
+        "template_run_date": datetime.datetime.now(),
+    }
+    if "ansible_managed" not in variables:
+        added["ansible_managed"] = ANSIBLE_MANAGED
+    return {**variables, **added}

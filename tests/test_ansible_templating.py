@@ -1,0 +1,213 @@
+"""Templating as ansible-core's: the same YAML text gives the same value, the same .j2 file the
+same bytes.
+
+Every expected value below was produced by ansible-core 2.19 (`ansible-playbook` with
+connection local, debug and template tasks); the comments name the rule. The last test applies
+a playbook to a lab host and reads the written files back byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from machineroom.executor.files import ANSIBLE_MANAGED, template_variables
+from machineroom.filters import comment
+from machineroom.lab import Lab
+from machineroom.templating import Templar, TemplateError, Where
+from machineroom.yamlio import parse_yaml
+
+WHERE = Where(task="t", host="h")
+VARIABLES: dict[str, Any] = {"x": "ab", "e": "", "n": 5}
+
+# (the YAML text of a playbook value, the value Ansible gives). Inside `{{ }}` a string
+# literal keeps its backslashes (ansible-core's lexer doubles them before Jinja unescapes), so
+# only YAML's own escaping applies: `"\1"` in a single-quoted YAML string is the group.
+VALUES = [
+    # the role bug: a group reference from a YAML single-quoted string
+    (r"""'{{ x | regex_replace("^(a)b$", "\1") }}'""", "a"),
+    (r"""'{{ x | regex_replace(''^(a)b$'', ''\1'') }}'""", "a"),
+    (r"""'{{ x | regex_replace("^(a)b$", "\\1") }}'""", r"\1"),
+    # double-quoted YAML: YAML turns \\1 into \1, which Jinja then leaves alone
+    (r'''"{{ x | regex_replace('^(a)b$', '\\1') }}"''', "a"),
+    (r'''"{{ x | regex_replace('^(a)b$', '\\\\1') }}"''', r"\1"),
+    # plain scalars
+    (r"""v={{ x | regex_replace('^(a)b$', '\1') }}""", "v=a"),
+    (r"""v={{ x | regex_replace("^(a)b$", "\1") }}""", "v=a"),
+    (r"""v={{ x | regex_replace('^(a)b$', '\\1') }}""", r"v=\1"),
+    # regex classes and named groups need no doubling
+    (r"""'{{ "a1" | regex_replace("\d", "X") }}'""", "aX"),
+    (r"""'{{ "a1" | regex_replace("\\d", "X") }}'""", "a1"),
+    (r"""'{{ x | regex_replace("^(?P<f>a)b$", "\g<f>") }}'""", "a"),
+    (r"""'{{ "k=v" | regex_search("k=(\w)", "\1") }}'""", ["v"]),
+    # no escape sequences at all inside {{ }} string literals
+    (r"""'{{ "a\nb" }}'""", r"a\nb"),
+    (r"""'{{ "a\tb" }}'""", r"a\tb"),
+    (r"""'{{ "\x41" }}'""", r"\x41"),
+    (r"""'{{ "\u00e9" }}'""", r"\u00e9"),
+    (r"""'{{ "it\"s" }}'""", r"it\"s"),
+    # outside {{ }} the text is left as YAML gave it
+    (r"""'pre\1 {{ x }}'""", r"pre\1 ab"),
+    # trailing newlines: Jinja drops the last one, Ansible puts back as many as the text had
+    (r'''"{{ n }}\n"''', 5),
+    (r'''"{{ 'x' }}\n"''', "x\n"),
+    (r'''"a{{ e }}\n"''', "a\n"),
+    (r'''"a\n{{ e }}\n"''', "a\n"),
+    (r'''"{{ e }}\n\n"''', "\n\n"),
+    # trim_blocks is on for values too
+    (r'''"{% if true %}\nyes{% endif %}"''', "yes"),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), VALUES, ids=[v[0] for v in VALUES])
+def test_playbook_values_render_as_ansible_renders_them(yaml_text: str, expected: Any) -> None:
+    value = parse_yaml(f"v: {yaml_text}\n", "site.yml")["v"]
+    assert Templar().render(value, VARIABLES, WHERE) == expected
+
+
+def test_conditions_keep_jinja_escapes_as_ansible_does() -> None:
+    # ansible-core evaluates conditionals without the backslash escaping
+    templar = Templar()
+    assert templar.evaluate(r'"a\tb" == x', {"x": "a\tb"}, WHERE) is True
+    assert templar.evaluate(r'x is match("a\\d")', {"x": "a1"}, WHERE) is True
+
+
+def test_statements_keep_jinja_escapes() -> None:
+    # only `{{ }}` literals are left raw; `{% set %}` unescapes as Jinja does
+    assert Templar().render(r'{% set s = "a\tb" %}{{ s }}', {}, WHERE) == "a\tb"
+
+
+# (template file bytes, the bytes ansible's template module wrote). Files keep Jinja's own
+# escapes (the template module renders without the backslash escaping) and trim_blocks.
+FILES = [
+    ("a\n", "a\n"),
+    ("a", "a"),
+    ("a\n{% if false %}\nx\n{% endif %}\n", "a\n"),
+    ("a\n{{ e }}\n", "a\n"),  # the last line renders empty: no extra newline
+    ("a\n{{ e }}", "a\n"),
+    ("a\n{{ e }}\n\n", "a\n\n"),
+    ("a\n\n\n", "a\n\n\n"),
+    (
+        '  {% if true %}\nb\n  {% endif %}\nc {{ "\\1" }} {{ "\\\\1" }} {{ "a\\tb" }}\n',
+        "  b\n  c \x01 \\1 a\tb\n",
+    ),
+    ('{{ "x\\ny" | comment("cblock") }}\n', "/*\n *\n * x\n * y\n *\n */\n"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FILES, ids=[f[0] for f in FILES])
+def test_template_files_render_to_ansibles_bytes(text: str, expected: str) -> None:
+    assert Templar().render_file(text, VARIABLES, WHERE) == expected
+
+
+# --- ansible_managed and comment -------------------------------------------------------------
+
+COMMENTS = [
+    (("Ansible managed",), {}, "#\n# Ansible managed\n#"),
+    (("x",), {"style": "c"}, "//\n// x\n//"),
+    (("x\ny",), {"style": "cblock"}, "/*\n *\n * x\n * y\n *\n */"),
+    (("x",), {"style": "erlang"}, "%\n% x\n%"),
+    (("x",), {"style": "xml"}, "<!--\n -\n - x\n -\n-->"),
+    (("x",), {"decoration": "; "}, ";\n; x\n;"),
+    (
+        ("x", "plain"),
+        {"prefix": "#!", "postfix": "#", "prefix_count": 2, "postfix_count": 2},
+        "#!\n#!\n# x\n#\n#",
+    ),
+    (("",), {}, "#\n# \n#"),
+    (("a\n\nb", "c"), {"decoration": "** "}, "**\n** a\n**\n** b\n**"),
+    (("x",), {"prefix": "", "postfix": ""}, "# x\n"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "expected"), COMMENTS)
+def test_comment_filter_as_ansibles(
+    args: tuple[Any, ...], kwargs: dict[str, Any], expected: str
+) -> None:
+    assert comment(*args, **kwargs) == expected
+
+
+def test_comment_filter_refuses_an_unknown_style() -> None:
+    with pytest.raises(
+        TemplateError, match=r"unknown style 'shell'.*plain, erlang, c, cblock, xml"
+    ):
+        Templar().render("{{ 'x' | comment('shell') }}", {}, WHERE)
+
+
+def test_ansible_managed_is_defined_in_templates_and_a_variable_overrides_it(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "motd.j2"
+    src.write_text("{{ ansible_managed | comment }}\n{{ template_path }} {{ template_uid }}\n")
+    templar = Templar()
+    text = src.read_text()
+    variables = template_variables({}, "motd.j2", src)
+    assert variables["ansible_managed"] == ANSIBLE_MANAGED == "Ansible managed"
+    assert isinstance(variables["template_mtime"], datetime.datetime)
+    assert variables["template_fullpath"] == str(src.resolve())
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert templar.render_file(text, variables, WHERE) == (
+        f"#\n# Ansible managed\n#\nmotd.j2 {user}\n"
+    )
+    mine = template_variables({"ansible_managed": "Managed by {{ team }}", "team": "ops"}, "m", src)
+    assert templar.render_file(text, mine, WHERE).startswith("#\n# Managed by ops\n#\n")
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None:
+    host = next(h for h in lab.hosts if h.name == "h15")
+    (tmp_path / "inventory.yml").write_text(
+        f"all:\n  vars: {{ssh_key: {lab.key}}}\n  hosts:\n"
+        f"    h15: {{host: {host.address}, user: root}}\n"
+    )
+    (tmp_path / ".machineroom").mkdir(mode=0o700)
+    (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "app.conf.j2").write_text(
+        "{{ ansible_managed | comment }}\nname = {{ name }}\n"
+        "{% if extra %}\nextra = 1\n{% endif %}\n{{ tail }}\n"
+    )
+    (tmp_path / "site.yml").write_text(
+        textwrap.dedent(
+            r"""
+            - hosts: h15
+              gather_facts: false
+              vars: {version: "nginx-1.24.0", name: app, extra: false, tail: ""}
+              tasks:
+                - file: {path: /srv/tmpl, state: directory}
+                - template: {src: app.conf.j2, dest: /srv/tmpl/app.conf}
+                - copy:
+                    content: '{{ version | regex_replace("^nginx-(\d+)\.(\d+).*$", "\1.\2") }}'
+                    dest: /srv/tmpl/version
+            """
+        )
+    )
+    run = [sys.executable, "-m", "machineroom"]
+    out = subprocess.run(
+        [*run, "apply", "site.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    read = subprocess.run(
+        [*run, "run", "h15", "--json", "--", "od -An -tx1 /srv/tmpl/app.conf /srv/tmpl/version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert read.returncode == 0, read.stdout + read.stderr
+    dump = json.loads(read.stdout)["hosts"]["h15"]["stdout"]
+    written = bytes.fromhex("".join(dump.split()))
+    # the template's last line renders empty: no extra newline; the group, not \x01
+    assert written.endswith(b"#\n# Ansible managed\n#\nname = app\n1.24"), read.stdout
