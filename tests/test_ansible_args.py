@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from machineroom.lab import Lab
+from machineroom.playbook.args import convert_value
 from tests.clirun import machineroom
 
 HOSTS = ["h14", "h15"]
@@ -220,3 +221,26 @@ def test_a_template_giving_no_boolean_fails_the_task(tmp_path: Path, lab: Lab) -
     flag = "ignore_errors: {{ word }} gave 'maybe', which is not true or false"
     assert flag in tasks["bad flag"]["msg"]
     assert "/tmp/never" not in sh(tmp_path, "h14", "ls /tmp")
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "expected"),
+    [
+        *[(word, {"type": "boolean"}, True) for word in ("yes", "Y", "on", "1", "TRUE", "t")],
+        *[(word, {"type": "boolean"}, False) for word in ("no", "N", "off", "0", "False", "f")],
+        (1, {"type": "boolean"}, True),
+        ("600", {"type": "integer"}, 600),
+        ("-3", {"type": ["integer", "null"]}, -3),
+        ("1.5", {"type": "number"}, 1.5),
+        (3, {"type": "string"}, "3"),
+        (True, {"type": "string"}, "True"),
+        ("a, b", {"type": "array", "items": {"type": "string"}}, ["a", "b"]),
+        ("0640", {"type": ["string", "integer"]}, "0640"),  # a mode stays as written
+        ("maybe", {"type": "boolean"}, "maybe"),  # left for the check to name
+        ("{{ x }}", {"type": "boolean"}, "{{ x }}"),  # known per host only
+    ],
+)
+def test_values_are_converted_as_ansible_converts_them(
+    value: Any, schema: dict[str, Any], expected: Any
+) -> None:
+    assert convert_value(value, schema) == expected
