@@ -3,7 +3,7 @@
 `key=value` strings converted to the argument's type ('yes' -> true, '600' -> 600), Ansible's
 argument aliases (`dest` for `path`), and true/false keywords written as templates
 (`ignore_errors: "{{ x }}"`), evaluated per host. Load-time cases run `machineroom plan`;
-run-time cases `machineroom apply` against lab hosts h14 and h15.
+run-time cases `machineroom apply` against lab hosts h16 and h17.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from machineroom.lab import Lab
 from machineroom.playbook.args import convert_value
 from tests.clirun import machineroom
 
-HOSTS = ["h14", "h15"]
+HOSTS = ["h16", "h17"]
 
 # Tasks as public roles write them: free-form key=value, aliases, templated keywords.
 ROLE_LIKE = """\
@@ -141,7 +141,7 @@ def test_converted_arguments_and_templated_keywords_take_effect(tmp_path: Path, 
         """\
         - hosts: web
           gather_facts: false
-          vars: {make_it: "yes", lenient: true, use_sudo: "{{ inventory_hostname == 'h14' }}"}
+          vars: {make_it: "yes", lenient: true, use_sudo: "{{ inventory_hostname == 'h16' }}"}
           tasks:
             - name: clean
               file: path=/tmp/args state=absent
@@ -176,12 +176,12 @@ def test_converted_arguments_and_templated_keywords_take_effect(tmp_path: Path, 
     )
     out, report = apply(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    listing = sh(tmp_path, "h14", "stat -c '%a %U %n' /tmp/args/x; cat /tmp/args/conf")
+    listing = sh(tmp_path, "h16", "stat -c '%a %U %n' /tmp/args/x; cat /tmp/args/conf")
     assert listing.splitlines() == ["640 root /tmp/args/x", "port = 80"]
-    assert "one" in sh(tmp_path, "h15", "cat /tmp/args/block")
-    # become evaluated per host: h14 through sudo, h15 as the login user
-    assert sh(tmp_path, "h14", "cat /tmp/args/after") == "root"
-    assert sh(tmp_path, "h15", "cat /tmp/args/after") == "deploy"
+    assert "one" in sh(tmp_path, "h17", "cat /tmp/args/block")
+    # become evaluated per host: h16 through sudo, h17 as the login user
+    assert sh(tmp_path, "h16", "cat /tmp/args/after") == "root"
+    assert sh(tmp_path, "h17", "cat /tmp/args/after") == "deploy"
     for host in HOSTS:
         tasks = tasks_of(report, host)
         assert tasks["fails but ignored"]["status"] == "failed"
@@ -190,7 +190,7 @@ def test_converted_arguments_and_templated_keywords_take_effect(tmp_path: Path, 
     # idempotent: the converted values compare equal to what is there the second time
     again, report = apply(tmp_path, "--skip-tags", "clean")
     assert again.returncode == 0, again.stdout + again.stderr
-    changed = {t["task"] for t in report["hosts"]["h14"]["tasks"] if t["status"] == "changed"}
+    changed = {t["task"] for t in report["hosts"]["h16"]["tasks"] if t["status"] == "changed"}
     assert changed == {"who", "hidden", "touch"}  # as in Ansible: commands and touch always do
 
 
@@ -200,7 +200,7 @@ def test_a_template_giving_no_boolean_fails_the_task(tmp_path: Path, lab: Lab) -
         tmp_path,
         "site.yml",
         """\
-        - hosts: h14
+        - hosts: h16
           gather_facts: false
           vars: {word: maybe}
           tasks:
@@ -214,13 +214,13 @@ def test_a_template_giving_no_boolean_fails_the_task(tmp_path: Path, lab: Lab) -
     )
     out, report = apply(tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
-    tasks = tasks_of(report, "h14")
+    tasks = tasks_of(report, "h16")
     assert tasks["bad argument"]["status"] == "failed"
     assert "lineinfile: create: 'maybe' is not true or false" in tasks["bad argument"]["msg"]
     assert tasks["bad flag"]["status"] == "failed"
     flag = "ignore_errors: {{ word }} gave 'maybe', which is not true or false"
     assert flag in tasks["bad flag"]["msg"]
-    assert "/tmp/never" not in sh(tmp_path, "h14", "ls /tmp")
+    assert "/tmp/never" not in sh(tmp_path, "h16", "ls /tmp")
 
 
 @pytest.mark.parametrize(
