@@ -23,6 +23,8 @@ from typing import Any
 from jinja2 import Undefined
 from jinja2.exceptions import FilterArgumentError, UndefinedError
 
+from machineroom import filters_more
+
 _TRUE_WORDS = frozenset({"yes", "on", "1", "true", "y", "t"})
 
 
@@ -600,3 +602,7 @@ TESTS: dict[str, Callable[..., bool]] = {
     "truthy": test_truthy,
     "falsy": test_falsy,
 }
+
+# the less everyday ones (combinatorics, password_hash, dates, paths ...) live beside these
+FILTERS.update(filters_more.FILTERS)
+TESTS.update(filters_more.TESTS)

@@ -211,3 +211,112 @@ def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None
     written = bytes.fromhex("".join(dump.split()))
     # the template's last line renders empty: no extra newline; the group, not \x01
     assert written.endswith(b"#\n# Ansible managed\n#\nname = app\n1.24"), read.stdout
+
+
+# --- more of ansible.builtin's filters and tests ---------------------------------------------
+
+FILTER_VARIABLES: dict[str, Any] = {
+    "users": [
+        {"name": "alice", "groups": ["wheel", "dev"]},
+        {"name": "bob", "groups": ["dev"]},
+        {"name": "carol"},
+    ],
+    "hv": {"a": {"ip": "1.1.1.1"}, "b": {"ip": "2.2.2.2"}},
+}
+
+# (expression, what ansible-core 2.19 gave for it)
+FILTER_CASES = [
+    (
+        "users | subelements('groups', skip_missing=True) | map('last') | list",
+        ["wheel", "dev", "dev"],
+    ),
+    (
+        "users | subelements('groups', skip_missing=True) | map('first') | map(attribute='name')"
+        " | list",
+        ["alice", "alice", "bob"],
+    ),
+    ("[1, 2] | product(['a', 'b']) | list", [[1, "a"], [1, "b"], [2, "a"], [2, "b"]]),
+    ("[1, 2, 3] | permutations(2) | list", [[1, 2], [1, 3], [2, 1], [2, 3], [3, 1], [3, 2]]),
+    ("[1, 2, 3] | combinations(2) | list", [[1, 2], [1, 3], [2, 3]]),
+    ("['a', 'b'] | map('extract', hv, 'ip') | list", ["1.1.1.1", "2.2.2.2"]),
+    ("60 | random(seed='web1')", 52),
+    ("60 | random(seed='web2')", 22),
+    ("['x', 'y', 'z'] | random(seed='web1')", "y"),
+    ("[1, 2, 3, 4, 5] | shuffle(seed='web1')", [4, 1, 2, 5, 3]),
+    ("100 | log(10)", 2.0),
+    ("2 | pow(10)", 1024.0),
+    ("27 | root(3)", 3.0),
+    ("'web1' | to_uuid", "4ebc6093-8026-5090-bb95-a592e5a6aec3"),
+    (
+        "'secret' | password_hash('sha512', 'mysalt')",
+        "$6$rounds=656000$mysalt$cDA0t8lm/qt.LT6DzpoHxJ.NwTpx.WTkOPwhseSva8pRixDSH2./ffedCjAMbTX1Uo1"
+        "QNT7jJPJ6FIzU2i59K/",
+    ),
+    (
+        "'secret' | password_hash('sha256', 'mysalt', rounds=5000)",
+        "$5$mysalt$I2SNajjJ3Gc5gIR/tkrLOGngF8wqv59buJCqxh.o9s8",
+    ),
+    ("'%Y-%m-%d' | strftime(0, utc=True)", "1970-01-01"),
+    ("(('2024-03-01 00:00:00' | to_datetime) - ('2024-02-01 00:00:00' | to_datetime)).days", 29),
+    (
+        "'https://u:p@example.com:8443/x?y=1#f' | urlsplit",
+        {
+            "fragment": "f",
+            "hostname": "example.com",
+            "netloc": "u:p@example.com:8443",
+            "password": "p",
+            "path": "/x",
+            "port": 8443,
+            "query": "y=1",
+            "scheme": "https",
+            "username": "u",
+        },
+    ),
+    ("'https://example.com:8443/x' | urlsplit('port')", 8443),
+    ("['/etc', 'app', 'a.conf'] | path_join", "/etc/app/a.conf"),
+    ("'a//b/../c' | normpath", "a/c"),
+    ("[1, 2] is contains(2)", True),
+    ("[1] is subset([1, 2])", True),
+    ("[1, 2] is superset([2])", True),
+    ("[0, 1] is any", True),
+    ("[0, 1] is all", False),
+    ("'/etc/passwd' is file", True),
+    ("'/etc' is directory", True),
+    ("'/nonexistent' is exists", False),
+    ("'a/b' is abs", False),
+    ("1.0 is nan", False),
+    (
+        "users | selectattr('groups', 'defined') | selectattr('groups', 'contains', 'wheel')"
+        " | map(attribute='name') | list",
+        ["alice"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), FILTER_CASES, ids=[c[0] for c in FILTER_CASES])
+def test_builtin_filters_and_tests_as_ansibles(expression: str, expected: Any) -> None:
+    rendered = Templar().render("{{ " + expression + " }}", FILTER_VARIABLES, WHERE)
+    assert rendered == expected
+
+
+def test_sha_crypt_matches_the_specifications_vectors() -> None:
+    from machineroom.filters_more import sha_crypt
+
+    assert sha_crypt("Hello world!", "saltstring", None, 512) == (
+        "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEd"
+        "FCoEOfaS35inz1"
+    )
+    assert sha_crypt("Hello world!", "saltstringsaltstring", 10000, 512) == (
+        "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8"
+        "vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v."
+    )
+    assert sha_crypt("Hello world!", "saltstring", None, 256) == (
+        "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+    )
+
+
+def test_password_hash_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(TemplateError, match="unsupported hash type 'md4'"):
+        Templar().render("{{ 'x' | password_hash('md4') }}", {}, WHERE)
+    with pytest.raises(TemplateError, match=r"salt holds only \[\./0-9A-Za-z\]"):
+        Templar().render("{{ 'x' | password_hash('sha512', 'bad salt') }}", {}, WHERE)
