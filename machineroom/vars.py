@@ -5,7 +5,8 @@ name wins. `build_var_stack` puts the layers in the order of MISSION.md (from lo
 
   role defaults < inventory `all` < parent group < child group < host vars < gathered facts
   < play vars (incl. vars_files) < role vars < role params < block vars (outer to inner)
-  < task vars < include params < registered vars and set_fact < extra vars (-e)
+  < task vars < include_vars < include params < registered vars and set_fact
+  < extra vars (-e)
   < magic variables
 
 Gathered facts sit where Ansible puts them (above the inventory, below play vars). Magic
@@ -162,6 +163,7 @@ def build_var_stack(
     facts: Mapping[str, Any] = _EMPTY,
     registered: Mapping[str, Any] = _EMPTY,
     include_params: Mapping[str, Any] = _EMPTY,
+    included: Mapping[str, Any] = _EMPTY,
     extra_vars: Mapping[str, Any] = _EMPTY,
     extra_sources: Mapping[str, str] = _EMPTY,
     magic: Mapping[str, Any] = _EMPTY,
@@ -171,7 +173,9 @@ def build_var_stack(
 
     `facts`: gathered facts (the facts module's variables). `registered`: `register:` results
     and `set_fact` values. Both came from the host and are marked Unsafe here (cheap when the
-    executor already marked them). `role` defaults to `task.role`. Empty layers are left out.
+    executor already marked them). `included`: variables of `include_vars` tasks (controller
+    files, so templates in them are rendered when used). `role` defaults to `task.role`.
+    Empty layers are left out.
     """
     from machineroom.templating import mark_unsafe
 
@@ -213,6 +217,7 @@ def build_var_stack(
     if task is not None:
         where = _where(task.location, "task")
         add(f"task vars ({task.display_name})", task.vars, _sources_from(task.vars, where))
+    add("include_vars", included, {k: "include_vars" for k in included})
     add("include params", include_params, _sources_from(include_params, "include"))
     add(
         "registered and set_fact",

@@ -37,6 +37,8 @@ class HostState:
     host: Host
     facts: dict[str, Any] = field(default_factory=dict)  # set_fact and gathered facts
     registered: dict[str, Any] = field(default_factory=dict)
+    # include_vars' variables: above task vars, below set_fact; templates in them stay live
+    included: dict[str, Any] = field(default_factory=dict)
     notified: list[str] = field(default_factory=list)  # handler names/topics, in order
     failed: bool = False
     unreachable: bool = False

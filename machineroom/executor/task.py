@@ -80,11 +80,12 @@ def task_vars(
         facts=hs.facts,
         registered=hs.registered,
         include_params=scope.include_vars,
+        included=hs.included,
         extra_vars=rs.options.extra_vars,
         magic=_magic(hs, ps, rs, role),
     )
     values = stack.resolve()
-    if rs.vault_in_vars and rs.decrypt is not None:
+    if (rs.vault_in_vars or hs.included) and rs.decrypt is not None:
         from machineroom.vault import decrypt_tree
 
         values = {k: decrypt_tree(v, rs.decrypt) for k, v in values.items()}
@@ -312,6 +313,10 @@ def _run_once(
             ctx = _module_context(task, hs, rs, scope, variables, where)
             if module.name == "assert":
                 args = _evaluate_assert(args, variables, rs, where)
+            elif module.name == "include_vars":  # the files are read here: modules do no I/O
+                from machineroom.executor.varfiles import load_var_files
+
+                args = load_var_files(args, task, task.role or scope.role, rs.playbook_dir)
             if task.no_log:
                 rs.quiet_hosts.add(hs.host.id)
             try:
@@ -490,7 +495,9 @@ def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: s
     set_fact values rank with registered results (above play and role vars); gathered facts
     rank just above host vars, as in Ansible.
     """
-    if outcome.facts:
+    if outcome.facts and task.module == "include_vars":
+        hs.included.update(outcome.facts)  # from the controller: not marked unsafe
+    elif outcome.facts:
         target = hs.registered if task.module == "set_fact" else hs.facts
         target.update(mark_unsafe(dict(outcome.facts)))
     if outcome.record:

@@ -24,6 +24,7 @@ MODULES: dict[str, str] = {
     "user": "machineroom.modules.user:UserModule",
     "group": "machineroom.modules.user:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
+    "stat": "machineroom.modules.stat:StatModule",
     "facts": "machineroom.modules.facts:FactsModule",
     "compose": "machineroom.modules.compose:ComposeModule",
     "ping": "machineroom.modules.facts:PingModule",
@@ -34,6 +35,7 @@ MODULES: dict[str, str] = {
     "set_fact": "machineroom.modules.local:SetFactModule",
     "meta": "machineroom.modules.local:MetaModule",
     "record": "machineroom.modules.local:RecordModule",
+    "include_vars": "machineroom.modules.include_vars:IncludeVarsModule",
 }
 # other names users write for the same modules
 ALIASES: dict[str, str] = {"setup": "facts", "gather_facts": "facts"}

@@ -419,7 +419,8 @@ def facts_of(event: TaskFinished) -> dict[str, Any] | None:
     facts = result.get("facts")
     if not isinstance(facts, Mapping):
         facts = result.get("ansible_facts")
-        if result.get("module") in ("set_fact", "ansible.builtin.set_fact"):
+        # set_fact's and include_vars' variables are not host facts
+        if result.get("module") in ("set_fact", "ansible.builtin.set_fact", "include_vars"):
             return None
     if not isinstance(facts, Mapping) or not facts:
         return None
