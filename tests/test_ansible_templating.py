@@ -167,10 +167,10 @@ def test_ansible_managed_is_defined_in_templates_and_a_variable_overrides_it(
 
 
 def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None:
-    host = next(h for h in lab.hosts if h.name == "h15")
+    host = next(h for h in lab.hosts if h.name == "h14")
     (tmp_path / "inventory.yml").write_text(
         f"all:\n  vars: {{ssh_key: {lab.key}}}\n  hosts:\n"
-        f"    h15: {{host: {host.address}, user: root}}\n"
+        f"    h14: {{host: {host.address}, user: root}}\n"
     )
     (tmp_path / ".machineroom").mkdir(mode=0o700)
     (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
@@ -182,32 +182,38 @@ def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None
     (tmp_path / "site.yml").write_text(
         textwrap.dedent(
             r"""
-            - hosts: h15
+            - hosts: h14
               gather_facts: false
               vars: {version: "nginx-1.24.0", name: app, extra: false, tail: ""}
               tasks:
-                - file: {path: /srv/tmpl, state: directory}
-                - template: {src: app.conf.j2, dest: /srv/tmpl/app.conf}
+                - file: {path: /srv/ansible-templating, state: directory}
+                - template: {src: app.conf.j2, dest: /srv/ansible-templating/app.conf}
                 - copy:
                     content: '{{ version | regex_replace("^nginx-(\d+)\.(\d+).*$", "\1.\2") }}'
-                    dest: /srv/tmpl/version
+                    dest: /srv/ansible-templating/version
             """
         )
     )
     run = [sys.executable, "-m", "machineroom"]
+    folder = "/srv/ansible-templating"
     out = subprocess.run(
         [*run, "apply", "site.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=180
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    again = subprocess.run(
+        [*run, "apply", "site.yml", "--json"], cwd=tmp_path, capture_output=True, timeout=180
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["stats"]["h14"]["changed"] == 0
     read = subprocess.run(
-        [*run, "run", "h15", "--json", "--", "od -An -tx1 /srv/tmpl/app.conf /srv/tmpl/version"],
+        [*run, "run", "h14", "--json", "--", f"od -An -tx1 {folder}/app.conf {folder}/version"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert read.returncode == 0, read.stdout + read.stderr
-    dump = json.loads(read.stdout)["hosts"]["h15"]["stdout"]
+    dump = json.loads(read.stdout)["hosts"]["h14"]["stdout"]
     written = bytes.fromhex("".join(dump.split()))
     # the template's last line renders empty: no extra newline; the group, not \x01
     assert written.endswith(b"#\n# Ansible managed\n#\nname = app\n1.24"), read.stdout
