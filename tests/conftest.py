@@ -59,6 +59,7 @@ def lab() -> Iterator[Lab]:
     Hosts are shared by the whole session; tests that change a host in ways others could
     notice keep to their own hosts: h1-h7 CLI and connection tests, h8-h13 engine tests,
     h14 the Ansible templating test (test_ansible_templating),
+    h15 the secrets and terminal-output tests (test_secrets),
     h16-h17 the Ansible arguments tests (test_ansible_args),
     h18-h19 the stop tests (test_stops),
     hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the

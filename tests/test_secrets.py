@@ -30,7 +30,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-HOSTS = ("h14", "h15")
+LAB_HOST = "h15"  # one lab host, reached under two inventory names (two password sources)
+HOSTS = ("sec-env", "sec-vault")
 VAULT_PASSWORD = "vault-pass-for-tests"
 VAULT_SECRET = "Vaulted-Secret-42"
 EXTRA_SECRET = "extra-pw-9137"
@@ -78,11 +79,11 @@ def project(tmp_path: Path, lab: Lab) -> Path:
             all:
               hosts:
                 {HOSTS[0]}:
-                  host: {by_name[HOSTS[0]].address}
+                  host: {by_name[LAB_HOST].address}
                   user: deploy
                   password: !env DEPLOY_PW
                 {HOSTS[1]}:
-                  host: {by_name[HOSTS[1]].address}
+                  host: {by_name[LAB_HOST].address}
                   user: deploy
                   password: "{vaulted_login}"
             """
@@ -187,7 +188,7 @@ def test_no_secret_reaches_console_json_or_database(project: Path, lab: Lab) -> 
 
 
 def test_host_escape_sequences_are_shown_not_obeyed(tmp_path: Path, lab: Lab) -> None:
-    host = next(h for h in lab.hosts if h.name == HOSTS[0])
+    host = next(h for h in lab.hosts if h.name == LAB_HOST)
     (tmp_path / "inventory.yml").write_text(
         f"all:\n  hosts:\n    {host.name}: {{host: {host.address}, user: root, "
         f"ssh_key: {lab.key}}}\n"
