@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from machineroom.lab import Lab
+from machineroom.vault import encrypt_text
 from tests.clirun import machineroom
 
 HOST = "h14"
@@ -63,7 +64,6 @@ def test_a_role_includes_its_os_family_vars_and_uses_them(tmp_path: Path, lab: L
         lab,
         """\
         - hosts: all
-          gather_facts: true
           vars: {port: 1, who: play}
           roles: [web]
           tasks:
@@ -103,13 +103,16 @@ def test_a_role_includes_its_os_family_vars_and_uses_them(tmp_path: Path, lab: L
           copy: {dest: /tmp/mr-ivstat/role.txt, content: "{{ greet }} {{ listen }}:{{ port }}\\n"}
         """,
     )
-    write(tmp_path, "vars/extra.yml", "colour: blue\n")  # the playbook's vars/ is searched
+    # the playbook's vars/ is searched; a !vault value is decrypted when used
+    secret = textwrap.indent(encrypt_text("blue", "pw"), "  ")
+    write(tmp_path, "vars/extra.yml", f"colour: !vault |\n{secret}\n")
+    write(tmp_path, "vault-pass", "pw\n").chmod(0o600)
     write(tmp_path, "conf.d/10-first.yml", "first: one\nlate: from include_vars\n")
     write(tmp_path, "conf.d/sub/20-second.yaml", "second: two\n")
     write(tmp_path, "conf.d/skipped.yml", "first: wrong\n")
     write(tmp_path, "conf.d/README", "not a vars file, not matching\n")
 
-    out, report = apply(tmp_path)
+    out, report = apply(tmp_path, "--vault-password-file", "vault-pass")
     assert out.returncode == 0, out.stdout + out.stderr
     assert sh(tmp_path, "cat /tmp/mr-ivstat/role.txt") == "hi debian 0.0.0.0:8081\n"
     assert sh(tmp_path, "cat /tmp/mr-ivstat/vars.txt") == "blue one two from set_fact\n"
@@ -122,7 +125,7 @@ def test_a_role_includes_its_os_family_vars_and_uses_them(tmp_path: Path, lab: L
         str(tmp_path / "conf.d/sub/20-second.yaml"),
     ]
     # a second run changes nothing
-    again, report = apply(tmp_path)
+    again, report = apply(tmp_path, "--vault-password-file", "vault-pass")
     assert again.returncode == 0, again.stdout + again.stderr
     assert not [t["task"] for t in report["hosts"][HOST]["tasks"] if t["status"] == "changed"]
 

@@ -4,8 +4,9 @@ Ansible gathers facts for every play unless told not to; here a play that does n
 `gather_facts:` gathers them only when something it runs could read one: a task's arguments,
 conditions or loops, a variable (play, role, inventory), or a template file of its roles or
 playbook mentions `ansible_facts`, `facts` or an `ansible_*` fact name. A dynamic include
-could read anything, so a play with one always gathers. The scan errs on the side of
-gathering: a mention in a comment is enough.
+could read anything, so a play with one always gathers, and so does one with `include_vars`
+(its files are chosen at run time). The scan errs on the side of gathering: a mention in a
+comment is enough.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def play_needs_facts(play: Play, hosts: Iterable[Host], playbook_dir: str) -> bo
     """True when the play could read a fact (see the module docstring)."""
     roles: dict[str, RoleRef] = {}
     for task in _tasks([*[i for s in play.stages for i in s.items], *play.handlers]):
-        if task.kind == "include":
+        # include_vars: the files it reads (chosen at run time) could mention a fact
+        if task.kind == "include" or task.module == "include_vars":
             return True
         if task.role is not None:
             roles[task.role.path] = task.role
