@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import random as _random
+import re
 import secrets
 import time
 import urllib.parse
@@ -129,6 +130,51 @@ def power(value: float, exponent: float) -> float:
 def root(value: float, base: float = 2) -> float:
     """`x | root` (square root) or `x | root(3)`."""
     return math.sqrt(value) if base == 2 else math.pow(value, 1.0 / float(base))
+
+
+_SIZES = [("Y", 1 << 80), ("Z", 1 << 70), ("E", 1 << 60), ("P", 1 << 50), ("T", 1 << 40)]
+_SIZES += [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+_UNIT_WORDS = {"B": "byte", "K": "kilo", "M": "mega", "G": "giga", "T": "tera", "P": "peta"}
+_UNIT_WORDS |= {"E": "exa", "Z": "zeta", "Y": "yotta"}
+
+
+def human_readable(size: Any, isbits: bool = False, unit: str | None = None) -> str:
+    """`1048576 | human_readable` → `1.00 MB` (`isbits` → `Mb`; `unit='K'` forces one)."""
+    number = float(size)
+    base = "bits" if isbits else "Bytes"
+    letter, limit = "B", 1
+    for letter, limit in _SIZES:
+        if (unit is None and number >= limit) or (unit is not None and unit.upper() == letter):
+            break
+    suffix = base if limit == 1 else letter + base[0]
+    return f"{number / limit:.2f} {suffix}"
+
+
+def human_to_bytes(value: Any, default_unit: str | None = None, isbits: bool = False) -> int:
+    """`'10M' | human_to_bytes` → 10485760 (`KB`, `kilobyte` too; `Mb` with isbits=True)."""
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+)(?:\s*([A-Za-z]+))?\s*", str(value))
+    if match is None:
+        raise FilterArgumentError(f"human_to_bytes: cannot read {value!r} as a size")
+    number = float(match.group(1))
+    unit = match.group(2) or default_unit
+    if unit is None:
+        return round(number)
+    letter = unit[0].upper()
+    limits = dict(_SIZES)
+    if letter not in limits:
+        raise FilterArgumentError(
+            f"human_to_bytes: unknown unit in {value!r} (expected one of {', '.join(limits)})"
+        )
+    if len(unit) > 1:
+        mark = "b" if isbits else "B"
+        word = ("" if letter == "B" else _UNIT_WORDS[letter]) + ("bit" if isbits else "byte")
+        if unit != letter + mark and unit.lower() != word and not (letter == "B" and unit == word):
+            raise FilterArgumentError(
+                f"human_to_bytes: {value!r}: expected {letter}{mark} or {letter}"
+                if letter != "B"
+                else f"human_to_bytes: {value!r}: expected {mark} or {word}"
+            )
+    return round(number * limits[letter])
 
 
 # --- identifiers, hashes ---------------------------------------------------------------------
@@ -355,6 +401,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "shuffle": shuffle,
     "log": log,
     "pow": power,
+    "human_readable": human_readable,
+    "human_to_bytes": human_to_bytes,
     "root": root,
     "to_uuid": to_uuid,
     "password_hash": password_hash,

@@ -264,6 +264,16 @@ FILTER_CASES = [
     ),
     ("'%Y-%m-%d' | strftime(0, utc=True)", "1970-01-01"),
     ("(('2024-03-01 00:00:00' | to_datetime) - ('2024-02-01 00:00:00' | to_datetime)).days", 29),
+    ("1048576 | human_readable", "1.00 MB"),
+    ("1048576 | human_readable(isbits=True)", "1.00 Mb"),
+    ("1500 | human_readable(unit='K')", "1.46 KB"),
+    ("10 | human_readable", "10.00 Bytes"),
+    ("'10M' | human_to_bytes", 10485760),
+    ("'1.5 KB' | human_to_bytes", 1536),
+    ("'2 kilobyte' | human_to_bytes", 2048),
+    ("'1Mb' | human_to_bytes(isbits=True)", 1048576),
+    ("10 | human_to_bytes('G')", 10737418240),
+    ("'100' | human_to_bytes", 100),
     (
         "'https://u:p@example.com:8443/x?y=1#f' | urlsplit",
         {
@@ -319,6 +329,13 @@ def test_sha_crypt_matches_the_specifications_vectors() -> None:
     assert sha_crypt("Hello world!", "saltstring", None, 256) == (
         "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
     )
+
+
+def test_human_to_bytes_names_what_it_expected() -> None:
+    with pytest.raises(TemplateError, match="'1MB': expected Mb or M"):
+        Templar().render("{{ '1MB' | human_to_bytes(isbits=True) }}", {}, WHERE)
+    with pytest.raises(TemplateError, match="cannot read 'lots' as a size"):
+        Templar().render("{{ 'lots' | human_to_bytes }}", {}, WHERE)
 
 
 def test_password_hash_refuses_what_it_cannot_do() -> None:
