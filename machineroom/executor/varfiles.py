@@ -27,6 +27,11 @@ def load_var_files(
     """`args` plus `__mr_loaded__`: each file's path and variables, in the order Ansible
     reads them. A missing file or folder, a file that is not a mapping, an unknown extension
     in a folder: an InputError naming it (and the paths searched)."""
+    if "dir" in args and "file" in args:
+        raise InputError(
+            f'task "{task.display_name}": include_vars: give file or dir, not both',
+            task.location,
+        )
     if "dir" in args:
         folder = _find(str(args["dir"]), task, role, playbook_dir, want_dir=True)
         paths = _files_in(folder, args, role)
