@@ -392,6 +392,7 @@ class Templar:
         assert isinstance(self._file_env, _Environment)
         self._file_env.escape_backslashes = False
         self._file_env._escaping_lexer = None
+        self._file_envs: dict[tuple[bool, bool, str], jinja2.Environment] = {}
         self._cache: dict[str, _Compiled] = {}
         self._expressions: dict[str, jinja2.Template] = {}
         self._lock = threading.Lock()
@@ -448,26 +449,48 @@ class Templar:
         where: Where,
         *,
         path: str | None = None,
+        trim_blocks: bool = True,
+        lstrip_blocks: bool = False,
+        newline_sequence: str = "\n",
     ) -> str:
         """A template file's whole text, rendered to text (trim_blocks on, as Ansible).
 
-        `path` names the file in errors, with the line inside it.
+        `path` names the file in errors, with the line inside it. The keyword options are
+        the template module's arguments of the same names.
         """
         if not is_template(text):
             return str(text)
         name = path or "<template>"
         template: jinja2.Template | None = None
         try:
-            env = self._file_env
+            env = self._file_environment(trim_blocks, lstrip_blocks, newline_sequence)
             code = env.compile(text, name=name, filename=name)
             template = env.template_class.from_code(env, code, env.make_globals(None))
             context = self._new_context(template, variables)
-            result = _restore_newlines(text, "".join(template.root_render_func(context)))
+            rendered = "".join(template.root_render_func(context))
+            result = _restore_newlines(text, rendered, newline_sequence)
             return Unsafe(result) if context.unsafe_seen else result
         except Exception as exc:
             raise self._translate(exc, text, where, path=path, template=template) from None
 
     # internals
+
+    def _file_environment(
+        self, trim_blocks: bool, lstrip_blocks: bool, newline_sequence: str
+    ) -> jinja2.Environment:
+        key = (trim_blocks, lstrip_blocks, newline_sequence)
+        if key == (True, False, "\n"):
+            return self._file_env
+        with self._lock:
+            env = self._file_envs.get(key)
+            if env is None:
+                env = self._file_env.overlay(
+                    trim_blocks=trim_blocks,
+                    lstrip_blocks=lstrip_blocks,
+                    newline_sequence=newline_sequence,  # type: ignore[arg-type]
+                )
+                self._file_envs[key] = env
+        return env
 
     def _render_value(self, value: Any, variables: Mapping[str, Any]) -> Any:
         if isinstance(value, str):
@@ -613,14 +636,14 @@ class Templar:
         return TemplateError(f"{place}{message}{via}{shown}", where, template=source)
 
 
-def _restore_newlines(source: str, result: str) -> str:
+def _restore_newlines(source: str, result: str, newline: str = "\n") -> str:
     """`result` ending in as many newlines as `source` does, when it ends in fewer (Ansible's
     rule: a last line that renders empty adds no newline of its own)."""
     wanted = len(source) - len(source.rstrip("\n"))
     if wanted == 0:
         return result
     have = len(result) - len(result.rstrip("\n"))
-    return result + "\n" * (wanted - have) if wanted > have else result
+    return result + newline * (wanted - have) if wanted > have else result
 
 
 def _assign_template(expr: nodes.Expr) -> nodes.Template:

@@ -108,6 +108,25 @@ def test_template_files_render_to_ansibles_bytes(text: str, expected: str) -> No
     assert Templar().render_file(text, VARIABLES, WHERE) == expected
 
 
+LSTRIP = '  {% if true %}\nb\n  {% endif %}\nc {{ "\\1" }} {{ "a\\tb" }}\n'
+NEWLINES = "a\n{{ e }}\nb\n{% if true %}\nc\n{% endif %}\n\n"
+
+# (template, the template module's options, the bytes ansible-core wrote)
+FILE_OPTIONS = [
+    (LSTRIP, {"lstrip_blocks": True}, "b\nc \x01 a\tb\n"),
+    (LSTRIP, {"trim_blocks": False}, "  \nb\n  \nc \x01 a\tb\n"),
+    (NEWLINES, {"newline_sequence": "\r\n"}, "a\r\n\r\nb\r\nc\r\n\r\n"),
+    (NEWLINES, {"newline_sequence": "\r"}, "a\r\rb\rc\r\r\r"),
+]
+
+
+@pytest.mark.parametrize(("text", "options", "expected"), FILE_OPTIONS)
+def test_template_module_options_as_ansibles(
+    text: str, options: dict[str, Any], expected: str
+) -> None:
+    assert Templar().render_file(text, VARIABLES, WHERE, **options) == expected
+
+
 # --- ansible_managed and comment -------------------------------------------------------------
 
 COMMENTS = [
@@ -188,6 +207,11 @@ def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None
               tasks:
                 - file: {path: /srv/ansible-templating, state: directory}
                 - template: {src: app.conf.j2, dest: /srv/ansible-templating/app.conf}
+                - template:
+                    src: app.conf.j2
+                    dest: /srv/ansible-templating/crlf.conf
+                    newline_sequence: '\r\n'
+                    lstrip_blocks: true
                 - copy:
                     content: '{{ version | regex_replace("^nginx-(\d+)\.(\d+).*$", "\1.\2") }}'
                     dest: /srv/ansible-templating/version
@@ -206,7 +230,14 @@ def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["stats"]["h14"]["changed"] == 0
     read = subprocess.run(
-        [*run, "run", "h14", "--json", "--", f"od -An -tx1 {folder}/app.conf {folder}/version"],
+        [
+            *run,
+            "run",
+            "h14",
+            "--json",
+            "--",
+            f"od -An -tx1 {folder}/crlf.conf {folder}/app.conf {folder}/version",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -216,7 +247,9 @@ def test_apply_writes_the_bytes_ansible_writes(tmp_path: Path, lab: Lab) -> None
     dump = json.loads(read.stdout)["hosts"]["h14"]["stdout"]
     written = bytes.fromhex("".join(dump.split()))
     # the template's last line renders empty: no extra newline; the group, not \x01
-    assert written.endswith(b"#\n# Ansible managed\n#\nname = app\n1.24"), read.stdout
+    # newline_sequence changes the template's own line ends, not a filter's output (Ansible's)
+    crlf = b"#\n# Ansible managed\n#\r\nname = app\r\n"
+    assert written == crlf + b"#\n# Ansible managed\n#\nname = app\n1.24", read.stdout
 
 
 # --- more of ansible.builtin's filters and tests ---------------------------------------------

@@ -64,7 +64,7 @@ class Session:
             check=check,
             diff=diff,
             read_file=lambda src: (files or {})[src],
-            render_template=lambda src: (templates or {})[src],
+            render_template=lambda src, **options: (templates or {})[src],
         )
         if become is not None:
             # sudo's once-per-connection probe is connection set-up, not the task's cost

@@ -72,15 +72,17 @@ def template_renderer(
     rs: RunShared,
     variables: Mapping[str, Any],
     where: Where,
-) -> Callable[[str], str]:
+) -> Callable[..., str]:
     """`ModuleContext.render_template` for this task: the host's variables, StrictUndefined."""
 
-    def render(src: str) -> str:
+    def render(src: str, **options: Any) -> str:
+        # options: the template module's trim_blocks, lstrip_blocks, newline_sequence
         path = find_local(src, "templates", task, role, rs.playbook_dir)
         # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
         text = read_text(path)
         file_where = Where(where.location, f"{where.task} (template {path})", where.host)
-        return rs.templar.render_file(text, template_variables(variables, src, path), file_where)
+        variables_here = template_variables(variables, src, path)
+        return rs.templar.render_file(text, variables_here, file_where, **options)
 
     return render
 

@@ -71,8 +71,9 @@ class ModuleContext:
 
     `read_file(src)` returns a local file, looked up as Ansible does (the role's `files/`, the
     playbook's folder, ...), as its path (streamed when sent; tests may give bytes);
-    `render_template(src)` renders a local Jinja2 template with the host's variables; both
-    raise InputError naming the task when missing.
+    `render_template(src, **options)` renders a local Jinja2 template with the host's variables
+    (options: the template module's trim_blocks, lstrip_blocks, newline_sequence); both raise
+    InputError naming the task when missing.
     """
 
     host_id: str
@@ -84,7 +85,7 @@ class ModuleContext:
     read_file: Callable[[str], bytes | os.PathLike[str]] = field(
         default=lambda src: b"", repr=False
     )
-    render_template: Callable[[str], str] = field(default=lambda src: "", repr=False)
+    render_template: Callable[..., str] = field(default=lambda src, **options: "", repr=False)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,29 @@ class TemplateModule(Module):
     name: ClassVar[str] = "template"
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
-        "properties": {"src": {"type": "string", "minLength": 1}, **COPY_PROPS},
+        "properties": {
+            "src": {"type": "string", "minLength": 1},
+            **COPY_PROPS,
+            # rendering, as Ansible's template module: trim_blocks on, lstrip_blocks off
+            "trim_blocks": {"type": "boolean", "default": True},
+            "lstrip_blocks": {"type": "boolean", "default": False},
+            "newline_sequence": {"enum": ["\n", "\r", "\r\n", "\\n", "\\r", "\\r\\n"]},
+        },
         "required": ["src", "dest"],
         "additionalProperties": False,
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
         """The rendered text, installed by the copy script (dest is the file's path)."""
-        text = ctx.render_template(args["src"])
+        # a YAML single-quoted '\r\n' arrives as backslashes: Ansible accepts both spellings
+        newline = str(args.get("newline_sequence", "\n"))
+        newline = newline.replace("\\r", "\r").replace("\\n", "\n")
+        text = ctx.render_template(
+            args["src"],
+            trim_blocks=args.get("trim_blocks", True),
+            lstrip_blocks=args.get("lstrip_blocks", False),
+            newline_sequence=newline,
+        )
         return copy_step(text.encode(), args["dest"], None, args, ctx)
 
     def interpret(
