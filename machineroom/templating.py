@@ -20,7 +20,9 @@ Compiled templates are cached per `Templar` (this runs for every task on every h
 
 from __future__ import annotations
 
+import datetime
 import os
+import pwd
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -288,6 +290,35 @@ def _make_environment(templar: Templar) -> _Environment:
     return env
 
 
+# --- template files --------------------------------------------------------------------------
+
+# ansible-core's default for `ansible_managed` (its DEFAULT_MANAGED_STR setting)
+ANSIBLE_MANAGED = "Ansible managed"
+
+
+def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> dict[str, Any]:
+    """The host's variables plus those Ansible adds for a template file: `ansible_managed`
+    ("Ansible managed" unless a variable sets it), `template_path` (`src` as written),
+    `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`.
+    """
+    info = path.stat()
+    try:
+        uid: str | int = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        uid = info.st_uid
+    added: dict[str, Any] = {
+        "template_host": os.uname().nodename,
+        "template_path": src,
+        "template_fullpath": str(path.resolve()),
+        "template_uid": uid,
+        "template_mtime": datetime.datetime.fromtimestamp(info.st_mtime),
+        "template_run_date": datetime.datetime.now(),
+    }
+    if "ansible_managed" not in variables:
+        added["ansible_managed"] = ANSIBLE_MANAGED
+    return {**variables, **added}
+
+
 # --- lookups ---------------------------------------------------------------------------------
 
 
@@ -326,9 +357,42 @@ def _lookup_vars(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any
     return found
 
 
+def _lookup_template(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """`lookup('template', 'motd.j2')`: the file rendered as the template module renders it
+    (Jinja's escapes, trim_blocks unless `trim_blocks=False`, `template_vars` added), as text.
+    A relative name is looked up in `templates/` of the role or playbook, then beside it."""
+    templar: Templar = context.environment.templar  # type: ignore[attr-defined]
+    base = context.get(BASE_DIR_VAR) or templar.base_dir
+    variables = context.get_all()
+    found = []
+    for term in terms:
+        name = Path(os.path.expanduser(str(term)))
+        candidates = [name] if name.is_absolute() or not base else []
+        if base and not name.is_absolute():
+            candidates = [Path(str(base)) / "templates" / name, Path(str(base)) / name]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise jinja2.TemplateRuntimeError(
+                f"lookup('template'): {term} not found (looked in "
+                + ", ".join(str(c) for c in candidates)
+                + ")"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise jinja2.TemplateRuntimeError(
+                f"lookup('template'): cannot read {path}: {exc}"
+            ) from None
+        mine = {**template_variables(variables, str(term), path), **kwargs.get("template_vars", {})}
+        trim = bool(kwargs.get("trim_blocks", True))
+        found.append(templar.render_file(text, mine, Where(), path=str(path), trim_blocks=trim))
+    return found
+
+
 LOOKUPS: dict[str, Callable[[Context, tuple[Any, ...], dict[str, Any]], list[Any]]] = {
     "env": _lookup_env,
     "file": _lookup_file,
+    "template": _lookup_template,
     "vars": _lookup_vars,
 }
 

@@ -6,20 +6,14 @@ the role's folder, then the playbook's `files/` / `templates/`, then the playboo
 
 from __future__ import annotations
 
-import datetime
-import os
-import pwd
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from machineroom.errors import InputError
 from machineroom.playbook.model import RoleRef, Task
-from machineroom.templating import Where
+from machineroom.templating import Where, template_variables
 from machineroom.yamlio import file_present, read_text
-
-# ansible-core's default for `ansible_managed` (its DEFAULT_MANAGED_STR setting)
-ANSIBLE_MANAGED = "Ansible managed"
 
 if TYPE_CHECKING:
     from machineroom.executor.hoststate import RunShared
@@ -85,26 +79,3 @@ def template_renderer(
         return rs.templar.render_file(text, variables_here, file_where, **options)
 
     return render
-
-
-def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> dict[str, Any]:
-    """The host's variables plus those Ansible's template module adds: `ansible_managed`
-    ("Ansible managed" unless a variable sets it), `template_path` (`src` as written),
-    `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`.
-    """
-    info = path.stat()
-    try:
-        uid: str | int = pwd.getpwuid(info.st_uid).pw_name
-    except KeyError:
-        uid = info.st_uid
-    added: dict[str, Any] = {
-        "template_host": os.uname().nodename,
-        "template_path": src,
-        "template_fullpath": str(path.resolve()),
-        "template_uid": uid,
-        "template_mtime": datetime.datetime.fromtimestamp(info.st_mtime),
-        "template_run_date": datetime.datetime.now(),
-    }
-    if "ansible_managed" not in variables:
-        added["ansible_managed"] = ANSIBLE_MANAGED
-    return {**variables, **added}
