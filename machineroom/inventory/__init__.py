@@ -1,11 +1,19 @@
-"""Inventories: the model, the YAML and server-list loaders, and host patterns.
+"""Inventories: the model, the YAML, INI and server-list loaders, and host patterns.
 
-`load_inventory(path)` / `load_inventories(paths)` read either format into one `Inventory`;
+`load_inventory(path)` / `load_inventories(paths)` read any of the three formats into one
+`Inventory`;
 `select_hosts(inventory, pattern)` picks hosts as Ansible's patterns do.
 """
 
+from machineroom.inventory.ini_inventory import (
+    expand_ini_pattern,
+    load_ini_inventory,
+    parse_ini_inventory,
+    parse_ini_value,
+)
 from machineroom.inventory.load import (
     check_inventory,
+    inventory_format,
     load_inventories,
     load_inventory,
     merge_inventories,
@@ -44,12 +52,17 @@ __all__ = [
     "TunnelProfile",
     "TunnelType",
     "check_inventory",
+    "expand_ini_pattern",
+    "inventory_format",
+    "load_ini_inventory",
     "load_inventories",
     "load_inventory",
     "load_server_list",
     "load_yaml_inventory",
     "merge_inventories",
     "missing_key_files",
+    "parse_ini_inventory",
+    "parse_ini_value",
     "parse_password",
     "parse_server_list",
     "parse_yaml_inventory",

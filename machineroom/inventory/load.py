@@ -1,7 +1,10 @@
 """Load inventories by what they are, merge several, and check what only a whole can show.
 
-A folder is read through its `hosts.yml`, `hosts.yaml`, `inventory.yml`, `inventory.yaml` or
-`servers.txt`; a `*.yml`/`*.yaml` file is a YAML inventory; anything else is a server list.
+A folder is read through the first of `FOLDER_FILES` it holds. A file's format is chosen by
+`inventory_format`: its extension (`.yml`/`.yaml` YAML, `.ini`/`.cfg` INI), else its first line
+that is not blank or a comment: a `[section]`, `---` or `name:` line, or a first word without
+`--` (a host, maybe with `key=value` variables) is YAML or INI; a `--` separated line is a server
+list.
 After loading: duplicate server ids (across files too), ports out of range, unknown tunnel
 profiles, missing key files, a group named like a host, and group cycles are InputErrors.
 """
@@ -9,18 +12,51 @@ profiles, missing key files, a group named like a host, and group cycles are Inp
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
+from machineroom.inventory.ini_inventory import load_ini_inventory
 from machineroom.inventory.model import Group, Host, Inventory, TunnelProfile
 from machineroom.inventory.serverlist import load_server_list
 from machineroom.inventory.yaml_inventory import find_group_cycle, load_yaml_inventory
-from machineroom.yamlio import file_present, unreadable
+from machineroom.yamlio import file_present, read_text, unreadable
 
-FOLDER_FILES = ("hosts.yml", "hosts.yaml", "inventory.yml", "inventory.yaml", "servers.txt")
+FOLDER_FILES = (
+    "hosts.yml",
+    "hosts.yaml",
+    "inventory.yml",
+    "inventory.yaml",
+    "hosts.ini",
+    "inventory.ini",
+    "hosts",
+    "servers.txt",
+)
 YAML_SUFFIXES = (".yml", ".yaml")
+INI_SUFFIXES = (".ini", ".cfg")
+_YAML_KEY = re.compile(r"^[\w.-]+:\s*(#.*)?$")
+
+
+def inventory_format(path: Path) -> str:
+    """'yaml', 'ini' or 'serverlist': by extension, else by the first meaningful line."""
+    suffix = path.suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        return "yaml"
+    if suffix in INI_SUFFIXES:
+        return "ini"
+    for raw in read_text(path).splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue  # server-list tunnel profiles are `#` lines too: they decide nothing
+        if line.startswith("---") or _YAML_KEY.match(line):
+            return "yaml"
+        if line.startswith("["):
+            return "ini"
+        # a server-list line starts `id--host--...`; an INI host line `name key=value ...`
+        return "serverlist" if "--" in line.split()[0] else "ini"
+    return "serverlist"
 
 
 def _is_folder(path: Path) -> bool:
@@ -40,8 +76,11 @@ def _read(path: Path) -> Inventory:
         )
     if not file_present(path):
         raise InputError("inventory not found", Location(str(path)), "an inventory file or folder")
-    if path.suffix.lower() in YAML_SUFFIXES:
+    kind = inventory_format(path)
+    if kind == "yaml":
         return load_yaml_inventory(path)
+    if kind == "ini":
+        return load_ini_inventory(path)
     return load_server_list(path)
 
 
@@ -59,7 +98,9 @@ def load_inventories(paths: Sequence[str | Path], *, check_key_files: bool = Tru
     joined (members and children); tunnel profiles are shared by all files.
     """
     if not paths:
-        raise InputError("no inventory given", expected="-i FILE (a YAML inventory or server list)")
+        raise InputError(
+            "no inventory given", expected="-i FILE (a YAML or INI inventory, or a server list)"
+        )
     parts = [_read(Path(p)) for p in paths]
     merged = parts[0] if len(parts) == 1 else merge_inventories(parts)
     check_inventory(merged, check_key_files=check_key_files)

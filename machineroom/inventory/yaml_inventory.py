@@ -448,6 +448,12 @@ def parse_yaml_inventory(data: Any, source: str, base: Path | None = None) -> In
     validate(data, "inventory", source)
     reader = _Reader(source)
     reader.read(data)
+    return build_inventory(reader, source, base)
+
+
+def build_inventory(reader: _Reader, source: str, base: Path | None) -> Inventory:
+    """The Inventory from a reader's raw groups and hosts (any format), with the vars
+    folders beside `base` read and fields and variables resolved in Ansible's order."""
     if base is not None:
         reader.read_var_files(base)
     cycle = find_group_cycle({name: g.children for name, g in reader.groups.items()})
