@@ -9,6 +9,10 @@ or, on one line (for the server-list format, or any place a newline is awkward):
 
     $MACHINEROOM_VAULT;1;scrypt;AES256GCM;<base64>
 
+ansible-vault's format (`$ANSIBLE_VAULT;1.1;AES256`, `;1.2;AES256;LABEL`) is read wherever
+ours is, and written on request (`machineroom.ansible_vault`), so a repository can move over
+file by file.
+
 The key is derived from the password with scrypt (memory-hard); its cost parameters travel in
 the first three bytes of the payload, so they can be raised later without breaking old data.
 Those bytes and the header line are authenticated (AES-GCM associated data). Standard base64 is
@@ -30,19 +34,23 @@ import threading
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from machineroom.ansible_vault import ANSIBLE_PREFIX, AnsibleKeys, is_ansible_vault_text
 from machineroom.errors import VaultError
-from machineroom.masking import add_secret
+from machineroom.masking import SECRETS, add_secret
 
 # Must equal machineroom.inventory.model.VAULT_PREFIX (a test checks); not imported from there
 # so that inventory loaders can import this module without an import cycle.
 VAULT_PREFIX = "$MACHINEROOM_VAULT;"
 HEADER = "$MACHINEROOM_VAULT;1;scrypt;AES256GCM"
 PASSWORD_ENV = "MACHINEROOM_VAULT_PASSWORD"
+ANSIBLE_PASSWORD_FILE_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
+FORMATS = ("machineroom", "ansible")
 WRAP = 80
 
 # scrypt N=2**15, r=8, p=1: 32 MiB of memory and ~100 ms per derivation on the development
@@ -70,8 +78,15 @@ _Params = tuple[int, int, int]
 
 
 def is_vault_text(text: str) -> bool:
-    """True when `text` (ignoring leading whitespace) is vault ciphertext in either form."""
-    return text.lstrip().startswith(VAULT_PREFIX)
+    """True when `text` (ignoring leading whitespace) is vault ciphertext: ours, either form,
+    or ansible-vault's."""
+    head = text.lstrip()
+    return head.startswith(VAULT_PREFIX) or head.startswith(ANSIBLE_PREFIX)
+
+
+def vault_format(text: str) -> str:
+    """ "ansible" for ansible-vault text, else "machineroom"."""
+    return "ansible" if is_ansible_vault_text(text) else "machineroom"
 
 
 def encrypt_text(plain: str, password: str, *, oneline: bool = False) -> str:
@@ -105,6 +120,8 @@ class VaultKey:
         # NFC so that the same password typed on macOS and Linux gives the same key.
         add_secret(password)
         self._password = unicodedata.normalize("NFC", password).encode("utf-8")
+        # ansible-vault uses the password's bytes as they are (no normalisation).
+        self._ansible = AnsibleKeys(password.encode("utf-8"))
         self._keys: dict[tuple[bytes, _Params], bytes] = {}
         self._locks: dict[tuple[bytes, _Params], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -116,8 +133,13 @@ class VaultKey:
         """Encrypt text with a fresh salt and nonce; see `encrypt_text` for the two forms."""
         return self.encrypt_bytes(plain.encode("utf-8"), oneline=oneline)
 
-    def encrypt_bytes(self, plain: bytes, *, oneline: bool = False) -> str:
-        """Encrypt bytes (any file content) into vault text."""
+    def encrypt_bytes(
+        self, plain: bytes, *, oneline: bool = False, fmt: str = "machineroom"
+    ) -> str:
+        """Encrypt bytes (any file content) into vault text; `fmt="ansible"` writes
+        ansible-vault's format 1.1 (which has no one-line form)."""
+        if fmt == "ansible":
+            return self._ansible.encrypt(plain)
         params: _Params = (SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
         salt = os.urandom(SALT_SIZE)
         nonce = os.urandom(NONCE_SIZE)
@@ -142,7 +164,9 @@ class VaultKey:
         return plain
 
     def decrypt_bytes(self, text: str) -> bytes:
-        """Decrypt vault text in either form to bytes."""
+        """Decrypt vault text (ours in either form, or ansible-vault's) to bytes."""
+        if is_ansible_vault_text(text):
+            return self._ansible.decrypt(text)
         head, salt, nonce, sealed = _parse(text)
         params: _Params = (head[0], head[1], head[2])
         key = self._key(salt, params)
@@ -190,7 +214,9 @@ def _parse(text: str) -> tuple[bytes, bytes, bytes, bytes]:
     """Split vault text into (params, salt, nonce, ciphertext+tag), checking the header."""
     stripped = text.strip()
     if not stripped.startswith(VAULT_PREFIX):
-        raise VaultError(f"not vault data: it does not start with {VAULT_PREFIX}")
+        raise VaultError(
+            f"not vault data: it does not start with {VAULT_PREFIX} or {ANSIBLE_PREFIX}"
+        )
     first, _, rest = stripped.partition("\n")
     fields = first.strip().split(";")
     if len(fields) == 5:  # one-line form: the payload is the fifth field
@@ -225,14 +251,17 @@ def _parse(text: str) -> tuple[bytes, bytes, bytes, bytes]:
 # --- files -------------------------------------------------------------------------------
 
 
-def encrypt_file(path: str | os.PathLike[str], password: str | VaultKey) -> None:
-    """Encrypt a file in place, atomically, keeping its mode; VaultError if already encrypted."""
+def encrypt_file(
+    path: str | os.PathLike[str], password: str | VaultKey, fmt: str = "machineroom"
+) -> None:
+    """Encrypt a file in place, atomically, keeping its mode; VaultError if already encrypted.
+    `fmt` is "machineroom" (ours) or "ansible" (ansible-vault 1.1)."""
     target = _real(path)
     data = _read(target)
-    if data.lstrip().startswith(VAULT_PREFIX.encode("ascii")):
+    if is_vault_text(data[:256].decode("ascii", "replace")):
         raise VaultError(f"{path}: already encrypted")
     key = password if isinstance(password, VaultKey) else VaultKey(password)
-    write_atomic(target, key.encrypt_bytes(data).encode("ascii"))
+    write_atomic(target, key.encrypt_bytes(data, fmt=fmt).encode("ascii"))
 
 
 def decrypt_file(path: str | os.PathLike[str], password: str | VaultKey) -> None:
@@ -245,8 +274,8 @@ def decrypt_file(path: str | os.PathLike[str], password: str | VaultKey) -> None
 def read_vault_file(path: str | os.PathLike[str], key: VaultKey) -> bytes:
     """The plaintext of an encrypted file, without touching the file."""
     data = _read(Path(path))
-    if not data.lstrip().startswith(VAULT_PREFIX.encode("ascii")):
-        raise VaultError(f"{path}: not encrypted (no {VAULT_PREFIX} header)")
+    if not is_vault_text(data[:256].decode("ascii", "replace")):
+        raise VaultError(f"{path}: not encrypted (no {VAULT_PREFIX} or {ANSIBLE_PREFIX} header)")
     try:
         return key.decrypt_bytes(data.decode("ascii"))
     except UnicodeDecodeError:
@@ -327,12 +356,15 @@ def read_vault_password(
     env: str | None = PASSWORD_ENV,
     prompt: Callable[[str], str] | None = None,
 ) -> str:
-    """The vault password, from the first source that has one: file, environment, prompt.
+    """The vault password, from the first source that has one: the file, `$env`
+    ($MACHINEROOM_VAULT_PASSWORD), the file named by $ANSIBLE_VAULT_PASSWORD_FILE, a prompt.
 
-    The file's first line is the password (trailing newline and CR removed). A file that
-    others can read or write is refused, as ssh refuses loose private keys: a vault is only
-    as private as its password. `env=None` skips the environment (for `--ask-vault-password`).
-    With no source at all, a VaultError names the three ways to give one.
+    The file's first line is the password (trailing newline and CR removed); an executable
+    file is run instead and its first line of output is the password, as Ansible does. A
+    plain file that others can read or write is refused, as ssh refuses loose private keys:
+    a vault is only as private as its password. `env=None` skips both environment variables
+    (for `--ask-vault-password`). With no source at all, a VaultError names the ways to give
+    one.
     """
     if password_file is not None:
         return _read_password_file(Path(password_file))
@@ -340,6 +372,9 @@ def read_vault_password(
         value = os.environ.get(env)
         if value:
             return value
+        ansible_file = os.environ.get(ANSIBLE_PASSWORD_FILE_ENV)
+        if ansible_file:
+            return _read_password_file(Path(ansible_file).expanduser())
     if prompt is not None:
         value = prompt("Vault password")
         if not value:
@@ -347,13 +382,15 @@ def read_vault_password(
         return value
     raise VaultError(
         "no vault password given; use --vault-password-file FILE, set "
-        f"${env or PASSWORD_ENV}, or --ask-vault-password"
+        f"${env or PASSWORD_ENV} or ${ANSIBLE_PASSWORD_FILE_ENV}, or --ask-vault-password"
     )
 
 
 def _read_password_file(path: Path) -> str:
     try:
         st = path.stat()
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 and os.access(path, os.X_OK):
+            return _run_password_script(path)
         if os.name == "posix" and st.st_mode & 0o007:
             raise VaultError(
                 f"vault password file {path} is accessible to other users "
@@ -372,6 +409,96 @@ def _read_password_file(path: Path) -> str:
     if not password:
         raise VaultError(f"vault password file {path} is empty (the first line is the password)")
     return password
+
+
+def _run_password_script(path: Path) -> str:
+    """Ansible's password scripts: an executable file whose stdout is the password."""
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            [str(path.resolve())], capture_output=True, check=False, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VaultError(f"vault password script {path} could not run: {exc}") from None
+    if result.returncode != 0:
+        raise VaultError(f"vault password script {path} exited with status {result.returncode}")
+    try:
+        text = result.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VaultError(f"vault password script {path} printed non-UTF-8 text") from None
+    password = text.strip().split("\n", 1)[0].rstrip("\r")
+    if not password:
+        raise VaultError(f"vault password script {path} printed nothing")
+    return password
+
+
+# --- the password for files read while loading ----------------------------------------------
+# A whole-file vault (group_vars/all/vault.yml, vars_files, role vars/) must be decrypted when
+# it is loaded, since its variable names are inside. The CLI records where the password comes
+# from (its --vault-password-file / --ask-vault-password options) before anything is loaded;
+# the key is derived once per process and shared with the lazy decryption of inline values.
+
+_source: dict[str, Any] = {"file": None, "ask": False, "prompt": None}
+_shared: dict[tuple[Any, ...], VaultKey] = {}
+_shared_guard = threading.Lock()
+
+
+def set_password_source(
+    password_file: str | os.PathLike[str] | None = None,
+    ask: bool | None = None,
+    prompt: Callable[[str], str] | None = None,
+) -> None:
+    """Record this process's password source (options left as None keep their value)."""
+    if password_file is not None:
+        _source["file"] = password_file
+    if ask is not None:
+        _source["ask"] = ask
+    if prompt is not None:
+        _source["prompt"] = prompt
+
+
+def shared_key(
+    password_file: str | os.PathLike[str] | None = None,
+    ask: bool = False,
+    prompt: Callable[[str], str] | None = None,
+) -> VaultKey:
+    """The VaultKey for these sources, read (or asked for) once per process."""
+    env = None if ask else PASSWORD_ENV  # asked for a prompt: the prompt wins
+    ident = (
+        str(password_file) if password_file is not None else None,
+        ask,
+        os.environ.get(PASSWORD_ENV) if env else None,
+        os.environ.get(ANSIBLE_PASSWORD_FILE_ENV) if env else None,
+    )
+    with _shared_guard:
+        key = _shared.get(ident)
+        if key is None:
+            ask_prompt = prompt if ask or password_file is None else None
+            key = VaultKey(read_vault_password(password_file, env=env, prompt=ask_prompt))
+            _shared[ident] = key
+        return key
+
+
+def open_vault_file(text: str, source: str) -> str:
+    """The plaintext of a whole-file vault met while loading `source`; a VaultError names the
+    file and the ways to give the password."""
+    try:
+        key = shared_key(_source["file"], bool(_source["ask"]), _source["prompt"])
+    except VaultError as exc:
+        raise VaultError(f"{source} is vault-encrypted: {exc.message}") from None
+    try:
+        plain = key.decrypt_bytes(text).decode("utf-8")
+    except UnicodeDecodeError:
+        raise VaultError(f"{source}: decrypted data is not UTF-8 text") from None
+    except VaultError as exc:
+        raise VaultError(f"{source}: {exc.message}") from None
+    return plain
+
+
+def register_secrets(data: object) -> None:
+    """Mask every string of 4+ characters found in decrypted data (keys excepted)."""
+    SECRETS.add_all(data, min_length=4)
 
 
 def contains_vault(value: object) -> bool:

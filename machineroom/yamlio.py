@@ -430,8 +430,18 @@ def file_present(path: str | Path) -> bool:
 
 def load_yaml(path: str | Path) -> Any:
     """Read and parse a YAML file within this module's limits; a missing or unreadable file,
-    bad bytes or a document over a limit are an InputError naming where."""
-    return parse_yaml(read_text(path), str(path))
+    bad bytes or a document over a limit are an InputError naming where.
+
+    A whole-file vault (ours or ansible-vault's) is decrypted first, with the process's vault
+    password (`machineroom.vault.open_vault_file`), and every string in it is masked."""
+    text = read_text(path)
+    if text.lstrip().startswith(("$MACHINEROOM_VAULT;", "$ANSIBLE_VAULT;")):
+        from machineroom import vault  # lazily: most files are not encrypted
+
+        data = parse_yaml(vault.open_vault_file(text, str(path)), str(path))
+        vault.register_secrets(data)
+        return data
+    return parse_yaml(text, str(path))
 
 
 def location_of(

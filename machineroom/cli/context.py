@@ -93,9 +93,15 @@ def connection_options(func: F) -> F:
         click.option(
             "--vault-password-file",
             type=click.Path(dir_okay=False),
-            help="File whose first line is the vault password.",
+            callback=_remember_vault_option,
+            help="File whose first line is the vault password (an executable: its output).",
         ),
-        click.option("--ask-vault-password", is_flag=True, help="Prompt for the vault password."),
+        click.option(
+            "--ask-vault-password",
+            is_flag=True,
+            callback=_remember_vault_option,
+            help="Prompt for the vault password.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -304,18 +310,26 @@ def audited_pool(
     return ConnectionPool(options, workspace.inventory.tunnels), options
 
 
+def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Record the vault password source before anything loads: whole-file vaults in
+    group_vars/ or vars_files are decrypted while the inventory and playbook are read."""
+    from machineroom.vault import set_password_source
+
+    if param.name == "ask_vault_password":
+        set_password_source(ask=bool(value), prompt=_prompt_password)
+    elif value is not None:
+        set_password_source(password_file=value, prompt=_prompt_password)
+    return value
+
+
 def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:
-    """A `decrypt` callable that asks for the vault password only when first needed."""
-    key: list[Any] = []
+    """A `decrypt` callable that asks for the vault password only when first needed (once
+    per process: files decrypted while loading share the key)."""
 
     def decrypt(ciphertext: str) -> str:
-        from machineroom.vault import PASSWORD_ENV, VaultKey, read_vault_password
+        from machineroom.vault import shared_key
 
-        if not key:
-            prompt = _prompt_password if ask or password_file is None else None
-            env = None if ask else PASSWORD_ENV  # asked for a prompt: the prompt wins
-            key.append(VaultKey(read_vault_password(password_file, env=env, prompt=prompt)))
-        result: str = key[0].decrypt(ciphertext)
+        result: str = shared_key(password_file, ask, _prompt_password).decrypt(ciphertext)
         return result
 
     return decrypt
