@@ -277,6 +277,7 @@ def test_apply_with_an_ini_inventory_and_inventory_become(tmp_path: Path, lab: L
             [app]
             {first.name} ansible_host={first.address} ansible_user=root
             {second.name} ansible_host={second.address} ansible_user=deploy ansible_become=yes
+            plain ansible_host={second.address} ansible_user=deploy ansible_become=no
 
             [app:vars]
             ansible_ssh_private_key_file={key}
@@ -296,24 +297,33 @@ def test_apply_with_an_ini_inventory_and_inventory_become(tmp_path: Path, lab: L
                   command: id -un
                   register: who
                   changed_when: false
+                - name: Who with the keyword
+                  become: true
+                  command: id -un
+                  register: who2
+                  changed_when: false
                 - name: Greet
                   copy:
-                    dest: /tmp/ini-inventory-greeting
-                    content: "{{ greeting }} as {{ who.stdout }}\\n"
+                    dest: /tmp/ini-greeting-{{ inventory_hostname }}
+                    content: "{{ greeting }} as {{ who.stdout }}/{{ who2.stdout }}\\n"
             """
         )
     )
     out = machineroom("apply", "site.yml", "-i", "hosts.ini", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    for host in (first.name, second.name):
+    for host in (first.name, second.name, "plain"):
         tasks = {t["task"]: t for t in report["hosts"][host]["tasks"]}
-        assert tasks["Who"]["status"] == "ok"
-    cat = "cat /tmp/ini-inventory-greeting"
-    shown = machineroom("run", "app", "-i", "hosts.ini", "--json", "--", cat, cwd=tmp_path)
-    outputs = {h: r["stdout"].strip() for h, r in json.loads(shown.stdout)["hosts"].items()}
-    # deploy became root through the inventory's ansible_become=yes
-    assert outputs == {
-        first.name: "hello from the group as root",
-        second.name: "hello from the group as root",
-    }
+        assert tasks["Greet"]["status"] == "changed"
+
+    def greeting(target: str, file_of: str) -> str:
+        command = f"cat /tmp/ini-greeting-{file_of}"
+        out = machineroom("run", target, "-i", "hosts.ini", "--json", "--", command, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return str(next(iter(json.loads(out.stdout)["hosts"].values()))["stdout"]).strip()
+
+    assert greeting(first.name, first.name) == "hello from the group as root/root"
+    # deploy became root through the inventory's ansible_become=yes, with no become keyword
+    assert greeting(second.name, second.name) == "hello from the group as root/root"
+    # ansible_become=no outranks a task's `become: true`, as in Ansible
+    assert greeting("plain", "plain") == "hello from the group as deploy/deploy"
