@@ -39,6 +39,8 @@ from jinja2.runtime import ChainableUndefined, Context, StrictUndefined, Undefin
 from jinja2.utils import missing, pass_context
 
 from machineroom.errors import InputError, Location
+from machineroom.lookups import LOOKUPS as WITH_LOOKUPS
+from machineroom.lookups import find_in_search_path
 
 # The special variable that carries the folder `lookup('file', ...)` resolves relative paths in.
 BASE_DIR_VAR = "__mr_base_dir__"
@@ -334,6 +336,8 @@ def _lookup_file(context: Context, terms: tuple[Any, ...], kwargs: dict[str, Any
         path = Path(os.path.expanduser(str(term)))
         if not path.is_absolute() and base:
             path = Path(str(base)) / path
+        # as Ansible: the role's then the playbook's files/ first, then beside them
+        path = Path(find_in_search_path(context, "files", str(term)) or path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -394,6 +398,7 @@ LOOKUPS: dict[str, Callable[[Context, tuple[Any, ...], dict[str, Any]], list[Any
     "file": _lookup_file,
     "template": _lookup_template,
     "vars": _lookup_vars,
+    **WITH_LOOKUPS,  # the lookups behind the with_* loops
 }
 
 

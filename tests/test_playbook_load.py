@@ -223,9 +223,10 @@ def test_key_value_and_free_form_arguments(site: Playbook) -> None:
     assert dict(debug.args) == {"msg": "port {{ app_port }}"}
 
 
-def test_with_items_flattens_one_level_and_notify_is_a_tuple(site: Playbook) -> None:
+def test_with_items_keeps_its_terms_for_the_lookup_and_notify_is_a_tuple(site: Playbook) -> None:
     packages = _task(site.plays[0], "base.yml:11")
-    assert packages.loop == ["curl", "jq", "git"]
+    # the items lookup flattens them one level when the task runs (tests/test_loops.py)
+    assert (packages.loop_with, packages.loop) == ("items", [["curl", "jq"], "git"])
     assert packages.notify == ("apt changed",)
     assert dict(packages.args) == {"name": "{{ item }}", "state": "present"}
 

@@ -23,6 +23,7 @@ from machineroom.errors import (
 from machineroom.events import TaskFinished, TaskStarted, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.filters import to_bool
+from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
@@ -30,7 +31,7 @@ from machineroom.modules.runner import run_module
 from machineroom.playbook.args import prepare_args
 from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, RoleRef, Task
-from machineroom.templating import BASE_DIR_VAR, OMIT, Where, mark_unsafe
+from machineroom.templating import BASE_DIR_VAR, OMIT, TemplateError, Where, mark_unsafe
 from machineroom.vars import build_var_stack, magic_vars
 
 # Result keys kept short in events: the console and the database need no more.
@@ -147,10 +148,26 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
             task = resolve_flags(task, lambda t: rs.templar.render(t, base_vars, where))
             if task.run_once and ps.hosts and hs.host.id != ps.hosts[0].host.id:
                 return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
-        items = _loop_items(task, base_vars, rs, where)
-        if items is None and not _holds(conditions, base_vars, rs, where):
+        loop_error: TemplateError | None = None
+        try:
+            items = _loop_items(task, base_vars, rs, where)
+        except TemplateError as exc:
+            if not exc.variable:
+                raise
+            # Ansible: an undefined loop runs the task without items; a false `when` skips
+            # it, otherwise (or when `when` itself needs the item) the loop's error stands
+            items, loop_error = None, exc
+        try:
+            holds = items is not None or _holds(conditions, base_vars, rs, where)
+        except InputError:
+            if loop_error is not None:
+                raise loop_error from None
+            raise
+        if not holds:
             _register(hs, task, {"changed": False, "skipped": True, "skip_reason": "when"})
             return finish("skipped", msg="condition false")
+        if loop_error is not None:
+            raise loop_error
     except InputError as exc:
         hs.reason = str(exc)
         return finish("failed", msg=str(exc))
@@ -179,9 +196,21 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         )
 
     # a loop: one module call per item, one event per item, one summary
-    loop_var = str(task.loop_control.get("loop_var", "item"))
-    index_var = task.loop_control.get("index_var")
-    label_template = task.loop_control.get("label")
+    if not items:
+        _register(
+            hs,
+            task,
+            {"changed": False, "skipped": True, "skipped_reason": "No items in the list"}
+            | {"results": []},
+        )
+        return finish("skipped", msg="No items in the list")
+    try:
+        control = rs.templar.render(dict(task.loop_control), base_vars, where)
+    except InputError as exc:
+        return finish("failed", msg=str(exc))
+    loop_var = str(control.get("loop_var", "item"))
+    index_var = control.get("index_var")
+    label_template = task.loop_control.get("label")  # rendered per item
     results: list[dict[str, Any]] = []
     statuses: list[TaskStatus] = []
     record: dict[str, Any] = {}
@@ -190,7 +219,15 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         item_vars = {**base_vars, loop_var: item, "ansible_loop_var": loop_var}
         if index_var:
             item_vars[str(index_var)] = index
-        label = _label(label_template, item, item_vars, rs, where)
+            item_vars["ansible_index_var"] = str(index_var)
+        if control.get("extended"):
+            item_vars["ansible_loop"] = _extended(items, index, control)
+        if index and control.get("pause"):
+            time.sleep(float(control["pause"]))  # between items, as Ansible
+        try:
+            label = _label(label_template, item, item_vars, rs, where)
+        except InputError as exc:
+            return finish("failed", msg=str(exc))
         try:
             if not _holds(conditions, item_vars, rs, where):
                 results.append({"item": item, "skipped": True, "changed": False})
@@ -212,10 +249,10 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         if outcome.diff:
             diffs.append(outcome.diff)
         _after(task, hs, outcome, rs, status)
+        if outcome.facts and task.module in ("set_fact", "include_vars"):
+            # the next item sees this item's facts: `x: "{{ x + [item] }}"` accumulates
+            base_vars = {**base_vars, **mark_unsafe(dict(outcome.facts))}
         rs.bus.emit(_item_event(hs, task, scope, status, label, outcome.msg, outcome.diff))
-        pause = task.loop_control.get("pause")
-        if pause:
-            time.sleep(float(pause))
     changed = "changed" in statuses
     failed = "failed" in statuses
     summary = {
@@ -533,11 +570,44 @@ def _holds(
     return all(bool(rs.templar.evaluate(c, variables, where)) for c in conditions)
 
 
+def _extended(items: list[Any], index: int, control: Mapping[str, Any]) -> dict[str, Any]:
+    """`loop_control: {extended: true}`: Ansible's `ansible_loop` for item `index`."""
+    length = len(items)
+    info: dict[str, Any] = {
+        "index": index + 1,
+        "index0": index,
+        "first": index == 0,
+        "last": index + 1 == length,
+        "length": length,
+        "revindex": length - index,
+        "revindex0": length - index - 1,
+    }
+    if control.get("extended_allitems", True):
+        info["allitems"] = items
+    if index + 1 < length:
+        info["nextitem"] = items[index + 1]
+    if index > 0:
+        info["previtem"] = items[index - 1]
+    return info
+
+
 def _loop_items(
     task: Task, variables: dict[str, Any], rs: RunShared, where: Where
 ) -> list[Any] | None:
     if task.loop is None:
         return None
+    if task.loop_with is not None:
+        # with_NAME: the value (templated, made a list) are the terms of lookup NAME
+        terms = rs.templar.render(task.loop, variables, where)
+        if not isinstance(terms, list):
+            terms = [terms]
+        lookup_vars = {
+            **variables,
+            "__mr_with_terms__": terms,
+            WITH_SUBDIR_VAR: with_subdir(task.module),
+        }
+        call = f"{{{{ query('{task.loop_with}', *__mr_with_terms__) }}}}"
+        return list(rs.templar.render(call, lookup_vars, where))
     items = rs.templar.render(task.loop, variables, where)
     if isinstance(items, dict):
         raise InputError(

@@ -16,14 +16,35 @@ from machineroom.playbook.args import is_template, parse_bool
 from machineroom.playbook.model import Task
 from machineroom.yamlio import to_plain
 
+# The lookups a task's `with_NAME` may name (machineroom/lookups.py and templating.py).
+WITH_LOOKUPS = (
+    "items",
+    "list",
+    "dict",
+    "together",
+    "subelements",
+    "nested",
+    "cartesian",
+    "sequence",
+    "first_found",
+    "fileglob",
+    "indexed_items",
+    "flattened",
+    "random_choice",
+    "lines",
+    "file",
+    "env",
+    "vars",
+    "template",
+)
+
 # Keywords a task may carry besides its module (listen: handlers only).
 TASK_KEYWORDS = frozenset(
     {
         "name",
         "when",
         "loop",
-        "with_items",
-        "with_list",
+        *(f"with_{name}" for name in WITH_LOOKUPS),
         "loop_control",
         "register",
         "notify",
@@ -164,31 +185,24 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _flatten_once(value: Any) -> Any:
-    # with_items flattens one level; loop does not (Ansible's difference, kept)
-    if not isinstance(value, list):
-        return to_plain(value)
-    flat: list[Any] = []
-    for item in value:
-        flat.extend(to_plain(item) if isinstance(item, list) else [to_plain(item)])
-    return flat
-
-
 def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
     """Task fields from the keywords of a schema-checked task mapping."""
     loop: Any = None
+    loop_with: str | None = None
     if "loop" in node:
         loop = to_plain(node["loop"])
-    elif "with_items" in node:
-        loop = _flatten_once(node["with_items"])
-    elif "with_list" in node:
-        loop = to_plain(node["with_list"])
+    else:  # with_NAME: the terms of lookup NAME, looked up when the task runs (as Ansible)
+        for name in WITH_LOOKUPS:
+            if f"with_{name}" in node:
+                loop, loop_with = to_plain(node[f"with_{name}"]), name
+                break
     retries = node.get("retries")
     delay = _number(node.get("delay"))
     return {
         "name": str(node["name"]) if isinstance(node.get("name"), str) else None,
         "when": conditions(node.get("when")),
         "loop": loop,
+        "loop_with": loop_with,
         "loop_control": plain_mapping(node.get("loop_control")),
         "register": str(node["register"]) if isinstance(node.get("register"), str) else None,
         "notify": _names(node.get("notify")),

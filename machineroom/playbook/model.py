@@ -50,6 +50,7 @@ class Task:
     name: str | None = None
     when: tuple[Any, ...] = ()  # raw conditions (strings or bools), all must hold
     loop: Any = None  # list, or a template string giving one; None: no loop
+    loop_with: str | None = None  # `with_NAME`: the loop value is the terms of lookup NAME
     loop_control: Mapping[str, Any] = field(default_factory=_empty)
     register: str | None = None
     notify: tuple[str, ...] = ()

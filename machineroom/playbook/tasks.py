@@ -23,6 +23,7 @@ from machineroom.playbook.keywords import (
     PUSHED_DOWN,
     TASK_KEYWORDS,
     UNSUPPORTED,
+    WITH_LOOKUPS,
     bool_or_none,
     conditions,
     flag_templates,
@@ -181,11 +182,12 @@ def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> s
         if key in UNSUPPORTED:
             problems.append(InputError(f"{label}'{key}' is not supported by machineroom", at))
         elif key.startswith("with_"):
+            names = [f"with_{name}" for name in WITH_LOOKUPS]
             problems.append(
                 InputError(
-                    f"{label}'{key}' is not supported",
+                    f"{label}'{key}' is not supported{did_you_mean(key, names)}",
                     at,
-                    'loop: with a filter, e.g. loop: "{{ d | dict2items }}"',
+                    "one of " + ", ".join(names) + ", or loop:",
                 )
             )
         elif modules:
