@@ -182,12 +182,12 @@ def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> s
         if key in UNSUPPORTED:
             problems.append(InputError(f"{label}'{key}' is not supported by machineroom", at))
         elif key.startswith("with_"):
-            names = [f"with_{name}" for name in WITH_LOOKUPS]
+            loops = [f"with_{name}" for name in WITH_LOOKUPS]
             problems.append(
                 InputError(
-                    f"{label}'{key}' is not supported{did_you_mean(key, names)}",
+                    f"{label}'{key}' is not supported{did_you_mean(key, loops)}",
                     at,
-                    "one of " + ", ".join(names) + ", or loop:",
+                    "one of " + ", ".join(loops) + ", or loop:",
                 )
             )
         elif modules:
