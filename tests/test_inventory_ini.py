@@ -221,6 +221,7 @@ def test_a_child_may_be_defined_after_its_parent_lists_it() -> None:
         ("prod.cfg", "w1\n", "ini"),
         ("prod.yml", "[web]\n", "yaml"),
         ("empty", "# nothing\n", "serverlist"),
+        ("servers.txt", "w1 ansible_host=10.0.0.1\n", "serverlist"),
     ],
 )
 def test_format_detection(tmp_path: Path, name: str, text: str, kind: str) -> None:

@@ -1,10 +1,10 @@
 """Load inventories by what they are, merge several, and check what only a whole can show.
 
 A folder is read through the first of `FOLDER_FILES` it holds. A file's format is chosen by
-`inventory_format`: its extension (`.yml`/`.yaml` YAML, `.ini`/`.cfg` INI), else its first line
-that is not blank or a comment: a `[section]`, `---` or `name:` line, or a first word without
-`--` (a host, maybe with `key=value` variables) is YAML or INI; a `--` separated line is a server
-list.
+`inventory_format`: its extension (`.yml`/`.yaml` YAML, `.ini`/`.cfg` INI, `.txt` server list),
+else its first line that is not blank or a comment: `---` or `name:` is YAML, a `[section]` or
+a first word without `--` (a host, maybe with `key=value` variables) is INI, and a `--`
+separated line is a server list.
 After loading: duplicate server ids (across files too), ports out of range, unknown tunnel
 profiles, missing key files, a group named like a host, and group cycles are InputErrors.
 """
@@ -46,6 +46,8 @@ def inventory_format(path: Path) -> str:
         return "yaml"
     if suffix in INI_SUFFIXES:
         return "ini"
+    if suffix == ".txt":  # the MachineRoom document's servers.txt
+        return "serverlist"
     for raw in read_text(path).splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
