@@ -48,7 +48,7 @@ def inventory_options(func: F) -> F:
         "inventory_paths",
         multiple=True,
         type=click.Path(),
-        help="Inventory file or folder (YAML or server list); repeatable.",
+        help="Inventory file or folder (YAML, INI or server list); repeatable.",
     )(func)
     return func
 

@@ -157,7 +157,7 @@ def _row_json(row: ServerRow) -> dict[str, Any]:
 def import_command(
     file: str, state_path: str | None, emit_yaml: str | None, emit_serverlist: str | None
 ) -> None:
-    """Load FILE (server list or YAML inventory) into the database (aliases: update_file,
+    """Load FILE (server list, YAML or INI inventory) into the database (aliases: update_file,
     update_conf, updateconfig).
 
     Passwords are never stored: the `pass` column keeps only `env:NAME` or `vault` references.
