@@ -61,7 +61,7 @@ def lab() -> Iterator[Lab]:
     h14 the Ansible templating test (test_ansible_templating),
     h15 the secrets and terminal-output tests (test_secrets),
     h16-h17 the Ansible arguments tests (test_ansible_args),
-    h18-h19 the stop tests (test_stops),
+    h18-h19 the stop tests (test_stops), h20 the loops test (test_loops),
     hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the
     Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the service module test,
     hosts[-1] the docker stage test (it installs a Docker engine).

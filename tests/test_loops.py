@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from machineroom.lab import Lab
 from tests.clirun import machineroom
 
 ITEMS = "{{ r.results | map(attribute='item') | list | to_json }}"
@@ -303,3 +304,90 @@ def test_loop_control_variables_as_ansibles(
 def test_set_fact_in_a_loop_accumulates(shown: dict[str, Any]) -> None:
     # each item sees the facts the items before it set; the last item's value wins
     assert _value(shown["show acc"]) == [[1, 2, 3], 3]
+
+
+def test_an_undefined_loop_fails_unless_when_is_false(tmp_path: Path) -> None:
+    # ansible-core 2.19 runs `when` without the item first: false skips the task (A); an error
+    # there (B, `item` is undefined too) or a true one (C) leaves the loop's own error standing
+    user = os.environ.get("USER") or "root"
+    (tmp_path / "inventory.yml").write_text(
+        f"all:\n  hosts:\n    localhost: {{connection: local, host: 127.0.0.1, user: {user}}}\n"
+    )
+    (tmp_path / "site.yml").write_text(
+        textwrap.dedent(
+            """
+            - hosts: localhost
+              connection: local
+              gather_facts: false
+              tasks:
+                - name: A
+                  debug: {msg: "{{ item }}"}
+                  with_items: "{{ nowhere }}"
+                  when: item is defined
+                - name: B
+                  debug: {msg: "{{ item }}"}
+                  with_items: "{{ nowhere }}"
+                  when: item > 1
+                  ignore_errors: true
+                - name: C
+                  debug: {msg: "{{ item }}"}
+                  loop: "{{ nowhere }}"
+            """
+        )
+    )
+    out = machineroom("apply", "site.yml", "--json", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    tasks = {t["task"]: t for t in json.loads(out.stdout)["hosts"]["localhost"]["tasks"]}
+    assert tasks["A"]["status"] == "skipped"
+    assert (tasks["B"]["status"], tasks["B"]["ignored"]) == ("failed", True)
+    assert tasks["C"]["status"] == "failed"
+    for name in "BC":
+        assert "undefined variable 'nowhere'" in tasks[name]["msg"], tasks[name]["msg"]
+
+
+def test_with_first_found_in_a_role_picks_the_os_family_file(tmp_path: Path, lab: Lab) -> None:
+    host = next(h for h in lab.hosts if h.name == "h20")
+    (tmp_path / "inventory.yml").write_text(
+        f"all:\n  vars: {{ssh_key: {lab.key}}}\n  hosts:\n"
+        f"    h20: {{host: {host.address}, user: root}}\n"
+    )
+    (tmp_path / ".machineroom").mkdir(mode=0o700)
+    (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    role = tmp_path / "roles" / "osvars"
+    for folder in ("tasks", "vars", "templates"):
+        (role / folder).mkdir(parents=True)
+    (role / "vars" / "Debian.yml").write_text("picked: debian\n")
+    (role / "vars" / "default.yml").write_text("picked: default\n")
+    (role / "templates" / "default.conf.j2").write_text("role template for {{ picked }}\n")
+    (role / "tasks" / "main.yml").write_text(
+        textwrap.dedent(
+            """
+            - include_vars: "{{ item }}"
+              with_first_found:
+                - "{{ ansible_os_family }}.yml"
+                - default.yml
+            - name: show family
+              debug: {msg: "{{ ansible_os_family }} {{ picked }}"}
+            - include_vars: "{{ item }}"
+              with_first_found: [Nope.yml, default.yml]
+            - name: show fallback
+              debug: {msg: "{{ picked }}"}
+            - template: {src: "{{ item }}", dest: /tmp/mr-loops-h20.conf}
+              with_first_found: ["{{ inventory_hostname }}.conf.j2", default.conf.j2]
+            - command: cat /tmp/mr-loops-h20.conf
+              register: conf
+            - name: show conf
+              debug: {msg: "{{ conf.stdout }}"}
+            """
+        )
+    )
+    (tmp_path / "site.yml").write_text("- hosts: h20\n  roles: [osvars]\n")
+    out = machineroom("apply", "site.yml", "--json", cwd=tmp_path, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = json.loads(out.stdout)["hosts"]["h20"]["tasks"]
+    shown = {t["task"].removeprefix("osvars : "): t["msg"] for t in tasks}
+    family = shown["show family"].split()[0]
+    assert shown["show family"] == f"{family} {'debian' if family == 'Debian' else 'default'}"
+    assert family == "Debian"  # the lab's hosts run this machine's Debian
+    assert shown["show fallback"] == "default"
+    assert shown["show conf"] == "role template for default"

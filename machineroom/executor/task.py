@@ -169,6 +169,9 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         if loop_error is not None:
             raise loop_error
     except InputError as exc:
+        if task.ignore_errors or scope.ignore_errors:  # Ansible ignores these failures too
+            finish("failed", msg=str(exc), ignored=True)
+            return "ok"
         hs.reason = str(exc)
         return finish("failed", msg=str(exc))
 
