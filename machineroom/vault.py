@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from machineroom.ansible_vault import ANSIBLE_PREFIX, AnsibleKeys, is_ansible_vault_text
-from machineroom.errors import VaultError
+from machineroom.errors import InputError, VaultError
 from machineroom.masking import SECRETS, add_secret
 
 # Must equal machineroom.inventory.model.VAULT_PREFIX (a test checks); not imported from there
@@ -487,6 +487,12 @@ def open_vault_file(text: str, source: str) -> str:
         key = shared_key(_source["file"], bool(_source["ask"]), _source["prompt"])
     except VaultError as exc:
         raise VaultError(f"{source} is vault-encrypted: {exc.message}") from None
+    except InputError:  # the prompt, without a terminal
+        raise VaultError(
+            f"{source} is vault-encrypted and no vault password was given; use "
+            f"--vault-password-file FILE, set ${PASSWORD_ENV} or ${ANSIBLE_PASSWORD_FILE_ENV}, "
+            "or --ask-vault-password on a terminal"
+        ) from None
     try:
         plain = key.decrypt_bytes(text).decode("utf-8")
     except UnicodeDecodeError:

@@ -21,12 +21,15 @@ import click
 
 from machineroom.errors import UsageError, VaultError
 from machineroom.vault import (
+    ANSIBLE_PASSWORD_FILE_ENV,
+    FORMATS,
     PASSWORD_ENV,
     VaultKey,
     encrypt_file,
     is_vault_text,
     read_vault_file,
     read_vault_password,
+    vault_format,
     write_atomic,
 )
 
@@ -47,10 +50,23 @@ def password_options(func: F) -> F:
         "password_file",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help=f"Read the password from the first line of FILE (mode 600). "
-        f"Else ${PASSWORD_ENV}, else a prompt on a terminal.",
+        help=f"Read the password from the first line of FILE (mode 600), or run FILE if it "
+        f"is executable. Else ${PASSWORD_ENV}, else ${ANSIBLE_PASSWORD_FILE_ENV}, else a "
+        "prompt on a terminal.",
     )(func)
     return func
+
+
+def format_option(func: F) -> F:
+    """`--format`: write our format (default) or ansible-vault's 1.1."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="machineroom",
+        show_default=True,
+        help="machineroom (scrypt, AES-GCM) or ansible (ansible-vault 1.1, readable by Ansible).",
+    )(func)
 
 
 def _prompt(text: str) -> str:
@@ -91,16 +107,21 @@ def vault_group() -> None:
 
 @vault_group.command("encrypt")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@format_option
 @password_options
-def encrypt_command(files: tuple[Path, ...], password_file: Path | None, ask: bool) -> None:
+def encrypt_command(
+    files: tuple[Path, ...], fmt: str, password_file: Path | None, ask: bool
+) -> None:
     """Encrypt FILES in place (each keeps its mode; written atomically)."""
     for path in files:  # check every file before asking for a password or changing any
         if is_vault_text(_peek(path)):
             raise VaultError(f"{path}: already encrypted")
     key = get_key(password_file, ask, new=True)
     for path in files:
-        encrypt_file(path, key)
-        click.echo(f"encrypted {path}", err=True)
+        encrypt_file(path, key, fmt)
+        click.echo(
+            f"encrypted {path}" + (" (ansible-vault format)" if fmt == "ansible" else ""), err=True
+        )
 
 
 @vault_group.command("decrypt")
@@ -133,9 +154,12 @@ def view_command(file: Path, password_file: Path | None, ask: bool) -> None:
 
 @vault_group.command("edit")
 @click.argument("file", type=click.Path(path_type=Path))
+@format_option
 @password_options
-def edit_command(file: Path, password_file: Path | None, ask: bool) -> None:
-    """Edit an encrypted FILE with $VISUAL/$EDITOR; a missing FILE is created.
+def edit_command(file: Path, fmt: str, password_file: Path | None, ask: bool) -> None:
+    """Edit an encrypted FILE with $VISUAL/$EDITOR; a missing FILE is created (in --format).
+
+    An existing FILE keeps its format, ours or ansible-vault's.
 
     The plaintext lives only in a private temporary folder (mode 700, in RAM when /dev/shm
     exists), is overwritten and removed afterwards, and FILE is rewritten only if it changed.
@@ -144,6 +168,8 @@ def edit_command(file: Path, password_file: Path | None, ask: bool) -> None:
     if exists and not is_vault_text(_peek(file)):
         raise VaultError(f"{file}: not encrypted; run `machineroom vault encrypt {file}` first")
     key = get_key(password_file, ask, new=not exists)
+    if exists:
+        fmt = vault_format(_peek(file))
     before = read_vault_file(file, key) if exists else b""
     with _private_copy(file.name, before) as scratch:
         _run_editor(scratch)
@@ -151,7 +177,7 @@ def edit_command(file: Path, password_file: Path | None, ask: bool) -> None:
     if after == before:
         click.echo(f"{file}: no changes; not rewritten", err=True)
         return
-    write_atomic(os.path.realpath(file), key.encrypt_bytes(after).encode("ascii"))
+    write_atomic(os.path.realpath(file), key.encrypt_bytes(after, fmt=fmt).encode("ascii"))
     click.echo(f"{'saved' if exists else 'created'} {file}", err=True)
 
 
@@ -164,12 +190,14 @@ def edit_command(file: Path, password_file: Path | None, ask: bool) -> None:
     is_flag=True,
     help="One line, no newlines: for the server-list format or a plain YAML string.",
 )
+@format_option
 @password_options
 def encrypt_string_command(
     value: str | None,
     name: str | None,
     from_stdin: bool,
     oneline: bool,
+    fmt: str,
     password_file: Path | None,
     ask: bool,
 ) -> None:
@@ -181,6 +209,10 @@ def encrypt_string_command(
     """
     if value is not None and from_stdin:
         raise UsageError("give VALUE or --stdin, not both")
+    if oneline and fmt == "ansible":
+        raise UsageError(
+            "--oneline is not possible with --format ansible (it has no one-line form)"
+        )
     if value is None:
         if from_stdin or not sys.stdin.isatty():
             value = sys.stdin.read()
@@ -193,7 +225,39 @@ def encrypt_string_command(
     if not value:
         raise UsageError("nothing to encrypt: the value is empty")
     key = get_key(password_file, ask, new=True)
-    click.echo(render_encrypted_value(key.encrypt(value, oneline=oneline), name, oneline))
+    text = key.encrypt_bytes(value.encode("utf-8"), oneline=oneline, fmt=fmt)
+    click.echo(render_encrypted_value(text, name, oneline))
+
+
+@vault_group.command("rekey")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--new-vault-password-file",
+    "new_password_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the new password from FILE; else a prompt (asked twice).",
+)
+@password_options
+def rekey_command(
+    files: tuple[Path, ...],
+    new_password_file: Path | None,
+    password_file: Path | None,
+    ask: bool,
+) -> None:
+    """Re-encrypt FILES under a new password, each keeping its format."""
+    for path in files:
+        if not is_vault_text(_peek(path)):
+            raise VaultError(f"{path}: not encrypted")
+    key = get_key(password_file, ask)
+    # Decrypt everything with the old password first: a wrong one changes nothing.
+    plain = [(path, vault_format(_peek(path)), read_vault_file(path, key)) for path in files]
+    if new_password_file is None and not sys.stdin.isatty():
+        raise UsageError("give --new-vault-password-file (stdin is not a terminal)")
+    new_key = VaultKey(read_vault_password(new_password_file, env=None, prompt=_prompt_new))
+    for path, fmt, data in plain:
+        write_atomic(os.path.realpath(path), new_key.encrypt_bytes(data, fmt=fmt).encode("ascii"))
+        click.echo(f"rekeyed {path}", err=True)
 
 
 def render_encrypted_value(text: str, name: str | None, oneline: bool) -> str:
