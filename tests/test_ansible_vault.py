@@ -261,3 +261,29 @@ def test_apply_with_group_vars_encrypted_by_ansible_vault(tmp_path: Path, lab: L
                         cwd=project, env={"MACHINEROOM_VAULT_PASSWORD": PASSWORD})  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "pw=s3cret-from-ansible tok=tok-alice-1234"[::-1] in check.stdout
+
+
+def test_host_vars_and_role_vars_vaults_load(tmp_path: Path) -> None:
+    """host_vars/ (ansible-vault 1.2) and a role's vars/ (ours) as whole-file vaults."""
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    h1: {host: 127.0.0.1}\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "h1.yml").write_text((VECTORS / "whole-1.2.yml").read_text())
+    role = tmp_path / "roles" / "r"
+    (role / "vars").mkdir(parents=True)
+    (role / "tasks").mkdir()
+    (role / "vars" / "main.yml").write_text(
+        VaultKey(PASSWORD).encrypt("role_secret: r0le-s3cret\n")
+    )
+    (role / "tasks" / "main.yml").write_text('- debug: {msg: "{{ role_secret }}"}\n')
+    (tmp_path / "site.yml").write_text("- hosts: all\n  roles: [r]\n")
+    plan = _run("plan", "site.yml", cwd=tmp_path, MACHINEROOM_VAULT_PASSWORD=PASSWORD)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    check = _run("validate", cwd=tmp_path, MACHINEROOM_VAULT_PASSWORD=PASSWORD)
+    assert check.returncode == 0, check.stderr
+    assert "s3cret" not in check.stdout + check.stderr
+    wrong = _run("plan", "site.yml", cwd=tmp_path, MACHINEROOM_VAULT_PASSWORD="not-it")
+    assert wrong.returncode == 1
+    # the playbook (and its roles) load before the inventory
+    assert wrong.stderr == (
+        "error: roles/r/vars/main.yml: cannot decrypt: wrong vault password or damaged data\n"
+    )
