@@ -208,7 +208,10 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         )
         return finish("skipped", msg="No items in the list")
     try:
-        control = rs.templar.render(dict(task.loop_control), base_vars, where)
+        # the label is rendered per item, with it; the rest once for the task
+        control = rs.templar.render(
+            {k: v for k, v in task.loop_control.items() if k != "label"}, base_vars, where
+        )
     except InputError as exc:
         return finish("failed", msg=str(exc))
     loop_var = str(control.get("loop_var", "item"))
