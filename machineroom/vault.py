@@ -445,17 +445,12 @@ _shared_guard = threading.Lock()
 
 
 def set_password_source(
-    password_file: str | os.PathLike[str] | None = None,
-    ask: bool | None = None,
+    password_file: str | os.PathLike[str] | None,
+    ask: bool,
     prompt: Callable[[str], str] | None = None,
 ) -> None:
-    """Record this process's password source (options left as None keep their value)."""
-    if password_file is not None:
-        _source["file"] = password_file
-    if ask is not None:
-        _source["ask"] = ask
-    if prompt is not None:
-        _source["prompt"] = prompt
+    """Record this process's password source: the command's options, and how to prompt."""
+    _source.update(file=password_file, ask=ask, prompt=prompt)
 
 
 def shared_key(

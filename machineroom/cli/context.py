@@ -315,10 +315,14 @@ def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: An
     group_vars/ or vars_files are decrypted while the inventory and playbook are read."""
     from machineroom.vault import set_password_source
 
-    if param.name == "ask_vault_password":
-        set_password_source(ask=bool(value), prompt=_prompt_password)
-    elif value is not None:
-        set_password_source(password_file=value, prompt=_prompt_password)
+    # Both options are parsed before the command runs; each callback sees the other's value
+    # once it has been parsed (or its default), so the last call holds both.
+    params = {**ctx.params, param.name or "": value}
+    set_password_source(
+        params.get("vault_password_file"),
+        bool(params.get("ask_vault_password")),
+        _prompt_password,
+    )
     return value
 
 
