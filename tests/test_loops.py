@@ -124,6 +124,12 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("fileglob in files/", "with_fileglob: ['*.txt']", NAMES, ["a.txt"]),
     ("first found in files/", "with_first_found: [nope.txt, a.txt, c.txt]", NAMES, ["a.txt"]),
     (
+        "first found drops undefined names",
+        "with_first_found: ['{{ nowhere }}.txt', {files: ['{{ nowhere }}', c.txt]}]",
+        NAMES,
+        ["c.txt"],
+    ),
+    (
         "first found with paths",
         "with_first_found: [{files: [nope.yml, b.yml], paths: [vars]}]",
         NAMES,

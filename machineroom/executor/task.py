@@ -604,7 +604,10 @@ def _loop_items(
         return None
     if task.loop_with is not None:
         # with_NAME: the value (templated, made a list) are the terms of lookup NAME
-        terms = rs.templar.render(task.loop, variables, where)
+        if task.loop_with == "first_found":  # Ansible drops the undefined names there
+            terms = _defined_only(task.loop, variables, rs, where)
+        else:
+            terms = rs.templar.render(task.loop, variables, where)
         if not isinstance(terms, list):
             terms = [terms]
         lookup_vars = {
@@ -624,6 +627,30 @@ def _loop_items(
             f"loop needs a list, got {type(items).__name__}: {items!r}", where.location, "a list"
         )
     return list(items)
+
+
+_DROPPED = object()
+
+
+def _defined_only(value: Any, variables: dict[str, Any], rs: RunShared, where: Where) -> Any:
+    """`value` rendered, leaving out the list entries and mapping values that are undefined
+    (`with_first_found: ["{{ ansible_distribution_release }}.yml", default.yml]`)."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (walk(n) for n in node) if v is not _DROPPED]
+        if isinstance(node, dict):
+            pairs = ((k, walk(v)) for k, v in node.items())
+            return {k: v for k, v in pairs if v is not _DROPPED}
+        try:
+            return rs.templar.render(node, variables, where)
+        except TemplateError as exc:
+            if exc.variable:
+                return _DROPPED
+            raise
+
+    found = walk(value)
+    return [] if found is _DROPPED else found
 
 
 def _label(template: Any, item: Any, variables: dict[str, Any], rs: RunShared, where: Where) -> str:
