@@ -241,6 +241,11 @@ def playbook_text() -> str:
         "  loop: [1, 2, 3]\n"
         '- name: show acc\n  debug: {msg: "{{ [acc, last_item] | to_json }}"}\n'
     )
+    tasks.append(
+        "- include_tasks: inc.yml\n  loop: [p, q]\n"
+        "- include_tasks: '{{ item }}'\n  with_first_found: [nope.yml, inc2.yml]\n"
+        '- name: show includes\n  debug: {msg: "{{ [incs, inc2] | to_json }}"}\n'
+    )
     body = textwrap.indent("".join(tasks), "    ")
     return (
         "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
@@ -255,6 +260,8 @@ def write_project(folder: Path) -> None:
     (folder / "vars").mkdir()
     (folder / "vars" / "b.yml").write_text("b: 1\n")
     (folder / "c.txt").write_text("c\n")
+    (folder / "inc.yml").write_text("- set_fact: {incs: '{{ (incs | default([])) + [item] }}'}\n")
+    (folder / "inc2.yml").write_text("- set_fact: {inc2: found}\n")
     (folder / "site.yml").write_text(playbook_text())
 
 
@@ -397,3 +404,8 @@ def test_with_first_found_in_a_role_picks_the_os_family_file(tmp_path: Path, lab
     assert family == "Debian"  # the lab's hosts run this machine's Debian
     assert shown["show fallback"] == "default"
     assert shown["show conf"] == "role template for default"
+
+
+def test_looped_includes_run_once_per_item(shown: dict[str, Any]) -> None:
+    # include_tasks with loop: the file's tasks see each item; with_first_found picks the file
+    assert _value(shown["show includes"]) == [["p", "q"], "found"]

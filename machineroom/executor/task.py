@@ -150,7 +150,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
                 return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
         loop_error: TemplateError | None = None
         try:
-            items = _loop_items(task, base_vars, rs, where)
+            items = loop_items(task, base_vars, rs, where)
         except TemplateError as exc:
             if not exc.variable:
                 raise
@@ -597,9 +597,10 @@ def _extended(items: list[Any], index: int, control: Mapping[str, Any]) -> dict[
     return info
 
 
-def _loop_items(
+def loop_items(
     task: Task, variables: dict[str, Any], rs: RunShared, where: Where
 ) -> list[Any] | None:
+    """The items of the task's `loop`/`with_NAME` on this host; None when it has no loop."""
     if task.loop is None:
         return None
     if task.loop_with is not None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from machineroom.errors import InputError
 from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
-from machineroom.executor.task import Scope, run_task, task_vars
+from machineroom.executor.task import Scope, loop_items, run_task, task_vars
 from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, Item, Stage, Task
 from machineroom.templating import Where
@@ -176,6 +177,13 @@ class HostWalker:
         variables = task_vars(task, self.hs, self.ps, self.rs, scope)
         where = Where(task.location, task.display_name, self.hs.host.id)
         try:
+            loop = loop_items(task, variables, self.rs, where)
+            if loop is not None:  # a looped include: the files once per item, with the item
+                loop_var = str(task.loop_control.get("loop_var", "item"))
+                for item in loop:
+                    if not self._include_one(task, scope, {**variables, loop_var: item}, where):
+                        return False
+                return True
             if not all(bool(self.rs.templar.evaluate(c, variables, where)) for c in task.when):
                 return True
             args = self.rs.templar.render(dict(task.args), variables, where)
@@ -199,6 +207,36 @@ class HostWalker:
             tags=scope.tags | task.tags,
             role=role or scope.role,
             include_vars={**scope.include_vars, **dict(task.vars)},
+        )
+        return self._items(items, inner)
+
+    def _include_one(
+        self, task: Task, scope: Scope, variables: dict[str, Any], where: Where
+    ) -> bool:
+        """One item of a looped include: its `when` with the item, then its tasks, which see
+        the item (as `loop_var`) as an include variable."""
+        from machineroom.playbook.load import load_include
+
+        if not all(bool(self.rs.templar.evaluate(c, variables, where)) for c in task.when):
+            return True
+        args = self.rs.templar.render(dict(task.args), variables, where)
+        items, role = load_include(task, args)
+        loop_var = str(task.loop_control.get("loop_var", "item"))
+        inner = Scope(
+            stage=scope.stage,
+            blocks=scope.blocks,
+            when=scope.when,
+            become=task.become if task.become is not None else scope.become,
+            become_user=task.become_user or scope.become_user,
+            ignore_errors=scope.ignore_errors,
+            tags=scope.tags | task.tags,
+            role=role or scope.role,
+            include_vars={
+                **scope.include_vars,
+                **dict(task.vars),
+                loop_var: variables[loop_var],
+                "ansible_loop_var": loop_var,
+            },
         )
         return self._items(items, inner)
 
