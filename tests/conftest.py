@@ -59,9 +59,10 @@ def lab() -> Iterator[Lab]:
     Hosts are shared by the whole session; tests that change a host in ways others could
     notice keep to their own hosts: h1-h7 CLI and connection tests, h8-h13 engine tests,
     h14 the Ansible templating test (test_ansible_templating),
-    h15 the secrets and terminal-output tests (test_secrets),
+    h15 the secrets, terminal-output and loops tests (test_secrets, test_loops: files of
+    their own names),
     h16-h17 the Ansible arguments tests (test_ansible_args),
-    h18-h19 the stop tests (test_stops), h20 the loops test (test_loops),
+    h18-h19 the stop tests (test_stops),
     hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the
     Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the service module test,
     hosts[-1] the docker stage test (it installs a Docker engine).

@@ -359,10 +359,10 @@ def test_an_undefined_loop_fails_unless_when_is_false(tmp_path: Path) -> None:
 
 
 def test_with_first_found_in_a_role_picks_the_os_family_file(tmp_path: Path, lab: Lab) -> None:
-    host = next(h for h in lab.hosts if h.name == "h20")
+    host = next(h for h in lab.hosts if h.name == "h15")
     (tmp_path / "inventory.yml").write_text(
         f"all:\n  vars: {{ssh_key: {lab.key}}}\n  hosts:\n"
-        f"    h20: {{host: {host.address}, user: root}}\n"
+        f"    h15: {{host: {host.address}, user: root}}\n"
     )
     (tmp_path / ".machineroom").mkdir(mode=0o700)
     (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
@@ -385,19 +385,19 @@ def test_with_first_found_in_a_role_picks_the_os_family_file(tmp_path: Path, lab
               with_first_found: [Nope.yml, default.yml]
             - name: show fallback
               debug: {msg: "{{ picked }}"}
-            - template: {src: "{{ item }}", dest: /tmp/mr-loops-h20.conf}
+            - template: {src: "{{ item }}", dest: /tmp/mr-loops.conf}
               with_first_found: ["{{ inventory_hostname }}.conf.j2", default.conf.j2]
-            - command: cat /tmp/mr-loops-h20.conf
+            - command: cat /tmp/mr-loops.conf
               register: conf
             - name: show conf
               debug: {msg: "{{ conf.stdout }}"}
             """
         )
     )
-    (tmp_path / "site.yml").write_text("- hosts: h20\n  roles: [osvars]\n")
+    (tmp_path / "site.yml").write_text("- hosts: h15\n  roles: [osvars]\n")
     out = machineroom("apply", "site.yml", "--json", cwd=tmp_path, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
-    tasks = json.loads(out.stdout)["hosts"]["h20"]["tasks"]
+    tasks = json.loads(out.stdout)["hosts"]["h15"]["tasks"]
     shown = {t["task"].removeprefix("osvars : "): t["msg"] for t in tasks}
     family = shown["show family"].split()[0]
     assert shown["show family"] == f"{family} {'debian' if family == 'Debian' else 'default'}"
