@@ -184,6 +184,10 @@ def _flatten(
         decision, reason = decide(item, (*conditions, *item.when), tags | item.tags)
         if item.kind == "include" and decision == "run":
             decision, reason = "runtime", f"{item.module}: loaded at run time"
+        if item.deferred is not None and decision != "skip":
+            # a task machineroom cannot run whose condition may hold here: it would fail
+            reason = f"{reason}; " if reason else ""
+            reason += f"fails here if it runs: {item.deferred}"
         planned.append(
             PlannedTask(
                 id=item.id,

@@ -120,10 +120,13 @@ def prepare(
     """Load and validate everything before any host is contacted (errors: exit 4)."""
     from machineroom.cli.context import with_recorded_keys
     from machineroom.inventory import missing_key_files, select_hosts
+    from machineroom.playbook.deferred import warning_text
     from machineroom.playbook.load import load_playbook, select_stages
     from machineroom.vars import parse_extra_vars
 
     playbook = load_playbook(playbook_path, roles_path=roles_path(playbook_path))
+    for warning in playbook.warnings:  # once per run, before any host (not once per host)
+        click.secho(f"warning: {warning_text(warning)}", fg="yellow", err=True)
     if stages:
         playbook = select_stages(playbook, stages)
     values, sources = parse_extra_vars(list(extra_vars))

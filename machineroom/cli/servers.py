@@ -224,30 +224,73 @@ def retire_command(
 
 
 @click.command("validate")
+@click.argument("playbooks", nargs=-1, type=click.Path(dir_okay=False))
 @inventory_options
-@click.option("--strict", is_flag=True, help="Treat warnings (e.g. plaintext passwords) as errors.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Treat warnings as errors: plaintext passwords in the inventory, and tasks "
+    "machineroom cannot run that sit behind a condition in a PLAYBOOK.",
+)
 def validate_command(
-    inventory_paths: tuple[str, ...], state_path: str | None, strict: bool
+    playbooks: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    strict: bool,
 ) -> None:
-    """Check the inventory without connecting: errors name file and line; exit 4 when invalid."""
-    from machineroom.errors import InputErrors
+    """Check the inventory and each PLAYBOOK without connecting: errors name file and line;
+    exit 4 when invalid (with --strict, also when there are warnings)."""
+    from machineroom.errors import InputErrors, UsageError
     from machineroom.inventory import missing_key_files
 
-    workspace = make_workspace(inventory_paths, state_path)
-    inventory: Inventory = workspace.inventory
-    missing = missing_key_files(inventory.hosts.values())
-    if missing:
-        raise InputErrors(missing)
-    for warning in inventory.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
-    click.echo(
-        f"{', '.join(workspace.inventory_paths)}: {len(inventory.hosts)} host(s), "
-        f"{len(inventory.groups)} group(s), {len(inventory.tunnels)} tunnel profile(s): valid"
-        + (f", {len(inventory.warnings)} warning(s)" if inventory.warnings else "")
-    )
-    _validate_fleet_files(workspace.inventory_paths, inventory)
-    if strict and inventory.warnings:
+    warned = False
+    try:
+        workspace = make_workspace(inventory_paths, state_path)
+    except UsageError:
+        if not playbooks or inventory_paths:
+            raise
+        workspace = None  # a playbook alone: no inventory here to check
+    if workspace is not None:
+        inventory: Inventory = workspace.inventory
+        missing = missing_key_files(inventory.hosts.values())
+        if missing:
+            raise InputErrors(missing)
+        for warning in inventory.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        click.echo(
+            f"{', '.join(workspace.inventory_paths)}: {len(inventory.hosts)} host(s), "
+            f"{len(inventory.groups)} group(s), {len(inventory.tunnels)} tunnel profile(s): valid"
+            + (f", {len(inventory.warnings)} warning(s)" if inventory.warnings else "")
+        )
+        _validate_fleet_files(workspace.inventory_paths, inventory)
+        warned = bool(inventory.warnings)
+    for playbook in playbooks:
+        warned = _validate_playbook(playbook, strict) or warned
+    if strict and warned:
         sys.exit(ExitCode.INVALID_INPUT)
+
+
+def _validate_playbook(path: str, strict: bool) -> bool:
+    """Load a playbook as `apply` would (roles, imports, every module's arguments); print its
+    warnings, or raise them as errors under `strict`. Whether there were warnings."""
+    from machineroom.cli.apply import roles_path
+    from machineroom.errors import InputErrors
+    from machineroom.playbook.deferred import strict_error, warning_text
+    from machineroom.playbook.load import iter_tasks, load_playbook
+
+    playbook = load_playbook(path, roles_path=roles_path(path))
+    if strict and playbook.warnings:
+        raise InputErrors(strict_error(w) for w in playbook.warnings)
+    for warning in playbook.warnings:
+        click.secho(f"warning: {warning_text(warning)}", fg="yellow", err=True)
+    tasks = sum(
+        1 for play in playbook.plays for stage in play.stages for _ in iter_tasks(stage.items)
+    )
+    click.echo(
+        f"{path}: {len(playbook.plays)} play(s), {tasks} task(s): valid"
+        + (f", {len(playbook.warnings)} warning(s)" if playbook.warnings else "")
+    )
+    return bool(playbook.warnings)
 
 
 def _validate_fleet_files(inventory_paths: tuple[str, ...], inventory: Inventory) -> None:

@@ -343,6 +343,8 @@ def _run_once(
 ) -> tuple[Outcome, dict[str, Any]]:
     """One module call (with retries/until), then changed_when/failed_when. Returns the
     outcome and the result as `register` will store it."""
+    if task.deferred is not None:  # a load-time warning (behind a condition) reached here
+        return Outcome("failed", msg=task.deferred), {"failed": True, "msg": task.deferred}
     module = get_module(task.module)
     if module is None:  # validation catches this before the run; this is a safety net
         return Outcome("failed", msg=f"unknown module '{task.module}'"), {"failed": True}

@@ -4,6 +4,8 @@
 their task files, and checks them all (structure against `schema/playbook.json`, one known
 module per task, module arguments against each module's schema) before returning; every
 problem found is raised at once as InputErrors. Nothing is connected and nothing is templated.
+A task machineroom cannot run behind a condition is a warning (`Playbook.warnings`), not an
+error: see playbook/deferred.py.
 `select_stages()` narrows a loaded playbook to the stages `--stage` names.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.playbook.args import is_template
+from machineroom.playbook.deferred import settle
 from machineroom.playbook.keywords import bool_or_none, parse_tags
 from machineroom.playbook.model import Block, Item, Play, Playbook, RoleRef, Stage, Task
 from machineroom.playbook.roles import RoleLoader
@@ -51,10 +54,16 @@ def load_playbook(path: str | os.PathLike[str], *, roles_path: Sequence[str] = (
     roles = RoleLoader(ctx, search=())
     ctx.import_role = roles.import_role
     plays = _load_file(source, ctx, roles, [Path(p) for p in roles_path], stack=(), steps=("",))
+    warnings: list[str] = []
+    for play in plays:
+        for stage in play.stages:
+            settle(stage.items, ctx.errors, warnings)
+        settle(play.handlers, ctx.errors, warnings)
     if ctx.errors:
         unique = {e.message: e for e in ctx.errors}
         raise InputErrors(unique.values())
-    return Playbook(path=str(source), plays=tuple(plays))
+    # a role applied twice warns once
+    return Playbook(path=str(source), plays=tuple(plays), warnings=tuple(dict.fromkeys(warnings)))
 
 
 def _load_file(
@@ -438,6 +447,8 @@ def load_include(
             )
         else:
             items = load_task_file(path, ctx, replace(scope, file=path))
+    # the include was reached: what in it has no condition of its own certainly runs
+    settle(items, ctx.errors, [])
     if ctx.errors:
         raise InputErrors(ctx.errors)
     return _included_from(items, chain), role

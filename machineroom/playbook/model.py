@@ -82,6 +82,10 @@ class Task:
     id: str = ""
     # "file:line" of each include_tasks / include_role that brought this task in at run time
     included_from: tuple[str, ...] = ()
+    # a task machineroom cannot run (a module it lacks, an argument it does not implement)
+    # that sits behind a condition: the load-time message, a warning at load and the
+    # task's failure on a host where it runs (playbook/deferred.py)
+    deferred: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -154,3 +158,5 @@ class Playbook:
 
     path: str
     plays: tuple[Play, ...]
+    # "file:line:col: problem" of each task machineroom cannot run behind a condition
+    warnings: tuple[str, ...] = ()

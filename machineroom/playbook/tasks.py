@@ -19,6 +19,7 @@ from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
+from machineroom.playbook.deferred import deferred_text, is_unimplemented
 from machineroom.playbook.keywords import (
     PUSHED_DOWN,
     TASK_KEYWORDS,
@@ -279,10 +280,51 @@ def module_args(
     return merged
 
 
+def _lacking_module(node: Mapping[str, Any], where: Location) -> InputError | None:
+    """The problem of a task whose one non-keyword key names a module machineroom lacks
+    (`yum:`, `win_service:`, a collection's): settled later by whether it certainly runs."""
+    others = [k for k in node if k not in TASK_KEYWORDS]
+    if len(others) != 1:
+        return None
+    key = others[0]
+    if canonical_name(key) is not None or key in STATIC + DYNAMIC or key in UNSUPPORTED:
+        return None
+    if key.startswith("with_"):
+        return None
+    hint = did_you_mean(key, known_names())
+    at = key_location_of(node, key, where)
+    return InputError(f"{label_of(node)}unknown module '{key}'{hint}", at)
+
+
+def _raw_args(node: Mapping[str, Any], key: str) -> dict[str, Any]:
+    # a module we lack: its arguments are kept as written, for `plan` and the results
+    value = node[key]
+    inline = to_plain(value) if isinstance(value, Mapping) else {}
+    if value is not None and not isinstance(value, Mapping):
+        inline = {"_raw_params": to_plain(value)}
+    extra = node.get("args")
+    return {**(to_plain(extra) if isinstance(extra, Mapping) else {}), **inline}
+
+
 def parse_task(
     node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
 ) -> Task | None:
-    """One task mapping (not a block, not an import) into a Task, or None after a problem."""
+    """One task mapping (not a block, not an import) into a Task, or None after a problem.
+
+    A task machineroom cannot run (see playbook/deferred.py) comes back with `deferred` set.
+    """
+    lacking = _lacking_module(node, where)
+    if lacking is not None:
+        lacked = next(k for k in node if k not in TASK_KEYWORDS)
+        return Task(
+            module=lacked,
+            args=MappingProxyType(_raw_args(node, lacked)),
+            role=scope.role,
+            location=where,
+            id=ctx.task_id(where),
+            deferred=deferred_text([lacking]),
+            **task_fields(node),
+        )
     key = _module_key(node, where, ctx)
     if key is None:
         return None
@@ -299,6 +341,7 @@ def parse_task(
     if args is None:
         return None
     fields = task_fields(node)
+    deferred: str | None = None
     if key in DYNAMIC:
         kind = "include"
         name = key
@@ -320,8 +363,12 @@ def parse_task(
         name = canonical_name(key) or key
         if module is not None:
             args, problems = normalize_args(key, args, module.schema, label, at)
-            ctx.errors.extend(problems)
-            ctx.errors.extend(check_args(key, args, module.schema, label, at))
+            problems += check_args(key, args, module.schema, label, at)
+            if problems and all(is_unimplemented(p) for p in problems):
+                # arguments we do not implement: an error only if the task certainly runs
+                deferred = deferred_text(problems)
+            else:
+                ctx.errors.extend(problems)
     return Task(
         module=name,
         args=MappingProxyType(to_plain(args)),
@@ -329,6 +376,7 @@ def parse_task(
         role=scope.role,
         location=where,
         id=ctx.task_id(where),
+        deferred=deferred,
         **fields,
     )
 
