@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from machineroom.errors import InputError
 from machineroom.lab import Lab
 from machineroom.playbook.load import iter_tasks, load_playbook
 from tests.clirun import machineroom
@@ -114,3 +115,50 @@ def test_deferred_task_reached_fails_the_host(project: Path, lab: Lab) -> None:
     both = out.stdout + out.stderr
     for host in HOSTS:
         assert any(host in line and "unknown module 'yum'" in line for line in both.splitlines())
+
+
+def _load(root: Path, text: str) -> tuple[list[str], str]:
+    """Load a playbook written to root/play.yml: its warnings, or the load error's text."""
+    path = root / "play.yml"
+    path.write_text(text)
+    try:
+        return list(load_playbook(path).warnings), ""
+    except InputError as exc:
+        return [], str(exc)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "warned", "error"),
+    [
+        # a block's condition guards what is in it
+        ("- block:\n    - win_ping:\n  when: ansible_os_family == 'Windows'\n", 1, ""),
+        # an argument we do not implement, with no close match: a warning behind a condition
+        ("- apt: name=curl default_release=bookworm-backports\n  when: backports\n", 1, ""),
+        # ... and an error with none
+        ("- apt: name=curl default_release=bookworm-backports\n", 0, "default_release"),
+        # `when: true` always holds: the task certainly runs
+        ("- zypper: name=curl\n  when: true\n", 0, "unknown module 'zypper'"),
+        # a collection's module behind a condition
+        ("- community.general.ufw: rule=allow\n  when: use_ufw\n", 1, ""),
+        # a wrong type is certainly wrong wherever it is
+        ("- copy: {dest: /tmp/x, content: a, force: [1]}\n  when: false\n", 0, "force"),
+    ],
+)
+def test_what_is_deferred(tmp_path: Path, tasks: str, warned: int, error: str) -> None:
+    body = "".join("    " + line + "\n" for line in tasks.splitlines())
+    warnings, problem = _load(tmp_path, f"- hosts: all\n  tasks:\n{body}")
+    assert len(warnings) == warned, (warnings, problem)
+    assert (error in problem) if error else problem == ""
+
+
+def test_role_condition_guards_its_tasks(tmp_path: Path) -> None:
+    tasks = tmp_path / "roles" / "win" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "main.yml").write_text("- win_service: name=x\n")
+    play = "- hosts: all\n  roles:\n    - role: win\n      when: ansible_os_family == 'Windows'\n"
+    warnings, problem = _load(tmp_path, play)
+    assert problem == ""
+    assert len(warnings) == 1
+    assert "roles/win/tasks/main.yml:1:3: unknown module 'win_service'" in warnings[0]
+    _, unguarded = _load(tmp_path, "- hosts: all\n  roles:\n    - win\n")
+    assert "unknown module 'win_service'" in unguarded
