@@ -162,3 +162,17 @@ def test_role_condition_guards_its_tasks(tmp_path: Path) -> None:
     assert "roles/win/tasks/main.yml:1:3: unknown module 'win_service'" in warnings[0]
     _, unguarded = _load(tmp_path, "- hosts: all\n  roles:\n    - win\n")
     assert "unknown module 'win_service'" in unguarded
+
+
+def test_included_file_is_judged_when_the_include_runs(project: Path, lab: Lab) -> None:
+    root = _with_inventory(project, lab)
+    out = machineroom("apply", "included.yml", "--json", cwd=root, timeout=300)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "warning:" not in out.stderr  # the file is not read at load
+    report = json.loads(out.stdout)
+    assert report["hosts"]["h9"]["status"] == "ok"
+    assert report["hosts"]["h8"]["status"] == "failed"
+    assert (
+        "included_tasks.yml:3:3: task \"Install curl with dnf\": unknown module 'dnf'"
+        in (report["hosts"]["h8"]["reason"])
+    )
