@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from machineroom.errors import InputError
@@ -11,7 +11,7 @@ from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.task import Scope, loop_items, run_task, task_vars
 from machineroom.playbook.keywords import resolve_flags
-from machineroom.playbook.model import Block, Item, Stage, Task
+from machineroom.playbook.model import Block, Item, RoleRef, Stage, Task
 from machineroom.templating import Where
 
 FACTS_TASK = Task(module="facts", name="Gathering Facts", id="facts")
@@ -197,18 +197,7 @@ class HostWalker:
             )
             self._fail(task, scope.stage)
             return False
-        inner = Scope(
-            stage=scope.stage,
-            blocks=scope.blocks,
-            when=scope.when,
-            become=task.become if task.become is not None else scope.become,
-            become_user=task.become_user or scope.become_user,
-            ignore_errors=scope.ignore_errors,
-            tags=scope.tags | task.tags,
-            role=role or scope.role,
-            include_vars={**scope.include_vars, **dict(task.vars)},
-        )
-        return self._items(items, inner)
+        return self._items(items, _include_scope(task, scope, role, {}))
 
     def _include_one(
         self, task: Task, scope: Scope, variables: dict[str, Any], where: Where
@@ -222,21 +211,8 @@ class HostWalker:
         args = self.rs.templar.render(dict(task.args), variables, where)
         items, role = load_include(task, args)
         loop_var = str(task.loop_control.get("loop_var", "item"))
-        inner = Scope(
-            stage=scope.stage,
-            blocks=scope.blocks,
-            when=scope.when,
-            become=task.become if task.become is not None else scope.become,
-            become_user=task.become_user or scope.become_user,
-            ignore_errors=scope.ignore_errors,
-            tags=scope.tags | task.tags,
-            role=role or scope.role,
-            include_vars={
-                **scope.include_vars,
-                **dict(task.vars),
-                loop_var: variables[loop_var],
-                "ansible_loop_var": loop_var,
-            },
+        inner = _include_scope(
+            task, scope, role, {loop_var: variables[loop_var], "ansible_loop_var": loop_var}
         )
         return self._items(items, inner)
 
@@ -259,3 +235,21 @@ class HostWalker:
 
     def _stopped(self) -> bool:
         return self.rs.stop.is_set() or self.ps.abort.is_set()
+
+
+def _include_scope(
+    task: Task, scope: Scope, role: RoleRef | None, extra: Mapping[str, Any]
+) -> Scope:
+    """The scope of an include's tasks: the includer's, with the include's become, tags,
+    role and vars (and `extra`, a loop's item) on top."""
+    return Scope(
+        stage=scope.stage,
+        blocks=scope.blocks,
+        when=scope.when,
+        become=task.become if task.become is not None else scope.become,
+        become_user=task.become_user or scope.become_user,
+        ignore_errors=scope.ignore_errors,
+        tags=scope.tags | task.tags,
+        role=role or scope.role,
+        include_vars={**scope.include_vars, **dict(task.vars), **extra},
+    )

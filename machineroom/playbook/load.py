@@ -22,7 +22,16 @@ from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.playbook.args import is_template
 from machineroom.playbook.deferred import settle
 from machineroom.playbook.keywords import bool_or_none, parse_tags
-from machineroom.playbook.model import Block, Item, Play, Playbook, RoleRef, Stage, Task
+from machineroom.playbook.model import (
+    Block,
+    Item,
+    Play,
+    Playbook,
+    RoleRef,
+    Stage,
+    Task,
+    map_tasks,
+)
 from machineroom.playbook.roles import RoleLoader
 from machineroom.playbook.tasks import (
     LoadContext,
@@ -466,17 +475,4 @@ def _show_chain(chain: Sequence[str]) -> str:
 
 def _included_from(items: Sequence[Item], chain: tuple[str, ...]) -> list[Item]:
     # each task remembers the includes above it: the next include knows how deep it is
-    result: list[Item] = []
-    for item in items:
-        if isinstance(item, Block):
-            result.append(
-                replace(
-                    item,
-                    block=tuple(_included_from(item.block, chain)),
-                    rescue=tuple(_included_from(item.rescue, chain)),
-                    always=tuple(_included_from(item.always, chain)),
-                )
-            )
-        else:
-            result.append(replace(item, included_from=chain))
-    return result
+    return map_tasks(items, lambda task: replace(task, included_from=chain))

@@ -8,8 +8,8 @@ written (strings may hold Jinja2); templating happens per host in the executor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -113,6 +113,21 @@ class Block:
 
 
 Item = Task | Block
+
+
+def map_tasks(items: Sequence[Item], change: Callable[[Task], Task]) -> list[Item]:
+    """`items` with `change` applied to every task, those inside blocks included."""
+    return [
+        replace(
+            item,
+            block=tuple(map_tasks(item.block, change)),
+            rescue=tuple(map_tasks(item.rescue, change)),
+            always=tuple(map_tasks(item.always, change)),
+        )
+        if isinstance(item, Block)
+        else change(item)
+        for item in items
+    ]
 
 
 @dataclass(frozen=True)

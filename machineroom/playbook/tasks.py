@@ -33,7 +33,7 @@ from machineroom.playbook.keywords import (
     plain_mapping,
     task_fields,
 )
-from machineroom.playbook.model import Block, Item, RoleRef, Task
+from machineroom.playbook.model import Block, Item, RoleRef, Task, map_tasks
 from machineroom.schema import validate
 from machineroom.yamlio import (
     LocatedDict,
@@ -550,29 +550,19 @@ def apply_keywords(
 
 
 def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
-    result: list[Item] = []
-    for item in items:
-        if isinstance(item, Block):
-            result.append(
-                replace(
-                    item,
-                    block=tuple(_push_down(item.block, values)),
-                    rescue=tuple(_push_down(item.rescue, values)),
-                    always=tuple(_push_down(item.always, values)),
-                )
-            )
-            continue
+    def push(task: Task) -> Task:
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            current = getattr(item, key)
+            current = getattr(task, key)
             if key == "environment":
                 changes[key] = MappingProxyType({**value, **current})
             elif key in ("ignore_unreachable", "run_once", "no_log"):
                 changes[key] = current or value
             elif current is None:
                 changes[key] = value
-        result.append(replace(item, **changes))
-    return result
+        return replace(task, **changes)
+
+    return map_tasks(items, push)
 
 
 def push_templates(items: Sequence[Item], templated: Mapping[str, str]) -> list[Item]:
