@@ -13,7 +13,7 @@ from machineroom.masking import SECRETS
 
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")
-LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "31"))
+LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "40"))
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 def lab() -> Iterator[Lab]:
     """A lab of real SSH hosts, started once per session and stopped at its end.
 
-    LAB_HOSTS hosts (default 31) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
+    LAB_HOSTS hosts (default 40) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
     port 22 (LAB_NET default 127.0.1); the lab lives in LAB_DIR (default /tmp/lab-mr-test).
     Each host is a real OpenSSH sshd with its own host key, hostname and copy-on-write root:
     what a test writes on one host is invisible to the others and to this machine.
@@ -63,6 +63,12 @@ def lab() -> Iterator[Lab]:
     their own names),
     h16-h17 the Ansible arguments tests (test_ansible_args),
     h18-h19 the stop tests (test_stops),
+    h20 file and text modules (replace, find, slurp, fetch, get_url, unarchive, tempfile),
+    h21 system modules (systemd, service_facts, timezone, sysctl, mount, cron, hostname, pip),
+    h22 repository and network modules (git, apt_key, apt_repository, uri, raw, script),
+    h23-h25 delegation, run_once, async and throttle (test_delegation),
+    h26 ansible.cfg, ansible-playbook flags and ad-hoc modules (test_ansible_cli),
+    h27 Ansible-named facts and package backends, h28 ansible-core module fallback,
     hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the
     Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the service module test,
     hosts[-1] the docker stage test (it installs a Docker engine).
