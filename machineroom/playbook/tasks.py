@@ -210,6 +210,16 @@ def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> s
         problems.append(
             InputError(f"{label}no module", where, "one module key, e.g. command: or copy:")
         )
+    loops = [k for k in node if k == "loop" or (k.startswith("with_") and k in TASK_KEYWORDS)]
+    if len(loops) > 1:
+        # ansible-core: "duplicate loop in task"; one would silently win here
+        problems.append(
+            InputError(
+                f"{label}two loops in one task: " + " and ".join(f"'{k}'" for k in loops),
+                key_location_of(node, loops[1], where),
+                "one of loop: or with_*:",
+            )
+        )
     ctx.errors.extend(problems)
     return modules[0] if len(modules) == 1 and not problems else None
 
