@@ -14,6 +14,7 @@ they do not skip it), without them the task is skipped, as in Ansible.
 
 from __future__ import annotations
 
+import io
 import posixpath
 import re
 import shlex
@@ -42,12 +43,13 @@ def split_command(text: str) -> tuple[str, str]:
     """`path/to/x.sh --flag "a b"` -> ("path/to/x.sh", '--flag "a b"'): the script's path
     (shell-unquoted, so a path with spaces may be quoted) and the rest as written."""
     text = text.strip()
-    lexer = shlex.shlex(text, posix=True, punctuation_chars=False)
+    stream = io.StringIO(text)
+    lexer = shlex.shlex(stream, posix=True, punctuation_chars=False)
     lexer.whitespace_split = True
     first = lexer.get_token()
     if not first:
         raise InputError("script: no script given", expected="a local script's path")
-    rest = lexer.instream.read(len(text))
+    rest = stream.read()
     return first, rest.strip()
 
 
