@@ -32,5 +32,8 @@ if [ "$(id -u)" = 0 ] && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; the
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -e '.[dev]'
+# `--test`: ansible-core too (the ansible extra), so the fallback tests run ansible's modules
+extras=dev
+[ "${1:-}" = "--test" ] && extras=dev,ansible
+.venv/bin/python -m pip install -q -e ".[$extras]"
 echo "setup: ready (.venv/bin/machineroom)" >&2
