@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from machineroom.errors import InputError
 from machineroom.inventory.model import Host, Inventory
+from machineroom.modules.ansible_fallback import ENGINE, is_fallback
 from machineroom.playbook.model import Block, Item, Play, Playbook, Task
 from machineroom.templating import Templar, Where
 from machineroom.vars import build_var_stack, magic_vars
@@ -184,6 +185,8 @@ def _flatten(
         decision, reason = decide(item, (*conditions, *item.when), tags | item.tags)
         if item.kind == "include" and decision == "run":
             decision, reason = "runtime", f"{item.module}: loaded at run time"
+        if item.kind == "module" and is_fallback(item.module):
+            reason = f"{reason}; via {ENGINE}" if reason else f"via {ENGINE}"
         if item.deferred is not None and decision != "skip":
             # a task machineroom cannot run whose condition may hold here: it would fail
             reason = f"{reason}; " if reason else ""
