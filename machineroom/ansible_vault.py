@@ -40,6 +40,12 @@ def is_ansible_vault_text(text: str) -> bool:
     return text.lstrip().startswith(ANSIBLE_PREFIX)
 
 
+def ansible_vault_label(text: str) -> str | None:
+    """The vault-id label a 1.2 header names (`$ANSIBLE_VAULT;1.2;AES256;prod` -> prod)."""
+    fields = text.lstrip().partition("\n")[0].strip().split(";")
+    return fields[3] if len(fields) > 3 and fields[0] == "$ANSIBLE_VAULT" else None
+
+
 class AnsibleKeys:
     """PBKDF2 keys derived from one password, cached per salt (each costs ~10 ms)."""
 

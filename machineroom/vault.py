@@ -32,7 +32,7 @@ import stat
 import tempfile
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from machineroom.ansible_vault import ANSIBLE_PREFIX, AnsibleKeys, is_ansible_vault_text
+from machineroom.ansible_vault import (
+    ANSIBLE_PREFIX,
+    AnsibleKeys,
+    ansible_vault_label,
+    is_ansible_vault_text,
+)
 from machineroom.errors import InputError, VaultError
 from machineroom.masking import SECRETS, add_secret
 
@@ -69,6 +74,8 @@ TAG_SIZE = 16
 _PARAMS_SIZE = 3  # log2(N), r, p: one byte each
 
 WRONG_PASSWORD = "cannot decrypt: wrong vault password or damaged data"
+# the label of a password given without one (ansible-vault's name for it too)
+DEFAULT_LABEL = "default"
 
 # Each derivation holds N*r*128 bytes (32 MiB by default); many executor threads revealing
 # passwords at once must not multiply that without bound.
@@ -114,9 +121,11 @@ class VaultKey:
     `Secret.reveal(decrypt=...)`.
     """
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, label: str = DEFAULT_LABEL) -> None:
         if not password:
             raise VaultError("the vault password is empty")
+        self.label = label  # ansible's vault-id label: 1.2 data names the one it was made with
+        self._others: tuple[VaultKey, ...] = ()
         # NFC so that the same password typed on macOS and Linux gives the same key.
         add_secret(password)
         self._password = unicodedata.normalize("NFC", password).encode("utf-8")
@@ -139,7 +148,8 @@ class VaultKey:
         """Encrypt bytes (any file content) into vault text; `fmt="ansible"` writes
         ansible-vault's format 1.1 (which has no one-line form)."""
         if fmt == "ansible":
-            return self._ansible.encrypt(plain)
+            # ansible-vault writes 1.2 with the vault id's label when one was named
+            return self._ansible.encrypt(plain, None if self.label == DEFAULT_LABEL else self.label)
         params: _Params = (SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
         salt = os.urandom(SALT_SIZE)
         nonce = os.urandom(NONCE_SIZE)
@@ -164,7 +174,21 @@ class VaultKey:
         return plain
 
     def decrypt_bytes(self, text: str) -> bytes:
-        """Decrypt vault text (ours in either form, or ansible-vault's) to bytes."""
+        """Decrypt vault text (ours in either form, or ansible-vault's) to bytes, with this
+        password or, failing that, the others of its ring (the one the data names first)."""
+        if not self._others:
+            return self._decrypt_own(text)
+        named = ansible_vault_label(text)
+        ring = sorted((self, *self._others), key=lambda key: key.label != named)
+        for key in ring:
+            try:
+                return key._decrypt_own(text)
+            except VaultError as exc:
+                if exc.message != WRONG_PASSWORD:
+                    raise
+        raise VaultError(f"{WRONG_PASSWORD} (tried vault ids: {', '.join(k.label for k in ring)})")
+
+    def _decrypt_own(self, text: str) -> bytes:
         if is_ansible_vault_text(text):
             return self._ansible.decrypt(text)
         head, salt, nonce, sealed = _parse(text)
@@ -193,6 +217,25 @@ class VaultKey:
                     self._keys[ident] = key
                     self._locks.pop(ident, None)
         return key
+
+
+def keyring(keys: Sequence[VaultKey]) -> VaultKey:
+    """One key standing for several (Ansible's repeated --vault-id): it encrypts with the
+    first and decrypts with whichever opens the data."""
+    first = keys[0]
+    first._others = tuple(keys[1:])
+    return first
+
+
+def parse_vault_id(text: str) -> tuple[str, str]:
+    """Ansible's `--vault-id [LABEL@]SOURCE` as (label, source); SOURCE is a password file,
+    a password script, or `prompt`."""
+    label, at, source = text.partition("@")
+    if not at:
+        label, source = DEFAULT_LABEL, text
+    if not label or not source:
+        raise VaultError(f"--vault-id '{text}': expected LABEL@FILE, LABEL@prompt, or FILE")
+    return label, source
 
 
 def _aad(params: bytes) -> bytes:
@@ -439,7 +482,7 @@ def _run_password_script(path: Path) -> str:
 # from (its --vault-password-file / --ask-vault-password options) before anything is loaded;
 # the key is derived once per process and shared with the lazy decryption of inline values.
 
-_source: dict[str, Any] = {"file": None, "ask": False, "prompt": None}
+_source: dict[str, Any] = {"file": None, "ask": False, "prompt": None, "ids": ()}
 _shared: dict[tuple[Any, ...], VaultKey] = {}
 _shared_guard = threading.Lock()
 
@@ -448,38 +491,75 @@ def set_password_source(
     password_file: str | os.PathLike[str] | None,
     ask: bool,
     prompt: Callable[[str], str] | None = None,
+    vault_ids: Sequence[str] = (),
 ) -> None:
     """Record this process's password source: the command's options, and how to prompt."""
-    _source.update(file=password_file, ask=ask, prompt=prompt)
+    _source.update(file=password_file, ask=ask, prompt=prompt, ids=tuple(vault_ids))
+
+
+def recorded_vault_ids() -> tuple[str, ...]:
+    """The --vault-id options this process's command was given."""
+    return tuple(_source["ids"])
 
 
 def shared_key(
     password_file: str | os.PathLike[str] | None = None,
     ask: bool = False,
     prompt: Callable[[str], str] | None = None,
+    vault_ids: Sequence[str] = (),
 ) -> VaultKey:
-    """The VaultKey for these sources, read (or asked for) once per process."""
+    """The VaultKey for these sources, read (or asked for) once per process.
+
+    With `vault_ids` (`LABEL@FILE`, `LABEL@prompt`), a ring of one key per id, after the
+    key of --vault-password-file / --ask-vault-password when those are given too.
+    """
     env = None if ask else PASSWORD_ENV  # asked for a prompt: the prompt wins
     ident = (
         str(password_file) if password_file is not None else None,
         ask,
         os.environ.get(PASSWORD_ENV) if env else None,
         os.environ.get(ANSIBLE_PASSWORD_FILE_ENV) if env else None,
+        tuple(vault_ids),
     )
     with _shared_guard:
         key = _shared.get(ident)
         if key is None:
-            ask_prompt = prompt if ask or password_file is None else None
-            key = VaultKey(read_vault_password(password_file, env=env, prompt=ask_prompt))
+            key = key_for_ids(vault_ids, password_file, ask, prompt)
             _shared[ident] = key
         return key
+
+
+def key_for_ids(
+    vault_ids: Sequence[str],
+    password_file: str | os.PathLike[str] | None,
+    ask: bool,
+    prompt: Callable[[str], str] | None,
+) -> VaultKey:
+    """The key (or ring of keys) for --vault-id options and the single-password options."""
+    env = None if ask else PASSWORD_ENV
+    keys: list[VaultKey] = []
+    if not vault_ids or password_file is not None or ask:
+        ask_prompt = prompt if ask or password_file is None else None
+        keys.append(VaultKey(read_vault_password(password_file, env=env, prompt=ask_prompt)))
+    for text in vault_ids:
+        label, source = parse_vault_id(text)
+        if source == "prompt":
+            if prompt is None:
+                raise VaultError(f"--vault-id {text}: no terminal to ask on")
+            password = prompt(f"Vault password ({label})")
+            if not password:
+                raise VaultError("the vault password is empty")
+        else:
+            password = read_vault_password(Path(source).expanduser(), env=None)
+        keys.append(VaultKey(password, label))
+    return keyring(keys)
 
 
 def open_vault_file(text: str, source: str) -> str:
     """The plaintext of a whole-file vault met while loading `source`; a VaultError names the
     file and the ways to give the password."""
     try:
-        key = shared_key(_source["file"], bool(_source["ask"]), _source["prompt"])
+        key = shared_key(_source["file"], bool(_source["ask"]), _source["prompt"], _source["ids"])
     except VaultError as exc:
         raise VaultError(f"{source} is vault-encrypted: {exc.message}") from None
     except InputError:  # the prompt, without a terminal

@@ -287,3 +287,67 @@ def test_host_vars_and_role_vars_vaults_load(tmp_path: Path) -> None:
     assert wrong.stderr == (
         "error: roles/r/vars/main.yml: cannot decrypt: wrong vault password or damaged data\n"
     )
+
+
+def test_vault_ids_open_data_made_with_several_passwords(
+    ansible: Ansible,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """--vault-id LABEL@FILE, repeated, as ansible-playbook's: group_vars made by
+    ansible-vault under two labels (and one of ours) load in one plan; a labelled file we
+    write carries its label and ansible-vault opens it."""
+    (tmp_path / "dev.pw").write_text("dev-password-1\n")
+    (tmp_path / "prod.pw").write_text(PASSWORD + "\n")
+    for name in ("dev.pw", "prod.pw"):
+        (tmp_path / name).chmod(0o600)
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  hosts:\n    h1: {host: 127.0.0.1, user: root, connection: local}\n  children:\n"
+        "    web: {hosts: {h1: {}}}\n    db: {hosts: {h1: {}}}\n"
+    )
+    gv = tmp_path / "group_vars"
+    gv.mkdir()
+    (gv / "db.yml").write_text((VECTORS / "whole-1.2.yml").read_text())  # ansible-vault, prod
+    (gv / "web.yml").write_text("web_token: w3b-t0ken-dev\n")
+    ansible_vault = str(ansible.playbook.parent / "ansible-vault")
+    env = {**_env(), "ANSIBLE_CONFIG": str(ansible.playbook.parent.parent / "empty-ansible.cfg")}
+    made = subprocess.run(
+        [ansible_vault, "encrypt", "--vault-id", f"dev@{tmp_path / 'dev.pw'}", str(gv / "web.yml")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (gv / "web.yml").read_text().startswith("$ANSIBLE_VAULT;1.2;AES256;dev\n")
+    (gv / "all.yml").write_text(VaultKey("dev-password-1").encrypt("ours: 0urs-s3cret\n"))
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        '    - debug: {msg: "{{ web_token }} {{ db_password }} {{ ours }}"}\n'
+    )
+    ids = ("--vault-id", "dev@dev.pw", "--vault-id", "prod@prod.pw")
+    run = _run("apply", "-i", "inventory.yml", "site.yml", *ids, "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "w3b-t0ken-dev" not in run.stdout and "s3cret" not in run.stdout
+    assert '"msg": "*** *** ***"' in run.stdout
+    one = _run("apply", "-i", "inventory.yml", "site.yml", "--vault-id", "dev@dev.pw",
+               cwd=tmp_path)  # fmt: skip
+    assert one.returncode in (1, 4), one.stdout + one.stderr
+    assert "group_vars/db.yml: cannot decrypt: wrong vault password or damaged data" in one.stderr
+    assert "(tried" not in one.stderr  # one password: nothing else was tried
+    both = _run("vault", "view", *ids, "group_vars/db.yml", cwd=tmp_path)
+    assert both.stdout == PLAIN
+    # writing under a label: the 1.2 header names it, and ansible-vault reads it
+    secret = tmp_path / "new.yml"
+    secret.write_text("x: 1\n")
+    wrote = _run("vault", "encrypt", "--format", "ansible", "--vault-id", "prod@prod.pw",
+                 "new.yml", cwd=tmp_path)  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
+    assert secret.read_text().startswith("$ANSIBLE_VAULT;1.2;AES256;prod\n")
+    view = subprocess.run(
+        [ansible_vault, "view", "--vault-id", f"prod@{tmp_path / 'prod.pw'}", str(secret)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert view.stdout == "x: 1\n", view.stderr
+    two = _run("vault", "encrypt", *ids, "group_vars/web.yml", cwd=tmp_path)
+    assert two.returncode == 2 or "already encrypted" in two.stderr
+    bad = _run("vault", "view", "--vault-id", "nolabel@", "new.yml", cwd=tmp_path)
+    assert bad.stderr == (
+        "error: --vault-id 'nolabel@': expected LABEL@FILE, LABEL@prompt, or FILE\n"
+    )

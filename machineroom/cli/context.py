@@ -102,6 +102,15 @@ def connection_options(func: F) -> F:
             callback=_remember_vault_option,
             help="Prompt for the vault password.",
         ),
+        click.option(
+            "--vault-id",
+            "vault_ids",
+            multiple=True,
+            expose_value=False,
+            callback=_remember_vault_option,
+            help="[LABEL@]FILE or LABEL@prompt: one more vault password (as ansible's); "
+            "repeatable.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -317,11 +326,14 @@ def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: An
 
     # Both options are parsed before the command runs; each callback sees the other's value
     # once it has been parsed (or its default), so the last call holds both.
+    if param.name == "vault_ids":  # not a command argument: kept beside them
+        ctx.meta["vault_ids"] = tuple(value)
     params = {**ctx.params, param.name or "": value}
     set_password_source(
         params.get("vault_password_file"),
         bool(params.get("ask_vault_password")),
         _prompt_password,
+        ctx.meta.get("vault_ids", ()),
     )
     return value
 
@@ -331,9 +343,10 @@ def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:
     per process: files decrypted while loading share the key)."""
 
     def decrypt(ciphertext: str) -> str:
-        from machineroom.vault import shared_key
+        from machineroom.vault import recorded_vault_ids, shared_key
 
-        result: str = shared_key(password_file, ask, _prompt_password).decrypt(ciphertext)
+        key = shared_key(password_file, ask, _prompt_password, recorded_vault_ids())
+        result: str = key.decrypt(ciphertext)
         return result
 
     return decrypt

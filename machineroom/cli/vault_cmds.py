@@ -27,6 +27,7 @@ from machineroom.vault import (
     VaultKey,
     encrypt_file,
     is_vault_text,
+    key_for_ids,
     read_vault_file,
     read_vault_password,
     vault_format,
@@ -38,6 +39,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def password_options(func: F) -> F:
     """The options every vault command shares: where the vault password comes from."""
+    func = click.option(
+        "--vault-id",
+        "vault_ids",
+        multiple=True,
+        expose_value=False,
+        callback=_remember_vault_ids,
+        help="[LABEL@]FILE or LABEL@prompt, as ansible-vault's: repeatable to decrypt; "
+        "one to encrypt with (--format ansible writes its LABEL in the 1.2 header).",
+    )(func)
     func = click.option(
         "--ask-vault-password",
         "--ask-vault-pass",
@@ -82,17 +92,28 @@ def _prompt_new(text: str) -> str:
     return value
 
 
+def _remember_vault_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta["vault_ids"] = tuple(value)
+    return value
+
+
 def get_key(password_file: Path | None, ask: bool, *, new: bool = False) -> VaultKey:
-    """A VaultKey from --vault-password-file, $MACHINEROOM_VAULT_PASSWORD or a prompt.
+    """A VaultKey from --vault-password-file, $MACHINEROOM_VAULT_PASSWORD or a prompt, or
+    from --vault-id options (a ring of keys).
 
     A prompt happens when asked for, or when nothing else gives a password and stdin is a
     terminal; a script without a terminal gets an error naming the three ways instead.
     """
     if ask and password_file is not None:
         raise UsageError("give either --vault-password-file or --ask-vault-password, not both")
+    vault_ids: tuple[str, ...] = click.get_current_context().meta.get("vault_ids", ())
     prompt = None
     if ask or sys.stdin.isatty():
         prompt = _prompt_new if new else _prompt
+    if vault_ids:
+        if new and (len(vault_ids) > 1 or password_file is not None or ask):
+            raise UsageError("encrypting takes one password: give one --vault-id")
+        return key_for_ids(vault_ids, password_file, ask, prompt)
     password = read_vault_password(password_file, env=None if ask else PASSWORD_ENV, prompt=prompt)
     return VaultKey(password)
 
