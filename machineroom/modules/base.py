@@ -7,16 +7,17 @@ the rest (templating, when, loop, register, retries, become, handlers), and owns
 module reaches local files only through `ModuleContext`.
 
 Modules that never touch the host (debug, assert, set_fact, ...) implement `run_local()`
-instead and return None from `build()`.
+instead and return None from `build()`. The few whose next command depends on what the host
+said (replace runs Python's `re` here on the file the host sent) implement `converse()`.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 OutcomeStatus = Literal["ok", "changed", "failed"]
 
@@ -65,6 +66,25 @@ class Outcome:
         return self.status == "failed"
 
 
+class LocalFiles(Protocol):
+    """Files on the controller a module may read and write (fetch), through the executor.
+
+    Relative paths are the playbook's folder's, as Ansible's `fetch` resolves `dest`.
+    """
+
+    def resolve(self, path: str) -> str:
+        """The absolute local path `path` names."""
+        ...
+
+    def sha1(self, path: str) -> str | None:
+        """The SHA-1 of a local file, None when there is no such file."""
+        ...
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write `data` to a local file atomically, making its folders."""
+        ...
+
+
 @dataclass(frozen=True)
 class ModuleContext:
     """What a module may know besides its arguments. No connection: modules do no I/O.
@@ -86,6 +106,7 @@ class ModuleContext:
         default=lambda src: b"", repr=False
     )
     render_template: Callable[..., str] = field(default=lambda src, **options: "", repr=False)
+    local_files: LocalFiles | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,10 @@ class CommandOutput:
     stdout: str
     stderr: str
     stdout_not_kept: int = 0  # bytes of stdout the connection dropped (head and tail kept)
+
+
+# Several round trips: a generator that yields each step, is sent its output, returns the Outcome.
+Conversation = Generator[RemoteStep, CommandOutput, Outcome]
 
 
 class Module:
@@ -122,6 +147,11 @@ class Module:
     ) -> Outcome:
         """Read the remote step's output into an Outcome."""
         raise NotImplementedError
+
+    def converse(self, args: Mapping[str, Any], ctx: ModuleContext) -> Conversation | None:
+        """For modules whose next command depends on the host's answer: the conversation
+        (steps out, outputs in, an Outcome at the end); None (the default) for one step."""
+        return None
 
     def run_local(self, args: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
         """For local modules: compute the Outcome without contacting the host."""

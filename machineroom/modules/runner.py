@@ -10,7 +10,14 @@ from typing import Any
 
 from machineroom.connection.base import Become, Connection
 from machineroom.connection.output import count_not_kept
-from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome
+from machineroom.modules.base import (
+    CommandOutput,
+    Conversation,
+    Module,
+    ModuleContext,
+    Outcome,
+    RemoteStep,
+)
 
 
 def run_module(
@@ -22,22 +29,46 @@ def run_module(
     become: Become | None = None,
     timeout: float | None = None,
 ) -> Outcome:
-    """Run `module` with templated `args` on the host behind `connection` (one round trip)."""
+    """Run `module` with templated `args` on the host behind `connection` (one round trip,
+    or the few a conversing module asks for)."""
+    conversation = module.converse(args, ctx)
+    if conversation is not None:
+        if connection is None:
+            raise ValueError(f"module {module.name} needs a connection")
+        return _converse(conversation, connection, become, timeout)
     step = module.build(args, ctx)
     if step is None:
         return module.run_local(args, ctx)
     if connection is None:
         raise ValueError(f"module {module.name} needs a connection")
+    return module.interpret(args, ctx, _run_step(connection, step, become, timeout))
+
+
+def _run_step(
+    connection: Connection, step: RemoteStep, become: Become | None, timeout: float | None
+) -> CommandOutput:
     result = connection.run(
         step.script,
         stdin=step.stdin,
         timeout=step.timeout if step.timeout is not None else timeout,
         become=become,
     )
-    return module.interpret(
-        args,
-        ctx,
-        CommandOutput(
-            result.exit_code, result.stdout, result.stderr, count_not_kept(result.stdout)
-        ),
+    return CommandOutput(
+        result.exit_code, result.stdout, result.stderr, count_not_kept(result.stdout)
     )
+
+
+def _converse(
+    conversation: Conversation,
+    connection: Connection,
+    become: Become | None,
+    timeout: float | None,
+) -> Outcome:
+    """Send each step the module yields, give it the output, until it returns its Outcome."""
+    try:
+        step = next(conversation)
+        while True:
+            step = conversation.send(_run_step(connection, step, become, timeout))
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome

@@ -1,0 +1,169 @@
+"""replace, find, slurp, fetch, get_url, unarchive and tempfile, end to end on lab host h20.
+
+Real `machineroom apply` subprocesses, in paths of their own (/srv/mr-files): a first run
+changes, a second changes nothing, `--check` with other values reports changes and leaves the
+host as it was, a bad argument is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from machineroom.lab import Lab
+from tests.clirun import machineroom
+
+HOST = "h20"
+ROOT = "/srv/mr-files"
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def setup(root: Path, lab: Lab, site: str) -> None:
+    address = next(h.address for h in lab.hosts if h.name == HOST)
+    write(
+        root,
+        "inventory.yml",
+        f"all:\n  vars: {{ssh_key: {lab.key}}}\n"
+        f"  hosts:\n    {HOST}: {{host: {address}, user: root}}\n",
+    )
+    (root / ".machineroom").mkdir(mode=0o700, exist_ok=True)
+    (root / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    write(root, "site.yml", site)
+
+
+def apply(root: Path, *args: str) -> tuple[Any, Any]:
+    out = machineroom("apply", "-i", "inventory.yml", "site.yml", "--json", *args, cwd=root)
+    try:
+        return out, json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return out, None
+
+
+def sh(root: Path, command: str) -> str:
+    out = machineroom("run", "-i", "inventory.yml", HOST, "--json", "--", command, cwd=root)
+    return str(json.loads(out.stdout)["hosts"][HOST]["stdout"])
+
+
+def tasks_of(report: Any) -> dict[str, Any]:
+    return {t["task"]: t for t in report["hosts"][HOST]["tasks"]}
+
+
+def changed_tasks(report: Any) -> list[str]:
+    return [t["task"] for t in report["hosts"][HOST]["tasks"] if t["status"] == "changed"]
+
+
+REPLACE_SITE = f"""\
+- hosts: all
+  vars: {{port: 8080, colour: blue}}
+  tasks:
+    - name: start
+      copy:
+        dest: {ROOT}/r/app.conf
+        force: false
+        content: |
+          # app
+          Port 22
+          #ListenAddress 0.0.0.0
+          [colours]
+          name = red
+          name = green
+          [end]
+          name = red
+    - name: link to the conf
+      file: {{src: app.conf, dest: {ROOT}/r/link.conf, state: link}}
+    - name: port
+      replace: {{path: {ROOT}/r/link.conf, regexp: '^Port \\d+$', replace: 'Port {{{{ port }}}}'}}
+      register: ported
+    - name: groups
+      replace:
+        dest: {ROOT}/r/app.conf
+        regexp: '^#(?=ListenAddress)(\\w+) (?P<ip>.*)$'
+        replace: '\\1 \\g<ip>'
+        backup: true
+      register: grouped
+    - name: section
+      replace:
+        path: {ROOT}/r/app.conf
+        after: '\\[colours\\]'
+        before: '\\[end\\]'
+        regexp: '^name = \\w+$'
+        replace: 'name = {{{{ colour }}}}'
+        mode: '0640'
+      register: section
+    - name: nowhere
+      replace: {{path: {ROOT}/r/app.conf, after: 'NOPE', regexp: x}}
+      register: nowhere
+    - name: results
+      copy:
+        dest: {ROOT}/r/results.json
+        content: "{{{{ [ported.msg, ported.changed, grouped.backup_file is defined,
+          section.msg, nowhere.msg, nowhere.changed] | to_json }}}}"
+"""
+
+
+def test_replace_python_regexes_sections_and_links(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, REPLACE_SITE)
+    sh(tmp_path, f"rm -rf {ROOT}/r; mkdir -p {ROOT}/r")
+    out, report = apply(tmp_path, "--diff")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sh(tmp_path, f"cat {ROOT}/r/app.conf") == (
+        "# app\nPort 8080\nListenAddress 0.0.0.0\n[colours]\n"
+        "name = blue\nname = blue\n[end]\nname = red\n"
+    )
+    # the link still links: the real file was written
+    assert sh(tmp_path, f"readlink {ROOT}/r/link.conf; stat -c %a {ROOT}/r/app.conf") == (
+        "app.conf\n640\n"
+    )
+    results = json.loads(sh(tmp_path, f"cat {ROOT}/r/results.json"))
+    assert results == [
+        "1 replacements made",
+        True,
+        True,
+        "2 replacements made and ownership, perms or SE linux context changed",
+        "Pattern for before/after params did not match the given file: NOPE(?P<subsection>.*)",
+        False,
+    ]
+    assert "+Port 8080" in tasks_of(report)["port"]["diff"]
+    # the backup holds the content before that task
+    assert "#ListenAddress" in sh(tmp_path, f"cat {ROOT}/r/app.conf.*~")
+
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == ["results"]  # its content: the messages of a no-op run
+
+    before = sh(tmp_path, f"md5sum {ROOT}/r/app.conf")
+    out, report = apply(tmp_path, "--check", "-e", "port=9090", "-e", "colour=pink")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {"port", "section"} <= set(changed_tasks(report))
+    assert sh(tmp_path, f"md5sum {ROOT}/r/app.conf") == before
+
+
+def test_replace_refuses_a_bad_regexp_a_missing_file_and_a_typo(tmp_path: Path, lab: Lab) -> None:
+    site = f"""\
+    - hosts: all
+      tasks:
+        - name: bad
+          replace: {{path: /etc/hostname, regexp: 'a(b'}}
+          ignore_errors: true
+        - name: missing
+          replace: {{path: {ROOT}/nothing-here, regexp: a}}
+          ignore_errors: true
+    """
+    setup(tmp_path, lab, site + "    - replace: {path: /etc/hostname, regexp: a, replce: b}\n")
+    out, _ = apply(tmp_path)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "'replce'" in out.stderr and "replace" in out.stderr
+    write(tmp_path, "site.yml", site)
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = tasks_of(report)
+    assert "'a(b' is not a valid regular expression" in tasks["bad"]["msg"]
+    assert tasks["missing"]["msg"] == f"Path {ROOT}/nothing-here does not exist !"
