@@ -1,10 +1,13 @@
 """`facts` (setup, gather_facts) and `ping`.
 
-`facts` gathers everything in one remote command: a sh script printing `key<TAB>value` lines
-(hostname, /etc/os-release, uname, CPUs, /proc/meminfo, `df -P -k`, the default route,
-python3/docker/compose versions, init system, user). `interpret()` builds two views of the
-same data: Ansible's flat names (`ansible_distribution`, `ansible_memtotal_mb`, ...) and
-machineroom's nested `facts` dict. No Python is needed on the target.
+`facts` gathers everything in one remote command: a sh script (`facts_script`) reading
+/etc/os-release, /proc, /sys, `ip`, `stat -f`, ... and printing what it found, no Python
+needed on the target. `interpret()` builds two views of the same data: Ansible's names and
+shapes (`ansible_distribution`, `ansible_default_ipv4`, `ansible_mounts`, ... both as
+top-level variables and under `ansible_facts`, see `facts_ansible`), and machineroom's
+nested `facts` dict (`facts.os.version`, `facts.memory.total_mb`, `facts.disks`, ...).
+`gather_subset` picks the script's parts as Ansible picks its collectors; `filter` keeps
+the facts matching its globs.
 """
 
 from __future__ import annotations
@@ -14,86 +17,162 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome, RemoteStep
+from machineroom.modules import facts_ansible as fa
+from machineroom.modules import facts_hardware as fh
+from machineroom.modules.base import (
+    CommandOutput,
+    Module,
+    ModuleContext,
+    Outcome,
+    RemoteStep,
+    quote,
+)
+from machineroom.modules.facts_script import build_script
 
-# Every probe is guarded: a missing tool prints nothing, and the key then comes back null.
-FACTS_SCRIPT = r"""
-k() { printf '%s\t%s\n' "$1" "$2"; }
-k hostname "$(uname -n)"
-k fqdn "$(hostname -f 2>/dev/null || uname -n)"
-k kernel "$(uname -r)"
-k kernel_version "$(uname -v)"
-k system "$(uname -s)"
-k arch "$(uname -m)"
-if [ -r /etc/os-release ]; then
-  awk '/^(ID|ID_LIKE|NAME|VERSION_ID|VERSION_CODENAME|PRETTY_NAME)=/ {
-    v = substr($0, index($0, "=") + 1)
-    print "os_" substr($0, 1, index($0, "=") - 1) "\t" v }' /etc/os-release
-fi
-[ -r /etc/debian_version ] && k debian_version "$(cat /etc/debian_version)"
-k cpus "$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
-k cpu_model "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)"
-awk '/^MemTotal:/{print "mem_total_kb\t" $2} /^MemAvailable:/{print "mem_available_kb\t" $2}
-  /^MemFree:/{print "mem_free_kb\t" $2} /^SwapTotal:/{print "swap_total_kb\t" $2}' /proc/meminfo
-df -P -k 2>/dev/null | awk 'NR>1 {print "disk\t" $6 "\t" $1 "\t" $2 "\t" $3 "\t" $4 "\t" $5}'
-if command -v ip >/dev/null 2>&1; then
-  ip -4 route get 1.1.1.1 2>/dev/null | awk 'NR==1 {for(i=1;i<NF;i++){
-    if($i=="via")g=$(i+1); if($i=="dev")d=$(i+1); if($i=="src")s=$(i+1)}
-    print "ipv4\t" s "\t" d "\t" g}'
-fi
-command -v python3 >/dev/null 2>&1 && k python "$(python3 --version 2>&1)"
-if command -v docker >/dev/null 2>&1; then
-  k docker "$(docker --version 2>/dev/null)"
-  k compose "$(docker compose version 2>/dev/null | head -n1)"
-fi
-command -v docker-compose >/dev/null 2>&1 &&
-  k compose_v1 "$(docker-compose version 2>/dev/null | head -n1)"
-if [ -d /run/systemd/system ]; then k init systemd
-else k init "$(cat /proc/1/comm 2>/dev/null)"; fi
-for m in apt-get dnf yum apk zypper pacman; do
-  command -v "$m" >/dev/null 2>&1 && { k pkg_mgr "$m"; break; }
-done
-k user "$(id -un)"
-k uid "$(id -u)"
-k gid "$(id -g)"
-k home "$HOME"
-k shell "${SHELL:-}"
-k uptime "$(cut -d' ' -f1 /proc/uptime 2>/dev/null)"
-k date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-"""
+# Ansible's collectors that `min` (and `!all`) keeps
+_MIN_NAMES = "apparmor caps cmdline date_time distribution dns env fips local lsb pkg_mgr platform"
+MINIMAL = frozenset(
+    [*_MIN_NAMES.split(), "python", "selinux", "service_mgr", "ssh_pub_keys", "user"]
+)
+# every other subset name Ansible accepts, with the collector it selects (fact ids too)
+_ALIASES = {
+    **{n: "hardware" for n in ("devices", "dmi", "mounts", "processor", "memory_mb")},
+    **{n: "hardware" for n in ("processor_count", "processor_cores", "memtotal_mb")},
+    **{n: "network" for n in ("interfaces", "default_ipv4", "default_ipv6")},
+    **{n: "network" for n in ("all_ipv4_addresses", "all_ipv6_addresses")},
+    **{n: "virtual" for n in ("virtualization_type", "virtualization_role")},
+    **{n: "platform" for n in ("system", "kernel", "machine", "architecture", "machine_id")},
+    **{n: "distribution" for n in ("os_family", "distribution_version")},
+    **{n: "distribution" for n in ("distribution_release", "distribution_major_version")},
+    **{n: "user" for n in ("user_id", "user_uid", "user_gid", "user_dir", "user_shell")},
+    "ssh_host_pub_keys": "ssh_pub_keys",
+    "system_capabilities": "caps",
+}
+# collectors that gather nothing here, accepted as Ansible does
+_NOTHING = frozenset({"facter", "ohai", "systemd", "caps"})
+# `docker` (machineroom's: engine and compose versions) only when named: it runs docker
+VALID = MINIMAL | frozenset({"hardware", "network", "virtual", "chroot", "loadavg"}) | _NOTHING
+# collector -> the script parts it needs (service_mgr needs the platform's system, ...)
+_PARTS = {
+    "apparmor": ("security",),
+    "selinux": ("security",),
+    "fips": ("security",),
+    "cmdline": ("security",),
+    "ssh_pub_keys": ("security",),
+    "hardware": ("hardware", "mounts"),
+    "loadavg": ("hardware",),
+    "service_mgr": ("service_mgr", "platform"),
+    "pkg_mgr": ("pkg_mgr", "distribution", "platform"),
+}
 
-# os-release ID -> Ansible's ansible_distribution and ansible_os_family
-_DISTRIBUTIONS = {
-    "debian": "Debian",
-    "ubuntu": "Ubuntu",
-    "raspbian": "Debian",
-    "linuxmint": "Linux Mint",
-    "centos": "CentOS",
-    "rhel": "RedHat",
-    "fedora": "Fedora",
-    "rocky": "Rocky",
-    "almalinux": "AlmaLinux",
-    "ol": "OracleLinux",
-    "amzn": "Amazon",
-    "alpine": "Alpine",
-    "arch": "Archlinux",
-    "opensuse-leap": "openSUSE Leap",
-    "opensuse-tumbleweed": "openSUSE Tumbleweed",
-    "sles": "SLES",
-}
-_FAMILIES = {
-    "debian": "Debian",
-    "ubuntu": "Debian",
-    "rhel": "RedHat",
-    "fedora": "RedHat",
-    "centos": "RedHat",
-    "suse": "Suse",
-    "opensuse": "Suse",
-    "alpine": "Alpine",
-    "arch": "Archlinux",
-}
-_PKG_MGR = {"apt-get": "apt"}
+
+class SubsetError(ValueError):
+    """A gather_subset name Ansible would not accept either."""
+
+
+def collectors_for(gather_subset: Any) -> set[str]:
+    """Ansible's gather_subset rule: min always, then additions, then exclusions
+    (`!all` leaves min, `!min` removes it too), names explicitly asked for kept."""
+    if gather_subset is None or gather_subset == []:
+        gather_subset = ["all"]
+    items = [gather_subset] if isinstance(gather_subset, str) else list(gather_subset)
+    words = [w.strip() for item in items for w in str(item).split(",") if w.strip()]
+    added: set[str] = set()
+    excluded: set[str] = set()
+    explicit: set[str] = set()
+    for word in ["min", *words]:
+        negate = word.startswith("!")
+        name = word[1:] if negate else word
+        if name == "min":
+            (excluded if negate else added).update(MINIMAL)
+        elif name == "all":
+            if negate:
+                excluded.update(VALID - MINIMAL)
+            else:
+                added.update(VALID)
+        else:
+            collector = _ALIASES.get(name, name)
+            if negate:
+                excluded.add(collector)
+            elif collector not in VALID and collector != "docker":
+                allowed = ", ".join(sorted(VALID | set(_ALIASES)))
+                raise SubsetError(f"Bad subset '{name}' given: allowed are all, min, {allowed}")
+            else:
+                explicit.add(collector)
+                added.add(collector)
+    return added - (excluded - explicit)
+
+
+def script_parts(collectors: set[str]) -> set[str]:
+    """The facts_script parts these collectors need."""
+    parts: set[str] = set()
+    for name in collectors - _NOTHING:
+        parts.update(_PARTS.get(name, (name,)))
+    return parts
+
+
+def ansible_facts(out: fa.ScriptOutput, parts: set[str], collectors: set[str]) -> dict[str, Any]:
+    """The facts Ansible's collectors would return, without the `ansible_` prefix."""
+    facts: dict[str, Any] = {}
+    platform = fa.platform_facts(out)
+    distribution = fa.distribution_facts(out)
+    if "platform" in parts:
+        facts.update(platform)
+    if "distribution" in parts:
+        facts.update(distribution)
+    simple = {
+        "lsb": fa.lsb_facts,
+        "date_time": fa.date_time_facts,
+        "dns": fa.dns_facts,
+        "env": fa.env_facts,
+        "user": fa.user_facts,
+        "python": fa.python_facts,
+        "local": fa.local_facts,
+        "network": fh.network_facts,
+        "virtual": fh.virtual_facts,
+        "chroot": fa.chroot_facts,
+    }
+    for name, read in simple.items():
+        if name in parts:
+            facts.update(read(out))
+    if "python" in parts and "platform" in parts and "python_version" not in facts:
+        facts["python_version"] = None  # no Python on the host
+    if "service_mgr" in parts:
+        facts.update(fa.service_mgr_facts(out, platform["system"]))
+    if "pkg_mgr" in parts:
+        facts.update(fa.pkg_mgr_facts(out, distribution["os_family"]))
+    if "security" in parts:
+        security = fa.security_facts(out)
+        wanted = {
+            "selinux": ("selinux", "selinux_python_present"),
+            "apparmor": ("apparmor",),
+            "fips": ("fips",),
+            "cmdline": ("cmdline", "proc_cmdline"),
+        }
+        keep = {key for name, keys in wanted.items() if name in collectors for key in keys}
+        facts.update(
+            {
+                k: v
+                for k, v in security.items()
+                if k in keep or (k.startswith("ssh_host_key_") and "ssh_pub_keys" in collectors)
+            }
+        )
+    if "hardware" in parts:
+        facts.update(fh.cpu_facts(out, platform["architecture"]))
+        facts.update(fh.memory_facts(out))
+        facts.update(fh.device_facts(out))
+    if "mounts" in parts:
+        facts.update(fh.mount_facts(out))
+    if "docker" in parts:
+        facts["docker_version"] = _version(out.get("docker"))
+        facts["docker_compose_version"] = _version(out.get("compose")) or _version(
+            out.get("compose_v1")
+        )
+    return facts
+
+
 _VERSION = re.compile(r"(\d+(?:\.\d+)+)")
+_MODEL = re.compile(r"^model name\s*: (.*)$", re.MULTILINE)
 
 
 def _version(text: str | None) -> str | None:
@@ -104,145 +183,122 @@ def _version(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _mb(kb: str | None) -> int:
-    return int(kb) // 1024 if kb and kb.isdigit() else 0
-
-
-def parse_facts(stdout: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The script's output -> (nested machineroom facts, flat Ansible-compatible facts)."""
-    raw: dict[str, str] = {}
-    disks: list[dict[str, Any]] = []
-    ipv4: dict[str, str] | None = None
-    for line in stdout.splitlines():
-        key, _, value = line.partition("\t")
-        if key == "disk":
-            mount, device, size, used, avail, pct = (value.split("\t") + [""] * 6)[:6]
-            if not size.isdigit():
-                continue
-            disks.append(
-                {
-                    "mount": mount,
-                    "device": device,
-                    "size_mb": int(size) // 1024,
-                    "used_mb": int(used) // 1024 if used.isdigit() else 0,
-                    "available_mb": int(avail) // 1024 if avail.isdigit() else 0,
-                    "use_percent": int(pct.rstrip("%")) if pct.rstrip("%").isdigit() else None,
-                }
-            )
-        elif key == "ipv4":
-            address, interface, gateway = ([*value.split("\t"), "", "", ""])[:3]
-            if address:
-                ipv4 = {"address": address, "interface": interface, "gateway": gateway}
-        elif key.startswith("os_"):
-            raw[key] = value.strip().strip("\"'")  # os-release values may be quoted
-        elif key:
-            raw[key] = value
-    os_id = raw.get("os_ID", "").lower()
-    like = raw.get("os_ID_LIKE", "").lower().split()
-    distribution = _DISTRIBUTIONS.get(os_id) or raw.get("os_NAME") or raw.get("system", "")
-    family = next((_FAMILIES[i] for i in [os_id, *like] if i in _FAMILIES), distribution or None)
-    version = raw.get("os_VERSION_ID", "")
-    if os_id == "debian" and raw.get("debian_version", "")[:1].isdigit():
-        version = raw["debian_version"]  # "12.5", as Ansible reports it
-    compose_v2 = _version(raw.get("compose"))
-    compose_v1 = _version(raw.get("compose_v1"))
-    init = raw.get("init") or None
-    pkg_mgr = raw.get("pkg_mgr")
-    nested: dict[str, Any] = {
-        "hostname": raw.get("hostname", ""),
-        "fqdn": raw.get("fqdn") or raw.get("hostname", ""),
+def nested_facts(out: fa.ScriptOutput, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """machineroom's own view: `facts.os.*`, `facts.memory.*`, `facts.disks`, docker, ..."""
+    osr = fa.parse_os_release(out.blocks.get("os_release", ""))
+    version = facts.get("distribution_version")
+    version = version if version and version != "NA" else None
+    mem: dict[str, int] = {}
+    for line in out.blocks.get("meminfo", "").splitlines():
+        key, _, value = line.partition(":")
+        if value.split() and value.split()[0].isdigit():
+            mem[key] = int(value.split()[0]) // 1024
+    disks = []
+    mounts: dict[str, str] = {}
+    for line in out.blocks.get("mounts", "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.setdefault(fh._unescape(fields[1]), fh._unescape(fields[0]))
+    for mount, size in fh.statfs_sizes(out).items():
+        if not size["size_total"]:
+            continue  # pseudo filesystems, as `df` leaves them out
+        used = size["size_total"] - size["size_free"]
+        free = size["size_available"]
+        disks.append(
+            {
+                "mount": mount,
+                "device": mounts.get(mount, ""),
+                "size_mb": size["size_total"] // 2**20,
+                "used_mb": used // 2**20,
+                "available_mb": free // 2**20,
+                # as df rounds it: up
+                "use_percent": -(-100 * used // (used + free)) if used + free else None,
+            }
+        )
+    docker = facts.get("docker_version")
+    compose_v2 = _version(out.get("compose"))
+    compose_v1 = _version(out.get("compose_v1"))
+    default = facts.get("default_ipv4") or {}
+    proc_1 = out.get("proc_1") or None
+    if "/run/systemd/system/" in out.all("exists"):
+        proc_1 = "systemd"
+    return {
+        "hostname": facts.get("nodename", ""),
+        "fqdn": facts.get("fqdn") or facts.get("nodename", ""),
         "os": {
-            "id": os_id or None,
-            "family": family,
-            "distribution": distribution or None,
-            "version": version or None,
+            "id": osr.get("ID", "").lower() or None,
+            "family": facts.get("os_family"),
+            "distribution": facts.get("distribution"),
+            "version": version,
             "major_version": version.split(".")[0] if version else None,
-            "codename": raw.get("os_VERSION_CODENAME") or None,
-            "pretty_name": raw.get("os_PRETTY_NAME") or None,
+            "codename": osr.get("VERSION_CODENAME") or None,
+            "pretty_name": osr.get("PRETTY_NAME") or None,
         },
-        "system": raw.get("system"),
-        "kernel": raw.get("kernel"),
-        "arch": raw.get("arch"),
-        "cpus": int(raw["cpus"]) if raw.get("cpus", "").isdigit() else 0,
-        "cpu_model": raw.get("cpu_model") or None,
+        "system": facts.get("system"),
+        "kernel": facts.get("kernel"),
+        "arch": facts.get("architecture"),
+        "cpus": facts.get("processor_nproc") or facts.get("processor_vcpus") or 0,
+        "cpu_model": next(iter(_MODEL.findall(out.blocks.get("cpuinfo", ""))), None),
         "memory": {
-            "total_mb": _mb(raw.get("mem_total_kb")),
-            "available_mb": _mb(raw.get("mem_available_kb")),
-            "free_mb": _mb(raw.get("mem_free_kb")),
-            "swap_total_mb": _mb(raw.get("swap_total_kb")),
+            "total_mb": mem.get("MemTotal", 0),
+            "available_mb": mem.get("MemAvailable", 0),
+            "free_mb": mem.get("MemFree", 0),
+            "swap_total_mb": mem.get("SwapTotal", 0),
         },
         "disks": disks,
-        "ipv4": ipv4,
-        "python": _version(raw.get("python")),
-        "docker": _version(raw.get("docker")),
+        "ipv4": {k: default.get(k, "") for k in ("address", "interface", "gateway")}
+        if default
+        else None,
+        "python": (facts.get("python") or {}).get("executable") and facts.get("python_version"),
+        "docker": docker,
         "compose": compose_v2 or compose_v1,
         "compose_v2": compose_v2,
         "compose_v1": compose_v1,
-        "init": init,
-        "pkg_mgr": _PKG_MGR.get(pkg_mgr or "", pkg_mgr),
+        "init": proc_1,
+        "pkg_mgr": facts.get("pkg_mgr"),
         "user": {
-            "name": raw.get("user"),
-            "uid": int(raw["uid"]) if raw.get("uid", "").isdigit() else None,
-            "gid": int(raw["gid"]) if raw.get("gid", "").isdigit() else None,
-            "home": raw.get("home"),
-            "shell": raw.get("shell") or None,
+            "name": facts.get("user_id"),
+            "uid": facts.get("user_uid"),
+            "gid": facts.get("user_gid"),
+            "home": facts.get("user_dir"),
+            "shell": facts.get("user_shell"),
         },
-        "uptime_seconds": float(raw["uptime"]) if _version(raw.get("uptime")) else None,
-        "date": raw.get("date"),
+        "uptime_seconds": facts.get("uptime_seconds"),
+        "date": (facts.get("date_time") or {}).get("iso8601"),
     }
-    os = nested["os"]
-    memory = nested["memory"]
-    flat: dict[str, Any] = {
-        "ansible_hostname": nested["hostname"].split(".")[0],
-        "ansible_nodename": nested["hostname"],
-        "ansible_fqdn": nested["fqdn"],
-        "ansible_system": nested["system"],
-        "ansible_kernel": nested["kernel"],
-        "ansible_kernel_version": raw.get("kernel_version"),
-        "ansible_architecture": nested["arch"],
-        "ansible_machine": nested["arch"],
-        "ansible_distribution": os["distribution"],
-        "ansible_distribution_version": os["version"],
-        "ansible_distribution_major_version": os["major_version"],
-        "ansible_distribution_release": os["codename"],
-        "ansible_os_family": os["family"],
-        "ansible_processor_vcpus": nested["cpus"],
-        "ansible_processor_count": nested["cpus"],
-        "ansible_memtotal_mb": memory["total_mb"],
-        "ansible_memfree_mb": memory["free_mb"],
-        "ansible_swaptotal_mb": memory["swap_total_mb"],
-        "ansible_mounts": [
-            {
-                "mount": d["mount"],
-                "device": d["device"],
-                "size_total": d["size_mb"] * 1024 * 1024,
-                "size_available": d["available_mb"] * 1024 * 1024,
-            }
-            for d in disks
-        ],
-        "ansible_default_ipv4": ipv4 or {},
-        "ansible_python_version": nested["python"],
-        "ansible_service_mgr": init,
-        "ansible_pkg_mgr": nested["pkg_mgr"],
-        "ansible_user_id": nested["user"]["name"],
-        "ansible_user_uid": nested["user"]["uid"],
-        "ansible_user_gid": nested["user"]["gid"],
-        "ansible_user_dir": nested["user"]["home"],
-        "ansible_user_shell": nested["user"]["shell"],
-        "ansible_docker_version": nested["docker"],
-        "ansible_docker_compose_version": nested["compose"],
-    }
-    return nested, flat
+
+
+def _wanted(patterns: Any) -> list[str]:
+    if not patterns:
+        return []
+    return [patterns] if isinstance(patterns, str) else [str(p) for p in patterns]
+
+
+def filter_facts(facts: Mapping[str, Any], patterns: list[str]) -> dict[str, Any]:
+    """Ansible's `filter`: keep `ansible_*` names matching a glob (`dist*` means
+    `ansible_dist*` too); no pattern or `*` keeps everything."""
+    if not patterns or patterns == ["*"]:
+        return dict(facts)
+    kept = {}
+    for name, value in facts.items():
+        for pattern in patterns:
+            bare = not pattern.startswith(("ansible_", "facter", "ohai"))
+            if (
+                not pattern
+                or fnmatch.fnmatch(name, pattern)
+                or (bare and fnmatch.fnmatch(name, "ansible_" + pattern))
+            ):
+                kept[name] = value
+    return kept
 
 
 class FactsModule(Module):
     """`facts` (aliases `setup`, `gather_facts`): one remote call gathering host facts.
 
-    Outcome.facts (and result) hold the flat Ansible names (`ansible_distribution`, ...),
-    an `ansible_facts` dict of the same without the prefix, and the nested `facts` dict
-    (`facts.os.distribution`, `facts.memory.total_mb`, `facts.disks`, `facts.docker`, ...).
-    Always ok, never changed; runs in check mode too. `gather_subset`/`filter` are accepted
-    for Ansible compatibility; `filter` keeps only flat names matching the glob.
+    Outcome.facts (and result) hold Ansible's names with the prefix (`ansible_distribution`,
+    `ansible_eth0`, ...), an `ansible_facts` dict of the same without it (merged into the
+    facts an earlier call gathered, as Ansible's fact cache does), and, for a full gather,
+    machineroom's nested `facts` dict. Always ok, never changed; runs in check mode too.
     """
 
     name: ClassVar[str] = "facts"
@@ -250,39 +306,65 @@ class FactsModule(Module):
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
-            "gather_subset": {"anyOf": [{"type": "string"}, {"type": "array"}]},
-            "gather_timeout": {"type": "integer"},
-            "filter": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+            "gather_subset": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+            },
+            "gather_timeout": {"type": "integer", "minimum": 1},
+            "filter": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+            },
+            "fact_path": {"type": "string", "default": "/etc/ansible/facts.d"},
         },
         "additionalProperties": False,
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
-        """The fixed facts script: no user value reaches it."""
-        return RemoteStep(FACTS_SCRIPT, timeout=float(args.get("gather_timeout") or 60))
+        """The script's parts for the subsets asked for; no user value runs unquoted."""
+        try:
+            collectors = collectors_for(args.get("gather_subset"))
+        except SubsetError as exc:
+            return RemoteStep(f"echo {quote(str(exc))} >&2; exit 2")
+        interpreter = ctx.vars.get("ansible_python_interpreter")
+        python = str(interpreter) if interpreter and "{" not in str(interpreter) else None
+        script = build_script(
+            script_parts(collectors),
+            python,
+            str(args.get("fact_path") or "/etc/ansible/facts.d"),
+        )
+        return RemoteStep(script, timeout=float(args.get("gather_timeout") or 60))
 
     def interpret(
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
-        """Flat Ansible names plus the nested `facts` dict, as facts and as the result."""
-        if output.exit_code != 0 and not output.stdout:
+        """Ansible's facts (prefixed, and under `ansible_facts`) plus the nested `facts`."""
+        if output.exit_code != 0:
             return Outcome("failed", msg=output.stderr.strip() or f"exit {output.exit_code}")
-        nested, flat = parse_facts(output.stdout)
-        patterns = args.get("filter")
-        if patterns:
-            wanted = [patterns] if isinstance(patterns, str) else list(patterns)
-            flat = {k: v for k, v in flat.items() if any(fnmatch.fnmatch(k, p) for p in wanted)}
-        facts = {
-            **flat,
-            "ansible_facts": {k.removeprefix("ansible_"): v for k, v in flat.items()},
-            "facts": nested,
-        }
-        os = nested["os"]
-        msg = (
-            f"{nested['hostname']}: {os['distribution']} {os['version']} {nested['arch']}, "
-            f"{nested['cpus']} CPUs, {nested['memory']['total_mb']} MB"
-        )
+        collectors = collectors_for(args.get("gather_subset"))
+        parts = script_parts(collectors)
+        out = fa.parse_output(output.stdout)
+        gathered = ansible_facts(out, parts, collectors)
+        prefixed = {f"ansible_{k}": v for k, v in gathered.items()}
+        flat = filter_facts(prefixed, _wanted(args.get("filter")))
+        subset = args.get("gather_subset") or ["all"]
+        subset = [subset] if isinstance(subset, str) else list(subset)
+        earlier = ctx.vars.get("ansible_facts")
+        merged = dict(earlier) if isinstance(earlier, Mapping) else {}
+        merged.update({k.removeprefix("ansible_"): v for k, v in flat.items()})
+        merged.update({"gather_subset": subset, "module_setup": True})
+        facts: dict[str, Any] = {**flat, "ansible_facts": merged}
+        full = not args.get("filter") and {"hardware", "network"} <= collectors
+        if full:
+            facts["facts"] = nested_facts(out, gathered)
+        msg = self._summary(gathered)
         return Outcome("ok", msg=msg, result=facts, facts=facts)
+
+    @staticmethod
+    def _summary(facts: Mapping[str, Any]) -> str:
+        return (
+            f"{facts.get('nodename', '?')}: {facts.get('distribution', '?')} "
+            f"{facts.get('distribution_version', '')} {facts.get('architecture', '')}, "
+            f"{facts.get('processor_vcpus', '?')} CPUs, {facts.get('memtotal_mb', '?')} MB"
+        )
 
 
 class PingModule(Module):
