@@ -7,6 +7,7 @@ host as it was, a bad argument is refused with a message naming it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -167,3 +168,94 @@ def test_replace_refuses_a_bad_regexp_a_missing_file_and_a_typo(tmp_path: Path, 
     tasks = tasks_of(report)
     assert "'a(b' is not a valid regular expression" in tasks["bad"]["msg"]
     assert tasks["missing"]["msg"] == f"Path {ROOT}/nothing-here does not exist !"
+
+
+FIND_SITE = f"""\
+- hosts: all
+  tasks:
+    - {{name: top, find: {{paths: {ROOT}/f, patterns: '*.conf'}}, register: top}}
+    - name: deep
+      find: {{paths: '{ROOT}/f', patterns: '*.conf', recurse: yes, hidden: yes}}
+      register: deep
+    - name: depth
+      find: {{paths: '{ROOT}/f', pattern: '*.conf', recurse: true, depth: 2, excludes: 'c*'}}
+      register: depth
+    - name: regex
+      find: {{path: '{ROOT}/f', use_regex: true, patterns: '^[ab]\\.'}}
+      register: rx
+    - name: contains
+      find: {{paths: '{ROOT}/f', recurse: true, contains: 'port=\\d+', get_checksum: true}}
+      register: grepped
+    - name: dirs
+      find: {{paths: ['{ROOT}/f', '{ROOT}/none'], file_type: directory, recurse: true}}
+      register: dirs
+    - {{name: links, find: {{paths: '{ROOT}/f', file_type: link}}, register: links}}
+    - name: old and big
+      find: {{paths: '{ROOT}/f', recurse: true, age: 2d, size: -1k}}
+      register: old
+    - {{name: big, find: {{paths: '{ROOT}/f', recurse: true, size: 100k}}, register: big}}
+    - {{name: slurp, slurp: {{src: '{ROOT}/f/sub/big.txt'}}, register: slurped}}
+    - name: write results
+      copy:
+        dest: {ROOT}/find.json
+        content: |
+          {{{{ {{'top': top.files | map(attribute='path') | list,
+                'examined': top.examined, 'matched': top.matched,
+                'deep': deep.files | map(attribute='path') | sort,
+                'depth': depth.files | map(attribute='path') | sort,
+                'rx': rx.files | map(attribute='path') | sort,
+                'grepped': grepped.files | map(attribute='path') | list,
+                'sum': grepped.files[0].checksum,
+                'dirs': dirs.files | map(attribute='path') | list,
+                'skipped': dirs.skipped_paths, 'msg': dirs.msg,
+                'links': links.files | map(attribute='path') | list,
+                'islnk': links.files[0].islnk, 'mode': top.files[0].mode,
+                'owner': top.files[0].pw_name, 'isreg': top.files[0].isreg,
+                'old': old.files | map(attribute='path') | list,
+                'big': big.files | map(attribute='path') | list,
+                'source': slurped.source, 'encoding': slurped.encoding,
+               }} | to_json }}}}
+    - name: slurped back
+      copy: {{dest: '{ROOT}/slurped.txt', content: "{{{{ slurped.content | b64decode }}}}"}}
+"""
+
+
+def test_find_filters_as_ansible_and_slurp_reads_a_big_file(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, FIND_SITE)
+    f = f"{ROOT}/f"
+    sh(
+        tmp_path,
+        f"rm -rf {f} {ROOT}/find.json {ROOT}/slurped.txt; mkdir -p {f}/sub/deep && cd {f}"
+        " && printf 'port=80\\n' > a.conf && echo b > b.txt && echo h > .hidden.conf"
+        " && echo c > sub/c.conf && echo d > sub/deep/d.conf && ln -s a.conf link.conf"
+        " && chmod 640 a.conf && touch -d '3 days ago' b.txt sub/c.conf"
+        " && head -c 300000 /dev/urandom | base64 > sub/big.txt",
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = json.loads(sh(tmp_path, f"cat {ROOT}/find.json"))
+    assert found["top"] == [f"{f}/a.conf"]
+    assert (found["examined"], found["matched"]) == (5, 1)
+    assert found["deep"] == [
+        f"{f}/.hidden.conf",
+        f"{f}/a.conf",
+        f"{f}/sub/c.conf",
+        f"{f}/sub/deep/d.conf",
+    ]
+    assert found["depth"] == [f"{f}/a.conf"]
+    assert found["rx"] == [f"{f}/a.conf", f"{f}/b.txt"]
+    assert found["grepped"] == [f"{f}/a.conf"]
+    assert found["sum"] == hashlib.sha1(b"port=80\n").hexdigest()
+    assert found["dirs"] == [f"{f}/sub", f"{f}/sub/deep"]
+    assert found["skipped"] == {f"{ROOT}/none": f"'{ROOT}/none' is not a directory"}
+    assert found["msg"] == "Not all paths examined, check warnings for details"
+    assert (found["links"], found["islnk"]) == ([f"{f}/link.conf"], True)
+    assert (found["mode"], found["owner"], found["isreg"]) == ("0640", "root", True)
+    assert sorted(found["old"]) == [f"{f}/b.txt", f"{f}/sub/c.conf"]
+    assert found["big"] == [f"{f}/sub/big.txt"]
+    assert (found["source"], found["encoding"]) == (f"{f}/sub/big.txt", "base64")
+    assert sh(tmp_path, f"cmp {f}/sub/big.txt {ROOT}/slurped.txt && echo same") == "same\n"
+    # nothing to change: find and slurp never report a change, in check mode neither
+    out, report = apply(tmp_path, "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == []

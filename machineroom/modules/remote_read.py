@@ -34,6 +34,7 @@ owner=%U
 group=%G' -- "$p" || mr_fail "cannot stat $p"
 sum=$(sha1sum < "$p") || mr_fail "cannot read $p"
 printf 'sha1=%s\n%s\n' "${sum%% *}" "$DATA_MARKER"
+[ "${sum%% *}" != "$known" ] || exit 0
 head -c "$chunk" < "$p" | base64
 """
 # $p, $offset: one more piece.
@@ -53,16 +54,18 @@ class RemoteFile:
     owner: str = ""
     group: str = ""
     error: str = ""  # why it could not be read (then `data` is empty)
+    known: bool = False  # its SHA-1 was the one the caller knew: `data` was not sent
 
 
 ReadFile = Generator[RemoteStep, CommandOutput, RemoteFile]
 
 
-def read_remote_file(path: str) -> ReadFile:
+def read_remote_file(path: str, known_sha1: str = "") -> ReadFile:
     """The conversation that reads `path` (following links); `yield from` it in a module's
-    `converse()`."""
+    `converse()`. When the file's SHA-1 is `known_sha1`, its bytes are not sent (fetch)."""
     settings = (
-        f"p={quote(path)} chunk={CHUNK} FAIL_MARKER={quote(FAIL_MARKER)} "
+        f"p={quote(path)} chunk={CHUNK} known={quote(known_sha1)} "
+        f"FAIL_MARKER={quote(FAIL_MARKER)} "
         f"DATA_MARKER={quote(DATA_MARKER)}\n"
     )
     output = yield RemoteStep(settings + FIRST)
@@ -75,6 +78,9 @@ def read_remote_file(path: str) -> ReadFile:
     if report.get("isdir") == "1":
         return RemoteFile(path, exists=True, isdir=True)
     size = int(report.get("size", "0"))
+    sha1 = report.get("sha1", "")
+    if known_sha1 and sha1 == known_sha1:
+        return RemoteFile(path, exists=True, sha1=sha1, known=True)
     pieces = [base64.b64decode(text)]
     got = len(pieces[0])
     while got < size:
@@ -85,7 +91,6 @@ def read_remote_file(path: str) -> ReadFile:
         pieces.append(piece)
         got += len(piece)
     data = b"".join(pieces)
-    sha1 = report.get("sha1", "")
     if hashlib.sha1(data).hexdigest() != sha1:
         return RemoteFile(path, exists=True, error=f"{path} changed while it was read")
     return RemoteFile(
