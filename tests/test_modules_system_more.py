@@ -1,0 +1,228 @@
+"""systemd, service_facts, sysctl, cron, timezone, hostname, mount, pip and reboot as public
+roles use them, end to end.
+
+Real runs of `machineroom apply` (a subprocess) against lab host h21. The lab hosts have no
+systemd as PID 1 (systemctl edits unit files; services run through their init scripts), a
+read-only /proc/sys, their own UTS and mount namespaces. Each test: a first run changes the
+host, a second changes nothing, a check-mode run with other values changes nothing, and
+mistakes fail with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from machineroom.lab import Lab
+from tests.clirun import machineroom
+
+HOST = "h21"
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def setup(root: Path, lab: Lab, site: str) -> None:
+    address = next(h.address for h in lab.hosts if h.name == HOST)
+    write(
+        root,
+        "inventory.yml",
+        f"all:\n  vars: {{ssh_key: {lab.key}}}\n"
+        f"  hosts:\n    {HOST}: {{host: {address}, user: root}}\n",
+    )
+    (root / ".machineroom").mkdir(mode=0o700, exist_ok=True)
+    (root / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    write(root, "site.yml", site)
+
+
+def apply(root: Path, *args: str, playbook: str = "site.yml") -> tuple[Any, Any]:
+    out = machineroom("apply", "-i", "inventory.yml", playbook, "--json", *args, cwd=root)
+    try:
+        return out, json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return out, None
+
+
+def sh(root: Path, command: str) -> str:
+    out = machineroom("run", "-i", "inventory.yml", HOST, "--json", "--", command, cwd=root)
+    return str(json.loads(out.stdout)["hosts"][HOST]["stdout"])
+
+
+def tasks_of(report: Any) -> dict[str, Any]:
+    return {t["task"]: t for t in report["hosts"][HOST]["tasks"]}
+
+
+def changed(report: Any) -> list[str]:
+    return [t["task"] for t in report["hosts"][HOST]["tasks"] if t["status"] == "changed"]
+
+
+INIT_SCRIPT = r"""#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          mrdemo
+# Required-Start:
+# Required-Stop:
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: a demo daemon for the systemd module's test
+### END INIT INFO
+pidfile=/run/mrdemo.pid
+running() { [ -f $pidfile ] && kill -0 "$(cat $pidfile)" 2>/dev/null; }
+case "$1" in
+  start) running || { setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > $pidfile; } ;;
+  stop) if running; then kill "$(cat $pidfile)"; fi; rm -f $pidfile ;;
+  restart) "$0" stop; "$0" start ;;
+  reload) running && echo reloaded >> /run/mrdemo.reloads ;;
+  status) if running; then echo "mrdemo is running"; else echo "mrdemo is stopped"; exit 3; fi ;;
+  *) exit 3 ;;
+esac
+"""
+
+UNIT = "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/sleep 100000\n"
+UNIT_INSTALL = UNIT + "[Install]\nWantedBy=multi-user.target\n"
+
+SERVICES = """\
+- hosts: all
+  gather_facts: false
+  vars: {up: true}
+  tasks:
+    - copy: {dest: /etc/init.d/mrdemo, src: mrdemo.init, mode: "0755"}
+    - copy: {dest: /etc/systemd/system/mrdemo.service, src: mrdemo.service}
+    - copy: {dest: /lib/systemd/system/mrmask.service, src: mrmask.service}
+    - copy:
+        dest: /etc/mr-sysctl.conf
+        content: "# kept\\n  net.ipv4.ip_forward = 0\\nvm.swappiness=10\\nvm.swappiness = 20\\n"
+        force: false
+    - name: demo
+      systemd: {name: mrdemo, state: "{{ 'started' if up else 'stopped' }}", enabled: "{{ up }}"}
+      register: demo
+    - name: reload
+      ansible.builtin.systemd_service: {unit: mrdemo.service, state: reloaded}
+      when: up
+    - name: mask
+      systemd: {name: mrmask, masked: "{{ up }}"}
+    - name: forward
+      sysctl: {key: net.ipv4.ip_forward, val: "{{ 'yes' if up else 'no' }}",
+               sysctl_file: /etc/mr-sysctl.conf, reload: false}
+    - name: swappiness gone
+      sysctl: {name: vm.swappiness, state: absent, sysctl_file: /etc/mr-sysctl.conf,
+               reload: false}
+    - name: new key
+      sysctl: {name: kernel.mr_words, value: "4  5", sysctl_file: /etc/mr-sysctl.conf,
+               reload: false}
+    - service_facts:
+    - name: show
+      debug:
+        msg: "{{ {'demo': demo, 'facts': ansible_facts.services.mrdemo,
+                  'ssh': services.ssh} | to_json }}"
+"""
+
+
+SERVICES_STATE = (
+    "/etc/init.d/mrdemo status; cat /run/mrdemo.reloads; systemctl is-enabled mrdemo mrmask;"
+    " ls /etc/rc2.d | grep -c '^S..mrdemo'; readlink /etc/systemd/system/mrmask.service;"
+    " cat /etc/mr-sysctl.conf"
+)
+
+
+def test_systemd_sysctl_and_service_facts(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, SERVICES)
+    write(tmp_path, "mrdemo.init", INIT_SCRIPT)
+    write(tmp_path, "mrdemo.service", UNIT_INSTALL)
+    write(tmp_path, "mrmask.service", UNIT)
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = tasks_of(report)
+    assert {"demo", "reload", "mask", "forward", "swappiness gone", "new key"} <= set(
+        changed(report)
+    )
+    shown = json.loads(tasks["show"]["msg"])
+    demo = shown["demo"]
+    # status as read before acting: Ansible's keys, from the unit file and init script
+    assert demo["status"]["LoadState"] == "loaded"
+    assert demo["status"]["UnitFileState"] == "disabled"
+    assert demo["status"]["ActiveState"] == "inactive"
+    assert (demo["state"], demo["enabled"], demo["name"]) == ("started", True, "mrdemo")
+    assert "init.d/mrdemo" in demo["warnings"][0]
+    assert shown["facts"] == {"name": "mrdemo", "state": "running", "source": "sysv"}
+    assert shown["ssh"]["state"] == "running"
+    assert sh(tmp_path, SERVICES_STATE) == (
+        "mrdemo is running\nreloaded\nenabled\nmasked\n1\n/dev/null\n"
+        # rewritten as Ansible's sysctl writes it: stripped, key=value, a repeated key once
+        "# kept\nnet.ipv4.ip_forward=1\nkernel.mr_words=4  5\n"
+    )
+
+    again, report = apply(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert changed(report) == ["reload"]  # reloaded always acts, as in Ansible
+    assert tasks_of(report)["demo"]["msg"] == "mrdemo already as wanted"
+
+    checked, report = apply(tmp_path, "--check", "-e", '{"up": false}')
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {"demo", "mask", "forward"} <= set(changed(report))
+    assert sh(tmp_path, SERVICES_STATE) == (
+        "mrdemo is running\nreloaded\nreloaded\nenabled\nmasked\n1\n/dev/null\n"
+        "# kept\nnet.ipv4.ip_forward=1\nkernel.mr_words=4  5\n"
+    )
+
+    down, report = apply(tmp_path, "-e", '{"up": false}')
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert sh(tmp_path, SERVICES_STATE) == (
+        "mrdemo is stopped\nreloaded\nreloaded\ndisabled\nstatic\n0\n"
+        "# kept\nnet.ipv4.ip_forward=0\nkernel.mr_words=4  5\n"
+    )
+
+
+FAILURES = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: missing unit
+      systemd: {name: mr-no-such-unit, state: started}
+      ignore_errors: true
+    - name: daemon reload
+      systemd: {daemon_reload: true}
+      ignore_errors: true
+    - name: unknown state
+      systemd: {name: mrmask2, state: started}
+      ignore_errors: true
+    - name: glob
+      systemd: {name: "mr*", state: started}
+      ignore_errors: true
+    - name: live value
+      sysctl: {name: vm.mr_nothing, value: "1", sysctl_file: /tmp/mr-sysctl-fail.conf}
+      ignore_errors: true
+    - name: no value
+      sysctl: {name: vm.swappiness, sysctl_file: /tmp/mr-sysctl-fail.conf}
+      ignore_errors: true
+"""
+
+
+def test_systemd_and_sysctl_failures_say_what_went_wrong(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, FAILURES)
+    sh(tmp_path, f"printf '{UNIT}' > /etc/systemd/system/mrmask2.service")
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = tasks_of(report)
+    assert all(t["status"] == "failed" for t in tasks.values()), tasks
+    assert tasks["missing unit"]["msg"] == (
+        "Could not find the requested service mr-no-such-unit: host"
+    )
+    assert tasks["daemon reload"]["msg"].startswith("failure 1 during daemon-reload: System has")
+    # no init script and no running systemd: Ansible's own failure
+    assert tasks["unknown state"]["msg"] == "Service is in unknown state"
+    assert "does not currently support using glob patterns, found '*'" in tasks["glob"]["msg"]
+    # /proc/sys is read-only on the lab hosts: the file is written, the reload fails
+    assert tasks["live value"]["msg"].startswith("Failed to reload sysctl: ")
+    assert sh(tmp_path, "cat /tmp/mr-sysctl-fail.conf") == "vm.mr_nothing=1\n"
+    assert tasks["no value"]["msg"].startswith("sysctl: value cannot be None")
+
+    write(tmp_path, "bad.yml", "- hosts: all\n  tasks:\n    - systemd: {name: x, state: up}\n")
+    bad, _ = apply(tmp_path, playbook="bad.yml")
+    assert bad.returncode == 4, bad.stdout + bad.stderr
+    assert "bad.yml:3" in bad.stderr and "state" in bad.stderr
