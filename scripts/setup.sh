@@ -15,6 +15,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # `--test`: also what only the test suite needs (a real browser for the dashboard tests).
 if [ "${1:-}" = "--test" ]; then
     [ -x /usr/bin/chromium ]       || need+=(chromium)
+    command -v crontab >/dev/null  || need+=(cron)  # the cron module's tests (lab hosts)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
