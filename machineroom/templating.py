@@ -41,6 +41,7 @@ from jinja2.utils import missing, pass_context
 from machineroom.errors import InputError, Location
 from machineroom.lookups import LOOKUPS as WITH_LOOKUPS
 from machineroom.lookups import find_in_search_path
+from machineroom.yamlio import Unsafe as Unsafe  # defined there: `!unsafe` values are read as it
 
 # The special variable that carries the folder `lookup('file', ...)` resolves relative paths in.
 BASE_DIR_VAR = "__mr_base_dir__"
@@ -50,12 +51,6 @@ OMIT = "__omit_place_holder__machineroom__"
 _RESULT = "__mr_result__"
 _DELIMITERS = ("{{", "{%", "{#")
 _CACHE_SIZE = 4096
-
-
-class Unsafe(str):
-    """Text that must never be rendered as a template: output from a host, facts, ..."""
-
-    __slots__ = ()
 
 
 class UnsafeDict(dict[str, Any]):

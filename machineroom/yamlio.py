@@ -67,6 +67,13 @@ class LocatedStr(str):
     location: Location
 
 
+class Unsafe(str):
+    """Text that must never be rendered as a template: a value tagged `!unsafe`, output from
+    a host, facts, ... (templating.py's rules)."""
+
+    __slots__ = ()
+
+
 class VaultTagged(str):
     """A scalar written with the `!vault` tag: an encrypted value kept as its ciphertext."""
 
@@ -283,6 +290,8 @@ def _make_loader(source: str, base: type[_BoundedLoader]) -> type[_BoundedLoader
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG, construct_str)
     Loader.add_constructor("!vault", construct_vault)
     Loader.add_constructor("!env", construct_env)
+    # Ansible's `!unsafe`: the text is kept as written, never templated
+    Loader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
     return Loader
 
 
@@ -475,6 +484,8 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [to_plain(v) for v in value]
+    if isinstance(value, Unsafe):
+        return value  # stays never-templated
     if isinstance(value, str):
         return str(value)
     return value

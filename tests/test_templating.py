@@ -503,3 +503,13 @@ def test_from_yaml_refuses_an_alias_bomb_quickly() -> None:
     with pytest.raises(FilterArgumentError, match="alias"):
         from_yaml("\n".join(lines))
     assert time.monotonic() - started < 2
+
+
+def test_unsafe_tag_is_never_templated() -> None:
+    """Ansible's `!unsafe`: the text stays as written wherever the value goes."""
+    from machineroom.yamlio import parse_yaml, to_plain
+
+    data = to_plain(parse_yaml("u: !unsafe \"{{ lookup('env', 'HOME') }}\"\n", "vars.yml"))
+    assert isinstance(data["u"], Unsafe)
+    assert render("{{ u }}!", u=data["u"]) == "{{ lookup('env', 'HOME') }}!"
+    assert render(data["u"]) == "{{ lookup('env', 'HOME') }}"
