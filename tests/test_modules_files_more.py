@@ -259,3 +259,59 @@ def test_find_filters_as_ansible_and_slurp_reads_a_big_file(tmp_path: Path, lab:
     out, report = apply(tmp_path, "--check")
     assert out.returncode == 0, out.stdout + out.stderr
     assert changed_tasks(report) == []
+
+
+FETCH_SITE = f"""\
+- hosts: all
+  tasks:
+    - {{name: tree, fetch: {{src: '{ROOT}/fe/a.txt', dest: fetched}}, register: tree}}
+    - {{name: flat, fetch: {{src: '{ROOT}/fe/big.bin', dest: flat/, flat: true}}}}
+    - name: missing
+      fetch: {{src: '{ROOT}/fe/none', dest: fetched, fail_on_missing: false}}
+      register: missing
+    - {{name: folder, fetch: {{src: '{ROOT}/fe', dest: fetched}}, ignore_errors: true}}
+    - name: note
+      when: tree is changed
+      copy:
+        dest: {ROOT}/fetch.json
+        content: "{{{{ [tree.dest, tree.checksum, tree.remote_checksum, tree.md5sum,
+          missing.msg] | to_json }}}}"
+"""
+
+
+def test_fetch_brings_files_per_host_or_flat_once(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, FETCH_SITE)
+    sh(
+        tmp_path,
+        f"rm -rf {ROOT}/fe && mkdir -p {ROOT}/fe && printf 'one\\n' > {ROOT}/fe/a.txt"
+        f" && head -c 500000 /dev/urandom > {ROOT}/fe/big.bin",
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    local = tmp_path / "fetched" / HOST / ROOT.lstrip("/") / "fe" / "a.txt"
+    assert local.read_text() == "one\n"
+    remote_big = sh(tmp_path, f"sha1sum < {ROOT}/fe/big.bin").split()[0]
+    assert hashlib.sha1((tmp_path / "flat" / "big.bin").read_bytes()).hexdigest() == remote_big
+    tasks = tasks_of(report)
+    assert (tasks["tree"]["status"], tasks["flat"]["status"]) == ("changed", "changed")
+    assert tasks["folder"]["status"] == "failed"
+    assert "fetch cannot work on directories" in tasks["folder"]["msg"]
+    digest = hashlib.sha1(b"one\n").hexdigest()
+    assert json.loads(sh(tmp_path, f"cat {ROOT}/fetch.json")) == [
+        str(local),
+        digest,
+        digest,
+        hashlib.md5(b"one\n").hexdigest(),
+        "the remote file does not exist, not transferring, ignored",
+    ]
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == []
+    # changed on the host: check mode skips fetch (as Ansible), the local copy stays
+    sh(tmp_path, f"printf 'two\\n' > {ROOT}/fe/a.txt")
+    out, report = apply(tmp_path, "--check")
+    assert tasks_of(report)["tree"]["status"] == "skipped"
+    assert local.read_text() == "one\n"
+    out, report = apply(tmp_path)
+    assert local.read_text() == "two\n"
+    assert changed_tasks(report) == ["tree", "note"]

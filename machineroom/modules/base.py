@@ -76,12 +76,14 @@ class LocalFiles(Protocol):
         """The absolute local path `path` names."""
         ...
 
-    def sha1(self, path: str) -> str | None:
-        """The SHA-1 of a local file, None when there is no such file."""
+    def digest(self, path: str, algorithm: str = "sha1") -> str | None:
+        """The hex digest of a local file (hashlib's algorithm names), None when there is no
+        such file."""
         ...
 
     def write(self, path: str, data: bytes) -> None:
-        """Write `data` to a local file atomically, making its folders."""
+        """Write `data` to a local file atomically, making its folders; InputError when the
+        path is a folder or cannot be written."""
         ...
 
 
