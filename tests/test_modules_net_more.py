@@ -499,3 +499,67 @@ def test_git_clones_and_updates_a_checkout_as_ansible(tmp_path: Path, lab: Lab) 
     assert sh(lab, "cd /tmp/mr-netmods/git/co; git rev-parse HEAD; cat a.txt b.txt") == (
         f"{three}\na\nb\n"
     )
+
+
+# --- getent, pause, ping -----------------------------------------------------------------
+
+GETENT_PAUSE_PING = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: root
+      getent: {database: passwd, key: root}
+      register: ge_root
+    - name: groups
+      getent: {database: group}
+    - name: absent key, tolerated
+      getent: {database: passwd, key: nobody-here, fail_key: false}
+      register: ge_none
+    - name: absent key
+      getent: {database: passwd, key: nobody-here}
+      ignore_errors: true
+      register: ge_fail
+    - name: hosts, split on whitespace
+      getent: {database: hosts, key: localhost}
+    - name: wait
+      pause: {seconds: 1}
+      register: p_wait
+    - name: prompt
+      pause: {prompt: Continue?}
+      register: p_prompt
+    - name: ping
+      ping:
+      register: pi_pong
+    - name: ping data
+      ping: {data: hello}
+      register: pi_data
+    - name: ping crash
+      ping: data=crash
+      ignore_errors: true
+      register: pi_crash
+    - name: show
+      debug:
+        msg: "{{ {'root': ge_root.ansible_facts.getent_passwd.root, 'wheel': getent_group.root,
+                  'none': ge_none.ansible_facts.getent_passwd, 'fail': ge_fail,
+                  'hosts': getent_hosts, 'wait': p_wait, 'prompt': p_prompt, 'pong': pi_pong,
+                  'data': pi_data, 'crash': pi_crash} | to_json }}"
+"""
+
+
+def test_getent_facts_pause_and_ping(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, GETENT_PAUSE_PING)
+    out, report = apply(tmp_path, "--check")  # all of them run in check mode too
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == []
+    r = shown(report)
+    assert r["root"] == ["x", "0", "0", "root", "/root", "/bin/bash"]
+    assert r["wheel"] == ["x", "0", ""]
+    assert r["none"] == {"nobody-here": None}
+    assert r["fail"]["msg"] == "One or more supplied key could not be found in the database."
+    assert [fields[0] for fields in r["hosts"].values()] == ["localhost"]  # split on spaces
+    assert r["wait"]["stdout"].startswith("Paused for 1.") and r["wait"]["delta"] >= 1
+    assert r["prompt"]["user_input"] == "" and r["prompt"]["warnings"] == [
+        "Not waiting for response to prompt as stdin is not interactive"
+    ]
+    assert (r["pong"]["ping"], r["data"]["ping"]) == ("pong", "hello")
+    assert r["crash"]["failed"] is True
