@@ -268,6 +268,10 @@ def nested_facts(out: fa.ScriptOutput, facts: Mapping[str, Any]) -> dict[str, An
     }
 
 
+def _unprefixed(name: str) -> str:
+    return name if name == "ansible_local" else name.removeprefix("ansible_")
+
+
 def _wanted(patterns: Any) -> list[str]:
     if not patterns:
         return []
@@ -344,13 +348,16 @@ class FactsModule(Module):
         out = fa.parse_output(output.stdout)
         gathered = ansible_facts(out, parts, collectors)
         prefixed = {f"ansible_{k}": v for k, v in gathered.items()}
-        flat = filter_facts(prefixed, _wanted(args.get("filter")))
+        wanted = _wanted(args.get("filter"))
+        flat = filter_facts(prefixed, wanted)
         subset = args.get("gather_subset") or ["all"]
         subset = [subset] if isinstance(subset, str) else list(subset)
         earlier = ctx.vars.get("ansible_facts")
         merged = dict(earlier) if isinstance(earlier, Mapping) else {}
-        merged.update({k.removeprefix("ansible_"): v for k, v in flat.items()})
-        merged.update({"gather_subset": subset, "module_setup": True})
+        # ansible_local keeps its prefix under ansible_facts, as Ansible's namespace_facts
+        merged.update({_unprefixed(k): v for k, v in flat.items()})
+        # Ansible's own two facts, filtered like the rest (a filtered call keeps the old ones)
+        merged.update(filter_facts({"gather_subset": subset, "module_setup": True}, wanted))
         facts: dict[str, Any] = {**flat, "ansible_facts": merged}
         full = not args.get("filter") and {"hardware", "network"} <= collectors
         if full:

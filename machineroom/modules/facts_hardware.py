@@ -431,6 +431,6 @@ def virtual_facts(out: ScriptOutput) -> dict[str, Any]:
     return {
         "virtualization_type": kind,
         "virtualization_role": role,
-        "virtualization_tech_guest": guest,
+        "virtualization_tech_guest": sorted(guest),  # a set in Ansible: any order
         "virtualization_tech_host": [],
     }
