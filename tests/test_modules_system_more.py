@@ -226,3 +226,98 @@ def test_systemd_and_sysctl_failures_say_what_went_wrong(tmp_path: Path, lab: La
     bad, _ = apply(tmp_path, playbook="bad.yml")
     assert bad.returncode == 4, bad.stdout + bad.stderr
     assert "bad.yml:3" in bad.stderr and "state" in bad.stderr
+
+
+SCHEDULE = """\
+- hosts: all
+  gather_facts: false
+  vars: {zone: Europe/Paris, at: "2", host: web-1.example.test, size: 2m}
+  tasks:
+    - name: a crontab Ansible managed, and lines of a person
+      shell: >-
+        crontab -l >/dev/null 2>&1 || printf '%s\\n' '#Ansible: old' '1 1 * * * /bin/old'
+        MAILTO=root '# by hand' '0 * * * * /bin/hand' | crontab -
+      changed_when: false
+    - name: backup
+      cron: {name: backup, minute: "5", hour: "{{ at }}", job: /usr/local/bin/backup --all}
+    - name: old
+      cron: {name: old, state: absent}
+    - name: path
+      cron: {name: PATH, env: true, job: "/usr/bin:/bin", insertbefore: MAILTO}
+      register: path
+    - name: weekly
+      cron: {name: weekly, special_time: weekly, job: echo hi, user: deploy}
+    - name: sweep
+      cron: {name: sweep, cron_file: mr-sweep, user: root, minute: "*/10", job: /bin/true,
+             disabled: true}
+    - name: zone
+      timezone: {name: "{{ zone }}"}
+      register: tz
+    - name: name
+      hostname: {name: "{{ host }}"}
+    - name: data
+      mount: {path: /mnt/mr-data, src: tmpfs, fstype: tmpfs, opts: "size={{ size }}",
+              state: mounted}
+    - name: spaced
+      mount: {path: /mnt/mr space, src: tmpfs, fstype: tmpfs, state: present, boot: false}
+    - name: show
+      debug:
+        msg: "{{ {'path': path, 'tz': tz, 'short': ansible_hostname} | to_json }}"
+"""
+
+SCHEDULE_STATE = (
+    "crontab -l; echo --; crontab -l -u deploy; echo --; cat /etc/cron.d/mr-sweep;"
+    " stat -c %a /etc/cron.d/mr-sweep; echo --; cat /etc/timezone; readlink /etc/localtime;"
+    " hostname; cat /etc/hostname; echo --; findmnt -no FSTYPE,OPTIONS /mnt/mr-data;"
+    " grep /mnt/mr /etc/fstab"
+)
+
+
+def test_cron_timezone_hostname_and_mount(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, SCHEDULE)
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert set(changed(report)) == {
+        "backup",
+        "old",
+        "path",
+        "weekly",
+        "sweep",
+        "zone",
+        "name",
+        "data",
+        "spaced",
+    }
+    shown = json.loads(tasks_of(report)["show"]["msg"])
+    assert (shown["path"]["jobs"], shown["path"]["envs"]) == (["backup"], ["PATH", "MAILTO"])
+    assert shown["tz"]["diff"]["after"] == {"name": "Europe/Paris"}
+    assert shown["short"] == "web-1"
+    state = sh(tmp_path, SCHEDULE_STATE)
+    # the crontab as Ansible's cron module leaves it: the person's lines untouched
+    assert state.split("--\n")[0] == (
+        'PATH="/usr/bin:/bin"\nMAILTO=root\n# by hand\n0 * * * * /bin/hand\n'
+        "#Ansible: backup\n5 2 * * * /usr/local/bin/backup --all\n"
+    )
+    assert state.split("--\n")[1] == "#Ansible: weekly\n@weekly echo hi\n"
+    assert state.split("--\n")[2] == "#Ansible: sweep\n#*/10 * * * * root /bin/true\n644\n"
+    assert state.split("--\n")[3] == (
+        "Europe/Paris\n/usr/share/zoneinfo/Europe/Paris\nweb-1.example.test\nweb-1.example.test\n"
+    )
+    mounted, fstab = state.split("--\n")[4].split("\n", 1)
+    assert mounted.startswith("tmpfs ") and "size=2048k" in mounted
+    assert fstab == (
+        "tmpfs /mnt/mr-data tmpfs size=2m 0 0\ntmpfs /mnt/mr\\040space tmpfs defaults,noauto 0 0\n"
+    )
+
+    again, report = apply(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert changed(report) == []
+
+    other = '{"zone": "Asia/Tokyo", "at": "3", "host": "db-1", "size": "3m"}'
+    checked, report = apply(tmp_path, "--check", "--diff", "-e", other)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert set(changed(report)) == {"backup", "zone", "name", "data"}
+    diffs = {t["task"]: t["diff"] for t in report["hosts"][HOST]["tasks"]}
+    assert "-5 2 * * * /usr/local/bin/backup --all\n+5 3 * * *" in diffs["backup"]
+    assert "-hostname = web-1.example.test\n+hostname = db-1\n" in diffs["name"]
+    assert sh(tmp_path, SCHEDULE_STATE) == state
