@@ -7,11 +7,19 @@ host as it was, a bad argument is refused with a message naming it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
+import os
 import textwrap
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from machineroom.lab import Lab
 from tests.clirun import machineroom
@@ -315,3 +323,109 @@ def test_fetch_brings_files_per_host_or_flat_once(tmp_path: Path, lab: Lab) -> N
     out, report = apply(tmp_path)
     assert local.read_text() == "two\n"
     assert changed_tasks(report) == ["tree", "note"]
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on a loopback address of this lab's network (the hosts share the
+    machine's loopback), serving a folder; yields (base URL, folder)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    net = os.environ.get("LAB_NET", "127.0.1")
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((f"{net}.200", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{net}.200:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+GET_URL_SITE = f"""\
+- hosts: all
+  tasks:
+    - file: {{path: {ROOT}/g, state: directory}}
+    - name: plain
+      get_url: {{url: '{{{{ base }}}}/app.txt', dest: {ROOT}/g/app.txt, mode: '0600'}}
+      register: plain
+    - name: checksum
+      get_url:
+        url: '{{{{ base }}}}/app.txt'
+        dest: {ROOT}/g/sum.txt
+        checksum: 'sha256:{{{{ sha }}}}'
+        headers: {{X-Token: secret}}
+      register: summed
+    - name: into folder
+      get_url: {{url: '{{{{ base }}}}/app.txt', dest: {ROOT}/g/}}
+    - name: sums file
+      get_url:
+        url: '{{{{ base }}}}/app.txt'
+        dest: {ROOT}/g/via-sums.txt
+        checksum: 'sha256:{{{{ base }}}}/SHA256SUMS'
+    - name: missing
+      get_url: {{url: '{{{{ base }}}}/nope', dest: {ROOT}/g/nope}}
+      register: missing
+      ignore_errors: true
+    - name: bad sum
+      get_url:
+        url: '{{{{ base }}}}/app.txt'
+        dest: {ROOT}/g/bad.txt
+        checksum: 'sha1:{{{{ "0" * 40 }}}}'
+      ignore_errors: true
+    - name: note
+      when: plain is changed
+      copy:
+        dest: {ROOT}/g/result.json
+        content: "{{{{ [plain.status_code, plain.checksum_src, plain.dest, plain.url,
+          summed.checksum_dest, missing.status_code, missing.msg] | to_json }}}}"
+"""
+
+
+def test_get_url_downloads_once_checks_sums_and_fails_clearly(
+    tmp_path: Path, lab: Lab, web: tuple[str, Path]
+) -> None:
+    base, www = web
+    body = b"version 1\n"
+    (www / "app.txt").write_bytes(body)
+    sha = hashlib.sha256(body).hexdigest()
+    (www / "SHA256SUMS").write_text(f"{'0' * 64}  other.txt\n{sha} *app.txt\n")
+    setup(tmp_path, lab, GET_URL_SITE)
+    sh(tmp_path, f"rm -rf {ROOT}/g")
+    extra = ("-e", f"base={base}", "-e", f"sha={sha}")
+    out, report = apply(tmp_path, *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    g = f"{ROOT}/g"
+    assert sh(
+        tmp_path, f"cat {g}/app.txt {g}/sum.txt {g}/via-sums.txt; stat -c %a {g}/app.txt"
+    ) == ("version 1\nversion 1\nversion 1\n600\n")
+    assert sh(tmp_path, f"ls {g}") == "app.txt\nresult.json\nsum.txt\nvia-sums.txt\n"
+    tasks = tasks_of(report)
+    assert tasks["bad sum"]["status"] == "failed"
+    assert f"did not match {'0' * 40}" in tasks["bad sum"]["msg"]
+    sha1 = hashlib.sha1(body).hexdigest()
+    assert json.loads(sh(tmp_path, f"cat {g}/result.json")) == [
+        200,
+        sha1,
+        f"{g}/app.txt",
+        f"{base}/app.txt",
+        None,  # as Ansible: the digest of dest before the download (there was none)
+        404,
+        "Request failed",
+    ]
+    # again: nothing downloaded twice (If-Modified-Since, or the checksum without a request)
+    out, report = apply(tmp_path, *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == []
+    # a new version on the server: check mode says so and leaves the file
+    (www / "app.txt").write_bytes(b"version 2\n")
+    os.utime(www / "app.txt", (time.time() + 60, time.time() + 60))
+    out, report = apply(tmp_path, "--check", *extra)
+    assert "plain" in changed_tasks(report)
+    assert sh(tmp_path, f"cat {g}/app.txt") == "version 1\n"
