@@ -21,6 +21,13 @@ MODULES: dict[str, str] = {
     "package": "machineroom.modules.package:PackageModule",
     "apt": "machineroom.modules.package:AptModule",
     "service": "machineroom.modules.service:ServiceModule",
+    "systemd": "machineroom.modules.systemd:SystemdModule",
+    "service_facts": "machineroom.modules.service_facts:ServiceFactsModule",
+    "sysctl": "machineroom.modules.sysctl:SysctlModule",
+    "cron": "machineroom.modules.cron:CronModule",
+    "timezone": "machineroom.modules.timezone:TimezoneModule",
+    "hostname": "machineroom.modules.hostname:HostnameModule",
+    "mount": "machineroom.modules.mount:MountModule",
     "user": "machineroom.modules.user:UserModule",
     "group": "machineroom.modules.user:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
@@ -38,7 +45,11 @@ MODULES: dict[str, str] = {
     "include_vars": "machineroom.modules.include_vars:IncludeVarsModule",
 }
 # other names users write for the same modules
-ALIASES: dict[str, str] = {"setup": "facts", "gather_facts": "facts"}
+ALIASES: dict[str, str] = {
+    "setup": "facts",
+    "gather_facts": "facts",
+    "systemd_service": "systemd",
+}
 NAMESPACES = ("ansible.builtin.", "ansible.legacy.", "machineroom.")
 
 _loaded: dict[str, Module] = {}
