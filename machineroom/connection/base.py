@@ -41,10 +41,13 @@ CommandHook = Callable[[Host, CommandResult], None]
 
 @dataclass(frozen=True)
 class Become:
-    """Run as another user through sudo; `password` is sent on stdin, never in the command."""
+    """Run as another user through sudo (or su); `password` is sent on stdin, never in the
+    command. `flags` go to sudo/su as written (`-H`, `-l`)."""
 
     user: str = "root"
     password: str | None = field(default=None, repr=False)
+    method: str = "sudo"
+    flags: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,11 @@ class Connection(Protocol):
 class BecomeFailed(MachineroomError):
     """sudo refused to run a command as `user` (wrong or missing password, not allowed)."""
 
-    def __init__(self, host: str, user: str, reason: str) -> None:
+    def __init__(self, host: str, user: str, reason: str, method: str = "sudo") -> None:
         self.host = host
         self.user = user
         self.reason = reason
-        super().__init__(f"{host}: cannot become {user} with sudo: {reason}")
+        super().__init__(f"{host}: cannot become {user} with {method}: {reason}")
 
 
 class SessionDropped(Unreachable):
@@ -137,17 +140,43 @@ class SudoPlanner:
 
     def prepare(self, command: str, become: Become, run_raw: RawRunner) -> tuple[str, bytes]:
         """The command to run and the bytes to send before the caller's stdin."""
+        key = f"{become.method}:{become.user}"
         with self._lock:
-            needs = self._needs_password.get(become.user)
+            needs = self._needs_password.get(key)
             if needs is None:
-                needs = self._probe(become, run_raw)
-                self._needs_password[become.user] = needs
+                probe = self._probe_su if become.method == "su" else self._probe
+                needs = probe(become, run_raw)
+                self._needs_password[key] = needs
         user = shlex.quote(become.user)
         inner = f"sh -c {shlex.quote(command)}"
+        flags = f"{become.flags} " if become.flags else ""
+        secret = (become.password or "") + "\n"
+        if become.method == "su":  # su reads the password line only: the rest is the command's
+            wire = f"su {flags}{user} -c {shlex.quote(inner)}"
+            return (wire, secret.encode()) if needs else (wire, b"")
         if needs:
-            assert become.password is not None
-            return f"sudo -k -S -p '' -u {user} -- {inner}", (become.password + "\n").encode()
-        return f"sudo -n -u {user} -- {inner}", b""
+            return f"sudo -k -S -p '' {flags}-u {user} -- {inner}", secret.encode()
+        return f"sudo -n {flags}-u {user} -- {inner}", b""
+
+    def _probe_su(self, become: Become, run_raw: RawRunner) -> bool:
+        """Whether su wants a password (not when root logs in), and that it takes it."""
+        user = shlex.quote(become.user)
+        free = run_raw(f"su {user} -c true", b"")
+        if free.ok:
+            return False
+        if become.password is None:
+            raise BecomeFailed(
+                self.host_id,
+                become.user,
+                "su asks for a password and none was given (set become_password, the "
+                f"password of {become.user}) [{_last_line(free.stderr)}]",
+                "su",
+            )
+        check = run_raw(f"su {user} -c true", (become.password + "\n").encode())
+        if check.ok:
+            return True
+        said = _last_line(check.stderr).replace("Password:", "").strip()
+        raise BecomeFailed(self.host_id, become.user, f"su rejected the password [{said}]", "su")
 
     def _probe(self, become: Become, run_raw: RawRunner) -> bool:
         user = shlex.quote(become.user)

@@ -186,5 +186,6 @@ class ConnectionPool:
 
 
 def _key(host: Host) -> str:
-    """One connection per host and way of reaching it (a play may run a host locally)."""
-    return f"{host.id}@{host.connection}"
+    """One connection per host and way of reaching it (a play may run a host locally, a
+    task may log in as another user: `remote_user`)."""
+    return f"{host.id}@{host.connection}:{host.user or ''}:{host.port}"

@@ -28,6 +28,7 @@ class RunOptions:
     stages: frozenset[str] = frozenset()  # --stage: only these (empty: all)
     start_stage: Mapping[str, str] = field(default_factory=dict)  # --resume: host -> stage
     verbosity: int = 0
+    force_handlers: bool = False  # --force-handlers: a failed host still runs its handlers
 
 
 @dataclass
@@ -95,6 +96,25 @@ class PlayShared:
     abort: threading.Event = field(default_factory=threading.Event)  # any_errors_fatal etc.
     magic: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
     _gather: bool | None = None
+    batch: list[HostState] = field(default_factory=list)  # this `serial` batch's hosts
+    # run_once (executor/once.py): a slot per task and pass, the hosts whose walk ended,
+    # each host's passes by task id; `turns` guards them and wakes the hosts that wait
+    once: dict[tuple[str, int], Any] = field(default_factory=dict)
+    walked: set[str] = field(default_factory=set)
+    passes: dict[tuple[str, str], int] = field(default_factory=dict)
+    turns: threading.Condition = field(default_factory=threading.Condition)
+    throttles: dict[str, threading.Semaphore] = field(default_factory=dict)  # by task id
+
+    def host_walked(self, host_id: str) -> None:
+        """The host's walk of the play ended: hosts waiting on it for a run_once go on."""
+        with self.turns:
+            self.walked.add(host_id)
+            self.turns.notify_all()
+
+    def throttle(self, task_id: str, limit: int) -> threading.Semaphore:
+        """The semaphore that lets `limit` hosts at once run the task `task_id`."""
+        with self.turns:
+            return self.throttles.setdefault(task_id, threading.Semaphore(max(1, limit)))
 
     def gathers_facts(self, playbook_dir: str) -> bool:
         """`gather_facts` as written, else whether the play could read a fact (decided once)."""

@@ -122,7 +122,7 @@ def _run_play(play: Play, hosts: list[HostState], rs: RunShared) -> None:
     )
     for batch in batches([hs.host for hs in hosts], play.serial):
         members = [hs for hs in hosts if hs.host in batch]
-        ps = PlayShared(play=play, hosts=hosts)
+        ps = PlayShared(play=play, hosts=hosts, batch=members)
         _run_batch(members, ps, rs)
         failed = sum(1 for hs in members if hs.failed or hs.unreachable)
         limit = play.max_fail_percentage

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from machineroom.connection.base import Become
 from machineroom.connection.output import cap_text
 from machineroom.errors import (
     CommandTimeout,
@@ -21,8 +20,10 @@ from machineroom.errors import (
     MachineroomError,
 )
 from machineroom.events import TaskFinished, TaskStarted, TaskStatus
+from machineroom.executor.async_job import run_async
+from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
-from machineroom.filters import to_bool
+from machineroom.inventory.model import Host
 from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
@@ -139,15 +140,11 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         )
         return status
 
-    if task.run_once and ps.hosts and hs.host.id != ps.hosts[0].host.id:
-        return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
     conditions = (*scope.when, *task.when)
     try:
         base_vars = task_vars(task, hs, ps, rs, scope)  # may need the vault: can fail
         if task.templated:  # `no_log: "{{ hide }}"` and friends: their value on this host
             task = resolve_flags(task, lambda t: rs.templar.render(t, base_vars, where))
-            if task.run_once and ps.hosts and hs.host.id != ps.hosts[0].host.id:
-                return finish("skipped", msg=f"run_once: runs on {ps.hosts[0].host.id} only")
         loop_error: TemplateError | None = None
         try:
             items = loop_items(task, base_vars, rs, where)
@@ -305,7 +302,9 @@ def _censored(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("msg", "stdout", "stderr", "diff"):
         if hidden.get(key):
             hidden[key] = NO_LOG
-    hidden["result"] = {"censored": NO_LOG} if hidden.get("result") else {}
+    result = hidden.get("result") or {}
+    kept = {"engine": result["engine"]} if "engine" in result else {}  # what ran it: no secret
+    hidden["result"] = {"censored": NO_LOG, **kept} if result else {}
     return hidden
 
 
@@ -351,12 +350,14 @@ def _run_once(
     attempts = 0
     retries = task.retries if task.retries is not None else (3 if task.until else 0)
     args: dict[str, Any] = {}
+    target: Target | None = None
     while True:
         attempts += 1
         try:
             args = _drop_omitted(rs.templar.render(dict(task.args), variables, where))
             args = prepare_args(module.name, args, module.schema, _location(task))
-            ctx = _module_context(task, hs, rs, scope, variables, where)
+            target = task_target(task, hs, ps, rs, variables, where)
+            ctx = _module_context(task, hs, rs, scope, variables, where, target.host)
             if module.name == "assert":
                 args = _evaluate_assert(args, variables, rs, where)
             elif module.name == "include_vars":  # the files are read here: modules do no I/O
@@ -366,14 +367,25 @@ def _run_once(
             if task.no_log:
                 rs.quiet_hosts.add(hs.host.id)
             try:
-                outcome = run_module(
-                    module,
-                    args,
-                    ctx,
-                    None if module.local else rs.pool.get(hs.host),
-                    become=_become(task, hs, ps, rs, scope, variables, where),
-                    timeout=task.timeout,
+                become = task_become(
+                    task, scope.become, scope.become_user, target.host, ps, rs, variables, where
                 )
+                connection = None if module.local else rs.pool.get(target.host)
+                if task.async_seconds and connection is not None and not ctx.check:
+                    outcome = run_async(
+                        module,
+                        args,
+                        ctx,
+                        connection,
+                        limit=task.async_seconds,
+                        poll=task.poll,
+                        become=become,
+                        stop=rs.stop,
+                    )
+                else:
+                    outcome = run_module(
+                        module, args, ctx, connection, become=become, timeout=task.timeout
+                    )
             finally:
                 rs.quiet_hosts.discard(hs.host.id)
         except ConnectionFailure as exc:
@@ -410,6 +422,13 @@ def _run_once(
         facts=outcome.facts,
         record=outcome.record,
     )
+    if task.delegate_facts and outcome.facts:
+        # the facts are the delegated host's (`delegate_facts: true`), not this one's
+        other = delegate_state(ps, target.delegate if target else None)
+        if other is not None:
+            store = other.registered if task.module == "set_fact" else other.facts
+            store.update(mark_unsafe(dict(outcome.facts)))
+        final = replace(final, facts={})
     return final, result
 
 
@@ -491,8 +510,10 @@ def _module_context(
     scope: Scope,
     variables: dict[str, Any],
     where: Where,
+    target: Host | None = None,
 ) -> ModuleContext:
     from machineroom.executor.files import file_reader, template_renderer
+    from machineroom.executor.local_files import PlaybookFiles
 
     role = task.role or scope.role
     check = rs.options.check if task.check_mode is None else task.check_mode
@@ -505,47 +526,14 @@ def _module_context(
             **variables,
             "__mr_res__": dict(hs.res),
             "__mr_verbosity__": rs.options.verbosity,
+            "__mr_no_log__": task.no_log,  # ansible-core's modules are told (_ansible_no_log)
         },
-        remote_user=hs.host.user or "root",
+        remote_user=(target or hs.host).user or "root",
         become_user=None,
         read_file=file_reader(task, role, rs.playbook_dir),
         render_template=template_renderer(task, role, rs, variables, where),
+        local_files=PlaybookFiles(rs.playbook_dir),
     )
-
-
-def _become(
-    task: Task,
-    hs: HostState,
-    ps: PlayShared,
-    rs: RunShared,
-    scope: Scope,
-    variables: dict[str, Any],
-    where: Where,
-) -> Become | None:
-    """sudo settings for the task: task > block > play; the password from the inventory.
-
-    As in Ansible, the variables `ansible_become` and `ansible_become_user` (inventory, vars)
-    outrank the keywords; `ansible_become_method` may only be sudo.
-    """
-    wanted = task.become if task.become is not None else scope.become
-    if wanted is None:
-        wanted = ps.play.become
-    if "ansible_become" in variables:
-        wanted = to_bool(rs.templar.render(variables["ansible_become"], variables, where))
-    if not wanted:
-        return None
-    method = variables.get("ansible_become_method", "sudo")
-    method = str(rs.templar.render(method, variables, where))
-    if method != "sudo":
-        raise InputError(
-            f"ansible_become_method '{method}' is not supported", None, "sudo (the only method)"
-        )
-    user = task.become_user or scope.become_user or ps.play.become_user or "root"
-    user = variables.get("ansible_become_user", user)
-    user = str(rs.templar.render(user, variables, where))
-    secret = hs.host.become_password or hs.host.password
-    password = secret.reveal(rs.decrypt) if secret else None
-    return Become(user=user, password=password)
 
 
 def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: str) -> None:

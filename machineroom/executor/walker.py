@@ -9,6 +9,7 @@ from typing import Any
 from machineroom.errors import InputError
 from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.executor.once import run_once
 from machineroom.executor.task import Scope, loop_items, run_task, task_vars
 from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, Item, RoleRef, Stage, Task
@@ -65,9 +66,12 @@ class HostWalker:
                 self._stage(index, stage)
                 if not self.hs.done:
                     self.flush_handlers(stage.name)
+                elif self.rs.options.force_handlers:
+                    self._forced_handlers(stage.name)
         finally:
             if self.ps.gate is not None:
                 self.ps.gate.leave()
+            self.ps.host_walked(self.hs.host.id)
 
     def _stage(self, index: int, stage: Stage) -> None:
         scope = Scope(stage=stage.name, role=stage.role, tags=self.ps.play.tags)
@@ -125,6 +129,21 @@ class HostWalker:
         return True
 
     def _task(self, task: Task, scope: Scope) -> TaskStatus:
+        if "run_once" in task.templated:
+            task = self._with_flags(task, scope)
+        if task.run_once:  # waits for the batch's first host without holding a fork
+            return run_once(
+                task, self.hs, self.ps, self.rs, scope.stage, lambda: self._run(task, scope)
+            )
+        return self._run(task, scope)
+
+    def _run(self, task: Task, scope: Scope) -> TaskStatus:
+        if task.throttle:  # at most `throttle` hosts run this task at once
+            with self.ps.throttle(task.id, task.throttle):
+                return self._slotted(task, scope)
+        return self._slotted(task, scope)
+
+    def _slotted(self, task: Task, scope: Scope) -> TaskStatus:
         if self.slots is None:
             return run_task(task, self.hs, self.ps, self.rs, scope)
         with self.slots:
@@ -227,6 +246,17 @@ class HostWalker:
                     continue
                 if not self._one(handler, Scope(stage=stage, role=handler.role)):
                     return
+
+    def _forced_handlers(self, stage: str) -> None:
+        """--force-handlers: a host that failed still runs the handlers it notified before
+        failing, as ansible-playbook does; it stays failed."""
+        if not self.hs.failed or self.hs.unreachable or not self.hs.notified:
+            return
+        self.hs.failed = False
+        try:
+            self.flush_handlers(stage)
+        finally:
+            self.hs.failed = True
 
     def _pass_gate(self, index: int, count: int) -> None:
         if self.ps.gate is not None:

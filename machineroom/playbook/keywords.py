@@ -68,8 +68,23 @@ TASK_KEYWORDS = frozenset(
         "run_once",
         "any_errors_fatal",
         "no_log",
+        *(
+            "delegate_to",
+            "delegate_facts",
+            "connection",
+            "remote_user",
+            "port",
+            "become_method",
+            "become_flags",
+            "async",
+            "poll",
+            "throttle",
+        ),
     }
 )
+# Keys that carry the module themselves (`local_action: copy src=a dest=b`): tasks.py
+# rewrites them into the module key, `local_action` adding `delegate_to: localhost`.
+ACTION_KEYS = ("local_action", "action")
 # true/false keywords that may be templates, evaluated per host when the task runs
 TEMPLATED_FLAGS = (
     "become",
@@ -89,25 +104,21 @@ PUSHED_DOWN = (
     "ignore_unreachable",
     "run_once",
     "no_log",
+    "delegate_to",
+    "delegate_facts",
+    "connection",
+    "remote_user",
+    "port",
+    "become_method",
+    "become_flags",
+    "throttle",
 )
 # Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
 UNSUPPORTED = frozenset(
     {
-        "action",
-        "local_action",
-        "delegate_to",
-        "delegate_facts",
-        "async",
-        "poll",
-        "throttle",
-        "remote_user",
-        "connection",
-        "port",
         "module_defaults",
         "collections",
         "debugger",
-        "become_method",
-        "become_flags",
         "become_exe",
     }
 )
@@ -185,6 +196,45 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    """`async: 30`, `poll: '5'`, `throttle: 1` as an int (the schema checked the shape)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def connection_keywords(node: Mapping[str, Any]) -> dict[str, Any]:
+    """How a play, block or task connects: remote_user, port, become_method/flags."""
+    port = node.get("port")
+    return {
+        "remote_user": _text_or_none(node.get("remote_user")),
+        "port": port if isinstance(port, int | str) and not isinstance(port, bool) else None,
+        "become_method": _text_or_none(node.get("become_method")),
+        "become_flags": _text_or_none(node.get("become_flags")),
+    }
+
+
+def pushed_value(key: str, value: Any) -> Any:
+    """A block keyword's value as the task field it is pushed down into."""
+    if key == "environment":
+        return plain_mapping(value)
+    if key in ("delegate_to", "connection", "remote_user", "become_method", "become_flags"):
+        return _text_or_none(value)
+    if key == "port":
+        return connection_keywords({"port": value})["port"]
+    if key == "throttle":
+        return _count(value)
+    return bool_or_none(value)
+
+
 def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
     """Task fields from the keywords of a schema-checked task mapping."""
     loop: Any = None
@@ -228,4 +278,11 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "no_log": bool_or_none(node.get("no_log")) is True,
         "any_errors_fatal": bool_or_none(node.get("any_errors_fatal")),
         "templated": MappingProxyType(flag_templates(node)),
+        "delegate_to": _text_or_none(node.get("delegate_to")),
+        "delegate_facts": bool_or_none(node.get("delegate_facts")) is True,
+        "connection": _text_or_none(node.get("connection")),
+        **connection_keywords(node),
+        "async_seconds": _count(node.get("async")),
+        "poll": _count(node.get("poll")),
+        "throttle": _count(node.get("throttle")),
     }

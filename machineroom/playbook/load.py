@@ -21,7 +21,7 @@ from typing import Any
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.playbook.args import is_template
 from machineroom.playbook.deferred import settle
-from machineroom.playbook.keywords import bool_or_none, parse_tags
+from machineroom.playbook.keywords import bool_or_none, connection_keywords, parse_tags
 from machineroom.playbook.model import (
     Block,
     Item,
@@ -314,6 +314,7 @@ def _load_play(
         check_mode=node.get("check_mode") if isinstance(node.get("check_mode"), bool) else None,
         tags=parse_tags(node.get("tags")),
         connection=connection if isinstance(connection, str) else None,
+        **connection_keywords(node),
         location=where,
     )
 

@@ -73,6 +73,17 @@ class Task:
     run_once: bool = False
     any_errors_fatal: bool | None = None
     no_log: bool = False  # hide the task's output, diff and result everywhere
+    # where and how the task connects (executor/delegation.py); None: the host's own way
+    delegate_to: str | None = None  # another host (a template), `localhost` the workstation
+    delegate_facts: bool = False  # facts the task sets go to the delegated host
+    connection: str | None = None  # "local": on the workstation, with the host's variables
+    remote_user: str | None = None  # log in as this user (outranks the inventory's user)
+    port: int | str | None = None
+    become_method: str | None = None  # sudo or su
+    become_flags: str | None = None
+    async_seconds: int | None = None  # `async:` run in the background for at most this long
+    poll: int | None = None  # `poll:` seconds between checks; 0: fire and forget
+    throttle: int | None = None  # at most this many hosts run the task at once
     # true/false keywords written as templates (keyword -> template), evaluated per host
     # when the task runs; the field of the same name keeps its default until then
     templated: Mapping[str, str] = field(default_factory=_empty)
@@ -164,6 +175,10 @@ class Play:
     check_mode: bool | None = None
     tags: frozenset[str] = frozenset()
     connection: str | None = None  # "local" runs every task on the workstation
+    remote_user: str | None = None  # tasks' defaults for these keywords (Task has them)
+    port: int | str | None = None
+    become_method: str | None = None
+    become_flags: str | None = None
     location: Location | None = None
 
 

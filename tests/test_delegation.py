@@ -1,0 +1,331 @@
+"""delegate_to, local_action, connection: local, run_once, async/poll, throttle, remote_user
+and become_method, end to end as ansible-core runs them.
+
+Real runs of `machineroom apply` (a subprocess) against lab hosts h23, h24 and h25, in
+/tmp/mr-deleg on the hosts and the test's tmp_path on the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from machineroom.lab import Lab
+from tests.clirun import machineroom
+
+HOSTS = ("h23", "h24", "h25")
+COLOURS = {"h23": "red", "h24": "green", "h25": "blue"}
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def setup(root: Path, lab: Lab, site: str, extra: dict[str, str] | None = None) -> None:
+    """A 3-host inventory (root by key, a colour per host) and `site.yml`."""
+    lines = [f"all:\n  vars: {{user: root, ssh_key: {lab.key}}}\n  hosts:\n"]
+    for host in lab.hosts:
+        if host.name in HOSTS:
+            more = (extra or {}).get(host.name, "")
+            lines.append(
+                f"    {host.name}: {{host: {host.address}, colour: {COLOURS[host.name]}{more}}}\n"
+            )
+    write(root, "inventory.yml", "".join(lines))
+    (root / ".machineroom").mkdir(mode=0o700, exist_ok=True)
+    (root / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    write(root, "site.yml", site)
+
+
+def apply(root: Path, *args: str) -> tuple[Any, Any]:
+    out = machineroom("apply", "-i", "inventory.yml", "site.yml", "--json", *args, cwd=root)
+    try:
+        return out, json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return out, None
+
+
+def sh(root: Path, host: str, command: str) -> str:
+    out = machineroom("run", "-i", "inventory.yml", host, "--json", "--", command, cwd=root)
+    return str(json.loads(out.stdout)["hosts"][host]["stdout"])
+
+
+def tasks_of(report: Any, host: str) -> dict[str, Any]:
+    return {t["task"]: t for t in report["hosts"][host]["tasks"]}
+
+
+def changed(report: Any) -> list[str]:
+    return [
+        f"{h}: {t['task']}"
+        for h, data in report["hosts"].items()
+        for t in data["tasks"]
+        if t["status"] == "changed"
+    ]
+
+
+def test_delegate_to_local_action_and_connection_local(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        f"""\
+        - hosts: all
+          gather_facts: false
+          strategy: linear
+          tasks:
+            - name: folder on h25
+              file: {{path: /tmp/mr-deleg, state: directory}}
+              delegate_to: h25
+              run_once: true
+            - name: written on h25 with each host's variables
+              copy:
+                dest: "/tmp/mr-deleg/from-{{{{ inventory_hostname }}}}"
+                content: "{{{{ colour }}}} {{{{ inventory_hostname }}}}\\n"
+              delegate_to: "{{{{ groups['all'] | last }}}}"
+            - name: on the controller (string form)
+              local_action: >-
+                copy dest={tmp_path}/local-{{{{ inventory_hostname }}}} content={{{{ colour }}}}
+            - name: on the controller (mapping form)
+              local_action:
+                module: command
+                cmd: "touch {tmp_path}/mapping-{{{{ inventory_hostname }}}}"
+                creates: "{tmp_path}/mapping-{{{{ inventory_hostname }}}}"
+            - name: task connection local
+              shell: "hostname > {tmp_path}/conn-{{{{ inventory_hostname }}}}"
+              args: {{creates: "{tmp_path}/conn-{{{{ inventory_hostname }}}}"}}
+              connection: local
+            - name: a fact for h25 only
+              set_fact: {{told_by: "{{{{ inventory_hostname }}}}"}}
+              delegate_to: h25
+              delegate_facts: true
+              when: inventory_hostname == 'h23'
+            - name: show the fact
+              copy: {{dest: /tmp/mr-deleg/told, content: "{{{{ told_by | default('none') }}}}\\n"}}
+              when: inventory_hostname == 'h25'
+        """,
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    listing = sh(tmp_path, "h25", "cat /tmp/mr-deleg/from-h23 /tmp/mr-deleg/from-h24")
+    assert listing == "red h23\ngreen h24\n"
+    assert sh(tmp_path, "h25", "cat /tmp/mr-deleg/from-h25") == "blue h25\n"
+    assert sh(tmp_path, "h23", "ls /tmp/mr-deleg 2>&1 || true").startswith("ls: cannot access")
+    assert sh(tmp_path, "h25", "cat /tmp/mr-deleg/told") == "h23\n"  # delegate_facts
+    for host in HOSTS:
+        assert (tmp_path / f"local-{host}").read_text() == COLOURS[host]
+        assert (tmp_path / f"mapping-{host}").exists()
+        # connection: local ran on this machine, not on the lab host
+        assert (tmp_path / f"conn-{host}").read_text().strip() != host
+    again, report = apply(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert changed(report) == []
+
+
+def test_run_once_result_reaches_every_host(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - file: {path: /tmp/mr-deleg, state: directory}
+            - name: pick
+              shell: echo "{{ inventory_hostname }} $(date +%N)"
+              register: picked
+              run_once: true
+              notify: mark
+            - name: fact once
+              set_fact: {chosen: "{{ picked.stdout.split()[0] }}"}
+              run_once: true
+            - name: write
+              copy:
+                dest: /tmp/mr-deleg/once
+                content: "{{ picked.stdout }} {{ chosen }}\\n"
+          handlers:
+            - name: mark
+              copy: {dest: /tmp/mr-deleg/handler, content: "notified\\n"}
+        """,
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    contents = {host: sh(tmp_path, host, "cat /tmp/mr-deleg/once") for host in HOSTS}
+    first = contents["h23"]
+    assert first.startswith("h23 ") and first.endswith(" h23\n")
+    assert set(contents.values()) == {first}  # one run, one result, on every host
+    for host in HOSTS:
+        assert sh(tmp_path, host, "cat /tmp/mr-deleg/handler") == "notified\n"
+    # the recap shows the task once: only the host that ran it reports it
+    assert "pick" in tasks_of(report, "h23")
+    assert "pick" not in tasks_of(report, "h24") and "pick" not in tasks_of(report, "h25")
+
+
+def test_run_once_failure_fails_every_host(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: breaks
+              command: "false"
+              run_once: true
+            - name: never
+              command: "true"
+        """,
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert tasks_of(report, "h23")["breaks"]["status"] == "failed"
+    for host in ("h24", "h25"):
+        task = tasks_of(report, host)["breaks"]
+        assert task["status"] == "failed"
+        assert "run_once: the task failed on h23" in task["msg"]
+    for host in HOSTS:
+        assert "never" not in tasks_of(report, host)
+
+
+def test_async_poll_fire_and_forget_and_timeout(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: h23
+          gather_facts: false
+          tasks:
+            - file: {path: /tmp/mr-deleg, state: directory}
+            - name: polled
+              shell: sleep 1; echo polled-out; echo polled-err >&2
+              async: 20
+              poll: 1
+              register: polled
+            - copy: {dest: /tmp/mr-deleg/polled, content: "{{ polled.stdout }} {{ polled.rc }}\\n"}
+            - name: fired
+              shell: sleep 1; echo fired > /tmp/mr-deleg/fired
+              async: 30
+              poll: 0
+              register: job
+            - copy:
+                dest: /tmp/mr-deleg/job
+                content: "{{ job.started }} {{ job.finished }} {{ job.ansible_job_id }}\\n"
+            - name: wait for it
+              async_status: {jid: "{{ job.ansible_job_id }}"}
+              register: status
+              until: status.finished
+              retries: 20
+              delay: 0.5
+            - name: too slow
+              shell: sleep 4; echo late > /tmp/mr-deleg/late
+              async: 1
+              poll: 1
+        """,
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    tasks = tasks_of(report, "h23")
+    assert sh(tmp_path, "h23", "cat /tmp/mr-deleg/polled") == "polled-out 0\n"
+    started, finished, jid = sh(tmp_path, "h23", "cat /tmp/mr-deleg/job").split()
+    assert (started, finished) == ("True", "False") and jid.startswith("j")
+    assert tasks["wait for it"]["status"] == "changed"  # the job's own result: shell changed
+    assert sh(tmp_path, "h23", "cat /tmp/mr-deleg/fired") == "fired\n"
+    slow = tasks["too slow"]
+    assert slow["status"] == "failed"
+    assert slow["msg"] == "async task did not complete within the requested time - 1s"
+    # the job was killed at its limit: `late` never appears (its sleep would end by now+3s)
+    killed = sh(
+        tmp_path,
+        "h23",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do"
+        " ls ~/.ansible_async/*/timedout >/dev/null 2>&1 && break; sleep 0.2; done;"
+        " sleep 3.5; ls /tmp/mr-deleg/late 2>&1 || true",
+    )
+    assert "No such file" in killed
+
+
+def test_throttle_one_never_overlaps(tmp_path: Path, lab: Lab) -> None:
+    # each host takes a lock folder on the controller for 0.4 s: a second host at once fails
+    lock = tmp_path / "lock"
+    task = f"shell: mkdir {lock} && sleep 0.4 && rmdir {lock}"
+    site = """\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: locked
+              {task}
+              delegate_to: localhost
+              {throttle}
+        """
+    setup(tmp_path, lab, site.format(task=task, throttle="throttle: 1"))
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert all(tasks_of(report, h)["locked"]["status"] == "changed" for h in HOSTS)
+    # without throttle the same task does overlap: the check above can fail
+    setup(tmp_path, lab, site.format(task=task, throttle="ignore_errors: true"))
+    out, report = apply(tmp_path)
+    statuses = [tasks_of(report, h)["locked"]["status"] for h in HOSTS]
+    assert "failed" in statuses, statuses
+
+
+def test_remote_user_and_become_methods(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, "- hosts: all\n  tasks: []\n")
+    sh(tmp_path, "h24", "echo root:root-pw | chpasswd")  # su needs root's password
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: h24
+          gather_facts: false
+          remote_user: deploy
+          tasks:
+            - name: as deploy
+              command: id -un
+              register: plain
+            - name: sudo from deploy
+              command: id -un
+              become: true
+              become_method: sudo
+              become_flags: -H
+              register: sudo
+            - block:
+                - name: su from deploy
+                  command: id -un
+                  register: su
+              become: true
+              become_method: su
+            - name: as root again
+              command: id -un
+              remote_user: root
+              register: root
+            - copy:
+                dest: /tmp/mr-deleg-users
+                content: "{{ [plain, sudo, su, root] | map(attribute='stdout') | join(' ') }}\\n"
+        """,
+        extra={"h24": ", become_password: root-pw"},
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sh(tmp_path, "h24", "cat /tmp/mr-deleg-users") == "deploy root root root\n"
+    # a wrong password: su says so, in one line
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: h24
+          gather_facts: false
+          tasks:
+            - name: su with a bad password
+              command: id -un
+              remote_user: ops
+              become: true
+              become_method: su
+        """,
+        extra={"h24": ", become_password: not-root-pw"},
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    msg = tasks_of(report, "h24")["su with a bad password"]["msg"]
+    assert "cannot become root with su: su rejected the password" in msg
