@@ -194,6 +194,9 @@ def test_a_missing_script_names_the_folders_searched(tmp_path: Path, lab: Lab) -
 
 FILE_BODY = b"downloaded content\n"
 FILE_TIME = 1_700_000_000
+ARMORED_KEY = (
+    "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot really a key\n-----END PGP PUBLIC KEY BLOCK-----\n"
+)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -246,6 +249,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 modified = ("Last-Modified", formatdate(FILE_TIME, usegmt=True))
                 self._send(200, FILE_BODY, headers=(modified,))
+        elif self.path == "/key.asc":
+            self._send(200, ARMORED_KEY.encode())
         elif self.path == "/missing":
             self._send(404, b"not here")
         else:
@@ -563,3 +568,122 @@ def test_getent_facts_pause_and_ping(tmp_path: Path, lab: Lab) -> None:
     ]
     assert (r["pong"]["ping"], r["data"]["ping"]) == ("pong", "hello")
     assert r["crash"]["failed"] is True
+
+
+# --- apt_key, apt_repository, deb822_repository -----------------------------------------
+
+APT = """\
+- hosts: all
+  gather_facts: false
+  vars:
+    chrome: "deb [arch=amd64] https://user:pw@dl.mr-netmods.example.com/linux/chrome/deb/
+      stable main"
+  tasks:
+    - name: a key to add
+      shell: |
+        export GNUPGHOME=$(mktemp -d)
+        gpg --batch --passphrase "" --quick-gen-key "Test <t@t>" ed25519 sign never 2>/dev/null
+        gpg --armor --export t@t > /tmp/mr-netmods/key.asc
+        rm -rf "$GNUPGHOME"
+        printf '#deb   http://old.mr-netmods.example.com/debian  bookworm main # kept\\n\\n' \\
+          > /etc/apt/sources.list.d/mr-netmods-old.list
+      args: {creates: /tmp/mr-netmods/key.asc}
+      when: st == "present"
+    - name: fingerprint
+      command: gpg --with-colons --show-keys /tmp/mr-netmods/key.asc
+      register: shown_key
+      changed_when: false
+      check_mode: false
+    - name: key
+      apt_key: {file: /tmp/mr-netmods/key.asc, keyring: /tmp/mr-netmods/kr.gpg, state: "{{ st }}",
+                id: "{{ shown_key.stdout | regex_search('fpr:+([0-9A-F]+)', '\\\\1') | first }}"}
+      register: a_key
+    - name: chrome
+      apt_repository: {repo: "{{ chrome }}", update_cache: false, state: "{{ st }}"}
+      register: a_chrome
+    - name: enable old
+      apt_repository: {repo: "deb http://old.mr-netmods.example.com/debian bookworm main",
+                       update_cache: no, state: "{{ st }}"}
+    - name: local
+      apt_repository: {repo: "deb [trusted=yes] file:/srv/mr-netmods ./", update_cache: false,
+                       filename: mr-netmods-local, mode: "0600", state: "{{ st }}"}
+    - name: deb822
+      deb822_repository:
+        name: Mr_Netmods Docker
+        uris: https://download.mr-netmods.example.com/linux/debian
+        suites: bookworm
+        components: [stable, extra]
+        signed_by: "{{ base }}/key.asc"
+        enabled: true
+        state: "{{ st }}"
+      register: a_deb822
+    - name: show
+      debug: {msg: "{{ {'key': a_key, 'chrome': a_chrome, 'deb822': a_deb822} | to_json }}"}
+"""
+
+DEB822 = """\
+Components: stable extra
+Enabled: yes
+X-Repolib-Name: Mr_Netmods Docker
+Signed-By: /etc/apt/keyrings/mr-netmods-docker.asc
+Suites: bookworm
+Types: deb
+URIs: https://download.mr-netmods.example.com/linux/debian
+"""
+
+LISTS = (
+    "cd /etc/apt/sources.list.d; for f in dl_mr_netmods_example_com_linux_chrome_deb.list "
+    "mr-netmods-old.list mr-netmods-local.list mr-netmods-docker.sources "
+    '/etc/apt/keyrings/mr-netmods-docker.asc; do echo "== $f $(stat -c %a $f)"; cat $f; done'
+)
+
+
+def test_apt_sources_and_keys_as_ansible_writes_them(tmp_path: Path, lab: Lab, web: str) -> None:
+    setup(tmp_path, lab, APT)
+    sh(lab, "mkdir -p /tmp/mr-netmods")
+    out, report = apply(tmp_path, "-e", f"base={web}", "-e", "st=present")
+    assert out.returncode == 0, out.stdout + out.stderr
+    r = shown(report)
+    fingerprint = r["key"]["fp"]
+    assert len(fingerprint) == 40 and r["key"]["after"] == [fingerprint[-16:]]
+    assert r["key"]["before"] == [] and r["key"]["changed"] is True
+    assert r["chrome"]["sources_added"] == [
+        "/etc/apt/sources.list.d/dl_mr_netmods_example_com_linux_chrome_deb.list"
+    ]
+    assert r["deb822"]["key_filename"] == "/etc/apt/keyrings/mr-netmods-docker.asc"
+    assert r["deb822"]["repo"] == DEB822
+    chrome = (
+        "deb [arch=amd64] https://user:pw@dl.mr-netmods.example.com/linux/chrome/deb/ stable main"
+    )
+    assert sh(lab, LISTS) == (
+        "== dl_mr_netmods_example_com_linux_chrome_deb.list 644\n"
+        f"{chrome}\n"
+        "== mr-netmods-old.list 644\n"
+        "deb http://old.mr-netmods.example.com/debian bookworm main # kept\n\n"
+        "== mr-netmods-local.list 600\n"
+        "deb [trusted=yes] file:/srv/mr-netmods ./\n"
+        "== mr-netmods-docker.sources 644\n"
+        f"{DEB822}"
+        "== /etc/apt/keyrings/mr-netmods-docker.asc 644\n"
+        f"{ARMORED_KEY}"
+    )
+    # apt itself reads what was written without an error
+    assert "E:" not in sh(lab, "apt-cache policy 2>&1")
+
+    again, report = apply(tmp_path, "-e", f"base={web}", "-e", "st=present")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert changed_tasks(report) == []
+
+    # absent in check mode: said, not done; then done
+    checked, report = apply(tmp_path, "-e", f"base={web}", "-e", "st=absent", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert changed_tasks(report) == ["key", "chrome", "enable old", "local", "deb822"]
+    assert sh(lab, LISTS).count("== ") == 5
+    removed, report = apply(tmp_path, "-e", f"base={web}", "-e", "st=absent")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert shown(report)["key"]["after"] == []
+    assert shown(report)["chrome"]["sources_removed"] == [
+        "/etc/apt/sources.list.d/dl_mr_netmods_example_com_linux_chrome_deb.list"
+    ]
+    assert sh(lab, "ls /etc/apt/sources.list.d /etc/apt/keyrings | grep -c mr.netmods") == "1\n"
+    assert sh(lab, "cat /etc/apt/sources.list.d/mr-netmods-old.list") == "\n"
