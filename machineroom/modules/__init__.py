@@ -71,10 +71,13 @@ def known_names() -> list[str]:
 
 
 def get_module(name: str) -> Module | None:
-    """The module instance for a task name, or None when there is no such module."""
+    """The module instance for a task name, or None when there is no such module. A name
+    machineroom lacks may be one ansible-core runs (modules/ansible_fallback.py)."""
     canonical = canonical_name(name)
     if canonical is None:
-        return None
+        from machineroom.modules.ansible_fallback import fallback_module
+
+        return fallback_module(name)
     if canonical not in _loaded:
         module_path, class_name = MODULES[canonical].split(":")
         cls = getattr(importlib.import_module(module_path), class_name)

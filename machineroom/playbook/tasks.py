@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
+from machineroom.modules.ansible_fallback import Resolution, resolve
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
 from machineroom.playbook.deferred import deferred_text, is_unimplemented
@@ -316,6 +317,44 @@ def _raw_args(node: Mapping[str, Any], key: str) -> dict[str, Any]:
     return {**(to_plain(extra) if isinstance(extra, Mapping) else {}), **inline}
 
 
+def resolve_fallback(name: str, base: Path, role: RoleRef | None) -> Resolution:
+    """What ansible-core makes of a module machineroom lacks, searching the playbook's and
+    the role's library/ and collections/ (modules/ansible_fallback.py)."""
+    return resolve(name, base, [role.path] if role is not None else [])
+
+
+def _fallback_problem(
+    lacking: InputError, resolution: Resolution, node: Mapping[str, Any], key: str, at: Location
+) -> InputError:
+    # a typo of one of our modules keeps "did you mean"; otherwise ansible-core's reason
+    # (not installed, an action plugin, a collection missing) says more than "unknown"
+    if not resolution.problem or ("did you mean" in lacking.problem and not resolution.found):
+        return lacking
+    return InputError(f"{label_of(node)}{resolution.problem}", key_location_of(node, key, at))
+
+
+def _fallback_task(
+    key: str,
+    module: Module,
+    node: Mapping[str, Any],
+    where: Location,
+    ctx: LoadContext,
+    scope: Scope,
+) -> Task | None:
+    """A task whose module ansible-core runs: its arguments as written, checked on the host."""
+    args = module_args(key, node, where, ctx, module)
+    if args is None:
+        return None
+    return Task(
+        module=key,
+        args=MappingProxyType(to_plain(args)),
+        role=scope.role,
+        location=where,
+        id=ctx.task_id(where),
+        **task_fields(node),
+    )
+
+
 def parse_task(
     node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
 ) -> Task | None:
@@ -326,6 +365,10 @@ def parse_task(
     lacking = _lacking_module(node, where)
     if lacking is not None:
         lacked = next(k for k in node if k not in TASK_KEYWORDS)
+        resolution = resolve_fallback(lacked, ctx.base, scope.role)
+        if resolution.module is not None:  # ansible-core runs it
+            return _fallback_task(lacked, resolution.module, node, where, ctx, scope)
+        lacking = _fallback_problem(lacking, resolution, node, lacked, where)
         return Task(
             module=lacked,
             args=MappingProxyType(_raw_args(node, lacked)),
