@@ -361,10 +361,22 @@ def outcome_of(data: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
     changed = bool(result.pop("changed", False))
     failed = bool(result.pop("failed", False))
     msg = result.pop("msg", "")
+    exception = result.pop("exception", None)
+    if isinstance(exception, Mapping):  # ansible-core 2.19: an error summary, not text
+        msg = msg or summary_text(exception)
+        traceback = exception.get("event", {}).get("formatted_traceback")
+        if traceback:
+            result["exception"] = traceback
+    elif exception:
+        result["exception"] = exception
+    if failed and not msg:
+        msg = "module failed"
     result["engine"] = ENGINE
     for key in ("warnings", "deprecations"):
         if key in result and not result[key]:
             del result[key]
+        elif isinstance(result.get(key), list):
+            result[key] = [summary_text(w) if isinstance(w, Mapping) else w for w in result[key]]
     status = "failed" if failed else "changed" if changed else "ok"
     text = diff_text(diff) if ctx.diff and diff else ""
     return Outcome(
@@ -374,6 +386,24 @@ def outcome_of(data: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
         result=result,
         facts=facts if isinstance(facts, Mapping) else {},
     )
+
+
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """The one-line message of an ansible-core 2.19 error or warning summary: the event's
+    message and those of its causes, as ansible-core words it ("A: B")."""
+    parts: list[str] = []
+    event = summary.get("event", summary)
+    while isinstance(event, Mapping):
+        parts.append(str(event.get("msg", "")))
+        chain = event.get("chain")
+        if not isinstance(chain, Mapping) or not chain.get("follow", True):
+            break
+        event = chain.get("event")
+    message = parts.pop() if parts else ""
+    for part in reversed(parts):
+        # a cause already in its effect's message is not said twice
+        message = part if part.endswith(message) else f"{part.rstrip('. ')}: {message}"
+    return message
 
 
 def diff_text(diff: Any) -> str:
