@@ -160,6 +160,11 @@ else
   mr_git -C "$dest" "$@" || mr_fail "Failed to download remote objects and refs: $mr_out"
   [ "$bare" = 1 ] || mr_switch
 fi
+if [ "$bare" != 1 ] && [ "$recursive" = 1 ] && [ -f "$dest/.gitmodules" ]; then
+  set -- -C "$dest" submodule update --init --recursive
+  [ "$track_submodules" = 1 ] && set -- "$@" --remote
+  mr_git "$@" || mr_fail "Failed to update the submodules of $dest: $mr_out"
+fi
 mr_say after "$("$git" -C "$dest" rev-parse HEAD 2>/dev/null)"
 exit 0
 """
@@ -168,7 +173,7 @@ exit 0
 class GitModule(Module):
     """`git`: repo (or name), dest, version, remote, force, depth, clone, update, bare,
     single_branch, accept_hostkey, accept_newhostkey, key_file, ssh_opts, executable,
-    umask."""
+    umask, recursive, track_submodules."""
 
     name: ClassVar[str] = "git"
     schema: ClassVar[dict[str, Any]] = {
@@ -190,6 +195,8 @@ class GitModule(Module):
             "ssh_opts": {"type": "string"},
             "executable": {"type": "string"},
             "umask": {"type": "string", "pattern": "^0?[0-7]{1,4}$"},
+            "recursive": {"type": "boolean", "default": True},
+            "track_submodules": {"type": "boolean", "default": False},
         },
         "required": ["repo"],
         "additionalProperties": False,
@@ -223,6 +230,8 @@ class GitModule(Module):
             "single_branch": int(bool(args.get("single_branch"))),
             "ssh_command": self.ssh_command(args),
             "umask": args.get("umask") or "",
+            "recursive": int(bool(args.get("recursive", True))),
+            "track_submodules": int(bool(args.get("track_submodules"))),
         }
         lines = "".join(f"{key}={quote(value)}\n" for key, value in settings.items())
         return RemoteStep(lines + BODY)
