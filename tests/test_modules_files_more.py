@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
 import textwrap
 import threading
 import time
@@ -429,3 +430,114 @@ def test_get_url_downloads_once_checks_sums_and_fails_clearly(
     out, report = apply(tmp_path, "--check", *extra)
     assert "plain" in changed_tasks(report)
     assert sh(tmp_path, f"cat {g}/app.txt") == "version 1\n"
+
+
+UNARCHIVE_SITE = f"""\
+- hosts: all
+  tasks:
+    - file: {{path: '{ROOT}/u/{{{{ item }}}}', state: directory}}
+      loop: [local, zip, remote]
+    - name: local
+      unarchive: {{src: app.tgz, dest: {ROOT}/u/local, list_files: true, exclude: [app/skip.txt]}}
+      register: local
+    - name: url
+      unarchive: {{src: '{{{{ base }}}}/app.zip', dest: {ROOT}/u/zip, mode: 'u=rwX,g=rX,o='}}
+    - name: remote
+      unarchive:
+        src: {ROOT}/u/app.tar.xz
+        dest: {ROOT}/u/remote
+        remote_src: true
+        extra_opts: [--strip-components=1]
+    - name: creates
+      unarchive: {{src: app.tgz, dest: {ROOT}/u/local, creates: {ROOT}/u/local/app}}
+    - name: temp folder
+      tempfile: {{state: directory, suffix: .work}}
+      register: tmp
+    - name: note
+      when: local is changed
+      copy:
+        dest: {ROOT}/u/result.json
+        content: "{{{{ [local.handler, local.files | sort, tmp.path] | to_json }}}}"
+"""
+
+
+def test_unarchive_unpacks_once_from_here_a_url_or_the_host_and_tempfile(
+    tmp_path: Path, lab: Lab, web: tuple[str, Path]
+) -> None:
+    base, www = web
+    tree = tmp_path / "tree"
+    write(tree, "app/bin/run.sh", "echo run\n")
+    write(tree, "app/README", "read me\n")
+    write(tree, "app/skip.txt", "not wanted\n")
+    (tmp_path / "files").mkdir()
+    subprocess.run(["tar", "czf", tmp_path / "files" / "app.tgz", "-C", tree, "app"], check=True)
+    subprocess.run(["zip", "-qr", www / "app.zip", "app"], cwd=tree, check=True)
+    setup(tmp_path, lab, UNARCHIVE_SITE)
+    u = f"{ROOT}/u"
+    sh(
+        tmp_path,
+        f"rm -rf {u} && mkdir -p {u}/t/app && echo xz > {u}/t/app/x.txt"
+        f" && tar cJf {u}/app.tar.xz -C {u}/t app",
+    )
+    extra = ("-e", f"base={base}")
+    out, report = apply(tmp_path, *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sh(tmp_path, f"cd {u} && cat local/app/bin/run.sh zip/app/README remote/x.txt") == (
+        "echo run\nread me\nxz\n"
+    )
+    assert sh(tmp_path, f"ls {u}/local/app; stat -c %a {u}/zip/app {u}/zip/app/README") == (
+        "README\nbin\n750\n640\n"
+    )
+    tasks = tasks_of(report)
+    assert tasks["creates"]["status"] == "skipped"
+    handler, files, temp = json.loads(sh(tmp_path, f"cat {u}/result.json"))
+    assert handler == "TgzArchive"
+    assert sorted(files) == ["app/", "app/README", "app/bin/", "app/bin/run.sh"]
+    assert temp.startswith("/tmp/ansible.") and temp.endswith(".work")
+    assert sh(tmp_path, f"stat -c %a {temp}") == "700\n"
+    # again: nothing to unpack (tempfile always makes a new one, as in Ansible)
+    out, report = apply(tmp_path, *extra)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed_tasks(report) == ["temp folder"]
+    # a file changed under dest: check mode says it would unpack, and does not
+    sh(tmp_path, f"echo edited > {u}/local/app/README")
+    out, report = apply(tmp_path, "--check", *extra)
+    assert changed_tasks(report) == ["local"]
+    assert tasks_of(report)["temp folder"]["status"] == "skipped"
+    assert sh(tmp_path, f"cat {u}/local/app/README") == "edited\n"
+    out, report = apply(tmp_path, *extra)
+    assert sh(tmp_path, f"cat {u}/local/app/README") == "read me\n"
+
+
+def test_unarchive_and_get_url_name_what_is_wrong(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: all
+          tasks:
+            - name: not a folder
+              unarchive: {src: /etc/hostname, dest: /etc/hostname, remote_src: true}
+              ignore_errors: true
+            - name: not an archive
+              unarchive: {src: /etc/hostname, dest: /tmp, remote_src: true}
+              ignore_errors: true
+            - name: bad checksum
+              get_url: {url: 'http://127.0.0.1:1/x', dest: /tmp/x, checksum: 'abc'}
+              ignore_errors: true
+            - name: bad prefix
+              tempfile: {prefix: 'a/b'}
+              ignore_errors: true
+        """,
+    )
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tasks = tasks_of(report)
+    assert tasks["not a folder"]["msg"] == "Destination '/etc/hostname' is not a directory"
+    assert 'Failed to find handler for "/etc/hostname"' in tasks["not an archive"]["msg"]
+    assert "<algorithm>:<checksum>" in tasks["bad checksum"]["msg"]
+    assert "prefix must be a valid file name component" in tasks["bad prefix"]["msg"]
+    write(tmp_path, "site.yml", "- hosts: all\n  tasks:\n    - unarchive: {src: a.tgz}\n")
+    out, _ = apply(tmp_path)
+    assert out.returncode == 4
+    assert "dest" in out.stderr
