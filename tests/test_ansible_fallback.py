@@ -25,6 +25,7 @@ import pytest
 from machineroom.errors import InputErrors
 from machineroom.lab import Lab
 from machineroom.modules import ansible_fallback
+from machineroom.modules.base import CommandOutput, ModuleContext
 from machineroom.playbook.load import load_playbook
 from tests.clirun import machineroom
 
@@ -331,3 +332,39 @@ def test_diffs_read_as_ansible_prints_them() -> None:
     assert ansible_fallback.diff_text({"prepared": "changed x"}) == "changed x\n"
     structured = ansible_fallback.diff_text({"before": {"k": 1}, "after": {"k": 2}})
     assert '-    "k": 1' in structured and '+    "k": 2' in structured
+
+
+CTX = ModuleContext(host_id=HOST)
+
+
+def test_an_error_summary_of_ansible_core_2_19_becomes_the_message() -> None:
+    cause = {"msg": "[Errno 2] No such file or directory: '/x/tmp1'"}
+    data = {
+        "failed": True,
+        "exception": {
+            "__ansible_type": "ErrorSummary",
+            "event": {
+                "msg": "Failed to write to file '/x/kh'.",
+                "formatted_traceback": "Traceback (most recent call last): ...\n",
+                "chain": {"msg_reason": "<<< caused by >>>", "follow": True, "event": cause},
+            },
+        },
+    }
+    outcome = ansible_fallback.outcome_of(data, CTX)
+    assert outcome.status == "failed"
+    assert outcome.msg == (
+        "Failed to write to file '/x/kh': [Errno 2] No such file or directory: '/x/tmp1'"
+    )
+    assert outcome.result["exception"] == "Traceback (most recent call last): ...\n"
+
+
+def test_output_around_the_json_and_a_crash() -> None:
+    banner = "Welcome!\n" + json.dumps({"changed": True, "rc": 0, "_ansible_no_log": False})
+    outcome = ansible_fallback.parse_result("m", CommandOutput(0, banner + "\nbye\n", ""), CTX)
+    assert outcome.status == "changed"
+    assert dict(outcome.result) == {"rc": 0, "engine": "ansible-core"}
+    crash = CommandOutput(1, "", "Traceback (most recent call last):\nImportError: no yaml\n")
+    failed = ansible_fallback.parse_result("m", crash, CTX)
+    assert failed.status == "failed"
+    assert failed.msg == "MODULE FAILURE: Traceback (most recent call last):\nImportError: no yaml"
+    assert failed.result["module_stderr"] == crash.stderr and failed.result["rc"] == 1
