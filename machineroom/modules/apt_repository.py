@@ -98,7 +98,8 @@ mr_n=0 mr_changed=0
 for mr_f in $mr_all; do
   [ -n "$mr_f" ] || continue
   mr_n=$((mr_n + 1))
-  if [ -f "$mr_f" ]; then
+  # a target outside the files APT reads is not read either (Ansible: written anew)
+  if [ -f "$mr_f" ] && { [ "$mr_f" != "$target" ] || [ "$mr_known" = 1 ]; }; then
     awk -v mode=none "$NORMALIZE" "$mr_f" > "$mr_d/b$mr_n" || mr_fail "cannot read $mr_f"
     awk -v mode="$op" "$NORMALIZE" "$mr_f" > "$mr_d/a$mr_n"
   else
