@@ -377,3 +377,14 @@ def test_project_loads_with_the_real_modules(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(modules, "_loaded", {})
     loaded = load_playbook(PROJECT / "site.yml")
     assert len(loaded.plays) == 2
+
+
+def test_strategy_host_pinned_and_templated(tmp_path: Path) -> None:
+    """host_pinned runs as free (hosts keep their worker); a template renders with play vars."""
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  strategy: host_pinned\n  tasks: [{debug: {msg: a}}]\n"
+        '- hosts: all\n  vars: {s: linear}\n  strategy: "{{ s }}"\n  tasks: [{debug: {msg: b}}]\n'
+        "- hosts: all\n  strategy: \"{{ t | default('free') }}\"\n  tasks: [{debug: {msg: c}}]\n"
+    )
+    plays = load_playbook(tmp_path / "site.yml").plays
+    assert [p.strategy for p in plays] == ["free", "linear", "free"]

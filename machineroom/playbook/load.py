@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.playbook.args import is_template
@@ -44,6 +44,7 @@ from machineroom.playbook.tasks import (
     where_searched,
 )
 from machineroom.schema import validate
+from machineroom.templating import Templar, Where
 from machineroom.yamlio import file_present, key_location_of, load_yaml, location_of, to_plain
 
 SECTION_STAGES = ("pre_tasks", "main", "post_tasks")
@@ -232,6 +233,26 @@ def _serial(value: Any) -> tuple[int | str, ...]:
     return tuple(result)
 
 
+def _strategy(
+    node: Mapping[str, Any], play_vars: Mapping[str, Any], where: Location, ctx: LoadContext
+) -> Literal["free", "linear"]:
+    """The play's strategy; a template is rendered with the play's vars, as Ansible does.
+    host_pinned is free: hosts already keep their own worker to the end of the play here."""
+    value = node.get("strategy")
+    if is_template(value):
+        at = location_of(node, "strategy", where)
+        try:
+            value = Templar().render(value, dict(play_vars), Where(at))
+        except InputError as exc:
+            ctx.errors.append(exc)
+            return "free"
+        if value not in ("free", "linear", "host_pinned"):
+            ctx.errors.append(
+                InputError(f"strategy renders as {value!r}", at, "free, linear or host_pinned")
+            )
+    return "linear" if value == "linear" else "free"
+
+
 def _load_play(
     node: Mapping[str, Any], where: Location, path: Path, ctx: LoadContext, roles: RoleLoader
 ) -> Play | None:
@@ -309,7 +330,7 @@ def _load_play(
         serial=_serial(node.get("serial")),
         max_fail_percentage=float(max_fail) if isinstance(max_fail, int | float) else None,
         any_errors_fatal=node.get("any_errors_fatal") is True,
-        strategy="linear" if node.get("strategy") == "linear" else "free",
+        strategy=_strategy(node, play_vars, where, ctx),
         gather_facts=bool_or_none(node.get("gather_facts")),
         check_mode=node.get("check_mode") if isinstance(node.get("check_mode"), bool) else None,
         tags=parse_tags(node.get("tags")),
