@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,31 @@ FAILURES = """\
     - name: no value
       sysctl: {name: vm.swappiness, sysctl_file: /tmp/mr-sysctl-fail.conf}
       ignore_errors: true
+    - name: cron file without user
+      cron: {name: x, cron_file: mr-x, job: /bin/true}
+      ignore_errors: true
+    - name: special and minute
+      cron: {name: x, special_time: daily, minute: "5", job: /bin/true}
+      ignore_errors: true
+    - name: no such zone
+      timezone: {name: Mars/Olympus_Mons}
+      ignore_errors: true
+    - name: bad mount
+      mount: {path: /mnt/mr-bad, src: /dev/mr-none, fstype: ext4, state: mounted,
+              fstab: /tmp/mr-fstab-fail}
+      ignore_errors: true
+    - name: no pip
+      pip: {name: six, executable: /nowhere/pip3}
+      ignore_errors: true
+    - name: latest with version
+      pip: {name: six, version: "1.0", state: latest}
+      ignore_errors: true
 """
 
 
 def test_systemd_and_sysctl_failures_say_what_went_wrong(tmp_path: Path, lab: Lab) -> None:
     setup(tmp_path, lab, FAILURES)
-    sh(tmp_path, f"printf '{UNIT}' > /etc/systemd/system/mrmask2.service")
+    sh(tmp_path, f"printf '{UNIT}' > /etc/systemd/system/mrmask2.service; rm -f /tmp/mr-fstab-fail")
     out, report = apply(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     tasks = tasks_of(report)
@@ -221,6 +241,26 @@ def test_systemd_and_sysctl_failures_say_what_went_wrong(tmp_path: Path, lab: La
     assert tasks["live value"]["msg"].startswith("Failed to reload sysctl: ")
     assert sh(tmp_path, "cat /tmp/mr-sysctl-fail.conf") == "vm.mr_nothing=1\n"
     assert tasks["no value"]["msg"].startswith("sysctl: value cannot be None")
+    assert tasks["cron file without user"]["msg"].startswith(
+        "To use cron_file=... parameter you must specify user=... as well"
+    )
+    assert tasks["special and minute"]["msg"].startswith(
+        "You cannot combine special_time with any of the time or day/date parameters."
+    )
+    assert tasks["no such zone"]["msg"] == (
+        'Error message:\ngiven timezone "Mars/Olympus_Mons" is not available'
+    )
+    # a failed mount leaves neither the fstab entry nor the mount point behind
+    assert tasks["bad mount"]["msg"].startswith("Error mounting /mnt/mr-bad: ")
+    assert sh(tmp_path, "cat /tmp/mr-fstab-fail; ls -d /mnt/mr-bad 2>&1 || :") == (
+        "ls: cannot access '/mnt/mr-bad': No such file or directory\n"
+    )
+    assert tasks["no pip"]["msg"] == (
+        "Unable to find any of /nowhere/pip3 to use.  pip needs to be installed."
+    )
+    assert tasks["latest with version"]["msg"].startswith(
+        "version is incompatible with state=latest"
+    )
 
     write(tmp_path, "bad.yml", "- hosts: all\n  tasks:\n    - systemd: {name: x, state: up}\n")
     bad, _ = apply(tmp_path, playbook="bad.yml")
@@ -321,3 +361,78 @@ def test_cron_timezone_hostname_and_mount(tmp_path: Path, lab: Lab) -> None:
     assert "-5 2 * * * /usr/local/bin/backup --all\n+5 3 * * *" in diffs["backup"]
     assert "-hostname = web-1.example.test\n+hostname = db-1\n" in diffs["name"]
     assert sh(tmp_path, SCHEDULE_STATE) == state
+
+
+PIP = """\
+- hosts: all
+  gather_facts: false
+  vars: {want: "1.0", drop: false}
+  tasks:
+    - file: {path: /tmp/mr-wheels, state: directory}
+    - copy: {src: "{{ item }}", dest: "/tmp/mr-wheels/{{ item }}"}
+      loop: [mrdemo_pkg-1.0-py3-none-any.whl, mrdemo_pkg-2.0-py3-none-any.whl]
+    - name: install
+      pip:
+        name: mrdemo-pkg
+        version: "{{ want }}"
+        virtualenv: /opt/mr-venv
+        virtualenv_command: python3 -m venv
+        extra_args: --no-index --find-links /tmp/mr-wheels
+      register: installed
+    - name: satisfied
+      pip: {name: ["mrdemo-pkg>=1,<3"], virtualenv: /opt/mr-venv}
+    - name: remove
+      pip: {name: mrdemo-pkg, state: absent, virtualenv: /opt/mr-venv}
+      when: drop
+    - name: show
+      debug: {msg: "{{ installed | to_json }}"}
+"""
+
+
+def wheel(folder: Path, version: str) -> None:
+    """A pure-Python wheel of `mrdemo-pkg` built by hand (no network, no build tools)."""
+    info = f"mrdemo_pkg-{version}.dist-info"
+    files = {
+        "mrdemo_pkg/__init__.py": f"__version__ = '{version}'\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: mrdemo-pkg\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{p},,\n" for p in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(folder / f"mrdemo_pkg-{version}-py3-none-any.whl", "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+
+
+VERSION = "/opt/mr-venv/bin/python -c 'import mrdemo_pkg; print(mrdemo_pkg.__version__)' 2>&1"
+
+
+def test_pip_installs_into_a_virtualenv_it_creates(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, PIP)
+    wheel(tmp_path, "1.0")
+    wheel(tmp_path, "2.0")
+    sh(tmp_path, "rm -rf /opt/mr-venv")
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert changed(report) == ["file", "copy", "install"]
+    installed = json.loads(tasks_of(report)["show"]["msg"])
+    assert installed["cmd"] == ["pip", "install", "mrdemo-pkg==1.0"]
+    assert installed["virtualenv"] == "/opt/mr-venv"
+    assert "Successfully installed mrdemo-pkg-1.0" in installed["stdout"]
+    assert sh(tmp_path, VERSION) == "1.0\n"
+
+    again, report = apply(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert changed(report) == []
+
+    # check mode with extra_args: changed, as Ansible says, and nothing installed
+    checked, report = apply(tmp_path, "--check", "-e", '{"want": "2.0"}')
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert changed(report) == ["install"]
+    assert sh(tmp_path, VERSION) == "1.0\n"
+
+    upgraded, report = apply(tmp_path, "-e", '{"want": "2.0", "drop": true}')
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert changed(report) == ["install", "remove"]
+    assert "Successfully installed mrdemo-pkg-2.0" in tasks_of(report)["show"]["msg"]
+    assert "No module named 'mrdemo_pkg'" in sh(tmp_path, VERSION)
