@@ -28,6 +28,7 @@ MODULES: dict[str, str] = {
     "timezone": "machineroom.modules.timezone:TimezoneModule",
     "hostname": "machineroom.modules.hostname:HostnameModule",
     "mount": "machineroom.modules.mount:MountModule",
+    "pip": "machineroom.modules.pip:PipModule",
     "user": "machineroom.modules.user:UserModule",
     "group": "machineroom.modules.user:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
