@@ -16,7 +16,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from machineroom.connection import ConnectOptions, SSHConnection
+from machineroom.executor.reboot import run_reboot
+from machineroom.inventory.model import Host
 from machineroom.lab import Lab
+from machineroom.modules.base import ModuleContext
+from machineroom.modules.reboot import RebootModule
 from tests.clirun import machineroom
 
 HOST = "h21"
@@ -436,3 +441,65 @@ def test_pip_installs_into_a_virtualenv_it_creates(tmp_path: Path, lab: Lab) -> 
     assert changed(report) == ["install", "remove"]
     assert "Successfully installed mrdemo-pkg-2.0" in tasks_of(report)["show"]["msg"]
     assert "No module named 'mrdemo_pkg'" in sh(tmp_path, VERSION)
+
+
+REBOOT = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: reboot
+      reboot: {msg: "kernel update", reboot_timeout: 300, post_reboot_delay_sec: 5}
+      register: r
+    - name: show
+      debug: {msg: "{{ r | to_json }}"}
+"""
+
+
+def test_reboot_in_check_mode_and_bad_arguments(tmp_path: Path, lab: Lab) -> None:
+    setup(tmp_path, lab, REBOOT)
+    checked, report = apply(tmp_path, "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    shown = json.loads(tasks_of(report)["show"]["msg"])
+    assert (shown["changed"], shown["rebooted"], shown["elapsed"]) == (True, True, 0)
+    write(tmp_path, "bad.yml", "- hosts: all\n  tasks:\n    - reboot: {reboot_timeout: soon}\n")
+    bad, _ = apply(tmp_path, playbook="bad.yml")
+    assert bad.returncode == 4, bad.stdout + bad.stderr
+    assert "bad.yml:3" in bad.stderr and "reboot_timeout" in bad.stderr
+
+
+def test_run_reboot_waits_for_a_new_boot_and_the_test_command(lab: Lab) -> None:
+    """A lab host cannot restart: the "reboot" here changes the boot id two seconds later,
+    which is what the wait watches; the test command must then pass on a new session."""
+    target = next(h for h in lab.hosts if h.name == HOST)
+    host = Host(id=HOST, host=target.address, port=target.port, user="root", ssh_key=lab.key)
+    connection = SSHConnection(host, ConnectOptions(known_hosts_files=(lab.known_hosts,)))
+    connection.open()
+    try:
+        connection.run("echo first > /tmp/mr-boot-id; rm -f /tmp/mr-tested")
+        args = {
+            "boot_time_command": "cat /tmp/mr-boot-id",
+            "reboot_command": "sh -c 'sleep 2; echo second > /tmp/mr-boot-id'",
+            "test_command": "test -s /tmp/mr-boot-id && touch /tmp/mr-tested",
+            "reboot_timeout": 60,
+        }
+        outcome = run_reboot(RebootModule(), args, ModuleContext(host_id=HOST), connection)
+        assert outcome.status == "changed", outcome.msg
+        assert outcome.result["rebooted"] is True and outcome.result["elapsed"] >= 1
+        assert connection.run("cat /tmp/mr-boot-id; ls /tmp/mr-tested").stdout == (
+            "second\n/tmp/mr-tested\n"
+        )
+        # a boot id that never changes: Ansible's time-out message, after reboot_timeout
+        ticks = iter(range(0, 1000, 30))
+        never = {**args, "reboot_command": "true", "reboot_timeout": 60}
+        late = run_reboot(
+            RebootModule(),
+            never,
+            ModuleContext(host_id=HOST),
+            connection,
+            clock=lambda: float(next(ticks)),
+            sleep=lambda seconds: None,
+        )
+        assert late.status == "failed"
+        assert late.msg == "Timed out waiting for last boot time check (timeout=60)"
+    finally:
+        connection.close()
