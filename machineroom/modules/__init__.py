@@ -29,6 +29,7 @@ MODULES: dict[str, str] = {
     "hostname": "machineroom.modules.hostname:HostnameModule",
     "mount": "machineroom.modules.mount:MountModule",
     "pip": "machineroom.modules.pip:PipModule",
+    "reboot": "machineroom.modules.reboot:RebootModule",
     "user": "machineroom.modules.user:UserModule",
     "group": "machineroom.modules.user:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
