@@ -41,7 +41,7 @@ from jinja2.utils import missing, pass_context
 from machineroom.errors import InputError, Location
 from machineroom.lookups import LOOKUPS as WITH_LOOKUPS
 from machineroom.lookups import find_in_search_path
-from machineroom.yamlio import Unsafe as Unsafe  # defined there: `!unsafe` values are read as it
+from machineroom.unsafe import Unsafe as Unsafe  # YAML's `!unsafe` values are read as it
 
 # The special variable that carries the folder `lookup('file', ...)` resolves relative paths in.
 BASE_DIR_VAR = "__mr_base_dir__"
@@ -564,7 +564,11 @@ class Templar:
         if isinstance(value, UnsafeDict | UnsafeList):
             return value
         if isinstance(value, dict):
-            return {k: self._render_value(v, variables) for k, v in value.items()}
+            # keys too, as Ansible's templar does (`set_fact: "{{ item }}=moo"`)
+            return {
+                self._render_value(k, variables): self._render_value(v, variables)
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self._render_value(v, variables) for v in value]
         if isinstance(value, tuple):

@@ -34,6 +34,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from machineroom.errors import InputError, Location
+from machineroom.unsafe import Unsafe
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -65,13 +66,6 @@ class LocatedStr(str):
     """A string scalar from YAML that knows where it was written."""
 
     location: Location
-
-
-class Unsafe(str):
-    """Text that must never be rendered as a template: a value tagged `!unsafe`, output from
-    a host, facts, ... (templating.py's rules)."""
-
-    __slots__ = ()
 
 
 class VaultTagged(str):

@@ -72,6 +72,21 @@ def test_set_fact() -> None:
     out = run("set_fact", {"a": 1, "b": {"c": "$(id)"}, "cacheable": True})
     assert out.status == "ok" and out.facts == {"a": 1, "b": {"c": "$(id)"}}
     assert out.result["cacheable"] is True
+    # a templated name renders per host; what it renders to must be a variable name
+    bad = run("set_fact", {"bad name": 1})
+    assert bad.status == "failed" and "The variable name 'bad name' is not valid" in bad.msg
+
+
+def test_set_fact_templated_names_as_ansible() -> None:
+    """`set_fact: "{{ item }}=moo"`: key=value text with a templated name, keys rendered."""
+    from machineroom.errors import Location
+    from machineroom.playbook.args import parse_kv
+    from machineroom.templating import Templar, Where
+
+    args, rest = parse_kv("{{ item }}=moo other=1")
+    assert args == {"{{ item }}": "moo", "other": "1"} and rest == ""
+    rendered = Templar().render(args, {"item": "a"}, Where(Location("site.yml", 3, 7)))
+    assert rendered == {"a": "moo", "other": "1"}
 
 
 def test_record_changed_only_when_different() -> None:

@@ -142,13 +142,22 @@ class SetFactModule(_LocalModule):
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {"cacheable": {"type": "boolean", "default": False}},
-        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        # a name may be a template (`"{{ item }}=moo"`), rendered per host like the values
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$|\\{\\{|\\{%"},
         "minProperties": 1,
     }
 
     def run_local(self, args: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
         """The pairs, except `cacheable`, as facts; result `ansible_facts` mirrors them."""
         facts = {k: v for k, v in args.items() if k != "cacheable"}
+        for name in facts:
+            if not name.isidentifier() or not name.isascii():
+                return Outcome(
+                    "failed",
+                    msg=f"The variable name '{name}' is not valid. Variables must start with a "
+                    "letter or underscore character, and contain only letters, numbers and "
+                    "underscores.",
+                )
         result = {"ansible_facts": facts, "cacheable": bool(args.get("cacheable", False))}
         return Outcome("ok", msg=f"set {', '.join(sorted(facts))}", result=result, facts=facts)
 

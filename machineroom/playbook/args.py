@@ -91,7 +91,7 @@ def parse_kv(text: str, *, raw_keys: frozenset[str] | None = None) -> tuple[dict
     taken: list[str] = []
     for token in split_args(text):
         key, sep, value = token.partition("=")
-        is_kv = bool(sep) and key.isidentifier()
+        is_kv = bool(sep) and (key.isidentifier() or is_template(key))
         if is_kv and (raw_keys is None or key in raw_keys):
             found[key] = unquote(value)
             taken.append(token)
