@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "validate": "machineroom.cli.servers:validate_command",
     "connect": "machineroom.cli.remote:connect_command",
     "run": "machineroom.cli.remote:run_command",
+    "inventory": "machineroom.cli.inventory_cmd:inventory_command",
     "scanports": "machineroom.cli.remote:scanports_command",
     "history": "machineroom.cli.servers:history_command",
     "show": "machineroom.cli.runs:show_command",

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from machineroom.cli.settings import current_settings, default_of
 from machineroom.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from machineroom.connection.base import ConnectOptions
     from machineroom.connection.pool import ConnectionPool
-    from machineroom.inventory.model import Host, Inventory
+    from machineroom.inventory.model import Host, Inventory, Secret
     from machineroom.state import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,22 +61,23 @@ def connection_options(func: F) -> F:
             "-f",
             "--forks",
             type=click.IntRange(1, 1000),
-            default=50,
-            show_default=True,
-            help="Hosts worked on at once.",
+            default=lambda: default_of("forks", 50),
+            help="Hosts worked on at once [default: 50, or forks in machineroom.yml, "
+            "$ANSIBLE_FORKS, ansible.cfg].",
         ),
         click.option(
+            "-T",
             "--connect-timeout",
             type=float,
-            default=10.0,
-            show_default=True,
-            help="Seconds to wait for a host's SSH handshake.",
+            default=lambda: float(default_of("connect_timeout", 10.0)),
+            help="Seconds to wait for a host's SSH handshake [default: 10, or ansible.cfg's "
+            "timeout].",
         ),
         click.option(
             "--timeout",
             "command_timeout",
             type=float,
-            default=None,
+            default=lambda: default_of("command_timeout", None),
             help="Seconds a remote command may run.",
         ),
         click.option(
@@ -93,12 +95,16 @@ def connection_options(func: F) -> F:
         click.option(
             "--vault-password-file",
             type=click.Path(dir_okay=False),
+            default=_vault_file_default,
             callback=_remember_vault_option,
             help="File whose first line is the vault password (an executable: its output).",
         ),
         click.option(
             "--ask-vault-password",
+            "--ask-vault-pass",
+            "-J",
             is_flag=True,
+            default=lambda: bool(default_of("ask_vault_pass", False)),
             callback=_remember_vault_option,
             help="Prompt for the vault password.",
         ),
@@ -107,14 +113,39 @@ def connection_options(func: F) -> F:
             "vault_ids",
             multiple=True,
             expose_value=False,
+            default=lambda: tuple(default_of("vault_identity_list", ())),
             callback=_remember_vault_option,
             help="[LABEL@]FILE or LABEL@prompt: one more vault password (as ansible's); "
-            "repeatable.",
+            "repeatable [default: ansible.cfg's vault_identity_list].",
         ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+@dataclass(frozen=True)
+class HostDefaults:
+    """Connection settings for hosts whose inventory entry does not give them (ansible.cfg's
+    remote_user and private_key_file, `-u`, `--private-key`, `-k`, `-K`): as in Ansible, what
+    the inventory says about a host wins."""
+
+    user: str | None = None
+    ssh_key: str | None = None
+    password: Secret | None = None
+    become_password: Secret | None = None
+
+    def apply(self, host: Host) -> Host:
+        """`host` with the blanks these defaults fill filled."""
+        if host.connection != "ssh":
+            return host
+        return dataclasses.replace(
+            host,
+            user=host.user or self.user,
+            ssh_key=host.ssh_key or self.ssh_key,
+            password=host.password or self.password,
+            become_password=host.become_password or self.become_password,
+        )
 
 
 @dataclass
@@ -124,16 +155,22 @@ class Workspace:
     inventory_paths: tuple[str, ...]
     state_path: str
     _inventory: Inventory | None = field(default=None, repr=False)
+    host_defaults: HostDefaults = field(default_factory=HostDefaults)
+    known_hosts_file: str | None = None  # machineroom.yml's known_hosts
 
     @property
     def inventory(self) -> Inventory:
-        """The loaded, validated inventory (loaded once)."""
+        """The loaded, validated inventory (loaded once), blanks filled by `host_defaults`."""
         if self._inventory is None:
             from machineroom.inventory import load_inventories
 
             # Key files are checked for the hosts a command works on (see `select`), so a
             # server list that names another workstation's keys still lists and validates.
-            self._inventory = load_inventories(list(self.inventory_paths), check_key_files=False)
+            inventory = load_inventories(list(self.inventory_paths), check_key_files=False)
+            if self.host_defaults != HostDefaults():
+                hosts = {k: self.host_defaults.apply(h) for k, h in inventory.hosts.items()}
+                inventory = dataclasses.replace(inventory, hosts=hosts)
+            self._inventory = inventory
             self._inventory.register_secrets()
         return self._inventory
 
@@ -141,6 +178,11 @@ class Workspace:
     def project_dir(self) -> Path:
         """The folder that holds `.machineroom/` (state db and project known_hosts)."""
         return Path(self.state_path).parent
+
+    @property
+    def project_known_hosts(self) -> str:
+        """The project's known_hosts: machineroom.yml's, else beside the state database."""
+        return self.known_hosts_file or str(self.project_dir / "known_hosts")
 
     def open_state(self) -> StateStore:
         """Open (creating and migrating) the state database."""
@@ -207,12 +249,16 @@ def with_recorded_keys(
 
 
 def find_inventory_paths(given: tuple[str, ...]) -> tuple[str, ...]:
-    """The inventory paths to load: as given, else from the environment, else the defaults."""
+    """The inventory paths to load: as given, else from the environment ($MACHINEROOM_INVENTORY,
+    $ANSIBLE_INVENTORY), machineroom.yml, ansible.cfg, else the defaults."""
     if given:
         return given
     env = os.environ.get("MACHINEROOM_INVENTORY")
     if env:
         return tuple(p for p in env.split(os.pathsep) if p)
+    configured = current_settings(given).get("inventory")
+    if configured:
+        return tuple(configured)
     for candidate in DEFAULT_INVENTORIES:
         if Path(candidate).exists():
             return (candidate,)
@@ -251,8 +297,15 @@ def make_workspace(
         if need_inventory or not state_path:
             raise
         paths = ()
-    state = state_path or default_state_path(paths[0])
-    return Workspace(inventory_paths=paths, state_path=state)
+    settings = current_settings(inventory_paths)
+    state = state_path or settings.get("state") or default_state_path(paths[0])
+    defaults = HostDefaults(
+        user=settings.get("remote_user"), ssh_key=settings.get("private_key_file")
+    )
+    workspace = Workspace(inventory_paths=paths, state_path=state, host_defaults=defaults)
+    if settings.get("known_hosts"):
+        workspace.known_hosts_file = str(settings.get("known_hosts"))
+    return workspace
 
 
 def make_connect_options(
@@ -269,13 +322,15 @@ def make_connect_options(
     """Connection settings: host keys from the project's and the user's files, vault unlock."""
     from machineroom.connection.base import ConnectOptions
 
-    project_kh = str(workspace.project_dir / "known_hosts")
+    project_kh = workspace.project_known_hosts
     user_kh = str(Path.home() / ".ssh" / "known_hosts")
     files = (project_kh, *known_hosts, user_kh)
+    # ansible.cfg's host_key_checking = False: record first-seen keys, never skip the check
+    accept_new = accept_new_host_keys or bool(current_settings().get("accept_new_host_keys"))
     return ConnectOptions(
         known_hosts_files=files,
         project_known_hosts=project_kh,
-        accept_new_host_keys=accept_new_host_keys,
+        accept_new_host_keys=accept_new,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         decrypt=make_decrypt(vault_password_file, ask_vault_password),
@@ -336,6 +391,17 @@ def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: An
         ctx.meta.get("vault_ids", ()),
     )
     return value
+
+
+def _vault_file_default() -> str | None:
+    """--vault-password-file when not given: $MACHINEROOM_VAULT_PASSWORD wins (vault.py reads
+    it), else machineroom.yml's, $ANSIBLE_VAULT_PASSWORD_FILE or ansible.cfg's file."""
+    from machineroom.vault import PASSWORD_ENV
+
+    if os.environ.get(PASSWORD_ENV):
+        return None
+    value = default_of("vault_password_file", None)
+    return None if value is None else str(value)
 
 
 def make_decrypt(password_file: str | None, ask: bool) -> Callable[[str], str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from machineroom.cli.ansible_habits import login_options
 from machineroom.cli.context import (
     Workspace,
     audited_pool,
@@ -46,11 +47,18 @@ def _tail(text: str, lines: int = 20) -> str:
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
 @click.argument("pattern")
-@click.argument("command", nargs=-1, required=True)
+@click.argument("command", nargs=-1)
 @inventory_options
 @connection_options
+@click.option("-m", "--module-name", "module", help="Run this module (as `ansible -m`).")
+@click.option("-a", "--args", "module_args", help="The module's arguments: k=v ... or JSON.")
+@click.option("-C", "--check", is_flag=True, help="With -m: change nothing, say what would.")
+@click.option("-D", "--diff", is_flag=True, help="With -m: show what changes.")
 @click.option("-b", "--become", is_flag=True, help="Run the command through sudo.")
 @click.option("--become-user", default="root", show_default=True)
+@click.option("-K", "--ask-become-pass", is_flag=True, help="Ask for the sudo password once.")
+@login_options
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, help="With -m: variables.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end.")
 def run_command(
     pattern: str,
@@ -64,19 +72,66 @@ def run_command(
     accept_new_host_keys: bool,
     vault_password_file: str | None,
     ask_vault_password: bool,
+    module: str | None,
+    module_args: str | None,
+    check: bool,
+    diff: bool,
     become: bool,
     become_user: str,
+    ask_become_pass: bool,
+    user: str | None,
+    ask_pass: bool,
+    private_key: str | None,
+    extra_vars: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Run COMMAND on every host matching PATTERN, in parallel: `run 'web:&prod' -- uptime`.
+    """Run COMMAND on every host matching PATTERN, in parallel: `run 'web:&prod' -- uptime`;
+    or a module, as `ansible` does: `run all -m ping`, `run web -m copy -a "src=a dest=/b"`.
 
-    Output is grouped per host. Exit status: 0 all ok, 2 a command failed somewhere,
-    3 a host was unreachable, 99 interrupted. Every command lands in the audit log.
+    Output is grouped per host (with -m: ansible's `host | CHANGED => {...}` lines). Exit
+    status: 0 all ok, 2 a command failed somewhere, 3 a host was unreachable, 99
+    interrupted. Every command lands in the audit log.
     """
+    from machineroom.cli.ansible_habits import login_defaults
     from machineroom.connection.base import Become
     from machineroom.executor.adhoc import run_everywhere
 
     workspace = make_workspace(inventory_paths, state_path)
+    workspace.host_defaults = login_defaults(
+        workspace.host_defaults, user, private_key, ask_pass, ask_become_pass
+    )
+    if module or module_args:
+        if command:
+            raise UsageError("give either -m MODULE [-a ARGS] or -- COMMAND, not both")
+        from machineroom.cli.adhoc_module import run_module
+
+        sys.exit(
+            run_module(
+                workspace,
+                pattern,
+                module or "command",
+                module_args,
+                become=become,
+                become_user=become_user,
+                check=check,
+                diff=diff,
+                extra_vars=extra_vars,
+                as_json=as_json,
+                forks=forks,
+                connect={
+                    "connect_timeout": connect_timeout,
+                    "command_timeout": command_timeout,
+                    "known_hosts": known_hosts,
+                    "accept_new_host_keys": accept_new_host_keys,
+                    "vault_password_file": vault_password_file,
+                    "ask_vault_password": ask_vault_password,
+                },
+            )
+        )
+    if not command:
+        raise UsageError("nothing to run: give -- COMMAND, or -m MODULE [-a ARGS]")
+    if check or diff:
+        raise UsageError("--check and --diff go with -m MODULE (a raw command cannot be checked)")
     hosts = workspace.select(pattern)
     text = " ".join(command) if len(command) > 1 else command[0]
     store = workspace.open_state()
@@ -259,7 +314,7 @@ def ssh_argv(
         return [os.environ.get("SHELL", "/bin/sh")] + (
             ["-c", " ".join(remote_command)] if remote_command else []
         )
-    project_kh = workspace.project_dir / "known_hosts"
+    project_kh = workspace.project_known_hosts
     user_kh = os.path.expanduser("~/.ssh/known_hosts")
     files = [str(project_kh), *known_hosts, user_kh]
     argv = [

@@ -1,0 +1,166 @@
+"""ansible-playbook's flags that reshape or describe a playbook before it runs.
+
+`--start-at-task`, `-b/--become-user/--become-method` change the loaded playbook (a pure
+function each); `--list-hosts`, `--list-tasks`, `--list-tags` and `--syntax-check` print what
+ansible-playbook prints, in its layout, without connecting to any host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterator, Sequence
+
+from machineroom.errors import UsageError
+from machineroom.inventory.model import Host
+from machineroom.playbook.model import Block, Item, Play, Playbook, Task
+
+
+def _tags_allow(tags: frozenset[str], only: frozenset[str], skip: frozenset[str]) -> bool:
+    from machineroom.executor.walker import tags_allow
+
+    return tags_allow(tags, only, skip)
+
+
+# --- -b, --become-user, --become-method ----------------------------------------------------
+
+
+def with_become(playbook: Playbook, become: bool, user: str | None, method: str | None) -> Playbook:
+    """Every play becoming (`-b`, ansible.cfg's become), as the user and method given where
+    the play names none. A task's own `become: false` still wins, as in Ansible."""
+    fields = {f.name for f in dataclasses.fields(Play)}
+    if method not in (None, "sudo") and "become_method" not in fields:
+        raise UsageError(f"--become-method {method}: machineroom becomes with sudo only")
+    plays = []
+    for play in playbook.plays:
+        changes: dict[str, object] = {}
+        if become:
+            changes["become"] = True
+        if user and not play.become_user:
+            changes["become_user"] = user
+        if method and "become_method" in fields and getattr(play, "become_method", None) is None:
+            changes["become_method"] = method
+        plays.append(dataclasses.replace(play, **changes) if changes else play)  # type: ignore[arg-type]
+    return dataclasses.replace(playbook, plays=tuple(plays))
+
+
+# --- --start-at-task -----------------------------------------------------------------------
+
+
+def task_matches(task: Task, pattern: str) -> bool:
+    """As ansible-core: the task's name, or `role : name`, equal to or matching the glob."""
+    names = [n for n in (task.name, task.display_name if task.name else None) if n]
+    return any(n == pattern or fnmatch.fnmatch(n, pattern) for n in names)
+
+
+def start_at_task(playbook: Playbook, pattern: str) -> Playbook:
+    """The playbook from the first task matching `pattern` on: earlier plays run nothing
+    (no facts either), earlier tasks of its play are left out. Only tasks known at load are
+    searched (include_tasks files are not), as in ansible-core."""
+    plays = list(playbook.plays)
+    for index, play in enumerate(plays):
+        stages = []
+        found = False
+        for stage in play.stages:
+            if found:
+                stages.append(stage)
+                continue
+            items, found = _from_match(stage.items, pattern)
+            stages.append(dataclasses.replace(stage, items=tuple(items)))
+        if found:
+            plays[index] = dataclasses.replace(play, stages=tuple(stages))
+            for earlier in range(index):
+                plays[earlier] = _emptied(plays[earlier])
+            return dataclasses.replace(playbook, plays=tuple(plays))
+    raise UsageError(
+        f'--start-at-task: no task matches "{pattern}" (only tasks of the playbook, its roles '
+        "and its imports are searched, not include_tasks files)"
+    )
+
+
+def _from_match(items: Sequence[Item], pattern: str) -> tuple[list[Item], bool]:
+    """The items from the first task matching on, and whether one matched."""
+    for position, item in enumerate(items):
+        if isinstance(item, Block):
+            inner, found = _from_match(item.block, pattern)
+            if found:
+                kept = dataclasses.replace(item, block=tuple(inner))
+                return [kept, *items[position + 1 :]], True
+            rest, found = _from_match(item.always, pattern)
+            if found:
+                kept = dataclasses.replace(item, block=(), rescue=(), always=tuple(rest))
+                return [kept, *items[position + 1 :]], True
+        elif task_matches(item, pattern):
+            return list(items[position:]), True
+    return [], False
+
+
+def _emptied(play: Play) -> Play:
+    stages = tuple(dataclasses.replace(s, items=()) for s in play.stages)
+    return dataclasses.replace(play, stages=stages, gather_facts=False)
+
+
+# --- --list-hosts, --list-tasks, --list-tags, --syntax-check --------------------------------
+
+
+def _listed_tasks(
+    items: Sequence[Item], tags: frozenset[str]
+) -> Iterator[tuple[Task, frozenset[str]]]:
+    """Tasks in the order ansible-playbook lists them, each with its inherited tags."""
+    for item in items:
+        if isinstance(item, Block):
+            inner = tags | item.tags
+            for part in (item.block, item.rescue, item.always):
+                yield from _listed_tasks(part, inner)
+        else:
+            yield item, tags | item.tags
+
+
+def _task_label(task: Task) -> str:
+    """What ansible-playbook shows for a task: its name (`role : name`), else its action."""
+    return task.display_name if task.name else task.module
+
+
+def render_listing(
+    playbook_label: str,
+    playbook: Playbook,
+    play_hosts: Sequence[Sequence[Host]] | None,
+    *,
+    list_tasks: bool,
+    list_tags: bool,
+    only_tags: frozenset[str],
+    skip_tags: frozenset[str],
+) -> str:
+    """ansible-playbook's `--list-hosts` / `--list-tasks` / `--list-tags` output."""
+    lines = ["", f"playbook: {playbook_label}"]
+    for index, play in enumerate(playbook.plays):
+        name = play.name or play.hosts
+        lines.append("")
+        lines.append(
+            f"  play #{index + 1} ({play.hosts}): {name}\tTAGS: [{','.join(sorted(play.tags))}]"
+        )
+        if play_hosts is not None:
+            hosts = play_hosts[index]
+            lines.append(f"    pattern: {[play.hosts]!r}")
+            lines.append(f"    hosts ({len(hosts)}):")
+            lines += [f"      {h.id}" for h in hosts]
+        if not (list_tasks or list_tags):
+            continue
+        block = ["    tasks:"] if list_tasks else []
+        all_tags: set[str] = set()
+        for stage in play.stages:
+            for task, tags in _listed_tasks(stage.items, play.tags):
+                if not _tags_allow(tags, only_tags, skip_tags):
+                    continue
+                all_tags |= tags - play.tags
+                if list_tasks:
+                    block.append(f"      {_task_label(task)}\tTAGS: [{', '.join(sorted(tags))}]")
+        if list_tags:
+            block.append(f"      TASK TAGS: [{', '.join(sorted(all_tags | play.tags))}]")
+        lines += block
+    return "\n".join(lines) + "\n"
+
+
+def render_syntax_ok(playbook_label: str) -> str:
+    """What `ansible-playbook --syntax-check` prints for a playbook that loads."""
+    return f"\nplaybook: {playbook_label}\n"
