@@ -63,6 +63,7 @@ printf 'err=%s\n' "$(mr_b64 < "$mr_d/err")"
 mr_code=${mr_w%% *}
 case " $codes " in *" $mr_code "*) mr_ok=1 ;; *) mr_ok=0 want=1 ;; esac
 case "$mr_w" in *json*|*javascript*) want=1 ;; esac
+case "$mr_code" in 2??) ;; *) want=1 ;; esac  # Ansible keeps an error's body
 [ "$want" = 1 ] && printf 'body=%s\n' "$(mr_b64 < "$mr_d/body")"
 if [ -n "$dest" ] && [ "$mr_rc" = 0 ] && [ "$mr_ok" = 1 ] && [ "$mr_code" != 304 ]; then
   mr_t=$dest
@@ -176,7 +177,10 @@ def curl_config(args: Mapping[str, Any]) -> str:
     if not args.get("use_proxy", True):
         lines.append(conf_line("noproxy", "*"))
     if args.get("decompress", True):
+        # decode a compressed answer, but ask as urllib (Ansible) asks: identity
         lines.append(conf_line("compressed"))
+        if not any(name.lower() == "accept-encoding" for name in headers):
+            lines.append(conf_line("header", "Accept-Encoding: identity"))
     timeout = int(args.get("timeout", 30))
     # Ansible's timeout is a socket timeout: no connection, or no byte, for that long
     lines += [
@@ -367,8 +371,9 @@ class UriModule(Module):
         )
         response: dict[str, Any] = {}
         response.update(headers)
-        response["cookies_string"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        response["cookies"] = cookies
+        if 200 <= status < 300:  # urllib's error path (Ansible) records no cookies
+            response["cookies_string"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            response["cookies"] = cookies
         reason = status_line.split(" ", 2)[2] if status_line.count(" ") >= 2 else ""
         if 200 <= status < 300:
             response["msg"] = f"OK ({headers.get('content-length', 'unknown')} bytes)"
@@ -404,6 +409,11 @@ class UriModule(Module):
             if sub_type in JSON_CANDIDATES:
                 with contextlib.suppress(ValueError):  # not JSON after all: no `json` key
                     result["json"] = json.loads(content)
+        json_like = sub_type in JSON_CANDIDATES
+        unread = not (json_like or args.get("return_content"))
+        if not 200 <= status < 300 and unread and status in codes:
+            # Ansible leaves an accepted error status's body in `body`
+            result["body"] = content if content is not None else ""
         if args.get("return_content"):
             result["content"] = content if content is not None else ""
         if status not in codes:
