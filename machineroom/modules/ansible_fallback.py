@@ -19,6 +19,7 @@ only when a playbook names a module machineroom lacks, never for native ones.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 import json
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from machineroom.errors import did_you_mean
 from machineroom.modules.base import (
     CommandOutput,
     Module,
@@ -200,6 +202,22 @@ class FallbackModule(Module):
     # ansible-core checks its own arguments on the host: any mapping is passed on
     schema: ClassVar[dict[str, Any]] = {"type": "object"}
 
+    def typos(self, args: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(argument, problem) for each argument that is not one the module documents but
+        is close to one: certainly a typo, worth saying before anything runs. Arguments
+        close to none are left to the module (documentation may not list every one)."""
+        names = documented_arguments(self.module_path)
+        if not names:
+            return []
+        found = []
+        for key in args:
+            if key in names or str(key).startswith("_"):
+                continue
+            hint = did_you_mean(str(key), names)
+            if hint:
+                found.append((str(key), f"unknown argument '{key}'{hint}"))
+        return found
+
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
         """Start the host's Python with the module's AnsiballZ payload on stdin."""
         payload = build_payload(self.name, self.module_path, args, ctx)
@@ -211,6 +229,27 @@ class FallbackModule(Module):
     ) -> Outcome:
         """The module's JSON answer as an Outcome."""
         return parse_result(self.name, output, ctx)
+
+
+@functools.cache
+def documented_arguments(path: str) -> frozenset[str]:
+    """The arguments and aliases a module's DOCUMENTATION lists (with its doc fragments),
+    read by ansible-core; empty when it has none (a library module may not)."""
+    try:
+        with _lock:
+            docs = _ansible("ansible.utils.plugin_docs")
+            fragments = _ansible("ansible.plugins.loader").fragment_loader
+            doc = docs.get_docstring(path, fragments, is_module=True)[0]
+    except Exception:  # documentation that does not parse: the module still runs
+        return frozenset()
+    options = doc.get("options") if isinstance(doc, Mapping) else None
+    if not isinstance(options, Mapping):
+        return frozenset()
+    names = {str(name) for name in options}
+    for spec in options.values():
+        aliases = spec.get("aliases") if isinstance(spec, Mapping) else None
+        names.update(str(a) for a in aliases or ())
+    return frozenset(names)
 
 
 def internal_args(name: str, ctx: ModuleContext) -> dict[str, Any]:

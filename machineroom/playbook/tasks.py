@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
 from machineroom.modules import canonical_name, get_module, known_names
-from machineroom.modules.ansible_fallback import Resolution, resolve
+from machineroom.modules.ansible_fallback import FallbackModule, Resolution, resolve
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
 from machineroom.playbook.deferred import deferred_text, is_unimplemented
@@ -335,15 +335,22 @@ def _fallback_problem(
 
 def _fallback_task(
     key: str,
-    module: Module,
+    module: FallbackModule,
     node: Mapping[str, Any],
     where: Location,
     ctx: LoadContext,
     scope: Scope,
 ) -> Task | None:
-    """A task whose module ansible-core runs: its arguments as written, checked on the host."""
+    """A task whose module ansible-core runs: its arguments as written, checked on the host
+    (a misspelt documented one is reported now)."""
     args = module_args(key, node, where, ctx, module)
     if args is None:
+        return None
+    typos = module.typos(args)
+    for argument, problem in typos:
+        at = key_location_of(args, argument, key_location_of(node, key, where))
+        ctx.errors.append(InputError(f"{label_of(node)}{key}: {problem}", at))
+    if typos:
         return None
     return Task(
         module=key,
