@@ -388,3 +388,16 @@ def test_strategy_host_pinned_and_templated(tmp_path: Path) -> None:
     )
     plays = load_playbook(tmp_path / "site.yml").plays
     assert [p.strategy for p in plays] == ["free", "linear", "free"]
+
+
+def test_an_include_in_role_handlers_finds_its_file_in_tasks(tmp_path: Path) -> None:
+    """roles/r/handlers/main.yml: `include_tasks: restart.yml` is roles/r/tasks/restart.yml."""
+    role = tmp_path / "roles" / "r"
+    (role / "tasks").mkdir(parents=True)
+    (role / "handlers").mkdir()
+    (role / "tasks" / "main.yml").write_text("- command: 'true'\n  notify: restart\n")
+    (role / "tasks" / "restart.yml").write_text("- command: 'true'\n")
+    (role / "handlers" / "main.yml").write_text("- name: restart\n  include_tasks: restart.yml\n")
+    (tmp_path / "site.yml").write_text("- hosts: all\n  roles: [r]\n")
+    play = load_playbook(tmp_path / "site.yml").plays[0]
+    assert [h.name for h in play.handlers] == ["restart"]

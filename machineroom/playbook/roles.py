@@ -205,7 +205,8 @@ class RoleLoader:
         path = _find_main(folder / "handlers", name, self.ctx.errors)
         if path is None:
             return
-        scope = Scope(file=path, role=role, role_tasks=folder / "handlers", handlers=True)
+        # an include in handlers/main.yml finds its file beside it or in tasks/, as Ansible's
+        scope = Scope(file=path, role=role, role_tasks=folder / "tasks", handlers=True)
         for item in load_task_file(path, self.ctx, scope):
             if isinstance(item, Task):
                 self.ctx.handlers.append(item)
