@@ -223,8 +223,8 @@ def apt_script(args: Mapping[str, Any], check: bool) -> str:
     lines += _cache(args, check)
     upgrade = args.get("upgrade")
     mode = {True: "yes", False: None, "no": None}.get(upgrade, upgrade)
-    if "*" in specs and state == "latest":
-        specs, mode = [s for s in specs if s != "*"], "yes"
+    if "*" in specs:  # "*": every installed package, which only latest upgrades
+        specs, mode = [s for s in specs if s != "*"], ("yes" if state == "latest" else mode)
     auto = " --auto-remove" if args.get("autoremove") else ""
     if mode in ("dist", "full"):
         lines.append(_simulated("dist-upgrade" + auto, opt, "", "upgrade", check))
