@@ -481,8 +481,9 @@ def _apply_overrides(
             bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
         )
     if task.failed_when is not None:
-        failed = any(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
-        result["failed"] = failed
+        # a list is all of its conditions, as Ansible's; the outcome is kept in the result
+        failed = all(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
+        result["failed"] = result["failed_when_result"] = failed
         if failed and not result.get("msg"):
             result["msg"] = "failed_when condition met"
     return result
