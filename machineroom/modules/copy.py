@@ -7,6 +7,7 @@ only when content or attributes differ. `template` reuses this with rendered con
 
 from __future__ import annotations
 
+import base64
 import os
 import posixpath
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ COPY_PROPS: dict[str, Any] = {
     "force": {"type": "boolean", "default": True},
     "backup": {"type": "boolean", "default": False},
     "validate": {"type": "string"},
+    "follow": {"type": "boolean", "default": False},
 }
 
 
@@ -38,13 +40,16 @@ def copy_step(
     src_name: str | None,
     args: Mapping[str, Any],
     ctx: ModuleContext,
+    remote_src: str = "",
 ) -> RemoteStep:
     """The script that installs `content` at `dest` (or dest/src_name when dest is a folder).
 
     `content` is bytes or a local file's path (streamed from disk on the command's stdin).
     Which of the two `dest` is only the host knows, so both paths are in the script.
+    With `remote_src` the content is that file (or folder, REMOTE_DIR) on the host instead.
     """
     into = posixpath.join(dest, src_name) if src_name else ""
+    directory_mode, _ = files_sh.parse_mode(args.get("directory_mode"))
     lines = [
         files_sh.LIBRARY,
         files_sh.common_vars(ctx.check, ctx.diff, dest),
@@ -52,26 +57,76 @@ def copy_step(
         files_sh.validate_vars(args.get("validate")),
         f"backup={int(bool(args.get('backup', False)))} force={int(args.get('force', True))}\n",
         f"dest={quote(dest)} dir={quote(files_sh.folder(dest))} into={quote(into)} made=0\n",
+        f"src={quote(remote_src)} follow={int(bool(args.get('follow')))} "
+        f"directory_mode={quote(directory_mode)}\n",
+        MKDIRS,
     ]
+    if remote_src:
+        lines.append(REMOTE_SOURCE)
     lines.append(
         # A folder as dest (existing, or named with a trailing /): the file goes inside it.
         'if [ -d "$dest" ] || [ "${dest%/}" != "$dest" ]; then\n'
         '  [ -n "$into" ] || mr_fail "$dest is a directory: name the file, or use src"\n'
         '  if [ ! -d "$dest" ]; then made=1; if [ "$CHECK" = 0 ]; then\n'
-        '    mkdir -p -- "$dest" || mr_fail "cannot create $dest"; fi; fi\n'
+        '    mr_mkdirs "$dest" || mr_fail "cannot create $dest"; fi; fi\n'
         "  dir=${dest%/}; dest=$into; mr_say into 1\n"
         "fi\n"
-        'if [ "$force" = 0 ] && [ -e "$dest" ]; then cat >/dev/null; mr_say skipped 1; exit 0; fi\n'
+        'if [ "$force" = 0 ] && [ -e "$dest" ]; then mr_drain; mr_say skipped 1; exit 0; fi\n'
         # In check mode a missing folder may be one an earlier task would create (as
         # Ansible, report the file as to be created rather than fail).
-        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then cat >/dev/null\n'
+        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then mr_drain\n'
         '  [ "$CHECK" = 1 ] || mr_fail "destination directory $dir does not exist"\n'
         "  mr_say exists 0; mr_say content 1; mr_say attrs 0; exit 0; fi\n"
+        # follow: write through a link at dest to the file it names (Ansible's `follow`)
+        'if [ "$follow" = 1 ] && [ -h "$dest" ]; then\n'
+        '  dest=$(readlink -f -- "$dest") || mr_fail "cannot resolve $dest"; dir=${dest%/*}\n'
+        "fi\n"
         'mr_tmp_near "$dir"\n'
-        'cat >"$mr_t1" || mr_fail "cannot write $mr_t1"\n'
+        'if [ -n "$src" ]; then cat -- "$src" >"$mr_t1" || mr_fail "cannot read $src"\n'
+        'else cat >"$mr_t1" || mr_fail "cannot write $mr_t1"; fi\n'
         'mr_put "$mr_t1" "$dest"\n'
     )
-    return RemoteStep("".join(lines), stdin=content)
+    return RemoteStep("".join(lines), stdin=None if remote_src else content)
+
+
+# mr_mkdirs DIR: mkdir -p, then directory_mode on each folder it made; mr_drain: read the
+# content sent on stdin when it is not needed (none is sent with remote_src).
+MKDIRS = r"""mr_mkdirs() {
+  mr_d=$1 mr_new=
+  while [ ! -d "$mr_d" ]; do mr_new="$mr_d
+$mr_new"; mr_d=$(dirname -- "$mr_d"); done
+  mkdir -p -- "$1" || return 1
+  [ -n "$directory_mode" ] || return 0
+  printf '%s' "$mr_new" | while IFS= read -r mr_d; do
+    [ -z "$mr_d" ] || chmod -- "$directory_mode" "$mr_d" || return 1
+  done
+}
+mr_drain() { [ -n "$src" ] || cat >/dev/null; }
+"""
+
+# remote_src: a missing source fails; a folder is copied as Ansible does (`dir` into
+# dest/dir, `dir/` its content into dest), changed when `diff -r` finds a difference.
+REMOTE_SOURCE = r"""[ -e "$src" ] || mr_fail "Source $src not found"
+if [ -d "$src" ]; then
+  case $src in */) from=${src%/} to=${dest%/} ;; *) from=$src to=${dest%/}/${src##*/} ;; esac
+  mr_say dir_copy 1
+  if [ -d "$to" ] && diff -r -- "$from" "$to" >/dev/null 2>&1; then mr_say content 0
+  else
+    mr_say content 1
+    if [ "$CHECK" = 0 ]; then
+      mr_mkdirs "$to" || mr_fail "cannot create $to"
+      cp -RP -- "$from/." "$to/" || mr_fail "cannot copy $from to $to"
+    fi
+  fi
+  if [ "$CHECK" = 0 ]; then
+    [ -z "$owner" ] || chown -R -- "$owner" "$to" || mr_fail "cannot chown $to"
+    [ -z "$group" ] || chgrp -R -- "$group" "$to" || mr_fail "cannot chgrp $to"
+  fi
+  mr_say path "$(printf '%s' "$to" | base64 | tr -d '
+')"
+  exit 0
+fi
+"""
 
 
 def copy_outcome(
@@ -82,6 +137,12 @@ def copy_outcome(
         return files_sh.failure(output, what)
     report, diff_text = files_sh.parse_report(output.stdout)
     path = into if report.get("into") == "1" else dest
+    if report.get("dir_copy") == "1":  # remote_src: a folder
+        folder = base64.b64decode(report.get("path", "")).decode("utf-8", "replace")
+        if report.get("content") != "1":
+            return Outcome("ok", msg=f"{folder} already matches", result={"dest": folder})
+        verb = "would copy" if ctx.check else "copied"
+        return Outcome("changed", msg=f"{verb} into {folder}", result={"dest": folder})
     if report.get("skipped") == "1":
         return Outcome("ok", msg=f"{path} exists and force is off", result={"dest": path})
     changed, diff, result = files_sh.file_outcome(
@@ -104,6 +165,9 @@ class CopyModule(Module):
         "properties": {
             "src": {"type": "string", "minLength": 1},
             "content": {"type": "string"},
+            "remote_src": {"type": "boolean", "default": False},
+            "directory_mode": files_sh.MODE_SCHEMA,
+            "local_follow": {"type": "boolean", "default": True},
             **COPY_PROPS,
         },
         "required": ["dest"],
@@ -112,6 +176,9 @@ class CopyModule(Module):
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
         """Content from `content` or `src`, then the shared copy script."""
+        if args.get("remote_src"):
+            src, name = self._source(args, remote=True)
+            return copy_step(b"", args["dest"], name, args, ctx, remote_src=str(src or ""))
         content, name = self._content(args, ctx)
         return copy_step(content, args["dest"], name, args, ctx)
 
@@ -119,20 +186,22 @@ class CopyModule(Module):
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
         """Changed when the content or the attributes differed."""
-        _, name = self._source(args)
+        _, name = self._source(args, remote=bool(args.get("remote_src")))
         into = posixpath.join(args["dest"], name) if name else ""
         return copy_outcome(args["dest"], into, ctx, output, "copy")
 
     @staticmethod
-    def _source(args: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    def _source(args: Mapping[str, Any], remote: bool = False) -> tuple[str | None, str | None]:
         src = args.get("src")
         if src is not None and "content" in args:
             raise InputError("copy: give src or content, not both")
         if src is None and "content" not in args:
             raise InputError("copy: nothing to copy", expected="src or content")
-        if src is not None and src.endswith("/"):
+        if remote and src is None:
+            raise InputError("copy: remote_src needs src", expected="a path on the host")
+        if src is not None and src.endswith("/") and not remote:
             raise InputError(f"copy: src {src!r} is a folder", expected="a file")
-        return src, posixpath.basename(src) if src else None
+        return src, posixpath.basename(src.rstrip("/")) if src else None
 
     def _content(
         self, args: Mapping[str, Any], ctx: ModuleContext
