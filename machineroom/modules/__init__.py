@@ -51,6 +51,10 @@ ALIASES: dict[str, str] = {
     "setup": "facts",
     "gather_facts": "facts",
     "systemd_service": "systemd",
+    # the collections these modules moved to (ansible.posix, community.general)
+    "ansible.posix.mount": "mount",
+    "ansible.posix.sysctl": "sysctl",
+    "community.general.timezone": "timezone",
 }
 NAMESPACES = ("ansible.builtin.", "ansible.legacy.", "machineroom.")
 
