@@ -194,6 +194,10 @@ LIBRARY = """\
       note: {path: /tmp/mr-fallback/lib/other.txt, text: "fail s3cr3t-w0rd", token: t0ken}
       no_log: true
       ignore_errors: true
+    - name: as deploy
+      note: {path: /tmp/mr-fallback-deploy.txt, text: mine}
+      become: true
+      become_user: deploy
     - name: no python there
       note: {path: /tmp/mr-fallback/lib/other.txt, text: never}
       vars: {ansible_python_interpreter: /opt/none/python3}
@@ -216,7 +220,7 @@ def test_library_modules_of_the_playbook_and_its_roles(tmp_path: Path, lab: Lab)
         - copy: {dest: /tmp/mr-fallback/lib/loud.txt, content: "{{ shouted.loud }}\\n"}
         """,
     )
-    sh(lab, "rm -rf /tmp/mr-fallback/lib")
+    sh(lab, "rm -rf /tmp/mr-fallback/lib /tmp/mr-fallback-deploy.txt")
 
     out, report = apply(tmp_path, "--diff")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -230,6 +234,8 @@ def test_library_modules_of_the_playbook_and_its_roles(tmp_path: Path, lab: Lab)
     # result keys registered, ansible_facts become facts
     seen = "/tmp/mr-fallback/lib/note.txt 6 ansible-core\n"
     assert sh(lab, "cat /tmp/mr-fallback/lib/seen.txt") == seen
+    # become wraps the one command as it wraps a native module's
+    assert sh(lab, "stat -c %U /tmp/mr-fallback-deploy.txt") == "deploy\n"
     # a failing module's msg is shown; under no_log nothing it handled is
     refused = tasks["refused"]
     assert refused["status"] == "failed" and refused["ignored"]
