@@ -43,15 +43,15 @@ else mr_fail "get_url needs curl or wget on the host; neither is installed"; fi
 # mr_get URL FILE [IMS_FILE]: status code in $code, message in $why
 mr_get() {
   mr_h=$(mktemp) || mr_fail "mktemp failed"
+  # the header itself, not curl's -z: curl -z may drop a 200 body it judges too old
+  mr_ims=
+  [ -z "${3:-}" ] \
+    || mr_ims="If-Modified-Since: $(LC_ALL=C date -u -r "$3" '+%a, %d %b %Y %H:%M:%S GMT')"
   if [ "$tool" = curl ]; then
-    code=$(curl -K "$cfg" -sS -L -o "$2" -D "$mr_h" -w '%{http_code}' ${3:+-z "$3"} -- "$1" \
-      2>"$mr_h.err"); rc=$?
+    code=$(curl -K "$cfg" -sS -L -o "$2" -D "$mr_h" -w '%{http_code}' \
+      ${mr_ims:+-H "$mr_ims"} -- "$1" 2>"$mr_h.err"); rc=$?
     why=$(tail -n 1 "$mr_h.err")
   else
-    set -- "$1" "$2" "${3:-}"
-    mr_ims=
-    [ -z "$3" ] \
-      || mr_ims="If-Modified-Since: $(LC_ALL=C date -u -r "$3" '+%a, %d %b %Y %H:%M:%S GMT')"
     mr_wget -S -O "$2" ${mr_ims:+--header="$mr_ims"} -- "$1" 2>"$mr_h"; rc=$?
     code=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' "$mr_h" | tail -n 1)
     why=$(grep -v '^ ' "$mr_h" | tail -n 1)
@@ -89,6 +89,8 @@ if [ "$dest_is_dir" = 0 ] && [ -e "$dest" ]; then
   fi
   [ "$force" = 1 ] || ims=$dest
 fi
+# only HTTP answers If-Modified-Since (curl skips a file:// or ftp:// transfer instead)
+case $url in [Hh][Tt][Tt][Pp]://*|[Hh][Tt][Tt][Pp][Ss]://*) ;; *) ims= ;; esac
 if [ "$dest_is_dir" = 1 ]; then dir=$dest; else dir=${dest%/*}; [ -n "$dir" ] || dir=/; fi
 [ -d "$dir" ] || mr_fail "Destination $dir does not exist"
 if [ -n "$tmp_dest" ]; then mr_tmp_near "$tmp_dest"; else mr_tmp_near "$dir"; fi
