@@ -16,6 +16,7 @@ from machineroom.errors import InputError
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.filters import to_bool
 from machineroom.inventory.model import Host
+from machineroom.masking import add_secret
 from machineroom.playbook.model import Task
 from machineroom.templating import Where
 
@@ -115,9 +116,22 @@ def task_become(
     flags = str(rs.templar.render(variables.get("ansible_become_flags", flags), variables, where))
     user = task.become_user or scope_user or ps.play.become_user or "root"
     user = str(rs.templar.render(variables.get("ansible_become_user", user), variables, where))
-    secret = target.become_password or target.password
-    password = secret.reveal(rs.decrypt) if secret else None
+    password = _become_password(variables, rs, where)
+    if password is None:
+        secret = target.become_password or target.password
+        password = secret.reveal(rs.decrypt) if secret else None
     return Become(user=user, password=password, method=method, flags=flags.strip())
+
+
+def _become_password(variables: dict[str, Any], rs: RunShared, where: Where) -> str | None:
+    """`ansible_become_password` (or `_pass`) set as a play, task or role variable, as
+    Ansible reads it (the inventory's own is the host's `become_password` field)."""
+    for name in ("ansible_become_password", "ansible_become_pass"):
+        if variables.get(name) is not None:
+            value = str(rs.templar.render(variables[name], variables, where))
+            add_secret(value)
+            return value
+    return None
 
 
 def delegate_state(ps: PlayShared, delegate: str | None) -> HostState | None:

@@ -73,6 +73,7 @@ class RunShared:
     # hosts running a no_log task right now: their commands' output stays out of the audit log
     quiet_hosts: set[str] = field(default_factory=set)
     error: str | None = None  # why the run stopped on an error of ours (a failed state write)
+    added_hosts: set[str] = field(default_factory=set)  # by add_host (inventory_changes.py)
 
     def stop_run(self, error: str | None = None) -> None:
         """Stop the run: no task starts from now on, and the commands running now are killed

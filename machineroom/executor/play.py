@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Literal
 
 from machineroom.events import HostFinished, HostStats, PlayStarted, RunFinished, RunStarted
@@ -60,8 +61,16 @@ def run_playbook(
     stats: dict[str, HostStats] = {h: HostStats() for h in everyone}
     rs.bus.subscribe(lambda e: _count(stats, e))
     interrupted = False
+    original = rs.inventory
+    chosen = {h.id: h for hosts in play_hosts for h in hosts}
     try:
         for play, hosts in zip(playbook.plays, play_hosts, strict=True):
+            if rs.inventory is not original:  # add_host / group_by ran in an earlier play
+                hosts = later_hosts(play, hosts, rs, chosen)
+                for host in hosts:
+                    if host.id not in stats:  # a host add_host made: counted from now on
+                        stats[host.id] = HostStats()
+                        everyone.append(host.id)
             live = [
                 states.setdefault(h.id, HostState(h, res=dict(rs.server_res.get(h.id, {}))))
                 for h in hosts
@@ -95,6 +104,30 @@ def run_playbook(
     finished = RunFinished(run_id, status, stats, time.monotonic() - started, rs.options.check)
     rs.bus.emit(finished)
     return finished
+
+
+def later_hosts(
+    play: Play, hosts: Sequence[Host], rs: RunShared, chosen: Mapping[str, Host]
+) -> list[Host]:
+    """A play's hosts once add_host / group_by changed the inventory: those chosen before the
+    run, plus the hosts its pattern now names among those added and those the run was
+    allowed (`--limit`, retired hosts still apply)."""
+    from machineroom.errors import InputError
+    from machineroom.inventory.patterns import select_hosts
+
+    try:
+        selected = select_hosts(rs.inventory, play.hosts)
+    except InputError:
+        return list(hosts)
+    known = {h.id for h in hosts}
+    extra = [
+        chosen.get(h.id, h)
+        for h in selected
+        if h.id not in known and (h.id in chosen or h.id in rs.added_hosts)
+    ]
+    if play.connection == "local":
+        extra = [replace(h, connection="local") for h in extra]
+    return [*hosts, *extra]
 
 
 def _count(stats: dict[str, HostStats], event: object) -> None:

@@ -23,6 +23,7 @@ from machineroom.events import TaskFinished, TaskStarted, TaskStatus
 from machineroom.executor.async_job import run_async
 from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
 from machineroom.inventory.model import Host
 from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
@@ -386,6 +387,8 @@ def _run_once(
                     outcome = run_module(
                         module, args, ctx, connection, become=become, timeout=task.timeout
                     )
+                if module.name in INVENTORY_MODULES:  # add_host, group_by: the run's inventory
+                    outcome = apply_change(module.name, outcome, hs, ps, rs)
             finally:
                 rs.quiet_hosts.discard(hs.host.id)
         except ConnectionFailure as exc:

@@ -131,7 +131,8 @@ class HostWalker:
     def _task(self, task: Task, scope: Scope) -> TaskStatus:
         if "run_once" in task.templated:
             task = self._with_flags(task, scope)
-        if task.run_once:  # waits for the batch's first host without holding a fork
+        # add_host runs once for the batch, as Ansible's (it bypasses the host loop)
+        if task.run_once or task.module == "add_host":  # the others wait, holding no fork
             return run_once(
                 task, self.hs, self.ps, self.rs, scope.stage, lambda: self._run(task, scope)
             )

@@ -16,12 +16,13 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
-from machineroom.modules import canonical_name, get_module, known_names
+from machineroom.modules import NAMESPACES, canonical_name, get_module, known_names
 from machineroom.modules.ansible_fallback import FallbackModule, Resolution, resolve
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
 from machineroom.playbook.deferred import deferred_text, is_unimplemented
 from machineroom.playbook.keywords import (
+    ACTION_KEYS,
     PUSHED_DOWN,
     TASK_KEYWORDS,
     UNSUPPORTED,
@@ -32,6 +33,7 @@ from machineroom.playbook.keywords import (
     label_of,
     parse_tags,
     plain_mapping,
+    pushed_value,
     task_fields,
 )
 from machineroom.playbook.model import Block, Item, RoleRef, Task, map_tasks
@@ -75,6 +77,8 @@ class LoadContext:
     # handlers found while loading the current play (roles add theirs)
     handlers: list[Task] = field(default_factory=list)
     dynamic_roles: bool = False  # the play has include_role: handlers may come at run time
+    # module name -> default arguments: the play's, with the enclosing blocks' on top
+    module_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def short(self, where: Location) -> str:
         """`tasks/main.yml:12`: where a statement is, relative to the playbook's folder."""
@@ -160,6 +164,7 @@ def parse_items(data: Sequence[Any], ctx: LoadContext, scope: Scope) -> list[Ite
 def _parse_item(
     node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope
 ) -> list[Item]:
+    node = _short_include_keys(node)
     if any(k in node for k in ("block", "rescue", "always")):
         if scope.handlers:
             ctx.errors.append(InputError("a block in handlers", where, "handlers as plain tasks"))
@@ -167,8 +172,103 @@ def _parse_item(
         return [_parse_block(node, where, ctx, scope)]
     if "import_tasks" in node or "import_role" in node:
         return _parse_import(node, where, ctx, scope)
+    if any(key in node for key in ACTION_KEYS):
+        expanded = expand_action(node, where, ctx)
+        if expanded is None:
+            return []
+        node = expanded
     task = parse_task(node, where, ctx, scope)
     return [task] if task is not None else []
+
+
+def expand_action(
+    node: Mapping[str, Any], where: Location, ctx: LoadContext
+) -> Mapping[str, Any] | None:
+    """`local_action: copy src=a dest=b` / `action: {module: copy, src: a}` as the task
+    Ansible reads: the module as its own key; `local_action` also delegates to localhost.
+    None (after reporting why) when no module is named."""
+    key = next(k for k in ACTION_KEYS if k in node)
+    value = node[key]
+    at = key_location_of(node, key, where)
+    module: Any = None
+    args: Any = None
+    if isinstance(value, Mapping):
+        module = value.get("module")
+        args = LocatedDict({k: v for k, v in value.items() if k != "module"})
+        args.location = at
+        args.key_locations = dict(getattr(value, "key_locations", {}))
+        args.value_locations = dict(getattr(value, "value_locations", {}))
+    elif isinstance(value, str) and value.strip():
+        module, _, rest = value.strip().partition(" ")
+        args = rest.strip() or None
+    others = [k for k in ACTION_KEYS if k in node and k != key]
+    problem = None
+    if not isinstance(module, str) or not module:
+        problem = f"{label_of(node)}{key}: no module named"
+    elif module in node or others:
+        problem = f"{label_of(node)}{key} and another module in one task"
+    if problem is not None:
+        ctx.errors.append(
+            InputError(problem, at, f"{key}: MODULE ARGS, or a mapping with module: and its args")
+        )
+        return None
+    expanded = LocatedDict({k: v for k, v in node.items() if k != key})
+    expanded[module] = args
+    if key == "local_action":
+        expanded.setdefault("delegate_to", "localhost")
+    expanded.location = getattr(node, "location", where)
+    expanded.key_locations = {**getattr(node, "key_locations", {}), module: at}
+    expanded.value_locations = {**getattr(node, "value_locations", {}), module: at}
+    return expanded
+
+
+def _short_include_keys(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`ansible.builtin.import_tasks:` (and the other imports and includes) as the short key."""
+    renamed = {key: _without_namespace(key) for key in node if isinstance(key, str)}
+    renamed = {k: v for k, v in renamed.items() if k != v and v in STATIC + DYNAMIC}
+    if not renamed:
+        return node
+    result = LocatedDict({renamed.get(k, k): v for k, v in node.items()})
+    result.location = getattr(node, "location", None)  # type: ignore[assignment]
+    for attr in ("key_locations", "value_locations"):
+        found = getattr(node, attr, {})
+        setattr(result, attr, {renamed.get(k, k): v for k, v in found.items()})
+    return result
+
+
+def _without_namespace(name: str) -> str:
+    for prefix in NAMESPACES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def merge_module_defaults(
+    outer: Mapping[str, Mapping[str, Any]], more: Any
+) -> dict[str, dict[str, Any]]:
+    """`module_defaults:` of a play, block or task over the enclosing ones (the inner value
+    of an argument wins); `copy` and `ansible.builtin.copy` name the same module."""
+    merged = {name: dict(values) for name, values in outer.items()}
+    if isinstance(more, Mapping):
+        for name, values in more.items():
+            if isinstance(values, Mapping):
+                key = canonical_name(str(name)) or _without_namespace(str(name))
+                merged[key] = {**merged.get(key, {}), **to_plain(values)}
+    return merged
+
+
+def _with_defaults(
+    key: str, args: dict[str, Any], defaults: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The task's arguments over its module's defaults (the task's own win)."""
+    found = defaults.get(canonical_name(key) or _without_namespace(key))
+    if not found:
+        return args
+    merged = LocatedDict({**found, **args})
+    merged.location = getattr(args, "location", None)  # type: ignore[assignment]
+    merged.key_locations = dict(getattr(args, "key_locations", {}))
+    merged.value_locations = dict(getattr(args, "value_locations", {}))
+    return merged
 
 
 def _module_key(node: Mapping[str, Any], where: Location, ctx: LoadContext) -> str | None:
@@ -400,6 +500,9 @@ def parse_task(
     args = module_args(key, node, where, ctx, module)
     if args is None:
         return None
+    defaults = merge_module_defaults(ctx.module_defaults, node.get("module_defaults"))
+    if key not in DYNAMIC:
+        args = _with_defaults(key, args, defaults)
     fields = task_fields(node)
     deferred: str | None = None
     if key in DYNAMIC:
@@ -432,6 +535,7 @@ def parse_task(
     return Task(
         module=name,
         args=MappingProxyType(to_plain(args)),
+        module_defaults=MappingProxyType(defaults if kind == "include" else {}),
         kind=kind,  # type: ignore[arg-type]
         role=scope.role,
         location=where,
@@ -616,7 +720,7 @@ def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
             current = getattr(task, key)
             if key == "environment":
                 changes[key] = MappingProxyType({**value, **current})
-            elif key in ("ignore_unreachable", "run_once", "no_log"):
+            elif key in ("ignore_unreachable", "run_once", "no_log", "delegate_facts"):
                 changes[key] = current or value
             elif current is None:
                 changes[key] = value
@@ -656,14 +760,19 @@ def push_templates(items: Sequence[Item], templated: Mapping[str, str]) -> list[
 
 def _parse_block(node: Mapping[str, Any], where: Location, ctx: LoadContext, scope: Scope) -> Block:
     sections: dict[str, tuple[Item, ...]] = {}
-    for section in ("block", "rescue", "always"):
-        sections[section] = tuple(parse_items(node.get(section) or [], ctx, scope))
+    outer = ctx.module_defaults
+    ctx.module_defaults = merge_module_defaults(outer, node.get("module_defaults"))
+    try:
+        for section in ("block", "rescue", "always"):
+            sections[section] = tuple(parse_items(node.get(section) or [], ctx, scope))
+    finally:
+        ctx.module_defaults = outer
     pushed: dict[str, Any] = {}
     templated = flag_templates(node)
     for key in PUSHED_DOWN:
         if key in node and node[key] is not None and key not in templated:
             value = node[key]
-            pushed[key] = plain_mapping(value) if key == "environment" else bool_or_none(value)
+            pushed[key] = pushed_value(key, value)
     if pushed:
         sections = {k: tuple(_push_down(v, pushed)) for k, v in sections.items()}
     if templated:
