@@ -68,6 +68,7 @@ TASK_KEYWORDS = frozenset(
         "run_once",
         "any_errors_fatal",
         "no_log",
+        "module_defaults",
         *(
             "delegate_to",
             "delegate_facts",
@@ -116,7 +117,6 @@ PUSHED_DOWN = (
 # Ansible task keywords machineroom does not run; named so that the error is not "unknown module".
 UNSUPPORTED = frozenset(
     {
-        "module_defaults",
         "collections",
         "debugger",
         "become_exe",

@@ -40,6 +40,7 @@ from machineroom.playbook.tasks import (
     find_task_file,
     include_cycle,
     load_task_file,
+    merge_module_defaults,
     parse_items,
     where_searched,
 )
@@ -259,6 +260,7 @@ def _load_play(
     roles.start_play()
     ctx.handlers = []
     ctx.dynamic_roles = False
+    ctx.module_defaults = merge_module_defaults({}, node.get("module_defaults"))
     errors_before = len(ctx.errors)
     scope = Scope(file=path, stack=(str(path.resolve()),))
     play_vars, sources = _play_vars(node, where, path, ctx)
@@ -434,6 +436,7 @@ def load_include(
     """
     base = _base_of(task)
     ctx = LoadContext(base=base)
+    ctx.module_defaults = merge_module_defaults({}, task.module_defaults)
     where = task.location or Location(str(base))
     chain = (*task.included_from, ctx.short(where))
     if len(chain) > MAX_INCLUDE_DEPTH:

@@ -93,6 +93,8 @@ class Task:
     id: str = ""
     # "file:line" of each include_tasks / include_role that brought this task in at run time
     included_from: tuple[str, ...] = ()
+    # an include's module_defaults (play, blocks, itself): the tasks it brings in get them
+    module_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty)
     # a task machineroom cannot run (a module it lacks, an argument it does not implement)
     # that sits behind a condition: the load-time message, a warning at load and the
     # task's failure on a host where it runs (playbook/deferred.py)
