@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from machineroom.cli.ansible_habits import (
+    AnsibleHabits,
+    ansible_playbook_options,
+    describe_playbook,
+)
 from machineroom.cli.context import (
     Workspace,
     connection_options,
@@ -74,8 +79,11 @@ class Prepared:
 def roles_path(playbook: str) -> list[str]:
     """Where roles are looked for besides the playbook's own `roles/`: the folder above it
     (`playbooks/site.yml` -> `roles/`), the repository's top, the current folder."""
+    from machineroom.cli.settings import current_settings
+
     folder = Path(playbook).resolve().parent
-    candidates = [folder.parent / "roles", Path.cwd() / "roles"]
+    configured = current_settings().get("roles_path") or []  # ansible.cfg, machineroom.yml
+    candidates = [*(Path(p) for p in configured), folder.parent / "roles", Path.cwd() / "roles"]
     top = _git(folder, "rev-parse", "--show-toplevel")
     if top:
         candidates.append(Path(top) / "roles")
@@ -119,6 +127,7 @@ def prepare(
 ) -> Prepared:
     """Load and validate everything before any host is contacted (errors: exit 4)."""
     from machineroom.cli.context import with_recorded_keys
+    from machineroom.executor.inventory_changes import changes_inventory
     from machineroom.inventory import missing_key_files, select_hosts
     from machineroom.playbook.deferred import warning_text
     from machineroom.playbook.load import load_playbook, select_stages
@@ -135,8 +144,9 @@ def prepare(
     res = workspace.server_res()
     retired = workspace.retired_ids(res)
     play_hosts = []
+    made_later = changes_inventory(playbook.plays)
     for play in playbook.plays:
-        hosts = _play_hosts(inventory, play.hosts)
+        hosts = _play_hosts(inventory, play.hosts, made_later)
         hosts = [
             h
             for h in hosts
@@ -201,8 +211,11 @@ def _shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _play_hosts(inventory: Inventory, pattern: str) -> list[Host]:
-    """The play's hosts; `localhost` is this workstation even when the inventory lacks it."""
+def _play_hosts(inventory: Inventory, pattern: str, made_later: bool = False) -> list[Host]:
+    """The play's hosts; `localhost` is this workstation even when the inventory lacks it.
+    `made_later`: add_host / group_by may make the hosts and groups the pattern names (then
+    none now is no error: the run chooses them, executor/play.py `later_hosts`)."""
+    from machineroom.errors import InputError
     from machineroom.inventory import select_hosts
     from machineroom.inventory.model import Host
 
@@ -210,7 +223,12 @@ def _play_hosts(inventory: Inventory, pattern: str) -> list[Host]:
         return []
     if pattern in ("localhost", "127.0.0.1") and pattern not in inventory.hosts:
         return [Host(id="localhost", host="127.0.0.1", connection="local", groups=("all",))]
-    return select_hosts(inventory, pattern)
+    try:
+        return select_hosts(inventory, pattern)
+    except InputError:
+        if made_later:
+            return []
+        raise
 
 
 def _uses_vault(inventory: Inventory, playbook: Playbook) -> bool:
@@ -291,6 +309,7 @@ def plan_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout at the end.")
 @click.option("-v", "--verbose", count=True, help="More output (-v ok tasks, -vv command output).")
+@ansible_playbook_options
 def apply_command(
     playbook: str,
     limit: str | None,
@@ -312,15 +331,28 @@ def apply_command(
     resume: bool,
     as_json: bool,
     verbose: int,
+    habits: AnsibleHabits,
 ) -> None:
     """Run PLAYBOOK on the inventory's hosts, in parallel, recording everything.
 
     Exit status: 0 ok, 2 a host failed, 3 a host was unreachable, 4 invalid input (nothing
-    was contacted), 99 interrupted.
+    was contacted), 99 interrupted. ansible-playbook's flags work too (`-b`, `-K`, `-u`,
+    `-k`, `--private-key`, `--start-at-task`, `--list-hosts`, `--list-tasks`, `--list-tags`,
+    `--syntax-check`, `--force-handlers`, `--flush-cache`): see docs/cli.md.
     """
     from machineroom.executor.hoststate import RunOptions
 
+    if habits.describes:
+        describe_playbook(playbook, habits, inventory_paths, state_path, limit, tags, skip_tags)
+        return
+    if habits.flush_cache:
+        click.echo(
+            "--flush-cache: nothing to flush: machineroom keeps no fact cache (facts are "
+            "gathered afresh in every run)",
+            err=True,
+        )
     workspace = make_workspace(inventory_paths, state_path)
+    workspace.host_defaults = habits.host_defaults(workspace.host_defaults)
     store = workspace.open_state()
     store.mark_interrupted_runs()
     start_stage: dict[str, str] = {}
@@ -335,6 +367,7 @@ def apply_command(
         only_hosts = set(pending)
     try:
         prepared = prepare(workspace, playbook, limit, _split(stages), extra_vars, only_hosts)
+        prepared.playbook = habits.reshape(prepared.playbook)
     except BaseException:
         store.close()
         raise
@@ -368,6 +401,7 @@ def apply_command(
             stages=_split(stages),
             start_stage=start_stage,
             verbosity=verbose,
+            **habits.run_options(),
         ),
         connect={
             "connect_timeout": connect_timeout,
@@ -394,6 +428,7 @@ def execute(
     run_options: RunOptions,
     connect: dict[str, Any],
     as_json: bool = False,
+    reporter: Any = None,
 ) -> tuple[int, ConnectOptions]:
     """Run a prepared playbook as `apply` does: recorded, reported, Ctrl-C safe.
 
@@ -436,9 +471,10 @@ def execute(
         on_error=stop_on_write_error,
     )
     recorder.stop_reason = stop_reason
-    reporter = make_reporter(
-        as_json=as_json, verbosity=run_options.verbosity, diff=run_options.diff
-    )
+    if reporter is None:  # `run -m` brings its own (ansible's ad-hoc layout)
+        reporter = make_reporter(
+            as_json=as_json, verbosity=run_options.verbosity, diff=run_options.diff
+        )
     options = make_connect_options(
         workspace,
         **connect,

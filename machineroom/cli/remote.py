@@ -295,7 +295,11 @@ def connect_command(
         )
     finally:
         store.close()
-    argv = ssh_argv(workspace, host, known_hosts, accept_new_host_keys, remote_command)
+    from machineroom.cli.settings import current_settings
+
+    # ansible.cfg's host_key_checking = False: accept-new, as for every other command
+    accept_new = accept_new_host_keys or bool(current_settings().get("accept_new_host_keys"))
+    argv = ssh_argv(workspace, host, known_hosts, accept_new, remote_command)
     os.execvp(argv[0], argv)
 
 
