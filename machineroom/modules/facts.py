@@ -359,7 +359,8 @@ class FactsModule(Module):
         # Ansible's own two facts, filtered like the rest (a filtered call keeps the old ones)
         merged.update(filter_facts({"gather_subset": subset, "module_setup": True}, wanted))
         facts: dict[str, Any] = {**flat, "ansible_facts": merged}
-        full = not args.get("filter") and {"hardware", "network"} <= collectors
+        # the nested view needs the whole picture (a filter narrows only the Ansible names)
+        full = {"platform", "distribution", "hardware", "network"} <= collectors
         if full:
             facts["facts"] = nested_facts(out, gathered)
         msg = self._summary(gathered)
