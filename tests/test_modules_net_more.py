@@ -165,30 +165,6 @@ def test_raw_and_script_run_on_the_host_as_ansible_runs_them(tmp_path: Path, lab
     assert tasks["script"]["status"] == "skipped"
     assert "probe.out exists, matching creates option" in tasks["script"]["msg"]
 
-    # check mode: raw is skipped, script without a guard skipped, nothing made
-    checked, report = apply(tmp_path, "-e", "where=check", "--check")
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert tasks_of(report)["raw line"]["status"] == "skipped"
-    assert sh(lab, "ls /tmp/mr-netmods") == "run\n"
-
-
-def test_a_missing_script_names_the_folders_searched(tmp_path: Path, lab: Lab) -> None:
-    setup(
-        tmp_path,
-        lab,
-        """\
-        - hosts: all
-          gather_facts: false
-          tasks:
-            - name: nowhere
-              script: nowhere.sh --flag
-        """,
-    )
-    out, report = apply(tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    msg = tasks_of(report)["nowhere"]["msg"]
-    assert "nowhere.sh' not found" in msg and str(tmp_path / "files/nowhere.sh") in msg
-
 
 # --- uri ---------------------------------------------------------------------------------
 
@@ -381,10 +357,6 @@ def test_uri_requests_from_the_host_with_ansibles_results(
     assert again.returncode == 0, again.stdout + again.stderr
     assert changed_tasks(report) == []
     assert shown(report)["dest"]["status"] == 304
-    # check mode skips uri (Ansible's uri has no check mode)
-    checked, report = apply(tmp_path, "-e", f"base={web}", "-e", f"refused={refused}", "--check")
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert tasks_of(report)["get"]["status"] == "skipped"
 
 
 # --- git ---------------------------------------------------------------------------------
@@ -506,9 +478,9 @@ def test_git_clones_and_updates_a_checkout_as_ansible(tmp_path: Path, lab: Lab) 
     )
 
 
-# --- getent, pause, ping -----------------------------------------------------------------
+# --- check mode: getent, pause, ping run; raw, script, uri are skipped ---------------
 
-GETENT_PAUSE_PING = """\
+CHECK_MODE = """\
 - hosts: all
   gather_facts: false
   tasks:
@@ -542,6 +514,27 @@ GETENT_PAUSE_PING = """\
       ping: data=crash
       ignore_errors: true
       register: pi_crash
+    - name: raw
+      raw: mkdir /tmp/mr-netmods-check
+    - name: script
+      script: probe.sh /tmp/mr-netmods-check
+    - name: uri
+      uri: {url: "{{ base }}/get", dest: /tmp/mr-netmods-check}
+    - name: script nowhere
+      script: nowhere.sh --flag
+      ignore_errors: true
+    - name: both durations
+      pause: {seconds: 1, minutes: 1}
+      ignore_errors: true
+    - name: a PPA
+      apt_repository: {repo: "ppa:someone/thing"}
+      ignore_errors: true
+    - name: a bad key id
+      apt_key: {id: not-hex, state: absent}
+      ignore_errors: true
+    - name: a relative chdir
+      script: {cmd: probe.sh, chdir: tmp}
+      ignore_errors: true
     - name: show
       debug:
         msg: "{{ {'root': ge_root.ansible_facts.getent_passwd.root, 'wheel': getent_group.root,
@@ -551,11 +544,20 @@ GETENT_PAUSE_PING = """\
 """
 
 
-def test_getent_facts_pause_and_ping(tmp_path: Path, lab: Lab) -> None:
-    setup(tmp_path, lab, GETENT_PAUSE_PING)
-    out, report = apply(tmp_path, "--check")  # all of them run in check mode too
+def test_check_mode_runs_getent_pause_ping_and_skips_raw_script_uri(
+    tmp_path: Path, lab: Lab, web: str
+) -> None:
+    setup(tmp_path, lab, CHECK_MODE)
+    write(tmp_path, "files/probe.sh", '#!/bin/sh\nmkdir "$1"\n')
+    out, report = apply(tmp_path, "--check", "-e", f"base={web}")
     assert out.returncode == 0, out.stdout + out.stderr
     assert changed_tasks(report) == []
+    tasks = tasks_of(report)
+    # as in Ansible: raw, script without creates/removes and uri do not run in check mode
+    assert [tasks[name]["status"] for name in ("raw", "script", "uri")] == ["skipped"] * 3
+    assert sh(lab, "ls -d /tmp/mr-netmods-check 2>&1").count("No such") == 1
+    missing = tasks["script nowhere"]["msg"]  # a script that is nowhere: the folders searched
+    assert "nowhere.sh' not found" in missing and str(tmp_path / "files/nowhere.sh") in missing
     r = shown(report)
     assert r["root"] == ["x", "0", "0", "root", "/root", "/bin/bash"]
     assert r["wheel"] == ["x", "0", ""]
@@ -568,6 +570,43 @@ def test_getent_facts_pause_and_ping(tmp_path: Path, lab: Lab) -> None:
     ]
     assert (r["pong"]["ping"], r["data"]["ping"]) == ("pong", "hello")
     assert r["crash"]["failed"] is True
+    # mistakes only known with the values: the task fails, saying what was expected
+    assert tasks["both durations"]["msg"] == "parameters are mutually exclusive: minutes|seconds"
+    assert "PPAs need Launchpad" in tasks["a PPA"]["msg"]
+    assert "Invalid key_id 'not-hex'" in tasks["a bad key id"]["msg"]
+    assert "chdir tmp must be an absolute path" in tasks["a relative chdir"]["msg"]
+
+
+def test_wrong_arguments_are_load_errors_naming_file_and_line(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        """\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: bad format
+              uri: {url: "http://x", body_format: xml}
+            - name: no repo
+              git: {dest: /tmp/x}
+            - name: no database
+              getent: {key: root}
+            - name: typo
+              apt_repository: {repo: "deb http://x y z", update_cach: false}
+            - name: no key
+              deb822_repository: {types: [rpm]}
+        """,
+    )
+    out, _ = apply(tmp_path)
+    assert out.returncode == 4, out.stdout + out.stderr
+    for expected in (
+        "site.yml:5:43: task \"bad format\": uri: body_format: 'xml' is not allowed",
+        "site.yml:7:7: task \"no repo\": git: missing required argument 'repo'",
+        "site.yml:9:7: task \"no database\": getent: missing required argument 'database'",
+        "apt_repository: unknown argument 'update_cach' (did you mean 'update_cache'?)",
+        "site.yml:13:7: task \"no key\": deb822_repository: missing required argument 'name'",
+    ):
+        assert expected in out.stderr, out.stderr
 
 
 # --- apt_key, apt_repository, deb822_repository -----------------------------------------

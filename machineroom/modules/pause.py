@@ -39,6 +39,8 @@ class PauseModule(Module):
 
     def run_local(self, args: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
         """Sleep the duration (if any); an unanswerable prompt is skipped with a warning."""
+        if args.get("minutes") is not None and args.get("seconds") is not None:
+            return Outcome("failed", msg="parameters are mutually exclusive: minutes|seconds")
         unit = "minutes"
         seconds: float | None = None
         if args.get("minutes") is not None:
