@@ -18,8 +18,13 @@ MODULES: dict[str, str] = {
     # commands and system
     "command": "machineroom.modules.command:CommandModule",
     "shell": "machineroom.modules.command:ShellModule",
+    "raw": "machineroom.modules.raw:RawModule",
+    "script": "machineroom.modules.script:ScriptModule",
     "package": "machineroom.modules.package:PackageModule",
     "apt": "machineroom.modules.package:AptModule",
+    "apt_key": "machineroom.modules.apt_key:AptKeyModule",
+    "apt_repository": "machineroom.modules.apt_repository:AptRepositoryModule",
+    "deb822_repository": "machineroom.modules.deb822_repository:Deb822RepositoryModule",
     "service": "machineroom.modules.service:ServiceModule",
     "systemd": "machineroom.modules.systemd:SystemdModule",
     "service_facts": "machineroom.modules.service_facts:ServiceFactsModule",
@@ -37,6 +42,9 @@ MODULES: dict[str, str] = {
     "facts": "machineroom.modules.facts:FactsModule",
     "compose": "machineroom.modules.compose:ComposeModule",
     "ping": "machineroom.modules.facts:PingModule",
+    "uri": "machineroom.modules.uri:UriModule",
+    "git": "machineroom.modules.git:GitModule",
+    "getent": "machineroom.modules.getent:GetentModule",
     # local: never contact the host
     "debug": "machineroom.modules.local:DebugModule",
     "assert": "machineroom.modules.local:AssertModule",
@@ -45,6 +53,7 @@ MODULES: dict[str, str] = {
     "meta": "machineroom.modules.local:MetaModule",
     "record": "machineroom.modules.local:RecordModule",
     "include_vars": "machineroom.modules.include_vars:IncludeVarsModule",
+    "pause": "machineroom.modules.pause:PauseModule",
 }
 # other names users write for the same modules
 ALIASES: dict[str, str] = {
