@@ -3,12 +3,12 @@
 One POSIX sh step on the host (apt-key and gpg, as Ansible's module needs; curl for `url`):
 the key comes from `data` (sent on stdin), `file` (a path on the host), `url` (downloaded on
 the host) or `keyserver` (with `id`). Without `id` the key's own ID is read from the key
-(`gpg --show-keys`). The keys already there are listed (`apt-key adv --list-public-keys`,
-expired and revoked keys left out, as Ansible does); the key is added only when its ID is
-missing, and removed (`apt-key del`) for `state: absent` only when present. Results as
-Ansible's: `id`, `short_id`, `fp`, `key_id`, `before`, `after`. `apt-key` is deprecated and
-gone from Debian 13 / Ubuntu 24.04: there the task fails saying so (use
-deb822_repository's `signed_by`).
+(`gpg --show-keys`); with it, a key already there is neither read nor downloaded. The keys
+there are listed (`apt-key adv --list-public-keys`; expired and revoked keys left out, as
+Ansible does); the key is added only when its ID is missing, and removed (`apt-key del`) for
+`state: absent` only when present. Results as Ansible's: `id`, `short_id`, `fp`, `key_id`,
+`before`, `after`. `apt-key` is deprecated and gone from Debian 13 / Ubuntu 24.04: there the
+task fails saying so (use deb822_repository's `signed_by`).
 """
 
 from __future__ import annotations
@@ -47,18 +47,20 @@ mr_list() {  # long IDs and fingerprints of the keys that count, one `$1=...` a 
 mr_d=$(mktemp -d) || mr_fail "cannot create a temporary folder"
 trap 'rm -rf -- "$mr_d"' EXIT
 mr_src=
-if [ "$source" = data ]; then
-  cat > "$mr_d/key"; mr_src=$mr_d/key
-elif [ "$source" = file ]; then
-  [ -r "$file" ] || mr_fail "Unable to extract key from '$file': no such readable file"
-  mr_src=$file
-elif [ "$source" = url ]; then
-  command -v curl >/dev/null 2>&1 || mr_fail "url needs curl on the host"
-  mr_err=$(curl -fsSL $insecure --connect-timeout 30 -o "$mr_d/key" -- "$url" 2>&1) \
-    || mr_fail "Failed to download key at $url: $mr_err"
-  mr_src=$mr_d/key
-fi
+[ "$source" = data ] && { cat > "$mr_d/key"; mr_src=$mr_d/key; }
+mr_fetch() {  # the key from file or url: only when it is needed (no download when present)
+  if [ "$source" = file ]; then
+    [ -r "$file" ] || mr_fail "Unable to extract key from '$file': no such readable file"
+    mr_src=$file
+  elif [ "$source" = url ]; then
+    command -v curl >/dev/null 2>&1 || mr_fail "url needs curl on the host"
+    mr_err=$(curl -fsSL $insecure --connect-timeout 30 -o "$mr_d/key" -- "$url" 2>&1) \
+      || mr_fail "Failed to download key at $url: $mr_err"
+    mr_src=$mr_d/key
+  fi
+}
 if [ -z "$id" ]; then
+  mr_fetch
   [ -n "$mr_src" ] || mr_fail "Missing key_id, required with keyserver."
   id=$(gpg --batch --with-colons --show-keys < "$mr_src" 2>/dev/null \
     | awk -F: '$1 == "pub" { print $5; exit }')
@@ -86,6 +88,7 @@ if [ "$state" = present ]; then
     mr_out=$(apt-key "$@" adv --no-tty --keyserver "$keyserver" --recv "$id" 2>&1) \
       || mr_fail "error fetching key $id from $keyserver: $mr_out"
   else
+    [ -n "$mr_src" ] || mr_fetch
     mr_out=$(apt-key "$@" add - < "$mr_src" 2>&1) \
       || mr_fail "Unable to add a key from binary data: $mr_out"
   fi
