@@ -401,3 +401,38 @@ def test_an_include_in_role_handlers_finds_its_file_in_tasks(tmp_path: Path) -> 
     (tmp_path / "site.yml").write_text("- hosts: all\n  roles: [r]\n")
     play = load_playbook(tmp_path / "site.yml").plays[0]
     assert [h.name for h in play.handlers] == ["restart"]
+
+
+def test_module_defaults_and_fqcn_imports(tmp_path: Path) -> None:
+    """module_defaults of the play, a block and a task (FQCN or short names; the task's own
+    arguments win), and ansible.builtin.import_tasks / include_tasks, as Ansible reads them."""
+    (tmp_path / "inc.yml").write_text("- file: {path: /srv/inc}\n")
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n"
+        "  module_defaults:\n"
+        "    ansible.builtin.file: {state: directory, mode: '0750'}\n"
+        "  tasks:\n"
+        "    - file: {path: /srv/a}\n"
+        "    - block:\n"
+        "        - file: {path: /srv/b}\n"
+        "      module_defaults: {file: {mode: '0700'}}\n"
+        "    - file: {path: /srv/c, mode: '0755'}\n"
+        "    - ansible.builtin.import_tasks: inc.yml\n"
+        "    - ansible.builtin.include_tasks: inc.yml\n"
+        "      module_defaults: {file: {mode: '0711'}}\n"
+    )
+    play = load_playbook(tmp_path / "site.yml").plays[0]
+    tasks = list(iter_tasks(play.stages[0].items))
+    args = [dict(t.args) for t in tasks if t.module == "file"]
+    assert args == [
+        {"path": "/srv/a", "state": "directory", "mode": "0750"},
+        {"path": "/srv/b", "state": "directory", "mode": "0700"},
+        {"path": "/srv/c", "state": "directory", "mode": "0755"},
+        {"path": "/srv/inc", "state": "directory", "mode": "0750"},
+    ]
+    include = tasks[-1]
+    assert include.module == "include_tasks"
+    items, _ = load_include(include, {"file": "inc.yml"})
+    assert [dict(t.args) for t in iter_tasks(items)] == [
+        {"path": "/srv/inc", "state": "directory", "mode": "0711"}
+    ]
