@@ -234,6 +234,11 @@ class GitModule(Module):
             "track_submodules": int(bool(args.get("track_submodules"))),
         }
         lines = "".join(f"{key}={quote(value)}\n" for key, value in settings.items())
+        # `~/` as Ansible's path arguments expand it: the home of the user the task runs as
+        if dest.startswith("~/"):
+            lines += f'dest="$HOME"/{quote(dest[2:])}\n'
+        if repo.startswith("file://~/"):
+            lines += f'repo=file://"$HOME"/{quote(repo[9:])}\n'
         return RemoteStep(lines + BODY)
 
     @staticmethod
