@@ -42,8 +42,9 @@ have_sc=; command -v systemctl >/dev/null 2>&1 && have_sc=1
 online=; [ -d /run/systemd/system ] && online=1
 offline_ok=
 [ "${SYSTEMD_OFFLINE:-}" = 1 ] && offline_ok=1
-if [ "$(stat -L -c %d:%i / 2>/dev/null)" != "$(stat -L -c %d:%i /proc/1/root/. 2>/dev/null)" ]
-then offline_ok=1; fi
+# a chroot: / is not PID 1's root (unknown without the right to look: not a chroot)
+if init_root=$(stat -L -c %d:%i /proc/1/root/. 2>/dev/null) \
+  && [ "$(stat -L -c %d:%i / 2>/dev/null)" != "$init_root" ]; then offline_ok=1; fi
 for verb in $daemon_verbs; do
   [ "$CHECK" = 1 ] && continue
   [ -n "$have_sc" ] || fail 'Failed to find required executable "systemctl"'
