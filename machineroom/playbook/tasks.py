@@ -629,6 +629,20 @@ def _parse_import(
     templated = flag_templates(node)
     if templated:
         items = push_templates(items, templated)
+    # the other task keywords of an import reach each imported task, as in Ansible
+    pushed = {
+        key: pushed_value(key, node[key])
+        for key in (*PUSHED_DOWN, "ignore_errors")
+        if key in node and node[key] is not None and key not in templated
+    }
+    if pushed:
+        items = _push_down(items, pushed)
+    notify = task_fields(node)["notify"]
+    if notify:
+        items = map_tasks(
+            items,
+            lambda t: replace(t, notify=(*t.notify, *(n for n in notify if n not in t.notify))),
+        )
     return apply_keywords(
         items,
         when=conditions(node.get("when")),
