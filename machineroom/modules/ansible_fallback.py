@@ -100,6 +100,8 @@ def resolve(
     ~/.ansible/collections) and ansible-core's own modules."""
     if not ansible_installed():
         return Resolution(problem=missing_extra(name))
+    if playbook_dir is not None:
+        playbook_dir = playbook_dir.resolve()  # `site.yml` run from its own folder: ""
     with _lock:
         _configure(playbook_dir, search_dirs(playbook_dir, role_paths))
         return _resolve_locked(name)
