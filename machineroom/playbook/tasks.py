@@ -727,6 +727,10 @@ def apply_keywords(
     return result
 
 
+# pushed-down true/false keywords that a task's false does not undo
+TRUE_WINS = ("ignore_unreachable", "run_once", "no_log", "delegate_facts", "ignore_errors")
+
+
 def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
     def push(task: Task) -> Task:
         changes: dict[str, Any] = {}
@@ -734,7 +738,7 @@ def _push_down(items: Sequence[Item], values: Mapping[str, Any]) -> list[Item]:
             current = getattr(task, key)
             if key == "environment":
                 changes[key] = MappingProxyType({**value, **current})
-            elif key in ("ignore_unreachable", "run_once", "no_log", "delegate_facts"):
+            elif key in TRUE_WINS:
                 changes[key] = current or value
             elif current is None:
                 changes[key] = value
