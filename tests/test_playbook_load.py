@@ -436,3 +436,17 @@ def test_module_defaults_and_fqcn_imports(tmp_path: Path) -> None:
     assert [dict(t.args) for t in iter_tasks(items)] == [
         {"path": "/srv/inc", "state": "directory", "mode": "0711"}
     ]
+
+
+def test_import_keywords_reach_the_imported_tasks(tmp_path: Path) -> None:
+    """notify, ignore_errors and environment on an import_tasks reach each imported task."""
+    (tmp_path / "inc.yml").write_text("- command: 'true'\n- command: 'false'\n  notify: b\n")
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  tasks:\n"
+        "    - import_tasks: inc.yml\n      notify: a\n      ignore_errors: true\n"
+        "      environment: {LANG: C}\n"
+        "  handlers:\n    - {name: a, command: 'true'}\n    - {name: b, command: 'true'}\n"
+    )
+    tasks = list(iter_tasks(load_playbook(tmp_path / "site.yml").plays[0].stages[0].items))
+    assert [t.notify for t in tasks] == [("a",), ("b", "a")]
+    assert all(t.ignore_errors and dict(t.environment) == {"LANG": "C"} for t in tasks)
