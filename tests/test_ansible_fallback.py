@@ -97,8 +97,12 @@ def setup(root: Path, lab: Lab, site: str) -> None:
     write(root, "site.yml", site)
 
 
-def apply(root: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
-    out = machineroom("apply", "-i", "inventory.yml", "site.yml", "--json", *args, cwd=root)
+def apply(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    out = machineroom(
+        "apply", "-i", "inventory.yml", "site.yml", "--json", *args, cwd=root, env=env
+    )
     try:
         return out, json.loads(out.stdout)
     except json.JSONDecodeError:
@@ -183,14 +187,25 @@ LIBRARY = """\
     - name: note
       note: path=/tmp/mr-fallback/lib/note.txt text=hello
       register: written
+    - name: from the playbook's collections
+      tags: [once]
+      acme.tools.shout: {word: near}
+      register: near
+    - name: from ANSIBLE_COLLECTIONS_PATH
+      tags: [once]
+      other.stuff.shout: {word: far}
+      register: far
     - name: show
+      tags: [once]
       copy:
         dest: /tmp/mr-fallback/lib/seen.txt
-        content: "{{ written.path }} {{ note_length }} {{ written.engine }}\\n"
+        content: "{{ written.path }} {{ note_length }} {{ written.engine }} {{ near.loud }}\\n"
     - name: refused
+      tags: [once]
       note: {path: /tmp/mr-fallback/lib/other.txt, text: fail now}
       ignore_errors: true
     - name: secret
+      tags: [once]
       note: {path: /tmp/mr-fallback/lib/other.txt, text: "fail s3cr3t-w0rd", token: t0ken}
       no_log: true
       ignore_errors: true
@@ -199,6 +214,7 @@ LIBRARY = """\
       become: true
       become_user: deploy
     - name: no python there
+      tags: [once]
       note: {path: /tmp/mr-fallback/lib/other.txt, text: never}
       vars: {ansible_python_interpreter: /opt/none/python3}
       ignore_errors: true
@@ -209,6 +225,10 @@ def test_library_modules_of_the_playbook_and_its_roles(tmp_path: Path, lab: Lab)
     setup(tmp_path, lab, LIBRARY)
     write(tmp_path, "library/note.py", NOTE)
     write(tmp_path, "roles/loud/library/shout.py", SHOUT)
+    modules = "ansible_collections/{}/plugins/modules/shout.py"
+    write(tmp_path, "collections/" + modules.format("acme/tools"), SHOUT)
+    write(tmp_path, "elsewhere/" + modules.format("other/stuff"), SHOUT)
+    elsewhere = {"ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "elsewhere")}
     write(
         tmp_path,
         "roles/loud/tasks/main.yml",
@@ -222,17 +242,18 @@ def test_library_modules_of_the_playbook_and_its_roles(tmp_path: Path, lab: Lab)
     )
     sh(lab, "rm -rf /tmp/mr-fallback/lib /tmp/mr-fallback-deploy.txt")
 
-    out, report = apply(tmp_path, "--diff")
+    out, report = apply(tmp_path, "--diff", env=elsewhere)
     assert out.returncode == 0, out.stdout + out.stderr
     tasks = tasks_of(report)
     assert tasks["loud : shout"]["status"] == "ok"
+    assert tasks["from ANSIBLE_COLLECTIONS_PATH"]["engine"] == "ansible-core"
     assert sh(lab, "cat /tmp/mr-fallback/lib/loud.txt") == "QUIET\n"
     note = tasks["note"]
     assert note["status"] == "changed" and note["engine"] == "ansible-core"
     assert "+hello" in note["diff"]
     assert sh(lab, "cat /tmp/mr-fallback/lib/note.txt") == "hello\n"
     # result keys registered, ansible_facts become facts
-    seen = "/tmp/mr-fallback/lib/note.txt 6 ansible-core\n"
+    seen = "/tmp/mr-fallback/lib/note.txt 6 ansible-core NEAR\n"
     assert sh(lab, "cat /tmp/mr-fallback/lib/seen.txt") == seen
     # become wraps the one command as it wraps a native module's
     assert sh(lab, "stat -c %U /tmp/mr-fallback-deploy.txt") == "deploy\n"
@@ -249,9 +270,11 @@ def test_library_modules_of_the_playbook_and_its_roles(tmp_path: Path, lab: Lab)
         "at '/opt/none/python3' (ansible_python_interpreter)"
     )
 
-    again, report = apply(tmp_path)
+    # the tasks that change something, again: nothing changes
+    again, report = apply(tmp_path, "--skip-tags", "once", env=elsewhere)
     assert again.returncode == 0, again.stdout + again.stderr
     assert report["stats"][HOST]["changed"] == 0
+    assert tasks_of(report)["note"]["status"] == "ok"
 
 
 def test_a_module_needing_its_action_plugin_is_refused(tmp_path: Path) -> None:

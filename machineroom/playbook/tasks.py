@@ -427,8 +427,11 @@ def _fallback_problem(
     lacking: InputError, resolution: Resolution, node: Mapping[str, Any], key: str, at: Location
 ) -> InputError:
     # a typo of one of our modules keeps "did you mean"; otherwise ansible-core's reason
-    # (not installed, an action plugin, a collection missing) says more than "unknown"
-    if not resolution.problem or ("did you mean" in lacking.problem and not resolution.found):
+    # (not installed, an action plugin, a collection missing) says more than "unknown".
+    # Another collection's name is no typo of ours, however alike (`community.general.`).
+    ours = "." not in key or key.startswith(("ansible.builtin.", "ansible.legacy."))
+    typo = ours and "did you mean" in lacking.problem and not resolution.found
+    if not resolution.problem or typo:
         return lacking
     return InputError(f"{label_of(node)}{resolution.problem}", key_location_of(node, key, at))
 
