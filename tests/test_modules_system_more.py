@@ -11,6 +11,7 @@ mistakes fail with a clear message.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import zipfile
 from pathlib import Path
@@ -20,7 +21,8 @@ from machineroom.connection import ConnectOptions, SSHConnection
 from machineroom.executor.reboot import run_reboot
 from machineroom.inventory.model import Host
 from machineroom.lab import Lab
-from machineroom.modules.base import ModuleContext
+from machineroom.modules import get_module
+from machineroom.modules.base import CommandOutput, ModuleContext
 from machineroom.modules.reboot import RebootModule
 from tests.clirun import machineroom
 
@@ -507,3 +509,68 @@ def test_run_reboot_waits_for_a_new_boot_and_the_test_command(lab: Lab) -> None:
         assert late.msg == "Timed out waiting for last boot time check (timeout=60)"
     finally:
         connection.close()
+
+
+def run_here(module: str, args: dict[str, Any], *, check: bool = False) -> Any:
+    """A module's script run by sh on this machine (for files under tmp only)."""
+    mod = get_module(module)
+    assert mod is not None
+    ctx = ModuleContext(host_id="local", check=check, diff=True)
+    step = mod.build(args, ctx)
+    assert step is not None
+    out = subprocess.run(["sh", "-c", step.script], capture_output=True, text=True, timeout=60)
+    return mod.interpret(args, ctx, CommandOutput(out.returncode, out.stdout, out.stderr))
+
+
+SCRIPTS: list[tuple[str, dict[str, Any]]] = [
+    ("systemd", {"name": "nginx", "state": "reloaded", "enabled": True, "masked": False}),
+    ("systemd", {"daemon_reload": True, "scope": "user", "no_block": True}),
+    ("service_facts", {}),
+    ("sysctl", {"name": "vm.swappiness", "value": 10, "sysctl_set": True}),
+    ("cron", {"name": "a", "job": "x", "env": True, "insertafter": "B"}),
+    ("timezone", {"name": "Europe/Paris", "hwclock": "UTC"}),
+    ("hostname", {"name": "web-1", "use": "openrc"}),
+    ("mount", {"path": "/a b", "src": "tmpfs", "fstype": "tmpfs", "state": "ephemeral"}),
+    ("pip", {"requirements": "r.txt", "virtualenv": "v", "chdir": "/srv", "umask": "022"}),
+    ("reboot", {"reboot_command": "systemctl reboot", "pre_reboot_delay": 90}),
+]
+
+
+def test_every_script_is_valid_sh() -> None:
+    for name, args in SCRIPTS:
+        module = get_module(name)
+        assert module is not None
+        step = module.build(args, ModuleContext(host_id="h"))
+        assert step is not None
+        check = subprocess.run(["sh", "-n"], input=step.script, capture_output=True, text=True)
+        assert check.returncode == 0, (name, check.stderr)
+
+
+def test_cron_edits_a_cron_file_as_ansible_does(tmp_path: Path) -> None:
+    cron_file = tmp_path / "jobs"
+    base = {"cron_file": str(cron_file), "user": "root"}
+    # an unnamed job Ansible once wrote ("#Ansible: None") is adopted; a name written twice
+    # is replaced in both places; the missing last newline alone is a change
+    cron_file.write_text("#Ansible: None\n* * * * * root /bin/a\n#Ansible: b\n1 * * * * root /bin/b"
+                         "\n#Ansible: b\n2 * * * * root /bin/b")  # fmt: skip
+    adopted = run_here("cron", {**base, "name": "a", "job": "/bin/a"})
+    assert adopted.status == "changed" and adopted.result["jobs"] == ["a", "b", "b"]
+    replaced = run_here("cron", {**base, "name": "b", "job": "/bin/b", "hour": "3"})
+    assert replaced.status == "changed"
+    assert cron_file.read_text() == (
+        "#Ansible: a\n* * * * * root /bin/a\n#Ansible: b\n* 3 * * * root /bin/b\n"
+        "#Ansible: b\n* 3 * * * root /bin/b\n"
+    )
+    assert run_here("cron", {**base, "name": "b", "job": "/bin/b", "hour": "3"}).status == "ok"
+    # check mode: the diff, no change
+    checked = run_here("cron", {**base, "name": "c", "job": "/bin/c"}, check=True)
+    assert checked.status == "changed" and "+#Ansible: c\n+* * * * * root /bin/c" in checked.diff
+    assert "/bin/c" not in cron_file.read_text()
+    # a variable placed before another that does not exist: Ansible's message
+    missing = run_here("cron", {**base, "name": "X", "job": "1", "env": True, "insertbefore": "Y"})
+    assert (missing.status, missing.msg) == ("failed", "Variable named 'Y' not found.")
+    # the last job removed: the file goes
+    run_here("cron", {**base, "name": "a", "state": "absent"})
+    gone = run_here("cron", {**base, "name": "b", "state": "absent"})
+    assert gone.status == "changed" and not cron_file.exists()
+    assert run_here("cron", {**base, "name": "b", "state": "absent"}).status == "ok"
