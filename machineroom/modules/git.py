@@ -104,7 +104,7 @@ if [ -z "$dest" ] || [ ! -f "$mr_gitdir/config" ]; then
   fi
   set -- clone --origin "$remote"
   [ "$bare" = 1 ] && set -- "$@" --bare
-  if [ "$version" != HEAD ]; then mr_kind_on "$repo"; else mr_kind=head; fi
+  if [ "$version" != HEAD ] && [ -z "$refspec" ]; then mr_kind_on "$repo"; else mr_kind=head; fi
   if [ -n "$depth" ]; then
     case $mr_kind in
       head) set -- "$@" --depth "$depth" ;;
@@ -118,6 +118,11 @@ HEAD, branches, tags or in combination with refspec." ;;
     case $mr_kind in branch|tag) [ -n "$depth" ] || set -- "$@" --branch "$version" ;; esac
   fi
   mr_git "$@" -- "$repo" "$dest" || mr_fail "Failed to clone $repo into $dest: $mr_out"
+  if [ -n "$refspec" ]; then
+    set -- -C "$dest" fetch
+    [ -n "$depth" ] && set -- "$@" --depth "$depth"
+    mr_git "$@" "$remote" "$refspec" || mr_fail "Failed to fetch $refspec: $mr_out"
+  fi
   [ "$bare" = 1 ] || mr_switch
   mr_say cloned 1
 elif [ "$update" = 0 ]; then
@@ -157,6 +162,7 @@ else
   [ -n "$depth" ] && set -- "$@" --depth "$depth"
   if [ "$bare" = 1 ]; then set -- "$@" "$remote" '+refs/heads/*:refs/heads/*'
   else set -- "$@" "$remote" "+refs/heads/*:refs/remotes/$remote/*"; fi
+  [ -n "$refspec" ] && set -- "$@" "$refspec"
   mr_git -C "$dest" "$@" || mr_fail "Failed to download remote objects and refs: $mr_out"
   [ "$bare" = 1 ] || mr_switch
 fi
@@ -173,7 +179,7 @@ exit 0
 class GitModule(Module):
     """`git`: repo (or name), dest, version, remote, force, depth, clone, update, bare,
     single_branch, accept_hostkey, accept_newhostkey, key_file, ssh_opts, executable,
-    umask, recursive, track_submodules."""
+    umask, refspec, recursive, track_submodules."""
 
     name: ClassVar[str] = "git"
     schema: ClassVar[dict[str, Any]] = {
@@ -195,6 +201,7 @@ class GitModule(Module):
             "ssh_opts": {"type": "string"},
             "executable": {"type": "string"},
             "umask": {"type": "string", "pattern": "^0?[0-7]{1,4}$"},
+            "refspec": {"type": "string", "minLength": 1},
             "recursive": {"type": "boolean", "default": True},
             "track_submodules": {"type": "boolean", "default": False},
         },
@@ -230,6 +237,7 @@ class GitModule(Module):
             "single_branch": int(bool(args.get("single_branch"))),
             "ssh_command": self.ssh_command(args),
             "umask": args.get("umask") or "",
+            "refspec": args.get("refspec") or "",
             "recursive": int(bool(args.get("recursive", True))),
             "track_submodules": int(bool(args.get("track_submodules"))),
         }
