@@ -574,3 +574,33 @@ def test_cron_edits_a_cron_file_as_ansible_does(tmp_path: Path) -> None:
     gone = run_here("cron", {**base, "name": "b", "state": "absent"})
     assert gone.status == "changed" and not cron_file.exists()
     assert run_here("cron", {**base, "name": "b", "state": "absent"}).status == "ok"
+
+
+def test_service_facts_reads_systemctl_as_ansible_does() -> None:
+    module = get_module("service_facts")
+    assert module is not None
+    stdout = (
+        "@@sysv\n [ + ]  ssh\n [ - ]  cron\n@@units\n"
+        "ssh.service loaded active running OpenBSD Secure Shell server\n"
+        "cron.service loaded inactive dead Regular background program processing daemon\n"
+        "bad.service not-found inactive dead bad.service\n"
+        "@@files\nUNIT FILE STATE PRESET\nssh.service enabled enabled\n"
+        "cron.service disabled enabled\nbad.service masked enabled\n"
+        "getty@.service static -\n\n4 unit files listed.\n"
+    )
+    ctx = ModuleContext(host_id="h", vars={"ansible_facts": {"os_family": "Debian"}})
+    outcome = module.interpret({}, ctx, CommandOutput(0, stdout, ""))
+    services = outcome.facts["services"]
+    assert services["ssh"] == {"name": "ssh", "state": "running", "source": "sysv"}
+    assert services["ssh.service"] == {
+        "name": "ssh.service",
+        "state": "running",
+        "status": "enabled",
+        "source": "systemd",
+    }
+    assert services["cron.service"]["state"] == "stopped"
+    assert services["cron.service"]["status"] == "disabled"
+    assert services["bad.service"]["status"] == "not-found"  # a bad state is kept
+    assert services["getty@.service"]["state"] == "inactive"
+    # gathered facts stay beside the services
+    assert outcome.facts["ansible_facts"]["os_family"] == "Debian"
