@@ -155,6 +155,18 @@ def curl_config(args: Mapping[str, Any]) -> str:
         lines.append(conf_line("request", method))
     elif method == "GET" and body is not None:
         lines.append(conf_line("request", "GET"))
+    if args.get("src"):
+        if not args.get("remote_src"):
+            raise InputError(
+                "uri: src from the workstation is not supported by machineroom's uri",
+                expected="remote_src: true (a file on the host), or body: "
+                "\"{{ lookup('file', 'x.json') }}\"",
+            )
+        if body is not None:
+            raise InputError("uri: parameters are mutually exclusive: body|src")
+        lines.append(conf_line("data-binary", "@" + str(args["src"])))
+        if method in ("GET", "POST"):
+            lines.append(conf_line("request", method))
     if body is not None:
         lines.append(conf_line("data-raw", body))
     follow = str(args.get("follow_redirects") or "safe")
@@ -263,8 +275,8 @@ def _content_type(value: str) -> tuple[str, str, str]:
 class UriModule(Module):
     """`uri`: url, method, body, body_format, headers, status_code, return_content, dest,
     url_username/url_password, force_basic_auth, validate_certs, timeout, follow_redirects,
-    creates, removes, http_agent, ca_path, unix_socket, use_proxy, decompress,
-    mode/owner/group (of dest)."""
+    creates, removes, src with remote_src, http_agent, ca_path, unix_socket, use_proxy,
+    decompress, mode/owner/group (of dest)."""
 
     name: ClassVar[str] = "uri"
     schema: ClassVar[dict[str, Any]] = {
@@ -293,6 +305,8 @@ class UriModule(Module):
             "follow_redirects": {"enum": list(REDIRECTS), "default": "safe"},
             "creates": {"type": "string"},
             "removes": {"type": "string"},
+            "src": {"type": "string"},
+            "remote_src": {"type": "boolean", "default": False},
             "http_agent": {"type": "string", "default": "ansible-httpget"},
             "ca_path": {"type": "string"},
             "unix_socket": {"type": "string"},
