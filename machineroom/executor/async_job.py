@@ -59,9 +59,9 @@ def run_async(
             result={"ansible_job_id": jid},
         )
     folder = started.stdout.strip()
-    if poll == 0:
+    if poll == 0:  # Ansible reports a started job as changed
         return Outcome(
-            "ok",
+            "changed",
             result={
                 "ansible_job_id": jid,
                 "started": True,

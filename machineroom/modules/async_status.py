@@ -44,7 +44,8 @@ def launch_script(jid: str, script: str, limit: int, module: str, args: Mapping[
     # the job runs in its own session (setsid: its pid is its process group, which the
     # watchdog kills whole); `rc` appears only once the job has ended (written, then moved)
     runner = (
-        'd=$1; limit=$2; setsid sh "$d/script" <"$d/stdin" >"$d/stdout" 2>"$d/stderr" & job=$!; '
+        'd=$1; limit=$2; umask "$3"; '
+        'setsid sh "$d/script" <"$d/stdin" >"$d/stdout" 2>"$d/stderr" & job=$!; '
         "( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep \"$limit\" & s=$!; wait $s; "
         'kill -KILL -"$job" 2>/dev/null && : >"$d/timedout" ) & dog=$!; '
         'wait "$job"; rc=$?; kill "$dog" 2>/dev/null; '
@@ -52,13 +53,13 @@ def launch_script(jid: str, script: str, limit: int, module: str, args: Mapping[
     )
     return "\n".join(
         [
-            "umask 077",
+            "mask=$(umask); umask 077",  # the job's folder is private; the job keeps the umask
             f"d={_folder(jid)}",
             'mkdir -p "$d" || exit 1',
             'cat >"$d/stdin"',
             f'printf %s {quote(script)} >"$d/script"',
             f'printf "%s\\n" {quote(meta)} >"$d/module"',
-            f'setsid sh -c {quote(runner)} async-job "$d" {int(limit)}'
+            f'setsid sh -c {quote(runner)} async-job "$d" {int(limit)} "$mask"'
             " </dev/null >/dev/null 2>&1 &",
             'echo "$d"',
         ]
