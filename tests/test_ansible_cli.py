@@ -201,6 +201,31 @@ def test_host_key_checking_false_records_new_keys_and_says_so(tmp_path: Path, la
     assert changed.returncode == 3, changed.stdout + changed.stderr
 
 
+def test_ansible_cfg_lookup_order_and_reading_in_process(tmp_path: Path) -> None:
+    from machineroom.cli.ansible_cfg import find_ansible_cfg, read_ansible_settings
+
+    home, cwd, named = tmp_path / "home", tmp_path / "work", tmp_path / "named"
+    for folder in (home, cwd, named):
+        folder.mkdir()
+    write(home, ".ansible.cfg", "[defaults]\nforks = 3\n")
+    assert find_ansible_cfg({}, cwd, home) == home / ".ansible.cfg"
+    write(cwd, "ansible.cfg", "[defaults]\nforks = 4\nroles_path = r1:/abs/r2\n")
+    assert find_ansible_cfg({}, cwd, home) == cwd / "ansible.cfg"
+    write(named, "ansible.cfg", "[defaults]\nforks = 5\n")
+    assert find_ansible_cfg({"ANSIBLE_CONFIG": str(named)}, cwd, home) == named / "ansible.cfg"
+    cwd.chmod(0o777)  # a world-writable folder's ansible.cfg is skipped, as ansible-core does
+    try:
+        assert find_ansible_cfg({}, cwd, home) == home / ".ansible.cfg"
+    finally:
+        cwd.chmod(0o755)
+    settings, warnings, _ = read_ansible_settings({}, cwd, home)
+    assert (settings["forks"].value, settings["forks"].source) == (4, "ansible.cfg:2")
+    assert settings["roles_path"].value == [str(cwd / "r1"), "/abs/r2"]  # beside the file
+    assert warnings == []
+    settings, _, _ = read_ansible_settings({"ANSIBLE_FORKS": "9"}, cwd, home)
+    assert (settings["forks"].value, settings["forks"].source) == (9, "$ANSIBLE_FORKS")
+
+
 # --- machineroom.yml -------------------------------------------------------------------------
 
 
@@ -501,7 +526,8 @@ def test_inventory_matches_ansible_inventory(
     (tmp_path / "empty.cfg").write_text("[defaults]\n")
     tool = ansible_fixture.playbook.parent / "ansible-inventory"
     env = clean_env(ANSIBLE_CONFIG=str(tmp_path / "empty.cfg"))
-    for args in (["--list"], ["--graph", "--vars"], ["--graph", "web"], ["--host", "w1"]):
+    listed = ""
+    for args in (["--list"], ["--graph", "--vars"], ["--graph", "web"]):
         theirs = subprocess.run(
             [str(tool), "-i", name, *args], cwd=tmp_path, capture_output=True, text=True, env=env
         )
@@ -509,3 +535,8 @@ def test_inventory_matches_ansible_inventory(
         ours = mr(tmp_path, "inventory", "-i", name, *args)
         assert ours.returncode == 0, ours.stderr
         assert ours.stdout == theirs.stdout, args
+        listed = listed or theirs.stdout
+    # ansible-inventory --host prints the host's entry of --list's hostvars, in its layout
+    host = mr(tmp_path, "inventory", "-i", name, "--host", "w1")
+    expected = json.loads(listed)["_meta"]["hostvars"]["w1"]
+    assert host.stdout == json.dumps(expected, indent=4, sort_keys=True) + "\n"

@@ -220,7 +220,7 @@ def parse_ini(text: str, source: str) -> list[Entry]:
         stripped = raw.strip()
         if not stripped or stripped.startswith(("#", ";")):
             continue
-        if raw[:1].isspace() and entries and entries[-1].line and section:
+        if raw[:1].isspace() and entries and entries[-1].section == section:
             last = entries[-1]
             entries[-1] = Entry(last.section, last.key, f"{last.value}\n{stripped}", last.line)
             continue

@@ -21,6 +21,7 @@ from machineroom.cli.context import (
     make_workspace,
 )
 from machineroom.cli.servers import sync_servers
+from machineroom.cli.settings import current_settings
 from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode, InputError, UsageError
 from machineroom.masking import mask
@@ -111,7 +112,8 @@ def run_command(
                 pattern,
                 module or "command",
                 module_args,
-                become=become,
+                # as `ansible`: ansible.cfg's [privilege_escalation] become applies too
+                become=become or bool(current_settings().get("become")),
                 become_user=become_user,
                 check=check,
                 diff=diff,
@@ -295,8 +297,6 @@ def connect_command(
         )
     finally:
         store.close()
-    from machineroom.cli.settings import current_settings
-
     # ansible.cfg's host_key_checking = False: accept-new, as for every other command
     accept_new = accept_new_host_keys or bool(current_settings().get("accept_new_host_keys"))
     argv = ssh_argv(workspace, host, known_hosts, accept_new, remote_command)
