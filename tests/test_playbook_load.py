@@ -450,3 +450,19 @@ def test_import_keywords_reach_the_imported_tasks(tmp_path: Path) -> None:
     tasks = list(iter_tasks(load_playbook(tmp_path / "site.yml").plays[0].stages[0].items))
     assert [t.notify for t in tasks] == [("a",), ("b", "a")]
     assert all(t.ignore_errors and dict(t.environment) == {"LANG": "C"} for t in tasks)
+
+
+def test_retries_and_delay_as_templates_and_text(tmp_path: Path) -> None:
+    """`retries: "{{ n }}"` is evaluated per host; `delay: "0.5"` is a number, as Ansible."""
+    from machineroom.playbook.keywords import resolve_flags
+
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  tasks:\n"
+        "    - {command: 'true', register: r, until: r.rc == 0, retries: '{{ n }}', delay: '0.5'}\n"
+        "    - {command: 'true', register: s, until: s.rc == 0, retries: '3'}\n"
+    )
+    first, second = iter_tasks(load_playbook(tmp_path / "site.yml").plays[0].stages[0].items)
+    assert first.delay == 0.5 and second.retries == 3
+    assert resolve_flags(first, lambda template: "4").retries == 4
+    with pytest.raises(InputError, match=r"retries: \{\{ n \}\} gave 'x', which is not a number"):
+        resolve_flags(first, lambda template: "x")

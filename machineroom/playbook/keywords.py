@@ -165,10 +165,15 @@ def bool_or_none(value: Any) -> bool | None:
     return parse_bool(value) if isinstance(value, str) and not is_template(value) else None
 
 
+# number keywords that may be templates (`retries: "{{ n }}"`), evaluated per host
+TEMPLATED_NUMBERS = ("retries", "delay")
+
+
 def flag_templates(node: Mapping[str, Any]) -> dict[str, str]:
-    """The true/false keywords written as templates (`no_log: "{{ hide }}"`), to be
-    evaluated per host at run time."""
-    return {k: str(node[k]) for k in TEMPLATED_FLAGS if is_template(node.get(k))}
+    """The true/false and number keywords written as templates (`no_log: "{{ hide }}"`),
+    to be evaluated per host at run time."""
+    keys = (*TEMPLATED_FLAGS, *TEMPLATED_NUMBERS)
+    return {k: str(node[k]) for k in keys if is_template(node.get(k))}
 
 
 def resolve_flags(task: Task, render: Callable[[str], Any]) -> Task:
@@ -179,6 +184,16 @@ def resolve_flags(task: Task, render: Callable[[str], Any]) -> Task:
     values: dict[str, Any] = {}
     for key, template in task.templated.items():
         value = render(template)
+        if key in TEMPLATED_NUMBERS:
+            number = _numeric(value)
+            if number is None or number < 0:
+                raise InputError(
+                    f"{key}: {template} gave {value!r}, which is not a number",
+                    task.location,
+                    "a number 0 or more",
+                )
+            values[key] = int(number) if key == "retries" else number
+            continue
         flag = parse_bool(value)
         if flag is None:
             raise InputError(
@@ -194,6 +209,16 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _numeric(value: Any) -> float | None:
+    """A number, or text that is one (`"5"`, as Ansible reads keywords); else None."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return _number(value)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -246,8 +271,8 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
             if f"with_{name}" in node:
                 loop, loop_with = to_plain(node[f"with_{name}"]), name
                 break
-    retries = node.get("retries")
-    delay = _number(node.get("delay"))
+    retries = _numeric(node.get("retries"))
+    delay = _numeric(node.get("delay"))
     return {
         "name": str(node["name"]) if isinstance(node.get("name"), str) else None,
         "when": conditions(node.get("when")),
@@ -268,7 +293,7 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "failed_when": conditions(node["failed_when"]) if "failed_when" in node else None,
         "ignore_errors": bool_or_none(node.get("ignore_errors")) is True,
         "ignore_unreachable": node.get("ignore_unreachable") is True,
-        "retries": retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
+        "retries": int(retries) if retries is not None else None,
         "until": to_plain(node.get("until")),
         "delay": delay if delay is not None else 5.0,
         "timeout": _number(node.get("timeout")),
