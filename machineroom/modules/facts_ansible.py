@@ -314,9 +314,10 @@ def env_facts(out: ScriptOutput) -> dict[str, Any]:
 
 def user_facts(out: ScriptOutput) -> dict[str, Any]:
     """user_id, user_uid, user_gid, user_gecos, user_dir, user_shell, real/effective ids."""
-    ids = dict(re.findall(r"(\w+)=(\d+)", out.get("id")))
+    real_uid, effective_uid = [*out.get("Uid:").split(), "", ""][:2]
+    real_gid, effective_gid = [*out.get("Gid:").split(), "", ""][:2]
     fields = (out.get("passwd").split("\n")[0].split(":") + [""] * 7)[:7]
-    uid, gid = _int(ids.get("uid")), _int(ids.get("gid"))
+    uid, gid = _int(effective_uid), _int(effective_gid)
     return {
         "user_id": out.get("user") or fields[0] or None,
         "user_uid": _int(fields[2], uid),
@@ -324,10 +325,11 @@ def user_facts(out: ScriptOutput) -> dict[str, Any]:
         "user_gecos": fields[4],
         "user_dir": fields[5] or None,
         "user_shell": fields[6] or None,
-        "real_user_id": uid,
+        "real_user_id": _int(real_uid),
         "effective_user_id": uid,
-        "real_group_id": gid,
-        "effective_group_id": gid,
+        "real_group_id": _int(real_gid),
+        # as Ansible's (os.getgid() for both)
+        "effective_group_id": _int(real_gid),
     }
 
 
@@ -502,7 +504,7 @@ def chroot_facts(out: ScriptOutput) -> dict[str, Any]:
     """is_chroot: / is not PID 1's root (or, unreadable, / is not inode 2)."""
     if out.get("debian_chroot"):
         return {"is_chroot": True}
-    pairs = out.get("root_stat").split()
+    pairs = out.blocks.get("root_stat", "").split()
     if len(pairs) >= 4:
         return {"is_chroot": pairs[:2] != pairs[2:4]}
     if len(pairs) == 2:

@@ -51,7 +51,7 @@ def cpu_facts(out: ScriptOutput, architecture: str | None) -> dict[str, Any]:
     first_socket = next(iter(sockets.values()), 0)
     n_cores = first_socket or 1
     threads = round(next(iter(cores.values())) / n_cores) if cores else round(1 / n_cores)
-    nproc = _int(out.get("nproc"), proc_n)
+    nproc = _count_cpus(out.get("cpus_allowed")) or proc_n
     facts: dict[str, Any] = {} if flags is None else {"flags": flags}
     return {
         **facts,
@@ -62,6 +62,16 @@ def cpu_facts(out: ScriptOutput, architecture: str | None) -> dict[str, Any]:
         "processor_vcpus": threads * n_sockets * n_cores,
         "processor_nproc": nproc,
     }
+
+
+def _count_cpus(text: str) -> int:
+    """CPUs in a list like "0-3,8,10-11" (Cpus_allowed_list: what sched_getaffinity gives)."""
+    count = 0
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        if first.isdigit():
+            count += (int(last) - int(first) + 1) if last.isdigit() else 1
+    return count
 
 
 def memory_facts(out: ScriptOutput) -> dict[str, Any]:
@@ -310,11 +320,15 @@ def network_facts(out: ScriptOutput) -> dict[str, Any]:
         if flags.startswith("0x"):
             info["promisc"] = bool(int(flags, 16) & 0x100)
         interfaces[name] = info
-    v4 = _route(out.get("route4"))
-    v6 = _route(out.get("route6"))
+    lines = out.blocks.get("ip", "").splitlines()
+    routes = {
+        line.split()[0]: line for line in lines if line.split() and line.split()[0][-1] != ":"
+    }
+    v4 = _route(routes.get("8.8.8.8", ""))
+    v6 = _route(routes.get("2404:6800:400a:800::1012", ""))
     all4: list[str] = []
     all6: list[str] = []
-    for line in out.blocks.get("ip_addr", "").splitlines():
+    for line in lines:
         words = line.split("\\")[0].split()  # `ip -o`: the address, then "\" and lifetimes
         if len(words) < 4 or words[2] not in ("inet", "inet6"):
             continue

@@ -61,10 +61,10 @@ dump /etc/resolv.conf resolv_conf
 """
 
 USER = r"""
-k user "${LOGNAME:-${USER:-$(id -un)}}"
-k id "$(id)"
-k passwd "$(getent passwd "${LOGNAME:-${USER:-$(id -un)}}" 2>/dev/null ||
-  getent passwd "$(id -u)" 2>/dev/null)"
+while read -r __a __b __c; do case $__a in Uid:|Gid:) k "$__a" "$__b $__c";; esac
+done < /proc/self/status 2>/dev/null
+__u=${LOGNAME:-${USER:-}}; [ -n "$__u" ] || __u=$(id -un); k user "$__u"
+k passwd "$(getent passwd "$__u" 2>/dev/null)"
 """
 
 SERVICE_MGR = r"""
@@ -120,7 +120,8 @@ awk '/^flags[[:space:]]*:/ { if (!f) print; f = 1; next }
   /^(processor|vendor_id|model name|physical id|core id|cpu cores|siblings)[[:space:]]*:/
   /^(Processor|cpu|Vendor)[[:space:]]*:/' /proc/cpuinfo 2>/dev/null
 echo "@@mr end"
-k nproc "$(nproc 2>/dev/null)"
+while read -r __a __b; do [ "$__a" = Cpus_allowed_list: ] && k cpus_allowed "$__b"
+done < /proc/self/status 2>/dev/null
 dump /proc/meminfo meminfo
 rd /proc/uptime; k uptime "$v"
 rd /proc/loadavg; k loadavg "$v"
@@ -165,10 +166,15 @@ fi
 """
 
 NETWORK = r"""
+# one `ip` for the addresses and both default routes (-force: one failing line stops nothing)
 if command -v ip >/dev/null 2>&1; then
-  echo "@@mr begin ip_addr"; ip -o addr show 2>/dev/null; echo "@@mr end"
-  k route4 "$(ip -4 route get 8.8.8.8 2>/dev/null | head -n1)"
-  k route6 "$(ip -6 route get 2404:6800:400a:800::1012 2>/dev/null | head -n1)"
+  echo "@@mr begin ip"
+  ip -o -force -batch - 2>/dev/null <<'MR_IP'
+addr show
+route get 8.8.8.8
+route get 2404:6800:400a:800::1012
+MR_IP
+  echo "@@mr end"
 fi
 for d in /sys/class/net/*; do
   [ -d "$d" ] || continue; n=${d##*/}
@@ -198,7 +204,7 @@ rd /sys/devices/virtual/dmi/id/bios_vendor; k virt_bios "$v"
 
 CHROOT = r"""
 [ -n "${debian_chroot:-}" ] && k debian_chroot yes
-k root_stat "$(stat -c '%d %i' / /proc/1/root/. 2>/dev/null | tr '\n' ' ')"
+echo "@@mr begin root_stat"; stat -c '%d %i' / /proc/1/root/. 2>/dev/null; echo "@@mr end"
 """
 
 # machineroom's own: the Docker engine and compose versions (banners), when docker exists.
