@@ -604,3 +604,21 @@ def test_service_facts_reads_systemctl_as_ansible_does() -> None:
     assert services["getty@.service"]["state"] == "inactive"
     # gathered facts stay beside the services
     assert outcome.facts["ansible_facts"]["os_family"] == "Debian"
+
+
+def test_systemd_status_comes_from_systemctl_show() -> None:
+    module = get_module("systemd_service")
+    assert module is not None
+    stdout = (
+        "__mr_show__ Id=nginx.service\n__mr_show__ ActiveState=inactive\n"
+        "__mr_show__ UnitFileState=disabled\n__mr_show__ LoadState=loaded\n"
+        "__mr_show__ ExecStart={ path=/usr/sbin/nginx ;\n__mr_show__  argv[]=nginx }\n"
+        "__mr__ online 1\n__mr__ found 1\n__mr__ enabled 0\n__mr__ did enable\n__mr__ did start\n"
+    )
+    args = {"name": "nginx", "state": "restarted", "enabled": True}
+    outcome = module.interpret(args, ModuleContext(host_id="h"), CommandOutput(0, stdout, ""))
+    assert outcome.status == "changed" and outcome.msg == "nginx: enable, start"
+    status = outcome.result["status"]
+    assert (status["ActiveState"], status["UnitFileState"]) == ("inactive", "disabled")
+    assert status["ExecStart"] == "{ path=/usr/sbin/nginx ;\n argv[]=nginx }"
+    assert (outcome.result["state"], outcome.result["enabled"]) == ("started", True)

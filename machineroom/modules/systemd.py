@@ -77,7 +77,7 @@ disabled|generated|transient|alias) is_systemd=1 ;;
   esac
   M ufs "$ufs"
 fi
-M offline "${online:-0}"
+M online "${online:-0}"
 if [ -z "$online" ] && [ -n "$initd" ]; then
   if __mr_running; then M active active; else M active inactive; fi
 fi
@@ -235,7 +235,7 @@ class SystemdModule(Module):
         status = parse_systemctl_show(
             [ln[len(SHOW) :] for ln in output.stdout.splitlines() if ln.startswith(SHOW)]
         )
-        if report.get("offline") == ["0"] and unit:
+        if report.get("online") == ["0"] and unit:
             status = offline_status(str(unit), report)
         did = report.get("did", [])
         result: dict[str, Any] = {"name": unit, "status": status}
