@@ -145,6 +145,10 @@ def test_env_beats_ansible_cfg_and_a_flag_beats_both(tmp_path: Path, lab: Lab) -
     # the inventory's own user wins over all three, as in Ansible
     write(root, "hosts.ini", f"[web]\n{HOST} ansible_host={lab_address(lab)} ansible_user=ops\n")
     assert who(root, "-u", "root") == "ops"
+    # ops' sudo asks for a password: ansible.cfg's become_password_file gives it
+    write(root, "ops.pass", lab.users["ops"] + "\n").chmod(0o600)
+    write(root, "ansible.cfg", cfg_text(lab, "become_password_file = ops.pass\n"))
+    assert who(root, "-b") == "root"
 
 
 def test_ignored_settings_warn_with_file_and_line(tmp_path: Path, lab: Lab) -> None:

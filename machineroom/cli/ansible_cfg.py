@@ -148,6 +148,16 @@ KNOWN: dict[tuple[str, str], tuple[str, Converter, str]] = {
     ("defaults", "host_key_checking"): ("host_key_checking", _bool, "ANSIBLE_HOST_KEY_CHECKING"),
     ("defaults", "gathering"): ("gathering", _gathering, "ANSIBLE_GATHERING"),
     ("defaults", "ask_pass"): ("ask_pass", _bool, "ANSIBLE_ASK_PASS"),
+    ("defaults", "connection_password_file"): (
+        "connection_password_file",
+        _one_path,
+        "ANSIBLE_CONNECTION_PASSWORD_FILE",
+    ),
+    ("defaults", "become_password_file"): (
+        "become_password_file",
+        _one_path,
+        "ANSIBLE_BECOME_PASSWORD_FILE",
+    ),
     ("privilege_escalation", "become"): ("become", _bool, "ANSIBLE_BECOME"),
     ("privilege_escalation", "become_user"): ("become_user", _text, "ANSIBLE_BECOME_USER"),
     ("privilege_escalation", "become_method"): (

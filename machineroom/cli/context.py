@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from machineroom.cli.settings import current_settings, default_of
-from machineroom.errors import InputError, UsageError
+from machineroom.cli.settings import Settings, current_settings, default_of
+from machineroom.errors import InputError, MachineroomError, UsageError
 
 if TYPE_CHECKING:
     from machineroom.connection.base import ConnectOptions
@@ -300,12 +300,33 @@ def make_workspace(
     settings = current_settings(inventory_paths)
     state = state_path or settings.get("state") or default_state_path(paths[0])
     defaults = HostDefaults(
-        user=settings.get("remote_user"), ssh_key=settings.get("private_key_file")
+        user=settings.get("remote_user"),
+        ssh_key=settings.get("private_key_file"),
+        password=_password_from(settings, "connection_password_file"),
+        become_password=_password_from(settings, "become_password_file"),
     )
     workspace = Workspace(inventory_paths=paths, state_path=state, host_defaults=defaults)
     if settings.get("known_hosts"):
         workspace.known_hosts_file = str(settings.get("known_hosts"))
     return workspace
+
+
+def _password_from(settings: Settings, name: str) -> Secret | None:
+    """ansible.cfg's connection_password_file / become_password_file: the file's first line
+    (a file others can read is refused, as vault password files are)."""
+    from machineroom.inventory.model import Secret
+    from machineroom.masking import add_secret
+    from machineroom.vault import read_vault_password
+
+    path = settings.get(name)
+    if not path:
+        return None
+    try:
+        password = read_vault_password(str(path), env=None)
+    except MachineroomError as exc:
+        raise InputError(f"{settings.source(name)}: {name}: {exc}") from None
+    add_secret(password)
+    return Secret("plain", password)
 
 
 def make_connect_options(
