@@ -146,7 +146,7 @@ PLAYBOOK_OPTIONS = [
         "-b", "--become", is_flag=True, help="Every play becomes root (sudo), as `become: true`."
     ),
     click.option("--become-user", help="User to become where the play names none."),
-    click.option("--become-method", help="sudo (or su where the executor supports it)."),
+    click.option("--become-method", help="sudo (default) or su."),
     click.option("-K", "--ask-become-pass", is_flag=True, help="Ask for the sudo password once."),
     *LOGIN_OPTIONS,
     click.option(

@@ -26,21 +26,20 @@ def _tags_allow(tags: frozenset[str], only: frozenset[str], skip: frozenset[str]
 
 
 def with_become(playbook: Playbook, become: bool, user: str | None, method: str | None) -> Playbook:
-    """Every play becoming (`-b`, ansible.cfg's become), as the user and method given where
-    the play names none. A task's own `become: false` still wins, as in Ansible."""
-    fields = {f.name for f in dataclasses.fields(Play)}
-    if method not in (None, "sudo") and "become_method" not in fields:
-        raise UsageError(f"--become-method {method}: machineroom becomes with sudo only")
+    """Every play becoming (`-b`, ansible.cfg's become), as the user and with the method
+    given where the play names none. A task's own `become: false` still wins, as in Ansible."""
+    if method not in (None, "sudo", "su"):
+        raise UsageError(f"--become-method {method}: machineroom becomes with sudo or su")
     plays = []
     for play in playbook.plays:
-        changes: dict[str, object] = {}
-        if become:
-            changes["become"] = True
-        if user and not play.become_user:
-            changes["become_user"] = user
-        if method and "become_method" in fields and getattr(play, "become_method", None) is None:
-            changes["become_method"] = method
-        plays.append(dataclasses.replace(play, **changes) if changes else play)  # type: ignore[arg-type]
+        plays.append(
+            dataclasses.replace(
+                play,
+                become=play.become or become,
+                become_user=play.become_user or user,
+                become_method=play.become_method or method,
+            )
+        )
     return dataclasses.replace(playbook, plays=tuple(plays))
 
 
