@@ -27,6 +27,7 @@ from machineroom.lab import Lab
 from machineroom.modules import ansible_fallback
 from machineroom.modules.base import CommandOutput, ModuleContext
 from machineroom.playbook.load import load_playbook
+from machineroom.playbook.model import Task
 from tests.clirun import machineroom
 
 HOST = "h28"
@@ -308,6 +309,27 @@ def test_a_module_needing_its_action_plugin_is_refused(tmp_path: Path) -> None:
         'site.yml:8:37: task "argument typo": ansible.builtin.known_hosts: '
         "unknown argument 'nmae' (did you mean 'name'?)",
     ]
+
+
+def test_module_defaults_reach_an_ansible_core_module(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "site.yml",
+        """\
+        - hosts: all
+          module_defaults:
+            ansible.builtin.known_hosts: {path: /tmp/from-defaults, hash_host: true}
+          tasks:
+            - ansible.builtin.known_hosts: {name: example.org, hash_host: false}
+        """,
+    )
+    (task,) = load_playbook(tmp_path / "site.yml").plays[0].stages[0].items
+    assert isinstance(task, Task)
+    assert dict(task.args) == {
+        "path": "/tmp/from-defaults",
+        "hash_host": False,
+        "name": "example.org",
+    }
 
 
 def _python_without_ansible(root: Path) -> Path:

@@ -449,6 +449,8 @@ def _fallback_task(
     args = module_args(key, node, where, ctx, module)
     if args is None:
         return None
+    defaults = merge_module_defaults(ctx.module_defaults, node.get("module_defaults"))
+    args = _with_defaults(key, args, defaults)  # module_defaults apply as to native modules
     typos = module.typos(args)
     for argument, problem in typos:
         at = key_location_of(args, argument, key_location_of(node, key, where))
