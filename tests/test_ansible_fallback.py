@@ -427,3 +427,7 @@ def test_output_around_the_json_and_a_crash() -> None:
     assert failed.status == "failed"
     assert failed.msg == "MODULE FAILURE: Traceback (most recent call last):\nImportError: no yaml"
     assert failed.result["module_stderr"] == crash.stderr and failed.result["rc"] == 1
+    # a module without check mode under --check: skipped (the executor reads the key)
+    said = {"skipped": True, "msg": "remote module (m) does not support check mode"}
+    skipped = ansible_fallback.outcome_of(said, CTX)
+    assert skipped.result["skipped"] is True and skipped.msg == said["msg"]
