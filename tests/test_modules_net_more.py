@@ -299,6 +299,10 @@ URI = """\
       register: u_refused
       ignore_errors: true
     - file: {path: /tmp/mr-netmods/uri, state: directory}
+    - copy: {dest: /tmp/mr-netmods/uri/up.json, content: '{"up": 1}'}
+    - name: upload
+      uri: {url: "{{ base }}/up", method: PUT, src: /tmp/mr-netmods/uri/up.json, remote_src: true}
+      register: u_up
     - name: download
       uri: {url: "{{ base }}/file.txt", dest: /tmp/mr-netmods/uri/dl.txt,
             status_code: [200, 304], mode: "0640"}
@@ -307,7 +311,8 @@ URI = """\
       debug:
         msg: "{{ {'get': u_get, 'post': u_post, 'form': u_form, 'auth': u_auth,
                   'challenge': u_challenge, 'redirect': u_redirect, 'stay': u_stay,
-                  'missing': u_missing, 'refused': u_refused, 'dest': u_dest} | to_json }}"
+                  'missing': u_missing, 'refused': u_refused, 'dest': u_dest,
+                  'up': u_up} | to_json }}"
 """
 
 
@@ -347,6 +352,7 @@ def test_uri_requests_from_the_host_with_ansibles_results(
     assert (missing["status"], missing["content"]) == (404, "not here")
     assert missing["msg"] == "Status code was 404 and not [200]: HTTP Error 404: Not Found"
     assert r["refused"]["status"] == -1 and "Request failed" in r["refused"]["msg"]
+    assert (r["up"]["json"]["method"], r["up"]["json"]["body"]) == ("PUT", '{"up": 1}')
     assert (r["dest"]["status"], r["dest"]["changed"]) == (200, True)
     assert r["dest"]["path"] == "/tmp/mr-netmods/uri/dl.txt"
     assert sh(lab, "stat -c %a /tmp/mr-netmods/uri/dl.txt; cat /tmp/mr-netmods/uri/dl.txt") == (
@@ -370,7 +376,10 @@ git commit -q --allow-empty -m one && git tag -a v1 -m v1
 echo a > a.txt && git add a.txt && git commit -q -m two
 git branch dev HEAD~1
 git clone -q --bare . /tmp/mr-netmods/git/repo.git
+pr=$(git commit-tree -p HEAD~1 -m pull HEAD^{tree})
+git push -q ../repo.git "$pr:refs/pull/7/head"
 git rev-parse HEAD HEAD~1
+echo "$pr"
 """
 
 GIT_CLONES = """\
@@ -396,10 +405,15 @@ GIT_CLONES = """\
     - name: bare
       git: {repo: /tmp/mr-netmods/git/repo.git, dest: /tmp/mr-netmods/git/bare.git, bare: true}
       register: g_bare
+    - name: a pull request's commit, by refspec, into a home folder
+      git: {repo: /tmp/mr-netmods/git/repo.git, dest: ~/mr-netmods-pr,
+            refspec: "+refs/pull/*:refs/remotes/origin/pull/*",
+            version: "{{ made.stdout_lines[2] }}"}
+      register: g_pr
     - name: show
       debug:
         msg: "{{ {'made': made.stdout_lines, 'clone': g_clone, 'again': g_again, 'tag': g_tag,
-                  'dev': g_dev, 'bare': g_bare} | to_json }}"
+                  'dev': g_dev, 'bare': g_bare, 'pr': g_pr} | to_json }}"
 """
 
 GIT_UPDATE = """\
@@ -432,12 +446,14 @@ def test_git_clones_and_updates_a_checkout_as_ansible(tmp_path: Path, lab: Lab) 
     out, report = apply(tmp_path, "-e", "@vars.yml")
     assert out.returncode == 0, out.stdout + out.stderr
     r = shown(report)
-    two, one = r["made"]
+    two, one, pull = r["made"]
     assert (r["clone"]["before"], r["clone"]["after"], r["clone"]["changed"]) == (None, two, True)
     again = r["again"]
     assert (again["before"], again["after"], again["changed"]) == (two, two, False)
     assert again["remote_url_changed"] is False
     assert r["tag"]["after"] == one and r["dev"]["after"] == one and r["bare"]["after"] == two
+    assert r["pr"]["after"] == pull
+    assert sh(lab, "git -C /root/mr-netmods-pr rev-parse HEAD") == pull + "\n"
     checkouts = "cd /tmp/mr-netmods/git; cat co/a.txt; git -C dev rev-parse --abbrev-ref HEAD; "
     checkouts += "git -C tag rev-list --count HEAD; git -C bare.git rev-parse --is-bare-repository"
     assert sh(lab, checkouts) == "a\ndev\n1\ntrue\n"
