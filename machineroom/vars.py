@@ -164,6 +164,8 @@ def build_var_stack(
     registered: Mapping[str, Any] = _EMPTY,
     include_params: Mapping[str, Any] = _EMPTY,
     included: Mapping[str, Any] = _EMPTY,
+    play_files: Mapping[str, Any] = _EMPTY,
+    play_files_sources: Mapping[str, str] = _EMPTY,
     extra_vars: Mapping[str, Any] = _EMPTY,
     extra_sources: Mapping[str, str] = _EMPTY,
     magic: Mapping[str, Any] = _EMPTY,
@@ -174,7 +176,8 @@ def build_var_stack(
     `facts`: gathered facts (the facts module's variables). `registered`: `register:` results
     and `set_fact` values. Both came from the host and are marked Unsafe here (cheap when the
     executor already marked them). `included`: variables of `include_vars` tasks (controller
-    files, so templates in them are rendered when used). `role` defaults to `task.role`.
+    files, so templates in them are rendered when used). `play_files`: the play's vars_files
+    read for this host (templated names). `role` defaults to `task.role`.
     Empty layers are left out.
     """
     from machineroom.templating import mark_unsafe
@@ -203,6 +206,8 @@ def build_var_stack(
             k: play.vars_sources.get(k) or _sources_from(play.vars, play_file)[k] for k in play.vars
         }
         add(f"play vars ({play_name})", play.vars, play_sources)
+        # vars_files chosen per host: where the play's other vars_files are
+        add(f"play vars_files ({play_name})", play_files, play_files_sources)
     if role is not None:
         add(
             f"role vars ({role.name})",

@@ -51,6 +51,8 @@ def play_needs_facts(play: Play, hosts: Iterable[Host], playbook_dir: str) -> bo
             ]
         ):
             return True
+    if play.host_vars_files:  # a file chosen per host (by a fact, most often)
+        return True
     if _mentions(play.vars) or any(_mentions(h.vars) for h in hosts):
         return True
     folders = [Path(playbook_dir) / "templates"]

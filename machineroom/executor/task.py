@@ -24,6 +24,7 @@ from machineroom.executor.async_job import run_async
 from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
+from machineroom.executor.play_files import host_vars_files
 from machineroom.inventory.model import Host
 from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
@@ -75,20 +76,29 @@ def task_vars(
 ) -> dict[str, Any]:
     """Every variable the task sees on this host, by precedence, plus the magic ones."""
     role = (task.role if task else None) or scope.role
-    stack = build_var_stack(
-        hs.host,
-        play=ps.play,
-        role=role,
-        blocks=scope.blocks,
-        task=task,
-        facts=hs.facts,
-        registered=hs.registered,
-        include_params=scope.include_vars,
-        included=hs.included,
-        extra_vars=rs.options.extra_vars,
-        magic=_magic(hs, ps, rs, role),
-    )
-    values = stack.resolve()
+
+    def stack_with(files: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
+        return build_var_stack(
+            hs.host,
+            play=ps.play,
+            role=role,
+            blocks=scope.blocks,
+            task=task,
+            facts=hs.facts,
+            registered=hs.registered,
+            include_params=scope.include_vars,
+            included=hs.included,
+            play_files=files,
+            play_files_sources=sources,
+            extra_vars=rs.options.extra_vars,
+            magic=_magic(hs, ps, rs, role),
+        ).resolve()
+
+    values = stack_with({}, {})
+    if ps.play.host_vars_files:  # their names are rendered with the other variables
+        lenient = task is None or task.module == "facts"  # before the facts exist
+        found = host_vars_files(ps.play, values, rs.templar, lenient=lenient)
+        values = stack_with(*found)
     if (rs.vault_in_vars or hs.included) and rs.decrypt is not None:
         from machineroom.vault import decrypt_tree
 

@@ -176,9 +176,14 @@ def _import_playbook(
 
 
 def _play_vars(
-    node: Mapping[str, Any], where: Location, path: Path, ctx: LoadContext
+    node: Mapping[str, Any],
+    where: Location,
+    path: Path,
+    ctx: LoadContext,
+    per_host: list[tuple[tuple[str, ...], Location]],
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """`vars:` then each of `vars_files:` (later wins, as in Ansible), with where each came from."""
+    """`vars:` then each of `vars_files:` (later wins, as in Ansible), with where each came from.
+    Entries chosen per host (templates, lists of candidates) go to `per_host` instead."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
@@ -195,16 +200,13 @@ def _play_vars(
     names = [files] if isinstance(files, str) else files if isinstance(files, list) else []
     for index, name in enumerate(names):
         at = location_of(names, index, location_of(node, "vars_files", where))
-        if not isinstance(name, str):
-            continue
-        if is_template(name):
-            ctx.errors.append(
-                InputError(
-                    f"vars_files: {name!r} is a template",
-                    at,
-                    "a file name (variables per host belong in host_vars/ or group_vars/)",
-                )
+        if isinstance(name, list) or is_template(name):
+            # `"vars/{{ ansible_os_family }}.yml"`, `[first, fallback]`: read per host
+            per_host.append(
+                (tuple(str(n) for n in (name if isinstance(name, list) else [name])), at)
             )
+            continue
+        if not isinstance(name, str):
             continue
         try:
             data = load_yaml(path.parent / name)
@@ -263,7 +265,8 @@ def _load_play(
     ctx.module_defaults = merge_module_defaults({}, node.get("module_defaults"))
     errors_before = len(ctx.errors)
     scope = Scope(file=path, stack=(str(path.resolve()),))
-    play_vars, sources = _play_vars(node, where, path, ctx)
+    per_host: list[tuple[tuple[str, ...], Location]] = []
+    play_vars, sources = _play_vars(node, where, path, ctx, per_host)
     stages: list[Stage] = []
 
     def section(key: str) -> list[Item]:
@@ -327,6 +330,7 @@ def _load_play(
         name=str(node["name"]) if isinstance(node.get("name"), str) else None,
         vars=MappingProxyType(play_vars),
         vars_sources=MappingProxyType(sources),
+        host_vars_files=tuple(per_host),
         become=node.get("become") is True,
         become_user=become_user if isinstance(become_user, str) else None,
         serial=_serial(node.get("serial")),

@@ -166,6 +166,9 @@ class Play:
     name: str | None = None
     vars: Mapping[str, Any] = field(default_factory=_empty)  # vars + vars_files, merged
     vars_sources: Mapping[str, str] = field(default_factory=_empty)  # var -> "file:line"
+    # vars_files entries read per host: templates, or lists of candidates (the first found
+    # wins) naming one; each its candidates and where it was written (executor/play_files.py)
+    host_vars_files: tuple[tuple[tuple[str, ...], Location], ...] = ()
     become: bool = False
     become_user: str | None = None
     serial: tuple[int | str, ...] = ()  # e.g. (1, "50%"): batch sizes, the last repeats
