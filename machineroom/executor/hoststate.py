@@ -105,6 +105,19 @@ class PlayShared:
     passes: dict[tuple[str, str], int] = field(default_factory=dict)
     turns: threading.Condition = field(default_factory=threading.Condition)
     throttles: dict[str, threading.Semaphore] = field(default_factory=dict)  # by task id
+    # strategy linear: each host's current top-level item, and the gate it waits at
+    at: dict[str, tuple[int, int]] = field(default_factory=dict)
+    parked: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def park(self, host_id: str, position: tuple[int, int] | None) -> None:
+        """The host waits at the gate of `position` (None: it passed it); wakes the hosts
+        waiting for a run_once runner, which may now be another host."""
+        with self.turns:
+            if position is None:
+                self.parked.pop(host_id, None)
+            else:
+                self.parked[host_id] = position
+            self.turns.notify_all()
 
     def host_walked(self, host_id: str) -> None:
         """The host's walk of the play ended: hosts waiting on it for a run_once go on."""

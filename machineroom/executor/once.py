@@ -50,7 +50,7 @@ def run_once(
     with ps.turns:
         slot: OnceSlot = ps.once.setdefault(key, OnceSlot())
         while not slot.done and slot.runner is None:
-            if _first_in_play(ps) == host:
+            if _first_in_play(ps, host) == host:
                 slot.runner = host
                 break
             if rs.stop.is_set() or ps.abort.is_set():
@@ -65,11 +65,18 @@ def run_once(
     return _take(slot, task, hs, rs, stage)
 
 
-def _first_in_play(ps: PlayShared) -> str | None:
-    """The host that runs the next run_once task: the first of the batch still walking."""
+def _first_in_play(ps: PlayShared, me: str) -> str | None:
+    """The host that runs the next run_once task: the first of the batch still walking,
+    leaving out a host parked at a lock-step gate of another item (it went past this task
+    without reaching it: a handler or include only some hosts run)."""
+    here = ps.at.get(me)
     for state in ps.batch or ps.hosts:
-        if not state.done and state.host.id not in ps.walked:
-            return state.host.id
+        host = state.host.id
+        if state.done or host in ps.walked:
+            continue
+        if host in ps.parked and ps.parked[host] != here:
+            continue
+        return host
     return None
 
 

@@ -76,8 +76,7 @@ class HostWalker:
     def _stage(self, index: int, stage: Stage) -> None:
         scope = Scope(stage=stage.name, role=stage.role, tags=self.ps.play.tags)
         for position, item in enumerate(stage.items):
-            if self.ps.gate is not None:
-                self.ps.gate.arrive((index, position), self.rs.stop)
+            self._arrive((index, position))
             if self.hs.done or self._stopped():
                 continue  # keep arriving at the gate so lock-step partners are not held
             if not self._items([item], scope):
@@ -260,9 +259,20 @@ class HostWalker:
             self.hs.failed = True
 
     def _pass_gate(self, index: int, count: int) -> None:
-        if self.ps.gate is not None:
-            for position in range(count):
-                self.ps.gate.arrive((index, position), self.rs.stop)
+        for position in range(count):
+            self._arrive((index, position))
+
+    def _arrive(self, position: tuple[int, int]) -> None:
+        """Strategy linear: wait at the gate of top-level item `position` (marked as parked
+        there, so that a run_once of an item before it does not wait for this host)."""
+        self.ps.at[self.hs.host.id] = position
+        if self.ps.gate is None:
+            return
+        self.ps.park(self.hs.host.id, position)
+        try:
+            self.ps.gate.arrive(position, self.rs.stop)
+        finally:
+            self.ps.park(self.hs.host.id, None)
 
     def _stopped(self) -> bool:
         return self.rs.stop.is_set() or self.ps.abort.is_set()
