@@ -9,7 +9,10 @@ Every module call is one remote command; state is checked with separate commands
 
 from __future__ import annotations
 
+import functools
+import http.server
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,7 @@ class H:
             on_command=lambda _host, result: self.commands.append(result.command),
         )
         self.conn: Connection = open_connection(host, options)
+        self.debs: dict[str, Path] = {}  # the packages built for the test, by file name
 
     def run(self, module: str, args: dict[str, Any], check: bool = False, **vars: Any) -> Outcome:
         before = len(self.commands)
@@ -89,6 +93,7 @@ def h(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H]:
         "b": [build_deb(work, "mr-hello", "2.0")],
     }
     host = H(lab)
+    host.debs = {deb.name: deb for group in debs.values() for deb in group}
     host.sh("dpkg --purge mr-hello mr-other >/dev/null 2>&1; rm -rf /srv/mr-a /srv/mr-b /tmp/mr-*")
     for (path, suite), key in zip(REPOS.items(), "ab", strict=True):
         host.sh(f"mkdir -p {path}")
@@ -193,6 +198,27 @@ def test_deb_file_install_is_idempotent(h: H) -> None:
     assert missing.status == "failed" and "deb file not found: /tmp/mr-none.deb" in missing.msg
     refused = h.run("apt", {"deb": "/tmp/mr-hello_2.0_all.deb", "state": "absent"})
     assert refused.status == "failed" and refused.msg == "deb only supports state=present"
+
+
+def test_deb_from_a_url(h: H, tmp_path: Path) -> None:
+    """A URL is downloaded on the host (curl or wget) to a temporary file, removed after."""
+    (tmp_path / "mr-hello_1.0_all.deb").write_bytes(h.debs["mr-hello_1.0_all.deb"].read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/mr-hello_1.0_all.deb"
+        args = {"deb": url, "allow_downgrade": True}
+        check = h.run("apt", args, check=True)
+        assert check.status == "changed" and h.version("mr-hello") != "1.0"
+        assert h.run("apt", args).status == "changed" and h.version("mr-hello") == "1.0"
+        assert h.run("apt", args).status == "ok"
+        missing = h.run("apt", {"deb": url.replace("hello_1.0", "nothing")})
+        assert missing.status == "failed" and "could not download" in missing.msg
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert h.sh("ls /tmp | grep -c '^mr-deb-' || true").strip() == "0"
 
 
 def test_build_dep_and_fixed_states_are_validated(h: H) -> None:

@@ -110,7 +110,7 @@ __mr_dpkg_rm() { __mr_s=$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/nul
   return 0; case "$__mr_s" in ii*|iU*|iF*|hi*) echo yes ;; rc*) [ "$2" = purge ] && echo yes ;;
   esac; }
 __mr_tmp=; __mr_prc=
-__mr_cleanup() { [ -n "$__mr_tmp" ] && rm -f "$__mr_tmp"
+__mr_cleanup() { [ -n "$__mr_tmp" ] && rm -rf "$__mr_tmp"
   if [ -n "$__mr_prc" ]; then if [ -e "$__mr_prc.mr" ]; then mv "$__mr_prc.mr" "$__mr_prc"
   else rm -f "$__mr_prc"; fi; fi; return 0; }
 trap __mr_cleanup EXIT
@@ -122,7 +122,7 @@ __mr_stamp() { for __mr_f in /var/lib/apt/periodic/update-success-stamp /var/lib
 def apt_options(args: Mapping[str, Any]) -> list[str]:
     """apt-get options from the arguments (dpkg options, recommends, -t release, ...)."""
     opts = ["-y", "-q"]
-    for option in str(args.get("dpkg_options") or "").split(","):
+    for option in str(args.get("dpkg_options", "force-confdef,force-confold")).split(","):
         if option.strip():
             opts += ["-o", f"Dpkg::Options::=--{option.strip()}"]
     opts += ["-o", f"DPkg::Lock::Timeout={int(args.get('lock_timeout', 60))}"]
@@ -187,7 +187,9 @@ def _deb(args: Mapping[str, Any], opt: str, check: bool) -> list[str]:
         deb = deb.strip()
         if "://" in deb:
             lines.append(
-                "__mr_deb=$(mktemp /tmp/mr-deb-XXXXXX) || exit 1; __mr_tmp=$__mr_deb; "
+                # apt-get takes a file only by a name ending in .deb
+                '[ -n "$__mr_tmp" ] || __mr_tmp=$(mktemp -d /tmp/mr-deb-XXXXXX) || exit 1; '
+                f'__mr_deb="$__mr_tmp/{index}.deb"; '
                 f'if command -v curl >/dev/null 2>&1; then curl -fsSL -o "$__mr_deb" {quote(deb)}; '
                 f'else wget -q -O "$__mr_deb" {quote(deb)}; fi || '
                 f"{{ echo 'could not download '{quote(deb)} >&2; exit 1; }}"
