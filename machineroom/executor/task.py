@@ -99,7 +99,7 @@ def task_vars(
         lenient = task is None or task.module == "facts"  # before the facts exist
         found = host_vars_files(ps.play, values, rs.templar, lenient=lenient)
         values = stack_with(*found)
-    if (rs.vault_in_vars or hs.included) and rs.decrypt is not None:
+    if (rs.vault_in_vars or hs.included or ps.play.host_vars_files) and rs.decrypt is not None:
         from machineroom.vault import decrypt_tree
 
         values = {k: decrypt_tree(v, rs.decrypt) for k, v in values.items()}
