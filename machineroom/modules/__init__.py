@@ -61,6 +61,7 @@ ALIASES: dict[str, str] = {
     "gather_facts": "facts",
     "systemd_service": "systemd",
     # the collections these modules moved to (ansible.posix, community.general)
+    "ansible.posix.authorized_key": "authorized_key",
     "ansible.posix.mount": "mount",
     "ansible.posix.sysctl": "sysctl",
     "community.general.timezone": "timezone",
