@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from machineroom.lab import Lab
 from tests.clirun import machineroom
 
@@ -79,6 +81,47 @@ def changed(report: Any) -> list[str]:
         for t in data["tasks"]
         if t["status"] == "changed"
     ]
+
+
+def test_keywords_load_as_ansible_reads_them(tmp_path: Path) -> None:
+    from machineroom.errors import InputErrors
+    from machineroom.playbook.load import iter_tasks, load_playbook
+
+    book = write(
+        tmp_path,
+        "site.yml",
+        """\
+        - hosts: all
+          remote_user: deploy
+          become_method: su
+          tasks:
+            - local_action: copy dest=/tmp/x content=y
+            - action: {module: command, cmd: uptime}
+            - block:
+                - command: "true"
+              delegate_to: db1
+              remote_user: ops
+              throttle: 2
+            - shell: sleep 9
+              async: 30
+              poll: 0
+        """,
+    )
+    play = load_playbook(book).plays[0]
+    local, action, inner, job = iter_tasks(play.stages[0].items)
+    assert (local.module, dict(local.args), local.delegate_to) == (
+        "copy",
+        {"dest": "/tmp/x", "content": "y"},
+        "localhost",
+    )
+    assert (action.module, action.args["cmd"], action.delegate_to) == ("command", "uptime", None)
+    assert (inner.delegate_to, inner.remote_user, inner.throttle) == ("db1", "ops", 2)
+    assert (job.async_seconds, job.poll) == (30, 0)
+    assert (play.remote_user, play.become_method) == ("deploy", "su")
+    write(tmp_path, "bad.yml", "- hosts: all\n  tasks:\n    - local_action: {creates: /x}\n")
+    with pytest.raises(InputErrors) as caught:
+        load_playbook(tmp_path / "bad.yml")
+    assert "bad.yml:3:7: local_action: no module named" in str(caught.value)
 
 
 def test_delegate_to_local_action_and_connection_local(tmp_path: Path, lab: Lab) -> None:
