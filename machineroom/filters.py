@@ -476,6 +476,16 @@ def test_skipped(value: Any) -> bool:
     return bool(_result(value, "skipped").get("skipped"))
 
 
+def test_finished(value: Any) -> bool:
+    """An async job's result (`async_status`) that has ended; other results count as ended."""
+    return _result(value, "finished").get("finished", True) in (True, 1)
+
+
+def test_started(value: Any) -> bool:
+    """An async job's result that says the job started (`poll: 0`)."""
+    return _result(value, "started").get("started", False) in (True, 1)
+
+
 def test_truthy(value: Any, convert_bool: bool = False) -> bool:
     """Python truth, or Ansible's `bool` words with convert_bool=True."""
     return to_bool(value) if convert_bool and isinstance(value, str) else bool(value)
@@ -599,6 +609,8 @@ TESTS: dict[str, Callable[..., bool]] = {
     "change": test_changed,
     "skipped": test_skipped,
     "skip": test_skipped,
+    "finished": test_finished,
+    "started": test_started,
     "truthy": test_truthy,
     "falsy": test_falsy,
 }

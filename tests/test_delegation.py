@@ -291,7 +291,7 @@ def test_async_poll_fire_and_forget_and_timeout(tmp_path: Path, lab: Lab) -> Non
             - name: wait for it
               async_status: {jid: "{{ job.ansible_job_id }}"}
               register: status
-              until: status.finished
+              until: status is finished
               retries: 20
               delay: 0.5
             - name: too slow
