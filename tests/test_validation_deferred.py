@@ -133,9 +133,9 @@ def _load(root: Path, text: str) -> tuple[list[str], str]:
         # a block's condition guards what is in it
         ("- block:\n    - win_ping:\n  when: ansible_os_family == 'Windows'\n", 1, ""),
         # an argument we do not implement, with no close match: a warning behind a condition
-        ("- apt: name=curl default_release=bookworm-backports\n  when: backports\n", 1, ""),
+        ("- user: name=app seuser=staff_u\n  when: selinux\n", 1, ""),
         # ... and an error with none
-        ("- apt: name=curl default_release=bookworm-backports\n", 0, "default_release"),
+        ("- user: name=app seuser=staff_u\n", 0, "seuser"),
         # `when: true` always holds: the task certainly runs
         ("- zypper: name=curl\n  when: true\n", 0, "unknown module 'zypper'"),
         # a collection's module behind a condition
