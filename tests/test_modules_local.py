@@ -125,23 +125,32 @@ def test_command_output_parsing() -> None:
 
 def test_parse_facts() -> None:
     text = (
-        'hostname\tweb1\nos_ID\t"ubuntu"\nos_ID_LIKE\tdebian\nos_VERSION_ID\t"22.04"\n'
-        "arch\taarch64\ncpus\t4\nmem_total_kb\t2048000\nmem_available_kb\t1024000\n"
-        "disk\t/\t/dev/sda1\t10485760\t5242880\t5242880\t50%\n"
-        "ipv4\t10.0.0.5\teth0\t10.0.0.1\n"
+        "nodename\tweb1\nuname\tLinux 5.15.0 aarch64\n"
+        '@@mr begin os_release\nID="ubuntu"\nID_LIKE=debian\nVERSION_ID="22.04"\n@@mr end\n'
+        "@@mr begin cpuinfo\n" + "".join(f"processor\t: {i}\n" for i in range(4)) + "@@mr end\n"
+        "@@mr begin meminfo\nMemTotal: 2048000 kB\nMemAvailable: 1024000 kB\n@@mr end\n"
+        "@@mr begin mounts\n/dev/sda1 / ext4 rw 0 0\n@@mr end\n"
+        "@@mr begin statfs\n4096 4096 2621440 1310720 1310720 100 50 /\n@@mr end\n"
+        "@@mr begin ip\n2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\\ x\n"
+        "8.8.8.8 via 10.0.0.1 dev eth0 src 10.0.0.5 uid 0\n@@mr end\n"
         "docker\tDocker version 24.0.7, build afdd53b\n"
-        "compose\tDocker Compose version v2.21.0\npython\tPython 3.10.12\ninit\tsystemd\n"
+        "compose\tDocker Compose version v2.21.0\npython_executable\t/usr/bin/python3\n"
+        "python_banner\tPython 3.10.12\nproc_1\tsystemd\n"
     )
     nested, flat = parse_facts(text)
     assert flat["ansible_distribution"] == "Ubuntu" and flat["ansible_os_family"] == "Debian"
     assert flat["ansible_distribution_version"] == "22.04"
     assert flat["ansible_memtotal_mb"] == 2000 and nested["memory"]["available_mb"] == 1000
+    assert flat["ansible_processor_vcpus"] == 4 and flat["ansible_architecture"] == "aarch64"
     assert nested["disks"][0] == {
         "mount": "/", "device": "/dev/sda1", "size_mb": 10240, "used_mb": 5120,
         "available_mb": 5120, "use_percent": 50,
     }  # fmt: skip
+    assert flat["ansible_mounts"][0]["size_total"] == 10240 * 2**20
     assert nested["docker"] == "24.0.7" and nested["compose"] == "2.21.0"
     assert flat["ansible_default_ipv4"]["gateway"] == "10.0.0.1"
+    assert flat["ansible_default_ipv4"]["netmask"] == "255.255.255.0"
     assert flat["ansible_python_version"] == "3.10.12" and flat["ansible_service_mgr"] == "systemd"
+    assert flat["ansible_python"]["version"]["minor"] == 10
     empty, _ = parse_facts("")
     assert empty["docker"] is None and empty["python"] is None and empty["compose"] is None

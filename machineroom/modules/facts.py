@@ -268,6 +268,16 @@ def nested_facts(out: fa.ScriptOutput, facts: Mapping[str, Any]) -> dict[str, An
     }
 
 
+def parse_facts(
+    stdout: str, gather_subset: Any = ("all", "docker")
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The script's output -> (machineroom's nested facts, Ansible's `ansible_*` facts)."""
+    collectors = collectors_for(list(gather_subset))
+    out = fa.parse_output(stdout)
+    gathered = ansible_facts(out, script_parts(collectors), collectors)
+    return nested_facts(out, gathered), {f"ansible_{k}": v for k, v in gathered.items()}
+
+
 def _unprefixed(name: str) -> str:
     return name if name == "ansible_local" else name.removeprefix("ansible_")
 
