@@ -127,6 +127,7 @@ def prepare(
 ) -> Prepared:
     """Load and validate everything before any host is contacted (errors: exit 4)."""
     from machineroom.cli.context import with_recorded_keys
+    from machineroom.cli.play_inputs import in_order, settle_plays, terminal_prompt
     from machineroom.executor.inventory_changes import changes_inventory
     from machineroom.inventory import missing_key_files, select_hosts
     from machineroom.playbook.deferred import warning_text
@@ -139,6 +140,7 @@ def prepare(
     if stages:
         playbook = select_stages(playbook, stages)
     values, sources = parse_extra_vars(list(extra_vars))
+    playbook = settle_plays(playbook, values, terminal_prompt)  # vars_prompt, hosts templates
     inventory = workspace.inventory
     allowed = {h.id for h in select_hosts(inventory, limit)} if limit else None
     res = workspace.server_res()
@@ -146,7 +148,7 @@ def prepare(
     play_hosts = []
     made_later = changes_inventory(playbook.plays)
     for play in playbook.plays:
-        hosts = _play_hosts(inventory, play.hosts, made_later)
+        hosts = in_order(_play_hosts(inventory, play.hosts, made_later), play.order)
         hosts = [
             h
             for h in hosts

@@ -6,6 +6,7 @@ reads its output. One remote command per module call (per loop item).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.runner import run_module
 from machineroom.playbook.args import prepare_args
-from machineroom.playbook.keywords import resolve_flags
+from machineroom.playbook.keywords import ENVIRONMENT_TEMPLATE, resolve_flags
 from machineroom.playbook.model import Block, RoleRef, Task
 from machineroom.templating import BASE_DIR_VAR, OMIT, TemplateError, Where, mark_unsafe
 from machineroom.vars import build_var_stack, magic_vars
@@ -395,7 +396,13 @@ def _run_once(
                     )
                 else:
                     outcome = run_module(
-                        module, args, ctx, connection, become=become, timeout=task.timeout
+                        module,
+                        args,
+                        ctx,
+                        connection,
+                        become=become,
+                        timeout=task.timeout,
+                        environment=_environment(task, variables, rs, where),
                     )
                 if module.name in INVENTORY_MODULES:  # add_host, group_by: the run's inventory
                     outcome = apply_change(module.name, outcome, hs, ps, rs)
@@ -499,6 +506,32 @@ def _apply_overrides(
         result["failed"] = result["failed_when_result"] = failed
         if failed and not result.get("msg"):
             result["msg"] = "failed_when condition met"
+    return result
+
+
+def _environment(
+    task: Task, variables: dict[str, Any], rs: RunShared, where: Where
+) -> dict[str, str]:
+    """The task's `environment:` rendered for this host: names checked, values as text."""
+    if not task.environment:
+        return {}
+    written = dict(task.environment)
+    template = written.pop(ENVIRONMENT_TEMPLATE, None)
+    rendered = rs.templar.render(written, variables, where)
+    if template is not None:
+        base = rs.templar.render(template, variables, where)
+        if not isinstance(base, Mapping):
+            raise InputError(
+                f"environment: {template} gave {type(base).__name__}", task.location, "a mapping"
+            )
+        rendered = {**base, **rendered}
+    result: dict[str, str] = {}
+    for name, value in rendered.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise InputError(
+                f"environment: '{name}' is not a variable name", task.location, "letters, digits, _"
+            )
+        result[str(name)] = "" if value is None else str(value)
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from machineroom.errors import InputError
@@ -50,9 +51,12 @@ class HostWalker:
         """Every stage of the play in order (from the resume point), then leave the gate."""
         try:
             if self.ps.gathers_facts(self.rs.playbook_dir) and not self._stopped():
-                status = self._task(FACTS_TASK, Scope(stage="facts"))
+                facts_task = FACTS_TASK
+                if self.ps.play.facts_args:  # the play's gather_subset, gather_timeout, ...
+                    facts_task = replace(FACTS_TASK, args=self.ps.play.facts_args)
+                status = self._task(facts_task, Scope(stage="facts"))
                 if status in ("failed", "unreachable"):
-                    self._fail(FACTS_TASK, "facts")
+                    self._fail(facts_task, "facts")
             resume_at = self.rs.options.start_stage.get(self.hs.host.id)
             reached = resume_at is None
             for index, stage in enumerate(self.ps.play.stages):
@@ -66,7 +70,7 @@ class HostWalker:
                 self._stage(index, stage)
                 if not self.hs.done:
                     self.flush_handlers(stage.name)
-                elif self.rs.options.force_handlers:
+                elif self.rs.options.force_handlers or self.ps.play.force_handlers:
                     self._forced_handlers(stage.name)
         finally:
             if self.ps.gate is not None:

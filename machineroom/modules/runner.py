@@ -17,6 +17,7 @@ from machineroom.modules.base import (
     ModuleContext,
     Outcome,
     RemoteStep,
+    quote,
 )
 
 
@@ -28,27 +29,38 @@ def run_module(
     *,
     become: Become | None = None,
     timeout: float | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Run `module` with templated `args` on the host behind `connection` (one round trip,
-    or the few a conversing module asks for)."""
+    or the few a conversing module asks for); `environment` (the task's `environment:`)
+    is exported for each of its steps."""
     conversation = module.converse(args, ctx)
     if conversation is not None:
         if connection is None:
             raise ValueError(f"module {module.name} needs a connection")
-        return _converse(conversation, connection, become, timeout)
+        return _converse(conversation, connection, become, timeout, environment)
     step = module.build(args, ctx)
     if step is None:
         return module.run_local(args, ctx)
     if connection is None:
         raise ValueError(f"module {module.name} needs a connection")
-    return module.interpret(args, ctx, _run_step(connection, step, become, timeout))
+    return module.interpret(args, ctx, _run_step(connection, step, become, timeout, environment))
+
+
+def exports(environment: Mapping[str, str] | None) -> str:
+    """`export NAME='value'` lines for a step's script (names checked, values quoted)."""
+    return "".join(f"export {name}={quote(value)}\n" for name, value in (environment or {}).items())
 
 
 def _run_step(
-    connection: Connection, step: RemoteStep, become: Become | None, timeout: float | None
+    connection: Connection,
+    step: RemoteStep,
+    become: Become | None,
+    timeout: float | None,
+    environment: Mapping[str, str] | None = None,
 ) -> CommandOutput:
     result = connection.run(
-        step.script,
+        exports(environment) + step.script,
         stdin=step.stdin,
         timeout=step.timeout if step.timeout is not None else timeout,
         become=become,
@@ -63,12 +75,13 @@ def _converse(
     connection: Connection,
     become: Become | None,
     timeout: float | None,
+    environment: Mapping[str, str] | None,
 ) -> Outcome:
     """Send each step the module yields, give it the output, until it returns its Outcome."""
     try:
         step = next(conversation)
         while True:
-            step = conversation.send(_run_step(connection, step, become, timeout))
+            step = conversation.send(_run_step(connection, step, become, timeout, environment))
     except StopIteration as done:
         outcome: Outcome = done.value
         return outcome

@@ -157,6 +157,18 @@ def plain_mapping(value: Any) -> Mapping[str, Any]:
     return MappingProxyType(to_plain(value) if isinstance(value, Mapping) else {})
 
 
+# `environment: "{{ proxy_env }}"`: the template, kept under a key no variable can have and
+# rendered per host (executor/task.py), the other names on top
+ENVIRONMENT_TEMPLATE = "*"
+
+
+def environment_of(value: Any) -> Mapping[str, Any]:
+    """`environment:` as written: a mapping, or a template giving one."""
+    if is_template(value):
+        return MappingProxyType({ENVIRONMENT_TEMPLATE: str(value)})
+    return plain_mapping(value)
+
+
 def bool_or_none(value: Any) -> bool | None:
     """A boolean as written (`true`, or a string Ansible reads as one: 'yes', 'False'), or
     None when the keyword is absent or a template (see `flag_templates`)."""
@@ -250,13 +262,15 @@ def connection_keywords(node: Mapping[str, Any]) -> dict[str, Any]:
 def pushed_value(key: str, value: Any) -> Any:
     """A block keyword's value as the task field it is pushed down into."""
     if key == "environment":
-        return plain_mapping(value)
+        return environment_of(value)
     if key in ("delegate_to", "connection", "remote_user", "become_method", "become_flags"):
         return _text_or_none(value)
     if key == "port":
         return connection_keywords({"port": value})["port"]
     if key == "throttle":
         return _count(value)
+    if key == "timeout":
+        return _number(value)
     return bool_or_none(value)
 
 
@@ -284,7 +298,7 @@ def task_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "listen": _names(node.get("listen")),
         "tags": parse_tags(node.get("tags")),
         "vars": plain_mapping(node.get("vars")),
-        "environment": plain_mapping(node.get("environment")),
+        "environment": environment_of(node.get("environment")),
         "become": bool_or_none(node.get("become")),
         "become_user": str(node["become_user"])
         if isinstance(node.get("become_user"), str)

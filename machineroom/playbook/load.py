@@ -42,11 +42,19 @@ from machineroom.playbook.tasks import (
     load_task_file,
     merge_module_defaults,
     parse_items,
+    push_play_keywords,
     where_searched,
 )
 from machineroom.schema import validate
 from machineroom.templating import Templar, Where
-from machineroom.yamlio import file_present, key_location_of, load_yaml, location_of, to_plain
+from machineroom.yamlio import (
+    LocatedDict,
+    file_present,
+    key_location_of,
+    load_yaml,
+    location_of,
+    to_plain,
+)
 
 SECTION_STAGES = ("pre_tasks", "main", "post_tasks")
 # include_tasks / include_role nested deeper than this at run time fail the host: the chain
@@ -91,6 +99,7 @@ def _load_file(
         data = load_yaml(path)
         if data is None:
             raise InputError("the playbook is empty", Location(str(path)), "a list of plays")
+        _short_import_playbook(data)
         validate(data, "playbook", str(path))
     except InputErrors as exc:
         ctx.errors.extend(exc.errors)
@@ -114,6 +123,18 @@ def _load_file(
         if play is not None:
             plays.append(play)
     return plays
+
+
+def _short_import_playbook(data: Any) -> None:
+    """`ansible.builtin.import_playbook:` read as `import_playbook:` (in place, locations kept)."""
+    for node in data if isinstance(data, list) else ():
+        for long in ("ansible.builtin.import_playbook", "ansible.legacy.import_playbook"):
+            if isinstance(node, LocatedDict) and long in node and "import_playbook" not in node:
+                node["import_playbook"] = node.pop(long)
+                for attr in ("key_locations", "value_locations"):
+                    found = getattr(node, attr, None)
+                    if isinstance(found, dict) and long in found:
+                        found["import_playbook"] = found.pop(long)
 
 
 def _import_playbook(
@@ -236,6 +257,10 @@ def _serial(value: Any) -> tuple[int | str, ...]:
     return tuple(result)
 
 
+# play keywords that are the fact-gathering task's arguments
+FACTS_KEYWORDS = ("gather_subset", "gather_timeout", "fact_path")
+
+
 def _strategy(
     node: Mapping[str, Any], play_vars: Mapping[str, Any], where: Location, ctx: LoadContext
 ) -> Literal["free", "linear"]:
@@ -316,7 +341,8 @@ def _load_play(
             )
         )
     roles.parse_handlers(node.get("handlers"), path)
-    handlers = tuple(ctx.handlers)
+    handlers = tuple(t for t in push_play_keywords(ctx.handlers, node) if isinstance(t, Task))
+    stages = [replace(s, items=tuple(push_play_keywords(s.items, node))) for s in stages]
     if len(ctx.errors) == errors_before and not ctx.dynamic_roles:
         _check_notify(stages, handlers, ctx)
     hosts = node.get("hosts")
@@ -339,6 +365,12 @@ def _load_play(
         strategy=_strategy(node, play_vars, where, ctx),
         gather_facts=bool_or_none(node.get("gather_facts")),
         check_mode=node.get("check_mode") if isinstance(node.get("check_mode"), bool) else None,
+        force_handlers=node.get("force_handlers") is True,
+        order=str(node.get("order") or "inventory"),
+        facts_args=MappingProxyType(
+            {k: to_plain(node[k]) for k in FACTS_KEYWORDS if node.get(k) is not None}
+        ),
+        vars_prompt=tuple(to_plain(p) for p in node.get("vars_prompt") or ()),
         tags=parse_tags(node.get("tags")),
         connection=connection if isinstance(connection, str) else None,
         **connection_keywords(node),

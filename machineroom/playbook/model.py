@@ -184,6 +184,13 @@ class Play:
     port: int | str | None = None
     become_method: str | None = None
     become_flags: str | None = None
+    force_handlers: bool = False  # a host that failed still runs the handlers notified
+    # order of the hosts: inventory, reverse_inventory, sorted, reverse_sorted or shuffle
+    order: str = "inventory"
+    # the fact-gathering task's arguments (gather_subset, gather_timeout, fact_path)
+    facts_args: Mapping[str, Any] = field(default_factory=_empty)
+    # vars_prompt entries (name, prompt, default, private, confirm), asked before the run
+    vars_prompt: tuple[Mapping[str, Any], ...] = ()
     location: Location | None = None
 
 

@@ -732,6 +732,31 @@ def apply_keywords(
     return result
 
 
+# play keywords that reach every task of the play and its handlers (Ansible's inheritance)
+PLAY_PUSHED = (
+    "environment",
+    "ignore_errors",
+    "ignore_unreachable",
+    "no_log",
+    "diff",
+    "throttle",
+    "timeout",
+)
+
+
+def push_play_keywords(items: Sequence[Item], node: Mapping[str, Any]) -> list[Item]:
+    """`items` with the play's task keywords (`environment:`, `no_log:`, ...) where a task
+    (or block) sets none; templated true/false ones are evaluated per host."""
+    templated = {k: v for k, v in flag_templates(node).items() if k in PLAY_PUSHED}
+    pushed = {
+        key: pushed_value(key, node[key])
+        for key in PLAY_PUSHED
+        if key in node and node[key] is not None and key not in templated
+    }
+    result = _push_down(items, pushed) if pushed else list(items)
+    return push_templates(result, templated) if templated else result
+
+
 # pushed-down true/false keywords that a task's false does not undo
 TRUE_WINS = ("ignore_unreachable", "run_once", "no_log", "delegate_facts", "ignore_errors")
 

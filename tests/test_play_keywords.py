@@ -1,0 +1,92 @@
+"""Play keywords as ansible-playbook reads them, by real `machineroom apply` runs on this
+machine (connection: local): `environment` (play and task, a mapping or a template) reaching
+the command, `vars_prompt` answered by -e or its default, `hosts:` as a template, `order:`,
+`ignore_errors`/`no_log` inherited by every task, `gather_subset`, and
+`ansible.builtin.import_playbook`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from clirun import machineroom
+
+INVENTORY = (
+    "all:\n  hosts:\n"
+    "    b-host: {host: 127.0.0.1, user: root, connection: local}\n"
+    "    a-host: {host: 127.0.0.1, user: root, connection: local}\n"
+)
+
+
+def _apply(tmp_path: Path, playbook: str, *args: str) -> tuple[Any, Any]:
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    (tmp_path / "site.yml").write_text(playbook)
+    out = machineroom("apply", "-i", "inventory.yml", "site.yml", "--json", *args, cwd=tmp_path)
+    try:
+        return out, json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return out, None
+
+
+def _msgs(report: Any, host: str) -> list[str]:
+    return [t.get("msg", "") for t in report["hosts"][host]["tasks"] if t["task"] == "debug"]
+
+
+def test_environment_reaches_commands(tmp_path: Path) -> None:
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n"
+        "  environment: {PLAY_ENV: from-play}\n"
+        "  vars: {proxy: {HTTP_PROXY: 'http://proxy:3128', ODD: \"it's $HOME\"}}\n"
+        "  tasks:\n"
+        '    - shell: echo "$TASK_ENV $PLAY_ENV"\n'
+        "      environment: {TASK_ENV: '{{ 40 + 2 }}'}\n"
+        "      register: one\n"
+        '    - shell: echo "$HTTP_PROXY|$ODD|$PLAY_ENV"\n'
+        "      environment: '{{ proxy }}'\n"
+        "      register: two\n"
+        "    - debug: {msg: '{{ one.stdout }} / {{ two.stdout }}'}\n"
+        "    - command: 'true'\n"
+        "      environment: {'BAD NAME': x}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["42 from-play / http://proxy:3128|it's $HOME|from-play"]
+    last = report["hosts"]["a-host"]["tasks"][-1]
+    assert last["status"] == "failed"
+    assert "environment: 'BAD NAME' is not a variable name" in last["msg"]
+
+
+def test_vars_prompt_hosts_template_order_and_inherited_keywords(tmp_path: Path) -> None:
+    playbook = (
+        "- hosts: \"{{ target | default('nobody') }}\"\n"
+        "  gather_facts: true\n  gather_subset: [min]\n"
+        "  order: sorted\n  ignore_errors: true\n"
+        "  vars_prompt:\n"
+        "    - {name: answer, prompt: What?, default: '42', private: false}\n"
+        "    - {name: token, prompt: Token?, private: true}\n"
+        "  tasks:\n"
+        "    - command: 'false'\n"
+        "    - debug: {msg: 'answer={{ answer }} token={{ token }}'}\n"
+    )
+    out, report = _apply(tmp_path, playbook, "-e", "target=all", "-e", "token=t0k3n-from-e")
+    assert report is not None, out.stderr
+    assert out.returncode == 0, out.stdout  # the play's ignore_errors covers `false`
+    assert report["plays"][0]["hosts"] == ["a-host", "b-host"]  # order: sorted
+    assert _msgs(report, "a-host") == ["answer=42 token=***"]  # -e answers; masked as -e is
+    assert "not prompting for 'answer' (not a terminal): using its default" in out.stderr
+    assert "token" not in out.stderr  # given by -e: not asked
+    facts = next(t for t in report["hosts"]["b-host"]["tasks"] if t["task"] == "Gathering Facts")
+    assert facts["status"] == "ok"
+    empty, _ = _apply(tmp_path, playbook.replace("'nobody'", "''"), "-e", "token=x")
+    assert empty.returncode == 4
+    assert "hosts: {{ target | default('') }} gave an empty pattern" in empty.stderr
+
+
+def test_fqcn_import_playbook(tmp_path: Path) -> None:
+    (tmp_path / "other.yml").write_text(
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n    - debug: {msg: imported}\n"
+    )
+    out, report = _apply(tmp_path, "- ansible.builtin.import_playbook: other.yml\n")
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["imported"]
