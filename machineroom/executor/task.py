@@ -26,11 +26,13 @@ from machineroom.executor.delegation import Target, delegate_state, task_become,
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
 from machineroom.executor.play_files import host_vars_files
+from machineroom.executor.reboot import run_reboot
 from machineroom.inventory.model import Host
 from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
+from machineroom.modules.reboot import RebootModule
 from machineroom.modules.runner import run_module
 from machineroom.playbook.args import prepare_args
 from machineroom.playbook.keywords import ENVIRONMENT_TEMPLATE, resolve_flags
@@ -394,6 +396,9 @@ def _run_once(
                         become=become,
                         stop=rs.stop,
                     )
+                elif isinstance(module, RebootModule) and connection is not None:
+                    # the host goes away: wait for it to come back and pass test_command
+                    outcome = run_reboot(module, args, ctx, connection, become=become)
                 else:
                     outcome = run_module(
                         module,
