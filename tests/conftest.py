@@ -22,15 +22,15 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
     HOME is a fresh temporary directory holding an empty `~/.ssh` (so neither the real
     ~/.ssh/config, keys nor known_hosts can make a test pass or fail), SSH_AUTH_SOCK is
-    removed, every MACHINEROOM_* variable is cleared and the process's secrets registry is
-    emptied. Returns the new HOME.
+    removed, every MACHINEROOM_* and ANSIBLE_* variable is cleared (ansible.cfg settings
+    come from them too) and the process's secrets registry is emptied. Returns the new HOME.
     """
     home = tmp_path_factory.mktemp("home")
     (home / ".ssh").mkdir(mode=0o700)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     for name in list(os.environ):
-        if name.startswith("MACHINEROOM_"):
+        if name.startswith(("MACHINEROOM_", "ANSIBLE_")):
             monkeypatch.delenv(name)
     SECRETS.clear()  # the process's secrets registry: what one test revealed masks no other
     return home
