@@ -51,7 +51,8 @@ def test_tasks_behind_a_condition_load_with_warnings(project: Path) -> None:
     assert len(playbook.warnings) == 2
     yum, dnf = playbook.warnings
     assert yum.endswith(f"{YUM_AT}: task \"Install curl (RedHat)\": unknown module 'yum'")
-    assert dnf.endswith(f"{DNF_AT}: task \"Install curl with dnf\": unknown module 'dnf'")
+    # ansible-core (the fallback) knows dnf, but runs it through a controller action plugin
+    assert f"{DNF_AT}: task \"Install curl with dnf\": module 'dnf' runs through" in dnf
     tasks = list(iter_tasks(playbook.plays[0].stages[0].items))
     deferred = [t.module for t in tasks if t.deferred is not None]
     assert deferred == ["yum", "dnf"]
@@ -173,6 +174,6 @@ def test_included_file_is_judged_when_the_include_runs(project: Path, lab: Lab) 
     assert report["hosts"]["h9"]["status"] == "ok"
     assert report["hosts"]["h8"]["status"] == "failed"
     assert (
-        "included_tasks.yml:3:3: task \"Install curl with dnf\": unknown module 'dnf'"
+        "included_tasks.yml:3:3: task \"Install curl with dnf\": module 'dnf' runs through"
         in (report["hosts"]["h8"]["reason"])
     )
