@@ -15,6 +15,13 @@ MODULES: dict[str, str] = {
     "lineinfile": "machineroom.modules.lineinfile:LineinfileModule",
     "blockinfile": "machineroom.modules.blockinfile:BlockinfileModule",
     "authorized_key": "machineroom.modules.authorized_key:AuthorizedKeyModule",
+    "replace": "machineroom.modules.replace:ReplaceModule",
+    "find": "machineroom.modules.find:FindModule",
+    "slurp": "machineroom.modules.slurp:SlurpModule",
+    "fetch": "machineroom.modules.fetch:FetchModule",
+    "get_url": "machineroom.modules.get_url:GetUrlModule",
+    "unarchive": "machineroom.modules.unarchive:UnarchiveModule",
+    "tempfile": "machineroom.modules.tempfile:TempfileModule",
     # commands and system
     "command": "machineroom.modules.command:CommandModule",
     "shell": "machineroom.modules.command:ShellModule",
