@@ -510,3 +510,70 @@ def test_bad_arguments_are_named(tmp_path: Path, lab: Lab) -> None:
     assert "prefix must be a valid file name component" in msgs["bad prefix"]
     assert "failed to process age '3 days'" in msgs["bad age"]
     assert msgs["no source"] == "File not found: /srv/mr-files/nothing-here"
+
+
+# Pure logic, no host: the scripts parse (`sh -n`), Ansible's algorithms on canned input.
+
+
+def test_every_script_is_valid_sh() -> None:
+    from machineroom.modules.base import ModuleContext
+    from machineroom.modules.get_url import GetUrlModule
+    from machineroom.modules.tempfile import TempfileModule
+    from machineroom.modules.unarchive import UnarchiveModule
+
+    ctx = ModuleContext("h1", read_file=lambda src: b"archive")
+    steps = [
+        GetUrlModule().build(
+            {"url": "https://x/a b", "dest": "/o p", "headers": {"A": "b'c"}, "mode": "u+x"}, ctx
+        ),
+        UnarchiveModule().build(
+            {"src": "a.tgz", "dest": "/d", "exclude": ["x"], "extra_opts": ["--no-same-owner"]},
+            ctx,
+        ),
+        TempfileModule().build({"state": "directory", "suffix": "$(id)"}, ctx),
+    ]
+    for step in steps:
+        assert step is not None
+        checked = subprocess.run(["sh", "-n"], input=step.script, text=True, capture_output=True)
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_replace_follows_ansibles_algorithm() -> None:
+    from machineroom.modules.replace import replaced
+
+    text = "a=1\n[s]\na=2\na=3\n[e]\na=4\n"
+    assert replaced({"regexp": r"^a=(\d)$", "replace": r"b=\1"}, text) == (
+        "b=1\n[s]\nb=2\nb=3\n[e]\nb=4\n",
+        4,
+        "",
+    )
+    section = {"regexp": "^a=", "replace": "c=", "after": r"\[s\]", "before": r"\[e\]"}
+    assert replaced(section, text)[:2] == ("a=1\n[s]\nc=2\nc=3\n[e]\na=4\n", 2)
+    assert replaced({"regexp": "a=1", "replace": "a=1"}, text) == (text, 0, "")
+    assert "did not match" in replaced({"regexp": "x", "before": "nope"}, text)[2]
+
+
+def test_find_orders_entries_as_os_walk() -> None:
+    from machineroom.modules.find import Entry, walk_order
+
+    def entry(path: str, kind: int) -> Entry:
+        return Entry(path, kind, ["0"] * 11)
+
+    d, f = 0o040755, 0o100644
+    listed = [entry("/t/sub", d), entry("/t/sub/x", f), entry("/t/a", f), entry("/t/b", d)]
+    order = [(e.path, depth) for e, depth in walk_order("/t/", listed, follow=False)]
+    assert order == [("/t/a", 1), ("/t/sub", 1), ("/t/b", 1), ("/t/sub/x", 2)]
+
+
+def test_get_url_reads_checksums_as_ansible() -> None:
+    from machineroom.errors import InputError
+    from machineroom.modules.get_url import mask_url, parse_checksum, url_filename
+
+    assert parse_checksum("sha256:AB-CD") == ("sha256", "abcd", "")
+    assert parse_checksum("sha1:https://x/SUMS") == ("sha1", "", "https://x/SUMS")
+    for bad in ("abc", "crc32:00", "md5:xyz"):
+        with pytest.raises(InputError):
+            parse_checksum(bad)
+    assert url_filename("https://x/dl/") == "index.html"
+    assert url_filename("https://x/a/tool.tgz?v=1") == "tool.tgz"
+    assert mask_url("https://u:secret@x/a") == "https://u:********@x/a"
