@@ -229,7 +229,16 @@ def test_ctrl_c_marks_the_run_interrupted(repo: Path, lab: Lab) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # Ctrl-C once a first host is done (not after a fixed time: a busy machine starts slowly)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = db_rows(repo, "SELECT count(*) FROM audit_log WHERE exit_code = 0")
+        except sqlite3.Error:  # the database or its tables are not there yet
+            done = [(0,)]
+        if done[0][0]:
+            break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 99
@@ -241,5 +250,8 @@ def test_ctrl_c_marks_the_run_interrupted(repo: Path, lab: Lab) -> None:
     audit = db_rows(repo, "SELECT command, exit_code FROM audit_log")
     assert sum(1 for a in audit if a == ("sleep 1", 0)) == finished
     killed = sum(1 for a in audit if a == ("sleep 1", -1))
-    assert killed == sum(1 for a in audit if a[0] == "(kill the command: the run is stopping)")
-    assert len(audit) == finished + 2 * killed
+    kills = sum(1 for a in audit if a[0] == "(kill the command: the run is stopping)")
+    # each command cut short had a kill sent; a kill may also reach a command that was just
+    # ending (it then counts as finished)
+    assert killed <= kills, audit
+    assert len(audit) == finished + killed + kills, audit
