@@ -44,7 +44,7 @@ MODULES: dict[str, str] = {
     "pip": "machineroom.modules.pip:PipModule",
     "reboot": "machineroom.modules.reboot:RebootModule",
     "user": "machineroom.modules.user:UserModule",
-    "group": "machineroom.modules.user:GroupModule",
+    "group": "machineroom.modules.group:GroupModule",
     "wait_for": "machineroom.modules.wait_for:WaitForModule",
     "async_status": "machineroom.modules.async_status:AsyncStatusModule",
     "add_host": "machineroom.modules.add_host:AddHostModule",
