@@ -460,7 +460,16 @@ def test_ctrl_c_marks_the_run_interrupted_and_exits_99(project: Project) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # Ctrl-C once `sleep 1` is done on two hosts, so `sleep 3` is running (not after a fixed
+    # time: a busy machine starts slowly)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if project.db("SELECT count(*) FROM task_results")[0][0] >= 2:
+                break
+        except sqlite3.Error:  # the database or its tables are not there yet
+            pass
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 99, stdout + stderr
