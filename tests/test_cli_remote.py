@@ -182,14 +182,18 @@ def test_jump_host_from_a_tunnel_profile(repo: Path, lab: Lab) -> None:
     # to h6 is open, the TCP connection to h6:22 must belong to h5's sshd (visible in h5's
     # pid namespace only), not to a process on any other host.
     session = subprocess.Popen(
-        [sys.executable, "-m", "machineroom", "run", "h6", "--", 'echo "$SSH_CLIENT"; sleep 4'],
+        [sys.executable, "-m", "machineroom", "run", "h6", "--", 'echo "$SSH_CLIENT"; sleep 8'],
         cwd=repo,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2)
-    owners = machineroom("run", "h5:h7", "--json", "--", f"ss -tnpH dst {target}:22", cwd=repo)
+    # look while the session is open (asked again until it shows: a busy machine is slow)
+    while True:
+        owners = machineroom("run", "h5:h7", "--json", "--", f"ss -tnpH dst {target}:22", cwd=repo)
+        if '"sshd"' in json.loads(owners.stdout)["hosts"]["h5"]["stdout"]:
+            break
+        assert session.poll() is None, "the session ended before it was seen"
     stdout, stderr = session.communicate(timeout=60)
     assert session.returncode == 0, stdout + stderr
     peer_port = stdout.split("── h6")[1].splitlines()[1].split()[1]
