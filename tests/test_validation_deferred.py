@@ -134,9 +134,10 @@ def _load(root: Path, text: str) -> tuple[list[str], str]:
         # a block's condition guards what is in it
         ("- block:\n    - win_ping:\n  when: ansible_os_family == 'Windows'\n", 1, ""),
         # an argument we do not implement, with no close match: a warning behind a condition
-        ("- user: name=app seuser=staff_u\n  when: selinux\n", 1, ""),
+        # (copy's `decrypt`: pick another once it is implemented)
+        ("- copy: src=a dest=/tmp/a decrypt=no\n  when: vaulted\n", 1, ""),
         # ... and an error with none
-        ("- user: name=app seuser=staff_u\n", 0, "seuser"),
+        ("- copy: src=a dest=/tmp/a decrypt=no\n", 0, "decrypt"),
         # `when: true` always holds: the task certainly runs
         ("- zypper: name=curl\n  when: true\n", 0, "unknown module 'zypper'"),
         # a collection's module behind a condition
