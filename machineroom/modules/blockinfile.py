@@ -31,6 +31,7 @@ BEGIN {
   mb = ENVIRON["MR_BEGIN"]; me = ENVIRON["MR_END"]; ins = ENVIRON["MR_INS"]
   insmode = ENVIRON["MR_INSMODE"]; absent = ENVIRON["MR_STATE"] == "absent"
   noeol = ENVIRON["MR_NOEOL"] == 1; nb = 0; n = 0
+  pre = ENVIRON["MR_PREPEND"] == 1; post = ENVIRON["MR_APPEND"] == 1
 }
 FILENAME == "-" { B[++nb] = $0; next }
 { L[++n] = $0 }
@@ -53,10 +54,17 @@ END {
   }
   m = 0
   for (i = 1; i <= n + 1; i++) {
-    if (i == pos && !absent && nb > 0) {
-      O[++m] = mb; E[m] = 1
-      for (j = 1; j <= nb; j++) { O[++m] = B[j]; E[m] = 1 }
-      O[++m] = me; E[m] = 1
+    if (i == pos && !absent) {
+      # prepend_newline/append_newline, as Ansible's: a blank line only between the block
+      # and a neighbour line that is not already blank (none at the file's start or end)
+      if (pre && m > 0 && O[m] != "") { O[++m] = ""; E[m] = 1 }
+      if (nb > 0) {
+        O[++m] = mb; E[m] = 1
+        for (j = 1; j <= nb; j++) { O[++m] = B[j]; E[m] = 1 }
+        O[++m] = me; E[m] = 1
+      }
+      for (k = i; k <= n && del[k]; k++) ;
+      if (post && k <= n && L[k] != "") { O[++m] = ""; E[m] = 1 }
     }
     if (i > n || del[i]) continue
     O[++m] = L[i]; E[m] = (i < n || !noeol)
@@ -84,6 +92,8 @@ class BlockinfileModule(Module):
             "create": {"type": "boolean", "default": False},
             "backup": {"type": "boolean", "default": False},
             "validate": {"type": "string"},
+            "prepend_newline": {"type": "boolean", "default": False},
+            "append_newline": {"type": "boolean", "default": False},
             **files_sh.ATTR_PROPS,
         },
         "required": ["path"],
@@ -121,6 +131,8 @@ class BlockinfileModule(Module):
             "MR_STATE": args.get("state", "present"),
             # awk cannot tell an empty block (remove it) from one empty line: say which.
             "MR_EMPTY": int(block == ""),
+            "MR_PREPEND": int(bool(args.get("prepend_newline"))),
+            "MR_APPEND": int(bool(args.get("append_newline"))),
         }
         dir_ = files_sh.folder(path)
         script = [

@@ -10,6 +10,7 @@ permissions than requested, and a reader sees the old or the new link, never non
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -78,6 +79,58 @@ mr_recurse() {
     changed=1; mr_say recursed maybe
   fi
 }
+# chattr flags as Ansible's `attributes`: "=" (the default) wants exactly these flags,
+# "+" at least them, "-" none of them; lsattr reads them (nothing when unsupported).
+mr_chattr() {
+  [ -n "$attr_flags" ] || return 0
+  mr_have=$(lsattr -d -- "$p" 2>/dev/null | awk '{gsub(/-/, "", $1); print $1}')
+  mr_say attributes_was "$mr_have"
+  mr_attr_ok=1
+  case $attr_op in
+  =) [ "$(printf '%s' "$mr_have" | fold -w1 | sort | tr -d '\n')" = \
+       "$(printf '%s' "$attr_flags" | fold -w1 | sort -u | tr -d '\n')" ] || mr_attr_ok=0 ;;
+  +) for mr_f in $(printf '%s' "$attr_flags" | fold -w1); do
+       case $mr_have in *"$mr_f"*) ;; *) mr_attr_ok=0 ;; esac; done ;;
+  -) for mr_f in $(printf '%s' "$attr_flags" | fold -w1); do
+       case $mr_have in *"$mr_f"*) mr_attr_ok=0 ;; esac; done ;;
+  esac
+  [ "$mr_attr_ok" = 0 ] || return 0
+  changed=1; mr_say attributes_changed 1
+  [ "$CHECK" = 0 ] || return 0
+  mr_out=$(chattr "$attr_op$attr_flags" -- "$p" 2>&1) && [ -z "$mr_out" ] \
+    || mr_fail "chattr failed: Error while setting attributes: $mr_out"
+}
+# Access and modification times, as Ansible's: "" keeps one, "now" always changes it, a
+# local time ("2020-01-31 10:00:00") changes it only when the file's time is not exactly it.
+mr_times() {
+  [ -n "$atime$mtime" ] || return 0
+  mr_s=$(stat -L -c '%x|%y' -- "$p") || mr_fail "cannot stat $p"
+  mr_say atime_was "${mr_s%%|*}"; mr_say mtime_was "${mr_s#*|}"
+  mr_times_a=0 mr_times_m=0
+  case $atime in
+  now) mr_times_a=1 ;;
+  ?*) [ "$(date -d "$atime" '+%Y-%m-%d %H:%M:%S.000000000 %z')" = "${mr_s%%|*}" ] \
+        || mr_times_a=1 ;;
+  esac
+  case $mtime in
+  now) mr_times_m=1 ;;
+  ?*) [ "$(date -d "$mtime" '+%Y-%m-%d %H:%M:%S.000000000 %z')" = "${mr_s#*|}" ] \
+        || mr_times_m=1 ;;
+  esac
+  [ "$mr_times_a$mr_times_m" != 00 ] || return 0
+  changed=1; mr_say times_changed 1
+  [ "$CHECK" = 0 ] || return 0
+  mr_e="Error while updating modification or access time"
+  if [ "$atime" = now ] && [ "$mtime" = now ]; then touch -c -- "$p" || mr_fail "$mr_e: $p"
+    return 0
+  fi
+  case $atime in now) touch -c -a -- "$p" ;; ?*) touch -c -a -d "$atime" -- "$p" ;; esac \
+    || mr_fail "$mr_e: $p"
+  case $mtime in now) touch -c -m -- "$p" ;; ?*) touch -c -m -d "$mtime" -- "$p" ;; esac \
+    || mr_fail "$mr_e: $p"
+  mr_s=$(stat -L -c '%x|%y' -- "$p")
+  mr_say atime_now "${mr_s%%|*}"; mr_say mtime_now "${mr_s#*|}"
+}
 case $state in
 absent)
   if [ "$before" != absent ]; then
@@ -111,14 +164,14 @@ file)
   mr_fix "$p" f
   ;;
 touch)
-  changed=1
+  # Changed when created, or by attributes and times below (default: both now, so always).
   if [ "$before" = absent ]; then
+    changed=1
     if [ "$CHECK" = 0 ]; then
       : >"$p" || mr_fail "cannot create $p"
       mr_fix "$p" f
     else mr_fresh f; fi
   else
-    [ "$CHECK" = 1 ] || touch -c -- "$p" || mr_fail "cannot touch $p"
     if [ -d "$p" ]; then mr_fix "$p" d; else mr_fix "$p" f; fi
   fi
   ;;
@@ -173,11 +226,53 @@ hard)
   if [ -e "$p" ]; then mr_fix "$p" f; fi
   ;;
 esac
+if [ "$state" != absent ] && [ -e "$p" ]; then
+  [ "$state" = link ] || mr_chattr
+  mr_times
+fi
 mr_say after "$(mr_kind "$p")"
 mr_say changed "$changed"
 """
 
 STATES = ["file", "directory", "link", "hard", "absent", "touch"]
+TIME_FORMAT = "%Y%m%d%H%M.%S"
+
+
+def _time_arg(args: Mapping[str, Any], name: str, state: str) -> str:
+    """`access_time`/`modification_time` for the script: "" to keep it, "now", or a local
+    time "YYYY-mm-dd HH:MM:SS" that `date -d` reads on the host (Ansible's mktime there).
+    Unset means preserve, except for touch (now), as in Ansible."""
+    value = args.get(name)
+    if value is None:
+        value = "now" if state == "touch" else "preserve"
+    if value == "preserve":
+        return ""
+    if value == "now":
+        return "now"
+    time_format = str(args.get(f"{name}_format") or TIME_FORMAT)
+    try:
+        parsed = time.strptime(str(value), time_format)
+    except ValueError as error:
+        raise InputError(
+            f"file: {name}: Error while obtaining timestamp for time {value} using format "
+            f"{time_format}: {error}",
+            expected=f"now, preserve or a time in the format {time_format}",
+        ) from None
+    return time.strftime("%Y-%m-%d %H:%M:%S", parsed)
+
+
+def _attributes_vars(attributes: str | None) -> str:
+    """sh assignments of `attributes` as Ansible reads it: "+i", "-i", "=i" or "i" (=)."""
+    text = (attributes or "").strip()
+    op = "="
+    if text[:1] in ("+", "-", "="):
+        op, text = text[0], text[1:]
+    if text and not text.isalnum():
+        raise InputError(
+            f"file: attributes: {attributes!r} is not a set of chattr flags",
+            expected="letters such as 'i' or 'a', optionally after +, - or =",
+        )
+    return f"attr_op={quote(op)} attr_flags={quote(text)}\n"
 
 
 def _b64(text: str) -> str:
@@ -197,12 +292,17 @@ class FileModule(Module):
             "recurse": {"type": "boolean", "default": False},
             "force": {"type": "boolean", "default": False},
             "follow": {"type": "boolean", "default": True},
+            "attributes": {"type": "string"},
+            "access_time": {"type": "string"},
+            "access_time_format": {"type": "string", "default": TIME_FORMAT},
+            "modification_time": {"type": "string"},
+            "modification_time_format": {"type": "string", "default": TIME_FORMAT},
             **files_sh.ATTR_PROPS,
         },
         "required": ["path"],
         "additionalProperties": False,
         # Ansible's names for the same arguments
-        "x-aliases": {"dest": "path", "name": "path"},
+        "x-aliases": {"dest": "path", "name": "path", "attr": "attributes"},
     }
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
@@ -224,6 +324,9 @@ class FileModule(Module):
             f"p={quote(path)} state={quote(state)} src={quote(src)}\n",
             f"linkdir={quote(files_sh.folder(path))} parents={quote(parents)}\n",
             f"recurse={int(bool(args.get('recurse')))} force={int(bool(args.get('force')))}\n",
+            _attributes_vars(args.get("attributes")),
+            f"atime={quote(_time_arg(args, 'access_time', state))} ",
+            f"mtime={quote(_time_arg(args, 'modification_time', state))}\n",
             BODY,
         ]
         return RemoteStep("".join(script))
@@ -262,6 +365,13 @@ class FileModule(Module):
                 "owner": str(result.get("owner", "")),
                 "group": str(result.get("group", "")),
             }
+            if report.get("attributes_changed"):
+                before["attributes"] = report.get("attributes_was", "")
+                after["attributes"] = str(args.get("attributes", "")).strip()
+            if report.get("times_changed"):
+                for key, name in (("atime", "access_time"), ("mtime", "modification_time")):
+                    before[key] = report.get(f"{key}_was", "")
+                    after[key] = report.get(f"{key}_now") or str(args.get(name) or "now")
             if state == "absent":
                 after = {"state": "absent"}
             if state == "link":

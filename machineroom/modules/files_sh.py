@@ -244,7 +244,8 @@ def show_mode(mode: str) -> str:
 
 def attrs_diff(path: str, before: Mapping[str, str], after: Mapping[str, str]) -> str:
     """A unified diff of mode/owner/group (and state), as --diff shows attributes."""
-    keys = [k for k in ("state", "mode", "owner", "group") if k in before or k in after]
+    known = ("state", "mode", "owner", "group", "attributes", "atime", "mtime")
+    keys = [k for k in known if k in before or k in after]
     old = [f"{k}: {before[k]}\n" for k in keys if before.get(k)]
     new = [f"{k}: {after[k]}\n" for k in keys if after.get(k)]
     if old == new:
