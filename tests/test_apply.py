@@ -593,6 +593,7 @@ def test_facts_command_stores_history(project: Project) -> None:
     assert out.returncode == 0, out.stderr
     facts = json.loads(out.stdout)["h8"]
     assert facts["hostname"] == "h8" and facts["memory"]["total_mb"] > 0
+    assert "docker" in facts and "compose" in facts  # asked for: the versions, or None
     rows = project.db("SELECT host_id, facts FROM facts")
     assert [r[0] for r in rows] == ["h8"]
     res = json.loads(str(dict(project.db("SELECT id, res FROM server_room"))["h8"]))

@@ -51,7 +51,9 @@ def facts_command(
     sync_servers(store, list(workspace.inventory.hosts.values()))
     run_id = store.start_run("facts", "machineroom facts " + pattern, args={"pattern": pattern})
     module = FactsModule()
-    step = module.build({}, ModuleContext(host_id="*"))
+    # every fact, and the docker and compose versions (a playbook asks for those itself)
+    args = {"gather_subset": ["all", "docker"]}
+    step = module.build(args, ModuleContext(host_id="*"))
     assert step is not None
     pool, _ = audited_pool(
         workspace,
@@ -83,7 +85,7 @@ def facts_command(
             continue
         result = outcome.result
         facts = module.interpret(
-            {},
+            args,
             ModuleContext(host_id=host_id),
             CommandOutput(result.exit_code, result.stdout, result.stderr),
         )
