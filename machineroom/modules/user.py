@@ -9,6 +9,7 @@ the tool once when the list is not empty, and prints a marker line per change
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -108,6 +109,38 @@ _READ_PASSWD = (
     "IFS=: read -r __mr_n __mr_x __mr_uid __mr_gid __mr_gecos __mr_home __mr_shell "
     "<<__MR_EOF__\n$__mr_ent\n__MR_EOF__"
 )
+
+
+_HASH_CHARS = re.compile(r"[^a-zA-Z0-9./=]")
+# crypt(3) ids whose hash part has a fixed length: md5, sha256, sha512, yescrypt
+_HASH_LENGTHS = {"1": 22, "5": 43, "6": 86, "y": 43}
+
+
+def looks_unhashed(password: str) -> bool:
+    """Whether `password` looks like plain text rather than a crypt(3) hash, by Ansible's
+    check_password_encrypted rules ('*', '!' and '*************' are placeholders)."""
+    if password in ("", "*", "!", "*************"):
+        return False
+    if any(char in password for char in ":*!") or "$" not in password:
+        return True
+    fields = password.split("$")
+    if len(fields) < 3:
+        return True
+    if _HASH_CHARS.search(fields[-1]):
+        return True
+    want = _HASH_LENGTHS.get(fields[1])
+    return want is not None and len(fields[-1]) != want
+
+
+def path_word(value: object) -> str:
+    """A `path` argument as one sh word, `~` expanded on the host as Ansible's module does
+    (`shell: ~/bin/sh` is the login user's home, `~name/x` that user's home)."""
+    text = str(value)
+    if not text.startswith("~"):
+        return quote(text)
+    user, sep, rest = text[1:].partition("/")
+    home = '"$HOME"' if not user else f'"$(getent passwd {quote(user)} | cut -d: -f6)"'
+    return home + (quote(sep + rest) if sep else "")
 
 
 def expiry(expires: float) -> tuple[int, str] | None:
@@ -223,6 +256,7 @@ class UserModule(Module):
             '__mr_ent=$(getent passwd "$__mr_u")',
             'if [ -n "$__mr_ent" ]; then',
             _READ_PASSWD,
+            *(self._missing_home(args, ctx) if args.get("create_home", True) else []),
             *self._ageing(args, ctx),
             *(self._ssh_key(args, ctx) if args.get("generate_ssh_key") else []),
             f"printf '{MARK} info entry %s\\n' \"$__mr_ent\"",
@@ -273,9 +307,11 @@ class UserModule(Module):
         groups = self.groups_list(args)
         if groups:
             add("-G", quote(",".join(groups)))
-        for flag, key in (("-c", "comment"), ("-d", "home"), ("-s", "shell")):
+        if args.get("comment") is not None:
+            add("-c", quote(args["comment"]))
+        for flag, key in (("-d", "home"), ("-s", "shell")):
             if args.get(key) is not None:
-                add(flag, quote(args[key]))
+                add(flag, path_word(args[key]))
         if args.get("expires") is not None:
             when = expiry(float(args["expires"]))
             add("-e", quote(when[1]) if when else "''")
@@ -286,7 +322,7 @@ class UserModule(Module):
         if args.get("create_home", True):
             add("-m")
             if args.get("skeleton") is not None:
-                add("-k", quote(args["skeleton"]))
+                add("-k", path_word(args["skeleton"]))
             if args.get("umask") is not None:
                 add("-K", quote("UMASK=" + str(args["umask"])))
         else:
@@ -320,18 +356,22 @@ class UserModule(Module):
             )
         for flag, key, var in (("-c", "comment", "__mr_gecos"), ("-s", "shell", "__mr_shell")):
             if args.get(key) is not None:
+                word = quote(args[key]) if key == "comment" else path_word(args[key])
                 modify.append(
-                    f'[ "${var}" = {quote(args[key])} ] || {{ set -- "$@" {flag} '
-                    f"{quote(args[key])}; {_change(key, '$' + var)}; }}"
+                    f'[ "${var}" = {word} ] || {{ set -- "$@" {flag} '
+                    f"{word}; {_change(key, '$' + var)}; }}"
                 )
         if args.get("home") is not None:
             move = " -m" if args.get("move_home") else ""
+            word = path_word(args["home"])
             modify.append(
-                f'[ "$__mr_home" = {quote(args["home"])} ] || {{ set -- "$@" -d '
-                f"{quote(args['home'])}{move}; {_change('home', '$__mr_home')}; }}"
+                f'[ "$__mr_home" = {word} ] || {{ set -- "$@" -d '
+                f"{word}{move}; {_change('home', '$__mr_home')}; }}"
             )
         if args.get("expires") is not None:
             when = expiry(float(args["expires"]))
+            # no shadow entry at all reads as day 0, as Ansible's user_password() gives it
+            modify.append('[ -n "$__mr_sh" ] || __mr_exp=0')
             if when is None:  # no expiry: an empty field (or a negative one) is already so
                 modify.append(
                     "case $__mr_exp in ''|-*) ;; *) set -- \"$@\" -e ''; "
@@ -403,6 +443,32 @@ class UserModule(Module):
             f"{_change('groups', '$__mr_cur')}; }}"
         ]
 
+    def _missing_home(self, args: Mapping[str, Any], ctx: ModuleContext) -> list[str]:
+        """sh: an existing account's missing home made as Ansible's create_homedir does: a
+        copy of the skeleton (or an empty folder), mode from login.defs' HOME_MODE or UMASK
+        (0755 without either), owned by the user."""
+        skel = path_word(args["skeleton"]) if args.get("skeleton") is not None else "/etc/skel"
+        make = (
+            ""
+            if ctx.check
+            else (
+                f"__mr_skel={skel}; "
+                'mkdir -p -- "$(dirname -- "$__mr_home")" && '
+                'if [ -d "$__mr_skel" ]; then cp -a -- "$__mr_skel" "$__mr_home"; '
+                'else mkdir -- "$__mr_home"; fi && '
+                "__mr_mode=$(awk '$1==\"HOME_MODE\" && NF==2 {print $2; exit}' "
+                "/etc/login.defs 2>/dev/null); "
+                'if [ -z "$__mr_mode" ]; then '
+                "__mr_um=$(awk '$1==\"UMASK\" && NF==2 {u=$2} END {print u}' "
+                "/etc/login.defs 2>/dev/null); "
+                'if [ -n "$__mr_um" ]; then __mr_mode=$(printf %o $((0777 & ~0$__mr_um))); '
+                "else __mr_mode=755; fi; fi && "
+                'chmod "$__mr_mode" -- "$__mr_home" && '
+                'chown -R "$__mr_uid:$__mr_gid" -- "$__mr_home" || exit 1; '
+            )
+        )
+        return [f'if [ ! -d "$__mr_home" ]; then {make}{_change("home_created", "")}; fi']
+
     def _ageing(self, args: Mapping[str, Any], ctx: ModuleContext) -> list[str]:
         """sh: one chage for the password ageing fields that differ (shadow fields 4-6; an
         empty field reads -1, as Python's spwd gives it to Ansible)."""
@@ -434,8 +500,8 @@ class UserModule(Module):
         key_type = str(args.get("ssh_key_type") or "rsa")
         path = str(args.get("ssh_key_file") or f".ssh/id_{key_type}")
         name = str(args["name"])
-        lines = [f"__mr_kf={quote(path)}"]
-        if not path.startswith("/"):
+        lines = [f"__mr_kf={path_word(path)}"]
+        if not path.startswith(("/", "~")):
             lines.append('__mr_kf="$__mr_home/$__mr_kf"')
             if not ctx.check:
                 missing = quote(f"User {name} home directory does not exist")
@@ -551,6 +617,11 @@ class UserModule(Module):
             result["comment"], result["home"], result["shell"] = entry[4], entry[5], entry[6]
         result.update(info)
         warnings = _warnings(output)
+        if args.get("password") is not None and looks_unhashed(str(args["password"])):
+            warnings.append(
+                "The input password appears not to have been hashed. The 'password' argument "
+                "must be encrypted for this module to work properly."
+            )
         if warnings:
             result["warnings"] = warnings
         return result
