@@ -10,11 +10,15 @@ with a message naming them.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from machineroom.lab import Lab
+from machineroom.modules.base import ModuleContext
+from machineroom.modules.group import GroupModule
+from machineroom.modules.user import UserModule, expiry, looks_unhashed, path_word
 from tests.clirun import machineroom
 
 HOST = "h21"
@@ -239,3 +243,75 @@ def test_options_of_other_systems_are_refused_by_name(tmp_path: Path, lab: Lab) 
     assert "'gid_min' can not be used with 'local'" in tasks["local group range"]["msg"]
     assert "missing: gid" in tasks["non_unique without gid"]["msg"]
     assert sh(tmp_path, "getent passwd mrx-sol mrx-loc; getent group mrx-loc; true") == ""
+
+
+# ------------------------------------------------------------ pure parts (no host needed)
+
+
+def test_expiry_is_the_day_ansible_compares() -> None:
+    # ansible-core's test_expires.yml: 2529881062 is day 29281 (2050-03-03)
+    assert expiry(2529881062) == (29281, "2050-03-03")
+    assert expiry(0) == (0, "1970-01-01") and expiry(86399.9) == (0, "1970-01-01")
+    assert expiry(-1) is None and expiry(-2529881062) is None
+
+
+def test_plain_text_passwords_are_told_from_hashes_as_ansible_does() -> None:
+    assert looks_unhashed("plaintextpassword")
+    assert looks_unhashed("$6$salt$" + "x" * 85)  # sha512's hash part is 86 characters
+    assert looks_unhashed("$6$rounds=1$salt$" + "+" * 86)  # not crypt's alphabet
+    assert not looks_unhashed(HASH)
+    assert not looks_unhashed(
+        "$y$jCT$ZiF3ZV39/maUl9Lzt2Hk80$Ih6bI4OXU52OnWWqt3T1BAmVn8eH.4qlcP.8/NOjGN5"
+    )
+    for placeholder in ("!", "*", "*************", ""):
+        assert not looks_unhashed(placeholder)
+
+
+def test_every_script_is_valid_sh_with_awkward_values() -> None:
+    awkward = 'it\'s "x"; $(touch /tmp/pwned) `id` \\ ~'
+    every: dict[str, Any] = {
+        "name": "mrx",
+        "uid": 5,
+        "non_unique": True,
+        "comment": awkward,
+        "shell": "~/bin/" + awkward,
+        "home": "~mrx/h",
+        "skeleton": awkward,
+        "umask": "077",
+        "expires": 2529881062.5,
+        "password": awkward,
+        "password_lock": True,
+        "password_expire_max": 1,
+        "password_expire_min": 0,
+        "password_expire_warn": 2,
+        "password_expire_account_disable": 3,
+        "groups": ["a", awkward],
+        "append": True,
+        "generate_ssh_key": True,
+        "ssh_key_file": awkward,
+        "ssh_key_comment": awkward,
+        "ssh_key_passphrase": "phrase " + awkward,
+        "force": True,
+        "seuser": "user_u",
+        "uid_min": 1000,
+        "uid_max": 2000,
+        "hidden": True,
+    }
+    cases = [every, {**every, "expires": -1, "password_lock": False}, {"name": "mrx"}]
+    cases.append({"name": "mrx", "state": "absent", "remove": True, "force": True})
+    for check in (False, True):
+        ctx = ModuleContext(host_id="h", check=check)
+        for args in cases:
+            step = UserModule().build(args, ctx)
+            assert step is not None
+            parsed = subprocess.run(["sh", "-n"], input=step.script, text=True, capture_output=True)
+            assert parsed.returncode == 0, parsed.stderr
+        step = GroupModule().build({"name": "g", "gid": 7, "non_unique": True}, ctx)
+        assert step is not None
+        assert subprocess.run(["sh", "-n"], input=step.script, text=True).returncode == 0
+    # the passphrase travels on stdin, never in the script text
+    step = UserModule().build(every, ModuleContext(host_id="h"))
+    assert step.stdin == ("phrase " + awkward + "\n").encode()
+    assert "phrase " not in step.script
+    # ~ is the host's to expand: never quoted away, never expanded here
+    assert path_word("~/x y") == "\"$HOME\"'/x y'" and path_word("/a b") == "'/a b'"
