@@ -90,3 +90,19 @@ def test_fqcn_import_playbook(tmp_path: Path) -> None:
     out, report = _apply(tmp_path, "- ansible.builtin.import_playbook: other.yml\n")
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["imported"]
+
+
+def test_meta_end_host_and_end_play_honour_when(tmp_path: Path) -> None:
+    """`meta: end_host` behind a false `when` (its own or its block's) does not end the host."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - {meta: end_host, when: false}\n"
+        "    - debug: {msg: still here}\n"
+        "    - block:\n        - meta: end_play\n      when: nope is defined\n"
+        "    - debug: {msg: after the block}\n"
+        "    - {meta: end_host, when: true}\n"
+        "    - debug: {msg: never}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["still here", "after the block"]

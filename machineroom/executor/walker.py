@@ -179,6 +179,38 @@ class HostWalker:
 
     def _meta(self, task: Task, scope: Scope) -> bool:
         action = str(task.args.get("action", "noop"))
+        conditions = (*scope.when, *task.when)
+        if conditions and action != "flush_handlers":  # Ansible skips the others by `when`
+            variables = task_vars(task, self.hs, self.ps, self.rs, scope)
+            where = Where(task.location, task.display_name, self.hs.host.id)
+            try:
+                holds = all(bool(self.rs.templar.evaluate(c, variables, where)) for c in conditions)
+            except InputError as exc:
+                self.hs.reason = str(exc)
+                self.rs.bus.emit(
+                    TaskFinished(
+                        self.hs.host.id,
+                        task.id,
+                        f"meta: {action}",
+                        scope.stage,
+                        "failed",
+                        msg=str(exc),
+                    )
+                )
+                self._fail(task, scope.stage)
+                return False
+            if not holds:
+                self.rs.bus.emit(
+                    TaskFinished(
+                        self.hs.host.id,
+                        task.id,
+                        f"meta: {action}",
+                        scope.stage,
+                        "skipped",
+                        msg="condition false",
+                    )
+                )
+                return True
         if action == "flush_handlers":
             self.flush_handlers(scope.stage)
         elif action == "end_host":
