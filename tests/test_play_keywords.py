@@ -106,3 +106,15 @@ def test_meta_end_host_and_end_play_honour_when(tmp_path: Path) -> None:
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["still here", "after the block"]
+
+
+def test_module_facts_also_under_ansible_facts(tmp_path: Path) -> None:
+    """A module's facts (getent's) are variables and keys of ansible_facts, as in Ansible."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - getent: {database: passwd, key: root}\n"
+        "    - debug: {msg: '{{ ansible_facts.getent_passwd.root[1] }} {{ getent_passwd.root[1] }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["0 0"]

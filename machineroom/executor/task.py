@@ -599,6 +599,17 @@ def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: s
     elif outcome.facts:
         target = hs.registered if task.module == "set_fact" else hs.facts
         target.update(mark_unsafe(dict(outcome.facts)))
+        if task.module not in ("set_fact", "facts"):  # getent_*, services, packages, ...
+            # also under ansible_facts, without the ansible_ prefix, as Ansible keeps them
+            namespace = dict(hs.facts.get("ansible_facts") or {})
+            namespace.update(
+                {
+                    k.removeprefix("ansible_"): v
+                    for k, v in outcome.facts.items()
+                    if k != "ansible_facts"
+                }
+            )
+            hs.facts["ansible_facts"] = mark_unsafe(namespace)
     if outcome.record:
         hs.res.update(outcome.record)
     if status == "changed":
