@@ -114,7 +114,8 @@ def test_module_facts_also_under_ansible_facts(tmp_path: Path) -> None:
         tmp_path,
         "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
         "    - getent: {database: passwd, key: root}\n"
-        "    - debug: {msg: '{{ ansible_facts.getent_passwd.root[1] }} {{ getent_passwd.root[1] }}'}\n",
+        "    - debug:\n"
+        "        msg: '{{ ansible_facts.getent_passwd.root[1] }} {{ getent_passwd.root[1] }}'\n",
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["0 0"]
