@@ -60,6 +60,28 @@ def file_reader(task: Task, role: RoleRef | None, playbook_dir: str) -> Callable
     return read
 
 
+def folder_finder(role: RoleRef | None, playbook_dir: str) -> Callable[[str], str | None]:
+    """`ModuleContext.local_folder` for this task: the first of the searched paths that
+    exists, when it is a folder (copy's `src: files/conf.d/`); None when it is a file or
+    nothing is there (read_file then says so)."""
+
+    def find(src: str) -> str | None:
+        path = Path(src).expanduser()
+        candidates = (
+            [path]
+            if path.is_absolute()
+            else [folder / path for folder in search_paths("files", role, playbook_dir)]
+        )
+        for candidate in candidates:
+            if candidate.is_dir():
+                return str(candidate)
+            if candidate.exists():
+                return None
+        return None
+
+    return find
+
+
 def template_renderer(
     task: Task,
     role: RoleRef | None,

@@ -564,7 +564,7 @@ def _module_context(
     where: Where,
     target: Host | None = None,
 ) -> ModuleContext:
-    from machineroom.executor.files import file_reader, template_renderer
+    from machineroom.executor.files import file_reader, folder_finder, template_renderer
     from machineroom.executor.local_files import PlaybookFiles
 
     role = task.role or scope.role
@@ -583,6 +583,7 @@ def _module_context(
         remote_user=(target or hs.host).user or "root",
         become_user=None,
         read_file=file_reader(task, role, rs.playbook_dir),
+        local_folder=folder_finder(role, rs.playbook_dir),
         render_template=template_renderer(task, role, rs, variables, where),
         local_files=PlaybookFiles(rs.playbook_dir),
     )

@@ -108,6 +108,8 @@ class ModuleContext:
         default=lambda src: b"", repr=False
     )
     render_template: Callable[..., str] = field(default=lambda src, **options: "", repr=False)
+    # The local folder `src` names, searched as read_file searches; None when it names none.
+    local_folder: Callable[[str], str | None] = field(default=lambda src: None, repr=False)
     local_files: LocalFiles | None = field(default=None, repr=False)
 
 
