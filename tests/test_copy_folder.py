@@ -30,7 +30,7 @@ ROLE_TASKS = f"""\
 - name: content
   copy: {{src: conf.d/, dest: {BASE}/content, mode: "0640", directory_mode: "0750"}}
 - name: folder
-  copy: {{src: conf.d, dest: {BASE}/folder/}}
+  copy: {{src: files/conf.d, dest: {BASE}/folder/}}
 """
 
 
@@ -125,6 +125,10 @@ def test_a_role_copies_a_folder_idempotently(tmp_path: Path, lab: Lab) -> None:
     # one local file changed, one mode changed on the host: only those are touched
     write(tmp_path, "roles/web/files/conf.d/sub/b.conf", "beta two\n")
     sh(tmp_path, f"chmod 600 {BASE}/content/a.conf; touch -d 2001-01-01 {BASE}/content/link.conf")
+    before = listing(tmp_path)
+    tasks = tasks_of(apply(tmp_path, "--check", "--diff"))
+    assert "sub/b.conf" in json.dumps(tasks["content"]), json.dumps(tasks["content"])
+    assert listing(tmp_path) == before  # check mode wrote nothing
     tasks = tasks_of(apply(tmp_path, "--diff"))
     content = tasks["content"]
     assert content["status"] == "changed", content

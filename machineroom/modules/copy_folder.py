@@ -219,7 +219,7 @@ def copy_folder(folder: str, args: Mapping[str, Any], ctx: ModuleContext) -> Con
         return Outcome("ok", msg=f"{root} already matches {src}", result=result)
     changed = [tree.files[i][0] for i in send + fix]
     diff = "".join(
-        [f"+ {posixpath.join(root, rel)}/\n" for rel in new_folders if rel]
+        [f"+ {_under(root, rel)}/\n" for rel in new_folders]
         + [f"~ {posixpath.join(root, tree.files[i][0])}\n" for i in send]
         + [f"~ {posixpath.join(root, tree.files[i][0])} (attributes)\n" for i in fix]
     )
