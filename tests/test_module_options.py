@@ -8,6 +8,7 @@ read. Each: the first run changes, a second changes nothing, check mode writes n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -85,6 +86,10 @@ def test_file_times_and_touch_preserve(tmp_path: Path, lab: Lab) -> None:
             - name: times on state file
               file: {{path: {ROOT}/times/b, modification_time: "200001010000.00"}}
               when: not ansible_check_mode
+              register: st
+            - name: file result
+              debug: {{msg: "{{{{ [st.path, st.state, st.uid, st.gid, st.size, st.mode] }}}}"}}
+              when: not ansible_check_mode
         """,
     )
     check, report = apply(tmp_path, "--check")
@@ -101,6 +106,8 @@ def test_file_times_and_touch_preserve(tmp_path: Path, lab: Lab) -> None:
     assert stamps[0].startswith(f"{ROOT}/times/a 2020-01-02 10:30:15.000000000")
     assert " 2019-03-04 05:06:00.000000000" in stamps[0]
     assert " 2000-01-01 00:00:00.000000000" in stamps[1]
+    shown = tasks_of(report)["file result"]["msg"]
+    assert shown.startswith(f"['{ROOT}/times/b', 'file', 0, 0, 0, '0"), shown
 
     again, report = apply(tmp_path, "--diff")
     assert again.returncode == 0, again.stdout + again.stderr
@@ -118,20 +125,28 @@ def test_file_times_and_touch_preserve(tmp_path: Path, lab: Lab) -> None:
     assert "2019-03-04" not in sh(tmp_path, f"stat -c %y {ROOT}/times/a")
 
 
-def test_file_bad_time_names_format(tmp_path: Path, lab: Lab) -> None:
+def test_file_errors_as_ansibles(tmp_path: Path, lab: Lab) -> None:
     setup(
         tmp_path,
         lab,
         f"""\
         - hosts: all
           tasks:
-            - file: {{path: {ROOT}/x, state: touch, modification_time: "yesterday"}}
+            - name: bad time
+              file: {{path: {ROOT}/x, state: touch, modification_time: "yesterday"}}
+              ignore_errors: true
+            - name: no flags here
+              file: {{path: /proc/version, attr: +i}}
         """,
     )
-    out, _ = apply(tmp_path)
+    out, report = apply(tmp_path)
     assert out.returncode != 0
-    text = out.stdout + out.stderr
-    assert "Error while obtaining timestamp for time yesterday using format %Y%m%d%H%M.%S" in text
+    tasks = tasks_of(report)
+    assert (
+        "Error while obtaining timestamp for time yesterday using format %Y%m%d%H%M.%S"
+        in tasks["bad time"]["msg"]
+    )
+    assert "chattr failed: Error while setting attributes" in tasks["no flags here"]["msg"]
 
 
 def test_file_attributes_set_kept_and_cleared(tmp_path: Path, lab: Lab) -> None:
@@ -156,36 +171,19 @@ def test_file_attributes_set_kept_and_cleared(tmp_path: Path, lab: Lab) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         assert changed(report) == ["flags"]
         assert "+attributes: +i" in tasks_of(report)["flags"]["diff"]
-        assert "i" in sh(tmp_path, f"lsattr -d {ROOT}/attr/f").split()[0]
+        # the immutable flag is real: lsattr shows it and the host refuses a write
+        shown = sh(tmp_path, f"lsattr -d {ROOT}/attr/f; echo x >> {ROOT}/attr/f || echo refused")
+        assert "i" in shown.split()[0] and shown.endswith("refused\n"), shown
         _, report = apply(tmp_path, "-e", "flags=+i")
         assert changed(report) == []
-        # the immutable flag is real: the host refuses a write
-        assert sh(tmp_path, f"echo x >> {ROOT}/attr/f 2>/dev/null || echo refused") == "refused\n"
 
         out, report = apply(tmp_path, "-e", "flags=-i")
         assert changed(report) == ["flags"]
-        assert "i" not in sh(tmp_path, f"lsattr -d {ROOT}/attr/f").split()[0]
         _, report = apply(tmp_path, "-e", "flags=-i")
         assert changed(report) == []
+        assert "i" not in sh(tmp_path, f"lsattr -d {ROOT}/attr/f").split()[0]
     finally:
         sh(tmp_path, f"chattr -i {ROOT}/attr/f 2>/dev/null; true")
-
-
-def test_file_attributes_unsupported_is_ansibles_error(tmp_path: Path, lab: Lab) -> None:
-    setup(
-        tmp_path,
-        lab,
-        """\
-        - hosts: all
-          tasks:
-            - file: {path: /proc/version, attr: +i}
-        """,
-    )
-    out, report = apply(tmp_path)
-    assert out.returncode != 0
-    assert (
-        "chattr failed: Error while setting attributes" in report["hosts"][HOST]["tasks"][0]["msg"]
-    )
 
 
 def test_blockinfile_prepend_and_append_newline(tmp_path: Path, lab: Lab) -> None:
@@ -228,10 +226,105 @@ def test_blockinfile_prepend_and_append_newline(tmp_path: Path, lab: Lab) -> Non
     out, report = apply(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     block = "# BEGIN ANSIBLE MANAGED BLOCK\nnew\n# END ANSIBLE MANAGED BLOCK\n"
-    assert sh(tmp_path, f"cat {ROOT}/bif/a") == f"one\n\n{block}\ntwo\n"
+    shown = sh(tmp_path, f"cd {ROOT}/bif; cat a; echo ==; cat b; echo ==; cat c").split("==\n")
+    assert shown[0] == f"one\n\n{block}\ntwo\n"
     # "one" gets a blank line before the block; the old blank line already follows it
-    assert sh(tmp_path, f"cat {ROOT}/bif/b") == f"one\n\n{block}\ntwo\n"
-    assert sh(tmp_path, f"cat {ROOT}/bif/c") == f"one\n\n{block}"
+    assert shown[1] == f"one\n\n{block}\ntwo\n"
+    assert shown[2] == f"one\n\n{block}"
     again, report = apply(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert changed(report) == []
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOptionsTestKeyBlobOptionsTestKeyBlob00 old@laptop"
+
+
+def test_authorized_key_comment_follow_and_command_options(tmp_path: Path, lab: Lab) -> None:
+    setup(
+        tmp_path,
+        lab,
+        f"""\
+        - hosts: all
+          vars:
+            keys: [checksum, md5sum, dest, size, mode, owner, group, uid, gid, state]
+          tasks:
+            - name: key
+              authorized_key:
+                user: root
+                key: "{KEY}"
+                comment: deploy@ci
+                path: {ROOT}/ak/link
+                follow: true
+                manage_dir: false
+                exclusive: true
+                validate_certs: false
+              register: ak
+            - name: keyfile
+              debug: {{msg: "{{{{ ak.keyfile }}}}"}}
+            - name: expanded
+              command: printf '%s|' $HOME ~root/x $MR_UNSET '${{HOME}}'
+              register: expanded
+            - name: literal
+              command:
+                argv: [printf, "%s|", $HOME, "~"]
+                expand_argument_vars: false
+                executable: /bin/bash
+                stdin: ""
+                stdin_add_newline: false
+                strip_empty_ends: false
+              register: literal
+            - name: copied
+              copy: {{dest: {ROOT}/ak/copied, content: "hello\\n", owner: deploy, mode: "0640"}}
+              register: copied
+            - name: results
+              copy:
+                dest: {ROOT}/ak/results
+                content: |
+                  {{{{ expanded.stdout }}}}
+                  {{{{ literal.stdout }}}}
+                  {{{{ literal.warnings }}}}
+                  {{{{ copied | dict2items | selectattr('key', 'in', keys)
+                     | items2dict | to_json }}}}
+              when: not ansible_check_mode
+        """,
+    )
+    sh(
+        tmp_path,
+        f"mkdir -p {ROOT}/ak; printf 'ssh-rsa AAAAB3other other@x\\n' > {ROOT}/ak/keys; "
+        f"ln -sfn keys {ROOT}/ak/link",
+    )
+    check, report = apply(tmp_path, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "key" in changed(report)
+    assert sh(tmp_path, f"cat {ROOT}/ak/keys") == "ssh-rsa AAAAB3other other@x\n"
+
+    out, report = apply(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # the comment replaced, the other key gone (exclusive), written through the link
+    new_key = KEY.rsplit(" ", 1)[0] + " deploy@ci\n"
+    assert sh(tmp_path, f"cat {ROOT}/ak/keys; test -L {ROOT}/ak/link && echo link") == (
+        new_key + "link\n"
+    )
+    assert tasks_of(report)["keyfile"]["msg"] == f"{ROOT}/ak/keys"
+    results = sh(tmp_path, f"cat {ROOT}/ak/results").splitlines()
+    assert results[0] == "/root|/root/x|$MR_UNSET|/root|"
+    assert results[1] == "$HOME|~|"
+    assert "no longer supported with the 'command' module. Not using '/bin/bash'" in results[2]
+    # copy's result carries the keys roles read, as Ansible's
+    uid = int(sh(tmp_path, "id -u deploy"))
+    assert json.loads(results[3]) == {
+        "checksum": hashlib.sha1(b"hello\n").hexdigest(),
+        "md5sum": hashlib.md5(b"hello\n").hexdigest(),
+        "dest": f"{ROOT}/ak/copied",
+        "size": 6,
+        "mode": "0640",
+        "owner": "deploy",
+        "group": "root",
+        "uid": uid,
+        "gid": 0,
+        "state": "file",
+    }
+
+    again, report = apply(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "key" not in changed(report)

@@ -10,6 +10,8 @@ atomically, mode 0600, owned by the user.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -66,10 +68,11 @@ END {
 )
 
 
-def parse_key_line(line: str, options: str | None) -> str:
+def parse_key_line(line: str, options: str | None, comment: str | None = None) -> str:
     """One key line as it should appear: `[options ]type blob[ comment]`.
 
-    `options` (key_options) replaces any options the line had, as in Ansible.
+    `options` (key_options) replaces any options the line had, and `comment` its comment
+    (an empty one removes it), as in Ansible.
     """
     words = line.split()
     for i, word in enumerate(words[:-1]):
@@ -78,7 +81,8 @@ def parse_key_line(line: str, options: str | None) -> str:
                 break
             own = line.strip().split(word, 1)[0].strip()
             opts = options if options is not None else own
-            key = " ".join(words[i:])
+            key = " ".join(words[i:] if comment is None else [*words[i : i + 2], comment])
+            key = key.rstrip()
             return f"{opts} {key}" if opts else key
     raise InputError(
         f"authorized_key: not an SSH public key: {line[:60]!r}",
@@ -91,8 +95,11 @@ def wanted_lines(args: Mapping[str, Any]) -> list[str]:
     options = args.get("key_options")
     if options is not None and ("\n" in options or not options.strip()):
         raise InputError("authorized_key: key_options must be one non-empty line")
+    comment = args.get("comment")
+    if comment is not None and "\n" in comment:
+        raise InputError("authorized_key: comment must be one line")
     lines = [
-        parse_key_line(line, options)
+        parse_key_line(line, options, comment)
         for line in str(args["key"]).splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
@@ -116,6 +123,10 @@ class AuthorizedKeyModule(Module):
             "exclusive": {"type": "boolean", "default": False},
             "path": {"type": "string", "minLength": 1},
             "manage_dir": {"type": "boolean", "default": True},
+            "comment": {"type": "string"},
+            "follow": {"type": "boolean", "default": False},
+            # Only for keys fetched from a URL, which machineroom does not fetch: accepted.
+            "validate_certs": {"type": "boolean", "default": True},
         },
         "required": ["user", "key"],
         "additionalProperties": False,
@@ -145,6 +156,10 @@ class AuthorizedKeyModule(Module):
             "group=$(printf '%s\\n' \"$pw\" | cut -d: -f4)\n"
             "home=$(printf '%s\\n' \"$pw\" | cut -d: -f6)\n"
             'if [ -z "$path" ]; then path=$home/.ssh/authorized_keys; fi\n',
+            # follow: write through a symlink to its target (else the link is replaced).
+            f"follow={int(bool(args.get('follow')))}\n"
+            'if [ "$follow" = 1 ] && [ -L "$path" ]; then path=$(readlink -f -- "$path"); fi\n'
+            "mr_say keyfile \"$(printf '%s' \"$path\" | base64 | tr -d '\\n')\"\n",
             f"dir={quote(files_sh.folder(path))}\n" if path else "dir=$home/.ssh\n",
             # The folder: created 0700 and owned by the user (manage_dir), or left alone.
             'if [ ! -d "$dir" ]; then\n'
@@ -186,7 +201,19 @@ class AuthorizedKeyModule(Module):
             return files_sh.failure(output, "authorized_key")
         report, diff_text = files_sh.parse_report(output.stdout)
         keys = [line.split() for line in wanted_lines(args)]
-        result: dict[str, Any] = {"user": args["user"], "keys": len(keys)}
+        result: dict[str, Any] = {
+            "user": args["user"],
+            "keys": len(keys),
+            "key": args["key"],
+            "keyfile": _unb64(report.get("keyfile", "")) or label,
+            "path": args.get("path"),
+            "state": args.get("state", "present"),
+            "exclusive": bool(args.get("exclusive")),
+            "manage_dir": args.get("manage_dir", True),
+            "key_options": args.get("key_options"),
+            "comment": args.get("comment"),
+            "follow": bool(args.get("follow")),
+        }
         if report.get("missing") == "1":
             return Outcome("ok", msg=f"{label} does not exist: no key to remove", result=result)
         changed, diff, file_result = files_sh.file_outcome(
@@ -201,3 +228,10 @@ class AuthorizedKeyModule(Module):
             return Outcome("ok", msg=f"{label} already matches", result=result)
         prefix = "would update" if ctx.check else "updated"
         return Outcome("changed", msg=f"{prefix} {label}", diff=diff, result=result)
+
+
+def _unb64(text: str) -> str:
+    try:
+        return base64.b64decode(text).decode(errors="replace")
+    except (ValueError, binascii.Error):
+        return ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -38,6 +39,53 @@ _COMMON: dict[str, Any] = {
     "stdin_add_newline": {"type": "boolean", "default": True},
     "strip_empty_ends": {"type": "boolean", "default": True},
 }
+
+# Ansible's command expands $VAR, ${VAR} (when set; else left as written) and then a
+# leading ~ or ~user in each word, on the host, as Python's os.path.expandvars/expanduser.
+EXPAND_AWK = r"""
+BEGIN {
+  s = ENVIRON["MR_W"]; out = ""
+  while (match(s, /\$([A-Za-z0-9_]+|\{[^}]*\})/)) {
+    name = substr(s, RSTART + 1, RLENGTH - 1); whole = substr(s, RSTART, RLENGTH)
+    if (name ~ /^\{/) name = substr(name, 2, length(name) - 2)
+    out = out substr(s, 1, RSTART - 1)
+    out = out ((name != "MR_W" && name in ENVIRON) ? ENVIRON[name] : whole)
+    s = substr(s, RSTART + RLENGTH)
+  }
+  s = out s
+  if (s ~ /^~/) {
+    i = index(s, "/"); head = i ? substr(s, 1, i - 1) : s; rest = i ? substr(s, i) : ""
+    user = substr(head, 2); home = ""
+    if (user == "") home = ENVIRON["HOME"]
+    else if (user ~ /^[A-Za-z0-9._][A-Za-z0-9._-]*$/) {
+      cmd = "getent passwd " user
+      while ((cmd | getline line) > 0) { split(line, f, ":"); home = f[6] }
+      close(cmd)
+    }
+    if (home != "") { sub(/\/+$/, "", home); s = (home == "" ? "/" : home) rest }
+  }
+  printf "%s", s
+}
+"""
+_NEEDS_EXPANSION = re.compile(r"\$(\w|\{)|^~")
+
+
+def argv_script(words: list[str], expand: bool) -> str:
+    """sh that `exec`s the quoted words, each expanded as Ansible's command does (unless
+    expand_argument_vars is off); a word's value only ever reaches awk's ENVIRON."""
+    if not expand or not any(_NEEDS_EXPANSION.search(w) for w in words):
+        return "exec " + " ".join(quote(w) for w in words)
+    lines = ["set --"]
+    for word in words:
+        if _NEEDS_EXPANSION.search(word):
+            lines.append(
+                f"__mr_w=$(MR_W={quote(word)} awk {quote(EXPAND_AWK)}; printf x); "
+                'set -- "$@" "${__mr_w%x}"'
+            )
+        else:
+            lines.append(f'set -- "$@" {quote(word)}')
+    lines.append('exec "$@"')
+    return "\n".join(lines)
 
 
 def guard_script(args: Mapping[str, Any], check: bool) -> str:
@@ -164,6 +212,19 @@ def _skipped_in_check(shown: Any) -> Outcome:
     )
 
 
+def _warn_executable(args: Mapping[str, Any], outcome: Outcome) -> Outcome:
+    """Ansible's warning for `executable` given to `command`, which ignores it."""
+    if not args.get("executable"):
+        return outcome
+    warning = (
+        "As of Ansible 2.4, the parameter 'executable' is no longer supported with the "
+        f"'command' module. Not using '{args['executable']}'."
+    )
+    result = dict(outcome.result)
+    result["warnings"] = [*result.get("warnings", []), warning]
+    return replace(outcome, result=result)
+
+
 class CommandModule(Module):
     """`command`: run a program with its arguments, without a shell.
 
@@ -179,7 +240,13 @@ class CommandModule(Module):
     free_form: ClassVar[str | None] = "cmd"
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
-        "properties": {**_COMMON, "argv": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            **_COMMON,
+            "argv": {"type": "array", "items": {"type": "string"}},
+            "expand_argument_vars": {"type": "boolean", "default": True},
+            # Ignored with a warning, as in Ansible since 2.4 (shell takes it).
+            "executable": {"type": "string"},
+        },
         "additionalProperties": False,
         "oneOf": [{"required": ["cmd"]}, {"required": ["argv"]}],
     }
@@ -198,19 +265,19 @@ class CommandModule(Module):
         if not words:
             raise ValueError("command: no command given")
         guards = guard_script(args, ctx.check)
-        body = run_script("exec " + " ".join(quote(w) for w in words))
+        body = run_script(argv_script(words, args.get("expand_argument_vars", True)))
         script = f"{guards}\n{body}" if guards else body
         return RemoteStep(script, stdin=stdin_bytes(args))
 
     def run_local(self, args: Mapping[str, Any], ctx: ModuleContext) -> Outcome:
         """Check mode without creates/removes: nothing to ask the host."""
-        return _skipped_in_check(self.argv(args))
+        return _warn_executable(args, _skipped_in_check(self.argv(args)))
 
     def interpret(
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
         """rc, stdout, stderr (and their lines), start/end/delta; failed when rc != 0."""
-        return command_outcome(args, ctx, output, self.argv(args))
+        return _warn_executable(args, command_outcome(args, ctx, output, self.argv(args)))
 
 
 class ShellModule(Module):

@@ -231,6 +231,7 @@ if [ "$state" != absent ] && [ -e "$p" ]; then
   mr_times
 fi
 mr_say after "$(mr_kind "$p")"
+if [ "$state" != absent ] && [ -e "$p" ]; then mr_say ids "$(stat -L -c '%u %g %s' -- "$p")"; fi
 mr_say changed "$changed"
 """
 
@@ -347,6 +348,10 @@ class FileModule(Module):
             result["mode"] = files_sh.show_mode(report["want_mode"])
             result["owner"] = report.get("want_owner", "")
             result["group"] = report.get("want_group", "")
+        ids = report.get("ids", "").split()
+        if len(ids) == 3 and all(part.isdigit() for part in ids):
+            # as Ansible's add_path_info; in check mode, the values before the change
+            result.update(uid=int(ids[0]), gid=int(ids[1]), size=int(ids[2]))
         if state == "absent":
             result["state"] = "absent"
         if report.get("changed") != "1":
