@@ -125,7 +125,8 @@ def test_file_times_and_touch_preserve(tmp_path: Path, lab: Lab) -> None:
     assert "2019-03-04" not in sh(tmp_path, f"stat -c %y {ROOT}/times/a")
 
 
-def test_file_errors_as_ansibles(tmp_path: Path, lab: Lab) -> None:
+def test_file_errors_as_ansibles_and_wait_for(tmp_path: Path, lab: Lab) -> None:
+    address = next(h.address for h in lab.hosts if h.name == HOST)
     setup(
         tmp_path,
         lab,
@@ -134,6 +135,19 @@ def test_file_errors_as_ansibles(tmp_path: Path, lab: Lab) -> None:
           tasks:
             - name: bad time
               file: {{path: {ROOT}/x, state: touch, modification_time: "yesterday"}}
+              ignore_errors: true
+            - name: drained
+              wait_for: {{port: 1, state: drained, exclude_hosts: [10.0.0.1], timeout: 5}}
+            - name: banner
+              wait_for: {{host: "{address}", port: 22, search_regex: OpenSSH, timeout: 10}}
+            - name: no such banner
+              wait_for:
+                host: "{address}"
+                port: 22
+                search_regex: "^HTTP"
+                timeout: 2
+                connect_timeout: 1
+                msg: no web server here
               ignore_errors: true
             - name: no flags here
               file: {{path: /proc/version, attr: +i}}
@@ -147,6 +161,10 @@ def test_file_errors_as_ansibles(tmp_path: Path, lab: Lab) -> None:
         in tasks["bad time"]["msg"]
     )
     assert "chattr failed: Error while setting attributes" in tasks["no flags here"]["msg"]
+    assert tasks["drained"]["status"] == "ok"
+    assert tasks["banner"]["status"] == "ok"
+    assert tasks["no such banner"]["status"] == "failed"
+    assert tasks["no such banner"]["msg"] == "no web server here"
 
 
 def test_file_attributes_set_kept_and_cleared(tmp_path: Path, lab: Lab) -> None:

@@ -40,6 +40,45 @@ else
 fi"""
 
 
+# /proc/net/tcp's state numbers, and the states Ansible counts as active for `drained`.
+TCP_STATES = {
+    "ESTABLISHED": "01",
+    "SYN_SENT": "02",
+    "SYN_RECV": "03",
+    "FIN_WAIT1": "04",
+    "FIN_WAIT2": "05",
+    "TIME_WAIT": "06",
+    "CLOSE": "07",
+    "CLOSE_WAIT": "08",
+    "LAST_ACK": "09",
+    "LISTEN": "0A",
+    "CLOSING": "0B",
+}
+ACTIVE_STATES = ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "SYN_RECV", "SYN_SENT", "TIME_WAIT")
+
+# drained: no connection on the local port in an active state from a host not excluded,
+# read from /proc/net/tcp{,6} as Ansible's module does (IPv4 and IPv4-mapped peers are
+# compared with exclude_hosts in dotted form).
+DRAINED_AWK = r"""
+function hexnum(h,   i, n) { n = 0; h = toupper(h)
+  for (i = 1; i <= length(h); i++) n = n * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1
+  return n }
+function v4(h) { return hexnum(substr(h, 7, 2)) "." hexnum(substr(h, 5, 2)) "." \
+  hexnum(substr(h, 3, 2)) "." hexnum(substr(h, 1, 2)) }
+BEGIN { n = split(ENVIRON["MR_EXCLUDE"], ex, " "); for (i = 1; i <= n; i++) skip[ex[i]] = 1
+  n = split(ENVIRON["MR_STATES"], st, " "); for (i = 1; i <= n; i++) active[st[i]] = 1 }
+FNR > 1 {
+  split($2, l, ":"); split($3, r, ":")
+  if (hexnum(l[2]) != ENVIRON["MR_PORT"] + 0 || !(toupper($4) in active)) next
+  peer = length(r[1]) == 8 ? v4(r[1]) : r[1]
+  mapped = "0000000000000000FFFF0000"
+  if (length(r[1]) == 32 && substr(r[1], 1, 24) == mapped) peer = v4(substr(r[1], 25))
+  if (!(peer in skip)) found = 1
+}
+END { exit found ? 1 : 0 }
+"""
+
+
 class WaitForModule(Module):
     """`wait_for`: host (default 127.0.0.1, seen from the target), port, path, state
     (started/stopped for a port, present/absent for a path; started = present), search_regex
@@ -56,7 +95,16 @@ class WaitForModule(Module):
             "host": {"type": "string", "minLength": 1, "default": "127.0.0.1"},
             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
             "path": {"type": "string", "minLength": 1},
-            "state": {"enum": ["started", "stopped", "present", "absent"], "default": "started"},
+            "state": {
+                "enum": ["started", "stopped", "present", "absent", "drained"],
+                "default": "started",
+            },
+            "exclude_hosts": {"type": "array", "items": {"type": "string"}},
+            "active_connection_states": {
+                "type": "array",
+                "items": {"enum": list(TCP_STATES)},
+                "default": list(ACTIVE_STATES),
+            },
             "search_regex": {"type": "string"},
             "timeout": {"type": "number", "minimum": 0, "default": 300},
             "delay": {"type": "number", "minimum": 0, "default": 0},
@@ -88,6 +136,24 @@ class WaitForModule(Module):
                 _PROBE,
             ]
             cond = "! __mr_probe" if state in ("stopped", "absent") else "__mr_probe"
+            if state == "drained":
+                states = " ".join(
+                    TCP_STATES[s] for s in args.get("active_connection_states", ACTIVE_STATES)
+                )
+                lines.append(
+                    f"MR_PORT={int(args['port'])} MR_STATES={quote(states)} "
+                    f"MR_EXCLUDE={quote(' '.join(args.get('exclude_hosts') or []))}; "
+                    "export MR_PORT MR_STATES MR_EXCLUDE"
+                )
+                files = "/proc/net/tcp $([ -r /proc/net/tcp6 ] && echo /proc/net/tcp6)"
+                cond = f"awk {quote(DRAINED_AWK)} {files}"
+            elif args.get("search_regex") and state not in ("stopped", "absent"):
+                # Ansible reads what the port sends until the pattern shows or time is up.
+                cond = (
+                    '__mr_probe && timeout "$__mr_ct" bash -c '
+                    '\'exec 3<>"/dev/tcp/$0/$1"; cat <&3\' "$__mr_h" "$__mr_p" '
+                    f"2>/dev/null | grep -Eq -- {quote(args['search_regex'])}"
+                )
         elif args.get("path") is not None:
             lines.append(f"__mr_f={quote(args['path'])}")
             if state == "absent" or state == "stopped":
