@@ -23,6 +23,8 @@ from jinja2.runtime import Context
 # The variable that says a lookup runs for `with_NAME` of a task, and which folder
 # (files, vars, templates) first_found searches first: the task's module decides, as Ansible's.
 WITH_SUBDIR_VAR = "__mr_with_subdir__"
+# the folder of the file the running task is written in (Ansible searches it too)
+TASK_DIR_VAR = "__mr_task_dir__"
 
 Lookup = Callable[[Context, tuple[Any, ...], dict[str, Any]], list[Any]]
 
@@ -232,6 +234,7 @@ def _search_bases(context: Context) -> list[str]:
     bases = [
         context.get("__mr_base_dir__"),  # templating.BASE_DIR_VAR: the role's or playbook's
         context.get("role_path"),
+        context.get(TASK_DIR_VAR),  # a role's tasks/ (`include_tasks: "{{ lookup(...) }}"`)
         context.get("playbook_dir"),
         getattr(templar, "base_dir", None),
     ]

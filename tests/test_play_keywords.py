@@ -30,7 +30,8 @@ def _apply(tmp_path: Path, playbook: str, *args: str) -> tuple[Any, Any]:
 
 
 def _msgs(report: Any, host: str) -> list[str]:
-    return [t.get("msg", "") for t in report["hosts"][host]["tasks"] if t["task"] == "debug"]
+    tasks = report["hosts"][host]["tasks"]
+    return [t.get("msg", "") for t in tasks if t["task"].endswith("debug")]
 
 
 def test_environment_reaches_commands(tmp_path: Path) -> None:
@@ -119,3 +120,18 @@ def test_module_facts_also_under_ansible_facts(tmp_path: Path) -> None:
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["0 0"]
+
+
+def test_first_found_searches_the_task_files_folder(tmp_path: Path) -> None:
+    """`include_tasks: "{{ lookup('first_found', files) }}"` in a role finds tasks/default.yml
+    (ansible-core's setup_remote_tmp_dir does this), as Ansible's search path has it."""
+    tasks = tmp_path / "roles" / "r" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "main.yml").write_text(
+        "- include_tasks: \"{{ lookup('first_found', files) }}\"\n"
+        "  vars: {files: [nope.yml, default.yml]}\n"
+    )
+    (tasks / "default.yml").write_text("- debug: {msg: from default.yml}\n")
+    out, report = _apply(tmp_path, "- hosts: a-host\n  gather_facts: false\n  roles: [r]\n")
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["from default.yml"]

@@ -6,6 +6,7 @@ reads its output. One remote command per module call (per loop item).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_chan
 from machineroom.executor.play_files import host_vars_files
 from machineroom.executor.reboot import run_reboot
 from machineroom.inventory.model import Host
-from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
+from machineroom.lookups import TASK_DIR_VAR, WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
@@ -102,6 +103,8 @@ def task_vars(
         lenient = task is None or task.module == "facts"  # before the facts exist
         found = host_vars_files(ps.play, values, rs.templar, lenient=lenient)
         values = stack_with(*found)
+    if task is not None and task.location is not None:
+        values[TASK_DIR_VAR] = os.path.dirname(os.path.abspath(task.location.file))
     if (rs.vault_in_vars or hs.included or ps.play.host_vars_files) and rs.decrypt is not None:
         from machineroom.vault import decrypt_tree
 
