@@ -135,3 +135,23 @@ def test_first_found_searches_the_task_files_folder(tmp_path: Path) -> None:
     out, report = _apply(tmp_path, "- hosts: a-host\n  gather_facts: false\n  roles: [r]\n")
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["from default.yml"]
+
+
+def test_a_task_written_to_fail_fails_when_it_runs(tmp_path: Path) -> None:
+    """Bad arguments on a task with ignore_errors or failed_when (ansible-core's own error
+    tests) are a warning at load and the task's failure where it runs, as Ansible finds them;
+    register and failed_when see that failure."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - copy: {src: '', dest: /nonexistent/never}\n"
+        "      register: bad_copy\n      ignore_errors: true\n"
+        "    - fetch:\n      register: bad_fetch\n      failed_when: bad_fetch is not failed\n"
+        "    - debug: {msg: \"{{ bad_copy is failed }} {{ 'src' in bad_copy.msg }}\"}\n",
+    )
+    assert report is not None, out.stderr
+    assert out.returncode == 0, out.stdout
+    assert "copy: src: empty value (only a warning" in out.stderr
+    assert _msgs(report, "a-host") == ["True True"]
+    plain, _ = _apply(tmp_path, "- hosts: a-host\n  tasks:\n    - copy: {src: '', dest: /x}\n")
+    assert plain.returncode == 4  # certainly runs, certainly wrong: refused at load

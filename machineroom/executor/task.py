@@ -360,7 +360,10 @@ def _run_once(
     """One module call (with retries/until), then changed_when/failed_when. Returns the
     outcome and the result as `register` will store it."""
     if task.deferred is not None:  # a load-time warning (behind a condition) reached here
-        return Outcome("failed", msg=task.deferred), {"failed": True, "msg": task.deferred}
+        # a failure like a module's: failed_when may still judge it (tests of error handling)
+        failed = {"failed": True, "changed": False, "msg": task.deferred}
+        result = _apply_overrides(task, failed, variables, rs, where)
+        return Outcome("failed" if result.get("failed") else "ok", msg=task.deferred), result
     module = get_module(task.module)
     if module is None:  # validation catches this before the run; this is a safety net
         return Outcome("failed", msg=f"unknown module '{task.module}'"), {"failed": True}

@@ -5,7 +5,9 @@ collection's module) or that uses an argument machineroom does not implement is 
 its problem kept in `Task.deferred`. Once the whole playbook is read, each such task is
 settled: behind a condition (its own `when`, its block's, an import's or a role's) it may
 never run, so the problem is a warning at load and the task's failure on a host where it
-runs; with no condition it would certainly run, so the problem is a load error as before.
+runs; so it is for a task written to fail (`ignore_errors`, `failed_when`, inside a block
+with a `rescue`), whatever its arguments' problem, as Ansible finds it only when it runs;
+with no condition it would certainly run, so the problem is a load error as before.
 What is certainly wrong wherever it runs (a typo with a close match, a bad type) is never
 deferred: `tasks.py` reports it at once.
 """
@@ -18,7 +20,7 @@ from typing import Any
 from machineroom.errors import InputError
 from machineroom.playbook.model import Block, Item, Task
 
-WHY = "only a warning: behind a condition, it fails a host where it runs"
+WHY = "only a warning: behind a condition or expected to fail, it fails a host where it runs"
 
 
 def is_unimplemented(problem: InputError) -> bool:
@@ -52,10 +54,15 @@ def _walk(
     for item in items:
         if isinstance(item, Block):
             inner = guarded or conditional(item.when)
-            for section in (item.block, item.rescue, item.always):
+            # a block with a rescue expects its tasks may fail
+            _walk(
+                item.block, inner or bool(item.rescue) or bool(item.ignore_errors), errors, warnings
+            )
+            for section in (item.rescue, item.always):
                 _walk(section, inner, errors, warnings)
         elif isinstance(item, Task) and item.deferred is not None:
-            if guarded or conditional(item.when):
+            expected = item.ignore_errors or item.failed_when is not None  # fails on purpose
+            if guarded or expected or conditional(item.when):
                 warnings.append(item.deferred)
             else:
                 errors.append(InputError(item.deferred))
