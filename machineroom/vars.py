@@ -283,7 +283,12 @@ class HostVars(Mapping[str, Mapping[str, Any]]):
 
 
 def _connection_vars(host: Host) -> dict[str, Any]:
-    return {"ansible_host": host.host, "ansible_user": host.user, "ansible_port": host.port}
+    return {
+        "ansible_host": host.host,
+        "ansible_user": host.user,
+        "ansible_port": host.port,
+        "ansible_connection": host.connection,
+    }
 
 
 def _group_names(host: Host) -> list[str]:
@@ -317,6 +322,8 @@ def magic_vars(
     check_mode: bool,
     playbook_dir: str | None,
     role_path: str | None = None,
+    run_tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The variables machineroom sets for every task, with Ansible's names."""
     values: dict[str, Any] = {
@@ -329,6 +336,8 @@ def magic_vars(
         "ansible_play_hosts": list(play_hosts),
         "ansible_play_batch": list(play_hosts),
         "ansible_check_mode": check_mode,
+        "ansible_run_tags": sorted(run_tags) or ["all"],
+        "ansible_skip_tags": sorted(skip_tags),
         "playbook_dir": playbook_dir,
         "inventory_file": inventory.source,
         "inventory_dir": str(Path(inventory.source).parent),

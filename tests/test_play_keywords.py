@@ -155,3 +155,18 @@ def test_a_task_written_to_fail_fails_when_it_runs(tmp_path: Path) -> None:
     assert _msgs(report, "a-host") == ["True True"]
     plain, _ = _apply(tmp_path, "- hosts: a-host\n  tasks:\n    - copy: {src: '', dest: /x}\n")
     assert plain.returncode == 4  # certainly runs, certainly wrong: refused at load
+
+
+def test_rescue_sees_the_failed_result_and_magic_variables(tmp_path: Path) -> None:
+    """ansible_failed_result in rescue, ansible_run_tags/skip_tags, ansible_connection, and a
+    task or block whose `name:` is empty (null), as Ansible accepts it."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - name:\n      block:\n        - command: 'false'\n      rescue:\n"
+        "        - debug:\n            msg: >-\n"
+        "              {{ ansible_failed_result.rc }} {{ ansible_failed_result.msg }}\n"
+        "              {{ ansible_run_tags }} {{ ansible_skip_tags }} {{ ansible_connection }}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["1 non-zero return code ['all'] [] local"]

@@ -47,6 +47,7 @@ class HostState:
     interrupted: bool = False  # a task of it was cut short by the run's stop
     stage: str | None = None
     failed_task: str | None = None
+    failed_result: dict[str, Any] = field(default_factory=dict)  # for ansible_failed_result
     reason: str = ""
     res: dict[str, Any] = field(default_factory=dict)  # the host's server_room.res, kept current
 

@@ -124,6 +124,8 @@ def _magic(hs: HostState, ps: PlayShared, rs: RunShared, role: RoleRef | None) -
             check_mode=rs.options.check,
             playbook_dir=rs.playbook_dir,
             role_path=role.path if role else None,
+            run_tags=tuple(rs.options.tags),
+            skip_tags=tuple(rs.options.skip_tags),
         )
         if role is not None:
             cached["role_name"] = role.name
@@ -187,6 +189,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
             finish("failed", msg=str(exc), ignored=True)
             return "ok"
         hs.reason = str(exc)
+        hs.failed_result = {"failed": True, "msg": str(exc)}
         return finish("failed", msg=str(exc))
 
     rs.bus.emit(TaskStarted(hs.host.id, task.id, name, scope.stage))
@@ -200,6 +203,8 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
             return finish("unreachable", msg=outcome.msg, result=_cap(result))
         _register(hs, task, result)
         _after(task, hs, outcome, rs, status)
+        if status == "failed":
+            hs.failed_result = dict(result)  # rescue's ansible_failed_result
         if status == "failed" and ignore:
             return _ignored(finish, outcome, result)
         return finish(

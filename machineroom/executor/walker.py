@@ -102,6 +102,7 @@ class HostWalker:
         if not ok and block.rescue and not self.hs.unreachable:
             self.hs.failed = False  # rescue gets its chance: the host is not failed yet
             self.hs.registered["ansible_failed_task"] = {"name": self.hs.failed_task}
+            self.hs.registered["ansible_failed_result"] = dict(self.hs.failed_result)
             ok = self._items(block.rescue, inner)
         if block.always and not self.hs.unreachable:
             was_failed = self.hs.failed
