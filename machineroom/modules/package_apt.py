@@ -30,7 +30,7 @@ APT_PROPS: dict[str, Any] = {
     "update_cache_retries": {"type": "integer", "minimum": 1, "default": 5},
     "update_cache_retry_max_delay": {"type": "integer", "minimum": 0, "default": 12},
     "cache_valid_time": {"type": "integer", "minimum": 0, "default": 0},
-    "default_release": {"type": "string", "minLength": 1},
+    "default_release": {"type": "string"},  # empty: none (roles default it to "")
     "install_recommends": {"type": ["boolean", "null"]},
     "purge": {"type": "boolean", "default": False},
     "autoremove": {"type": "boolean", "default": False},
