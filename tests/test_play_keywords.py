@@ -170,3 +170,18 @@ def test_rescue_sees_the_failed_result_and_magic_variables(tmp_path: Path) -> No
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["1 non-zero return code ['all'] [] local"]
+
+
+def test_a_changed_when_that_cannot_be_evaluated_fails_the_task(tmp_path: Path) -> None:
+    """Not the run: the task fails (ignore_errors covers it), as ansible-core's changed_when
+    and failed_when targets expect."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - command: 'true'\n      changed_when: boomboomboom\n"
+        "      register: r\n      ignore_errors: true\n"
+        "    - debug: {msg: '{{ r is failed }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert out.returncode == 0
+    assert _msgs(report, "a-host") == ["True"]

@@ -367,7 +367,10 @@ def _run_once(
     if task.deferred is not None:  # a load-time warning (behind a condition) reached here
         # a failure like a module's: failed_when may still judge it (tests of error handling)
         failed = {"failed": True, "changed": False, "msg": task.deferred}
-        result = _apply_overrides(task, failed, variables, rs, where)
+        try:
+            result = _apply_overrides(task, failed, variables, rs, where)
+        except InputError as exc:
+            result = {**failed, "msg": str(exc)}
         return Outcome("failed" if result.get("failed") else "ok", msg=task.deferred), result
     module = get_module(task.module)
     if module is None:  # validation catches this before the run; this is a safety net
@@ -434,7 +437,10 @@ def _run_once(
         if task.no_log:
             _register_no_log(module.name, args, result)
         result["module"] = module.name  # the recorder tells gathered facts from set_fact
-        result = _apply_overrides(task, result, variables, rs, where)
+        try:
+            result = _apply_overrides(task, result, variables, rs, where)
+        except InputError as exc:  # changed_when/failed_when that cannot be evaluated
+            result = {**result, "failed": True, "msg": str(exc)}
         if not task.until:
             break
         until_vars = {**variables, **({task.register: result} if task.register else {})}
