@@ -421,7 +421,11 @@ def _lookup(context: Context, name: str, *terms: Any, **kwargs: Any) -> Any:
         return found
     if len(found) == 1:
         return found[0]
-    return ",".join(str(v) for v in found)
+    if not found:
+        return found
+    if all(isinstance(v, str) for v in found):
+        return ",".join(found)
+    return found  # not all text (lookup('dict', ...)): the list as it is, as ansible-core 2.19
 
 
 @pass_context

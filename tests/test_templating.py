@@ -513,3 +513,13 @@ def test_unsafe_tag_is_never_templated() -> None:
     assert isinstance(data["u"], Unsafe)
     assert render("{{ u }}!", u=data["u"]) == "{{ lookup('env', 'HOME') }}!"
     assert render(data["u"]) == "{{ lookup('env', 'HOME') }}"
+
+
+def test_lookup_of_several_values_that_are_not_text_is_a_list() -> None:
+    """ansible-core 2.19: texts are joined with commas, anything else stays a list."""
+    users = {"alice": {"age": 21}, "bob": {"age": 22}}
+    got = render(
+        "{{ lookup('dict', users) | sort(attribute='key') | map(attribute='key') }}", users=users
+    )
+    assert list(got) == ["alice", "bob"]
+    assert render("{{ lookup('items', ['a', 'b']) }}") == "a,b"
