@@ -432,7 +432,9 @@ def _run_once(
         except CommandTimeout as exc:
             outcome = Outcome("failed", msg=f"timed out after {exc.timeout:g}s")
         except MachineroomError as exc:
-            outcome = Outcome("failed", msg=str(exc))
+            # include_vars' failures also say it under `message`, as Ansible's action does
+            extra = {"message": str(exc)} if module.name == "include_vars" else {}
+            outcome = Outcome("failed", msg=str(exc), result=extra)
         result = _result_of(outcome)
         if task.no_log:
             _register_no_log(module.name, args, result)
