@@ -185,3 +185,17 @@ def test_a_changed_when_that_cannot_be_evaluated_fails_the_task(tmp_path: Path) 
     assert report is not None, out.stderr
     assert out.returncode == 0
     assert _msgs(report, "a-host") == ["True"]
+
+
+def test_include_vars_failure_has_a_message(tmp_path: Path) -> None:
+    """A failed include_vars says why under `message` too, as Ansible's action does."""
+    (tmp_path / "webapp").mkdir()
+    (tmp_path / "webapp" / "noext").write_text("a: 1\n")
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - include_vars: {dir: webapp}\n      register: r\n      ignore_errors: true\n"
+        "    - debug: {msg: \"{{ 'a valid extension' in r.message }}\"}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["True"]
