@@ -199,3 +199,17 @@ def test_include_vars_failure_has_a_message(tmp_path: Path) -> None:
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["True"]
+
+
+def test_clear_host_errors_in_always_lets_the_host_go_on(tmp_path: Path) -> None:
+    """meta: clear_host_errors after a failed rescue: the host goes on, the run is ok."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - block: [{fail: {}}]\n      rescue: [{fail: {}}]\n"
+        "      always: [{meta: clear_host_errors}]\n"
+        "    - debug: {msg: went on}\n",
+    )
+    assert report is not None, out.stderr
+    assert out.returncode == 0, out.stdout
+    assert _msgs(report, "a-host") == ["went on"]

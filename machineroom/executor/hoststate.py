@@ -48,6 +48,7 @@ class HostState:
     stage: str | None = None
     failed_task: str | None = None
     failed_result: dict[str, Any] = field(default_factory=dict)  # for ansible_failed_result
+    errors_cleared: bool = False  # meta: clear_host_errors ran (in the current always:)
     reason: str = ""
     res: dict[str, Any] = field(default_factory=dict)  # the host's server_room.res, kept current
 

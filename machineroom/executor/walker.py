@@ -107,7 +107,10 @@ class HostWalker:
         if block.always and not self.hs.unreachable:
             was_failed = self.hs.failed
             self.hs.failed = False
+            self.hs.errors_cleared = False
             always_ok = self._items(block.always, inner)
+            if self.hs.errors_cleared:  # meta: clear_host_errors in always: the block is ok
+                was_failed, ok = False, True
             self.hs.failed = was_failed or not always_ok
             ok = ok and always_ok
         if not ok:
@@ -221,6 +224,10 @@ class HostWalker:
             self.ps.abort.set()
         elif action == "clear_facts":
             self.hs.facts.clear()
+        elif action == "clear_host_errors":  # the host goes on as if nothing had failed
+            self.hs.failed = False
+            self.hs.failed_task = None
+            self.hs.errors_cleared = True
         self.rs.bus.emit(
             TaskFinished(self.hs.host.id, task.id, f"meta: {action}", scope.stage, "ok")
         )
