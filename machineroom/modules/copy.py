@@ -17,12 +17,14 @@ from machineroom.errors import InputError
 from machineroom.modules import files_sh
 from machineroom.modules.base import (
     CommandOutput,
+    Conversation,
     Module,
     ModuleContext,
     Outcome,
     RemoteStep,
     quote,
 )
+from machineroom.modules.copy_folder import copy_folder
 
 COPY_PROPS: dict[str, Any] = {
     "dest": {"type": "string", "minLength": 1},
@@ -181,6 +183,14 @@ class CopyModule(Module):
             return copy_step(b"", args["dest"], name, args, ctx, remote_src=str(src or ""))
         content, name = self._content(args, ctx)
         return copy_step(content, args["dest"], name, args, ctx)
+
+    def converse(self, args: Mapping[str, Any], ctx: ModuleContext) -> Conversation | None:
+        """A local folder as `src` (copy_folder's two steps); None for a file or content."""
+        src = args.get("src")
+        if not src or args.get("remote_src") or "content" in args:
+            return None
+        folder = ctx.local_folder(str(src))
+        return None if folder is None else copy_folder(folder, args, ctx)
 
     def interpret(
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
