@@ -86,6 +86,20 @@ def copy_step(
         'mr_tmp_near "$dir"\n'
         'if [ -n "$src" ]; then cat -- "$src" >"$mr_t1" || mr_fail "cannot read $src"\n'
         'else cat >"$mr_t1" || mr_fail "cannot write $mr_t1"; fi\n'
+        # Ansible's result keys for the file as it will be: checksum (sha1), md5sum, size,
+        # uid and gid (said before mr_put, whose diff comes last)
+        'mr_say checksum "$(sha1sum <"$mr_t1" | cut -d\' \' -f1)"\n'
+        'mr_say md5sum "$(md5sum <"$mr_t1" | cut -d\' \' -f1)"\n'
+        'mr_say size "$(wc -c <"$mr_t1")"\n'
+        'if [ -n "$owner" ]; then mr_say uid "$(id -u -- "$owner" 2>/dev/null)"\n'
+        'elif [ -e "$dest" ]; then mr_say uid "$(stat -L -c %u -- "$dest")"\n'
+        'else mr_say uid "$(id -u)"; fi\n'
+        "case $group in\n"
+        '\'\') if [ -e "$dest" ]; then mr_say gid "$(stat -L -c %g -- "$dest")"\n'
+        '    else mr_say gid "$(id -g)"; fi ;;\n'
+        '*[!0-9]*) mr_say gid "$(getent group -- "$group" | cut -d: -f3)" ;;\n'
+        '*) mr_say gid "$group" ;;\n'
+        "esac\n"
         'mr_put "$mr_t1" "$dest"\n'
     )
     return RemoteStep("".join(lines), stdin=None if remote_src else content)
@@ -132,7 +146,7 @@ fi
 
 
 def copy_outcome(
-    dest: str, into: str, ctx: ModuleContext, output: CommandOutput, what: str
+    dest: str, into: str, ctx: ModuleContext, output: CommandOutput, what: str, src: str = ""
 ) -> Outcome:
     """Outcome of `copy_step`'s script."""
     if output.exit_code != 0:
@@ -150,6 +164,15 @@ def copy_outcome(
     changed, diff, result = files_sh.file_outcome(
         path, report, diff_text, check=ctx.check, want_diff=ctx.diff
     )
+    result["state"] = "file"
+    for key in ("checksum", "md5sum"):
+        if report.get(key):
+            result[key] = report[key]
+    for key in ("size", "uid", "gid"):
+        if report.get(key, "").strip().isdigit():
+            result[key] = int(report[key])
+    if src:
+        result["src"] = src
     if not changed:
         return Outcome("ok", msg=files_sh.nothing_to_do(path, ctx.check), result=result)
     verb = "would update" if ctx.check else "updated"
@@ -198,7 +221,7 @@ class CopyModule(Module):
         """Changed when the content or the attributes differed."""
         _, name = self._source(args, remote=bool(args.get("remote_src")))
         into = posixpath.join(args["dest"], name) if name else ""
-        return copy_outcome(args["dest"], into, ctx, output, "copy")
+        return copy_outcome(args["dest"], into, ctx, output, "copy", str(args.get("src") or ""))
 
     @staticmethod
     def _source(args: Mapping[str, Any], remote: bool = False) -> tuple[str | None, str | None]:

@@ -48,4 +48,4 @@ class TemplateModule(Module):
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
         """Changed when the rendered content or the attributes differed."""
-        return copy_outcome(args["dest"], "", ctx, output, "template")
+        return copy_outcome(args["dest"], "", ctx, output, "template", str(args["src"]))
