@@ -63,9 +63,12 @@ def lab() -> Iterator[Lab]:
     their own names),
     h16-h17 the Ansible arguments tests (test_ansible_args),
     h18-h19 the stop tests (test_stops),
-    h20 file and text modules (replace, find, slurp, fetch, get_url, unarchive, tempfile),
-    h21 system modules (systemd, service_facts, timezone, sysctl, mount, cron, hostname, pip),
-    h22 repository and network modules (git, apt_key, apt_repository, uri, raw, script),
+    h20 file and text modules (replace, find, slurp, fetch, get_url, unarchive, tempfile)
+    and module options (test_module_options),
+    h21 system modules (systemd, service_facts, timezone, sysctl, mount, cron, hostname, pip)
+    and user/group options (test_user_options),
+    h22 repository and network modules (git, apt_key, apt_repository, uri, raw, script) and
+    copy of a local folder (test_copy_folder),
     h23-h25 delegation, run_once, async and throttle (test_delegation),
     h26 ansible.cfg, ansible-playbook flags and ad-hoc modules (test_ansible_cli),
     h27 Ansible-named facts and package backends, h28 ansible-core module fallback,
