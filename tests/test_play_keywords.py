@@ -213,3 +213,18 @@ def test_clear_host_errors_in_always_lets_the_host_go_on(tmp_path: Path) -> None
     assert report is not None, out.stderr
     assert out.returncode == 0, out.stdout
     assert _msgs(report, "a-host") == ["went on"]
+
+
+def test_file_diff_peek(tmp_path: Path) -> None:
+    """file's `_diff_peek` (ansible-core's file target) says whether a file looks binary."""
+    (tmp_path / "bin.dat").write_bytes(b"a\0b")
+    (tmp_path / "txt.dat").write_text("text\n")
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        f"    - file: {{path: {tmp_path}/bin.dat, _diff_peek: yes}}\n      register: b\n"
+        f"    - file: {{path: {tmp_path}/txt.dat, _diff_peek: yes}}\n      register: t\n"
+        "    - debug: {msg: '{{ b.appears_binary }} {{ t.appears_binary }} {{ b.changed }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["True False False"]

@@ -298,6 +298,8 @@ class FileModule(Module):
             "access_time_format": {"type": "string", "default": TIME_FORMAT},
             "modification_time": {"type": "string"},
             "modification_time_format": {"type": "string", "default": TIME_FORMAT},
+            # what copy/template ask before a diff: does the file look binary? (changes nothing)
+            "_diff_peek": {"type": "boolean"},
             **files_sh.ATTR_PROPS,
         },
         "required": ["path"],
@@ -309,6 +311,12 @@ class FileModule(Module):
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep:
         """One script: read the path's kind, change it when it differs, report."""
         path = args["path"]
+        if args.get("_diff_peek"):  # a NUL byte in the first 8 KiB, as Ansible's peek
+            return RemoteStep(
+                f"p={quote(path)}\n"
+                'if [ -f "$p" ] && [ "$(head -c 8192 -- "$p" | tr -dc \'\\000\' | wc -c)" -gt 0 ]'
+                "; then echo peek=binary; else echo peek=text; fi\n"
+            )
         state = self._state(args)
         src = args.get("src", "")
         if state in ("link", "hard") and not src:
@@ -337,6 +345,9 @@ class FileModule(Module):
     ) -> Outcome:
         """Changed when the kind or an attribute differed (touch: always, as in Ansible)."""
         path = args["path"]
+        if args.get("_diff_peek") and output.exit_code == 0:
+            binary = "peek=binary" in output.stdout
+            return Outcome("ok", result={"path": path, "appears_binary": binary})
         if output.exit_code != 0:
             return files_sh.failure(output, "file")
         report, _ = files_sh.parse_report(output.stdout)
