@@ -196,6 +196,8 @@ def build_var_stack(
             _role_sources(role, "defaults", f"{role.path}/defaults/main.yml"),
         )
     layers.extend(layer for layer in inventory_layers(host, inventory) if layer.values)
+    # ansible_facts is always there, empty before any gathering (`when: ansible_facts == {}`)
+    facts = facts if "ansible_facts" in facts else {"ansible_facts": {}, **facts}
     add(
         "facts", {k: mark_unsafe(v) for k, v in facts.items()}, {k: "gathered facts" for k in facts}
     )

@@ -228,3 +228,21 @@ def test_file_diff_peek(tmp_path: Path) -> None:
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["True False False"]
+
+
+def test_include_role_by_role_and_include_vars_folded_and_empty_facts(tmp_path: Path) -> None:
+    """include_role `role:` (ansible-core's other name), include_vars with `>` (a trailing
+    newline), and ansible_facts empty before any gathering."""
+    (tmp_path / "roles" / "r2" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "r2" / "tasks" / "main.yml").write_text("- debug: {msg: in r2}\n")
+    (tmp_path / "vf.yml").write_text("vf_var: loaded\n")
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        "    - debug: {msg: '{{ ansible_facts == {} }}'}\n"
+        "    - include_role: {role: r2}\n"
+        "    - include_vars: >\n        vf.yml\n"
+        "    - debug: {msg: '{{ vf_var }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["True", "in r2", "loaded"]

@@ -33,10 +33,11 @@ def load_var_files(
             task.location,
         )
     if "dir" in args:
-        folder = _find(str(args["dir"]), task, role, playbook_dir, want_dir=True)
+        folder = _find(str(args["dir"]).strip(), task, role, playbook_dir, want_dir=True)
         paths = _files_in(folder, args, role)
     else:
-        paths = [_find(str(args["file"]), task, role, playbook_dir, want_dir=False)]
+        # `include_vars: >` folds the name with a trailing newline: Ansible strips it
+        paths = [_find(str(args["file"]).strip(), task, role, playbook_dir, want_dir=False)]
     loaded = [{"path": str(path), "vars": _read(path, task)} for path in paths]
     return {**args, LOADED: loaded}
 

@@ -493,7 +493,8 @@ def load_include(
     items: list[Item] = []
     role: RoleRef | None = None
     if task.module == "include_role":
-        spec = {"role": args.get("name"), **({"vars": args["vars"]} if "vars" in args else {})}
+        name = args.get("name", args.get("role"))  # `role:` is ansible-core's other name
+        spec = {"role": name, **({"vars": args["vars"]} if "vars" in args else {})}
         files = {
             k: str(args[k])
             for k in ("tasks_from", "vars_from", "defaults_from", "handlers_from")

@@ -228,7 +228,7 @@ class RoleLoader:
 
     def import_role(self, args: Mapping[str, Any], where: Location, scope: Scope) -> list[Item]:
         """`import_role: name=x tasks_from=y`: the role's tasks, in place, at load time."""
-        name = args.get("name")
+        name = args.get("name", args.get("role"))  # `role:` is ansible-core's other name
         if not isinstance(name, str) or "{{" in name:
             self.ctx.errors.append(
                 InputError(

@@ -595,7 +595,8 @@ def _check_include(
 ) -> None:
     # an include is expanded per host at run time, but a file or role that does not exist
     # at all is worth saying now, before anything connects
-    target = args.get("file") if key == "include_tasks" else args.get("name")
+    # include_role takes `role:` for `name:`, as ansible-core does
+    target = args.get("file") if key == "include_tasks" else args.get("name", args.get("role"))
     if target is None:
         wanted = "file" if key == "include_tasks" else "name"
         ctx.errors.append(InputError(f"{label}{key}: missing required argument '{wanted}'", at))
