@@ -246,3 +246,18 @@ def test_include_role_by_role_and_include_vars_folded_and_empty_facts(tmp_path: 
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["True", "in r2", "loaded"]
+
+
+def test_blockinfile_says_what_ansible_says(tmp_path: Path) -> None:
+    """blockinfile's msg as Ansible's (File created, Block inserted, Block removed)."""
+    target = tmp_path / "bi.txt"
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        f"    - blockinfile: {{path: {target}, block: x, create: true}}\n      register: a\n"
+        f"    - blockinfile: {{path: {target}, block: y}}\n      register: b\n"
+        f"    - blockinfile: {{path: {target}, state: absent}}\n      register: c\n"
+        "    - debug: {msg: '{{ a.msg }}|{{ b.msg }}|{{ c.msg }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["File created|Block inserted|Block removed"]

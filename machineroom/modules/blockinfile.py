@@ -9,6 +9,7 @@ Markers and insert patterns reach awk through the environment, quoted for sh.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from machineroom.errors import InputError
@@ -164,8 +165,8 @@ class BlockinfileModule(Module):
     def interpret(
         self, args: Mapping[str, Any], ctx: ModuleContext, output: CommandOutput
     ) -> Outcome:
-        """Changed when the file's content or attributes differed."""
-        return files_sh.edit_outcome(
+        """Changed when the file's content or attributes differed; `msg` as Ansible's."""
+        outcome = files_sh.edit_outcome(
             args["path"],
             ctx,
             output,
@@ -175,3 +176,19 @@ class BlockinfileModule(Module):
             removed="block removed",
             added="block inserted or updated",
         )
+        if not outcome.changed:
+            return outcome
+        report, _ = files_sh.parse_report(output.stdout)
+        # Ansible's words, which playbooks and ansible-core's tests read from the result
+        content = report.get("content") == "1"
+        msg = ""
+        if content:
+            msg = (
+                "File created"
+                if report.get("exists") != "1"
+                else ("Block removed" if args.get("state") == "absent" else "Block inserted")
+            )
+        if report.get("attrs") == "1":
+            attrs = "ownership, perms or SE linux context changed"
+            msg = f"{msg} and {attrs}" if msg else attrs
+        return replace(outcome, msg=msg or outcome.msg)
