@@ -261,3 +261,16 @@ def test_blockinfile_says_what_ansible_says(tmp_path: Path) -> None:
     )
     assert report is not None, out.stderr
     assert _msgs(report, "a-host") == ["File created|Block inserted|Block removed"]
+
+
+def test_tempfile_reports_its_state(tmp_path: Path) -> None:
+    """tempfile's result has the path's state, as Ansible's (its target reads it)."""
+    out, report = _apply(
+        tmp_path,
+        "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
+        f"    - tempfile: {{state: directory, path: {tmp_path}}}\n      register: d\n"
+        f"    - tempfile: {{path: {tmp_path}}}\n      register: f\n"
+        "    - debug: {msg: '{{ d.state }} {{ f.state }}'}\n",
+    )
+    assert report is not None, out.stderr
+    assert _msgs(report, "a-host") == ["directory file"]

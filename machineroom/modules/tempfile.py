@@ -76,4 +76,6 @@ class TempfileModule(Module):
         if output.exit_code != 0:
             return failure(output, "tempfile")
         path = output.stdout.rstrip("\n").partition("path=")[2]
-        return Outcome("changed", msg=f"created {path}", result={"path": path})
+        # Ansible adds the path's state (file or directory), which its tests read
+        state = "directory" if args.get("state") == "directory" else "file"
+        return Outcome("changed", msg=f"created {path}", result={"path": path, "state": state})
