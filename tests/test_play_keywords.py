@@ -180,11 +180,11 @@ def test_a_changed_when_that_cannot_be_evaluated_fails_the_task(tmp_path: Path) 
         "- hosts: a-host\n  gather_facts: false\n  tasks:\n"
         "    - command: 'true'\n      changed_when: boomboomboom\n"
         "      register: r\n      ignore_errors: true\n"
-        "    - debug: {msg: '{{ r is failed }}'}\n",
+        "    - debug: {msg: \"{{ r is failed }} {{ 'boomboomboom' in r.changed_when_result }}\"}\n",
     )
     assert report is not None, out.stderr
     assert out.returncode == 0
-    assert _msgs(report, "a-host") == ["True"]
+    assert _msgs(report, "a-host") == ["True True"]
 
 
 def test_include_vars_failure_has_a_message(tmp_path: Path) -> None:

@@ -521,12 +521,20 @@ def _apply_overrides(
         return result
     scope_vars = {**variables, **({task.register: result} if task.register else {})}
     if task.changed_when is not None:
-        result["changed"] = all(
-            bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
-        )
+        try:
+            result["changed"] = all(
+                bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
+            )
+        except InputError as exc:  # the task fails; the result says why, as Ansible's
+            result["changed_when_result"] = str(exc)
+            raise
     if task.failed_when is not None:
         # a list is all of its conditions, as Ansible's; the outcome is kept in the result
-        failed = all(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
+        try:
+            failed = all(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
+        except InputError as exc:
+            result["failed_when_result"] = str(exc)
+            raise
         result["failed"] = result["failed_when_result"] = failed
         if failed and not result.get("msg"):
             result["msg"] = "failed_when condition met"
