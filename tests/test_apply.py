@@ -294,7 +294,7 @@ def test_hostile_values_pass_through_unharmed(project: Project) -> None:
           vars_files: [vars.yml]
           tasks:
             - copy: {content: "{{ nasty }}", dest: "/srv/we ird; $(x)"}
-            - command: {argv: [printf, "%s", "{{ nasty }}"]}
+            - command: {argv: [printf, "%s", "{{ nasty }}"], expand_argument_vars: false}
               register: echoed
             - copy: {content: "{{ echoed.stdout }}", dest: /srv/echoed}
             - lineinfile: {path: /srv/lines, line: "{{ nasty | replace('\\n', ' ') }}",
@@ -305,7 +305,7 @@ def test_hostile_values_pass_through_unharmed(project: Project) -> None:
     out, _ = project.apply("site.yml")
     assert out.returncode == 0, out.stdout + out.stderr
     assert project.sh("h8", "cat '/srv/we ird; $(x)'") == nasty
-    assert project.sh("h8", "cat /srv/echoed") == nasty
+    assert project.sh("h8", "cat /srv/echoed") == nasty  # $HOME as written: not expanded
     assert project.sh("h8", "cat /srv/lines") == nasty.replace("\n", " ") + "\n"
     assert (
         project.sh("h8", "getent passwd hostile | cut -d: -f5") == nasty.replace("\n", " ") + "\n"
