@@ -82,12 +82,17 @@ NAMESPACES = ("ansible.builtin.", "ansible.legacy.", "machineroom.")
 _loaded: dict[str, Module] = {}
 
 
-def canonical_name(name: str) -> str | None:
-    """The module name a task name refers to (`ansible.builtin.copy` -> copy), or None."""
+def without_namespace(name: str) -> str:
+    """`ansible.builtin.copy` -> `copy`; a name in no namespace of ours as it is."""
     for prefix in NAMESPACES:
         if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
+            return name[len(prefix) :]
+    return name
+
+
+def canonical_name(name: str) -> str | None:
+    """The module name a task name refers to (`ansible.builtin.copy` -> copy), or None."""
+    name = without_namespace(name)
     name = ALIASES.get(name, name)
     return name if name in MODULES else None
 

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from machineroom.errors import InputError, InputErrors, Location, did_you_mean
-from machineroom.modules import NAMESPACES, canonical_name, get_module, known_names
+from machineroom.modules import canonical_name, get_module, known_names, without_namespace
 from machineroom.modules.ansible_fallback import FallbackModule, Resolution, resolve
 from machineroom.modules.base import Module
 from machineroom.playbook.args import RAW_KEYS, check_args, is_template, normalize_args, parse_kv
@@ -224,7 +224,7 @@ def expand_action(
 
 def _short_include_keys(node: Mapping[str, Any]) -> Mapping[str, Any]:
     """`ansible.builtin.import_tasks:` (and the other imports and includes) as the short key."""
-    renamed = {key: _without_namespace(key) for key in node if isinstance(key, str)}
+    renamed = {key: without_namespace(key) for key in node if isinstance(key, str)}
     renamed = {k: v for k, v in renamed.items() if k != v and v in STATIC + DYNAMIC}
     if not renamed:
         return node
@@ -236,13 +236,6 @@ def _short_include_keys(node: Mapping[str, Any]) -> Mapping[str, Any]:
     return result
 
 
-def _without_namespace(name: str) -> str:
-    for prefix in NAMESPACES:
-        if name.startswith(prefix):
-            return name[len(prefix) :]
-    return name
-
-
 def merge_module_defaults(
     outer: Mapping[str, Mapping[str, Any]], more: Any
 ) -> dict[str, dict[str, Any]]:
@@ -252,7 +245,7 @@ def merge_module_defaults(
     if isinstance(more, Mapping):
         for name, values in more.items():
             if isinstance(values, Mapping):
-                key = canonical_name(str(name)) or _without_namespace(str(name))
+                key = canonical_name(str(name)) or without_namespace(str(name))
                 merged[key] = {**merged.get(key, {}), **to_plain(values)}
     return merged
 
@@ -261,7 +254,7 @@ def _with_defaults(
     key: str, args: dict[str, Any], defaults: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The task's arguments over its module's defaults (the task's own win)."""
-    found = defaults.get(canonical_name(key) or _without_namespace(key))
+    found = defaults.get(canonical_name(key) or without_namespace(key))
     if not found:
         return args
     merged = LocatedDict({**found, **args})
