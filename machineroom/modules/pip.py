@@ -206,7 +206,7 @@ class PipModule(Module):
                     "distributions. Please specify version restrictions next to each "
                     "package in 'name' argument."
                 )
-            if any(c in names[0] for c in "<>=!~"):
+            if names and any(c in names[0] for c in "<>=!~"):
                 raise InputError(
                     "The 'version' argument conflicts with any version specifier provided "
                     "along with a package name. Please keep the version specifier, but "
