@@ -19,6 +19,7 @@ import sqlite_utils
 
 from machineroom.errors import StateError
 from machineroom.state import SCHEMA_VERSION, StateStore, open_state
+from machineroom.state.metrics import HostCollection
 from machineroom.state.migrations import migrate
 
 PACKAGE = Path(__file__).resolve().parent.parent / "machineroom"
@@ -57,7 +58,7 @@ def test_new_database_is_private_wal_and_latest(db_path: Path, store: StateStore
     with raw(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store._db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store._handle.connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert {"server_room", "runs", "task_results", "facts", "audit_log"} <= table_names(db_path)
 
 
@@ -458,6 +459,64 @@ def test_threads_share_one_store(store: StateStore) -> None:
     row = store.server("web1")
     assert row is not None and len(row.res) == 400
     assert len(store.audit(run_id=run_id, limit=1000)) == 400
+
+
+# -- subjects: one connection, one transaction discipline ---------------------------------------
+
+
+def _collection(host_id: str, at: int, load: float) -> HostCollection:
+    return HostCollection(host_id=host_id, at=at, reachable=True, metrics={"load1": load})
+
+
+def test_subjects_write_in_one_transaction(db_path: Path, store: StateStore) -> None:
+    store.upsert_server("web1", "10.0.0.1", "root", "", 22)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.metrics.record_collections([_collection("web1", 1000, 0.5)])
+        store.update_res("web1", {"docker_compose_installed": True})
+        with raw(db_path) as other:  # another connection sees none of it before the end
+            assert other.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+        raise RuntimeError("changed my mind")
+    # Both subjects' writes went: one transaction, on one connection.
+    assert store.metrics.host_statuses() == {}
+    assert store.metrics.metric_names("web1") == []
+    row = store.server("web1")
+    assert row is not None and "docker_compose_installed" not in row.res
+
+    with store.transaction():
+        # The series ids the rolled-back block made are forgotten, not reused.
+        store.metrics.record_collections([_collection("web1", 1060, 0.7)])
+        store.update_res("web1", {"docker_compose_installed": True})
+    assert store.metrics.metric_series("web1", "load1", 0) == [(1060, 0.7)]
+    row = store.server("web1")
+    assert row is not None and row.res["docker_compose_installed"] is True
+
+
+def test_failed_write_inside_a_transaction_undoes_only_itself(store: StateStore) -> None:
+    store.upsert_server("web1", "10.0.0.1", "root", "", 22)
+    with store.transaction():
+        run_id = store.start_run("collect", "machineroom collect")
+        with pytest.raises(StateError, match="unknown run 999"):
+            store.record_task_result(999, "web1", "t", "ok")
+        with pytest.raises(StateError, match="unknown server 'nope'"):
+            store.update_res("nope", {"x": 1})
+        store.metrics.record_collections([_collection("web1", 1000, 0.5)], run_id=run_id)
+    assert store.run(run_id) is not None
+    assert store.metrics.host_statuses()["web1"]["run_id"] == run_id
+    assert store.task_results(999) == []
+
+
+def test_closing_the_store_closes_its_subjects(db_path: Path) -> None:
+    store = open_state(db_path)
+    store.close()
+    for read in (
+        store.metrics.host_statuses,
+        store.alerts.open_alerts,
+        store.tokens.all,
+        store.schedules.schedule_events,
+        store.dashboard.run_page,
+    ):
+        with pytest.raises(StateError, match=re.escape(str(db_path))):
+            read()
 
 
 def _process_worker(path: str, worker: int, start: Any) -> None:

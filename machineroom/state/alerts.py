@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from machineroom.state.base import StoreBase
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import from_unix, iso, sql_where
 
 NOTIFY_ERROR_LIMIT = 2000  # characters of notify_error kept
@@ -63,12 +63,19 @@ def _row(row: dict[str, Any]) -> AlertRow:
     return AlertRow(**{name: row[name] for name in AlertRow.__dataclass_fields__})
 
 
-class AlertStore(StoreBase):
-    """The `alerts` part of the state store."""
+class AlertStore:
+    """The alerts subject of the state store (`store.alerts`)."""
+
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Temporary (issue 12): `store.alerts(...)` as before; use `.listing(...)`."""
+        return self.listing(*args, **kwargs)
 
     def open_alerts(self, host_ids: Iterable[str] | None = None) -> list[AlertRow]:
         """The open alerts (of the hosts named, or all), oldest first."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = [
                 _row(r) for r in db.query("SELECT * FROM alerts WHERE state = 'open' ORDER BY id")
             ]
@@ -79,13 +86,13 @@ class AlertStore(StoreBase):
 
     def open_alert_counts(self) -> dict[str, int]:
         """How many alerts are open, by host id."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = db.execute(
                 "SELECT host_id, COUNT(*) FROM alerts WHERE state = 'open' GROUP BY host_id"
             ).fetchall()
         return {str(host): int(count) for host, count in rows}
 
-    def alerts(
+    def listing(
         self, *, include_resolved: bool = False, host_id: str | None = None, limit: int = 500
     ) -> list[AlertRow]:
         """Alerts for listing: open ones first, then resolved ones; newest first in each."""
@@ -94,7 +101,7 @@ class AlertStore(StoreBase):
         )
         sql = f"SELECT * FROM alerts{where} ORDER BY state = 'open' DESC, opened_at DESC, id DESC"
         sql += " LIMIT ?"
-        with self._read() as db:
+        with self._handle.read() as db:
             return [_row(r) for r in db.query(sql, [*params, limit])]
 
     def record_alert_changes(
@@ -105,7 +112,7 @@ class AlertStore(StoreBase):
         meanwhile, is left out: it is not this call's to notify)."""
         when = iso(from_unix(at))
         opened_ids, resolved_ids = [], []
-        with self._write() as db:
+        with self._handle.write() as db:
             for item in openings:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO alerts (rule, host_id, subject, severity, state,"
@@ -117,7 +124,7 @@ class AlertStore(StoreBase):
                         item.severity,
                         when,
                         item.value,
-                        self._mask(item.message),
+                        self._handle.mask(item.message),
                     ],
                 )
                 if cursor.rowcount == 1:
@@ -126,7 +133,7 @@ class AlertStore(StoreBase):
                 cursor = db.execute(
                     "UPDATE alerts SET state = 'resolved', resolved_at = ?, message = ?"
                     " WHERE id = ? AND state = 'open'",
-                    [when, self._mask(res.message), res.alert_id],
+                    [when, self._handle.mask(res.message), res.alert_id],
                 )
                 if cursor.rowcount == 1:
                     resolved_ids.append(res.alert_id)
@@ -146,7 +153,7 @@ class AlertStore(StoreBase):
     def unnotified_alerts(self) -> list[AlertRow]:
         """Alerts whose opening or resolving has not been notified yet: the ones just changed,
         and those a crash left between recording and notifying."""
-        with self._read() as db:
+        with self._handle.read() as db:
             return [
                 _row(r)
                 for r in db.query(
@@ -161,8 +168,8 @@ class AlertStore(StoreBase):
         """Record that the opening (or resolving) of an alert was notified at `at`, with the
         notifiers' errors (appended to notify_error); False when it already was."""
         column = "notified_open_at" if event == "opened" else "notified_resolved_at"
-        text = self._mask("; ".join(errors))
-        with self._write() as db:
+        text = self._handle.mask("; ".join(errors))
+        with self._handle.write() as db:
             cursor = db.execute(
                 f"UPDATE alerts SET {column} = ?,"
                 " notify_error = substr(CASE WHEN ? = '' THEN notify_error"

@@ -1,21 +1,24 @@
 """Read-only queries of the web dashboard and API: pages of runs, alerts and audit entries,
 a host's runs, and metric series averaged into time buckets (so a month of 5-minute samples
 becomes a few hundred chart points inside SQLite, not in Python). Open alert counts come
-from AlertStore."""
+from `store.alerts`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from machineroom.state.base import StoreBase
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import RunRow, run_row, sql_where
 
 ALERT_STATES = ("open", "resolved")
 
 
-class DashboardStore(StoreBase):
-    """Queries shaped for the dashboard's pages and the JSON API."""
+class DashboardStore:
+    """Queries shaped for the dashboard's pages and the JSON API (`store.dashboard`)."""
+
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
 
     def run_page(
         self,
@@ -26,7 +29,7 @@ class DashboardStore(StoreBase):
     ) -> list[RunRow]:
         """Runs newest first, `limit` of them with ids below `before`, by kind and status."""
         where, params = sql_where(("id < ?", before), ("kind = ?", kind), ("status = ?", status))
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(
                 db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
             )
@@ -34,7 +37,7 @@ class DashboardStore(StoreBase):
 
     def host_runs(self, host_id: str, limit: int = 20) -> list[RunRow]:
         """The latest runs that did something on the host (a task result or a command)."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(
                 db.query(
                     "SELECT * FROM runs WHERE id IN ("
@@ -50,7 +53,7 @@ class DashboardStore(StoreBase):
 
     def run_by_trigger(self, trigger: str) -> RunRow | None:
         """The run started with $MACHINEROOM_TRIGGER set to `trigger`, or None (yet)."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(
                 db.query("SELECT * FROM runs WHERE trigger = ? ORDER BY id LIMIT 1", [trigger])
             )
@@ -70,14 +73,14 @@ class DashboardStore(StoreBase):
             sql += " AND host_id = ?"
             params.append(host_id)
         counts: dict[int, dict[str, int]] = {i: {} for i in ids}
-        with self._read() as db:
+        with self._handle.read() as db:
             for run_id, status, count in db.execute(sql + " GROUP BY run_id, status", params):
                 counts[int(run_id)][status] = int(count)
         return counts
 
     def task_results_after(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
         """A run's task results recorded after result id `after_id` (live progress)."""
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(
                 db.query(
                     "SELECT * FROM task_results WHERE run_id = ? AND id > ? ORDER BY id",
@@ -90,7 +93,7 @@ class DashboardStore(StoreBase):
     ) -> list[dict[str, Any]]:
         """Alerts newest first, optionally only open or resolved ones, or one host's."""
         where, params = sql_where(("state = ?", state), ("host_id = ?", host_id))
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(
                 db.query(
                     f"SELECT * FROM alerts{where} ORDER BY opened_at DESC, id DESC LIMIT ?",
@@ -109,7 +112,7 @@ class DashboardStore(StoreBase):
         if state in (None, "resolved"):
             parts.append(("resolved", resolved_limit))
         rows: list[dict[str, Any]] = []
-        with self._read() as db:
+        with self._handle.read() as db:
             for wanted, limit in parts:
                 rows += db.query(
                     "SELECT * FROM alerts WHERE state = ? ORDER BY opened_at DESC, id DESC LIMIT ?",
@@ -128,7 +131,7 @@ class DashboardStore(StoreBase):
         where, params = sql_where(
             ("host_id = ?", host_id), ("run_id = ?", run_id), ("id < ?", before)
         )
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(
                 db.query(
                     f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ?", [*params, limit]
@@ -141,7 +144,7 @@ class DashboardStore(StoreBase):
         """(bucket start, mean value) of a host's metric between `since` and `until`, averaged
         over buckets of `step` seconds (1 keeps every sample); oldest first."""
         step = max(int(step), 1)
-        with self._read() as db:
+        with self._handle.read() as db:
             found = db.execute(
                 "SELECT id FROM series WHERE host_id = ? AND metric = ?", [host_id, metric]
             ).fetchone()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from machineroom.state.base import StoreBase
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import dump_json, from_unix, iso, load_object, utc_now
 
 
@@ -28,24 +28,24 @@ class HostCollection:
     counters: dict[str, float] = field(default_factory=dict)
 
 
-class MetricsStore(StoreBase):
-    """The metrics part of the state store."""
+class MetricsStore:
+    """The metrics subject of the state store (`store.metrics`)."""
 
-    _series_ids: dict[tuple[str, str], int]
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
+        # (host, metric) -> series id, so a collection does not look each one up again.
+        self._series_ids: dict[tuple[str, str], int] = {}
+        # Series ids made in a rolled-back transaction do not exist: forget them.
+        handle.on_rollback(self._series_ids.clear)
 
     def record_collections(
         self, collections: Sequence[HostCollection], run_id: int | None = None
     ) -> None:
         """Store the samples of many hosts and make them each host's latest status, in one
         transaction. An unreachable host keeps its last metrics and counts one more failure."""
-        try:
-            with self._write() as db:
-                for item in collections:
-                    self._record_one(db, item, run_id)
-        except BaseException:
-            # Series ids made in the rolled-back transaction do not exist: forget them.
-            self.__dict__.get("_series_ids", {}).clear()
-            raise
+        with self._handle.write() as db:
+            for item in collections:
+                self._record_one(db, item, run_id)
 
     def _record_one(self, db: Any, item: HostCollection, run_id: int | None) -> None:
         when = iso(from_unix(item.at))
@@ -71,7 +71,7 @@ class MetricsStore(StoreBase):
                 "",
                 run_id,
                 dump_json(item.metrics),
-                dump_json(self._masker.data(item.containers)),
+                dump_json(self._handle.mask_data(item.containers)),
                 dump_json(item.counters),
             )
         else:
@@ -85,7 +85,7 @@ class MetricsStore(StoreBase):
                 when,
                 previous[4] if previous else None,
                 failures,
-                self._mask(item.error),
+                self._handle.mask(item.error),
                 run_id,
                 previous[1] if previous else "{}",
                 previous[2] if previous else "[]",
@@ -112,7 +112,7 @@ class MetricsStore(StoreBase):
         )
 
     def _series_id(self, db: Any, host_id: str, metric: str) -> int:
-        cache = self.__dict__.setdefault("_series_ids", {})
+        cache = self._series_ids
         key = (host_id, metric)
         if key not in cache:
             db.execute(
@@ -127,7 +127,7 @@ class MetricsStore(StoreBase):
     def host_statuses(self, host_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """The latest collection of each host (all hosts, or those named), by host id; JSON
         columns parsed."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(db.query("SELECT * FROM host_status ORDER BY host_id"))
         wanted = None if host_ids is None else set(host_ids)
         result = {}
@@ -144,7 +144,7 @@ class MetricsStore(StoreBase):
 
     def metric_names(self, host_id: str) -> list[str]:
         """The metrics recorded for a host, sorted."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = db.execute(
                 "SELECT metric FROM series WHERE host_id = ? ORDER BY metric", [host_id]
             ).fetchall()
@@ -164,7 +164,7 @@ class MetricsStore(StoreBase):
         if until is not None:
             sql += " AND samples.at <= ?"
             params.append(until)
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = db.execute(sql + " ORDER BY samples.at", params).fetchall()
         return [(int(at), float(value)) for at, value in rows]
 
@@ -174,7 +174,7 @@ class MetricsStore(StoreBase):
         One DELETE per series walks the primary key from its start, so pruning costs the
         rows deleted, not the table's size.
         """
-        with self._write() as db:
+        with self._handle.write() as db:
             ids = [row[0] for row in db.execute("SELECT id FROM series").fetchall()]
             deleted = 0
             for series_id in ids:
@@ -186,10 +186,10 @@ class MetricsStore(StoreBase):
 
     def forget_host_metrics(self, host_id: str) -> None:
         """Remove a host's samples and status (a retired host, a renamed id)."""
-        with self._write() as db:
+        with self._handle.write() as db:
             db.execute("DELETE FROM series WHERE host_id = ?", [host_id])
             db.execute("DELETE FROM host_status WHERE host_id = ?", [host_id])
-        self.__dict__.get("_series_ids", {}).clear()
+        self._series_ids.clear()
 
 
 def _load_list(text: str | None) -> list[Any]:

@@ -11,14 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from machineroom.errors import StateError
-from machineroom.state.base import StoreBase
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import iso, utc_now
 
 SCHEDULE_EVENTS = frozenset({"started", "finished", "skipped", "missed"})
 
 
-class ScheduleStore(StoreBase):
-    """The `schedules` part of the state store."""
+class ScheduleStore:
+    """The scheduler's events, the subject `store.schedules` of the state store."""
+
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
 
     def record_schedule_event(
         self,
@@ -35,7 +38,7 @@ class ScheduleStore(StoreBase):
             raise StateError(
                 f"schedule event {event!r} is not one of {', '.join(sorted(SCHEDULE_EVENTS))}"
             )
-        with self._write() as db:
+        with self._handle.write() as db:
             cursor = db.execute(
                 "INSERT INTO schedule_events (schedule, due_at, at, event, run_id, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -45,14 +48,14 @@ class ScheduleStore(StoreBase):
                     iso(at or utc_now()),
                     event,
                     run_id,
-                    self._mask(detail),
+                    self._handle.mask(detail),
                 ],
             )
             return int(cursor.lastrowid)
 
     def set_schedule_event_run(self, event_id: int, run_id: int) -> None:
         """Attach the run a `started` event led to, once it is known."""
-        with self._write() as db:
+        with self._handle.write() as db:
             db.execute("UPDATE schedule_events SET run_id = ? WHERE id = ?", [run_id, event_id])
 
     def schedule_events(self, schedule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -62,12 +65,12 @@ class ScheduleStore(StoreBase):
         if schedule is not None:
             sql += " WHERE schedule = ?"
             params.append(schedule)
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(db.query(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]))
 
     def last_schedule_due(self, schedule: str) -> str | None:
         """The latest due time any event of `schedule` is about (ISO text), or None."""
-        with self._read() as db:
+        with self._handle.read() as db:
             row = db.execute(
                 "SELECT max(due_at) FROM schedule_events WHERE schedule = ?", [schedule]
             ).fetchone()
@@ -76,7 +79,7 @@ class ScheduleStore(StoreBase):
     def triggered_run(self, trigger: str, pid: int, since: datetime) -> tuple[int, str] | None:
         """The run (id, status) a process `pid` started with $MACHINEROOM_TRIGGER = `trigger`
         at or after `since`; None while it has not recorded one."""
-        with self._read() as db:
+        with self._handle.read() as db:
             row = db.execute(
                 "SELECT id, status FROM runs WHERE trigger = ? AND pid = ? AND started_at >= ?"
                 " ORDER BY id DESC LIMIT 1",

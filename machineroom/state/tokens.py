@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from machineroom.errors import StateError
-from machineroom.state.base import StoreBase
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import iso, utc_now
 
 ROLES = ("viewer", "operator", "admin")  # each role may do what the ones before it may
@@ -86,8 +86,15 @@ def _row(row: dict[str, Any]) -> TokenRow:
 _COLUMNS = "id, name, role, created_at, created_by, last_used_at, expires_at, revoked_at"
 
 
-class TokenStore(StoreBase):
-    """The `tokens` part of the state store."""
+class TokenStore:
+    """The access tokens subject of the state store (`store.tokens`)."""
+
+    def __init__(self, handle: DatabaseHandle) -> None:
+        self._handle = handle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Temporary (issue 12): `store.tokens(...)` as before; use `.all(...)`."""
+        return self.all(*args, **kwargs)
 
     def create_token(
         self,
@@ -114,12 +121,12 @@ class TokenStore(StoreBase):
             "role": role,
             "hash": hash_token(token),
             "created_at": iso(now),
-            "created_by": created_by or self._user,
+            "created_by": created_by or self._handle.user,
             "last_used_at": None,
             "expires_at": None if expires_in is None else iso(now + expires_in),
             "revoked_at": None,
         }
-        with self._write() as db:
+        with self._handle.write() as db:
             try:
                 token_id = int(db["tokens"].insert(record).last_pk)
             except sqlite3.IntegrityError:
@@ -129,21 +136,21 @@ class TokenStore(StoreBase):
                 ) from None
         return token, _row({"id": token_id, **record})
 
-    def tokens(self) -> list[TokenRow]:
+    def all(self) -> list[TokenRow]:
         """Every token (revoked and expired ones too), by name."""
-        with self._read() as db:
+        with self._handle.read() as db:
             return [_row(r) for r in db.query(f"SELECT {_COLUMNS} FROM tokens ORDER BY name")]
 
     def token_by_id(self, token_id: int) -> TokenRow | None:
         """The token with id `token_id`, or None."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(db.query(f"SELECT {_COLUMNS} FROM tokens WHERE id = ?", [token_id]))
         return _row(rows[0]) if rows else None
 
     def revoke_token(self, name: str) -> TokenRow:
         """Revoke the token `name` (at once: sessions made with it stop working too); return
         its row. Revoking twice keeps the first date. An unknown name names close ones."""
-        with self._write() as db:
+        with self._handle.write() as db:
             db.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 [iso(utc_now()), name],
@@ -159,7 +166,7 @@ class TokenStore(StoreBase):
     def find_token(self, token: str) -> TokenRow | None:
         """The token row whose hash matches `token` (whatever its state), or None."""
         digest = hash_token(token)
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(db.query(f"SELECT {_COLUMNS}, hash FROM tokens WHERE hash = ?", [digest]))
         if not rows or not hmac.compare_digest(rows[0]["hash"], digest):
             return None
@@ -170,5 +177,5 @@ class TokenStore(StoreBase):
         now = utc_now()
         if row.last_used_at and row.last_used_at > iso(now - TOUCH_INTERVAL):
             return
-        with self._write() as db:
+        with self._handle.write() as db:
             db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", [iso(now), row.id])
