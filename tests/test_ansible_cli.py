@@ -206,7 +206,7 @@ def test_host_key_checking_false_records_new_keys_and_says_so(tmp_path: Path, la
 
 
 def test_ansible_cfg_lookup_order_and_reading_in_process(tmp_path: Path) -> None:
-    from machineroom.cli.ansible_cfg import find_ansible_cfg, read_ansible_settings
+    from machineroom.runs.ansible_cfg import find_ansible_cfg, read_ansible_settings
 
     home, cwd, named = tmp_path / "home", tmp_path / "work", tmp_path / "named"
     for folder in (home, cwd, named):

@@ -7,6 +7,7 @@ run start fast. This is the only layer that prints errors and picks exit codes.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -92,6 +93,10 @@ def cli() -> None:
     """machineroom: inventories, staged playbooks and fleet state, over SSH."""
 
 
+def _settings_warning(text: str) -> None:
+    click.secho(f"warning: {text}", fg="yellow", err=True)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
     from machineroom.masking import MaskingWriter
@@ -101,10 +106,14 @@ def main(argv: list[str] | None = None) -> Any:
         sys.stdout = MaskingWriter(sys.stdout)
     if not isinstance(sys.stderr, MaskingWriter):
         sys.stderr = MaskingWriter(sys.stderr)
-    from machineroom.cli.stops import stop_on_signals, stop_reason
+    from machineroom.runs import settings
+    from machineroom.runs.session import RunAborted
+    from machineroom.runs.stops import stop_on_signals, stop_reason
+
+    settings.warn = _settings_warning
 
     try:
-        # SIGTERM and SIGHUP stop a command as Ctrl-C does (see cli/stops.py)
+        # SIGTERM and SIGHUP stop a command as Ctrl-C does (see runs/stops.py)
         with stop_on_signals():
             cli.main(args=argv, prog_name="machineroom", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -118,6 +127,11 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.ERROR)
+    except RunAborted as exc:
+        # a second stop signal: the run is marked interrupted; worker threads may still be
+        # running, so the process ends at once
+        click.echo(f"\n{exc}", err=True)
+        os._exit(ExitCode.INTERRUPTED)
     except MachineroomError as exc:
         click.echo(f"error: {mask(str(exc))}", err=True)
         sys.exit(exc.exit_code)

@@ -11,49 +11,19 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from machineroom.errors import InputError, InputErrors, UsageError
 from machineroom.events import Event, TaskFinished
 from machineroom.masking import mask
+from machineroom.runs.one_task import TASK_NAME
 
 if TYPE_CHECKING:
-    from machineroom.cli.context import Workspace
+    from machineroom.runs.connect import ConnectSettings
+    from machineroom.runs.workspace import Workspace
 
 NO_JSON_MODULES = frozenset({"command", "shell", "raw"})
-TASK_NAME = "adhoc"
-
-
-def adhoc_playbook_text(pattern: str, module: str, args: str | None, become: bool) -> str:
-    """The one-task playbook (JSON, which YAML reads) running `module` with `args`."""
-    value: Any = {}
-    if args:
-        text = args.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"-a: not valid JSON: {exc}") from None
-        else:
-            value = args
-    play: dict[str, Any] = {
-        "hosts": pattern,
-        "gather_facts": False,
-        "tasks": [{"name": TASK_NAME, module: value}],
-    }
-    if become:
-        play["become"] = True
-    return json.dumps([play], indent=2) + "\n"
-
-
-def _reworded(error: InputError, path: str, module: str) -> InputError:
-    message = str(error).replace(path, f"-m {module}")
-    message = message.replace(f'task "{TASK_NAME}" ', "").replace(f"task '{TASK_NAME}' ", "")
-    return InputError(message)
 
 
 class AdhocReporter:
@@ -119,11 +89,6 @@ def _command_text(host: str, result: dict[str, Any], caption: str) -> str:
     return text
 
 
-def temp_folder() -> tempfile.TemporaryDirectory[str]:
-    """A private folder for the one-task playbook file."""
-    return tempfile.TemporaryDirectory(prefix="machineroom-adhoc-")
-
-
 def run_module(
     workspace: Workspace,
     pattern: str,
@@ -136,55 +101,33 @@ def run_module(
     diff: bool,
     extra_vars: tuple[str, ...],
     as_json: bool,
-    forks: int,
-    connect: dict[str, Any],
+    connect: ConnectSettings,
 ) -> int:
     """Run `module` on the hosts matching `pattern` as a recorded one-task run; the exit code."""
-    import dataclasses
+    from machineroom.cli.apply import finish
+    from machineroom.report import make_reporter
+    from machineroom.runs.one_task import module_args, prepare_one_task, run_one_task
+    from machineroom.runs.session import RunRecord
 
-    from machineroom.cli.apply import execute, prepare
-    from machineroom.executor.hoststate import RunOptions
-
-    with temp_folder() as folder:
-        path = Path(folder) / "adhoc.yml"
-        path.write_text(adhoc_playbook_text(pattern, module, args, become))
-        try:
-            prepared = prepare(workspace, str(path), None, frozenset(), extra_vars)
-        except InputErrors as exc:
-            raise InputErrors([_reworded(e, str(path), module) for e in exc.errors]) from None
-        except InputError as exc:
-            raise _reworded(exc, str(path), module) from None
-    if become and become_user:
-        plays = tuple(
-            dataclasses.replace(p, become_user=become_user) for p in prepared.playbook.plays
-        )
-        prepared.playbook = dataclasses.replace(prepared.playbook, plays=plays)
-    prepared.playbook_dir = str(Path.cwd())  # `copy src=x`: relative to where it was typed
+    prepared = prepare_one_task(
+        workspace,
+        pattern,
+        module,
+        module_args(args),
+        become=become,
+        become_user=become_user,
+        extra_vars=extra_vars,
+    )
     if not any(prepared.play_hosts):
         click.echo(f"warning: no hosts matched '{pattern}': nothing to do", err=True)
         return 0
-    store = workspace.open_state()
-    store.mark_interrupted_runs()
-    reporter = None if as_json else AdhocReporter(module)
-    try:
-        code, _ = execute(
-            workspace,
-            store,
-            prepared,
-            kind="run",
-            playbook_label=f"-m {module}",
-            args={"pattern": pattern, "module": module, "args": args, "check": check},
-            run_options=RunOptions(
-                check=check,
-                diff=diff,
-                forks=forks,
-                extra_vars=prepared.extra_vars,
-                extra_var_sources=prepared.extra_sources,
-            ),
-            connect=connect,
-            as_json=as_json,
-            reporter=reporter,
-        )
-    finally:
-        store.close()
-    return code
+    reporter: Any = (
+        make_reporter(as_json=True, verbosity=0, diff=diff) if as_json else AdhocReporter(module)
+    )
+    record = RunRecord(
+        kind="run",
+        label=f"-m {module}",
+        args={"pattern": pattern, "module": module, "args": args, "check": check},
+    )
+    result = run_one_task(workspace, prepared, record, connect, [reporter], check=check, diff=diff)
+    return finish(result)

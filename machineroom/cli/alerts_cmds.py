@@ -123,8 +123,8 @@ def _ago(text: str | None, now: datetime) -> str:
 
 
 def _find_rules(inventory_paths: tuple[str, ...], rules_path: str | None) -> Path:
-    from machineroom.cli.context import find_inventory_paths
     from machineroom.fleet.repo import find_repo_file
+    from machineroom.runs.workspace import find_inventory_paths
 
     if rules_path:
         return Path(rules_path)

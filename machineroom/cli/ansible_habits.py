@@ -17,114 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import getpass
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from machineroom.cli.settings import current_settings
-from machineroom.errors import UsageError
-
-if TYPE_CHECKING:
-    from machineroom.cli.context import HostDefaults
-    from machineroom.playbook.model import Playbook
+from machineroom.runs.habits import AnsibleHabits
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class AnsibleHabits:
-    """The values of ansible-playbook's flags on one command line."""
-
-    become: bool = False
-    become_user: str | None = None
-    become_method: str | None = None
-    ask_become_pass: bool = False
-    user: str | None = None
-    ask_pass: bool = False
-    private_key: str | None = None
-    start_at_task: str | None = None
-    list_hosts: bool = False
-    list_tasks: bool = False
-    list_tags: bool = False
-    syntax_check: bool = False
-    force_handlers: bool = False
-    flush_cache: bool = False
-
-    @property
-    def describes(self) -> bool:
-        """Whether the command only describes the playbook (nothing is contacted)."""
-        return self.list_hosts or self.list_tasks or self.list_tags or self.syntax_check
-
-    def host_defaults(self, base: HostDefaults) -> HostDefaults:
-        """`base` (from ansible.cfg, machineroom.yml) with these flags' user, key, passwords."""
-        return login_defaults(
-            base, self.user, self.private_key, self.ask_pass, self.wants_become_password()
-        )
-
-    def wants_become_password(self) -> bool:
-        """-K, or ansible.cfg's become_ask_pass."""
-        return self.ask_become_pass or bool(current_settings().get("become_ask_pass"))
-
-    def reshape(self, playbook: Playbook) -> Playbook:
-        """The playbook as these flags run it: becoming, from the start task."""
-        from machineroom.cli.playbook_flags import start_at_task, with_become
-
-        settings = current_settings()
-        become = self.become or bool(settings.get("become"))
-        user = self.become_user or settings.get("become_user")
-        method = self.become_method or settings.get("become_method")
-        if become or user or method:
-            playbook = with_become(playbook, become, user, method)
-        if self.start_at_task:
-            playbook = start_at_task(playbook, self.start_at_task)
-        return playbook
-
-    def run_options(self) -> dict[str, Any]:
-        """RunOptions fields these flags set."""
-        from machineroom.executor.hoststate import RunOptions
-
-        if self.force_handlers:
-            if "force_handlers" not in {f.name for f in dataclasses.fields(RunOptions)}:
-                raise UsageError("--force-handlers is not available in this version")
-            return {"force_handlers": True}
-        return {}
-
-
-def login_defaults(
-    base: HostDefaults,
-    user: str | None,
-    private_key: str | None,
-    ask_pass: bool,
-    ask_become_pass: bool,
-) -> HostDefaults:
-    """`base` with `-u`, `--private-key`, and the passwords `-k` / `-K` ask for."""
-    from machineroom.inventory.model import Secret
-    from machineroom.masking import add_secret
-
-    changes: dict[str, Any] = {}
-    if user:
-        changes["user"] = user
-    if private_key:
-        changes["ssh_key"] = private_key
-    if ask_pass or current_settings().get("ask_pass"):
-        password = _prompt("SSH password: ")
-        add_secret(password)
-        changes["password"] = Secret("plain", password)
-    if ask_become_pass:
-        password = _prompt("BECOME password: ")
-        add_secret(password)
-        changes["become_password"] = Secret("plain", password)
-    return dataclasses.replace(base, **changes) if changes else base
-
-
-def _prompt(message: str) -> str:
-    if not os.isatty(0):
-        raise UsageError(f"cannot ask '{message.strip()}': stdin is not a terminal")
-    return getpass.getpass(message)
 
 
 LOGIN_OPTIONS = [
@@ -198,11 +98,12 @@ def describe_playbook(
     skip_tags: tuple[str, ...],
 ) -> None:
     """--syntax-check, --list-hosts, --list-tasks, --list-tags: print, contact nothing."""
-    from machineroom.cli.apply import _play_hosts, _split, roles_path
+    from machineroom.cli.apply import split_words
     from machineroom.cli.context import make_workspace
-    from machineroom.cli.playbook_flags import render_listing, render_syntax_ok
     from machineroom.inventory import select_hosts
     from machineroom.playbook.load import load_playbook
+    from machineroom.runs.playbook_flags import render_listing, render_syntax_ok
+    from machineroom.runs.prepare import play_hosts_of, roles_path
 
     playbook = load_playbook(playbook_path, roles_path=roles_path(playbook_path))
     if habits.syntax_check:
@@ -213,10 +114,10 @@ def describe_playbook(
         inventory = make_workspace(inventory_paths, state_path).inventory
         allowed = {h.id for h in select_hosts(inventory, limit)} if limit else None
         play_hosts = [
-            [h for h in _play_hosts(inventory, play.hosts) if allowed is None or h.id in allowed]
+            [h for h in play_hosts_of(inventory, play.hosts) if allowed is None or h.id in allowed]
             for play in playbook.plays
         ]
-    only = _split(tags)
+    only = split_words(tags)
     if habits.list_tags and not (tags or skip_tags):
         only = frozenset({"never", "all"})  # as ansible-playbook: every tag, `never` included
     text = render_listing(
@@ -226,6 +127,6 @@ def describe_playbook(
         list_tasks=habits.list_tasks,
         list_tags=habits.list_tags,
         only_tags=only,
-        skip_tags=_split(skip_tags),
+        skip_tags=split_words(skip_tags),
     )
     click.echo(text, nl=False)

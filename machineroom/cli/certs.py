@@ -31,6 +31,7 @@ from machineroom.errors import ExitCode, InputError, MachineroomError
 if TYPE_CHECKING:
     from machineroom.connection.base import ConnectOptions
     from machineroom.inventory.model import Host
+    from machineroom.runs.connect import ConnectSettings
 
 DEFAULT_PUBLIC_KEY = "~/.ssh/id_ed25519.pub"
 
@@ -85,7 +86,7 @@ def ensure_key_pair(private: Path, public: Path, comment: str) -> bool:
 def find_cert_role() -> Path:
     """roles/cert of the current project (the folder or its git top), else the one shipped
     beside the machineroom package."""
-    from machineroom.cli.apply import roles_path
+    from machineroom.runs.prepare import roles_path
 
     for folder in roles_path(str(Path.cwd() / "add-cert.yml")):
         if (Path(folder) / "cert" / "tasks").is_dir():
@@ -161,13 +162,7 @@ def add_cert_command(
     key: str | None,
     inventory_paths: tuple[str, ...],
     state_path: str | None,
-    forks: int,
-    connect_timeout: float,
-    command_timeout: float | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    vault_password_file: str | None,
-    ask_vault_password: bool,
+    connect: ConnectSettings,
     check: bool,
     as_json: bool,
     verbose: int,
@@ -199,15 +194,7 @@ def add_cert_command(
             check=check,
             as_json=as_json,
             verbose=verbose,
-            forks=forks,
-            connect=dict(
-                connect_timeout=connect_timeout,
-                command_timeout=command_timeout,
-                known_hosts=known_hosts,
-                accept_new_host_keys=accept_new_host_keys,
-                vault_password_file=vault_password_file,
-                ask_vault_password=ask_vault_password,
-            ),
+            connect=connect,
         )
     sys.exit(status)
 
@@ -221,12 +208,15 @@ def _run_cert_stage(
     check: bool,
     as_json: bool,
     verbose: int,
-    forks: int,
-    connect: dict[str, Any],
+    connect: ConnectSettings,
 ) -> int:
     """Run the add-cert playbook as `apply` does, then verify key logins; the exit code."""
-    from machineroom.cli.apply import execute, prepare
+    from machineroom.cli.apply import finish
     from machineroom.executor.hoststate import RunOptions
+    from machineroom.report import make_reporter
+    from machineroom.runs.connect import connect_options
+    from machineroom.runs.prepare import prepare
+    from machineroom.runs.session import RunRecord, run_prepared
 
     store = workspace.open_state()
     store.mark_interrupted_runs()
@@ -240,23 +230,23 @@ def _run_cert_stage(
         click.echo("no hosts matched", err=True)
         store.close()
         return ExitCode.OK
-    code, options = execute(
+    result = run_prepared(
         workspace,
         store,
         prepared,
-        kind="add-cert",
-        playbook_label="add-cert",
-        args={"check": check, "key": str(private)},
-        run_options=RunOptions(
+        RunRecord(kind="add-cert", label="add-cert", args={"check": check, "key": str(private)}),
+        RunOptions(
             check=check,
-            forks=forks,
+            forks=connect.forks,
             extra_vars=prepared.extra_vars,
             extra_var_sources=prepared.extra_sources,
             verbosity=verbose,
         ),
-        connect=connect,
-        as_json=as_json,
+        connect,
+        [make_reporter(as_json=as_json, verbosity=verbose, diff=False)],
     )
+    code = finish(result)
+    options = connect_options(workspace, connect)
     if check or code == ExitCode.INTERRUPTED:
         store.close()
         return code

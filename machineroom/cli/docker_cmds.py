@@ -21,10 +21,11 @@ from machineroom.cli.context import (
     inventory_options,
     make_workspace,
 )
-from machineroom.cli.servers import sync_servers
-from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
 from machineroom.masking import mask_data
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.stops import held, stop_reason
+from machineroom.runs.workspace import sync_servers
 
 if TYPE_CHECKING:
     pass
@@ -96,13 +97,7 @@ def scan_docker_command(
     pattern: str,
     inventory_paths: tuple[str, ...],
     state_path: str | None,
-    forks: int,
-    connect_timeout: float,
-    command_timeout: float | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    vault_password_file: str | None,
-    ask_vault_password: bool,
+    connect: ConnectSettings,
     as_json: bool,
 ) -> None:
     """List the containers of the hosts matching PATTERN and their state (one remote command
@@ -117,22 +112,16 @@ def scan_docker_command(
     run_id = store.start_run(
         "scan-docker", "machineroom scan-docker " + pattern, args={"pattern": pattern}
     )
-    pool, _ = audited_pool(
-        workspace,
-        store,
-        run_id,
-        label="(scan docker)",
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file,
-        ask_vault_password=ask_vault_password,
-    )
-    stop = threading.Event()  # set on Ctrl-C, SIGTERM, SIGHUP (see cli/stops.py)
+    pool, _ = audited_pool(workspace, store, run_id, connect, label="(scan docker)")
+    stop = threading.Event()  # set on Ctrl-C, SIGTERM, SIGHUP (see runs/stops.py)
     try:
         outcomes = run_everywhere(
-            hosts, SCAN_SCRIPT, pool, forks=forks, timeout=command_timeout, stop=stop
+            hosts,
+            SCAN_SCRIPT,
+            pool,
+            forks=connect.forks,
+            timeout=connect.command_timeout,
+            stop=stop,
         )
     finally:
         pool.close_all()

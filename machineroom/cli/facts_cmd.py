@@ -14,10 +14,11 @@ from machineroom.cli.context import (
     inventory_options,
     make_workspace,
 )
-from machineroom.cli.servers import sync_servers
-from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode
 from machineroom.masking import mask_data
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.stops import held, stop_reason
+from machineroom.runs.workspace import sync_servers
 
 
 @click.command("facts")
@@ -29,13 +30,7 @@ def facts_command(
     pattern: str,
     inventory_paths: tuple[str, ...],
     state_path: str | None,
-    forks: int,
-    connect_timeout: float,
-    command_timeout: float | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    vault_password_file: str | None,
-    ask_vault_password: bool,
+    connect: ConnectSettings,
     as_json: bool,
 ) -> None:
     """Gather facts (OS, CPUs, memory, disks, docker, python) from the hosts matching
@@ -55,22 +50,16 @@ def facts_command(
     args = {"gather_subset": ["all", "docker"]}
     step = module.build(args, ModuleContext(host_id="*"))
     assert step is not None
-    pool, _ = audited_pool(
-        workspace,
-        store,
-        run_id,
-        label="(gather facts)",
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file,
-        ask_vault_password=ask_vault_password,
-    )
+    pool, _ = audited_pool(workspace, store, run_id, connect, label="(gather facts)")
     stop = threading.Event()
     try:
         outcomes = run_everywhere(
-            hosts, step.script, pool, forks=forks, timeout=command_timeout, stop=stop
+            hosts,
+            step.script,
+            pool,
+            forks=connect.forks,
+            timeout=connect.command_timeout,
+            stop=stop,
         )
     finally:
         pool.close_all()

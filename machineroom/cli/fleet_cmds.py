@@ -22,6 +22,7 @@ from machineroom.cli.context import (
 )
 from machineroom.errors import ExitCode, UsageError
 from machineroom.report.terminal import visible
+from machineroom.runs.connect import ConnectSettings
 
 if TYPE_CHECKING:
     from machineroom.fleet.collect import HostReport
@@ -62,13 +63,7 @@ def collect_command(
     pattern: str,
     inventory_paths: tuple[str, ...],
     state_path: str | None,
-    forks: int,
-    connect_timeout: float,
-    command_timeout: float | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    vault_password_file: str | None,
-    ask_vault_password: bool,
+    connect: ConnectSettings,
     as_json: bool,
     retention: str,
     alerts_path: str | None,
@@ -79,8 +74,8 @@ def collect_command(
     """Collect status, CPU, memory, disks, network, containers and the inventory's custom
     collectors from the hosts matching PATTERN: one remote command a host, hosts in
     parallel. Samples go to the database's time series; alert rules are evaluated after."""
-    from machineroom.cli.servers import sync_servers
     from machineroom.fleet.durations import parse_duration
+    from machineroom.runs.workspace import sync_servers
 
     keep = parse_duration(retention, "--retention", allow_zero=True)
     workspace = make_workspace(inventory_paths, state_path)
@@ -88,14 +83,6 @@ def collect_command(
     store = workspace.open_state()
     try:
         sync_servers(store, list(workspace.inventory.hosts.values()))
-        connect = {
-            "connect_timeout": connect_timeout,
-            "command_timeout": command_timeout,
-            "known_hosts": known_hosts,
-            "accept_new_host_keys": accept_new_host_keys,
-            "vault_password_file": vault_password_file,
-            "ask_vault_password": ask_vault_password,
-        }
         if public_key_file:
             code = _install(workspace, store, hosts, Path(public_key_file), become, connect)
         else:
@@ -104,7 +91,6 @@ def collect_command(
                 store,
                 hosts,
                 pattern,
-                forks,
                 connect,
                 as_json,
                 keep,
@@ -122,8 +108,7 @@ def _collect(
     store: StateStore,
     hosts: Sequence[Any],
     pattern: str,
-    forks: int,
-    connect: dict[str, Any],
+    connect: ConnectSettings,
     as_json: bool,
     keep: float,
     alerts_path: str | None,
@@ -149,7 +134,7 @@ def _collect(
 
             rule_hosts(load_alert_rules(rules), workspace.inventory)
     run_id = store.start_run("collect", "machineroom collect " + pattern, args={"pattern": pattern})
-    pool, _ = audited_pool(workspace, store, run_id, label="(collect metrics)", **connect)
+    pool, _ = audited_pool(workspace, store, run_id, connect, label="(collect metrics)")
     started = time.monotonic()
 
     def show(report: HostReport) -> None:
@@ -165,10 +150,10 @@ def _collect(
             store,
             run_id=run_id,
             now=now_unix,
-            forks=forks,
+            forks=connect.forks,
             # A host that hangs (even past the script's own limits) must not hold up the
             # fleet: it is recorded as failed and the others are stored.
-            timeout=connect["command_timeout"] or DEFAULT_HOST_TIMEOUT,
+            timeout=connect.command_timeout or DEFAULT_HOST_TIMEOUT,
             on_host=show,
             stop=stop,
         )
@@ -189,7 +174,7 @@ def _collect(
         status = "interrupted"
         raise
     finally:
-        from machineroom.cli.stops import held, stop_reason
+        from machineroom.runs.stops import held, stop_reason
 
         with held():  # a second stop signal must not cut the last writes
             pool.close_all()
@@ -230,7 +215,7 @@ def _install(
     hosts: Sequence[Any],
     public_key_file: Path,
     become: bool,
-    connect: dict[str, Any],
+    connect: ConnectSettings,
 ) -> int:
     from machineroom.connection.base import Become
     from machineroom.errors import MachineroomError
@@ -246,7 +231,7 @@ def _install(
         f"machineroom collect --install-restricted-key {public_key_file}",
         args={"install": str(public_key_file)},
     )
-    pool, _ = audited_pool(workspace, store, run_id, label="(install collector)", **connect)
+    pool, _ = audited_pool(workspace, store, run_id, connect, label="(install collector)")
     failures = 0
     try:
         for host in hosts:

@@ -14,18 +14,18 @@ import click
 
 from machineroom.cli.ansible_habits import login_options
 from machineroom.cli.context import (
-    Workspace,
     audited_pool,
     connection_options,
     inventory_options,
     make_workspace,
 )
-from machineroom.cli.servers import sync_servers
-from machineroom.cli.settings import current_settings
-from machineroom.cli.stops import held, stop_reason
 from machineroom.errors import ExitCode, InputError, UsageError
 from machineroom.masking import mask
 from machineroom.report.terminal import visible
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.settings import current_settings
+from machineroom.runs.stops import held, stop_reason
+from machineroom.runs.workspace import Workspace, sync_servers
 
 if TYPE_CHECKING:
     from machineroom.executor.adhoc import HostOutcome
@@ -66,13 +66,7 @@ def run_command(
     command: tuple[str, ...],
     inventory_paths: tuple[str, ...],
     state_path: str | None,
-    forks: int,
-    connect_timeout: float,
-    command_timeout: float | None,
-    known_hosts: tuple[str, ...],
-    accept_new_host_keys: bool,
-    vault_password_file: str | None,
-    ask_vault_password: bool,
+    connect: ConnectSettings,
     module: str | None,
     module_args: str | None,
     check: bool,
@@ -93,9 +87,9 @@ def run_command(
     status: 0 all ok, 2 a command failed somewhere, 3 a host was unreachable, 99
     interrupted. Every command lands in the audit log.
     """
-    from machineroom.cli.ansible_habits import login_defaults
     from machineroom.connection.base import Become
     from machineroom.executor.adhoc import run_everywhere
+    from machineroom.runs.habits import login_defaults
 
     workspace = make_workspace(inventory_paths, state_path)
     workspace.host_defaults = login_defaults(
@@ -119,15 +113,7 @@ def run_command(
                 diff=diff,
                 extra_vars=extra_vars,
                 as_json=as_json,
-                forks=forks,
-                connect={
-                    "connect_timeout": connect_timeout,
-                    "command_timeout": command_timeout,
-                    "known_hosts": known_hosts,
-                    "accept_new_host_keys": accept_new_host_keys,
-                    "vault_password_file": vault_password_file,
-                    "ask_vault_password": ask_vault_password,
-                },
+                connect=connect,
             )
         )
     if not command:
@@ -144,17 +130,7 @@ def run_command(
         args={"pattern": pattern, "command": text},
         inventory=",".join(workspace.inventory_paths),
     )
-    pool, options = audited_pool(
-        workspace,
-        store,
-        run_id,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        known_hosts=known_hosts,
-        accept_new_host_keys=accept_new_host_keys,
-        vault_password_file=vault_password_file,
-        ask_vault_password=ask_vault_password,
-    )
+    pool, options = audited_pool(workspace, store, run_id, connect)
     stop = threading.Event()
 
     def show(outcome: HostOutcome) -> None:
@@ -171,9 +147,9 @@ def run_command(
             hosts,
             text,
             pool,
-            forks=forks,
+            forks=connect.forks,
             become=become_for if become else None,
-            timeout=command_timeout,
+            timeout=connect.command_timeout,
             on_result=show,
             stop=stop,
         )

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from machineroom.cli.context import Workspace, inventory_options, make_workspace
+from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import ExitCode, UsageError
+from machineroom.runs.workspace import Workspace
 
 if TYPE_CHECKING:
     from machineroom.fleet.scheduler import Event

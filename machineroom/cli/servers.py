@@ -12,23 +12,11 @@ import click
 
 from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import ExitCode, InputError
+from machineroom.runs.workspace import sync_servers
 
 if TYPE_CHECKING:
-    from machineroom.inventory.model import Host, Inventory
-    from machineroom.state import ServerRow, StateStore
-
-
-def sync_servers(store: StateStore, hosts: list[Host]) -> None:
-    """Write inventory hosts into `server_room` (never a plaintext password)."""
-    for host in hosts:
-        store.upsert_server(
-            host.id,
-            host.host,
-            host.user or "",
-            (host.password.reference() if host.password else None) or "",
-            host.port,
-            host.description,
-        )
+    from machineroom.inventory.model import Inventory
+    from machineroom.state import ServerRow
 
 
 def installed_stages(res: dict[str, Any]) -> list[str]:
@@ -273,10 +261,10 @@ def validate_command(
 def _validate_playbook(path: str, strict: bool) -> bool:
     """Load a playbook as `apply` would (roles, imports, every module's arguments); print its
     warnings, or raise them as errors under `strict`. Whether there were warnings."""
-    from machineroom.cli.apply import roles_path
     from machineroom.errors import InputErrors
     from machineroom.playbook.deferred import strict_error, warning_text
     from machineroom.playbook.load import iter_tasks, load_playbook
+    from machineroom.runs.prepare import roles_path
 
     playbook = load_playbook(path, roles_path=roles_path(path))
     if strict and playbook.warnings:

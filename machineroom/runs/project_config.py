@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from machineroom.cli.ansible_cfg import Setting
 from machineroom.errors import InputError
+from machineroom.runs.ansible_cfg import Setting
 
 FILE_NAME = "machineroom.yml"
 CONFIG_ENV = "MACHINEROOM_CONFIG"

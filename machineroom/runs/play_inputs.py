@@ -10,8 +10,6 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-import click
-
 from machineroom.errors import InputError
 from machineroom.inventory.model import Host
 from machineroom.masking import SECRETS
@@ -61,12 +59,6 @@ def in_order(hosts: Sequence[Host], order: str) -> list[Host]:
     return list(hosts)
 
 
-def terminal_prompt(text: str, private: bool) -> str:
-    """Ask on the terminal (stderr), hiding a private answer."""
-    value: str = click.prompt(text, hide_input=private, default="", show_default=False, err=True)
-    return value
-
-
 def _answer(entry: Mapping[str, Any], prompt: Prompt | None) -> Any:
     """One vars_prompt entry's value: asked on a terminal, else its default (with a warning,
     as Ansible's "Not prompting as we are not in interactive mode")."""
@@ -81,15 +73,13 @@ def _answer(entry: Mapping[str, Any], prompt: Prompt | None) -> Any:
         result = prompt(text, private)
         if entry.get("confirm"):
             while prompt(f"confirm {text}", private) != result:
-                click.echo("***** VALUES ENTERED DO NOT MATCH ****", err=True)
+                sys.stderr.write("***** VALUES ENTERED DO NOT MATCH ****\n")
                 result = prompt(text, private)
     else:
         what = "its default" if default is not None else "an empty value"
-        click.secho(
+        sys.stderr.write(
             f"warning: not prompting for '{name}' (not a terminal): using {what}; "
-            f"give -e {name}=... instead",
-            fg="yellow",
-            err=True,
+            f"give -e {name}=... instead\n"
         )
     value: Any = result if result or default is None else default
     if entry.get("encrypt"):

@@ -3,20 +3,24 @@
 Precedence, highest first, as Ansible's: a command-line flag (click), then environment
 variables ($MACHINEROOM_*, $ANSIBLE_*), then `machineroom.yml`, then `ansible.cfg`, then
 machineroom's default. Each value keeps where it came from, for messages. Warnings about
-ignored ansible.cfg settings are printed once per process, before the command's work.
+ignored ansible.cfg settings go to `warn` once per process, before the command's work (the CLI
+points it at its coloured stderr).
+
+The command's `-i` values locate a project file beside the inventory: the CLI names them with
+`use_inventory_paths` as soon as it has parsed them (its option defaults read settings too).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
-from machineroom.cli.ansible_cfg import Setting, read_ansible_settings
-from machineroom.cli.project_config import find_project_config, read_project_config
+from machineroom.runs.ansible_cfg import Setting, read_ansible_settings
+from machineroom.runs.project_config import find_project_config, read_project_config
 
 
 @dataclass(frozen=True)
@@ -40,16 +44,26 @@ class Settings:
 
 _cache: dict[tuple[str, tuple[str, ...]], Settings] = {}
 _warned: set[str] = set()
+_inventory_paths: list[tuple[str, ...]] = [()]  # the running command's -i values
+
+
+def _stderr_warning(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
+
+
+warn: Callable[[str], None] = _stderr_warning  # where ansible.cfg warnings go
+
+
+def use_inventory_paths(paths: tuple[str, ...]) -> None:
+    """The running command's `-i` values: settings asked for without paths use these."""
+    _inventory_paths[0] = tuple(paths)
 
 
 def current_settings(inventory_paths: tuple[str, ...] | None = None) -> Settings:
     """The settings of this command. `inventory_paths` (its `-i` values) let a project file
-    beside the inventory be found; without them, the command's `-i` values when click has
-    already parsed them."""
+    beside the inventory be found; without them, those `use_inventory_paths` named."""
     if inventory_paths is None:
-        ctx = click.get_current_context(silent=True)
-        given = ctx.params.get("inventory_paths") if ctx is not None else None
-        inventory_paths = tuple(given or ())
+        inventory_paths = _inventory_paths[0]
     cwd = Path.cwd()
     key = (str(cwd), inventory_paths)
     if key not in _cache:
@@ -68,10 +82,10 @@ def _load(cwd: Path, inventory_paths: tuple[str, ...]) -> Settings:
     for warning in warnings:
         if warning not in _warned:
             _warned.add(warning)
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
+            warn(warning)
     return Settings(merged, project_path, cfg_path)
 
 
 def default_of(name: str, fallback: Any) -> Any:
-    """A click default: setting `name` when something sets it, else `fallback`."""
+    """An option's default: setting `name` when something sets it, else `fallback`."""
     return current_settings().get(name, fallback)

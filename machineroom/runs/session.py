@@ -1,0 +1,189 @@
+"""A recorded run: the one way every command reaches hosts.
+
+`run_prepared` takes a validated playbook (a real one, or the one-task play of `run`,
+`facts`, `scan-docker`, `collect`), opens the run's row in the state database, builds the
+connection pool and the event bus (state recorder first, then the caller's reporters), runs
+the executor, and closes everything in an order that survives signals: Ctrl-C, SIGTERM or
+SIGHUP stop the run (commands on hosts killed, run recorded `interrupted`); a second one
+ends it at once, after marking the run interrupted (`RunAborted`). A state write that fails
+stops the run too. What happened comes back as a plain `RunResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from machineroom.errors import Interrupted
+from machineroom.runs.request import RunResult
+
+if TYPE_CHECKING:
+    from machineroom.connection.base import CommandResult
+    from machineroom.events import Event
+    from machineroom.executor.hoststate import RunOptions, RunShared
+    from machineroom.inventory.model import Host
+    from machineroom.runs.connect import ConnectSettings
+    from machineroom.runs.prepare import Prepared
+    from machineroom.runs.workspace import Workspace
+    from machineroom.state import StateStore
+
+
+class RunAborted(Interrupted):
+    """A second stop signal ended the run at once; the database is consistent, the run
+    marked interrupted. The process should end now (worker threads may still be running)."""
+
+    def __init__(self) -> None:
+        super().__init__("aborted: run marked interrupted")
+
+
+Subscriber = Callable[["Event"], None]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the run's row in the database says about how it was started."""
+
+    kind: str
+    label: str  # the playbook, or what stands in for it (`-m ping`, `(gather facts)`)
+    args: Mapping[str, Any] = field(default_factory=dict)
+    trigger: str | None = None  # schedule:NAME, web:TOKEN:NONCE; None: a person
+    command_line: str = ""
+
+
+def command_line() -> str:
+    """This process's command line, as a person would type it."""
+    return " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def run_prepared(
+    workspace: Workspace,
+    store: StateStore,
+    prepared: Prepared,
+    record: RunRecord,
+    run_options: RunOptions,
+    connect: ConnectSettings,
+    subscribers: Sequence[Subscriber] = (),
+    *,
+    audit_label: str | None = None,
+) -> RunResult:
+    """Run a prepared playbook, recorded and reported; every command lands in the audit log
+    (`audit_label` stands in for a long built-in script and its output). The store stays
+    open (the caller closes it)."""
+    from machineroom.connection.pool import ConnectionPool
+    from machineroom.events import EventBus, HostFinished
+    from machineroom.executor.hoststate import RunShared
+    from machineroom.executor.play import run_playbook
+    from machineroom.runs.connect import connect_options
+    from machineroom.runs.prepare import git_commit
+    from machineroom.runs.stops import held, ignore_stops, stop_reason
+    from machineroom.runs.workspace import sync_servers
+    from machineroom.state.recorder import StateRecorder
+    from machineroom.templating import Templar
+
+    sync_servers(store, list(workspace.inventory.hosts.values()))
+    run_id = store.start_run(
+        record.kind,
+        record.command_line or command_line(),
+        args=dict(record.args),
+        playbook=record.label,
+        inventory=",".join(workspace.inventory_paths),
+        git_commit=git_commit(prepared.playbook.path),
+        trigger=record.trigger,
+    )
+    running: list[RunShared] = []  # the run, once it exists: a failed write stops it
+
+    def stop_on_write_error(message: str) -> None:
+        # results would go unrecorded from now on: stop rather than carry on blind
+        for shared in running:
+            shared.stop_run(error=message)
+
+    recorder = StateRecorder(
+        store,
+        run_id,
+        check=run_options.check,
+        playbook=os.path.realpath(prepared.playbook.path),
+        on_error=stop_on_write_error,
+    )
+    recorder.stop_reason = stop_reason
+
+    def audit(host: Host, result: CommandResult) -> None:
+        if host.id in shared.quiet_hosts:  # a no_log task: that it ran, not what or its output
+            result = dataclasses.replace(
+                result, command="(hidden: no_log)", stdout="(hidden: no_log)", stderr=""
+            )
+        elif audit_label is not None:  # a built-in script: its name, exit code and stderr
+            result = dataclasses.replace(result, command=audit_label, stdout="")
+        recorder.record_command(host.id, result)
+
+    options = connect_options(workspace, connect, on_command=audit)
+    pool = ConnectionPool(options, workspace.inventory.tunnels)
+    finals: dict[str, str] = {}
+
+    def note_host(event: Event) -> None:
+        if isinstance(event, HostFinished):
+            finals[event.host] = event.status
+
+    bus = EventBus([recorder, note_host, *subscribers])
+    shared = RunShared(
+        options=run_options,
+        inventory=workspace.inventory,
+        pool=pool,
+        bus=bus,
+        templar=Templar(),
+        decrypt=options.decrypt,  # every value it decrypts is masked from then on (vault.py)
+        playbook_dir=prepared.playbook_dir,
+        server_res=prepared.server_res,
+        vault_in_vars=prepared.vault_in_vars,
+    )
+    running.append(shared)
+    if recorder.failure is not None:
+        shared.stop_run(error=recorder.failure)  # failed before the run existed
+    finished = None
+    try:
+        finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
+    except KeyboardInterrupt:
+        # a second stop signal: stop at once, but leave the database consistent
+        ignore_stops()
+        _close_subscribers(subscribers)
+        recorder.abort()
+        store.close()
+        raise RunAborted() from None
+    finally:
+        if sys.exc_info()[0] is not KeyboardInterrupt:
+            with held():  # let the last writes land
+                _close_subscribers(subscribers)
+                pool.close_all()
+                recorder.close(unfinished_status="error")
+    assert finished is not None
+    notes: list[str] = []
+    status: str = finished.status
+    if recorder.failure is not None:
+        notes.append(f"error: {recorder.failure}")
+        if not recorder.end_recorded:
+            notes.append(
+                f"error: run {run_id} is still marked 'running' in {store.path}: the next "
+                f"machineroom command that can write there marks it interrupted"
+            )
+        status = "error"
+    elif finished.status == "interrupted":
+        notes.append(stop_reason())
+    return RunResult(
+        run_id=run_id,
+        status=status,
+        hosts=finals,
+        stats=dict(finished.stats),
+        duration=finished.duration,
+        notes=tuple(notes),
+    )
+
+
+def _close_subscribers(subscribers: Sequence[Subscriber]) -> None:
+    for subscriber in subscribers:
+        close = getattr(subscriber, "close", None)
+        if callable(close):
+            close()
