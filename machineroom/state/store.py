@@ -1,23 +1,41 @@
-"""StateStore: the operations on the state database (servers, runs, results, facts, audit).
+"""StateStore: one state database, its core subject (servers, runs and their results) and its
+fleet subjects (metrics, alerts, tokens, schedules, the dashboard's queries).
+
+The store owns the connection (a DatabaseHandle: the lock, transactions, masking, closing) and
+hands it to one object per fleet subject: `store.metrics`, `store.alerts`, `store.tokens`,
+`store.schedules` and `store.dashboard`. The core subject's methods stay on the store itself
+(`store.servers()`, `store.start_run(...)`, `store.record_task_result(...)`): every command
+that touches a host records through them (about 200 call sites), servers and runs share
+transactions (`record_facts` appends a facts row and merges it into the server's `res`), and
+`store.servers()` / `store.runs()` are already the natural names, which subject attributes of
+the same names would take away. The fleet subjects are used by the fleet, the dashboard and
+their commands only, so `store.metrics.record_collections(...)` says whose table is touched.
 
 Every write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before reading,
 so read-modify-write operations (merging into `res`) cannot lose another process's update, and
-waiting for the lock goes through the busy timeout instead of failing on a lock upgrade. WAL
-lets readers (`machineroom ls`, `history`) run while a writer works. A killed process leaves
-either the whole transaction or none of it.
+waiting for the lock goes through the busy timeout instead of failing on a lock upgrade.
+`store.transaction()` groups writes of several subjects into one. WAL lets readers
+(`machineroom ls`, `history`) run while a writer works. A killed process leaves either the
+whole transaction or none of it.
 
 Only this package imports sqlite3/sqlite_utils; callers pass primitives, never model objects.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import sqlite3
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 from machineroom.errors import StateError
 from machineroom.state.alerts import AlertStore
+from machineroom.state.base import DatabaseHandle
 from machineroom.state.dashboard import DashboardStore
 from machineroom.state.metrics import MetricsStore
 from machineroom.state.records import (
@@ -45,9 +63,72 @@ from machineroom.state.schedules import ScheduleStore
 from machineroom.state.tokens import TokenStore
 
 
-class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardStore):
-    """Servers, runs, task results, facts, the audit log, metrics, alerts, tokens and
-    schedule events of one state database (see StoreBase for the locking)."""
+class StateStore:
+    """Servers, runs, task results, facts and the audit log of one state database, and its
+    fleet subjects as attributes (see DatabaseHandle for the locking)."""
+
+    metrics: MetricsStore
+    """Metric samples and each host's latest collection."""
+    alerts: AlertStore
+    """Alerts opened and resolved, and their notifications."""
+    tokens: TokenStore
+    """The dashboard's and the API's access tokens."""
+    schedules: ScheduleStore
+    """What the scheduler did."""
+    dashboard: DashboardStore
+    """Read-only queries shaped for the dashboard's pages and the JSON API."""
+
+    def __init__(self, db: Any, path: Path) -> None:
+        """Wrap an open, migrated sqlite_utils database (`open_state` is the way in)."""
+        self._handle = DatabaseHandle(db, path)
+        self.metrics = MetricsStore(self._handle)
+        self.alerts = AlertStore(self._handle)
+        self.tokens = TokenStore(self._handle)
+        self.schedules = ScheduleStore(self._handle)
+        self.dashboard = DashboardStore(self._handle)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._handle.path
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection, for the store and all its subjects; the WAL is checkpointed by
+        SQLite when the last connection to the file closes."""
+        self._handle.close()
+
+    def add_secret(self, value: str) -> None:
+        """Mask `value` as `***` in every text written from now on (commands, output, res)."""
+        self._handle.add_secret(value)
+
+    # Temporary (issue 12): the fleet subjects' methods under their old names on the store,
+    # while callers move to `store.metrics.*` and the others. Removed once none is left.
+    def __getattr__(self, name: str) -> Any:
+        subject = _MOVED.get(name)
+        if subject is None:
+            raise AttributeError(name)
+        return getattr(self.__dict__[subject], name)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes, of any subjects, into one transaction: all of them land or none.
+
+        Other threads' writes wait until the block ends; a write inside it that fails undoes
+        only its own statements (and raises), an exception leaving the block undoes them all.
+        """
+        with self._handle.write():
+            yield
 
     # -- server_room ----------------------------------------------------------------------------
 
@@ -74,59 +155,59 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
             raise StateError(f"server {id!r}: id, host and user must not be empty")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise StateError(f"server {id!r}: port {port!r} is not between 1 and 65535")
-        desc = None if description is None else self._mask(description)
-        with self._write() as db:
+        desc = None if description is None else self._handle.mask(description)
+        with self._handle.write() as db:
             db.execute(
                 "INSERT INTO server_room (id, host, user, pass, port, description, res,"
                 " next_action) VALUES (?, ?, ?, ?, ?, ?, '{}', '{}')"
                 " ON CONFLICT (id) DO UPDATE SET host = excluded.host, user = excluded.user,"
                 " pass = excluded.pass, port = excluded.port, description = excluded.description",
-                [id, self._mask(host), self._mask(user), pass_ref, port, desc],
+                [id, self._handle.mask(host), self._handle.mask(user), pass_ref, port, desc],
             )
 
     def servers(self, include_retired: bool = True) -> list[ServerRow]:
         """Every server, by id; retired ones left out when `include_retired` is False."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = [server_row(row) for row in db.query("SELECT * FROM server_room ORDER BY id")]
         return [row for row in rows if include_retired or not row.retired]
 
     def server(self, id: str) -> ServerRow | None:
         """The server `id`, or None."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(db.query("SELECT * FROM server_room WHERE id = ?", [id]))
         return server_row(rows[0]) if rows else None
 
     def update_res(self, id: str, updates: dict[str, Any]) -> dict[str, Any]:
         """Merge `updates` into the server's `res` (top-level keys replaced) atomically; return
         the merged object. An unknown id is a StateError naming close ids."""
-        with self._write() as db:
+        with self._handle.write() as db:
             return self._merge_res(db, id, updates)
 
     def _merge_res(self, db: Any, id: str, updates: dict[str, Any]) -> dict[str, Any]:
         row = db.execute("SELECT res FROM server_room WHERE id = ?", [id]).fetchone()
         if row is None:
-            raise self._unknown_server(db, id)
+            raise _unknown_server(db, id)
         res = load_object(row[0], f"server_room {id!r} res")
-        res.update(self._masker.data(updates))
+        res.update(self._handle.mask_data(updates))
         db.execute("UPDATE server_room SET res = ? WHERE id = ?", [dump_json(res), id])
         return res
 
     def set_next_action(self, id: str, value: dict[str, Any]) -> None:
         """Replace what is pending for the server (`{}` when nothing is)."""
-        with self._write() as db:
+        with self._handle.write() as db:
             cursor = db.execute(
                 "UPDATE server_room SET next_action = ? WHERE id = ?",
-                [dump_json(self._masker.data(value)), id],
+                [dump_json(self._handle.mask_data(value)), id],
             )
             if cursor.rowcount == 0:
-                raise self._unknown_server(db, id)
+                raise _unknown_server(db, id)
 
     def retire(self, id: str) -> None:
         """Mark the server retired (`res.retired`, `res.retired_at`); later commands skip it."""
-        with self._write() as db:
+        with self._handle.write() as db:
             current = db.execute("SELECT res FROM server_room WHERE id = ?", [id]).fetchone()
             if current is None:
-                raise self._unknown_server(db, id)
+                raise _unknown_server(db, id)
             res = load_object(current[0], f"server_room {id!r} res")
             if not res.get("retired"):  # retiring twice keeps the first date
                 self._merge_res(db, id, {"retired": True, "retired_at": iso(utc_now())})
@@ -152,22 +233,22 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         pid = os.getpid()
         record = {
             "kind": kind,
-            "command": self._mask(command),
-            "user": self._user,
-            "workstation": self._workstation,
+            "command": self._handle.mask(command),
+            "user": self._handle.user,
+            "workstation": self._handle.workstation,
             "pid": pid,
             "pid_start": process_start(pid),
             "started_at": iso(utc_now()),
             "finished_at": None,
             "status": "running",
-            "playbook": None if playbook is None else self._mask(playbook),
-            "inventory": None if inventory is None else self._mask(inventory),
+            "playbook": None if playbook is None else self._handle.mask(playbook),
+            "inventory": None if inventory is None else self._handle.mask(inventory),
             "git_commit": git_commit,
-            "args": dump_json(self._masker.data(args or {})),
+            "args": dump_json(self._handle.mask_data(args or {})),
             "summary": "{}",
             "trigger": trigger or os.environ.get("MACHINEROOM_TRIGGER") or None,
         }
-        with self._write() as db:
+        with self._handle.write() as db:
             return int(db["runs"].insert(record).last_pk)
 
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any] | None = None) -> None:
@@ -176,10 +257,10 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
             raise StateError(
                 f"run status {status!r} is not one of {', '.join(sorted(FINAL_RUN_STATUSES))}"
             )
-        with self._write() as db:
+        with self._handle.write() as db:
             cursor = db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
-                [status, iso(utc_now()), dump_json(self._masker.data(summary or {})), run_id],
+                [status, iso(utc_now()), dump_json(self._handle.mask_data(summary or {})), run_id],
             )
             if cursor.rowcount == 0:
                 raise StateError(f"unknown run {run_id}")
@@ -188,18 +269,17 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         """Copy the write-ahead log into the database and empty it. On a full disk this gives
         the log's space back (usually more than the database grows by), so that a last small
         write, such as a run's final status, can still land."""
-        with self._lock, self._translate():
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._handle.checkpoint()
 
     def mark_interrupted_runs(self) -> int:
         """Mark 'interrupted' the runs left 'running' on this workstation by a process that no
         longer exists (killed, crashed, power cut); return how many. Runs of other
         workstations are left alone: their pids mean nothing here."""
-        with self._write() as db:
+        with self._handle.write() as db:
             rows = db.execute(
                 "SELECT id, pid, pid_start, summary FROM runs"
                 " WHERE status = 'running' AND workstation = ?",
-                [self._workstation],
+                [self._handle.workstation],
             ).fetchall()
             now = iso(utc_now())
             count = 0
@@ -239,18 +319,18 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         record = {
             "run_id": run_id,
             "host_id": host_id,
-            "task": self._mask(task),
-            "location": None if location is None else self._mask(location),
+            "task": self._handle.mask(task),
+            "location": None if location is None else self._handle.mask(location),
             "status": status,
             "duration": float(duration),
-            "stdout": cap_middle(self._mask(stdout), TASK_OUTPUT_LIMIT),
-            "stderr": cap_middle(self._mask(stderr), TASK_OUTPUT_LIMIT),
-            "diff": cap_middle(self._mask(diff), TASK_OUTPUT_LIMIT),
-            "message": cap_middle(self._mask(message), MESSAGE_LIMIT),
+            "stdout": cap_middle(self._handle.mask(stdout), TASK_OUTPUT_LIMIT),
+            "stderr": cap_middle(self._handle.mask(stderr), TASK_OUTPUT_LIMIT),
+            "diff": cap_middle(self._handle.mask(diff), TASK_OUTPUT_LIMIT),
+            "message": cap_middle(self._handle.mask(message), MESSAGE_LIMIT),
             "started_at": iso(finished - timedelta(seconds=max(duration, 0.0))),
             "finished_at": iso(finished),
         }
-        with self._write() as db:
+        with self._handle.write() as db:
             try:
                 _insert(db, "task_results", record)
             except sqlite3.IntegrityError:
@@ -272,14 +352,14 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
             "run_id": run_id,
             "host_id": host_id,
             "at": iso(finished - timedelta(seconds=max(duration, 0.0))),
-            "user": self._user,
-            "command": self._mask(command),
+            "user": self._handle.user,
+            "command": self._handle.mask(command),
             "exit_code": exit_code,
             "duration": float(duration),
-            "stdout_tail": cap_tail(self._mask(stdout), AUDIT_TAIL_LIMIT),
-            "stderr_tail": cap_tail(self._mask(stderr), AUDIT_TAIL_LIMIT),
+            "stdout_tail": cap_tail(self._handle.mask(stdout), AUDIT_TAIL_LIMIT),
+            "stderr_tail": cap_tail(self._handle.mask(stderr), AUDIT_TAIL_LIMIT),
         }
-        with self._write() as db:
+        with self._handle.write() as db:
             try:
                 _insert(db, "audit_log", record)
             except sqlite3.IntegrityError:
@@ -289,8 +369,8 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         """Append facts to the host's history and, if the host is in server_room, make them
         its latest: `res.facts`, `res.facts_at`, `res.last_seen`, `res.reachable`."""
         now = iso(utc_now())
-        masked = self._masker.data(facts)
-        with self._write() as db:
+        masked = self._handle.mask_data(facts)
+        with self._handle.write() as db:
             try:
                 db["facts"].insert(
                     {
@@ -323,7 +403,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
             where = " WHERE trigger = ? OR trigger LIKE ? ESCAPE '\\'"
             escaped = trigger.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params = [trigger, escaped + ":%"]
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(
                 db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
             )
@@ -331,7 +411,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
 
     def run(self, run_id: int) -> RunRow | None:
         """The run `run_id`, or None."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         return run_row(rows[0]) if rows else None
 
@@ -342,7 +422,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
         if host_id is not None:
             sql += " AND host_id = ?"
             params.append(host_id)
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(db.query(sql + " ORDER BY id", params))
 
     def audit(
@@ -350,7 +430,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
     ) -> list[dict[str, Any]]:
         """The latest audit-log entries, newest first, filtered by host and/or run."""
         where, params = sql_where(("host_id = ?", host_id), ("run_id = ?", run_id))
-        with self._read() as db:
+        with self._handle.read() as db:
             return list(
                 db.query(
                     f"SELECT * FROM audit_log{where} ORDER BY id DESC LIMIT ?", [*params, limit]
@@ -359,7 +439,7 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
 
     def facts_history(self, host_id: str, limit: int = 10) -> list[dict[str, Any]]:
         """The host's collected facts, newest first, each with `facts` parsed."""
-        with self._read() as db:
+        with self._handle.read() as db:
             rows = list(
                 db.query(
                     "SELECT * FROM facts WHERE host_id = ? ORDER BY id DESC LIMIT ?",
@@ -367,6 +447,32 @@ class StateStore(MetricsStore, AlertStore, TokenStore, ScheduleStore, DashboardS
                 )
             )
         return [{**row, "facts": load_object(row["facts"], f"facts {row['id']}")} for row in rows]
+
+
+_MOVED = {
+    name: subject
+    for subject, names in {
+        "metrics": "record_collections host_statuses metric_names metric_series prune_samples"
+        " forget_host_metrics",
+        "alerts": "open_alerts open_alert_counts record_alert_changes unnotified_alerts"
+        " mark_alert_notified",
+        "tokens": "create_token token_by_id revoke_token find_token touch_token",
+        "schedules": "record_schedule_event set_schedule_event_run schedule_events"
+        " last_schedule_due triggered_run",
+        "dashboard": "run_page host_runs run_by_trigger result_counts task_results_after"
+        " alert_page alert_board audit_page binned_series",
+    }.items()
+    for name in names.split()
+}
+
+
+def _unknown_server(db: Any, server_id: str) -> StateError:
+    ids = [row[0] for row in db.execute("SELECT id FROM server_room").fetchall()]
+    close = difflib.get_close_matches(server_id, ids, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    if not ids:
+        hint = " (the database has no servers yet; `machineroom import` adds them)"
+    return StateError(f"unknown server {server_id!r}{hint}")
 
 
 def _insert(db: Any, table: str, record: dict[str, Any]) -> None:
