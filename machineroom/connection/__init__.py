@@ -1,4 +1,6 @@
-"""Connections to hosts: the protocol, SSH (Fabric/paramiko), local, and the per-run pool.
+"""Connections to hosts: the protocol, the registry of connection types (registry.py), the
+wrapper every type shares for become, timeouts and auditing (command.py), SSH
+(Fabric/paramiko), local, and the per-run pool.
 
 Only this package imports fabric and paramiko, and only when an SSH connection is made:
 `SSHConnection` and the host-key helpers load on first access, so `machineroom plan` or a
@@ -18,8 +20,21 @@ from machineroom.connection.base import (
     ConnectOptions,
     SessionDropped,
 )
+from machineroom.connection.command import (
+    DeadlinePassed,
+    Exited,
+    ShellConnection,
+    hidden_output,
+)
 from machineroom.connection.local import LocalConnection
 from machineroom.connection.pool import ConnectionPool, open_connection
+from machineroom.connection.registry import (
+    ConnectionFactory,
+    UnknownConnectionType,
+    connection_types,
+    register,
+    unregister,
+)
 
 if TYPE_CHECKING:
     from machineroom.connection.hostkeys import KnownHosts, fingerprint
@@ -32,13 +47,22 @@ __all__ = [
     "CommandResult",
     "ConnectOptions",
     "Connection",
+    "ConnectionFactory",
     "ConnectionPool",
+    "DeadlinePassed",
+    "Exited",
     "KnownHosts",
     "LocalConnection",
     "SSHConnection",
     "SessionDropped",
+    "ShellConnection",
+    "UnknownConnectionType",
+    "connection_types",
     "fingerprint",
+    "hidden_output",
     "open_connection",
+    "register",
+    "unregister",
 ]
 
 _LAZY = {

@@ -1,7 +1,8 @@
 """`connection: local`: commands run on the workstation itself with `sh -c`, no SSH.
 
-Same contract as the SSH connection: a CommandResult, a timeout that kills the whole command
-(its process group, not only the shell), become through sudo, every command reported.
+Same contract as the SSH connection (the shared part is command.py's ShellConnection): a
+CommandResult, a timeout that kills the whole command (its process group, not only the
+shell), become through sudo, every command reported.
 """
 
 from __future__ import annotations
@@ -11,32 +12,29 @@ import os
 import signal
 import subprocess
 import threading
-import time
+from collections.abc import Callable
 from typing import IO
 
-from machineroom.connection.base import Become, CommandResult, ConnectOptions, SudoPlanner
-from machineroom.connection.output import (
-    CappedOutput,
-    Stdin,
-    describe_local_error,
-    pump,
-)
-from machineroom.errors import CommandTimeout, InputError, Interrupted
+from machineroom.connection.base import ConnectOptions
+from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection
+from machineroom.connection.output import CappedOutput, Stdin, pump
+from machineroom.errors import Interrupted
 from machineroom.inventory.model import Host
 
 __all__ = ["LocalConnection"]
 
 
-class LocalConnection:
-    """Runs commands on this machine; `open`, `is_alive` and `close` have nothing to do."""
+class LocalConnection(ShellConnection):
+    """Runs commands on this machine; `open`, `is_alive` and `close` have nothing to do.
+
+    The transport part only: a process per command; become, timeouts and auditing are
+    ShellConnection's (command.py).
+    """
 
     def __init__(self, host: Host, options: ConnectOptions | None = None) -> None:
-        self.host = host
-        self.options = options or ConnectOptions()
-        self._sudo = SudoPlanner(host.id)
-        self._running: set[int] = set()  # process groups of the commands running now
-        self._stopping = False  # stop_commands() was called: nothing more starts
-        self._lock = threading.Lock()  # a command starts, or stop_commands() sees it: not both
+        super().__init__(host, options)
+        self._groups: dict[str, int] = {}  # tag -> process group, of the commands running now
+        self._start_lock = threading.Lock()  # a command starts, or a kill sees it: not both
 
     def open(self) -> None:
         """Nothing to open: the workstation is always there."""
@@ -48,61 +46,33 @@ class LocalConnection:
     def close(self) -> None:
         """Nothing to close."""
 
-    def stop_commands(self) -> None:
-        """Kill every command running now, with its process group (the run is stopping);
-        their `run()` calls raise Interrupted, and so does every later one."""
-        with self._lock:
-            self._stopping = True
-            running = list(self._running)
-        for pgid in running:
+    def kill_command(self, tag: str, run: Callable[[str], object]) -> None:
+        """Kill the command's whole process group (no /proc scan: the workstation may not be
+        Linux). A command being started now is either seen here or sees `stopping`."""
+        with self._start_lock:
+            pgid = self._groups.get(tag)
+        if pgid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
 
-    def run(
-        self,
-        command: str,
-        *,
-        stdin: Stdin = None,
-        timeout: float | None = None,
-        become: Become | None = None,
-    ) -> CommandResult:
-        """Run `command` with `sh -c` here; with `become`, through `sudo -u USER -- sh -c`.
-        stdin (bytes or a local file) is streamed in; output is kept head and tail."""
-        if timeout is None:
-            timeout = self.options.command_timeout
-        if become is None:
-            return self._exec(["sh", "-c", command], b"", stdin, timeout, command, None)
-        wire, prefix = self._sudo.prepare(command, become, self._run_raw)
-        return self._exec(["sh", "-c", wire], prefix, stdin, timeout, command, become.user)
-
-    def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
-        return self._exec(
-            ["sh", "-c", command], b"", stdin, self.options.command_timeout, command, None
-        )
-
-    def _exec(
-        self,
-        argv: list[str],
-        prefix: bytes,
-        stdin: Stdin,
-        timeout: float | None,
-        shown: str,
-        become_user: str | None,
-    ) -> CommandResult:
-        start = time.monotonic()
-        with self._lock:
-            if self._stopping:
+    def exec_command(
+        self, wire: str, prefix: bytes, stdin: Stdin, timeout: float | None, tag: str | None
+    ) -> Exited:
+        """`sh -c WIRE` in a session of its own; past `timeout` its process group is killed."""
+        with self._start_lock:
+            if self.stopping:
                 raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
             # A session of its own: the timeout kills every process the command started, and
             # the command cannot read the workstation's terminal (sudo would prompt there).
             proc = subprocess.Popen(
-                argv,
+                ["sh", "-c", wire],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
-            self._running.add(proc.pid)
+            if tag is not None:
+                self._groups[tag] = proc.pid
         io = _Streams(proc, prefix, stdin)
         try:
             io.finish(timeout)
@@ -110,26 +80,13 @@ class LocalConnection:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             io.finish(None)
-            self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
-            assert timeout is not None
-            raise CommandTimeout(self.host.id, shown, timeout) from None
+            raise DeadlinePassed from None
         finally:
-            self._running.discard(proc.pid)
-        if self._stopping and (proc.returncode or 0) < 0:  # killed by stop_commands
-            raise Interrupted(f"{self.host.id}: the run was stopped: command killed")
-        if io.local_error is not None:
-            raise InputError(describe_local_error(stdin, io.local_error))
-        return self._report(
-            shown, proc.returncode, io.out.text(), io.err.text(), start, become_user
-        )
-
-    def _report(
-        self, shown: str, code: int, out: str, err: str, start: float, become_user: str | None
-    ) -> CommandResult:
-        result = CommandResult(shown, code, out, err, time.monotonic() - start, become_user)
-        if self.options.on_command is not None:
-            self.options.on_command(self.host, result)
-        return result
+            if tag is not None:
+                with self._start_lock:
+                    self._groups.pop(tag, None)
+        code = proc.returncode
+        return Exited(code, io.out.text(), io.err.text(), code < 0, None, io.local_error)
 
     def __repr__(self) -> str:
         return f"<LocalConnection {self.host.id}>"

@@ -21,7 +21,9 @@ from machineroom.connection.base import (
     ConnectOptions,
     SessionDropped,
 )
+from machineroom.connection.command import hidden_output, hide_output, show_output
 from machineroom.connection.output import Stdin
+from machineroom.connection.registry import connection_factory
 from machineroom.errors import Interrupted
 from machineroom.inventory.model import Host, TunnelProfile
 
@@ -37,22 +39,12 @@ def open_connection(
     options: ConnectOptions | None = None,
     tunnels: Mapping[str, TunnelProfile] = _NO_TUNNELS,
 ) -> Connection:
-    """An opened connection to `host`: local for `connection: local`, else SSH.
+    """An opened connection to `host`, of the type its `connection` names (registry.py).
 
-    Raises Unreachable, AuthFailed or HostKeyError when it cannot be opened.
+    Raises UnknownConnectionType for a type nobody registered, and Unreachable, AuthFailed
+    or HostKeyError when it cannot be opened.
     """
-    options = options or ConnectOptions()
-    conn: Connection
-    if host.connection == "local":
-        from machineroom.connection.local import LocalConnection
-
-        conn = LocalConnection(host, options)
-    else:
-        # Imported here: paramiko and fabric take ~0.25 s to import, which a run that needs
-        # no SSH (plan, validate, local) should not pay.
-        from machineroom.connection.ssh import SSHConnection
-
-        conn = SSHConnection(host, options, tunnels)
+    conn = connection_factory(host)(host, options or ConnectOptions(), tunnels)
     conn.open()
     return conn
 
@@ -123,9 +115,22 @@ class ConnectionPool:
         stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
+        no_log: bool = False,
     ) -> CommandResult:
         """Run a command on the host's pooled connection, reconnecting once if the session
-        had died before the command could start."""
+        had died before the command could start. `no_log`: the audit hook sees
+        "(hidden: no_log)" instead of the command and its output."""
+        with hidden_output(no_log):
+            return self._run(host, command, stdin, timeout, become)
+
+    def _run(
+        self,
+        host: Host,
+        command: str,
+        stdin: Stdin,
+        timeout: float | None,
+        become: Become | None,
+    ) -> CommandResult:
         conn = self.get(host)
         try:
             return conn.run(command, stdin=stdin, timeout=timeout, become=become)
@@ -144,9 +149,20 @@ class ConnectionPool:
             raise Interrupted(f"{host.id}: the run is stopping: nothing more is started")
         return current.run(command, stdin=stdin, timeout=timeout, become=become)
 
+    def hide_output(self, host_id: str) -> None:
+        """A no_log task of `host_id` starts in this thread: until `show_output`, the
+        commands this thread runs (on any host: delegation) are audited as
+        "(hidden: no_log)". Pair with `show_output` in a `finally`."""
+        hide_output(host_id)
+
+    def show_output(self, host_id: str) -> None:
+        """The no_log task of `host_id` ended: its thread's commands are audited in full
+        again. Safe to call when `hide_output` was not."""
+        show_output(host_id)
+
     def stop_commands(self) -> None:
         """The run is stopping: no command starts from now on, and every command running
-        now is killed on its host (by its tag, see SSHConnection.stop_commands), all hosts at
+        now is killed on its host (by its tag, see ShellConnection.stop_commands), all hosts at
         once; their `run()` raises Interrupted. Returns when every host was asked."""
         self.stopping = True
         with self._lock:

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import select
 import socket
 import threading
@@ -31,13 +30,7 @@ import paramiko
 from paramiko.config import SSHConfig
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from machineroom.connection.base import (
-    Become,
-    CommandResult,
-    ConnectOptions,
-    SessionDropped,
-    SudoPlanner,
-)
+from machineroom.connection.base import ConnectOptions, SessionDropped
 from machineroom.connection.channel import (
     TimedOut,
     collect,
@@ -46,22 +39,15 @@ from machineroom.connection.channel import (
     release,
     send_stdin,
 )
+from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection
 from machineroom.connection.hostkeys import (
     DEFAULT_USER_FILE,
     SYSTEM_FILE,
     KnownHosts,
     host_key_name,
 )
-from machineroom.connection.output import CappedOutput, Stdin, describe_local_error
-from machineroom.errors import (
-    AuthFailed,
-    CommandTimeout,
-    HostKeyError,
-    InputError,
-    Interrupted,
-    MachineroomError,
-    Unreachable,
-)
+from machineroom.connection.output import CappedOutput, Stdin
+from machineroom.errors import AuthFailed, HostKeyError, InputError, MachineroomError, Unreachable
 from machineroom.inventory.model import Host, TunnelProfile, TunnelType
 
 __all__ = ["SSHConnection"]
@@ -107,15 +93,6 @@ def _load_ssh_config(path: str | None) -> SSHConfig:
     return parsed
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
 def _split_server(server: str, default_port: int) -> tuple[str, int]:
     """`host`, `host:port` or `[v6]:port` of a tunnel profile."""
     if server.startswith("["):
@@ -157,12 +134,13 @@ def _known_hosts_for(options: ConnectOptions, ssh_config: Mapping[str, Any]) -> 
 # ---------------------------------------------------------------------------- connection
 
 
-class SSHConnection:
+class SSHConnection(ShellConnection):
     """One persistent SSH session to one host (optionally through a jump host).
 
-    `open()` connects and authenticates, `run()` executes a command on a new channel of the
-    same transport, `close()` ends it. Safe to share between threads: paramiko multiplexes
-    channels; the sudo probe is locked.
+    `open()` connects and authenticates, each command runs on a new channel of the same
+    transport (`exec_command`), `close()` ends it. Become, timeouts, killing and auditing are
+    ShellConnection's (command.py). Safe to share between threads: paramiko multiplexes
+    channels.
     """
 
     def __init__(
@@ -173,27 +151,16 @@ class SSHConnection:
         *,
         role: str = "",
     ) -> None:
-        self.host = host
-        self.options = options or ConnectOptions()
+        super().__init__(host, options)
         self.tunnels = tunnels
         self.role = role  # "" for the host itself, "jump host 'x'" for a gateway
         self._fabric: Any = None  # fabric.Connection once open
         self._jump: SSHConnection | None = None
-        self._sudo = SudoPlanner(host.id)
         self._open_lock = threading.Lock()
-        self.connect_timeout = (
-            _number(host.vars.get("connect_timeout")) or self.options.connect_timeout
-        )
-        self.command_timeout = (
-            _number(host.vars.get("command_timeout")) or self.options.command_timeout
-        )
         self._target = f"{host.host}:{host.port}"
         self._tunnel_hint = ""
         self._tried: list[str] = []
         self._user = host.user or "?"
-        self._running: dict[str, Become | None] = {}  # tag -> become, of commands running now
-        self._running_lock = threading.Lock()
-        self._stopping = False  # stop_commands() was called: nothing more starts
 
     # ------------------------------------------------------------------ open / close
 
@@ -473,98 +440,15 @@ class SSHConnection:
 
     # ------------------------------------------------------------------ commands
 
-    def run(
-        self,
-        command: str,
-        *,
-        stdin: Stdin = None,
-        timeout: float | None = None,
-        become: Become | None = None,
-    ) -> CommandResult:
-        """Run `command` through the login shell's `sh -c`; stdin (bytes, or a local file
-        streamed from disk) is sent then closed; output is kept head and tail (output.py).
-
-        With `become`, the command runs as `sudo -u USER -- sh -c COMMAND`, the sudo password
-        (when sudo wants one) going first on stdin. Raises CommandTimeout past `timeout`
-        (default: the options' command_timeout), SessionDropped when the session dies, and
-        BecomeFailed when sudo refuses.
-        """
-        if self._stopping:
-            raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
+    def ensure_open(self) -> None:
+        """Open the session on the first command."""
         if self._fabric is None:
             self.open()
-        if timeout is None:
-            timeout = self.command_timeout
-        # A command past its timeout, or of a run being stopped, must die on the host too.
-        # Closing the channel does not kill it (no pty, no SIGHUP), and sshd refuses "signal"
-        # requests for root logins, so every command carries a tag in its environment (it
-        # survives exec and sudo -> sh -c, and every child inherits it, `cmd &` ones too) by
-        # which `_kill_tagged` finds it, and the shells above it by their command line.
-        token = secrets.token_hex(8)
-        body = f"export MACHINEROOM_RUN={token}; {command}"
-        if become is None:
-            wire, prefix = body, b""
-        else:
-            wire, prefix = self._sudo.prepare(body, become, self._run_raw)
-        with self._running_lock:  # checked again here: a stop may have come meanwhile
-            if self._stopping:
-                raise Interrupted(f"{self.host.id}: the run is stopping: command not started")
-            self._running[token] = become
-        try:
-            result = self._exec(
-                wire, prefix, stdin, timeout, command, become.user if become else None
-            )
-        except CommandTimeout:
-            self._kill_tagged(token, become)
-            raise
-        finally:
-            with self._running_lock:
-                self._running.pop(token, None)
-        if self._stopping and result.exit_code == -1:  # no exit status: killed by stop_commands
-            raise Interrupted(f"{self.host.id}: the run was stopped: command killed on the host")
-        return result
 
-    def stop_commands(self) -> None:
-        """Kill on the host every command of ours running now (the run is being stopped);
-        their `run()` calls raise Interrupted, and so does every later one. Best effort."""
-        with self._running_lock:
-            self._stopping = True
-            running = list(self._running.items())
-        for token, become in running:
-            self._kill_tagged(token, become, "(kill the command: the run is stopping)")
-
-    def _kill_tagged(
-        self, token: str, become: Become | None, shown: str = "(kill the timed-out command)"
-    ) -> None:
-        """SIGKILL every process carrying MACHINEROOM_RUN=token in its environment, and the
-        shells whose command line sets it (they would go on with the rest of the script);
-        best effort. `[x]yz` keeps the killer's own command line from matching."""
-        pattern = f"MACHINEROOM_RUN=[{token[0]}]{token[1:]}"
-        killer = (
-            f"{{ grep -lzx '{pattern}' /proc/[0-9]*/environ;"
-            f" grep -lz '{pattern}' /proc/[0-9]*/cmdline; }} 2>/dev/null"
-            f" | cut -d/ -f3 | sort -u | xargs -r kill -KILL 2>/dev/null; true"
-        )
-        prefix = b""
-        if become is not None:
-            killer, prefix = self._sudo.prepare(killer, become, self._run_raw)
-        with contextlib.suppress(MachineroomError):
-            self._exec(killer, prefix, None, self.connect_timeout, shown, None)
-
-    def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
-        return self._exec(command, b"", stdin, self.command_timeout, command, None)
-
-    def _exec(
-        self,
-        wire: str,
-        prefix: bytes,
-        stdin: Stdin,
-        timeout: float | None,
-        shown: str,
-        become_user: str | None,
-    ) -> CommandResult:
-        """Exec `wire` on a new channel, `prefix` then `stdin` on its stdin; `shown` is what
-        results and the audit log say."""
+    def exec_command(
+        self, wire: str, prefix: bytes, stdin: Stdin, timeout: float | None, tag: str | None
+    ) -> Exited:
+        """Exec `wire` on a new channel of the session, `prefix` then `stdin` on its stdin."""
         host_id = self.host.id
         start = time.monotonic()
         conn = self._fabric
@@ -594,29 +478,15 @@ class SSHConnection:
             deadline = None if timeout is None else start + timeout
             code = collect(chan, deadline, stdout, stderr)
         except TimedOut:
-            release(chan, feeder)
-            self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)
-            assert timeout is not None
-            raise CommandTimeout(host_id, shown, timeout) from None
+            raise DeadlinePassed from None
         finally:
             release(chan, feeder)
-        out, err = stdout.text(), stderr.text()
-        if feeder is not None and feeder.local_error is not None:
-            raise InputError(describe_local_error(stdin, feeder.local_error))
+        lost = None
         if code == -1 and not transport.is_active():
-            self._report(shown, -1, out, err + "\n(connection lost)", start, become_user)
-            raise SessionDropped(
-                host_id, f"connection to {self._target} lost during the command", started=True
-            )
-        return self._report(shown, code, out, err, start, become_user)
-
-    def _report(
-        self, shown: str, code: int, out: str, err: str, start: float, become_user: str | None
-    ) -> CommandResult:
-        result = CommandResult(shown, code, out, err, time.monotonic() - start, become_user)
-        if self.options.on_command is not None:
-            self.options.on_command(self.host, result)
-        return result
+            lost = f"connection to {self._target} lost during the command"
+        local_error = feeder.local_error if feeder is not None else None
+        # -1: no exit status, the command was killed (by stop_commands, when stopping)
+        return Exited(code, stdout.text(), stderr.text(), code == -1, lost, local_error)
 
     def __repr__(self) -> str:
         state = "open" if self.is_alive() else "closed"

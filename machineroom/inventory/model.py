@@ -124,7 +124,8 @@ class Host:
     description: str = ""
     tunnel: str | None = None
     become_password: Secret | None = None
-    connection: Literal["ssh", "local"] = "ssh"
+    # the connection type, a name in connection/registry.py ("ssh", "local", ...)
+    connection: str = "ssh"
     groups: tuple[str, ...] = ("all",)
     vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     var_sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -137,6 +138,92 @@ class Host:
         """`user@host:port` for messages."""
         who = f"{self.user}@" if self.user else ""
         return f"{who}{self.host}:{self.port}"
+
+    @property
+    def connection_settings(self) -> ConnectionSettings:
+        """What this host's connection reads, in one value (see ConnectionSettings)."""
+        own = f"ansible_{self.connection}_"
+        chosen = {
+            name: value
+            for name, value in self.vars.items()
+            if name in CONNECTION_VAR_NAMES
+            or name.startswith(own)
+            or name.startswith(CONNECTION_VAR_PREFIXES)
+        }
+        return ConnectionSettings(
+            type=self.connection,
+            address=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            ssh_key=self.ssh_key,
+            tunnel=self.tunnel,
+            connect_timeout=_seconds(self.vars.get("connect_timeout")),
+            command_timeout=_seconds(self.vars.get("command_timeout")),
+            vars=MappingProxyType(chosen),
+        )
+
+
+# Host vars that belong to the connection rather than to tasks: Ansible's per-transport
+# variables (`ansible_ssh_common_args`, `ansible_docker_extra_args`, ...) and our timeouts.
+# The loaders keep them in `Host.vars` as they always did; ConnectionSettings gathers them.
+CONNECTION_VAR_PREFIXES = (
+    "ansible_ssh_",
+    "ansible_scp_",
+    "ansible_sftp_",
+    "ansible_paramiko_",
+    "ansible_docker_",
+    "ansible_local_",
+)
+CONNECTION_VAR_NAMES = frozenset(
+    {
+        "connect_timeout",
+        "command_timeout",
+        "ansible_timeout",
+        "ansible_shell_type",
+        "ansible_shell_executable",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """A host's settings for its connection, grouped so that a transport reads its own.
+
+    The common ones are fields (where, as whom, how long to wait); everything a particular
+    transport may want is in `vars` by its inventory name, and `for_transport("docker")` gives
+    `ansible_docker_*` without the prefix (`extra_args`). Built from the Host on access: the
+    Host's flat fields stay what modules and loaders use.
+    """
+
+    type: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    password: Secret | None = None
+    ssh_key: str | None = None
+    tunnel: str | None = None
+    connect_timeout: float | None = None  # seconds; None: the run's default
+    command_timeout: float | None = None
+    vars: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def for_transport(self, name: str) -> Mapping[str, Any]:
+        """The vars named `ansible_<name>_...`, keyed by the rest of the name."""
+        prefix = f"ansible_{name}_"
+        return MappingProxyType(
+            {k[len(prefix) :]: v for k, v in self.vars.items() if k.startswith(prefix)}
+        )
+
+
+def _seconds(value: Any) -> float | None:
+    """A timeout var as seconds; None when absent, zero or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number or None
 
 
 @dataclass(frozen=True)
