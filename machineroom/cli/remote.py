@@ -260,19 +260,10 @@ def connect_command(
     Runs the OpenSSH client with the inventory's user, port, key and host-key files; anything
     after `--` is run instead of a shell.
     """
+    from machineroom.runs.servers import connectable_host
+
     workspace = make_workspace(inventory_paths, state_path)
-    host = workspace.inventory.host(server_id)
-    store = workspace.open_state()
-    try:
-        sync_servers(store, [host])
-        row = store.server(server_id)
-        if row is not None and row.res.get("retired"):
-            raise UsageError(f"{server_id} is retired (`machineroom retire --undo {server_id}`)")
-        store.record_command(
-            None, host.id, "connect " + " ".join(remote_command) or "(shell)", -1, 0.0
-        )
-    finally:
-        store.close()
+    host = connectable_host(workspace, server_id, remote_command)
     # ansible.cfg's host_key_checking = False: accept-new, as for every other command
     accept_new = accept_new_host_keys or bool(current_settings().get("accept_new_host_keys"))
     argv = ssh_argv(workspace, host, known_hosts, accept_new, remote_command)
@@ -383,23 +374,12 @@ def scanports_command(
 ) -> None:
     """TCP connect scan of the hosts matching PATTERN from this workstation; open ports go
     into each server's `res.ports`."""
-    from machineroom.scan import DEFAULT_PORTS, parse_ports, scan_ports
+    from machineroom.runs.servers import scan_open_ports
+    from machineroom.scan import DEFAULT_PORTS, parse_ports
 
     wanted = parse_ports(ports) if ports else list(DEFAULT_PORTS)
     workspace = make_workspace(inventory_paths, state_path)
-    hosts = [h for h in workspace.select(pattern) if h.connection != "local"]
-    store = workspace.open_state()
-    try:
-        sync_servers(store, list(workspace.inventory.hosts.values()))
-        run_id = store.start_run(
-            "scanports", _command_line(), args={"pattern": pattern, "ports": wanted}
-        )
-        found = scan_ports([(h.id, h.host) for h in hosts], wanted, timeout=timeout)
-        for host in hosts:
-            store.update_res(host.id, {"ports": found.get(host.id, []), "ports_scanned_at": _now()})
-        store.finish_run(run_id, "ok", {"hosts": len(hosts)})
-    finally:
-        store.close()
+    hosts, found = scan_open_ports(workspace, pattern, wanted, timeout)
     if as_json:
         import json
 

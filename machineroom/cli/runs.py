@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from machineroom.cli.context import inventory_options, make_workspace
-from machineroom.errors import InputError, UsageError
+from machineroom.errors import UsageError
 from machineroom.report.terminal import visible_data
 
 if TYPE_CHECKING:
-    from machineroom.state import RunRow, StateStore
+    from machineroom.state import RunRow
 
 
 @click.command("show")
@@ -56,21 +54,10 @@ def show_command(
             active=active,
         )
         return
+    from machineroom.runs.history import run_results
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        store.mark_interrupted_runs()
-        run = _load_run(store, run_id, workspace.state_path)
-        results = store.task_results(run_id, host_id)
-        if host_id is not None and not results and host_id not in _summary_hosts(run):
-            hosts = sorted({r["host_id"] for r in store.task_results(run_id)})
-            raise InputError(
-                f"run {run_id} has no results for host {host_id!r}",
-                expected="one of " + ", ".join(hosts) if hosts else "a host of the run",
-            )
-    finally:
-        store.close()
-    by_host = _group(results)
+    run, by_host = run_results(workspace, run_id, host_id)
     if as_json:
         doc = {"run": run.__dict__, "hosts": by_host}
         click.echo(json.dumps(doc, indent=2, default=str))
@@ -97,17 +84,10 @@ def diff_command(
 ) -> None:
     """What differs between two runs' task results: per host, tasks whose status or message
     changed, tasks only in one run, and hosts only in one run."""
+    from machineroom.runs.history import two_runs
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        store.mark_interrupted_runs()
-        first = _load_run(store, run1, workspace.state_path)
-        second = _load_run(store, run2, workspace.state_path)
-        before = _group(store.task_results(run1))
-        after = _group(store.task_results(run2))
-    finally:
-        store.close()
-    result = compare_runs(before, after)
+    first, second, result = two_runs(workspace, run1, run2)
     if as_json:
         doc = {"run1": first.id, "run2": second.id, **result}
         click.echo(json.dumps(doc, indent=2, default=str))
@@ -128,77 +108,6 @@ def diff_command(
         click.echo(f"\nhosts only in run {run1}: {', '.join(result['hosts_only_in_run1'])}")
     if result["hosts_only_in_run2"]:
         click.echo(f"\nhosts only in run {run2}: {', '.join(result['hosts_only_in_run2'])}")
-
-
-def compare_runs(
-    before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]]
-) -> dict[str, Any]:
-    """Per host, the task results that differ between two runs (each a `task_results` list
-    grouped by host). Durations always differ, so only status and message are compared.
-
-    A task is matched by its name and location; the n-th occurrence of the same pair (a task
-    that runs twice, e.g. from two includes) matches the n-th in the other run.
-    """
-    hosts: dict[str, Any] = {}
-    for host in [h for h in before if h in after]:
-        old, new = _keyed(before[host]), _keyed(after[host])
-        changed = []
-        for key, row in old.items():
-            other = new.get(key)
-            if other is not None and (row["status"], row["message"]) != (
-                other["status"],
-                other["message"],
-            ):
-                changed.append(
-                    {
-                        "task": row["task"],
-                        "location": row["location"],
-                        "before": {"status": row["status"], "message": row["message"]},
-                        "after": {"status": other["status"], "message": other["message"]},
-                    }
-                )
-        gone = [_brief(row) for key, row in old.items() if key not in new]
-        added = [_brief(row) for key, row in new.items() if key not in old]
-        if changed or gone or added:
-            hosts[host] = {"changed": changed, "only_in_run1": gone, "only_in_run2": added}
-    return {
-        "hosts": hosts,
-        "hosts_only_in_run1": [h for h in before if h not in after],
-        "hosts_only_in_run2": [h for h in after if h not in before],
-    }
-
-
-def _keyed(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    seen: Counter[tuple[str, str]] = Counter()
-    keyed = {}
-    for row in rows:
-        pair = (row["task"], row["location"] or "")
-        keyed[(*pair, seen[pair])] = row
-        seen[pair] += 1
-    return keyed
-
-
-def _brief(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "task": row["task"],
-        "location": row["location"],
-        "status": row["status"],
-        "message": row["message"],
-    }
-
-
-def _load_run(store: StateStore, run_id: int, path: str) -> RunRow:
-    run = store.run(run_id)
-    if run is None:
-        raise InputError(f"no run {run_id} in {path}", expected="a run id from `history`")
-    return run
-
-
-def _group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    by_host: dict[str, list[dict[str, Any]]] = {}
-    for row in results:
-        by_host.setdefault(row["host_id"], []).append(row)
-    return by_host
 
 
 def _summary_hosts(run: RunRow) -> dict[str, Any]:

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from machineroom.cli.context import inventory_options, make_workspace
-from machineroom.errors import ExitCode, InputError
-from machineroom.runs.workspace import sync_servers
+from machineroom.errors import ExitCode
 
 if TYPE_CHECKING:
     from machineroom.inventory.model import Inventory
@@ -70,14 +69,10 @@ def ls_command(
 
     Hosts of the inventory not yet in the database are added first, so the list is complete.
     """
+    from machineroom.runs.servers import server_rows
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        if workspace.inventory_paths:
-            sync_servers(store, list(workspace.inventory.hosts.values()))
-        rows = [r for r in store.servers() if not (active and r.res.get("retired"))]
-    finally:
-        store.close()
+    rows = server_rows(workspace, active_only=active)
     if as_json:
         click.echo(json.dumps([_row_json(r) for r in rows], indent=2))
         return
@@ -150,20 +145,13 @@ def import_command(
 
     Passwords are never stored: the `pass` column keeps only `env:NAME` or `vault` references.
     """
-    from machineroom.inventory import load_inventory, render_server_list, render_yaml_inventory
+    from machineroom.inventory import render_server_list, render_yaml_inventory
+    from machineroom.runs.servers import import_servers
 
     workspace = make_workspace((file,), state_path)
-    inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
-    inventory.register_secrets()
+    inventory = import_servers(workspace, file)
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    store = workspace.open_state()
-    try:
-        run_id = store.start_run("import", _command_line(), inventory=file)
-        sync_servers(store, list(inventory.hosts.values()))
-        store.finish_run(run_id, "ok", {"servers": len(inventory.hosts)})
-    finally:
-        store.close()
     click.echo(f"imported {len(inventory.hosts)} server(s) into {workspace.state_path}", err=True)
     if emit_yaml:
         _write_text(emit_yaml, render_yaml_inventory(inventory))
@@ -193,22 +181,11 @@ def retire_command(
     undo: bool,
 ) -> None:
     """Mark servers retired: every later command skips them, and `ls` shows them so."""
+    from machineroom.runs.servers import retire_servers
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        if workspace.inventory_paths:
-            sync_servers(store, list(workspace.inventory.hosts.values()))
-        for server_id in server_ids:
-            if undo:
-                if store.server(server_id) is None:
-                    raise InputError(f"no server '{server_id}' in {workspace.state_path}")
-                store.update_res(server_id, {"retired": False, "retired_at": None})
-                click.echo(f"{server_id}: back in service")
-            else:
-                store.retire(server_id)
-                click.echo(f"{server_id}: retired")
-    finally:
-        store.close()
+    for line in retire_servers(workspace, server_ids, undo):
+        click.echo(line)
 
 
 @click.command("validate")
@@ -319,40 +296,27 @@ def history_command(
     as_json: bool,
 ) -> None:
     """List recent runs, or with RUN_ID the commands that run sent to each host."""
+    from machineroom.runs.history import recent_runs, run_commands
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        store.mark_interrupted_runs()
-        if run_id is None:
-            runs = store.runs(limit, trigger=trigger)
-            if as_json:
-                click.echo(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
-                return
-            for r in runs:
-                by = f"  [{r.trigger}]" if r.trigger else ""
-                click.echo(f"{r.id:>5}  {r.started_at}  {r.status:<11} {r.kind:<9} {r.command}{by}")
-            return
-        run = store.run(run_id)
-        if run is None:
-            raise InputError(f"no run {run_id} in {workspace.state_path}")
-        entries = store.audit(run_id=run_id, limit=10000)
+    if run_id is None:
+        runs = recent_runs(workspace, limit, trigger)
         if as_json:
-            click.echo(
-                json.dumps({"run": run.__dict__, "commands": entries}, indent=2, default=str)
-            )
+            click.echo(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
             return
+        for r in runs:
+            by = f"  [{r.trigger}]" if r.trigger else ""
+            click.echo(f"{r.id:>5}  {r.started_at}  {r.status:<11} {r.kind:<9} {r.command}{by}")
+        return
+    run, entries = run_commands(workspace, run_id)
+    if as_json:
+        click.echo(json.dumps({"run": run.__dict__, "commands": entries}, indent=2, default=str))
+        return
+    click.echo(
+        f"run {run.id}: {run.kind} {run.status}  {run.started_at} .. "
+        f"{run.finished_at or ''}\n  {run.command}"
+    )
+    for e in entries:
         click.echo(
-            f"run {run.id}: {run.kind} {run.status}  {run.started_at} .. "
-            f"{run.finished_at or ''}\n  {run.command}"
+            f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  {e['command']}"
         )
-        for e in entries:
-            click.echo(
-                f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  "
-                f"{e['command']}"
-            )
-    finally:
-        store.close()
-
-
-def _command_line() -> str:
-    return " ".join(["machineroom", *sys.argv[1:]])

@@ -1,0 +1,113 @@
+"""The server list in the state database, as the commands that read and change it without a
+playbook see it: ls, import, retire, connect, scanports. Each opens the workspace's store,
+does its one thing, and closes it (the run history: runs/history.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from machineroom.errors import InputError, UsageError
+from machineroom.runs.workspace import Workspace, sync_servers
+
+if TYPE_CHECKING:
+    from machineroom.inventory.model import Host, Inventory
+    from machineroom.state import ServerRow, StateStore
+
+
+def now_iso() -> str:
+    """Now, in UTC, to the second (what `res` timestamps hold)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def typed_command_line() -> str:
+    """This process's command line as recorded in a run row."""
+    return " ".join(["machineroom", *sys.argv[1:]])
+
+
+@contextmanager
+def opened(workspace: Workspace, sync: bool = False) -> Iterator[StateStore]:
+    """The workspace's store, closed afterwards; `sync`: the inventory's hosts written into
+    `server_room` first (when the workspace has an inventory)."""
+    store = workspace.open_state()
+    try:
+        if sync and workspace.inventory_paths:
+            sync_servers(store, workspace.inventory.hosts.values())
+        yield store
+    finally:
+        store.close()
+
+
+def server_rows(workspace: Workspace, active_only: bool = False) -> list[ServerRow]:
+    """Every server (the inventory's hosts added first), without retired ones if asked."""
+    with opened(workspace, sync=True) as store:
+        return [r for r in store.servers() if not (active_only and r.res.get("retired"))]
+
+
+def import_servers(workspace: Workspace, file: str) -> Inventory:
+    """Load `file` (server list, YAML or INI) into `server_room`, recorded as an `import` run;
+    the inventory it held. Passwords become references, never plaintext."""
+    from machineroom.inventory import load_inventory
+
+    inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
+    inventory.register_secrets()
+    with opened(workspace) as store:
+        run_id = store.start_run("import", typed_command_line(), inventory=file)
+        sync_servers(store, inventory.hosts.values())
+        store.finish_run(run_id, "ok", {"servers": len(inventory.hosts)})
+    return inventory
+
+
+def retire_servers(workspace: Workspace, server_ids: Sequence[str], undo: bool) -> list[str]:
+    """Take servers out of service (or back in, with `undo`); a line of news per server."""
+    news = []
+    with opened(workspace, sync=True) as store:
+        for server_id in server_ids:
+            if undo:
+                if store.server(server_id) is None:
+                    raise InputError(f"no server '{server_id}' in {workspace.state_path}")
+                store.update_res(server_id, {"retired": False, "retired_at": None})
+                news.append(f"{server_id}: back in service")
+            else:
+                store.retire(server_id)
+                news.append(f"{server_id}: retired")
+    return news
+
+
+def connectable_host(workspace: Workspace, server_id: str, remote_command: Sequence[str]) -> Host:
+    """The host `connect` opens a session to, its session noted in the audit log; a retired
+    server is refused."""
+    host = workspace.inventory.host(server_id)
+    with opened(workspace) as store:
+        sync_servers(store, [host])
+        row = store.server(server_id)
+        if row is not None and row.res.get("retired"):
+            raise UsageError(f"{server_id} is retired (`machineroom retire --undo {server_id}`)")
+        store.record_command(
+            None, host.id, "connect " + " ".join(remote_command) or "(shell)", -1, 0.0
+        )
+    return host
+
+
+def scan_open_ports(
+    workspace: Workspace, pattern: str, ports: Sequence[int], timeout: float
+) -> tuple[list[Host], dict[str, list[int]]]:
+    """TCP connect scan of the hosts matching `pattern` from this workstation, recorded as a
+    `scanports` run; open ports go into each server's `res.ports`."""
+    from machineroom.scan import scan_ports
+
+    hosts = [h for h in workspace.select(pattern) if h.connection != "local"]
+    with opened(workspace, sync=True) as store:
+        run_id = store.start_run(
+            "scanports", typed_command_line(), args={"pattern": pattern, "ports": list(ports)}
+        )
+        found = scan_ports([(h.id, h.host) for h in hosts], list(ports), timeout=timeout)
+        for host in hosts:
+            store.update_res(
+                host.id, {"ports": found.get(host.id, []), "ports_scanned_at": now_iso()}
+            )
+        store.finish_run(run_id, "ok", {"hosts": len(hosts)})
+    return hosts, found
