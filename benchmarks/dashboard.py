@@ -94,7 +94,7 @@ def fill(path: Path, hosts: int, days: int) -> None:
             )
         for step in range(steps):
             at = now - (steps - step) * STEP
-            store.record_collections(
+            store.metrics.record_collections(
                 [
                     HostCollection(
                         name, at, True, metrics=metrics_at(rng, n, step), containers=containers
@@ -169,7 +169,7 @@ def main() -> None:
     wal = Path(str(path) + "-wal")
     size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     with open_state(path) as store:
-        token, _ = store.create_token(f"bench-{os.getpid()}", "viewer")
+        token, _ = store.tokens.create_token(f"bench-{os.getpid()}", "viewer")
     port = free_port()
     server = subprocess.Popen(
         [

@@ -89,7 +89,7 @@ def month_of_samples(hosts: int, metrics: dict[str, float], path: Path) -> dict[
             )
             for i in range(hosts)
         ]
-        store.record_collections(batch)
+        store.metrics.record_collections(batch)
     fill = time.monotonic() - started
     samples = hosts * (len(names) + 1) * (MONTH // STEP)  # +1: `up`
 
@@ -106,10 +106,10 @@ def month_of_samples(hosts: int, metrics: dict[str, float], path: Path) -> dict[
         "metrics_per_host": len(names) + 1,
         "samples": samples,
         "fill_seconds": fill,
-        "read_24h_ms": timed(lambda: store.metric_series("host007", "load1", end - 86400)),
-        "read_30d_ms": timed(lambda: store.metric_series("host007", "load1", start)),
-        "status_all_ms": timed(lambda: store.host_statuses()),
-        "prune_day_ms": timed(lambda: store.prune_samples(start + 86400), repeat=1),
+        "read_24h_ms": timed(lambda: store.metrics.metric_series("host007", "load1", end - 86400)),
+        "read_30d_ms": timed(lambda: store.metrics.metric_series("host007", "load1", start)),
+        "status_all_ms": timed(lambda: store.metrics.host_statuses()),
+        "prune_day_ms": timed(lambda: store.metrics.prune_samples(start + 86400), repeat=1),
     }
     store.close()
     size = path.stat().st_size + sum(

@@ -82,7 +82,7 @@ def collect(
     containers: list[dict[str, Any]] | None = None,
     **metrics: float,
 ) -> None:
-    store.record_collections(
+    store.metrics.record_collections(
         [
             HostCollection(
                 host_id=host,
@@ -301,7 +301,9 @@ def test_a_crash_between_recording_and_notifying_notifies_once_later(
     rules = write_rules(tmp_path, "  load:\n    metric: load1\n    above: 2\n    notify: [log]\n")
     collect(store, T0, load1=5)
     # what a process killed after its write transaction leaves: an open, unnotified alert
-    store.record_alert_changes([NewAlert("load", "h5", "", "warning", 5.0, "load1 is 5")], [], T0)
+    store.alerts.record_alert_changes(
+        [NewAlert("load", "h5", "", "warning", 5.0, "load1 is 5")], [], T0
+    )
     assert notified(tmp_path) == []
     # already open: not opened again; a fresh change may be another evaluation's, in flight
     assert evaluate(store, inventory, rules, T0 + 60) == []

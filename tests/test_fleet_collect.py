@@ -169,7 +169,7 @@ def test_retention_prunes_old_samples(repo: Path) -> None:
     machineroom("collect", "h1", cwd=repo)
     store = open_state(repo / ".machineroom" / "state.db")
     old = now_unix() - 40 * 86400
-    store.record_collections([HostCollection("h1", old, True, metrics={"load1": 9.0})])
+    store.metrics.record_collections([HostCollection("h1", old, True, metrics={"load1": 9.0})])
     store.close()
     time.sleep(1.1)  # a later second than the first collection's samples
     out = machineroom("collect", "h1", "--retention", "35d", cwd=repo)

@@ -126,7 +126,7 @@ def fill_metrics(state: Path, hosts: Sequence[str], hours: int = 24, every: int 
     with open_state(state) as store:
         for step in range(hours * 3600 // every, 0, -1):
             at = now - step * every
-            store.record_collections(
+            store.metrics.record_collections(
                 [
                     HostCollection(
                         host,

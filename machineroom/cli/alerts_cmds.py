@@ -58,7 +58,7 @@ def alerts_command(
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     store = workspace.open_state()
     try:
-        rows = store.alerts(include_resolved=show_all, host_id=host_id, limit=limit)
+        rows = store.alerts.listing(include_resolved=show_all, host_id=host_id, limit=limit)
     finally:
         store.close()
     if as_json:
@@ -162,11 +162,11 @@ def check_command(
         return
     store = workspace.open_state()
     try:
-        host_ids = [h for h in store.host_statuses() if h in workspace.inventory.hosts]
+        host_ids = [h for h in store.metrics.host_statuses() if h in workspace.inventory.hosts]
         from machineroom.state.metrics import now_unix
 
         plan = plan_alerts(store, workspace.inventory, rules, host_ids, now_unix())
-        open_rows = {row.id: row for row in store.open_alerts(host_ids)}
+        open_rows = {row.id: row for row in store.alerts.open_alerts(host_ids)}
     finally:
         store.close()
     if not host_ids:

@@ -167,7 +167,7 @@ def _collect(
             changes = evaluate_after_collection(
                 store, workspace.inventory, rules, [r.host_id for r in reports], now_unix()
             )
-        pruned = store.prune_samples(now_unix() - int(keep)) if keep > 0 else 0
+        pruned = store.metrics.prune_samples(now_unix() - int(keep)) if keep > 0 else 0
         down = [r.host_id for r in reports if not r.reachable]
         status = "unreachable" if down else "ok"
     except KeyboardInterrupt:
@@ -345,9 +345,9 @@ def status_command(
     hosts = select_hosts(workspace.inventory, pattern)
     store = workspace.open_state()
     try:
-        statuses = store.host_statuses([h.id for h in hosts])
+        statuses = store.metrics.host_statuses([h.id for h in hosts])
         servers = {row.id: row for row in store.servers()}
-        open_alerts = store.open_alert_counts()
+        open_alerts = store.alerts.open_alert_counts()
     finally:
         store.close()
     rows = []
@@ -490,9 +490,9 @@ def metrics_command(
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     store = workspace.open_state()
     try:
-        names = store.metric_names(host_id)
+        names = store.metrics.metric_names(host_id)
         if not names:
-            known = sorted(store.host_statuses())
+            known = sorted(store.metrics.host_statuses())
             hint = did_you_mean(host_id, known) if known else ""
             raise UsageError(
                 f"no metrics recorded for host {host_id!r}{hint}"
@@ -504,7 +504,7 @@ def metrics_command(
                 f"host {host_id} has no metric {metric!r}{did_you_mean(metric or '', names)}"
             )
         start = now_unix() - int(window)
-        series = {name: store.metric_series(host_id, name, start) for name in wanted}
+        series = {name: store.metrics.metric_series(host_id, name, start) for name in wanted}
     finally:
         store.close()
     if as_json:

@@ -221,7 +221,9 @@ def list_subcommand(
     now = datetime.now(UTC)
     store = workspace.open_state()
     try:
-        rows = [_describe(s, now, store.schedule_events(s.name, limit=1)) for s in schedules]
+        rows = [
+            _describe(s, now, store.schedules.schedule_events(s.name, limit=1)) for s in schedules
+        ]
     finally:
         store.close()
     if as_json:
@@ -274,7 +276,7 @@ def events_subcommand(
     workspace = make_workspace(options["inventory_paths"] or (), options["state_path"], False)
     store = workspace.open_state()
     try:
-        events = store.schedule_events(name, limit=limit)
+        events = store.schedules.schedule_events(name, limit=limit)
     finally:
         store.close()
     if as_json:

@@ -100,7 +100,7 @@ def serve_command(
         )
     )
     store = app.state.web.store
-    if not any(t.state() == "active" for t in store.tokens()):
+    if not any(t.state() == "active" for t in store.tokens.all()):
         click.echo(
             "note: no active access token yet; create one with "
             "`machineroom token create NAME --role admin`",
@@ -160,7 +160,7 @@ def token_create(
         lifetime = timedelta(seconds=seconds)
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     with workspace.open_state() as store:
-        token, row = store.create_token(name, role, expires_in=lifetime)
+        token, row = store.tokens.create_token(name, role, expires_in=lifetime)
     until = f", expires {row.expires_at}" if row.expires_at else ", never expires"
     click.echo(
         f"token {name!r} ({role}{until}); it is shown only now: keep it in a password manager",
@@ -176,7 +176,7 @@ def token_list(inventory_paths: tuple[str, ...], state_path: str | None, as_json
     """The tokens: name, role, state, created, last used, expiry (never the token)."""
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     with workspace.open_state() as store:
-        rows = store.tokens()
+        rows = store.tokens.all()
     if as_json:
         click.echo(
             json.dumps(
@@ -228,7 +228,7 @@ def token_revoke(
     with workspace.open_state() as store:
         for name in names:
             try:
-                row = store.revoke_token(name)
+                row = store.tokens.revoke_token(name)
             except StateError as exc:
                 raise UsageError(str(exc)) from None
             click.echo(f"revoked {row.name!r} ({row.role}) at {row.revoked_at}")

@@ -87,7 +87,7 @@ def evaluate_after_collection(
     """
     rules = load_alert_rules(rules_path)
     plan = plan_alerts(store, inventory, rules, host_ids, now)
-    opened, resolved = store.record_alert_changes(plan.openings, plan.resolutions, now)
+    opened, resolved = store.alerts.record_alert_changes(plan.openings, plan.resolutions, now)
     own = {(row.id, "opened") for row in opened} | {(row.id, "resolved") for row in resolved}
     errors = notify_pending(store, rules, now, own=own, silent=plan.silent)
     changes = [_change(row, "opened", errors) for row in opened]
@@ -136,9 +136,9 @@ def plan_alerts(
 ) -> AlertPlan:
     """What the rules say about `host_ids` now, from the database: nothing is written."""
     selected = rule_hosts(rules, inventory)
-    statuses = store.host_statuses(host_ids)
+    statuses = store.metrics.host_statuses(host_ids)
     open_by_host: dict[str, list[AlertRow]] = {}
-    for row in store.open_alerts(host_ids):
+    for row in store.alerts.open_alerts(host_ids):
         open_by_host.setdefault(row.host_id, []).append(row)
     plan = AlertPlan()
     for host_id in dict.fromkeys(host_ids):
@@ -269,7 +269,7 @@ def _held(store: StateStore, rule: Rule, host_id: str, metric: str, now: int) ->
     """Whether every sample since the breach began is past the threshold and they span at
     least the rule's `for`. Reading back further than `for` finds where the breach began."""
     lookback = rule.for_seconds + max(rule.for_seconds, 600.0)
-    series = store.metric_series(host_id, metric, int(now - lookback))
+    series = store.metrics.metric_series(host_id, metric, int(now - lookback))
     if not series or not rule.breaches(series[-1][1]):
         return False
     start = series[-1][0]
@@ -302,7 +302,7 @@ def notify_pending(
     evaluation recorded, and those not notified RETRY_AFTER seconds after they happened (a
     crash left them); record each as notified. Another evaluation's fresh changes are left
     to it: it is notifying them now. Returns the errors by (alert id, event)."""
-    rows = store.unnotified_alerts()
+    rows = store.alerts.unnotified_alerts()
     if not rows:
         return {}
     decrypt = decrypt or env_decrypt
@@ -329,7 +329,7 @@ def notify_pending(
                     if problem:
                         found.append(problem)
             errors[(row.id, event)] = found
-            store.mark_alert_notified(row.id, event, now, found)
+            store.alerts.mark_alert_notified(row.id, event, now, found)
 
     with ThreadPoolExecutor(max_workers=min(NOTIFY_THREADS, len(rows))) as pool:
         for future in [pool.submit(one, row) for row in rows]:

@@ -130,7 +130,7 @@ def collect_fleet(
     restricted_logins = {host.id: restricted_login(host) for host in hosts}
     logins = [restricted_logins[host.id] or host for host in hosts]
     restricted = {host_id for host_id, login in restricted_logins.items() if login is not None}
-    previous = store.host_statuses([host.id for host in hosts])
+    previous = store.metrics.host_statuses([host.id for host in hosts])
 
     def command(host: Host) -> str:
         return RESTRICTED_COMMAND if host.id in restricted else scripts[host.id]
@@ -170,7 +170,7 @@ def collect_fleet(
     run_everywhere(
         logins, command, pool, forks=forks, timeout=timeout, on_result=finished, stop=stop
     )
-    store.record_collections(collections, run_id)
+    store.metrics.record_collections(collections, run_id)
     return [reports[host.id] for host in hosts if host.id in reports]
 
 

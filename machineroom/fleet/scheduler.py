@@ -291,7 +291,7 @@ class Scheduler:
         """After a restart, the due time following the last one recorded, so that the ones
         passed while the scheduler was stopped are found (and reported) as missed."""
         if from_history:
-            last = self.store.last_schedule_due(schedule.name)
+            last = self.store.schedules.last_schedule_due(schedule.name)
             if last is not None:
                 moment = datetime.fromisoformat(last.replace("Z", "+00:00"))
                 return schedule.timing.next_after(min(moment, now))
@@ -426,12 +426,12 @@ class Scheduler:
         if running.run_id is not None:
             return
         # Searched from a second before the start: started_at is written with milliseconds.
-        found = self.store.triggered_run(
+        found = self.store.schedules.triggered_run(
             running.schedule.trigger, running.child.pid, running.started_at - timedelta(seconds=1)
         )
         if found is not None:
             running.run_id = found[0]
-            self.store.set_schedule_event_run(running.event_id, found[0])
+            self.store.schedules.set_schedule_event_run(running.event_id, found[0])
 
     def _reap(self, now: datetime) -> None:
         killed = False
@@ -515,7 +515,7 @@ class Scheduler:
         detail: str = "",
     ) -> int:
         at = self.clock.now()
-        event_id = self.store.record_schedule_event(
+        event_id = self.store.schedules.record_schedule_event(
             schedule, due, event, run_id=run_id, detail=detail, at=at
         )
         self._emit(Event(at, schedule, event, due, run_id, detail))

@@ -103,7 +103,7 @@ def metric(
     inventory, _ = state.inventory.get()
     seconds = data.parse_since(since)
     data.find_host(state.store, inventory, host_id)
-    names = state.store.metric_names(host_id)
+    names = state.store.metrics.metric_names(host_id)
     if metric not in names:
         import difflib
 
@@ -143,7 +143,7 @@ def collect_host(
         except ApiError:
             state.sweep_runs(force=True)  # the killed child's run is 'interrupted' now
             raise
-    run = state.store.run_by_trigger(trigger)
+    run = state.store.dashboard.run_by_trigger(trigger)
     summary = data.find_host(state.store, inventory, host_id)
     if done.returncode == 3 or summary["status"] == "down":
         raise ApiError(503, f"host {host_id!r} is unreachable: {summary['error'] or 'no answer'}")
@@ -169,7 +169,7 @@ def runs(
     """Runs newest first, with their task-result counts."""
     web_state(request).sweep_runs()
     store = web_state(request).store
-    return data.runs_with_counts(store, store.run_page(limit, before, kind, status))
+    return data.runs_with_counts(store, store.dashboard.run_page(limit, before, kind, status))
 
 
 @router.get(
@@ -191,7 +191,7 @@ def run(
     by_host: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         by_host.setdefault(result["host_id"], []).append(result)
-    counts = store.result_counts([run_id]).get(run_id, {})
+    counts = store.dashboard.result_counts([run_id]).get(run_id, {})
     return {"run": data.run_dict(row, counts), "hosts": by_host}
 
 
@@ -214,8 +214,11 @@ def run_results(
     row = store.run(run_id)
     if row is None:
         raise ApiError(404, f"unknown run {run_id}")
-    counts = store.result_counts([run_id]).get(run_id, {})
-    return {"run": data.run_dict(row, counts), "results": store.task_results_after(run_id, after)}
+    counts = store.dashboard.result_counts([run_id]).get(run_id, {})
+    return {
+        "run": data.run_dict(row, counts),
+        "results": store.dashboard.task_results_after(run_id, after),
+    }
 
 
 @router.get("/alerts", response_model=list[Alert], summary="Alerts")
@@ -227,7 +230,7 @@ def alerts(
     limit: Limit = 200,
 ) -> list[dict[str, Any]]:
     """Alerts newest first, optionally only open or resolved ones, or one host's."""
-    return web_state(request).store.alert_page(state, host, limit)
+    return web_state(request).store.dashboard.alert_page(state, host, limit)
 
 
 @router.get("/audit", response_model=list[AuditEntry], summary="The command audit log")
@@ -240,7 +243,7 @@ def audit(
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """Commands sent to hosts, newest first."""
-    return web_state(request).store.audit_page(host, run, before, limit)
+    return web_state(request).store.dashboard.audit_page(host, run, before, limit)
 
 
 @router.get("/playbooks", response_model=list[Playbook], summary="Playbooks that may be applied")
@@ -253,7 +256,11 @@ def action_dict(request: Request, action: Action) -> dict[str, Any]:
     """An action as the API shows it, with the run it recorded once that exists."""
     web_state(request).sweep_runs()
     store = web_state(request).store
-    run = store.run(action.run_id) if action.run_id else store.run_by_trigger(action.trigger)
+    run = (
+        store.run(action.run_id)
+        if action.run_id
+        else store.dashboard.run_by_trigger(action.trigger)
+    )
     if run is not None:
         action.run_id = run.id
     return {
@@ -388,7 +395,7 @@ def token_dict(row: TokenRow) -> dict[str, Any]:
 @router.get("/tokens", response_model=list[TokenInfo], summary="Access tokens (admin)")
 def tokens(request: Request, principal: Admin) -> list[dict[str, Any]]:
     """Every token's name, role and dates (never the token)."""
-    return [token_dict(row) for row in web_state(request).store.tokens()]
+    return [token_dict(row) for row in web_state(request).store.tokens.all()]
 
 
 @router.post(
@@ -415,7 +422,7 @@ def create_token(
             raise ApiError(400, "expires: a token lives between 1 second and 10 years")
         lifetime = timedelta(seconds=seconds)
     try:
-        token, row = web_state(request).store.create_token(
+        token, row = web_state(request).store.tokens.create_token(
             body.name, body.role, expires_in=lifetime, created_by=f"token:{principal.name}"
         )
     except StateError as exc:
@@ -435,7 +442,7 @@ def revoke_token(
     """Revoke a token at once (its browser sessions end too)."""
     check_csrf(request, principal)
     try:
-        return token_dict(web_state(request).store.revoke_token(name))
+        return token_dict(web_state(request).store.tokens.revoke_token(name))
     except StateError as exc:
         raise ApiError(404, str(exc)) from None
 

@@ -138,7 +138,7 @@ def usable_token(state: WebState, row: TokenRow | None) -> TokenRow:
         raise ApiError(401, f"token {row.name!r} was revoked at {row.revoked_at}")
     if status == "expired":
         raise ApiError(401, f"token {row.name!r} expired at {row.expires_at}; create a new one")
-    state.store.touch_token(row)
+    state.store.tokens.touch_token(row)
     return row
 
 
@@ -151,14 +151,14 @@ def identify(state: WebState, authorization: str | None, session_id: str | None)
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise WrongToken("malformed Authorization header; send 'Bearer TOKEN'")
-        row = usable_token(state, state.store.find_token(token))
+        row = usable_token(state, state.store.tokens.find_token(token))
         add_secret(token)  # a valid token is masked in whatever the server logs or stores
         return Principal(row, "bearer")
     if session_id:
         session = state.sessions.get(session_id)
         if session is None:
             raise ApiError(401, "your session has ended; log in again")
-        row = usable_token(state, state.store.token_by_id(session.token_id))
+        row = usable_token(state, state.store.tokens.token_by_id(session.token_id))
         return Principal(row, "cookie", session.csrf, session_id)
     raise ApiError(401, "an access token is needed: send 'Authorization: Bearer TOKEN'")
 

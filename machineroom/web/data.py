@@ -97,8 +97,8 @@ def _number(metrics: dict[str, Any], name: str) -> float | None:
 def host_summaries(store: StateStore, inventory: Inventory | None) -> list[dict[str, Any]]:
     """Every known host's summary, by id."""
     servers = {row.id: row for row in store.servers()}
-    statuses = store.host_statuses()
-    alerts = store.open_alert_counts()
+    statuses = store.metrics.host_statuses()
+    alerts = store.alerts.open_alert_counts()
     ids = set(servers) | set(statuses)
     hosts = dict(inventory.hosts) if inventory is not None else {}
     ids |= set(hosts)
@@ -208,7 +208,7 @@ def runs_with_counts(
     store: StateStore, runs: list[RunRow], host_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Runs as dicts, each with its task-result counts."""
-    counts = store.result_counts([r.id for r in runs], host_id)
+    counts = store.dashboard.result_counts([r.id for r in runs], host_id)
     return [run_dict(r, counts.get(r.id)) for r in runs]
 
 
@@ -223,7 +223,7 @@ def host_detail(store: StateStore, inventory: Inventory | None, host_id: str) ->
         history = store.facts_history(host_id, limit=1)
         facts = history[0]["facts"] if history else {}
         facts_at = history[0]["collected_at"] if history else None
-    status = store.host_statuses([host_id]).get(host_id, {})
+    status = store.metrics.host_statuses([host_id]).get(host_id, {})
     return {
         **summary,
         "facts": facts,
@@ -232,10 +232,10 @@ def host_detail(store: StateStore, inventory: Inventory | None, host_id: str) ->
         "metrics": {
             k: float(v) for k, v in status.get("metrics", {}).items() if isinstance(v, int | float)
         },
-        "metric_names": store.metric_names(host_id),
+        "metric_names": store.metrics.metric_names(host_id),
         "containers": [c for c in status.get("containers", []) if isinstance(c, dict)],
-        "recent_runs": runs_with_counts(store, store.host_runs(host_id, 15), host_id),
-        "alerts": store.alert_page(host_id=host_id, limit=20),
+        "recent_runs": runs_with_counts(store, store.dashboard.host_runs(host_id, 15), host_id),
+        "alerts": store.dashboard.alert_page(host_id=host_id, limit=20),
     }
 
 
@@ -255,7 +255,7 @@ def metric_window(
         "since": since,
         "until": until,
         "step": step,
-        "points": store.binned_series(host_id, metric, since, until, step),
+        "points": store.dashboard.binned_series(host_id, metric, since, until, step),
     }
 
 

@@ -132,7 +132,7 @@ def login(request: Request, form: Form) -> Response:
     try:
         if not token:
             raise ApiError(401, "paste an access token")
-        row = usable_token(state, state.store.find_token(token))
+        row = usable_token(state, state.store.tokens.find_token(token))
         add_secret(token)  # masked in whatever the server logs or stores
     except ApiError as exc:
         if isinstance(exc, WrongToken):
@@ -252,7 +252,7 @@ def runs_page(
     """The run history, 50 a page."""
     web_state(request).sweep_runs()
     store = web_state(request).store
-    rows = store.run_page(50, before, kind or None)
+    rows = store.dashboard.run_page(50, before, kind or None)
     return page(
         request,
         "runs.html",
@@ -286,7 +286,7 @@ def alerts_page(
 ) -> Response:
     """Alerts: every open one (however old), then the newest RESOLVED_SHOWN resolved ones."""
     wanted = state if state in {"open", "resolved"} else None
-    rows = web_state(request).store.alert_board(wanted, RESOLVED_SHOWN)
+    rows = web_state(request).store.dashboard.alert_board(wanted, RESOLVED_SHOWN)
     return page(request, "alerts.html", principal, alerts=rows, state=state)
 
 
@@ -299,7 +299,7 @@ def audit_page(
     before: api.Before = None,
 ) -> Response:
     """The command audit log, 100 a page."""
-    rows = web_state(request).store.audit_page(host or None, run, before, 100)
+    rows = web_state(request).store.dashboard.audit_page(host or None, run, before, 100)
     return page(
         request,
         "audit.html",
