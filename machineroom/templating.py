@@ -112,7 +112,8 @@ class TemplateError(InputError):
     """A template could not be rendered: an undefined variable, a syntax error, a bad filter.
 
     `variable` names the undefined variable (or attribute path, `docker.version`) when that is
-    the cause; `template` is the text that failed.
+    the cause; `template` is the text that failed; `via` the variables whose values held it
+    (`greeting: "{{ name }}"`), outermost first.
     """
 
     def __init__(
@@ -122,10 +123,12 @@ class TemplateError(InputError):
         *,
         template: str | None = None,
         variable: str | None = None,
+        via: tuple[str, ...] = (),
     ) -> None:
         self.where = where
         self.template = template
         self.variable = variable
+        self.via = via
         super().__init__(where.prefix() + problem, where.location)
 
 
@@ -686,6 +689,7 @@ class Templar:
                 where,
                 template=source,
                 variable=variable,
+                via=names,
             )
         if isinstance(exc, jinja2.TemplateSyntaxError):
             text = exc.source if exc.source is not None else source
@@ -698,6 +702,7 @@ class Templar:
                 + ("" if path and not names else f" in {_quote(text or source)}"),
                 where,
                 template=text,
+                via=names,
             )
         if isinstance(exc, jinja2.TemplateError):
             message = exc.message or str(exc)
@@ -705,7 +710,7 @@ class Templar:
             message = "templates refer to each other too deeply"
         else:
             message = f"{type(exc).__name__}: {exc}"
-        return TemplateError(f"{place}{message}{via}{shown}", where, template=source)
+        return TemplateError(f"{place}{message}{via}{shown}", where, template=source, via=names)
 
 
 def _restore_newlines(source: str, result: str, newline: str = "\n") -> str:

@@ -9,9 +9,8 @@ import jsonschema
 import pytest
 
 from machineroom.modules import MODULES, get_module
-from machineroom.modules.base import CommandOutput, ModuleContext, Outcome
+from machineroom.modules.base import RES_VAR, VERBOSITY_VAR, CommandOutput, ModuleContext, Outcome
 from machineroom.modules.facts import parse_facts
-from machineroom.modules.local import RES_VAR, VERBOSITY_VAR
 from machineroom.modules.runner import run_module
 
 MINE = ("command", "shell", "package", "apt", "service", "user", "group", "wait_for", "facts",

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 from machineroom.errors import did_you_mean
 from machineroom.modules.base import (
+    NO_LOG_VAR,
+    VERBOSITY_VAR,
     CommandOutput,
     Module,
     ModuleContext,
@@ -45,9 +47,6 @@ EXTRA = "pip install 'machineroom[ansible]'"
 # tries these among others; a host with none of them cannot run Ansible's modules).
 PYTHONS = ("/usr/bin/python3", "python3", "/usr/libexec/platform-python")
 NO_PYTHON = "machineroom-no-python:"
-# What the executor passes besides the host's variables (executor/task.py _module_context).
-NO_LOG_VAR = "__mr_no_log__"
-VERBOSITY_VAR = "__mr_verbosity__"
 
 _lock = threading.Lock()  # ansible's loaders keep process-wide state
 _ready = False

@@ -87,6 +87,14 @@ class LocalFiles(Protocol):
         ...
 
 
+# Keys the executor adds to `ModuleContext.vars` besides the host's variables (executor/task.py
+# `_module_context`). The `__mr_` prefix and dunder form keep them out of any playbook's
+# namespace: no variable a user writes can collide with them or read them by accident.
+RES_VAR = "__mr_res__"  # the host's current server_room.res, for `record`
+VERBOSITY_VAR = "__mr_verbosity__"  # the run's -v count, for `debug` and Ansible's modules
+NO_LOG_VAR = "__mr_no_log__"  # the task's no_log, told to Ansible's modules (_ansible_no_log)
+
+
 @dataclass(frozen=True)
 class ModuleContext:
     """What a module may know besides its arguments. No connection: modules do no I/O.

@@ -11,12 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from machineroom.modules.base import Module, ModuleContext, Outcome
-
-# The key under which the executor passes the host's current server_room.res to `record`.
-RES_VAR = "__mr_res__"
-# The key under which the executor passes the run's verbosity (-v count) to `debug`.
-VERBOSITY_VAR = "__mr_verbosity__"
+from machineroom.modules.base import RES_VAR, VERBOSITY_VAR, Module, ModuleContext, Outcome
 
 
 class _LocalModule(Module):
