@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from machineroom.connection.base import Become, Connection
 from machineroom.connection.output import count_not_kept
+from machineroom.executor.coordinator import Flag
 from machineroom.modules.async_status import (
     job_outcome,
     launch_script,
@@ -42,7 +42,7 @@ def run_async(
     limit: int,
     poll: int | None,
     become: Become | None,
-    stop: threading.Event,
+    stop: Flag,
 ) -> Outcome:
     """Start the module's step as a job; with `poll` > 0 wait for it (see the module doc)."""
     step = module.build(args, ctx)

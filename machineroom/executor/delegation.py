@@ -33,10 +33,10 @@ class Target:
     delegate: str | None = None
 
 
-def delegate_host(name: str, origin: Host, rs: RunShared) -> Host:
+def delegate_host(name: str, origin: Host, run: RunShared) -> Host:
     """The host `delegate_to: name` connects to: the inventory's host of that name, the
     workstation for `localhost`, else `name` as an address reached like `origin`."""
-    known = rs.inventory.hosts.get(name)
+    known = run.inventory.hosts.get(name)
     if known is not None:
         return known
     if name in LOCAL_NAMES:
@@ -48,32 +48,32 @@ def delegate_host(name: str, origin: Host, rs: RunShared) -> Host:
 
 def task_target(
     task: Task,
-    hs: HostState,
-    ps: PlayShared,
-    rs: RunShared,
+    state: HostState,
+    play_state: PlayShared,
+    run: RunShared,
     variables: dict[str, Any],
     where: Where,
 ) -> Target:
     """Where the task's command runs on this host (per loop item: `delegate_to: "{{ item }}"`)."""
-    host = hs.host
+    host = state.host
     delegate: str | None = None
     if task.delegate_to is not None:
-        name = str(rs.templar.render(task.delegate_to, variables, where)).strip()
+        name = str(run.templar.render(task.delegate_to, variables, where)).strip()
         if not name:
             raise InputError("delegate_to gave an empty host name", where.location, "a host")
-        host = delegate_host(name, hs.host, rs)
+        host = delegate_host(name, state.host, run)
         delegate = host.id
     if task.connection == "local":
         host = replace(host, connection="local")
     # remote_user wins over the inventory's user: machineroom needs a user for every host,
     # so the inventory cannot leave it unsaid (in Ansible an ansible_user outranks it). The
     # inventory's port does outrank the `port` keyword, as ansible_port does.
-    user = task.remote_user or ps.play.remote_user
+    user = task.remote_user or play_state.play.remote_user
     if user:
-        host = replace(host, user=str(rs.templar.render(user, variables, where)))
-    port = task.port if task.port is not None else ps.play.port
+        host = replace(host, user=str(run.templar.render(user, variables, where)))
+    port = task.port if task.port is not None else play_state.play.port
     if port is not None and "port" not in host.field_locations:
-        host = replace(host, port=_port(rs.templar.render(port, variables, where), where))
+        host = replace(host, port=_port(run.templar.render(port, variables, where), where))
     return Target(host, delegate)
 
 
@@ -92,8 +92,8 @@ def task_become(
     scope_become: bool | None,
     scope_user: str | None,
     target: Host,
-    ps: PlayShared,
-    rs: RunShared,
+    play_state: PlayShared,
+    run: RunShared,
     variables: dict[str, Any],
     where: Where,
 ) -> Become | None:
@@ -101,41 +101,41 @@ def task_become(
     `ansible_become*` above them (as in Ansible); the password from the target's inventory."""
     wanted = task.become if task.become is not None else scope_become
     if wanted is None:
-        wanted = ps.play.become
+        wanted = play_state.play.become
     if "ansible_become" in variables:
-        wanted = to_bool(rs.templar.render(variables["ansible_become"], variables, where))
+        wanted = to_bool(run.templar.render(variables["ansible_become"], variables, where))
     if not wanted:
         return None
-    method = task.become_method or ps.play.become_method or "sudo"
+    method = task.become_method or play_state.play.become_method or "sudo"
     method = str(
-        rs.templar.render(variables.get("ansible_become_method", method), variables, where)
+        run.templar.render(variables.get("ansible_become_method", method), variables, where)
     )
     if method not in BECOME_METHODS:
         raise InputError(f"become_method '{method}' is not supported", where.location, "sudo or su")
-    flags = task.become_flags or ps.play.become_flags or ""
-    flags = str(rs.templar.render(variables.get("ansible_become_flags", flags), variables, where))
-    user = task.become_user or scope_user or ps.play.become_user or "root"
-    user = str(rs.templar.render(variables.get("ansible_become_user", user), variables, where))
-    password = _become_password(variables, rs, where)
+    flags = task.become_flags or play_state.play.become_flags or ""
+    flags = str(run.templar.render(variables.get("ansible_become_flags", flags), variables, where))
+    user = task.become_user or scope_user or play_state.play.become_user or "root"
+    user = str(run.templar.render(variables.get("ansible_become_user", user), variables, where))
+    password = _become_password(variables, run, where)
     if password is None:
         secret = target.become_password or target.password
-        password = secret.reveal(rs.decrypt) if secret else None
+        password = secret.reveal(run.decrypt) if secret else None
     return Become(user=user, password=password, method=method, flags=flags.strip())
 
 
-def _become_password(variables: dict[str, Any], rs: RunShared, where: Where) -> str | None:
+def _become_password(variables: dict[str, Any], run: RunShared, where: Where) -> str | None:
     """`ansible_become_password` (or `_pass`) set as a play, task or role variable, as
     Ansible reads it (the inventory's own is the host's `become_password` field)."""
     for name in ("ansible_become_password", "ansible_become_pass"):
         if variables.get(name) is not None:
-            value = str(rs.templar.render(variables[name], variables, where))
+            value = str(run.templar.render(variables[name], variables, where))
             add_secret(value)
             return value
     return None
 
 
-def delegate_state(ps: PlayShared, delegate: str | None) -> HostState | None:
+def delegate_state(play_state: PlayShared, delegate: str | None) -> HostState | None:
     """The play's state of the delegated host (where `delegate_facts` puts facts), if any."""
     if delegate is None:
         return None
-    return next((h for h in ps.hosts if h.host.id == delegate), None)
+    return next((h for h in play_state.hosts if h.host.id == delegate), None)

@@ -85,7 +85,7 @@ def folder_finder(role: RoleRef | None, playbook_dir: str) -> Callable[[str], st
 def template_renderer(
     task: Task,
     role: RoleRef | None,
-    rs: RunShared,
+    run: RunShared,
     variables: Mapping[str, Any],
     where: Where,
 ) -> Callable[..., str]:
@@ -93,11 +93,11 @@ def template_renderer(
 
     def render(src: str, **options: Any) -> str:
         # options: the template module's trim_blocks, lstrip_blocks, newline_sequence
-        path = find_local(src, "templates", task, role, rs.playbook_dir)
+        path = find_local(src, "templates", task, role, run.playbook_dir)
         # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
         text = read_text(path)
         file_where = Where(where.location, f"{where.task} (template {path})", where.host)
         variables_here = template_variables(variables, src, path)
-        return rs.templar.render_file(text, variables_here, file_where, **options)
+        return run.templar.render_file(text, variables_here, file_where, **options)
 
     return render

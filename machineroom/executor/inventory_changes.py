@@ -46,7 +46,7 @@ INVENTORY_MODULES = ("add_host", "group_by")
 
 
 def apply_change(
-    module: str, outcome: Outcome, hs: HostState, ps: PlayShared, rs: RunShared
+    module: str, outcome: Outcome, state: HostState, play_state: PlayShared, run: RunShared
 ) -> Outcome:
     """Apply an add_host / group_by outcome to the run's inventory; the outcome is `changed`
     when the inventory changed (as Ansible reports it)."""
@@ -54,19 +54,21 @@ def apply_change(
         return outcome
     result = dict(outcome.result)
     if module == "add_host":
-        changed = add_host(result["add_host"], hs.host, ps, rs)
+        changed = add_host(result["add_host"], state.host, play_state, run)
     else:
-        changed = group_by(str(result["add_group"]), list(result["parent_groups"]), hs, ps, rs)
+        changed = group_by(
+            str(result["add_group"]), list(result["parent_groups"]), state, play_state, run
+        )
     return replace(outcome, status="changed" if changed else "ok")
 
 
-def add_host(spec: Mapping[str, Any], origin: Host, ps: PlayShared, rs: RunShared) -> bool:
+def add_host(spec: Mapping[str, Any], origin: Host, play_state: PlayShared, run: RunShared) -> bool:
     """Add or update host `spec["host_name"]`; True when the inventory changed."""
     name = str(spec["host_name"])
     groups = [str(g) for g in spec.get("groups", [])]
     values = dict(spec.get("host_vars", {}))
     with _LOCK:
-        inventory = rs.inventory
+        inventory = run.inventory
         current = inventory.hosts.get(name)
         if current is None:
             inherited: dict[str, Any] = {}
@@ -86,22 +88,22 @@ def add_host(spec: Mapping[str, Any], origin: Host, ps: PlayShared, rs: RunShare
         host = _with_values(base, values, groups)
         if host == current:
             return False
-        _swap(rs, ps, inventory, host, [*groups], parents={})
+        _swap(run, play_state, inventory, host, [*groups], parents={})
     return True
 
 
 def group_by(
-    key: str, parents: Sequence[str], hs: HostState, ps: PlayShared, rs: RunShared
+    key: str, parents: Sequence[str], state: HostState, play_state: PlayShared, run: RunShared
 ) -> bool:
     """Put this host in group `key` (a child of `parents`); True when it was not in it."""
     with _LOCK:
-        inventory = rs.inventory
-        current = inventory.hosts.get(hs.host.id, hs.host)
+        inventory = run.inventory
+        current = inventory.hosts.get(state.host.id, state.host)
         wanted = [key, *(p for p in parents if p != "all")]
         if all(g in current.groups for g in wanted) and key in inventory.groups:
             return False
         host = replace(current, groups=_joined(current.groups, wanted))
-        _swap(rs, ps, inventory, host, [key], parents={key: list(parents)})
+        _swap(run, play_state, inventory, host, [key], parents={key: list(parents)})
     return True
 
 
@@ -138,8 +140,8 @@ def _joined(current: Sequence[str], more: Sequence[str]) -> tuple[str, ...]:
 
 
 def _swap(
-    rs: RunShared,
-    ps: PlayShared,
+    run: RunShared,
+    play_state: PlayShared,
     inventory: Inventory,
     host: Host,
     groups: Sequence[str],
@@ -158,15 +160,15 @@ def _swap(
                 above = replace(above, children=(*above.children, name))
             all_groups[parent] = above
     hosts = {**inventory.hosts, host.id: host}
-    rs.inventory = replace(
+    run.inventory = replace(
         inventory, hosts=MappingProxyType(hosts), groups=MappingProxyType(all_groups)
     )
     if host.id not in inventory.hosts:
-        rs.added_hosts.add(host.id)
-    for state in ps.hosts:  # a host of this play: its own tasks see it too
-        if state.host.id == host.id:
-            state.host = replace(host, connection=state.host.connection)
-    ps.magic.clear()  # `groups`, `group_names`, `hostvars` are computed again
+        run.added_hosts.add(host.id)
+    for other in play_state.hosts:  # a host of this play: its own tasks see it too
+        if other.host.id == host.id:
+            other.host = replace(host, connection=other.host.connection)
+    play_state.magic.clear()  # `groups`, `group_names`, `hostvars` are computed again
 
 
 def changes_inventory(plays: Sequence[Play]) -> bool:

@@ -10,15 +10,14 @@ stop the play for every host, counting unreachable hosts as failed.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Literal
 
 from machineroom.events import HostFinished, HostStats, PlayStarted, RunFinished, RunStarted
-from machineroom.executor.hoststate import HostState, LockStep, PlayShared, RunShared
+from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.executor.runner import Runner, ThreadRunner
 from machineroom.executor.walker import HostWalker
 from machineroom.inventory.model import Host
 from machineroom.playbook.model import Play, Playbook
@@ -46,68 +45,74 @@ def batches(hosts: Sequence[Host], serial: Sequence[int | str]) -> list[list[Hos
 def run_playbook(
     playbook: Playbook,
     play_hosts: Sequence[Sequence[Host]],
-    rs: RunShared,
+    run: RunShared,
     run_id: int | None = None,
+    runner: Runner | None = None,
 ) -> RunFinished:
     """Run every play on its hosts (`play_hosts[i]` for play i, already limited); return the
     final event (also emitted). Ctrl-C (and SIGTERM, SIGHUP: the CLI turns them into it):
-    no task starts any more and the commands running now are killed on their hosts."""
+    no task starts any more and the commands running now are killed on their hosts.
+    `runner` walks the hosts of each batch (default: threads of this process); it works with
+    `run.coordinator`."""
+    runner = runner or ThreadRunner()
     started = time.monotonic()
     everyone = sorted({h.id for hosts in play_hosts for h in hosts})
-    rs.bus.emit(
-        RunStarted(run_id, playbook.path, tuple(everyone), rs.options.check, rs.options.diff)
+    run.bus.emit(
+        RunStarted(run_id, playbook.path, tuple(everyone), run.options.check, run.options.diff)
     )
     states: dict[str, HostState] = {}
     stats: dict[str, HostStats] = {h: HostStats() for h in everyone}
-    rs.bus.subscribe(lambda e: _count(stats, e))
+    run.bus.subscribe(lambda e: _count(stats, e))
     interrupted = False
-    original = rs.inventory
+    original = run.inventory
     chosen = {h.id: h for hosts in play_hosts for h in hosts}
     try:
         for play, hosts in zip(playbook.plays, play_hosts, strict=True):
-            if rs.inventory is not original:  # add_host / group_by ran in an earlier play
-                hosts = later_hosts(play, hosts, rs, chosen)
+            if run.inventory is not original:  # add_host / group_by ran in an earlier play
+                hosts = later_hosts(play, hosts, run, chosen)
                 for host in hosts:
                     if host.id not in stats:  # a host add_host made: counted from now on
                         stats[host.id] = HostStats()
                         everyone.append(host.id)
             live = [
-                states.setdefault(h.id, HostState(h, res=dict(rs.server_res.get(h.id, {}))))
+                states.setdefault(h.id, HostState(h, server_res=dict(run.server_res.get(h.id, {}))))
                 for h in hosts
             ]
-            live = [hs for hs in live if not (hs.failed or hs.unreachable)]
+            live = [state for state in live if not (state.failed or state.unreachable)]
             for state in live:
                 state.ended = False  # end_play / end_host last only for their play
-            _run_play(play, live, rs)
-            if rs.stop.is_set():
+            _run_play(play, live, run, runner)
+            if run.stop.is_set():
                 break
     except KeyboardInterrupt:
-        rs.stop_run()
+        run.stop_run()
         interrupted = True
-    interrupted = interrupted or rs.stop.is_set()
+    interrupted = interrupted or run.stop.is_set()
     for host_id in everyone:
-        if host_id not in states:
-            continue
-        hs = states[host_id]
-        if hs.unreachable:
-            event = HostFinished(host_id, "unreachable", hs.stage, hs.failed_task, hs.reason)
-        elif interrupted and hs.interrupted:
-            event = HostFinished(host_id, "interrupted", hs.stage, hs.failed_task, "interrupted")
-        elif hs.failed:
-            event = HostFinished(host_id, "failed", hs.stage, hs.failed_task, hs.reason)
-        elif interrupted:
-            event = HostFinished(host_id, "interrupted", hs.stage, None, "interrupted")
-        else:
-            event = HostFinished(host_id, "ok")
-        rs.bus.emit(event)
-    status = "error" if rs.error is not None else _run_status(states, interrupted)
-    finished = RunFinished(run_id, status, stats, time.monotonic() - started, rs.options.check)
-    rs.bus.emit(finished)
+        if host_id in states:
+            run.bus.emit(_host_finished(states[host_id], interrupted))
+    status = "error" if run.error is not None else _run_status(states, interrupted)
+    finished = RunFinished(run_id, status, stats, time.monotonic() - started, run.options.check)
+    run.bus.emit(finished)
     return finished
 
 
+def _host_finished(state: HostState, interrupted: bool) -> HostFinished:
+    """How the host's run ended, for its HostFinished event."""
+    host_id = state.host.id
+    if state.unreachable:
+        return HostFinished(host_id, "unreachable", state.stage, state.failed_task, state.reason)
+    if interrupted and state.interrupted:
+        return HostFinished(host_id, "interrupted", state.stage, state.failed_task, "interrupted")
+    if state.failed:
+        return HostFinished(host_id, "failed", state.stage, state.failed_task, state.reason)
+    if interrupted:
+        return HostFinished(host_id, "interrupted", state.stage, None, "interrupted")
+    return HostFinished(host_id, "ok")
+
+
 def later_hosts(
-    play: Play, hosts: Sequence[Host], rs: RunShared, chosen: Mapping[str, Host]
+    play: Play, hosts: Sequence[Host], run: RunShared, chosen: Mapping[str, Host]
 ) -> list[Host]:
     """A play's hosts once add_host / group_by changed the inventory: those chosen before the
     run, plus the hosts its pattern now names among those added and those the run was
@@ -116,14 +121,14 @@ def later_hosts(
     from machineroom.inventory.patterns import select_hosts
 
     try:
-        selected = select_hosts(rs.inventory, play.hosts)
+        selected = select_hosts(run.inventory, play.hosts)
     except InputError:
         return list(hosts)
     known = {h.id for h in hosts}
     extra = [
         chosen.get(h.id, h)
         for h in selected
-        if h.id not in known and (h.id in chosen or h.id in rs.added_hosts)
+        if h.id not in known and (h.id in chosen or h.id in run.added_hosts)
     ]
     if play.connection == "local":
         extra = [replace(h, connection="local") for h in extra]
@@ -149,67 +154,36 @@ def _run_status(
     return "ok"
 
 
-def _run_play(play: Play, hosts: list[HostState], rs: RunShared) -> None:
-    rs.bus.emit(
+def _run_play(play: Play, hosts: list[HostState], run: RunShared, runner: Runner) -> None:
+    run.bus.emit(
         PlayStarted(play.name or play.hosts, tuple(h.host.id for h in hosts), play.strategy)
     )
-    for batch in batches([hs.host for hs in hosts], play.serial):
-        members = [hs for hs in hosts if hs.host in batch]
-        ps = PlayShared(play=play, hosts=hosts, batch=members)
-        _run_batch(members, ps, rs)
-        failed = sum(1 for hs in members if hs.failed or hs.unreachable)
+    coordinator = run.coordinator
+    for batch in batches([state.host for state in hosts], play.serial):
+        members = [state for state in hosts if state.host in batch]
+        if not members:
+            continue
+        play_state = PlayShared(play=play, hosts=hosts, batch=members)
+        lock_step = play.strategy == "linear"
+        coordinator.begin_batch(
+            [state.host.id for state in members],
+            lock_step=lock_step,
+            forks=run.options.forks,
+            max_fail_percentage=play.max_fail_percentage,
+        )
+        walkers = [HostWalker(state, play_state, run) for state in members]
+        # linear: every host walks at once (they wait for each other at the gate) and the
+        # coordinator lets `forks` tasks run at once; free: `forks` hosts walk at once
+        at_once = len(members) if lock_step else min(run.options.forks, len(members))
+        runner.run_walks(walkers, at_once=at_once, interrupt=run.stop_run)
+        failed = sum(1 for state in members if state.failed or state.unreachable)
         limit = play.max_fail_percentage
-        if play.serial and limit is None and failed == len(members) and members:
-            ps.abort.set()  # Ansible: a whole failed batch stops the play
-        if limit is not None and members and failed * 100 / len(members) > limit:
-            ps.abort.set()
-        if ps.abort.is_set() or rs.stop.is_set():
-            for hs in hosts:
-                if hs not in members and not hs.done:
-                    hs.ended = True  # hosts of later batches never start
+        if play.serial and limit is None and failed == len(members):
+            coordinator.abort_play()  # Ansible: a whole failed batch stops the play
+        if limit is not None and failed * 100 / len(members) > limit:
+            coordinator.abort_play()
+        if coordinator.play_aborted() or run.stop.is_set():
+            for state in hosts:
+                if state not in members and not state.done:
+                    state.ended = True  # hosts of later batches never start
             break
-
-
-def _run_batch(members: list[HostState], ps: PlayShared, rs: RunShared) -> None:
-    if not members:
-        return
-    walkers = [HostWalker(hs, ps, rs) for hs in members]
-    limit = ps.play.max_fail_percentage
-
-    def watch() -> None:
-        # max_fail_percentage within a batch: stop everyone as soon as it is exceeded
-        if limit is None:
-            return
-        failed = sum(1 for hs in members if hs.failed or hs.unreachable)
-        if failed * 100 / len(members) > limit:
-            ps.abort.set()
-
-    if ps.play.strategy == "linear":
-        ps.gate = LockStep(len(members))
-        slots = threading.Semaphore(rs.options.forks)
-        for walker in walkers:
-            walker.slots = slots
-        workers = len(members)
-    else:
-        workers = min(rs.options.forks, len(members))
-
-    def walk(walker: HostWalker) -> None:
-        walker.walk()
-        watch()
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host")
-    futures = [pool.submit(walk, w) for w in walkers]
-    try:
-        for future in futures:
-            while True:
-                try:
-                    future.result(timeout=0.2)
-                    break
-                except TimeoutError:
-                    continue
-    except KeyboardInterrupt:
-        # first Ctrl-C (or SIGTERM, SIGHUP): no new task starts; running commands are killed
-        rs.stop_run()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)

@@ -6,11 +6,10 @@ reads its output. One remote command per module call (per loop item).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from machineroom.connection.output import cap_text
@@ -26,128 +25,42 @@ from machineroom.executor.async_job import run_async
 from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
-from machineroom.executor.play_files import host_vars_files
 from machineroom.executor.reboot import run_reboot
+from machineroom.executor.variables import Scope, origin_note, task_vars
 from machineroom.inventory.model import Host
-from machineroom.lookups import TASK_DIR_VAR, WITH_SUBDIR_VAR, with_subdir
+from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
 from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
-from machineroom.modules.base import ModuleContext, Outcome
+from machineroom.modules.base import NO_LOG_VAR, RES_VAR, VERBOSITY_VAR, ModuleContext, Outcome
 from machineroom.modules.reboot import RebootModule
 from machineroom.modules.runner import run_module
 from machineroom.playbook.args import prepare_args
 from machineroom.playbook.keywords import ENVIRONMENT_TEMPLATE, resolve_flags
-from machineroom.playbook.model import Block, RoleRef, Task
-from machineroom.templating import BASE_DIR_VAR, OMIT, TemplateError, Where, mark_unsafe
-from machineroom.vars import build_var_stack, magic_vars
+from machineroom.playbook.model import Task
+from machineroom.templating import OMIT, TemplateError, Where, mark_unsafe
 
 # Result keys kept short in events: the console and the database need no more.
 OUTPUT_CAP = 64 * 1024
+# `with_NAME`'s terms, handed to the lookup through a variable (not pasted into the template
+# text, where a term would be read as Jinja); dunder so no playbook variable can collide.
+WITH_TERMS_VAR = "__mr_with_terms__"
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What the blocks around a task add to it: conditions, vars, become, tags, errors."""
-
-    stage: str
-    blocks: tuple[Block, ...] = ()
-    when: tuple[Any, ...] = ()
-    become: bool | None = None
-    become_user: str | None = None
-    ignore_errors: bool | None = None
-    tags: frozenset[str] = frozenset()
-    role: RoleRef | None = None
-    include_vars: Mapping[str, Any] = field(default_factory=dict)
-
-    def enter(self, block: Block) -> Scope:
-        """The scope inside `block`."""
-        return replace(
-            self,
-            blocks=(*self.blocks, block),
-            when=(*self.when, *block.when),
-            become=block.become if block.become is not None else self.become,
-            become_user=block.become_user or self.become_user,
-            ignore_errors=block.ignore_errors
-            if block.ignore_errors is not None
-            else self.ignore_errors,
-            tags=self.tags | block.tags,
-            role=block.role or self.role,
-        )
-
-
-def task_vars(
-    task: Task | None, hs: HostState, ps: PlayShared, rs: RunShared, scope: Scope
-) -> dict[str, Any]:
-    """Every variable the task sees on this host, by precedence, plus the magic ones."""
-    role = (task.role if task else None) or scope.role
-
-    def stack_with(files: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
-        return build_var_stack(
-            hs.host,
-            play=ps.play,
-            role=role,
-            blocks=scope.blocks,
-            task=task,
-            facts=hs.facts,
-            registered=hs.registered,
-            include_params=scope.include_vars,
-            included=hs.included,
-            play_files=files,
-            play_files_sources=sources,
-            extra_vars=rs.options.extra_vars,
-            magic=_magic(hs, ps, rs, role),
-        ).resolve()
-
-    values = stack_with({}, {})
-    if ps.play.host_vars_files:  # their names are rendered with the other variables
-        lenient = task is None or task.module == "facts"  # before the facts exist
-        found = host_vars_files(ps.play, values, rs.templar, lenient=lenient)
-        values = stack_with(*found)
-    if task is not None and task.location is not None:
-        values[TASK_DIR_VAR] = os.path.dirname(os.path.abspath(task.location.file))
-    if (rs.vault_in_vars or hs.included or ps.play.host_vars_files) and rs.decrypt is not None:
-        from machineroom.vault import decrypt_tree
-
-        values = {k: decrypt_tree(v, rs.decrypt) for k, v in values.items()}
-    return values
-
-
-def _magic(hs: HostState, ps: PlayShared, rs: RunShared, role: RoleRef | None) -> dict[str, Any]:
-    """Magic variables, computed once per host, play and role (they scan the inventory)."""
-    key = (hs.host.id, role.path if role else None)
-    cached = ps.magic.get(key)
-    if cached is None:
-        cached = magic_vars(
-            hs.host,
-            rs.inventory,
-            [h.host.id for h in ps.hosts],
-            check_mode=rs.options.check,
-            playbook_dir=rs.playbook_dir,
-            role_path=role.path if role else None,
-            run_tags=tuple(rs.options.tags),
-            skip_tags=tuple(rs.options.skip_tags),
-        )
-        if role is not None:
-            cached["role_name"] = role.name
-        # lookup('file', ...) resolves relative paths against the role's or playbook's folder
-        cached[BASE_DIR_VAR] = role.path if role is not None else rs.playbook_dir
-        ps.magic[key] = cached
-    return cached
-
-
-def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Scope) -> TaskStatus:
+def run_task(
+    task: Task, state: HostState, play_state: PlayShared, run: RunShared, scope: Scope
+) -> TaskStatus:
     """Run `task` on the host; emit its events; return its status (`failed` only when the
     failure was not ignored: the caller then goes to `rescue` or stops the host)."""
     started = time.monotonic()
     name = task.display_name
-    where = Where(task.location, name, hs.host.id)
+    where = Where(task.location, name, state.host.id)
 
     def finish(status: TaskStatus, **fields: Any) -> TaskStatus:
         if task.no_log:
             fields = _censored(fields)
-        rs.bus.emit(
+        run.bus.emit(
             TaskFinished(
-                host=hs.host.id,
+                host=state.host.id,
                 task_id=task.id,
                 task=name,
                 stage=scope.stage,
@@ -161,12 +74,12 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
 
     conditions = (*scope.when, *task.when)
     try:
-        base_vars = task_vars(task, hs, ps, rs, scope)  # may need the vault: can fail
+        base_vars = task_vars(task, state, play_state, run, scope)  # may need the vault: can fail
         if task.templated:  # `no_log: "{{ hide }}"` and friends: their value on this host
-            task = resolve_flags(task, lambda t: rs.templar.render(t, base_vars, where))
+            task = resolve_flags(task, lambda t: run.templar.render(t, base_vars, where))
         loop_error: TemplateError | None = None
         try:
-            items = loop_items(task, base_vars, rs, where)
+            items = loop_items(task, base_vars, run, where)
         except TemplateError as exc:
             if not exc.variable:
                 raise
@@ -174,37 +87,38 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
             # it, otherwise (or when `when` itself needs the item) the loop's error stands
             items, loop_error = None, exc
         try:
-            holds = items is not None or _holds(conditions, base_vars, rs, where)
+            holds = items is not None or _holds(conditions, base_vars, run, where)
         except InputError:
             if loop_error is not None:
                 raise loop_error from None
             raise
         if not holds:
-            _register(hs, task, {"changed": False, "skipped": True, "skip_reason": "when"})
+            _register(state, task, {"changed": False, "skipped": True, "skip_reason": "when"})
             return finish("skipped", msg="condition false")
         if loop_error is not None:
             raise loop_error
     except InputError as exc:
+        message = str(exc) + origin_note(exc, task, state, play_state, run, scope)
         if task.ignore_errors or scope.ignore_errors:  # Ansible ignores these failures too
-            finish("failed", msg=str(exc), ignored=True)
+            finish("failed", msg=message, ignored=True)
             return "ok"
-        hs.reason = str(exc)
-        hs.failed_result = {"failed": True, "msg": str(exc)}
-        return finish("failed", msg=str(exc))
+        state.reason = message
+        state.failed_result = {"failed": True, "msg": message}
+        return finish("failed", msg=message)
 
-    rs.bus.emit(TaskStarted(hs.host.id, task.id, name, scope.stage))
+    run.bus.emit(TaskStarted(state.host.id, task.id, name, scope.stage))
     ignore = task.ignore_errors or bool(scope.ignore_errors)
     if items is None:
-        outcome, result = _run_once(task, hs, ps, rs, scope, base_vars, where)
+        outcome, result = _call_module(task, state, play_state, run, scope, base_vars, where)
         status = _status_of(outcome, result)
         if status == "unreachable":
-            hs.unreachable = True
-            hs.reason = outcome.msg
+            state.unreachable = True
+            state.reason = outcome.msg
             return finish("unreachable", msg=outcome.msg, result=_cap(result))
-        _register(hs, task, result)
-        _after(task, hs, outcome, rs, status)
+        _register(state, task, result)
+        _after(task, state, outcome, run, status)
         if status == "failed":
-            hs.failed_result = dict(result)  # rescue's ansible_failed_result
+            state.failed_result = dict(result)  # rescue's ansible_failed_result
         if status == "failed" and ignore:
             return _ignored(finish, outcome, result)
         return finish(
@@ -220,7 +134,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
     # a loop: one module call per item, one event per item, one summary
     if not items:
         _register(
-            hs,
+            state,
             task,
             {"changed": False, "skipped": True, "skipped_reason": "No items in the list"}
             | {"results": []},
@@ -228,7 +142,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         return finish("skipped", msg="No items in the list")
     try:
         # the label is rendered per item, with it; the rest once for the task
-        control = rs.templar.render(
+        control = run.templar.render(
             {k: v for k, v in task.loop_control.items() if k != "label"}, base_vars, where
         )
     except InputError as exc:
@@ -250,22 +164,22 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         if index and control.get("pause"):
             time.sleep(float(control["pause"]))  # between items, as Ansible
         try:
-            label = _label(label_template, item, item_vars, rs, where)
+            label = _label(label_template, item, item_vars, run, where)
         except InputError as exc:
             return finish("failed", msg=str(exc))
         try:
-            if not _holds(conditions, item_vars, rs, where):
+            if not _holds(conditions, item_vars, run, where):
                 results.append({"item": item, "skipped": True, "changed": False})
                 statuses.append("skipped")
-                rs.bus.emit(_item_event(hs, task, scope, "skipped", label, "condition false"))
+                run.bus.emit(_item_event(state, task, scope, "skipped", label, "condition false"))
                 continue
         except InputError as exc:
             return finish("failed", msg=str(exc))
-        outcome, result = _run_once(task, hs, ps, rs, scope, item_vars, where)
+        outcome, result = _call_module(task, state, play_state, run, scope, item_vars, where)
         status = _status_of(outcome, result)
         if status == "unreachable":
-            hs.unreachable = True
-            hs.reason = outcome.msg
+            state.unreachable = True
+            state.reason = outcome.msg
             return finish("unreachable", msg=outcome.msg)
         result = {**result, "item": item, loop_var: item}
         results.append(result)
@@ -273,11 +187,11 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         record.update(outcome.record)
         if outcome.diff:
             diffs.append(outcome.diff)
-        _after(task, hs, outcome, rs, status)
+        _after(task, state, outcome, run, status)
         if outcome.facts and task.module in ("set_fact", "include_vars"):
             # the next item sees this item's facts: `x: "{{ x + [item] }}"` accumulates
             base_vars = {**base_vars, **mark_unsafe(dict(outcome.facts))}
-        rs.bus.emit(_item_event(hs, task, scope, status, label, outcome.msg, outcome.diff))
+        run.bus.emit(_item_event(state, task, scope, status, label, outcome.msg, outcome.diff))
     changed = "changed" in statuses
     failed = "failed" in statuses
     summary = {
@@ -287,7 +201,7 @@ def run_task(task: Task, hs: HostState, ps: PlayShared, rs: RunShared, scope: Sc
         "msg": "one or more items failed" if failed else "all items completed",
         "skipped": bool(statuses) and all(s == "skipped" for s in statuses),
     }
-    _register(hs, task, summary)
+    _register(state, task, summary)
     loop_status: TaskStatus = (
         "failed" if failed else "changed" if changed else "skipped" if summary["skipped"] else "ok"
     )
@@ -331,7 +245,7 @@ def _censored(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _item_event(
-    hs: HostState,
+    state: HostState,
     task: Task,
     scope: Scope,
     status: TaskStatus,
@@ -342,7 +256,7 @@ def _item_event(
     if task.no_log:
         msg, diff, label = (NO_LOG if msg else ""), (NO_LOG if diff else ""), "(hidden)"
     return TaskFinished(
-        host=hs.host.id,
+        host=state.host.id,
         task_id=task.id,
         task=task.display_name,
         stage=scope.stage,
@@ -353,22 +267,23 @@ def _item_event(
     )
 
 
-def _run_once(
+def _call_module(
     task: Task,
-    hs: HostState,
-    ps: PlayShared,
-    rs: RunShared,
+    state: HostState,
+    play_state: PlayShared,
+    run: RunShared,
     scope: Scope,
     variables: dict[str, Any],
     where: Where,
 ) -> tuple[Outcome, dict[str, Any]]:
-    """One module call (with retries/until), then changed_when/failed_when. Returns the
-    outcome and the result as `register` will store it."""
+    """Call the task's module once for this host (or loop item): its attempts under
+    `retries`/`until`, then changed_when/failed_when. Returns the outcome and the result as
+    `register` will store it. (Not the `run_once` keyword: that is executor/once.py.)"""
     if task.deferred is not None:  # a load-time warning (behind a condition) reached here
         # a failure like a module's: failed_when may still judge it (tests of error handling)
         failed = {"failed": True, "changed": False, "msg": task.deferred}
         try:
-            result = _apply_overrides(task, failed, variables, rs, where)
+            result = _apply_overrides(task, failed, variables, run, where)
         except InputError as exc:
             result = {**failed, "msg": str(exc)}
         return Outcome("failed" if result.get("failed") else "ok", msg=task.deferred), result
@@ -382,23 +297,30 @@ def _run_once(
     while True:
         attempts += 1
         try:
-            args = _drop_omitted(rs.templar.render(dict(task.args), variables, where))
+            args = _drop_omitted(run.templar.render(dict(task.args), variables, where))
             args = prepare_args(module.name, args, module.schema, _location(task))
-            target = task_target(task, hs, ps, rs, variables, where)
-            ctx = _module_context(task, hs, rs, scope, variables, where, target.host)
+            target = task_target(task, state, play_state, run, variables, where)
+            ctx = _module_context(task, state, run, scope, variables, where, target.host)
             if module.name == "assert":
-                args = _evaluate_assert(args, variables, rs, where)
+                args = _evaluate_assert(args, variables, run, where)
             elif module.name == "include_vars":  # the files are read here: modules do no I/O
                 from machineroom.executor.varfiles import load_var_files
 
-                args = load_var_files(args, task, task.role or scope.role, rs.playbook_dir)
+                args = load_var_files(args, task, task.role or scope.role, run.playbook_dir)
             if task.no_log:
-                rs.quiet_hosts.add(hs.host.id)
+                run.quiet_hosts.add(state.host.id)
             try:
                 become = task_become(
-                    task, scope.become, scope.become_user, target.host, ps, rs, variables, where
+                    task,
+                    scope.become,
+                    scope.become_user,
+                    target.host,
+                    play_state,
+                    run,
+                    variables,
+                    where,
                 )
-                connection = None if module.local else rs.pool.get(target.host)
+                connection = None if module.local else run.pool.get(target.host)
                 if task.async_seconds and connection is not None and not ctx.check:
                     outcome = run_async(
                         module,
@@ -408,7 +330,7 @@ def _run_once(
                         limit=task.async_seconds,
                         poll=task.poll,
                         become=become,
-                        stop=rs.stop,
+                        stop=run.stop,
                     )
                 elif isinstance(module, RebootModule) and connection is not None:
                     # the host goes away: wait for it to come back and pass test_command
@@ -421,12 +343,12 @@ def _run_once(
                         connection,
                         become=become,
                         timeout=task.timeout,
-                        environment=_environment(task, variables, rs, where),
+                        environment=_environment(task, variables, run, where),
                     )
                 if module.name in INVENTORY_MODULES:  # add_host, group_by: the run's inventory
-                    outcome = apply_change(module.name, outcome, hs, ps, rs)
+                    outcome = apply_change(module.name, outcome, state, play_state, run)
             finally:
-                rs.quiet_hosts.discard(hs.host.id)
+                run.quiet_hosts.discard(state.host.id)
         except ConnectionFailure as exc:
             return Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
         except CommandTimeout as exc:
@@ -434,23 +356,24 @@ def _run_once(
         except MachineroomError as exc:
             # include_vars' failures also say it under `message`, as Ansible's action does
             extra = {"message": str(exc)} if module.name == "include_vars" else {}
-            outcome = Outcome("failed", msg=str(exc), result=extra)
+            message = str(exc) + origin_note(exc, task, state, play_state, run, scope)
+            outcome = Outcome("failed", msg=message, result=extra)
         result = _result_of(outcome)
         if task.no_log:
             _register_no_log(module.name, args, result)
         result["module"] = module.name  # the recorder tells gathered facts from set_fact
         try:
-            result = _apply_overrides(task, result, variables, rs, where)
+            result = _apply_overrides(task, result, variables, run, where)
         except InputError as exc:  # changed_when/failed_when that cannot be evaluated
             result = {**result, "failed": True, "msg": str(exc)}
         if not task.until:
             break
         until_vars = {**variables, **({task.register: result} if task.register else {})}
         try:
-            done = bool(rs.templar.evaluate(task.until, until_vars, where))
+            done = bool(run.templar.evaluate(task.until, until_vars, where))
         except InputError as exc:
             return Outcome("failed", msg=str(exc)), {"failed": True, "msg": str(exc)}
-        if done or attempts > retries or rs.stop.is_set():
+        if done or attempts > retries or run.stop.is_set():
             if not done:
                 result["failed"] = True
                 result["msg"] = f"gave up after {attempts} attempts: {result.get('msg', '')}"
@@ -468,7 +391,7 @@ def _run_once(
     )
     if task.delegate_facts and outcome.facts:
         # the facts are the delegated host's (`delegate_facts: true`), not this one's
-        other = delegate_state(ps, target.delegate if target else None)
+        other = delegate_state(play_state, target.delegate if target else None)
         if other is not None:
             store = other.registered if task.module == "set_fact" else other.facts
             store.update(mark_unsafe(dict(outcome.facts)))
@@ -514,7 +437,7 @@ def _result_of(outcome: Outcome) -> dict[str, Any]:
 
 
 def _apply_overrides(
-    task: Task, result: dict[str, Any], variables: dict[str, Any], rs: RunShared, where: Where
+    task: Task, result: dict[str, Any], variables: dict[str, Any], run: RunShared, where: Where
 ) -> dict[str, Any]:
     """changed_when / failed_when, evaluated with the result registered under its name."""
     if task.changed_when is None and task.failed_when is None:
@@ -523,7 +446,7 @@ def _apply_overrides(
     if task.changed_when is not None:
         try:
             result["changed"] = all(
-                bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
+                bool(run.templar.evaluate(c, scope_vars, where)) for c in task.changed_when
             )
         except InputError as exc:  # the task fails; the result says why, as Ansible's
             result["changed_when_result"] = str(exc)
@@ -531,7 +454,7 @@ def _apply_overrides(
     if task.failed_when is not None:
         # a list is all of its conditions, as Ansible's; the outcome is kept in the result
         try:
-            failed = all(bool(rs.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
+            failed = all(bool(run.templar.evaluate(c, scope_vars, where)) for c in task.failed_when)
         except InputError as exc:
             result["failed_when_result"] = str(exc)
             raise
@@ -542,16 +465,16 @@ def _apply_overrides(
 
 
 def _environment(
-    task: Task, variables: dict[str, Any], rs: RunShared, where: Where
+    task: Task, variables: dict[str, Any], run: RunShared, where: Where
 ) -> dict[str, str]:
     """The task's `environment:` rendered for this host: names checked, values as text."""
     if not task.environment:
         return {}
     written = dict(task.environment)
     template = written.pop(ENVIRONMENT_TEMPLATE, None)
-    rendered = rs.templar.render(written, variables, where)
+    rendered = run.templar.render(written, variables, where)
     if template is not None:
-        base = rs.templar.render(template, variables, where)
+        base = run.templar.render(template, variables, where)
         if not isinstance(base, Mapping):
             raise InputError(
                 f"environment: {template} gave {type(base).__name__}", task.location, "a mapping"
@@ -568,7 +491,7 @@ def _environment(
 
 
 def _evaluate_assert(
-    args: dict[str, Any], variables: dict[str, Any], rs: RunShared, where: Where
+    args: dict[str, Any], variables: dict[str, Any], run: RunShared, where: Where
 ) -> dict[str, Any]:
     """The assert module gets `that` already evaluated: a list of (expression, bool)."""
     that = args.get("that", [])
@@ -577,15 +500,15 @@ def _evaluate_assert(
     return {
         **args,
         "that": [
-            {"expr": str(e), "ok": bool(rs.templar.evaluate(e, variables, where))} for e in that
+            {"expr": str(e), "ok": bool(run.templar.evaluate(e, variables, where))} for e in that
         ],
     }
 
 
 def _module_context(
     task: Task,
-    hs: HostState,
-    rs: RunShared,
+    state: HostState,
+    run: RunShared,
     scope: Scope,
     variables: dict[str, Any],
     where: Where,
@@ -595,41 +518,41 @@ def _module_context(
     from machineroom.executor.local_files import PlaybookFiles
 
     role = task.role or scope.role
-    check = rs.options.check if task.check_mode is None else task.check_mode
-    diff = rs.options.diff if task.diff is None else task.diff
+    check = run.options.check if task.check_mode is None else task.check_mode
+    diff = run.options.diff if task.diff is None else task.diff
     return ModuleContext(
-        host_id=hs.host.id,
+        host_id=state.host.id,
         check=check,
         diff=diff,
         vars={
             **variables,
-            "__mr_res__": dict(hs.res),
-            "__mr_verbosity__": rs.options.verbosity,
-            "__mr_no_log__": task.no_log,  # ansible-core's modules are told (_ansible_no_log)
+            RES_VAR: dict(state.server_res),
+            VERBOSITY_VAR: run.options.verbosity,
+            NO_LOG_VAR: task.no_log,
         },
-        remote_user=(target or hs.host).user or "root",
+        remote_user=(target or state.host).user or "root",
         become_user=None,
-        read_file=file_reader(task, role, rs.playbook_dir),
-        local_folder=folder_finder(role, rs.playbook_dir),
-        render_template=template_renderer(task, role, rs, variables, where),
-        local_files=PlaybookFiles(rs.playbook_dir),
+        read_file=file_reader(task, role, run.playbook_dir),
+        local_folder=folder_finder(role, run.playbook_dir),
+        render_template=template_renderer(task, role, run, variables, where),
+        local_files=PlaybookFiles(run.playbook_dir),
     )
 
 
-def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: str) -> None:
+def _after(task: Task, state: HostState, outcome: Outcome, run: RunShared, status: str) -> None:
     """What a finished call changes on the host's state: facts, res, notified handlers.
 
     set_fact values rank with registered results (above play and role vars); gathered facts
     rank just above host vars, as in Ansible.
     """
     if outcome.facts and task.module == "include_vars":
-        hs.included.update(outcome.facts)  # from the controller: not marked unsafe
+        state.included.update(outcome.facts)  # from the controller: not marked unsafe
     elif outcome.facts:
-        target = hs.registered if task.module == "set_fact" else hs.facts
+        target = state.registered if task.module == "set_fact" else state.facts
         target.update(mark_unsafe(dict(outcome.facts)))
         if task.module not in ("set_fact", "facts"):  # getent_*, services, packages, ...
             # also under ansible_facts, without the ansible_ prefix, as Ansible keeps them
-            namespace = dict(hs.facts.get("ansible_facts") or {})
+            namespace = dict(state.facts.get("ansible_facts") or {})
             namespace.update(
                 {
                     k.removeprefix("ansible_"): v
@@ -637,24 +560,24 @@ def _after(task: Task, hs: HostState, outcome: Outcome, rs: RunShared, status: s
                     if k != "ansible_facts"
                 }
             )
-            hs.facts["ansible_facts"] = mark_unsafe(namespace)
+            state.facts["ansible_facts"] = mark_unsafe(namespace)
     if outcome.record:
-        hs.res.update(outcome.record)
+        state.server_res.update(outcome.record)
     if status == "changed":
         for name in task.notify:
-            if name not in hs.notified:
-                hs.notified.append(name)
+            if name not in state.notified:
+                state.notified.append(name)
 
 
-def _register(hs: HostState, task: Task, result: Mapping[str, Any]) -> None:
+def _register(state: HostState, task: Task, result: Mapping[str, Any]) -> None:
     if task.register:
-        hs.registered[task.register] = dict(result)
+        state.registered[task.register] = dict(result)
 
 
 def _holds(
-    conditions: tuple[Any, ...], variables: dict[str, Any], rs: RunShared, where: Where
+    conditions: tuple[Any, ...], variables: dict[str, Any], run: RunShared, where: Where
 ) -> bool:
-    return all(bool(rs.templar.evaluate(c, variables, where)) for c in conditions)
+    return all(bool(run.templar.evaluate(c, variables, where)) for c in conditions)
 
 
 def _extended(items: list[Any], index: int, control: Mapping[str, Any]) -> dict[str, Any]:
@@ -679,7 +602,7 @@ def _extended(items: list[Any], index: int, control: Mapping[str, Any]) -> dict[
 
 
 def loop_items(
-    task: Task, variables: dict[str, Any], rs: RunShared, where: Where
+    task: Task, variables: dict[str, Any], run: RunShared, where: Where
 ) -> list[Any] | None:
     """The items of the task's `loop`/`with_NAME` on this host; None when it has no loop."""
     if task.loop is None:
@@ -687,19 +610,19 @@ def loop_items(
     if task.loop_with is not None:
         # with_NAME: the value (templated, made a list) are the terms of lookup NAME
         if task.loop_with == "first_found":  # Ansible drops the undefined names there
-            terms = _defined_only(task.loop, variables, rs, where)
+            terms = _defined_only(task.loop, variables, run, where)
         else:
-            terms = rs.templar.render(task.loop, variables, where)
+            terms = run.templar.render(task.loop, variables, where)
         if not isinstance(terms, list):
             terms = [terms]
         lookup_vars = {
             **variables,
-            "__mr_with_terms__": terms,
+            WITH_TERMS_VAR: terms,
             WITH_SUBDIR_VAR: with_subdir(task.module),
         }
-        call = f"{{{{ query('{task.loop_with}', *__mr_with_terms__) }}}}"
-        return list(rs.templar.render(call, lookup_vars, where))
-    items = rs.templar.render(task.loop, variables, where)
+        call = f"{{{{ query('{task.loop_with}', *{WITH_TERMS_VAR}) }}}}"
+        return list(run.templar.render(call, lookup_vars, where))
+    items = run.templar.render(task.loop, variables, where)
     if isinstance(items, dict):
         raise InputError(
             "loop needs a list, got a mapping (use `dict2items`)", where.location, "a list"
@@ -714,7 +637,7 @@ def loop_items(
 _DROPPED = object()
 
 
-def _defined_only(value: Any, variables: dict[str, Any], rs: RunShared, where: Where) -> Any:
+def _defined_only(value: Any, variables: dict[str, Any], run: RunShared, where: Where) -> Any:
     """`value` rendered, leaving out the list entries and mapping values that are undefined
     (`with_first_found: ["{{ ansible_distribution_release }}.yml", default.yml]`)."""
 
@@ -725,7 +648,7 @@ def _defined_only(value: Any, variables: dict[str, Any], rs: RunShared, where: W
             pairs = ((k, walk(v)) for k, v in node.items())
             return {k: v for k, v in pairs if v is not _DROPPED}
         try:
-            return rs.templar.render(node, variables, where)
+            return run.templar.render(node, variables, where)
         except TemplateError as exc:
             if exc.variable:
                 return _DROPPED
@@ -735,10 +658,12 @@ def _defined_only(value: Any, variables: dict[str, Any], rs: RunShared, where: W
     return [] if found is _DROPPED else found
 
 
-def _label(template: Any, item: Any, variables: dict[str, Any], rs: RunShared, where: Where) -> str:
+def _label(
+    template: Any, item: Any, variables: dict[str, Any], run: RunShared, where: Where
+) -> str:
     if template is None:
         return _text(item)[:200]
-    return _text(rs.templar.render(template, variables, where))[:200]
+    return _text(run.templar.render(template, variables, where))[:200]
 
 
 def _status_of(outcome: Outcome, result: Mapping[str, Any]) -> TaskStatus:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -11,7 +10,8 @@ from machineroom.errors import InputError
 from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.once import run_once
-from machineroom.executor.task import Scope, loop_items, run_task, task_vars
+from machineroom.executor.task import loop_items, run_task
+from machineroom.executor.variables import Scope, task_vars
 from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, Item, RoleRef, Stage, Task
 from machineroom.templating import Where
@@ -39,58 +39,77 @@ def tags_allow(tags: frozenset[str], wanted: frozenset[str], skipped: frozenset[
 
 
 class HostWalker:
-    """Runs one host through the stages of a play."""
+    """Runs one host through the stages of a play (a `HostWalk` for executor/runner.py).
 
-    def __init__(self, hs: HostState, ps: PlayShared, rs: RunShared) -> None:
-        self.hs = hs
-        self.ps = ps
-        self.rs = rs
-        self.slots: threading.Semaphore | None = None
+    `state` is the host's own progress; `play_state` what the batch's walkers keep in common
+    here; `run` the run's settings and its Coordinator, through which hosts wait for each
+    other (strategy linear, run_once, throttle) and stop together.
+    """
+
+    def __init__(self, state: HostState, play_state: PlayShared, run: RunShared) -> None:
+        self.state = state
+        self.play_state = play_state
+        self.run = run
+        self.coordinator = run.coordinator
+
+    @property
+    def host_id(self) -> str:
+        """The host this walker walks."""
+        return self.state.host.id
 
     def walk(self) -> None:
         """Every stage of the play in order (from the resume point), then leave the gate."""
         try:
-            if self.ps.gathers_facts(self.rs.playbook_dir) and not self._stopped():
+            if self.play_state.gathers_facts(self.run.playbook_dir) and not self._stopped():
                 facts_task = FACTS_TASK
-                if self.ps.play.facts_args:  # the play's gather_subset, gather_timeout, ...
-                    facts_task = replace(FACTS_TASK, args=self.ps.play.facts_args)
+                if self.play_state.play.facts_args:  # the play's gather_subset, gather_timeout, ...
+                    facts_task = replace(FACTS_TASK, args=self.play_state.play.facts_args)
                 status = self._task(facts_task, Scope(stage="facts"))
                 if status in ("failed", "unreachable"):
                     self._fail(facts_task, "facts")
-            resume_at = self.rs.options.start_stage.get(self.hs.host.id)
+                self._report_done()
+            resume_at = self.run.options.start_stage.get(self.state.host.id)
             reached = resume_at is None
-            for index, stage in enumerate(self.ps.play.stages):
+            for index, stage in enumerate(self.play_state.play.stages):
                 reached = reached or stage.name == resume_at
-                wanted = not self.rs.options.stages or stage.name in self.rs.options.stages
-                if not (reached and wanted) or self.hs.done or self._stopped():
+                wanted = not self.run.options.stages or stage.name in self.run.options.stages
+                if not (reached and wanted) or self.state.done or self._stopped():
                     self._pass_gate(index, len(stage.items))
                     continue
-                self.hs.stage = stage.name
-                self.rs.bus.emit(StageStarted(self.hs.host.id, stage.name))
+                self.state.stage = stage.name
+                self.run.bus.emit(StageStarted(self.state.host.id, stage.name))
                 self._stage(index, stage)
-                if not self.hs.done:
+                if not self.state.done:
                     self.flush_handlers(stage.name)
-                elif self.rs.options.force_handlers or self.ps.play.force_handlers:
+                elif self.run.options.force_handlers or self.play_state.play.force_handlers:
                     self._forced_handlers(stage.name)
+                self._report_done()
         finally:
-            if self.ps.gate is not None:
-                self.ps.gate.leave()
-            self.ps.host_walked(self.hs.host.id)
+            failed = self.state.failed or self.state.unreachable
+            self.coordinator.walk_ended(self.host_id, failed=failed)
 
     def _stage(self, index: int, stage: Stage) -> None:
-        scope = Scope(stage=stage.name, role=stage.role, tags=self.ps.play.tags)
+        scope = Scope(stage=stage.name, role=stage.role, tags=self.play_state.play.tags)
         for position, item in enumerate(stage.items):
             self._arrive((index, position))
-            if self.hs.done or self._stopped():
+            if self.state.done or self._stopped():
                 continue  # keep arriving at the gate so lock-step partners are not held
             if not self._items([item], scope):
                 self._fail_current(stage.name)
+            self._report_done()
+
+    def _report_done(self) -> None:
+        """Tell the others when this host will run no more tasks in the play (a run_once
+        does not wait for it; max_fail_percentage counts it)."""
+        if self.state.done:
+            failed = self.state.failed or self.state.unreachable
+            self.coordinator.host_done(self.host_id, failed=failed)
 
     def _items(self, items: Sequence[Item], scope: Scope) -> bool:
         """Run items in order; False as soon as one fails (not ignored) or the host is done."""
         for item in items:
-            if self.hs.done or self._stopped():
-                return not self.hs.failed and not self.hs.unreachable
+            if self.state.done or self._stopped():
+                return not self.state.failed and not self.state.unreachable
             ok = self._block(item, scope) if isinstance(item, Block) else self._one(item, scope)
             if not ok:
                 return False
@@ -99,27 +118,27 @@ class HostWalker:
     def _block(self, block: Block, scope: Scope) -> bool:
         inner = scope.enter(block)
         ok = self._items(block.block, inner)
-        if not ok and block.rescue and not self.hs.unreachable:
-            self.hs.failed = False  # rescue gets its chance: the host is not failed yet
-            self.hs.registered["ansible_failed_task"] = {"name": self.hs.failed_task}
-            self.hs.registered["ansible_failed_result"] = dict(self.hs.failed_result)
+        if not ok and block.rescue and not self.state.unreachable:
+            self.state.failed = False  # rescue gets its chance: the host is not failed yet
+            self.state.registered["ansible_failed_task"] = {"name": self.state.failed_task}
+            self.state.registered["ansible_failed_result"] = dict(self.state.failed_result)
             ok = self._items(block.rescue, inner)
-        if block.always and not self.hs.unreachable:
-            was_failed = self.hs.failed
-            self.hs.failed = False
-            self.hs.errors_cleared = False
+        if block.always and not self.state.unreachable:
+            was_failed = self.state.failed
+            self.state.failed = False
+            self.state.errors_cleared = False
             always_ok = self._items(block.always, inner)
-            if self.hs.errors_cleared:  # meta: clear_host_errors in always: the block is ok
+            if self.state.errors_cleared:  # meta: clear_host_errors in always: the block is ok
                 was_failed, ok = False, True
-            self.hs.failed = was_failed or not always_ok
+            self.state.failed = was_failed or not always_ok
             ok = ok and always_ok
         if not ok:
-            self.hs.failed = not self.hs.unreachable
+            self.state.failed = not self.state.unreachable
         return ok
 
     def _one(self, task: Task, scope: Scope) -> bool:
         tags = task.tags | scope.tags
-        if not tags_allow(tags, self.rs.options.tags, self.rs.options.skip_tags):
+        if not tags_allow(tags, self.run.options.tags, self.run.options.skip_tags):
             return True
         if task.kind == "meta":
             return self._meta(task, scope)
@@ -127,8 +146,8 @@ class HostWalker:
             return self._include(task, scope)
         status = self._task(task, scope)
         if status in ("failed", "unreachable"):
-            if status == "failed" and self.rs.stop.is_set():
-                self.hs.interrupted = True  # most likely its command was killed by the stop
+            if status == "failed" and self.run.stop.is_set():
+                self.state.interrupted = True  # most likely its command was killed by the stop
             if "any_errors_fatal" in task.templated:
                 task = self._with_flags(task, scope)
             self._fail(task, scope.stage)
@@ -141,59 +160,64 @@ class HostWalker:
         # add_host runs once for the batch, as Ansible's (it bypasses the host loop)
         if task.run_once or task.module == "add_host":  # the others wait, holding no fork
             return run_once(
-                task, self.hs, self.ps, self.rs, scope.stage, lambda: self._run(task, scope)
+                task,
+                self.state,
+                self.play_state,
+                self.run,
+                scope.stage,
+                lambda: self._throttled(task, scope),
             )
-        return self._run(task, scope)
+        return self._throttled(task, scope)
 
-    def _run(self, task: Task, scope: Scope) -> TaskStatus:
+    def _throttled(self, task: Task, scope: Scope) -> TaskStatus:
         if task.throttle:  # at most `throttle` hosts run this task at once
-            with self.ps.throttle(task.id, task.throttle):
+            with self.coordinator.throttle(task.id, task.throttle):
                 return self._slotted(task, scope)
         return self._slotted(task, scope)
 
     def _slotted(self, task: Task, scope: Scope) -> TaskStatus:
-        if self.slots is None:
-            return run_task(task, self.hs, self.ps, self.rs, scope)
-        with self.slots:
-            return run_task(task, self.hs, self.ps, self.rs, scope)
+        with self.coordinator.task_slot():  # strategy linear: at most `forks` tasks at once
+            return run_task(task, self.state, self.play_state, self.run, scope)
 
     def _with_flags(self, task: Task, scope: Scope) -> Task:
         """The task with its templated true/false keywords (`any_errors_fatal: "{{ x }}"`)
         evaluated on this host; unchanged when one cannot be (run_task said why)."""
-        variables = task_vars(task, self.hs, self.ps, self.rs, scope)
-        where = Where(task.location, task.display_name, self.hs.host.id)
+        variables = task_vars(task, self.state, self.play_state, self.run, scope)
+        where = Where(task.location, task.display_name, self.state.host.id)
         try:
-            return resolve_flags(task, lambda t: self.rs.templar.render(t, variables, where))
+            return resolve_flags(task, lambda t: self.run.templar.render(t, variables, where))
         except InputError:
             return task
 
     def _fail(self, task: Task, stage: str) -> None:
-        if not self.hs.unreachable:
-            self.hs.failed = True
-        self.hs.failed_task = task.id
-        self.hs.stage = stage
+        if not self.state.unreachable:
+            self.state.failed = True
+        self.state.failed_task = task.id
+        self.state.stage = stage
         fatal = task.any_errors_fatal if task.any_errors_fatal is not None else None
-        if fatal or (fatal is None and self.ps.play.any_errors_fatal):
-            self.ps.abort.set()
+        if fatal or (fatal is None and self.play_state.play.any_errors_fatal):
+            self.coordinator.abort_play()
 
     def _fail_current(self, stage: str) -> None:
-        self.hs.stage = stage
-        if not self.hs.unreachable:
-            self.hs.failed = True
+        self.state.stage = stage
+        if not self.state.unreachable:
+            self.state.failed = True
 
     def _meta(self, task: Task, scope: Scope) -> bool:
         action = str(task.args.get("action", "noop"))
         conditions = (*scope.when, *task.when)
         if conditions and action != "flush_handlers":  # Ansible skips the others by `when`
-            variables = task_vars(task, self.hs, self.ps, self.rs, scope)
-            where = Where(task.location, task.display_name, self.hs.host.id)
+            variables = task_vars(task, self.state, self.play_state, self.run, scope)
+            where = Where(task.location, task.display_name, self.state.host.id)
             try:
-                holds = all(bool(self.rs.templar.evaluate(c, variables, where)) for c in conditions)
+                holds = all(
+                    bool(self.run.templar.evaluate(c, variables, where)) for c in conditions
+                )
             except InputError as exc:
-                self.hs.reason = str(exc)
-                self.rs.bus.emit(
+                self.state.reason = str(exc)
+                self.run.bus.emit(
                     TaskFinished(
-                        self.hs.host.id,
+                        self.state.host.id,
                         task.id,
                         f"meta: {action}",
                         scope.stage,
@@ -204,9 +228,9 @@ class HostWalker:
                 self._fail(task, scope.stage)
                 return False
             if not holds:
-                self.rs.bus.emit(
+                self.run.bus.emit(
                     TaskFinished(
-                        self.hs.host.id,
+                        self.state.host.id,
                         task.id,
                         f"meta: {action}",
                         scope.stage,
@@ -218,44 +242,49 @@ class HostWalker:
         if action == "flush_handlers":
             self.flush_handlers(scope.stage)
         elif action == "end_host":
-            self.hs.ended = True
+            self.state.ended = True
         elif action == "end_play":
-            self.hs.ended = True
-            self.ps.abort.set()
+            self.state.ended = True
+            self.coordinator.abort_play()
         elif action == "clear_facts":
-            self.hs.facts.clear()
+            self.state.facts.clear()
         elif action == "clear_host_errors":  # the host goes on as if nothing had failed
-            self.hs.failed = False
-            self.hs.failed_task = None
-            self.hs.errors_cleared = True
-        self.rs.bus.emit(
-            TaskFinished(self.hs.host.id, task.id, f"meta: {action}", scope.stage, "ok")
+            self.state.failed = False
+            self.state.failed_task = None
+            self.state.errors_cleared = True
+        self.run.bus.emit(
+            TaskFinished(self.state.host.id, task.id, f"meta: {action}", scope.stage, "ok")
         )
-        return not self.hs.failed
+        return not self.state.failed
 
     def _include(self, task: Task, scope: Scope) -> bool:
         """`include_tasks` / `include_role`: load now, for this host, then run them."""
         from machineroom.playbook.load import load_include
 
-        variables = task_vars(task, self.hs, self.ps, self.rs, scope)
-        where = Where(task.location, task.display_name, self.hs.host.id)
+        variables = task_vars(task, self.state, self.play_state, self.run, scope)
+        where = Where(task.location, task.display_name, self.state.host.id)
         try:
-            loop = loop_items(task, variables, self.rs, where)
+            loop = loop_items(task, variables, self.run, where)
             if loop is not None:  # a looped include: the files once per item, with the item
                 loop_var = str(task.loop_control.get("loop_var", "item"))
                 for item in loop:
                     if not self._include_one(task, scope, {**variables, loop_var: item}, where):
                         return False
                 return True
-            if not all(bool(self.rs.templar.evaluate(c, variables, where)) for c in task.when):
+            if not all(bool(self.run.templar.evaluate(c, variables, where)) for c in task.when):
                 return True
-            args = self.rs.templar.render(dict(task.args), variables, where)
+            args = self.run.templar.render(dict(task.args), variables, where)
             items, role = load_include(task, args)
         except InputError as exc:
-            self.hs.reason = str(exc)
-            self.rs.bus.emit(
+            self.state.reason = str(exc)
+            self.run.bus.emit(
                 TaskFinished(
-                    self.hs.host.id, task.id, task.display_name, scope.stage, "failed", msg=str(exc)
+                    self.state.host.id,
+                    task.id,
+                    task.display_name,
+                    scope.stage,
+                    "failed",
+                    msg=str(exc),
                 )
             )
             self._fail(task, scope.stage)
@@ -269,9 +298,9 @@ class HostWalker:
         the item (as `loop_var`) as an include variable."""
         from machineroom.playbook.load import load_include
 
-        if not all(bool(self.rs.templar.evaluate(c, variables, where)) for c in task.when):
+        if not all(bool(self.run.templar.evaluate(c, variables, where)) for c in task.when):
             return True
-        args = self.rs.templar.render(dict(task.args), variables, where)
+        args = self.run.templar.render(dict(task.args), variables, where)
         items, role = load_include(task, args)
         loop_var = str(task.loop_control.get("loop_var", "item"))
         inner = _include_scope(
@@ -281,10 +310,10 @@ class HostWalker:
 
     def flush_handlers(self, stage: str) -> None:
         """Run the notified handlers once each, in the order they are defined."""
-        while self.hs.notified and not self.hs.done:
-            notified = list(self.hs.notified)
-            self.hs.notified.clear()
-            for handler in self.ps.play.handlers:
+        while self.state.notified and not self.state.done:
+            notified = list(self.state.notified)
+            self.state.notified.clear()
+            for handler in self.play_state.play.handlers:
                 names = {handler.name or "", *handler.listen}
                 if not names & set(notified):
                     continue
@@ -294,32 +323,24 @@ class HostWalker:
     def _forced_handlers(self, stage: str) -> None:
         """--force-handlers: a host that failed still runs the handlers it notified before
         failing, as ansible-playbook does; it stays failed."""
-        if not self.hs.failed or self.hs.unreachable or not self.hs.notified:
+        if not self.state.failed or self.state.unreachable or not self.state.notified:
             return
-        self.hs.failed = False
+        self.state.failed = False
         try:
             self.flush_handlers(stage)
         finally:
-            self.hs.failed = True
+            self.state.failed = True
 
     def _pass_gate(self, index: int, count: int) -> None:
         for position in range(count):
             self._arrive((index, position))
 
     def _arrive(self, position: tuple[int, int]) -> None:
-        """Strategy linear: wait at the gate of top-level item `position` (marked as parked
-        there, so that a run_once of an item before it does not wait for this host)."""
-        self.ps.at[self.hs.host.id] = position
-        if self.ps.gate is None:
-            return
-        self.ps.park(self.hs.host.id, position)
-        try:
-            self.ps.gate.arrive(position, self.rs.stop)
-        finally:
-            self.ps.park(self.hs.host.id, None)
+        """At top-level item `position`; strategy linear waits at its gate there."""
+        self.coordinator.arrive(self.host_id, position)
 
     def _stopped(self) -> bool:
-        return self.rs.stop.is_set() or self.ps.abort.is_set()
+        return self.run.stop.is_set() or self.coordinator.play_aborted()
 
 
 def _include_scope(
