@@ -17,7 +17,7 @@ from typing import Any
 
 from machineroom.connection.fake import Answer, FakeConnection, FakePool, Reply
 from machineroom.events import Event, EventBus, HostFinished, RunFinished, TaskFinished
-from machineroom.executor.hoststate import RunOptions, RunShared
+from machineroom.executor.hoststate import Connections, RunOptions, RunShared
 from machineroom.executor.play import run_playbook
 from machineroom.executor.runner import Runner
 from machineroom.inventory.model import Group, Host, Inventory
@@ -93,14 +93,20 @@ def play_on_fakes(
     options: RunOptions | None = None,
     runner: Runner | None = None,
     during: Callable[[RunShared], None] | None = None,
+    via_registry: bool = False,
 ) -> FakeRun:
     """Run the playbook on fake hosts `hosts` (group `all` and `web`). `answers`: command
     piece -> Reply for every host, or (with `per_host`) host -> such a mapping. `during`
-    is called in a thread once the run started (to stop it, say)."""
+    is called in a thread once the run started (to stop it, say). `via_registry`: the hosts
+    have `connection: fake`, registered in connection/registry.py, and a real ConnectionPool
+    opens them (the FakePool is then only where the fakes are kept)."""
     path = tmp_path / "site.yml"
     path.write_text(playbook_yaml)
     playbook = load_playbook(path)
-    host_list = [Host(id=h, host=f"10.9.9.{i}", user="root") for i, h in enumerate(hosts, 1)]
+    kind = "fake" if via_registry else "ssh"
+    host_list = [
+        Host(id=h, host=f"10.9.9.{i}", user="root", connection=kind) for i, h in enumerate(hosts, 1)
+    ]
     ids = tuple(hosts)
     inventory = Inventory(
         source="fake",
@@ -112,10 +118,15 @@ def play_on_fakes(
         mine: Mapping[str, Any] = (answers or {}).get(host.id, {}) if per_host else answers or {}
         pool.add(FakeConnection(host, dict(mine)))
     events: list[Event] = []
+    connections: Connections = pool
+    if via_registry:
+        from machineroom.connection.pool import ConnectionPool
+
+        connections = ConnectionPool()
     run = RunShared(
         options=options or RunOptions(),
         inventory=inventory,
-        pool=pool,
+        pool=connections,
         bus=EventBus([events.append]),
         templar=Templar(),
         playbook_dir=str(tmp_path),

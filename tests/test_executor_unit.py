@@ -353,3 +353,24 @@ def test_a_runner_is_given_each_batch(tmp_path: Path) -> None:
     assert result.finished.status == "ok"
     assert runner.batches == [(["a", "b"], 1), (["c"], 1)]
     assert threading.active_count() < 50
+
+
+def test_fakes_through_the_connection_registry(tmp_path: Path) -> None:
+    """A fake registered as a connection type reaches the executor through the real pool."""
+    from machineroom.connection.registry import register, unregister
+
+    fakes: dict[str, FakeConnection] = {}
+
+    def make(host: Host, options: object, tunnels: object) -> FakeConnection:
+        fakes[host.id] = FakeConnection(host, {"exec hostname": Reply(stdout=host.id)})
+        return fakes[host.id]
+
+    register("fake", make)  # type: ignore[arg-type]
+    try:
+        tasks = "    - name: ask\n      command: hostname\n"
+        result = play_on_fakes(tmp_path, _play(tasks), {}, via_registry=True)
+    finally:
+        unregister("fake")
+    assert result.finished.status == "ok"
+    assert {h: result.task(h, "ask").stdout for h in "abc"} == {"a": "a", "b": "b", "c": "c"}
+    assert all(fakes[h].ran("exec hostname") for h in "abc")

@@ -5,6 +5,9 @@ most `--forks` hosts at once. Strategy `linear`: every host runs top-level item 
 before any starts N+1 (a gate), at most `--forks` tasks at once. `serial` runs the play on
 batches of hosts, one batch after the other; `max_fail_percentage` and `any_errors_fatal`
 stop the play for every host, counting unreachable hosts as failed.
+
+Hosts walk through a Runner (executor/runner.py: threads by default) and meet only through
+the run's Coordinator (executor/coordinator.py: gate, abort, stop, run_once, throttles).
 """
 
 from __future__ import annotations
