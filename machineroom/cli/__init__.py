@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "scheduler": "machineroom.cli.scheduler_cmds:scheduler_command",
     "serve": "machineroom.cli.web_cmds:serve_command",
     "token": "machineroom.cli.web_cmds:token_group",
+    # hidden: how the scheduler and the dashboard start a run (a RunRequest on stdin)
+    "run-request": "machineroom.cli.run_request:run_request_command",
 }
 ALIASES: dict[str, str] = {
     "list": "ls",

@@ -1,0 +1,124 @@
+"""A RunRequest carried out: the scheduler and the dashboard hand a request to a child process
+(`machineroom run-request -`, the request on its stdin), which runs it here.
+
+`execute_request` picks the runs function of the request's kind; `request_file` and
+`CHILD_ARGS` are how a parent hands a request to such a child: a private temporary file
+(mode 600, already unlinked) given as the child's stdin, so no value travels in argv (seen
+by every user in `ps`) or in the environment. The request's `trigger` (`schedule:NAME`,
+`web:TOKEN:NONCE`) reaches the run's row through `RunRecord.trigger`; the parent finds its
+run by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from machineroom.errors import UsageError
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.request import RunRequest, RunResult
+from machineroom.runs.session import Subscriber
+
+if TYPE_CHECKING:
+    from machineroom.runs.workspace import Workspace
+
+# the CLI words, after `python -m machineroom`, of a child reading a request on its stdin
+CHILD_ARGS = ("run-request", "-")
+
+Execute = Callable[[RunRequest, "Workspace", Sequence[Subscriber]], RunResult]
+
+
+def _apply(
+    request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber]
+) -> RunResult:
+    from machineroom.runs.apply import apply_playbook
+
+    return apply_playbook(request, workspace, subscribers)
+
+
+# kind -> the runs function that carries it out; a kind not here yet is run by the CLI's own
+# command in the child (cli/run_request.py says which)
+EXECUTORS: dict[str, Execute] = {
+    "apply": _apply,
+}
+
+
+def executes(kind: str) -> bool:
+    """Whether `execute_request` has a runs function for this kind of run."""
+    return kind in EXECUTORS
+
+
+def execute_request(request: RunRequest, subscribers: Sequence[Subscriber] = ()) -> RunResult:
+    """Run `request` in this process, recorded (with its trigger) like a run typed at the
+    CLI; `subscribers` get its events (a reporter). No terminal is assumed: nothing prompts.
+    A kind without a runs function is a UsageError."""
+    from machineroom.runs.settings import use_inventory_paths
+    from machineroom.runs.workspace import make_workspace
+
+    execute = EXECUTORS.get(request.kind)
+    if execute is None:
+        raise UsageError(f"run request: kind '{request.kind}' cannot be run from a request yet")
+    # as the CLI does while it parses its options: settings beside the inventory, and the
+    # vault password's source, are known before anything loads
+    use_inventory_paths(request.inventory_paths)
+    request.connect.use_vault_source()
+    workspace = make_workspace(request.inventory_paths, request.state_path)
+    return execute(request, workspace, subscribers)
+
+
+def connect_defaults(inventory_paths: Sequence[str]) -> ConnectSettings:
+    """The connection settings a command typed without connection options gets: forks,
+    timeouts and the vault password's source from machineroom.yml, ansible.cfg and the
+    environment (as the CLI's option defaults read them)."""
+    from machineroom.runs.settings import current_settings
+    from machineroom.vault import PASSWORD_ENV
+
+    settings = current_settings(tuple(inventory_paths))
+    vault_file = None
+    if not os.environ.get(PASSWORD_ENV):  # the variable wins, as on the command line
+        value = settings.get("vault_password_file")
+        vault_file = None if value is None else str(value)
+    timeout = settings.get("command_timeout")
+    return ConnectSettings(
+        forks=int(settings.get("forks", 50)),
+        connect_timeout=float(settings.get("connect_timeout", 10.0)),
+        command_timeout=None if timeout is None else float(timeout),
+        vault_password_file=vault_file,
+        ask_vault_password=bool(settings.get("ask_vault_pass", False)),
+        vault_ids=tuple(settings.get("vault_identity_list", ())),
+    )
+
+
+def request_file(request: RunRequest) -> IO[bytes]:
+    """The request as JSON in a private temporary file (mode 600, its name already removed),
+    positioned at its start: give it to a child as stdin. The caller closes it."""
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 -- the caller owns it
+    handle.write(request.to_json().encode())
+    handle.flush()
+    handle.seek(0)
+    return handle
+
+
+@contextlib.contextmanager
+def default_trigger(trigger: str | None) -> Iterator[None]:
+    """Runs this process starts without a trigger get `trigger` meanwhile.
+
+    Stop-gap (issue 12) for the kinds cli/run_request.py still runs through their CLI
+    command, which calls `store.start_run` without one; it goes with that stop-gap."""
+    from machineroom.state.store import StateStore
+
+    original = StateStore.start_run
+
+    def start_run(self: StateStore, *args: Any, **kwargs: Any) -> int:
+        if kwargs.get("trigger") is None:
+            kwargs["trigger"] = trigger
+        return original(self, *args, **kwargs)
+
+    StateStore.start_run = start_run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StateStore.start_run = original  # type: ignore[method-assign]
