@@ -1,7 +1,9 @@
 """The state database: servers (`server_room`), runs, task results, facts and the audit log.
 
-`open_state(path)` returns a `StateStore`; see docs/database.md for the tables. This package is
-the only one that imports sqlite3 or sqlite_utils.
+`open_state(path)` returns a `StateStore`: servers and runs on the store itself, the fleet's
+subjects as `store.metrics`, `store.alerts`, `store.tokens`, `store.schedules` and
+`store.dashboard` (see store.py); docs/database.md describes the tables. This package is the
+only one that imports sqlite3 or sqlite_utils.
 """
 
 from machineroom.state.database import DEFAULT_BUSY_TIMEOUT, open_state

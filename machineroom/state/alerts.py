@@ -69,10 +69,6 @@ class AlertStore:
     def __init__(self, handle: DatabaseHandle) -> None:
         self._handle = handle
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Temporary (issue 12): `store.alerts(...)` as before; use `.listing(...)`."""
-        return self.listing(*args, **kwargs)
-
     def open_alerts(self, host_ids: Iterable[str] | None = None) -> list[AlertRow]:
         """The open alerts (of the hosts named, or all), oldest first."""
         with self._handle.read() as db:

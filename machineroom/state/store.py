@@ -112,14 +112,6 @@ class StateStore:
         """Mask `value` as `***` in every text written from now on (commands, output, res)."""
         self._handle.add_secret(value)
 
-    # Temporary (issue 12): the fleet subjects' methods under their old names on the store,
-    # while callers move to `store.metrics.*` and the others. Removed once none is left.
-    def __getattr__(self, name: str) -> Any:
-        subject = _MOVED.get(name)
-        if subject is None:
-            raise AttributeError(name)
-        return getattr(self.__dict__[subject], name)
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes, of any subjects, into one transaction: all of them land or none.
@@ -447,23 +439,6 @@ class StateStore:
                 )
             )
         return [{**row, "facts": load_object(row["facts"], f"facts {row['id']}")} for row in rows]
-
-
-_MOVED = {
-    name: subject
-    for subject, names in {
-        "metrics": "record_collections host_statuses metric_names metric_series prune_samples"
-        " forget_host_metrics",
-        "alerts": "open_alerts open_alert_counts record_alert_changes unnotified_alerts"
-        " mark_alert_notified",
-        "tokens": "create_token token_by_id revoke_token find_token touch_token",
-        "schedules": "record_schedule_event set_schedule_event_run schedule_events"
-        " last_schedule_due triggered_run",
-        "dashboard": "run_page host_runs run_by_trigger result_counts task_results_after"
-        " alert_page alert_board audit_page binned_series",
-    }.items()
-    for name in names.split()
-}
 
 
 def _unknown_server(db: Any, server_id: str) -> StateError:

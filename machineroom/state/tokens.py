@@ -92,10 +92,6 @@ class TokenStore:
     def __init__(self, handle: DatabaseHandle) -> None:
         self._handle = handle
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Temporary (issue 12): `store.tokens(...)` as before; use `.all(...)`."""
-        return self.all(*args, **kwargs)
-
     def create_token(
         self,
         name: str,
