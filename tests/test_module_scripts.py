@@ -6,7 +6,8 @@ module: a few base argument sets, each overlaid with one changed argument at a t
 value of the schema, each boolean both ways, a few representative values for modes, owners,
 paths and the like), under four contexts (check mode and --diff on and off). Conversing modules
 are driven with canned answers, so their later steps are built and checked too. Identical
-scripts are checked once. A build that refuses its arguments (InputError, ValueError) is not a
+scripts are checked once. Every data-driven case's arguments (tests/data/module_cases) are
+base arguments too. A build that refuses its arguments (InputError, ValueError) is not a
 syntax question; each module must still yield scripts, and the whole matrix a good number.
 """
 
@@ -14,10 +15,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import posixpath
 import subprocess
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,6 +196,16 @@ BASE_ARGS: dict[str, list[dict[str, Any]]] = {
         {"project_src": "/srv/app"},
     ],
     "ping": [{}],
+    "collect": [
+        {},
+        {
+            "collectors": {
+                "pop": "printf '{\"a\": 1}'",
+                "slow": {"command": "sleep 1", "timeout": 5},
+            }
+        },
+        {"restricted": True},
+    ],
     "uri": [
         {"url": "https://example.com/health"},
         {
@@ -260,17 +275,21 @@ VALUES: dict[str, list[Any]] = {
 }
 
 
-class _NoLocalFiles:
-    """fetch's view of local files: nothing fetched yet, writes dropped."""
+class MemoryFiles:
+    """fetch's local files, in memory: what it writes it reads back."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
 
     def resolve(self, path: str) -> str:
-        return "/tmp/fetched/" + path
+        return posixpath.join("/project", path)
 
     def digest(self, path: str, algorithm: str = "sha1") -> str | None:
-        return None
+        data = self.files.get(path)
+        return None if data is None else hashlib.new(algorithm, data).hexdigest()
 
     def write(self, path: str, data: bytes) -> None:
-        return None
+        self.files[path] = data
 
 
 def context(check: bool, diff: bool) -> ModuleContext:
@@ -282,11 +301,12 @@ def context(check: bool, diff: bool) -> ModuleContext:
         vars={"inventory_hostname": "web1", "ansible_facts": {}},
         read_file=lambda src: b"#!/bin/sh\necho local file\n",
         render_template=lambda src, **options: "rendered = 1\n",
-        local_files=_NoLocalFiles(),
+        local_files=MemoryFiles(),
     )
 
 
 HERE = Location("<matrix>")
+CASES = Path(__file__).parent / "data" / "module_cases"
 
 # Canned answers for conversing modules, in order; the conversation ends when they run out.
 _FILE = b"a=1\n# x\nb=2\n"
@@ -341,18 +361,32 @@ def steps(module: Module, args: Mapping[str, Any], ctx: ModuleContext) -> Iterat
         return
 
 
+def bases(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(arguments, host vars) the matrix starts from: BASE_ARGS, then every data-driven
+    case of the module (tests/data/module_cases), so a module with cases is in the matrix."""
+    found: list[tuple[dict[str, Any], dict[str, Any]]] = [(a, {}) for a in BASE_ARGS.get(name, [])]
+    for path in sorted((CASES / name).glob("*.json")):
+        case = json.loads(path.read_text())
+        found.append((case["args"], case.get("context", {}).get("vars", {})))
+    return found
+
+
 def all_scripts() -> tuple[dict[str, tuple[str, str]], dict[str, int]]:
     """{sha1 of script: (where it came from, script)} and scripts per module."""
     found: dict[str, tuple[str, str]] = {}
     per_module: dict[str, int] = {}
-    contexts = [context(check, diff) for check in (False, True) for diff in (False, True)]
     for name in MODULES:
         if name in CONTROLLER_ONLY:
             continue
         module = get_module(name)
         assert module is not None
         count = 0
-        for base in BASE_ARGS[name]:
+        for base, host_vars in bases(name):
+            contexts = [
+                replace(context(check, diff), vars={**context(check, diff).vars, **host_vars})
+                for check in (False, True)
+                for diff in (False, True)
+            ]
             for overlay in overlays(module):
                 try:
                     args = prepare_args(name, {**base, **overlay}, module.schema, HERE)
@@ -382,7 +416,7 @@ def sh_syntax_error(script: str, shell: str = "sh") -> str:
 
 def test_every_remote_module_is_in_the_matrix() -> None:
     remote = {name for name in MODULES if name not in CONTROLLER_ONLY}
-    assert sorted(remote - set(BASE_ARGS)) == []
+    assert sorted(name for name in remote if not bases(name)) == []
     assert sorted(set(BASE_ARGS) - remote) == []
     for name in CONTROLLER_ONLY:
         module = get_module(name)
