@@ -24,6 +24,7 @@ from machineroom.fleet.cron import CronError, parse_cron, parse_duration, parse_
 from machineroom.fleet.scheduler import Event, Scheduler
 from machineroom.fleet.schedules import load_schedules
 from machineroom.lab import Lab
+from machineroom.runs.request import RunRequest
 from machineroom.state import StateStore, open_state
 
 
@@ -171,7 +172,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_schedules_load_into_cli_words(tmp_path: Path) -> None:
+def test_schedules_load_into_run_requests(tmp_path: Path) -> None:
     write(tmp_path / "playbooks" / "site.yml", "- hosts: all\n  tasks: []\n")
     path = write(
         tmp_path / "schedules.yml",
@@ -197,29 +198,30 @@ def test_schedules_load_into_cli_words(tmp_path: Path) -> None:
         """,
     )
     metrics, drift, cleanup = load_schedules(path)
-    assert metrics.argv(["-i", "inv"]) == ["collect", "all", "-i", "inv"]
-    assert drift.argv([]) == [
-        "apply",
-        str(tmp_path / "playbooks" / "site.yml"),
-        "--check",
-        "--diff",
-        "--limit",
-        "web",
-        "--tags",
-        "docker,env",
-        "-e",
-        '{"release": "1.2"}',
-    ]
+    collect = metrics.request(["inv"], "db")
+    assert (collect.kind, collect.target, collect.inventory_paths) == ("collect", "all", ("inv",))
+    assert collect.state_path == "db" and collect.trigger == "schedule:metrics"
+    assert collect.command_line == "machineroom collect all"
+    apply = drift.request([], "db")
+    assert (apply.kind, apply.target) == ("apply", str(tmp_path / "playbooks" / "site.yml"))
+    assert apply.check and apply.diff and apply.limit == "web"
+    assert apply.tags == ("docker", "env") and apply.extra_vars == ('{"release": "1.2"}',)
+    assert apply.trigger == "schedule:drift"
+    assert drift.describe() == (
+        f"apply {tmp_path / 'playbooks' / 'site.yml'} --check --diff --limit web "
+        """--tags docker,env -e '{"release": "1.2"}'"""
+    )
     assert drift.timeout == 1800 and drift.trigger == "schedule:drift"
-    assert cleanup.argv(["--state", "db"]) == [
+    run = cleanup.request([], "db")
+    assert (run.kind, run.target, run.command, run.become) == (
         "run",
         "web:&prod",
-        "--become",
-        "--state",
-        "db",
-        "--",
         "docker system prune -f",
-    ]
+        True,
+    )
+    assert not (run.check or run.diff or run.limit or run.tags or run.extra_vars)
+    # what crosses to the child is the JSON of the request, whole
+    assert RunRequest.from_json(run.to_json()) == run
     assert not cleanup.enabled
     assert cleanup.describe() == "run 'web:&prod' --become -- 'docker system prune -f'"
 
@@ -313,11 +315,11 @@ class FakeClock:
 class FakeChild:
     next_pid = 4_000_000  # above any real pid: a stray signal could not reach a process
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], request: RunRequest) -> None:
         FakeChild.next_pid += 1
         self.pid = FakeChild.next_pid
         self.argv = argv
-        self.env = env
+        self.request = request
         self.code: int | None = None
         self.signals: list[int] = []
 
@@ -352,7 +354,8 @@ class Harness:
             load_schedules(self.path),
             self.store,
             ["machineroom"],
-            ["--state", "db"],
+            ["inv.yml"],
+            "db",
             path=self.path,
             on_event=self.events.append,
             clock=self.clock,
@@ -360,8 +363,8 @@ class Harness:
             grace=5,
         )
 
-    def launch(self, argv: list[str], env: dict[str, str], log: IO[bytes]) -> FakeChild:
-        child = FakeChild(argv, env)
+    def launch(self, argv: list[str], request: RunRequest, log: IO[bytes]) -> FakeChild:
+        child = FakeChild(argv, request)
         self.children.append(child)
         return child
 
@@ -403,8 +406,12 @@ def test_due_schedule_starts_with_trigger_and_overlap_is_skipped(harness: Any) -
     assert h.at(0) == []
     assert h.at(10) == [("tick", "started")]
     child = h.children[0]
-    assert child.argv == ["machineroom", "run", "all", "--state", "db", "--", "uptime"]
-    assert child.env["MACHINEROOM_TRIGGER"] == "schedule:tick"
+    # no value in argv: the request goes to the child's stdin
+    assert child.argv == ["machineroom", "run-request", "-"]
+    asked = child.request
+    assert (asked.kind, asked.target, asked.command) == ("run", "all", "uptime")
+    assert (asked.inventory_paths, asked.state_path) == (("inv.yml",), "db")
+    assert asked.trigger == "schedule:tick"
     assert h.at(10) == [("tick", "skipped")]  # still running: not queued, not doubled
     assert "still running" in h.events[-1].detail
     child.code = 0

@@ -126,15 +126,11 @@ def _run(
 ) -> None:
     from machineroom.fleet.scheduler import Scheduler
     from machineroom.fleet.schedules import load_schedules
+    from machineroom.runs.execute import connect_defaults
 
     workspace, path = _locate(inventory_paths, state_path, schedules_path)
     schedules = load_schedules(path)
     _ = workspace.inventory  # an invalid inventory stops us now, not at 3 am
-    common = [
-        *(a for p in workspace.inventory_paths for a in ("-i", str(Path(p).resolve()))),
-        "--state",
-        str(Path(workspace.state_path).resolve()),
-    ]
     stop = threading.Event()
     received: list[int] = []
 
@@ -151,7 +147,9 @@ def _run(
                 schedules,
                 store,
                 [sys.executable, "-m", "machineroom"],
-                common,
+                [str(Path(p).resolve()) for p in workspace.inventory_paths],
+                str(Path(workspace.state_path).resolve()),
+                connect=connect_defaults(workspace.inventory_paths),
                 path=path,
                 on_event=_print_event,
                 grace=5.0 if grace is None else grace,

@@ -1,7 +1,9 @@
 """The loop of `machineroom scheduler`: start due schedules, never two runs of one at once.
 
 Each due schedule starts as a child process of the same CLI (`python -m machineroom
-collect|apply|run ...`) with $MACHINEROOM_TRIGGER set to `schedule:NAME`, so its run lands in
+run-request -`) given the schedule's RunRequest on its stdin (runs/execute.py), never as
+command-line values or environment variables. The request's trigger, `schedule:NAME`, is
+recorded on the run's row, which is how the scheduler finds the run again; the run lands in
 the run history and audit log like a manual one. Every start, finish, skip and miss is
 recorded in `schedule_events` and reported to a callback (the CLI prints it). The clock and
 the process launcher are injectable, so the loop's logic is tested without waiting and
@@ -34,6 +36,9 @@ from typing import IO, TYPE_CHECKING, Protocol
 from machineroom.errors import InputError
 from machineroom.fleet.cron import Every
 from machineroom.fleet.schedules import Schedule, load_schedules
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.execute import CHILD_ARGS, request_file
+from machineroom.runs.request import RunRequest
 
 if TYPE_CHECKING:
     from machineroom.state import StateStore
@@ -105,7 +110,8 @@ class Child(Protocol):
         ...
 
 
-Launcher = Callable[[list[str], dict[str, str], IO[bytes]], Child]
+# how to start a run: the child's argv, its request (to hand it on stdin), where output goes
+Launcher = Callable[[list[str], RunRequest, IO[bytes]], Child]
 
 
 class ProcessChild:
@@ -131,21 +137,18 @@ class ProcessChild:
             os.killpg(self.pid, signum)
 
 
-def launch_process(argv: list[str], env: dict[str, str], log: IO[bytes]) -> Child:
-    """Start a run as a process of its own session, output to `log`, no stdin.
+def launch_process(argv: list[str], request: RunRequest, log: IO[bytes]) -> Child:
+    """Start a run as a process of its own session, output to `log`, the request as JSON on
+    its stdin (a private temporary file, gone once both ends close it).
 
     Its own session: a Ctrl-C at the scheduler's terminal reaches only the scheduler, which
     then stops its runs itself (with a grace period), and a signal to the group reaches the
     run's own children too.
     """
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    with request_file(request) as stdin:
+        process = subprocess.Popen(
+            argv, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return ProcessChild(process)
 
 
@@ -174,9 +177,9 @@ class _Dues:
 class Scheduler:
     """Runs schedules as child processes, one run per schedule at a time.
 
-    `command` is how to start the CLI (e.g. `[sys.executable, "-m", "machineroom"]`),
-    `common` the options every run gets (`-i INV --state DB`). Call `run(stop)` to loop until
-    `stop` is set, or `step()` to do one round (tests).
+    `command` is how to start the CLI (e.g. `[sys.executable, "-m", "machineroom"]`);
+    `inventory_paths`, `state_path` and `connect` go into every run's request. Call
+    `run(stop)` to loop until `stop` is set, or `step()` to do one round (tests).
     """
 
     def __init__(
@@ -184,8 +187,10 @@ class Scheduler:
         schedules: Sequence[Schedule],
         store: StateStore,
         command: Sequence[str],
-        common: Sequence[str],
+        inventory_paths: Sequence[str],
+        state_path: str,
         *,
+        connect: ConnectSettings | None = None,
         path: Path | None = None,
         on_event: Callable[[Event], None] = lambda event: None,
         clock: Clock | None = None,
@@ -196,7 +201,9 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.command = list(command)
-        self.common = list(common)
+        self.inventory_paths = tuple(inventory_paths)
+        self.state_path = state_path
+        self.connect = connect or ConnectSettings()
         self.path = path
         self.on_event = on_event
         self.clock: Clock = clock or SystemClock()
@@ -402,12 +409,11 @@ class Scheduler:
     # -- runs -------------------------------------------------------------------------------
 
     def _start(self, schedule: Schedule, due: datetime, now: datetime, catch_up: bool) -> None:
-        env = {**os.environ, "MACHINEROOM_TRIGGER": schedule.trigger}
+        request = schedule.request(self.inventory_paths, self.state_path, self.connect)
         # lives as long as the run; its tail goes into the `finished` event
         log = tempfile.TemporaryFile()  # noqa: SIM115
-        argv = [*self.command, *schedule.argv(self.common)]
         try:
-            child = self.launcher(argv, env, log)
+            child = self.launcher([*self.command, *CHILD_ARGS], request, log)
         except OSError as exc:
             log.close()
             self._record(schedule.name, due, "started", detail=f"could not start: {exc}")
@@ -425,6 +431,7 @@ class Scheduler:
     def _lookup_run(self, running: _Running) -> None:
         if running.run_id is not None:
             return
+        # The run carries the request's trigger (the schedule's) and the child's pid.
         # Searched from a second before the start: started_at is written with milliseconds.
         found = self.store.schedules.triggered_run(
             running.schedule.trigger, running.child.pid, running.started_at - timedelta(seconds=1)

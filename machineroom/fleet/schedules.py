@@ -3,7 +3,8 @@
 `load_schedules(path)` reads and validates the file into `Schedule`s: the schema first
 (unknown keys with did-you-mean, at file:line:col), then cron expressions, durations,
 timezones and playbook paths (relative to the file's folder); all errors are raised
-together. The loop that runs them is in scheduler.py; docs/schedules.md is the user's guide.
+together. A schedule's action becomes a RunRequest (`Schedule.request`) for each run. The loop
+that runs them is in scheduler.py; docs/schedules.md is the user's guide.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from machineroom.errors import InputError, InputErrors, Location
 from machineroom.fleet.cron import Cron, CronError, Every, parse_cron, parse_duration, parse_every
+from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.request import RunRequest
 from machineroom.yamlio import key_location_of, load_yaml, location_of, to_plain
 
 ACTIONS = ("collect", "apply", "run")
@@ -31,8 +34,14 @@ class Schedule:
     name: str
     timing: Cron | Every
     action: str  # collect | apply | run
-    args: tuple[str, ...]  # CLI words after `machineroom`, up to the options
-    command: str | None = None  # `run`: the remote command, passed after `--`
+    target: str  # collect: the host pattern; apply: the playbook's path; run: the hosts
+    command: str | None = None  # run: the remote command
+    become: bool = False  # run: through sudo
+    check: bool = False  # apply's options from here on
+    diff: bool = False
+    limit: str | None = None
+    tags: tuple[str, ...] = ()
+    extra_vars: str | None = None  # as JSON, the way -e takes it
     timeout: float | None = None
     enabled: bool = True
     catch_up: bool = True
@@ -43,16 +52,46 @@ class Schedule:
         """What the runs it starts carry in `runs.trigger`."""
         return TRIGGER_PREFIX + self.name
 
-    def argv(self, common: Sequence[str]) -> list[str]:
-        """The CLI arguments of one run, with `common` (-i, --state) before any `--`."""
-        words = [*self.args, *common]
-        if self.command is not None:
-            words += ["--", self.command]
-        return words
+    def request(
+        self,
+        inventory_paths: Sequence[str],
+        state_path: str,
+        connect: ConnectSettings | None = None,
+    ) -> RunRequest:
+        """The RunRequest of one run of this schedule, on this inventory and state database;
+        its trigger is the schedule's, its recorded command line `machineroom ` + describe()."""
+        return RunRequest(
+            kind=self.action,
+            target=self.target,
+            inventory_paths=tuple(inventory_paths),
+            state_path=state_path,
+            limit=self.limit,
+            tags=self.tags,
+            extra_vars=() if self.extra_vars is None else (self.extra_vars,),
+            check=self.check,
+            diff=self.diff,
+            command=self.command,
+            become=self.become,
+            connect=connect or ConnectSettings(),
+            trigger=self.trigger,
+            command_line="machineroom " + self.describe(),
+        )
 
     def describe(self) -> str:
         """The action as a command line, e.g. `apply site.yml --check`."""
-        words = list(self.args)
+        words = [self.action, self.target]
+        if self.become:
+            words.append("--become")
+        if self.check:
+            words.append("--check")
+        if self.diff:
+            words.append("--diff")
+        if self.limit:
+            words += ["--limit", self.limit]
+        if self.tags:
+            words += ["--tags", ",".join(self.tags)]
+        if self.extra_vars is not None:
+            words += ["-e", self.extra_vars]
         if self.command is not None:
             words += ["--", self.command]
         return " ".join(shlex.quote(w) for w in words)
@@ -125,8 +164,9 @@ def _load_one(name: str, entry: Any, parent: Any, folder: Path) -> Schedule:
         except CronError as exc:
             fail("timeout", exc.problem, exc.expected)
     actions = [a for a in ACTIONS if a in entry]
-    args: tuple[str, ...] = ()
+    target = ""
     command = None
+    become = False
     if len(actions) != 1:
         fail(
             None,
@@ -141,25 +181,34 @@ def _load_one(name: str, entry: Any, parent: Any, folder: Path) -> Schedule:
             if key in entry and action != "apply":
                 fail(key, f"applies to apply only, not to {action}")
         if action == "collect":
-            args = ("collect", str(entry["collect"]))
+            target = str(entry["collect"])
         elif action == "run":
             spec = entry["run"]
-            args = ("run", str(spec["hosts"]), *(("--become",) if spec.get("become") else ()))
+            target = str(spec["hosts"])
+            become = bool(spec.get("become"))
             command = str(spec["command"])
         else:
             playbook = folder / str(entry["apply"])
             if not playbook.is_file():
                 fail("apply", f"playbook {str(entry['apply'])!r} not found in {folder}")
-            args = ("apply", str(playbook), *_apply_options(entry))
+            target = str(playbook)
     if errors:
         raise InputErrors(errors)
     assert timing is not None
+    tags = entry.get("tags") or ()
+    extra_vars = entry.get("extra_vars")
     return Schedule(
         name=name,
         timing=timing,
         action=actions[0],
-        args=args,
+        target=target,
         command=command,
+        become=become,
+        check=bool(entry.get("check")),
+        diff=bool(entry.get("diff")),
+        limit=str(entry["limit"]) if entry.get("limit") else None,
+        tags=(str(tags),) if isinstance(tags, str) else tuple(map(str, tags)),
+        extra_vars=json.dumps(to_plain(extra_vars), sort_keys=True) if extra_vars else None,
         timeout=timeout,
         enabled=bool(entry.get("enabled", True)),
         catch_up=bool(entry.get("catch_up", True)),
@@ -169,19 +218,3 @@ def _load_one(name: str, entry: Any, parent: Any, folder: Path) -> Schedule:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _apply_options(entry: Any) -> list[str]:
-    words = []
-    if entry.get("check"):
-        words.append("--check")
-    if entry.get("diff"):
-        words.append("--diff")
-    if entry.get("limit"):
-        words += ["--limit", str(entry["limit"])]
-    tags = entry.get("tags")
-    if tags:
-        words += ["--tags", ",".join([tags] if isinstance(tags, str) else map(str, tags))]
-    if entry.get("extra_vars"):
-        words += ["-e", json.dumps(to_plain(entry["extra_vars"]), sort_keys=True)]
-    return words
