@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sqlite3
 import subprocess
 import threading
 import time
@@ -42,6 +43,7 @@ from machineroom.connection.registry import connection_factory, resolve_type
 from machineroom.errors import CommandTimeout, InputError, Interrupted, Location
 from machineroom.inventory.model import Host, TunnelProfile
 from machineroom.lab import Lab
+from tests.clirun import machineroom
 
 LAB_HOST = 6  # h7
 
@@ -341,3 +343,26 @@ def test_ssh_connection_settings_reach_the_transport(lab: Lab, ssh_host: Host) -
 
     conn = SSHConnection(host, ConnectOptions(known_hosts_files=(lab.known_hosts,)))
     assert conn.connect_timeout == 7.0
+
+
+def test_apply_audits_a_no_log_task_as_hidden(tmp_path: Path) -> None:
+    """End to end: the executor hides a no_log task's commands in the audit log (the
+    wrapper does it, not the CLI), and only that task's."""
+    (tmp_path / ".machineroom").mkdir(mode=0o700)
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  hosts:\n    here: {host: localhost, user: root, connection: local}\n"
+    )
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - shell: echo hush-{{ 6 * 7 }}\n      no_log: true\n"
+        "    - shell: echo said-aloud\n"
+    )
+    out = machineroom("apply", "site.yml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with sqlite3.connect(tmp_path / ".machineroom" / "state.db") as db:
+        rows = db.execute(
+            "SELECT command, stdout_tail, stderr_tail FROM audit_log ORDER BY id"
+        ).fetchall()
+    assert (HIDDEN, HIDDEN, "") in rows
+    assert not any("hush-42" in str(row) for row in rows)
+    assert any("said-aloud" in row[0] and row[1] == "said-aloud\n" for row in rows)

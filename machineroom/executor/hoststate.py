@@ -90,8 +90,6 @@ class RunShared:
     playbook_dir: str = "."
     server_res: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     vault_in_vars: bool = False  # decrypt vault values found in variables, as they are used
-    # hosts running a no_log task right now: their commands' output stays out of the audit log
-    quiet_hosts: set[str] = field(default_factory=set)
     error: str | None = None  # why the run stopped on an error of ours (a failed state write)
     added_hosts: set[str] = field(default_factory=set)  # by add_host (inventory_changes.py)
     coordinator: Coordinator = field(default_factory=LocalCoordinator)

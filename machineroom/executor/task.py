@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from machineroom.connection.command import hide_output, show_output
 from machineroom.connection.output import cap_text
 from machineroom.errors import (
     CommandTimeout,
@@ -308,7 +309,7 @@ def _call_module(
 
                 args = load_var_files(args, task, task.role or scope.role, run.playbook_dir)
             if task.no_log:
-                run.quiet_hosts.add(state.host.id)
+                hide_output(state.host.id)  # its commands: audited "(hidden: no_log)"
             try:
                 become = task_become(
                     task,
@@ -348,7 +349,7 @@ def _call_module(
                 if module.name in INVENTORY_MODULES:  # add_host, group_by: the run's inventory
                     outcome = apply_change(module.name, outcome, state, play_state, run)
             finally:
-                run.quiet_hosts.discard(state.host.id)
+                show_output(state.host.id)
         except ConnectionFailure as exc:
             return Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
         except CommandTimeout as exc:

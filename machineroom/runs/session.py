@@ -74,6 +74,7 @@ def run_prepared(
     """Run a prepared playbook, recorded and reported; every command lands in the audit log
     (`audit_label` stands in for a long built-in script and its output). The store stays
     open (the caller closes it)."""
+    from machineroom.connection.command import HIDDEN
     from machineroom.connection.pool import ConnectionPool
     from machineroom.events import EventBus, HostFinished
     from machineroom.executor.hoststate import RunShared
@@ -112,11 +113,9 @@ def run_prepared(
     recorder.stop_reason = stop_reason
 
     def audit(host: Host, result: CommandResult) -> None:
-        if host.id in shared.quiet_hosts:  # a no_log task: that it ran, not what or its output
-            result = dataclasses.replace(
-                result, command="(hidden: no_log)", stdout="(hidden: no_log)", stderr=""
-            )
-        elif audit_label is not None:  # a built-in script: its name, exit code and stderr
+        # a no_log task's commands arrive hidden already ("(hidden: no_log)", command.py);
+        # a built-in script is audited as its name, exit code and stderr
+        if audit_label is not None and result.command != HIDDEN:
             result = dataclasses.replace(result, command=audit_label, stdout="")
         recorder.record_command(host.id, result)
 
