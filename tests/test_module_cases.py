@@ -6,7 +6,8 @@ file per operation case). A case holds:
 - `args`: the task's arguments, as the playbook gives them (aliases and types are resolved,
   and the schema checked, as at run time);
 - `context` (optional): `check`, `diff`, `vars`, `remote_user`, `become_user` of the
-  ModuleContext, `file` (what a local `src` reads as), `template` (what a template renders to);
+  ModuleContext, `file` (what a local `src` reads as), `template` (what a template renders to),
+  `folder` (the local folder a `src` names, under tests/data);
 - `script_contains` / `script_absent`: strings the (first) built script must / must not hold;
   `stdin_contains`: strings its stdin must hold. Robust fragments, never a whole script;
 - `no_script: true` when the module has nothing to ask the host (check mode of command...):
@@ -108,6 +109,9 @@ def case_context(spec: Mapping[str, Any]) -> ModuleContext:
     if "file" in spec:
         data = str(spec["file"]).encode()
         ctx = replace(ctx, read_file=lambda src: data)
+    if "folder" in spec:
+        folder = str(Path(__file__).parent / "data" / spec["folder"])
+        ctx = replace(ctx, local_folder=lambda src: folder)
     if "template" in spec:
         text = str(spec["template"])
         ctx = replace(ctx, render_template=lambda src, **options: text)

@@ -53,6 +53,8 @@ BASE_ARGS: dict[str, list[dict[str, Any]]] = {
         {"dest": "/etc/app.conf", "content": "a=1\n"},
         {"dest": "/etc/app.conf", "src": "app.conf"},
         {"dest": "/etc/app/", "src": "/srv/app.conf", "remote_src": True},
+        {"dest": "/etc/app", "src": "conf.d/"},  # a local folder (FOLDER): two steps
+        {"dest": "/etc/app", "src": "conf.d", "directory_mode": "0750"},
     ],
     "template": [{"src": "app.conf.j2", "dest": "/etc/app.conf"}],
     "file": [
@@ -275,6 +277,12 @@ VALUES: dict[str, list[Any]] = {
 }
 
 
+HERE = Location("<matrix>")
+CASES = Path(__file__).parent / "data" / "module_cases"
+# a local folder for copy's `src: conf.d/`
+FOLDER = Path(__file__).parent / "data" / "module_case_files" / "conf.d"
+
+
 class MemoryFiles:
     """fetch's local files, in memory: what it writes it reads back."""
 
@@ -300,13 +308,11 @@ def context(check: bool, diff: bool) -> ModuleContext:
         diff=diff,
         vars={"inventory_hostname": "web1", "ansible_facts": {}},
         read_file=lambda src: b"#!/bin/sh\necho local file\n",
+        local_folder=lambda src: str(FOLDER) if src.rstrip("/") == "conf.d" else None,
         render_template=lambda src, **options: "rendered = 1\n",
         local_files=MemoryFiles(),
     )
 
-
-HERE = Location("<matrix>")
-CASES = Path(__file__).parent / "data" / "module_cases"
 
 # Canned answers for conversing modules, in order; the conversation ends when they run out.
 _FILE = b"a=1\n# x\nb=2\n"
@@ -320,6 +326,7 @@ ANSWERS: dict[str, list[CommandOutput]] = {
     "replace": [_READ],
     "slurp": [_READ],
     "fetch": [_READ],
+    "copy": [CommandOutput(0, "D 0 1 1\nD 1 1 1\nF 0 1 1\nF 1 0 1\n", "")],  # a folder
     "find": [],  # the walk's format is find-specific: its first step is checked
 }
 
