@@ -1,8 +1,9 @@
 """What every connection offers: run a command, get a CommandResult.
 
-Modules and the executor see only this protocol; `ssh.py` and `local.py` implement it.
-Connections never import the state layer: they report each command through `on_command`,
-which the caller wires to the audit log.
+Modules and the executor see only this protocol; `ssh.py` and `local.py` implement it on
+top of `command.py`'s ShellConnection (the part every type shares), and `registry.py` maps a
+host's `connection` to its type. Connections never import the state layer: they report each
+command through `on_command`, which the caller wires to the audit log.
 """
 
 from __future__ import annotations
