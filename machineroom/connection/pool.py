@@ -53,7 +53,8 @@ class ConnectionPool:
     """Connections by host id, opened on first use, reused, health-checked; thread-safe.
 
     Use as a context manager (or call `close_all()`) so every session is closed at the end.
-    `opener` is for tests that need a different kind of connection.
+    Each host's connection is made by the factory its `connection` type has in registry.py;
+    `opener` replaces that lookup (register a type instead to add one for good).
     """
 
     def __init__(
