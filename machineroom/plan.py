@@ -137,7 +137,7 @@ class _Decider:
     def __call__(
         self, task: Task, conditions: tuple[Any, ...], task_tags: frozenset[str]
     ) -> tuple[Decision, str]:
-        from machineroom.executor.walker import tags_allow
+        from machineroom.playbook.tags import tags_allow
 
         if not tags_allow(task_tags, self.tags, self.skip_tags):
             return "skip", "tags"

@@ -26,7 +26,7 @@ from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome, quote
 from machineroom.modules.files_sh import ere, parse_mode
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 
 HOSTILE = 'we\'ird "dir" $(touch /tmp/pwned) `id`; rm -rf x & | > <'
 HOSTILE_TEXT = "a'b\"c $(touch /tmp/pwned) `id` ; & | \\ \n\ttab\n$HOME ${x:-y} %s\n"

@@ -11,7 +11,7 @@ import pytest
 from machineroom.modules import MODULES, get_module
 from machineroom.modules.base import RES_VAR, VERBOSITY_VAR, CommandOutput, ModuleContext, Outcome
 from machineroom.modules.facts import parse_facts
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 
 MINE = ("command", "shell", "package", "apt", "service", "user", "group", "wait_for", "facts",
         "ping", "debug", "assert", "fail", "set_fact", "meta", "record")  # fmt: skip

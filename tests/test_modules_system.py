@@ -19,7 +19,7 @@ from machineroom.inventory.model import Host
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 
 HOSTILE = 'it\'s "quoted"; $(touch /tmp/pwned) `id` | & > /tmp/x\nsecond line \\ end'
 

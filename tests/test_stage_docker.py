@@ -34,7 +34,7 @@ from machineroom.inventory.model import Host
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome, quote
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 
 ROLES = Path(__file__).resolve().parents[1] / "roles"
 IMAGE = "mr-app:1"

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from machineroom.cli.ansible_habits import ansible_playbook_options, describe_playbook
+from machineroom.cli.ansible_habits import ansible_playbook_options
 from machineroom.cli.context import connection_options, inventory_options, make_workspace
+from machineroom.runs.apply import PLAN_FORMATS
 from machineroom.runs.apply import words as split_words
 from machineroom.runs.request import RunRequest, RunResult
 
@@ -75,7 +76,7 @@ def _request(selection: dict[str, Any], **fields: Any) -> RunRequest:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    type=click.Choice(PLAN_FORMATS),
     default="text",
     show_default=True,
 )
@@ -88,18 +89,11 @@ def plan_command(
     check: bool,
 ) -> None:
     """Show what PLAYBOOK would run on which hosts, without connecting to any."""
-    from machineroom.plan import render_dot, render_json, render_mermaid, render_text
     from machineroom.runs.apply import plan_playbook
 
     workspace = make_workspace(inventory_paths, state_path)
-    plan = plan_playbook(_request(selection, check=check), workspace)
-    render = {
-        "text": render_text,
-        "json": render_json,
-        "dot": render_dot,
-        "mermaid": render_mermaid,
-    }[output_format]
-    click.echo(render(plan), nl=False)
+    text = plan_playbook(_request(selection, check=check), workspace, output_format)
+    click.echo(text, nl=False)
 
 
 @click.command("apply")
@@ -137,17 +131,13 @@ def apply_command(
     """
     from machineroom.report import make_reporter
     from machineroom.runs.apply import apply_playbook
+    from machineroom.runs.playbook_flags import describe_playbook
 
     if habits.describes:
-        describe_playbook(
-            selection["playbook"],
-            habits,
-            inventory_paths,
-            state_path,
-            selection["limit"],
-            selection["tags"],
-            selection["skip_tags"],
+        text = describe_playbook(
+            _request(selection), habits, lambda: make_workspace(inventory_paths, state_path)
         )
+        click.echo(text, nl=False)
         return
     if habits.flush_cache:
         click.echo(

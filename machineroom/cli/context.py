@@ -5,13 +5,12 @@ where things live by default: machineroom/runs/workspace.py and runs/connect.py.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from machineroom.runs.connect import ConnectSettings, prompt_password
+from machineroom.runs.connect import ConnectSettings
 from machineroom.runs.settings import default_of, use_inventory_paths
 
 if TYPE_CHECKING:
@@ -191,17 +190,16 @@ def _remember_inventory(ctx: click.Context, param: click.Parameter, value: Any) 
 def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Record the vault password source before anything loads: whole-file vaults in
     group_vars/ or vars_files are decrypted while the inventory and playbook are read."""
-    from machineroom.vault import set_password_source
+    from machineroom.runs.connect import use_vault_source
 
     # Both options are parsed before the command runs; each callback sees the other's value
     # once it has been parsed (or its default), so the last call holds both.
     if param.name == "vault_ids":  # not a command argument: kept beside them
         ctx.meta["vault_ids"] = tuple(value)
     params = {**ctx.params, param.name or "": value}
-    set_password_source(
+    use_vault_source(
         params.get("vault_password_file"),
         bool(params.get("ask_vault_password")),
-        prompt_password,
         ctx.meta.get("vault_ids", ()),
     )
     return value
@@ -210,9 +208,9 @@ def _remember_vault_option(ctx: click.Context, param: click.Parameter, value: An
 def _vault_file_default() -> str | None:
     """--vault-password-file when not given: $MACHINEROOM_VAULT_PASSWORD wins (vault.py reads
     it), else machineroom.yml's, $ANSIBLE_VAULT_PASSWORD_FILE or ansible.cfg's file."""
-    from machineroom.vault import PASSWORD_ENV
+    from machineroom.runs.connect import vault_password_in_environment
 
-    if os.environ.get(PASSWORD_ENV):
+    if vault_password_in_environment():
         return None
     value = default_of("vault_password_file", None)
     return None if value is None else str(value)

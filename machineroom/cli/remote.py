@@ -375,11 +375,9 @@ def scanports_command(
     """TCP connect scan of the hosts matching PATTERN from this workstation; open ports go
     into each server's `res.ports`."""
     from machineroom.runs.servers import scan_open_ports
-    from machineroom.scan import DEFAULT_PORTS, parse_ports
 
-    wanted = parse_ports(ports) if ports else list(DEFAULT_PORTS)
     workspace = make_workspace(inventory_paths, state_path)
-    hosts, found = scan_open_ports(workspace, pattern, wanted, timeout)
+    hosts, found = scan_open_ports(workspace, pattern, ports, timeout)
     if as_json:
         import json
 

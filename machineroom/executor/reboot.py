@@ -18,7 +18,7 @@ from machineroom.connection.base import Become, Connection
 from machineroom.errors import MachineroomError
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.reboot import DEFAULT_BOOT_TIME_COMMAND, RebootModule
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 
 
 def run_reboot(

@@ -34,7 +34,7 @@ from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import NO_LOG_VAR, RES_VAR, VERBOSITY_VAR, ModuleContext, Outcome
 from machineroom.modules.reboot import RebootModule
-from machineroom.modules.runner import run_module
+from machineroom.executor.step import run_module
 from machineroom.playbook.args import prepare_args
 from machineroom.playbook.keywords import ENVIRONMENT_TEMPLATE, resolve_flags
 from machineroom.playbook.model import Task

@@ -14,28 +14,10 @@ from machineroom.executor.task import loop_items, run_task
 from machineroom.executor.variables import Scope, task_vars
 from machineroom.playbook.keywords import resolve_flags
 from machineroom.playbook.model import Block, Item, RoleRef, Stage, Task
+from machineroom.playbook.tags import tags_allow
 from machineroom.templating import Where
 
 FACTS_TASK = Task(module="facts", name="Gathering Facts", id="facts")
-
-
-def tags_allow(tags: frozenset[str], wanted: frozenset[str], skipped: frozenset[str]) -> bool:
-    """Whether a task with `tags` runs under --tags `wanted` / --skip-tags `skipped`."""
-    if tags & skipped or ("tagged" in skipped and tags) or ("untagged" in skipped and not tags):
-        return False
-    if "always" in tags and "always" not in skipped:
-        return True
-    if not wanted:
-        return "never" not in tags
-    if tags & wanted:
-        return True
-    if "never" in tags:
-        return False
-    return (
-        "all" in wanted
-        or ("tagged" in wanted and bool(tags))
-        or ("untagged" in wanted and not tags)
-    )
 
 
 class HostWalker:

@@ -91,8 +91,25 @@ def apply_playbook(
         store.close()
 
 
-def plan_playbook(request: RunRequest, workspace: Workspace) -> Plan:
-    """What the request's playbook would run on which hosts, without connecting."""
+PLAN_FORMATS = ("text", "json", "dot", "mermaid")
+
+
+def plan_playbook(request: RunRequest, workspace: Workspace, output_format: str = "text") -> str:
+    """What the request's playbook would run on which hosts, without connecting, rendered
+    in one of PLAN_FORMATS."""
+    from machineroom.plan import render_dot, render_json, render_mermaid, render_text
+
+    render = {
+        "text": render_text,
+        "json": render_json,
+        "dot": render_dot,
+        "mermaid": render_mermaid,
+    }[output_format]
+    return render(compiled_plan(request, workspace))
+
+
+def compiled_plan(request: RunRequest, workspace: Workspace) -> Plan:
+    """The plan of the request's playbook: per host, which tasks run and why others do not."""
     from machineroom.plan import compile_plan
     from machineroom.runs.prepare import prepare
 

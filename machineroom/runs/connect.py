@@ -61,11 +61,24 @@ class ConnectSettings:
     def use_vault_source(self) -> None:
         """Name this run's vault password source before anything loads (whole-file vaults
         in group_vars/ or vars_files are decrypted while the inventory is read)."""
-        from machineroom.vault import set_password_source
+        use_vault_source(self.vault_password_file, self.ask_vault_password, self.vault_ids)
 
-        set_password_source(
-            self.vault_password_file, self.ask_vault_password, prompt_password, self.vault_ids
-        )
+
+def use_vault_source(
+    password_file: str | None, ask: bool, vault_ids: tuple[str, ...] | list[str] = ()
+) -> None:
+    """Where the vault password comes from (a file, a prompt on the terminal, `--vault-id`s),
+    named before anything loads."""
+    from machineroom.vault import set_password_source
+
+    set_password_source(password_file, ask, prompt_password, tuple(vault_ids))
+
+
+def vault_password_in_environment() -> bool:
+    """Whether $MACHINEROOM_VAULT_PASSWORD holds the vault password (it wins over files)."""
+    from machineroom.vault import PASSWORD_ENV
+
+    return bool(os.environ.get(PASSWORD_ENV))
 
 
 def connect_options(

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from machineroom.errors import UsageError
 from machineroom.inventory.model import Host
 from machineroom.playbook.model import Block, Item, Play, Playbook, Task
+from machineroom.playbook.tags import tags_allow
 
-
-def _tags_allow(tags: frozenset[str], only: frozenset[str], skip: frozenset[str]) -> bool:
-    from machineroom.executor.walker import tags_allow
-
-    return tags_allow(tags, only, skip)
-
+if TYPE_CHECKING:
+    from machineroom.runs.habits import AnsibleHabits
+    from machineroom.runs.request import RunRequest
+    from machineroom.runs.workspace import Workspace
 
 # --- -b, --become-user, --become-method ----------------------------------------------------
 
@@ -149,7 +149,7 @@ def render_listing(
         all_tags: set[str] = set()
         for stage in play.stages:
             for task, tags in _listed_tasks(stage.items, play.tags):
-                if not _tags_allow(tags, only_tags, skip_tags):
+                if not tags_allow(tags, only_tags, skip_tags):
                     continue
                 all_tags |= tags - play.tags
                 if list_tasks:
@@ -163,3 +163,41 @@ def render_listing(
 def render_syntax_ok(playbook_label: str) -> str:
     """What `ansible-playbook --syntax-check` prints for a playbook that loads."""
     return f"\nplaybook: {playbook_label}\n"
+
+
+def describe_playbook(
+    request: RunRequest, habits: AnsibleHabits, workspace: Callable[[], Workspace]
+) -> str:
+    """What --syntax-check, --list-hosts, --list-tasks, --list-tags print; nothing is
+    contacted. `workspace` is called only when the hosts are listed (the other listings
+    need no inventory)."""
+    from machineroom.inventory import select_hosts
+    from machineroom.playbook.load import load_playbook
+    from machineroom.runs.apply import words
+    from machineroom.runs.prepare import play_hosts_of, roles_path
+
+    path = request.target
+    playbook = load_playbook(path, roles_path=roles_path(path))
+    if habits.syntax_check:
+        return render_syntax_ok(path)
+    play_hosts = None
+    if habits.list_hosts:
+        inventory = workspace().inventory
+        limit = request.limit
+        allowed = {h.id for h in select_hosts(inventory, limit)} if limit else None
+        play_hosts = [
+            [h for h in play_hosts_of(inventory, play.hosts) if allowed is None or h.id in allowed]
+            for play in playbook.plays
+        ]
+    only = words(request.tags)
+    if habits.list_tags and not (request.tags or request.skip_tags):
+        only = frozenset({"never", "all"})  # as ansible-playbook: every tag, `never` included
+    return render_listing(
+        path,
+        playbook,
+        play_hosts,
+        list_tasks=habits.list_tasks,
+        list_tags=habits.list_tags,
+        only_tags=only,
+        skip_tags=words(request.skip_tags),
+    )

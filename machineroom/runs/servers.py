@@ -93,11 +93,14 @@ def connectable_host(workspace: Workspace, server_id: str, remote_command: Seque
 
 
 def scan_open_ports(
-    workspace: Workspace, pattern: str, ports: Sequence[int], timeout: float
+    workspace: Workspace, pattern: str, ports_text: str | None, timeout: float
 ) -> tuple[list[Host], dict[str, list[int]]]:
-    """TCP connect scan of the hosts matching `pattern` from this workstation, recorded as a
+    """TCP connect scan of the hosts matching `pattern` from this workstation (`ports_text`
+    as `-p` takes it, e.g. `22,80,8000-8100`; None: common service ports), recorded as a
     `scanports` run; open ports go into each server's `res.ports`."""
-    from machineroom.scan import scan_ports
+    from machineroom.scan import DEFAULT_PORTS, parse_ports, scan_ports
+
+    ports = parse_ports(ports_text) if ports_text else list(DEFAULT_PORTS)
 
     hosts = [h for h in workspace.select(pattern) if h.connection != "local"]
     with opened(workspace, sync=True) as store:

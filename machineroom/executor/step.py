@@ -1,6 +1,7 @@
 """Running one module on one host: build the step, send it, interpret the output.
 
-The executor calls this for every task; module tests call it directly on a lab host.
+The executor calls this for every task (it is the step of STYLE.md: build -> run ->
+interpret); module tests call it directly on a lab host.
 """
 
 from __future__ import annotations
