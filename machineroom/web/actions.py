@@ -1,10 +1,10 @@
-"""Collections and applies started from the dashboard: each one is the CLI itself, run as a
-child process (`python -m machineroom collect|apply ...`) with the server's inventory and
-state database, so it lands in the run history and the audit log like any other run.
+"""Collections and applies started from the dashboard: each one is a RunRequest with the
+server's inventory and state database, run by a child process of the CLI (`python -m
+machineroom run-request -`, the request as JSON on its stdin: runs/execute.py), so it lands in
+the run history and the audit log like any other run.
 
-$MACHINEROOM_TRIGGER=web:TOKEN-NAME:NONCE goes into the child's environment; `start_run`
-copies it into `runs.trigger`, which is how the dashboard finds the run of an action. Values
-go to the child as argv (never through a shell), after `--` where they are positional.
+The request's trigger, `web:TOKEN-NAME:NONCE`, is recorded in `runs.trigger`, which is how the
+dashboard finds the run of an action. No value travels in argv or the environment.
 
 A synchronous collection (`POST /api/hosts/{id}/collect`) holds a slot of the same
 ActionManager while it waits, so it obeys the same limits. Action logs live in a folder only
@@ -14,6 +14,7 @@ the server's user can read (apply diffs may show configuration), removed when it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -23,11 +24,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from machineroom.runs.execute import CHILD_ARGS, connect_defaults, request_file
+from machineroom.runs.request import RunRequest
 from machineroom.state.records import iso, utc_now
 from machineroom.web.errors import ApiError
 
@@ -86,10 +89,15 @@ class ActionManager:
     """Starts, reaps and remembers the dashboard's child processes."""
 
     def __init__(
-        self, cli_args: list[str], cwd: Path | None, max_running: int = MAX_RUNNING
+        self,
+        inventory_paths: Sequence[str],
+        state_path: str,
+        cwd: Path | None,
+        max_running: int = MAX_RUNNING,
     ) -> None:
-        # cli_args: the -i/--state options every child gets.
-        self.cli_args = cli_args
+        # what every request gets: the server's inventory and state database
+        self.inventory_paths = tuple(inventory_paths)
+        self.state_path = state_path
         self.cwd = cwd
         self.max_running = max_running
         self._lock = threading.Lock()
@@ -126,29 +134,42 @@ class ActionManager:
             with self._lock:
                 del self._claims[key]
 
-    def start(
-        self, kind: str, target: str, by: str, args: list[str], check: bool = False
-    ) -> Action:
-        """Start `machineroom KIND [options] ... args`; 409 when the same action is already
+    def request(self, kind: str, target: str, **fields: Any) -> RunRequest:
+        """A request on this server's inventory and state database, with the connection
+        defaults a command typed there gets."""
+        return RunRequest(
+            kind=kind,
+            target=target,
+            inventory_paths=self.inventory_paths,
+            state_path=self.state_path,
+            connect=connect_defaults(self.inventory_paths),
+            **fields,
+        )
+
+    def start(self, label: str, request: RunRequest, by: str) -> Action:
+        """Start a child running `request`, its trigger `web:BY:NONCE` (`label` names the
+        target: the pattern, or the playbook as listed); 409 when the same action is already
         running or max_running actions are."""
+        kind = request.kind
         with self._lock:
-            self._check_free(kind, target)
+            self._check_free(kind, label)
             nonce = secrets.token_hex(6)
             trigger = f"web:{by}:{nonce}"
-            argv = [sys.executable, "-m", "machineroom", kind, *self.cli_args, *args]
+            request = dataclasses.replace(request, trigger=trigger)
+            argv = child_argv()
             log_path = self._logs / f"{nonce}.log"
-            with log_path.open("wb") as log:
+            with log_path.open("wb") as log, request_file(request) as stdin:
                 process = subprocess.Popen(
                     argv,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.cwd,
-                    env={**os.environ, "MACHINEROOM_TRIGGER": trigger, "NO_COLOR": "1"},
+                    env={**os.environ, "NO_COLOR": "1"},
                     # Its own session: Ctrl-C on the server does not interrupt an apply.
                     start_new_session=True,
                 )
-            action = Action(nonce, kind, target, check, by, trigger, argv, log_path, process)
+            action = Action(nonce, kind, label, request.check, by, trigger, argv, log_path, process)
             self._actions[nonce] = action
             self._forget_old()
         threading.Thread(target=self._reap, args=(action,), daemon=True).start()
@@ -193,19 +214,27 @@ class ActionManager:
         shutil.rmtree(self._logs, ignore_errors=True)
 
 
-def run_with_timeout(argv: list[str], cwd: Path | None, env: dict[str, str], timeout: float) -> Any:
-    """Run a child to completion; on timeout interrupt its process group (SIGINT, so it
-    can record the run as interrupted), kill the group after INTERRUPT_GRACE seconds, and
-    raise 408. A killed child leaves its run 'running': the caller marks it interrupted."""
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
+def child_argv() -> list[str]:
+    """How the server starts a run: this Python, the CLI reading a request on stdin."""
+    return [sys.executable, "-m", "machineroom", *CHILD_ARGS]
+
+
+def run_with_timeout(request: RunRequest, cwd: Path | None, timeout: float) -> Any:
+    """Run `request` in a child to completion; on timeout interrupt its process group
+    (SIGINT, so it can record the run as interrupted), kill the group after INTERRUPT_GRACE
+    seconds, and raise 408. A killed child leaves its run 'running': the caller marks it
+    interrupted."""
+    argv = child_argv()
+    with request_file(request) as stdin:
+        process = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env={**os.environ, "NO_COLOR": "1"},
+            start_new_session=True,
+        )
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -125,7 +126,7 @@ def collect_host(
     host_id: HostId,
     timeout: Annotated[float, Query(ge=1, le=300, description="Seconds to wait.")] = 30,
 ) -> dict[str, Any]:
-    """Run `machineroom collect HOST` and wait for it: 408 when it takes longer than
+    """Collect HOST (a `collect` run) and wait for it: 408 when it takes longer than
     `timeout`, 409 when that host's collection or too many actions are running (it takes
     one of their slots while it waits), 503 when the host cannot be reached."""
     check_csrf(request, principal)
@@ -136,10 +137,12 @@ def collect_host(
         raise ApiError(400, error or f"host {host_id!r} is not in the server's inventory")
     trigger = f"web:{principal.name}:{_nonce()}"
     started = time.monotonic()
-    argv = _cli("collect", state, ["--json", "--", host_id])
+    asked = state.actions.request(
+        "collect", host_id, trigger=trigger, command_line=f"machineroom collect {host_id}"
+    )
     with state.actions.claim("collect", host_id, principal.name):
         try:
-            done = run_with_timeout(argv, state.repo, {"MACHINEROOM_TRIGGER": trigger}, timeout)
+            done = run_with_timeout(asked, state.repo, timeout)
         except ApiError:
             state.sweep_runs(force=True)  # the killed child's run is 'interrupted' now
             raise
@@ -304,17 +307,18 @@ def action(
 
 
 def start_collect(request: Request, principal: Principal, pattern: str) -> Action:
-    """Validate the pattern against the inventory, then start `machineroom collect`."""
+    """Validate the pattern against the inventory, then start a `collect` run."""
     state = web_state(request)
     _select(state, pattern, "pattern")
-    return state.actions.start("collect", pattern, principal.name, ["--", pattern])
+    run = state.actions.request("collect", pattern, command_line=f"machineroom collect {pattern}")
+    return state.actions.start(pattern, run, principal.name)
 
 
 def start_apply(
     request: Request, principal: Principal, playbook: str, check: bool, limit: str | None
 ) -> Action:
-    """Validate the playbook name against the repo's list (no paths), then start
-    `machineroom apply` (with --check unless `check` is false)."""
+    """Validate the playbook name against the repo's list (no paths), then start an `apply`
+    run with --diff (and --check unless `check` is false)."""
     state = web_state(request)
     known = data.list_playbooks(state.repo)
     if playbook not in known:
@@ -324,14 +328,22 @@ def start_apply(
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         listed = f"; playbooks: {', '.join(known)}" if known and not close else ""
         raise ApiError(400, f"unknown playbook {playbook!r}{hint}{listed}")
-    args = ["--diff"]
+    words = ["machineroom", "apply", "--diff"]
     if check:
-        args.append("--check")
+        words.append("--check")
     if limit:
         _select(state, limit, "limit")
-        args.append(f"--limit={limit}")
-    args += ["--", str(known[playbook])]
-    return state.actions.start("apply", playbook, principal.name, args, check=check)
+        words.append(f"--limit={limit}")
+    words += ["--", playbook]
+    run = state.actions.request(
+        "apply",
+        str(known[playbook]),
+        check=check,
+        diff=True,
+        limit=limit or None,
+        command_line=" ".join(shlex.quote(w) for w in words),
+    )
+    return state.actions.start(playbook, run, principal.name)
 
 
 def _select(state: Any, pattern: str, what: str) -> None:
@@ -451,9 +463,3 @@ def _nonce() -> str:
     import secrets
 
     return secrets.token_hex(6)
-
-
-def _cli(command: str, state: Any, args: list[str]) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "machineroom", command, *state.actions.cli_args, *args]

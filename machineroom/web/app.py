@@ -68,9 +68,7 @@ class WebState:
         self.sessions = Sessions()
         self.throttle = AuthThrottle(config.auth_failures, config.auth_window)
         self.repo = repo_root(config.inventory_paths)
-        cli_args = [f"--inventory={p}" for p in config.inventory_paths]
-        cli_args.append(f"--state={config.state_path}")
-        self.actions = ActionManager(cli_args, self.repo)
+        self.actions = ActionManager(config.inventory_paths, config.state_path, self.repo)
         self._swept_at = float("-inf")
         self._sweeping = threading.Lock()
         self.sweep_runs(force=True)
