@@ -18,7 +18,7 @@ import paramiko
 import pytest
 from clirun import machineroom
 
-from machineroom.fleet.collector import Collector, build_script, parse_collection
+from machineroom.modules.collect_script import Collector, build_script, parse_collection
 from machineroom.lab import Lab
 from machineroom.state import open_state
 from machineroom.state.metrics import HostCollection, now_unix
@@ -342,7 +342,9 @@ def test_ctrl_c_keeps_what_was_collected_and_marks_the_run(tmp_path: Path, fleet
             if (repo / ".machineroom" / "state.db").exists() and rows(repo, "SELECT id FROM runs"):
                 break
         time.sleep(0.1)
-    time.sleep(0.5)
+    # the hosts' commands (3 s of `sleep`) run once their ssh logins are done, which takes
+    # more than half a second on a loaded machine
+    time.sleep(1.5)
     process.send_signal(2)  # SIGINT, as Ctrl-C sends
     _, err = process.communicate(timeout=60)
     assert process.returncode == 99, err

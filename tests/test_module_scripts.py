@@ -208,6 +208,16 @@ BASE_ARGS: dict[str, list[dict[str, Any]]] = {
         },
         {"restricted": True},
     ],
+    "collect": [
+        {},
+        {
+            "collectors": {
+                "pop": "printf '{\"a\": 1}'",
+                "slow": {"command": "sleep 1", "timeout": 5},
+            }
+        },
+        {"restricted": True},
+    ],
     "uri": [
         {"url": "https://example.com/health"},
         {

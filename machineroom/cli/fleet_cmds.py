@@ -5,8 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from machineroom.cli.apply import finish
 from machineroom.cli.context import (
-    audited_pool,
     connection_options,
     inventory_options,
     make_workspace,
@@ -25,11 +23,10 @@ from machineroom.report.terminal import visible
 from machineroom.runs.connect import ConnectSettings
 
 if TYPE_CHECKING:
-    from machineroom.fleet.collect import HostReport
-    from machineroom.state import StateStore
+    from machineroom.runs.collect import HostReport
+    from machineroom.runs.workspace import Workspace
 
 DEFAULT_RETENTION = "35d"
-DEFAULT_HOST_TIMEOUT = 60.0  # seconds a host's collection may take without --timeout
 
 
 @click.command("collect")
@@ -59,6 +56,12 @@ DEFAULT_HOST_TIMEOUT = 60.0  # seconds a host's collection may take without --ti
     "restricted to running it, on each host (see docs/fleet.md).",
 )
 @click.option("-b", "--become", is_flag=True, help="Install through sudo.")
+@click.option(
+    "-C",
+    "--check",
+    is_flag=True,
+    help="With --install-restricted-key: change nothing; report what would change.",
+)
 def collect_command(
     pattern: str,
     inventory_paths: tuple[str, ...],
@@ -70,43 +73,27 @@ def collect_command(
     no_alerts: bool,
     public_key_file: str | None,
     become: bool,
+    check: bool,
 ) -> None:
     """Collect status, CPU, memory, disks, network, containers and the inventory's custom
     collectors from the hosts matching PATTERN: one remote command a host, hosts in
     parallel. Samples go to the database's time series; alert rules are evaluated after."""
     from machineroom.fleet.durations import parse_duration
-    from machineroom.runs.workspace import sync_servers
 
     keep = parse_duration(retention, "--retention", allow_zero=True)
     workspace = make_workspace(inventory_paths, state_path)
-    hosts = workspace.select(pattern)
-    store = workspace.open_state()
-    try:
-        sync_servers(store, list(workspace.inventory.hosts.values()))
-        if public_key_file:
-            code = _install(workspace, store, hosts, Path(public_key_file), become, connect)
-        else:
-            code = _collect(
-                workspace,
-                store,
-                hosts,
-                pattern,
-                connect,
-                as_json,
-                keep,
-                None if no_alerts else alerts_path,
-                no_alerts,
-            )
-    finally:
-        store.close()
+    if public_key_file:
+        code = _install(workspace, pattern, Path(public_key_file), become, check, as_json, connect)
+    else:
+        if check:
+            raise UsageError("-C/--check: only with --install-restricted-key")
+        code = _collect(workspace, pattern, connect, as_json, keep, alerts_path, no_alerts)
     if code:
         raise SystemExit(code)
 
 
 def _collect(
-    workspace: Any,
-    store: StateStore,
-    hosts: Sequence[Any],
+    workspace: Workspace,
     pattern: str,
     connect: ConnectSettings,
     as_json: bool,
@@ -116,7 +103,6 @@ def _collect(
 ) -> int:
     from machineroom.fleet.collect import collect_fleet
     from machineroom.fleet.repo import find_repo_file
-    from machineroom.state.metrics import now_unix
 
     rules = None
     if not no_alerts:
@@ -127,131 +113,82 @@ def _collect(
         )
         if rules is not None and not rules.is_file():
             raise UsageError(f"--alerts: {rules}: no such file")
-        if rules is not None:
-            # A mistake in alerts.yml stops us before any host is contacted.
-            from machineroom.fleet.alerts import rule_hosts
-            from machineroom.fleet.alerts_rules import load_alert_rules
-
-            rule_hosts(load_alert_rules(rules), workspace.inventory)
-    run_id = store.start_run("collect", "machineroom collect " + pattern, args={"pattern": pattern})
-    pool, _ = audited_pool(workspace, store, run_id, connect, label="(collect metrics)")
-    started = time.monotonic()
-
-    def show(report: HostReport) -> None:
-        if not as_json:
-            _print_report(report)
-
-    stop = threading.Event()
-    status = "error"
-    try:
-        reports = collect_fleet(
-            hosts,
-            pool,
-            store,
-            run_id=run_id,
-            now=now_unix,
-            forks=connect.forks,
-            # A host that hangs (even past the script's own limits) must not hold up the
-            # fleet: it is recorded as failed and the others are stored.
-            timeout=connect.command_timeout or DEFAULT_HOST_TIMEOUT,
-            on_host=show,
-            stop=stop,
-        )
-        if stop.is_set():  # Ctrl-C: what was collected is stored; no alerts on half a fleet
-            status = "interrupted"
-            raise KeyboardInterrupt
-        changes: list[Any] = []
-        if rules is not None:
-            from machineroom.fleet.alerts import evaluate_after_collection
-
-            changes = evaluate_after_collection(
-                store, workspace.inventory, rules, [r.host_id for r in reports], now_unix()
-            )
-        pruned = store.metrics.prune_samples(now_unix() - int(keep)) if keep > 0 else 0
-        down = [r.host_id for r in reports if not r.reachable]
-        status = "unreachable" if down else "ok"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        from machineroom.runs.stops import held, stop_reason
-
-        with held():  # a second stop signal must not cut the last writes
-            pool.close_all()
-            if status in ("interrupted", "error"):
-                reason = stop_reason() if status == "interrupted" else "the collection failed"
-                store.finish_run(run_id, status, {"reason": reason})
-    elapsed = time.monotonic() - started
-    summary = {
-        "hosts": len(reports),
-        "unreachable": len(down),
-        "seconds": round(elapsed, 2),
-        "pruned": pruned,
-        "alerts": len(changes),
-    }
-    store.finish_run(run_id, status, summary)
+    done = collect_fleet(
+        workspace,
+        pattern,
+        connect,
+        keep=keep,
+        rules=rules,
+        on_host=None if as_json else _print_report,
+        command_line="machineroom collect " + pattern,
+    )
+    result = done.collection.result
+    if done.collection.status in ("interrupted", "error"):
+        return finish(result)
+    reports, down, summary = done.collection.reports, done.collection.down, done.summary
     if as_json:
         click.echo(
             json.dumps(
-                {"run": run_id, **summary, "hosts": [_as_dict(r) for r in reports]}, indent=2
+                {"run": result.run_id, **summary, "hosts": [_as_dict(r) for r in reports]},
+                indent=2,
             )
         )
     else:
-        for change in changes:
+        for change in done.changes:
             _print_change(change)
         click.echo(
-            f"collected {len(reports) - len(down)}/{len(reports)} hosts in {elapsed:.2f} s"
+            f"collected {len(reports) - len(down)}/{len(reports)} hosts in {done.seconds:.2f} s"
             + (f"; {len(down)} unreachable" if down else "")
-            + (f"; pruned {pruned} old samples" if pruned else "")
-            + f" (run {run_id})",
+            + (f"; pruned {done.pruned} old samples" if done.pruned else "")
+            + f" (run {result.run_id})",
             err=True,
         )
     return int(ExitCode.UNREACHABLE) if down else 0
 
 
+def _print_install(host_id: str, status: str, messages: Sequence[str]) -> None:
+    if status in ("failed", "unreachable"):
+        reason = "; ".join(messages) or status
+        message = f"{host_id}: installing the restricted collector: {reason}"
+        click.secho(visible(message), fg="red", err=True)
+    elif messages:
+        click.secho(f"{host_id}: changed: {'; '.join(messages)}", fg="yellow")
+    else:
+        click.secho(f"{host_id}: ok: already installed", fg="green")
+
+
 def _install(
-    workspace: Any,
-    store: StateStore,
-    hosts: Sequence[Any],
+    workspace: Workspace,
+    pattern: str,
     public_key_file: Path,
     become: bool,
+    check: bool,
+    as_json: bool,
     connect: ConnectSettings,
 ) -> int:
-    from machineroom.connection.base import Become
-    from machineroom.errors import MachineroomError
-    from machineroom.fleet.collect import install_restricted_collector
+    from machineroom.report import make_reporter
+    from machineroom.runs.collect import HostLines, install_collector
 
     public_key = public_key_file.read_text().strip()
     if not public_key or "PRIVATE KEY" in public_key:
         raise UsageError(
             f"--install-restricted-key: {public_key_file} is not a public key (give the .pub file)"
         )
-    run_id = store.start_run(
-        "collect",
-        f"machineroom collect --install-restricted-key {public_key_file}",
-        args={"install": str(public_key_file)},
+    reporter: Any = HostLines(_print_install)
+    if as_json:
+        reporter = make_reporter(as_json=True, verbosity=0, diff=False)
+    result = install_collector(
+        workspace,
+        pattern,
+        public_key,
+        connect,
+        [reporter],
+        become=become,
+        check=check,
+        key_file=str(public_key_file),
+        command_line=f"machineroom collect --install-restricted-key {public_key_file}",
     )
-    pool, _ = audited_pool(workspace, store, run_id, connect, label="(install collector)")
-    failures = 0
-    try:
-        for host in hosts:
-            sudo = None
-            if become:
-                secret = host.become_password or host.password
-                revealed = secret.reveal(pool.options.decrypt) if secret else None
-                sudo = Become(password=revealed)
-            try:
-                changed, message = install_restricted_collector(host, public_key, pool, become=sudo)
-            except MachineroomError as exc:
-                failures += 1
-                click.secho(f"{host.id}: {exc}", fg="red", err=True)
-                continue
-            colour = "yellow" if changed else "green"
-            click.secho(f"{host.id}: {'changed' if changed else 'ok'}: {message}", fg=colour)
-    finally:
-        pool.close_all()
-    store.finish_run(run_id, "failed" if failures else "ok", {"hosts": len(hosts)})
-    return int(ExitCode.HOSTS_FAILED) if failures else 0
+    return finish(result)
 
 
 def _as_dict(report: HostReport) -> dict[str, Any]:

@@ -30,8 +30,9 @@ RuleKind = Literal["metric", "unreachable", "container_not_running", "stale"]
 DEFAULT_COLLECTIONS = 3  # consecutive failed collections before `unreachable` opens
 DEFAULT_NOTIFY_TIMEOUT = 10.0  # seconds a notifier may take
 
-# Built-in metric names of the collector (fleet/collector.py). A name with a dot is a custom
-# collector's (`NAME.key.sub`) and is not checked; `PER_SUBJECT` ones need `:MOUNT` or `:*`.
+# Built-in metric names of the collector (modules/collect_script.py). A name with a dot is a
+# custom collector's (`NAME.key.sub`) and is not checked; `PER_SUBJECT` ones need `:MOUNT` or
+# `:*`.
 BUILTIN_METRICS = (
     "up",
     "uptime_seconds",

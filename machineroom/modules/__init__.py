@@ -53,6 +53,7 @@ MODULES: dict[str, str] = {
     "facts": "machineroom.modules.facts:FactsModule",
     "compose": "machineroom.modules.compose:ComposeModule",
     "ping": "machineroom.modules.facts:PingModule",
+    "collect": "machineroom.modules.collect:CollectModule",
     "uri": "machineroom.modules.uri:UriModule",
     "git": "machineroom.modules.git:GitModule",
     "getent": "machineroom.modules.getent:GetentModule",

@@ -1,4 +1,5 @@
-"""The collection script (one remote command a host) and the parser of what it prints.
+"""The collection script (one remote command a host) and the parser of what it prints
+(the `collect` module's build and interpret; `machineroom collect` runs it on the fleet).
 
 The script is POSIX sh and reads /proc, `df` and `docker ps`: no Python and no agent on the
 host. It prints one `key<TAB>fields` line per reading; each custom collector's output sits
@@ -7,7 +8,9 @@ separator: a JSON printer never starts a line with it).
 
 `parse_collection` turns that into metric samples (names in docs/fleet.md), the container
 list, and raw counters kept for the next collection: CPU use and network rates are computed
-from the difference between two collections, like `sar` does, not by sleeping on the host.
+from the difference between two collections, like `sar` does, not by sleeping on the host
+(`add_rates` does that part, so that a collection read on a worker can get its rates later,
+against the counters the database holds).
 """
 
 from __future__ import annotations
@@ -20,11 +23,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from machineroom.errors import InputError
+
 SCRIPT_VERSION = 1
 COLLECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 DEFAULT_COLLECTOR_TIMEOUT = 20  # seconds a custom collector may run on the host
 PROBE_TIMEOUT = 10  # seconds df and `docker ps` may take (a hung NFS mount hangs df)
 MAX_CUSTOM_METRICS = 200  # numbers taken from one collector's JSON
+
+# Where `collect --install-restricted-key` puts the script the restricted key is forced to run.
+INSTALLED_SCRIPT = "/usr/local/lib/machineroom/collect.sh"
+# Sent over a restricted key: sshd ignores it and runs the forced command instead.
+RESTRICTED_COMMAND = "machineroom-collect"
 
 # Filesystems that hold no user data; mounts under these folders are the kernel's.
 _PSEUDO_FS = (
@@ -92,6 +102,61 @@ class Collector:
     timeout: int = DEFAULT_COLLECTOR_TIMEOUT
 
 
+def collectors_from(declared: Any, host_id: str, where: str) -> tuple[Collector, ...]:
+    """The custom collectors a host's `collectors` variable declares: a mapping of name to a
+    command line, or to {command, timeout}. `where` (the variable's origin) starts errors."""
+    if declared is None:
+        return ()
+    if not isinstance(declared, Mapping):
+        raise InputError(
+            f"{where}: host {host_id}: collectors must be a mapping of name to command, "
+            f"not {type(declared).__name__}"
+        )
+    result = []
+    for name, spec in declared.items():
+        name = str(name)
+        if not COLLECTOR_NAME.fullmatch(name):
+            raise InputError(
+                f"{where}: host {host_id}: collector name {name!r} must start with a letter "
+                "and hold only letters, digits, '_' and '-'"
+            )
+        timeout: Any = DEFAULT_COLLECTOR_TIMEOUT
+        command: Any = spec
+        if isinstance(spec, Mapping):
+            command, timeout = spec.get("command"), spec.get("timeout", timeout)
+            unknown = set(spec) - {"command", "timeout"}
+            if unknown:
+                raise InputError(
+                    f"{where}: host {host_id}: collector {name}: unknown key "
+                    f"{sorted(unknown)[0]!r}; expected command and timeout"
+                )
+        if not isinstance(command, str) or not command.strip():
+            raise InputError(
+                f"{where}: host {host_id}: collector {name}: expected a command line that "
+                "prints JSON"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise InputError(
+                f"{where}: host {host_id}: collector {name}: timeout must be a whole number "
+                "of seconds"
+            )
+        result.append(Collector(name, str(command), int(timeout)))
+    return tuple(result)
+
+
+def is_collection(exit_code: int, stdout: str) -> bool:
+    """Whether a command's output is a collection (the script may exit non-zero after its
+    first line when a probe failed: what it printed still counts)."""
+    return exit_code == 0 or stdout.startswith("v\t")
+
+
+def failure_of(exit_code: int, stdout: str, stderr: str) -> str:
+    """Why a command's output is no collection, in one line."""
+    lines = (stderr or stdout or "").strip().splitlines()
+    tail = lines[-1] if lines else ""
+    return f"the collection script exited {exit_code}" + (f": {tail}" if tail else "")
+
+
 def build_script(collectors: tuple[Collector, ...] = ()) -> str:
     """The whole collection script for a host with these custom collectors.
 
@@ -157,9 +222,9 @@ def parse_collection(
         elif key:
             raw[key] = fields
     _basic(raw, parsed)
-    _cpu(raw, parsed, previous_counters or {}, at)
+    _cpu_counters(raw, parsed)
     _disks(disks, parsed)
-    _network(nets, parsed, previous_counters or {}, at)
+    _network_counters(nets, parsed)
     if docker_state[:1] == ["ok"]:
         running = sum(1 for c in parsed.containers if c["state"] == "running")
         parsed.metrics["containers_total"] = float(len(parsed.containers))
@@ -171,8 +236,16 @@ def parse_collection(
         if "Cannot connect to the Docker daemon" in reason:
             reason = "the daemon is not running"
         parsed.problems.append("docker: " + reason)
-    parsed.counters["at"] = float(at)
+    add_rates(parsed, previous_counters or {}, at)
     return parsed
+
+
+def add_rates(parsed: ParsedCollection, previous: Mapping[str, float], at: int) -> None:
+    """CPU use and network rates of `parsed` (taken at unix time `at`) against the counters
+    of the host's previous collection; again on the same collection, the last call counts."""
+    _cpu(parsed, previous, at)
+    _network(parsed, previous, at)
+    parsed.counters["at"] = float(at)
 
 
 def _number(text: str | None) -> float | None:
@@ -210,20 +283,19 @@ def _basic(raw: dict[str, list[str]], parsed: ParsedCollection) -> None:
         )
 
 
-def _cpu(
-    raw: dict[str, list[str]],
-    parsed: ParsedCollection,
-    previous: Mapping[str, float],
-    at: int,
-) -> None:
+def _cpu_counters(raw: dict[str, list[str]], parsed: ParsedCollection) -> None:
     ticks = [_number(t) for t in raw.get("cpu", [])]
     if len(ticks) < 4 or any(t is None for t in ticks):
         return
     values = [float(t or 0.0) for t in ticks]
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
-    total = sum(values)
-    parsed.counters["cpu_idle"] = idle
-    parsed.counters["cpu_total"] = total
+    parsed.counters["cpu_idle"] = values[3] + (values[4] if len(values) > 4 else 0.0)  # + iowait
+    parsed.counters["cpu_total"] = sum(values)
+
+
+def _cpu(parsed: ParsedCollection, previous: Mapping[str, float], at: int) -> None:
+    idle, total = parsed.counters.get("cpu_idle"), parsed.counters.get("cpu_total")
+    if idle is None or total is None:
+        return
     uptime = parsed.metrics.get("uptime_seconds")
     boot = at - uptime if uptime is not None else None
     if boot is not None:
@@ -271,12 +343,7 @@ def _disks(disks: list[list[str]], parsed: ParsedCollection) -> None:
         parsed.metrics["disk_used_pct_max"] = worst
 
 
-def _network(
-    nets: list[list[str]], parsed: ParsedCollection, previous: Mapping[str, float], at: int
-) -> None:
-    rates = {"rx": 0.0, "tx": 0.0}
-    have_rate = False
-    before_at = previous.get("at")
+def _network_counters(nets: list[list[str]], parsed: ParsedCollection) -> None:
     for fields in nets:
         if len(fields) < 3:
             continue
@@ -288,17 +355,29 @@ def _network(
             if value is None:
                 continue
             parsed.metrics[f"net_{direction}_bytes:{iface}"] = value
-            key = f"net_{direction}:{iface}"
-            parsed.counters[key] = value
-            old = previous.get(key)
-            if iface.startswith(_VIRTUAL_INTERFACES):
-                continue  # bridges and container ends repeat what a real interface carried
-            if old is not None and before_at is not None and at > before_at and value >= old:
-                rates[direction] += (value - old) / (at - before_at)
-                have_rate = True
+            parsed.counters[f"net_{direction}:{iface}"] = value
+
+
+def _network(parsed: ParsedCollection, previous: Mapping[str, float], at: int) -> None:
+    rates = {"rx": 0.0, "tx": 0.0}
+    have_rate = False
+    before_at = previous.get("at")
+    for key, value in parsed.counters.items():
+        if not key.startswith(("net_rx:", "net_tx:")):
+            continue
+        direction, iface = key[4:6], key[7:]
+        old = previous.get(key)
+        if iface.startswith(_VIRTUAL_INTERFACES):
+            continue  # bridges and container ends repeat what a real interface carried
+        if old is not None and before_at is not None and at > before_at and value >= old:
+            rates[direction] += (value - old) / (at - before_at)
+            have_rate = True
     if have_rate:
         parsed.metrics["net_rx_bytes_per_s"] = round(rates["rx"], 2)
         parsed.metrics["net_tx_bytes_per_s"] = round(rates["tx"], 2)
+    else:
+        parsed.metrics.pop("net_rx_bytes_per_s", None)
+        parsed.metrics.pop("net_tx_bytes_per_s", None)
 
 
 def _parse_custom(name: str, lines: Any, parsed: ParsedCollection) -> None:
