@@ -198,6 +198,7 @@ BASE_ARGS: dict[str, list[dict[str, Any]]] = {
         {"project_src": "/srv/app"},
     ],
     "ping": [{}],
+    "docker_containers": [{}],
     "collect": [
         {},
         {

@@ -644,12 +644,10 @@ def test_state_package_does_not_import_upper_layers() -> None:
         assert not pattern.search(path.read_text()), path
 
 
-def test_runs_filtered_by_trigger(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_filtered_by_trigger(store: StateStore) -> None:
     by_person = store.start_run("run", "machineroom run all -- uptime")
     for trigger in ("schedule:nightly", "schedule:nightly_x", "web:alice:1f2e"):
-        monkeypatch.setenv("MACHINEROOM_TRIGGER", trigger)
-        store.start_run("apply", "machineroom apply site.yml --check")
-    monkeypatch.delenv("MACHINEROOM_TRIGGER")
+        store.start_run("apply", "machineroom apply site.yml --check", trigger=trigger)
 
     def triggers(which: str) -> list[str | None]:
         return [r.trigger for r in store.runs(trigger=which)]

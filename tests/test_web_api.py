@@ -77,7 +77,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     state = root / ".machineroom" / "state.db"
     populate(state)
-    env = {"HOME": str(home), "MACHINEROOM_TRIGGER": "", "SSH_AUTH_SOCK": ""}
+    env = {"HOME": str(home), "SSH_AUTH_SOCK": ""}
     tokens = {role: make_token(root, state, role, role) for role in ("viewer", "operator", "admin")}
     server = Server(root, state, [root / "inventory.yml"], env)
     try:
@@ -342,7 +342,6 @@ def lone(tmp_path: Path) -> Iterator[dict[str, Any]]:
     state = root / ".machineroom" / "state.db"
     env = {
         "HOME": str(root),
-        "MACHINEROOM_TRIGGER": "",
         "SSH_AUTH_SOCK": "",
         "TMPDIR": str(root / "tmp"),
     }

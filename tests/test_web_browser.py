@@ -69,7 +69,7 @@ def dash(fleet_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     (root / ".machineroom").mkdir(mode=0o700)
     (root / ".machineroom" / "known_hosts").write_text(Path(fleet_lab.known_hosts).read_text())
     state = root / ".machineroom" / "state.db"
-    env = {"HOME": str(home), "SSH_AUTH_SOCK": "", "MACHINEROOM_TRIGGER": ""}
+    env = {"HOME": str(home), "SSH_AUTH_SOCK": ""}
     fill_metrics(state, names, hours=24 * 7, every=600)
     machineroom("collect", "all", "--no-alerts", cwd=root, env=env)
     machineroom("facts", "all", cwd=root, env=env)

@@ -38,7 +38,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (root / "inventory.yml").write_text("all:\n  hosts:\n    web1: {host: 127.0.0.1}\n")
     state = root / ".machineroom" / "state.db"
     tokens = {role: make_token(root, state, role, role) for role in ("viewer", "operator")}
-    env = {"HOME": str(root), "MACHINEROOM_TRIGGER": "", "SSH_AUTH_SOCK": ""}
+    env = {"HOME": str(root), "SSH_AUTH_SOCK": ""}
     server = Server(root, state, [root / "inventory.yml"], env)
     try:
         yield {"root": root, "state": state, "server": server, "tokens": tokens}
@@ -191,7 +191,7 @@ def strict(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (root / "inventory.yml").write_text("all:\n  hosts:\n    web1: {host: 127.0.0.1}\n")
     state = root / ".machineroom" / "state.db"
     token = make_token(root, state, "viewer", "viewer")
-    env = {"HOME": str(root), "MACHINEROOM_TRIGGER": "", "SSH_AUTH_SOCK": ""}
+    env = {"HOME": str(root), "SSH_AUTH_SOCK": ""}
     options = ["--auth-failures", "3", "--auth-window", "8"]
     server = Server(root, state, [root / "inventory.yml"], env, options)
     try:

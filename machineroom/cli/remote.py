@@ -6,44 +6,20 @@ import os
 import shlex
 import shutil
 import sys
-import threading
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from machineroom.cli.ansible_habits import login_options
-from machineroom.cli.context import (
-    audited_pool,
-    connection_options,
-    inventory_options,
-    make_workspace,
-)
-from machineroom.errors import ExitCode, InputError, UsageError
-from machineroom.masking import mask
-from machineroom.report.terminal import visible
+from machineroom.cli.context import connection_options, inventory_options, make_workspace
+from machineroom.errors import InputError, UsageError
 from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.request import RunRequest
 from machineroom.runs.settings import current_settings
-from machineroom.runs.stops import held, stop_reason
-from machineroom.runs.workspace import Workspace, sync_servers
+from machineroom.runs.workspace import Workspace
 
 if TYPE_CHECKING:
-    from machineroom.executor.adhoc import HostOutcome
     from machineroom.inventory.model import Host, TunnelProfile
-    from machineroom.state import StateStore
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _command_line() -> str:
-    return " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])])
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    parts = text.rstrip("\n").splitlines()
-    return "\n".join(parts[-lines:])
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -87,8 +63,9 @@ def run_command(
     status: 0 all ok, 2 a command failed somewhere, 3 a host was unreachable, 99
     interrupted. Every command lands in the audit log.
     """
-    from machineroom.connection.base import Become
-    from machineroom.executor.adhoc import run_everywhere
+    from machineroom.cli.apply import finish
+    from machineroom.report.adhoc import CommandReporter, command_json, command_summary
+    from machineroom.runs.adhoc import run_command as run_on_hosts
     from machineroom.runs.habits import login_defaults
 
     workspace = make_workspace(inventory_paths, state_path)
@@ -120,125 +97,22 @@ def run_command(
         raise UsageError("nothing to run: give -- COMMAND, or -m MODULE [-a ARGS]")
     if check or diff:
         raise UsageError("--check and --diff go with -m MODULE (a raw command cannot be checked)")
-    hosts = workspace.select(pattern)
-    text = " ".join(command) if len(command) > 1 else command[0]
-    store = workspace.open_state()
-    sync_servers(store, list(workspace.inventory.hosts.values()))
-    run_id = store.start_run(
-        "run",
-        _command_line(),
-        args={"pattern": pattern, "command": text},
-        inventory=",".join(workspace.inventory_paths),
+    request = RunRequest(
+        kind="run",
+        target=pattern,
+        command=" ".join(command) if len(command) > 1 else command[0],
+        become=become,
+        become_user=become_user,
+        connect=connect,
     )
-    pool, options = audited_pool(workspace, store, run_id, connect)
-    stop = threading.Event()
-
-    def show(outcome: HostOutcome) -> None:
-        if not as_json:
-            _print_outcome(outcome)
-
-    def become_for(host: Host) -> Become | None:
-        password = host.become_password or host.password
-        revealed = password.reveal(options.decrypt) if password else None  # masked from now
-        return Become(user=become_user, password=revealed)
-
-    try:
-        outcomes = run_everywhere(
-            hosts,
-            text,
-            pool,
-            forks=connect.forks,
-            become=become_for if become else None,
-            timeout=connect.command_timeout,
-            on_result=show,
-            stop=stop,
-        )
-    finally:
-        pool.close_all()
-    with held():  # stopped or not, the outcomes and the run's end are written
-        _record_outcomes(store, run_id, outcomes, stop.is_set())
-    store.close()
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
-    interrupted = stop.is_set()
-    status = _status(counts, interrupted)
+    reporter = [] if as_json else [CommandReporter()]
+    result = run_on_hosts(request, workspace, reporter)
+    hosts = result.data.get("hosts", {})
     if as_json:
-        click.echo(_outcomes_json(outcomes, run_id, status))
+        click.echo(command_json(result.run_id, result.status, hosts))
     else:
-        click.echo(
-            f"\n{len(outcomes)} host(s): {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['unreachable']} unreachable  (run {run_id})",
-            err=True,
-        )
-    if interrupted:
-        click.echo(stop_reason(), err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    if counts["unreachable"]:
-        sys.exit(ExitCode.UNREACHABLE)
-    if counts["failed"]:
-        sys.exit(ExitCode.HOSTS_FAILED)
-
-
-def _status(counts: dict[str, int], interrupted: bool) -> str:
-    """The run's status: interrupted, else the worst outcome."""
-    if interrupted:
-        return "interrupted"
-    if counts["unreachable"]:
-        return "unreachable"
-    return "failed" if counts["failed"] else "ok"
-
-
-def _record_outcomes(
-    store: StateStore, run_id: int, outcomes: list[HostOutcome], interrupted: bool
-) -> None:
-    """Each host's reachability, then the run's status and counts."""
-    for outcome in outcomes:
-        updates: dict[str, Any] = {"reachable": outcome.status != "unreachable"}
-        if outcome.status != "unreachable":
-            updates["last_seen"] = _now()
-        else:
-            updates["last_error"] = outcome.error
-        store.update_res(outcome.host.id, updates)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "unreachable")}
-    summary: dict[str, Any] = dict(counts)
-    if interrupted:
-        summary["reason"] = stop_reason()
-    store.finish_run(run_id, _status(counts, interrupted), summary)
-
-
-def _print_outcome(outcome: HostOutcome) -> None:
-    colour = {"ok": "green", "failed": "red", "unreachable": "magenta"}[outcome.status]
-    result = outcome.result
-    code = f" (exit {result.exit_code})" if result is not None and not result.ok else ""
-    click.secho(
-        f"── {outcome.host.id} | {outcome.status}{code} | {outcome.duration:.2f}s",
-        fg=colour,
-        bold=True,
-    )
-    # secrets masked; a host's escape sequences are shown, not obeyed
-    if result is not None:
-        if result.stdout:
-            click.echo(visible(mask(result.stdout.rstrip("\n"))))
-        if result.stderr:
-            click.secho(visible(mask(result.stderr.rstrip("\n"))), fg="yellow")
-    if outcome.error:
-        click.secho(visible(mask(outcome.error)), fg=colour)
-
-
-def _outcomes_json(outcomes: list[HostOutcome], run_id: int, status: str) -> str:
-    import json
-
-    def host(o: HostOutcome) -> dict[str, Any]:
-        return {
-            "status": o.status,
-            "exit_code": o.result.exit_code if o.result else None,
-            "stdout": mask(o.result.stdout) if o.result else "",
-            "stderr": mask(o.result.stderr) if o.result else "",
-            "error": mask(o.error) if o.error else o.error,
-            "duration": round(o.duration, 3),
-        }
-
-    doc = {"run": run_id, "status": status, "hosts": {o.host.id: host(o) for o in outcomes}}
-    return json.dumps(doc, indent=2)
+        click.echo("\n" + command_summary(hosts, result.run_id), err=True)
+    sys.exit(finish(result))
 
 
 @click.command("connect")

@@ -52,6 +52,7 @@ MODULES: dict[str, str] = {
     "stat": "machineroom.modules.stat:StatModule",
     "facts": "machineroom.modules.facts:FactsModule",
     "compose": "machineroom.modules.compose:ComposeModule",
+    "docker_containers": "machineroom.modules.docker_containers:DockerContainersModule",
     "ping": "machineroom.modules.facts:PingModule",
     "collect": "machineroom.modules.collect:CollectModule",
     "uri": "machineroom.modules.uri:UriModule",

@@ -16,6 +16,7 @@ from machineroom.runs.request import RunResult
 from machineroom.runs.session import RunRecord, Subscriber, run_prepared
 
 if TYPE_CHECKING:
+    from machineroom.playbook.model import Playbook
     from machineroom.runs.connect import ConnectSettings
     from machineroom.runs.prepare import Prepared
     from machineroom.runs.workspace import Workspace
@@ -61,9 +62,11 @@ def prepare_one_task(
     become_user: str | None = None,
     extra_vars: Sequence[str] = (),
     name: str = TASK_NAME,
+    literal: bool = False,
 ) -> Prepared:
     """The validated one-task play on the hosts matching `pattern`; errors name `-m MODULE`
-    instead of a temporary file."""
+    instead of a temporary file. `literal`: the arguments are used as given, never rendered
+    as templates (`run -- COMMAND`: `${#x}` or `{{.State}}` are the shell's and docker's)."""
     from machineroom.runs.prepare import prepare
 
     with tempfile.TemporaryDirectory(prefix="machineroom-adhoc-") as folder:
@@ -80,8 +83,25 @@ def prepare_one_task(
             dataclasses.replace(p, become_user=become_user) for p in prepared.playbook.plays
         )
         prepared.playbook = dataclasses.replace(prepared.playbook, plays=plays)
+    if literal:
+        prepared.playbook = _with_literal_args(prepared.playbook, args)
     prepared.playbook_dir = str(Path.cwd())  # `copy src=x`: relative to where it was typed
     return prepared
+
+
+def _with_literal_args(playbook: Playbook, args: Mapping[str, Any]) -> Playbook:
+    """The one-task playbook with its task's arguments marked unsafe (validated as loaded)."""
+    from machineroom.playbook.model import Task
+    from machineroom.templating import mark_unsafe
+
+    play = playbook.plays[0]
+    stage = play.stages[0]
+    task = stage.items[0]
+    assert isinstance(task, Task)
+    task = dataclasses.replace(task, args=mark_unsafe(dict(args)))
+    stage = dataclasses.replace(stage, items=(task, *stage.items[1:]))
+    play = dataclasses.replace(play, stages=(stage, *play.stages[1:]))
+    return dataclasses.replace(playbook, plays=(play, *playbook.plays[1:]))
 
 
 def _reworded(error: InputError, path: str, module: str, name: str) -> InputError:
@@ -126,6 +146,7 @@ def run_one_task(
             connect,
             subscribers,
             audit_label=audit_label,
+            resumable=False,  # a one-task run leaves what `apply --resume` continues alone
         )
     finally:
         store.close()

@@ -70,10 +70,12 @@ def run_prepared(
     subscribers: Sequence[Subscriber] = (),
     *,
     audit_label: str | None = None,
+    resumable: bool = True,
 ) -> RunResult:
     """Run a prepared playbook, recorded and reported; every command lands in the audit log
-    (`audit_label` stands in for a long built-in script and its output). The store stays
-    open (the caller closes it)."""
+    (`audit_label` stands in for a long built-in script and its output). `resumable`: False
+    for a run `apply --resume` cannot continue (hosts' `next_action` is left alone). The
+    store stays open (the caller closes it)."""
     from machineroom.connection.command import HIDDEN
     from machineroom.connection.pool import ConnectionPool
     from machineroom.events import EventBus, HostFinished
@@ -109,6 +111,7 @@ def run_prepared(
         check=run_options.check,
         playbook=os.path.realpath(prepared.playbook.path),
         on_error=stop_on_write_error,
+        resumable=resumable,
     )
     recorder.stop_reason = stop_reason
 

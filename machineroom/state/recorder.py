@@ -11,7 +11,8 @@ What each event becomes:
 - TaskFinished (a task's summary): one `task_results` row. Loop items are folded into their
   summary's row (one line per item in `message`, their output and diffs under item headers),
   so the row count and `show RUN --host H` match the recap, and each item stays visible.
-- TaskFinished.record: merged into `server_room.res` (e.g. `docker_compose_installed`).
+- TaskFinished.record: merged into `server_room.res` (e.g. `docker_compose_installed`), also
+  when the task failed (what a failing module learnt: scan-docker's `docker_error`).
 - TaskFinished whose `result` holds `facts` (or `ansible_facts`, except from set_fact): the
   `facts` history and `res.facts`.
 - HostFinished: `res.reachable` / `last_seen` / `last_error`, and `next_action` (what
@@ -19,7 +20,8 @@ What each event becomes:
 - RunFinished: the run's status and summary (per-host stats, totals, duration).
 
 In check mode nothing was changed on the hosts, so `next_action` and `record` keys are left
-alone; reachability is still true information and is written.
+alone; reachability is still true information and is written. A run that is not `resumable`
+(a one-task run: `run`, `facts`, `scan-docker`) leaves `next_action` alone too.
 
 This module imports `machineroom.events` and the store only (state sits below inventory and
 connection in the layers).
@@ -103,11 +105,15 @@ class StateRecorder:
         check: bool = False,
         on_error: Callable[[str], None] | None = None,
         playbook: str | None = None,
+        resumable: bool = True,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.check = check
         self.playbook = playbook  # the playbook's real path: `--resume` resumes only it
+        # False: a run `--resume` never continues (a one-task run): `next_action` stays as
+        # the last playbook run left it
+        self.resumable = resumable
         self.errors: list[str] = []
         self.failure: str | None = None  # the first failed write's error, as is
         self.end_recorded = False  # the run's final status is in the database
@@ -234,7 +240,8 @@ class StateRecorder:
             if event.status in ("failed", "unreachable") and not event.ignored:
                 self._last_failure[event.host] = event
         self._write_task_row(event, items)
-        wanted = event.record and not self.check and event.status not in ("failed", "unreachable")
+        # a failed module may still say what it learnt (docker_containers: docker_error)
+        wanted = event.record and not self.check and event.status != "unreachable"
         facts = facts_of(event)
         if (wanted or facts is not None) and self.store.server(event.host) is None:
             return  # not a server_room host (e.g. an ad-hoc name): its results are in task rows
@@ -307,7 +314,7 @@ class StateRecorder:
             res = {"reachable": True, "last_seen": now}
         if res is not None:
             self.store.update_res(event.host, res)
-        if self.check:
+        if self.check or not self.resumable:
             return
         if event.status == "ok":
             self.store.set_next_action(event.host, {})

@@ -218,8 +218,9 @@ class StateStore:
         trigger: str | None = None,
     ) -> int:
         """Record a run as 'running' by this process and return its id. `trigger` says what
-        started it (the scheduler: `schedule:NAME`, the dashboard: `web:TOKEN-NAME:NONCE`;
-        None: a person)."""
+        started it (the scheduler: `schedule:NAME`, the dashboard: `web:TOKEN-NAME:NONCE`,
+        from their RunRequest's trigger; None: a person). Nothing is read from the
+        environment."""
         if not kind or not kind.replace("-", "").replace("_", "").isalnum():
             raise StateError(f"run kind {kind!r} must be a word such as apply, run, facts")
         pid = os.getpid()
@@ -238,7 +239,7 @@ class StateStore:
             "git_commit": git_commit,
             "args": dump_json(self._handle.mask_data(args or {})),
             "summary": "{}",
-            "trigger": trigger or os.environ.get("MACHINEROOM_TRIGGER") or None,
+            "trigger": trigger or None,
         }
         with self._handle.write() as db:
             return int(db["runs"].insert(record).last_pk)
