@@ -110,13 +110,19 @@ def test_the_command_refuses_a_bad_request_with_exit_5(tmp_path: Path) -> None:
     assert "run-request" not in listed.stdout  # hidden: only the scheduler and the web use it
 
 
-def test_run_request_applies_on_a_host_and_records_the_trigger(tmp_path: Path, lab: Lab) -> None:
+def lab_repo(root: Path, lab: Lab) -> Path:
+    """An inventory of HOST in `root`, its host key known; the inventory's path."""
     host = next(h for h in lab.hosts if h.name == HOST)
-    (tmp_path / "inventory.yml").write_text(
+    (root / "inventory.yml").write_text(
         f"all:\n  hosts:\n    {HOST}: {{host: {host.address}, user: root, ssh_key: {lab.key}}}\n"
     )
-    (tmp_path / ".machineroom").mkdir(mode=0o700)
-    (tmp_path / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    (root / ".machineroom").mkdir(mode=0o700)
+    (root / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    return root / "inventory.yml"
+
+
+def test_run_request_applies_on_a_host_and_records_the_trigger(tmp_path: Path, lab: Lab) -> None:
+    lab_repo(tmp_path, lab)
     playbook = tmp_path / "site.yml"
     playbook.write_text(
         textwrap.dedent(
@@ -157,3 +163,26 @@ def test_run_request_applies_on_a_host_and_records_the_trigger(tmp_path: Path, l
     # the same request again: nothing to change, same exit status as `apply`
     again = run_request(request.to_json(), tmp_path)
     assert again.returncode == 0 and "changed=0" in again.stdout.replace(" ", ""), again.stdout
+
+
+def test_run_request_runs_a_command_with_its_trigger(tmp_path: Path, lab: Lab) -> None:
+    inventory = lab_repo(tmp_path, lab)
+    state = tmp_path / ".machineroom" / "state.db"
+    request = RunRequest(
+        kind="run",
+        target="all",
+        inventory_paths=(str(inventory),),
+        state_path=str(state),
+        command="echo from-a-request",
+        trigger="web:ci:0a1b2c",
+        command_line="machineroom run all -- 'echo from-a-request'",
+    )
+    done = run_request(request.to_json(), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with sqlite3.connect(state) as db:
+        runs = list(db.execute("SELECT id, kind, status, trigger, command FROM runs"))
+        audit = list(db.execute("SELECT host_id, command, exit_code FROM audit_log"))
+    assert [r[1:] for r in runs] == [
+        ("run", "ok", "web:ci:0a1b2c", "machineroom run all -- 'echo from-a-request'")
+    ]
+    assert audit == [(HOST, "echo from-a-request", 0)]

@@ -58,17 +58,17 @@ def _read(source: str) -> str:
 def _through_the_cli(request: RunRequest) -> int:
     """Run the request's kind through its own CLI command, in this process.
 
-    Stop-gap (issue 12) while `collect` and `run -- COMMAND` still live in cli/: once runs/
-    has their functions, runs/execute.py's EXECUTORS lists them and this goes. Those commands
-    call `store.start_run` without a trigger, so the request's is given to every run this
-    process starts. Returns the command's exit status."""
+    Stop-gap (issue 12) while `collect` still lives in cli/: once runs/ has its function,
+    runs/execute.py's EXECUTORS lists it and this goes. The command records its run without
+    a trigger, so the request's is given to every run this process starts. Returns the
+    command's exit status."""
     from machineroom.cli import cli
     from machineroom.runs.execute import default_trigger
 
     words = _words(request)
     code = 0
     argv = sys.argv
-    # those commands record sys.argv as the run's command: the request's command line instead
+    # the command records sys.argv as the run's command: the request's command line instead
     sys.argv = shlex.split(request.command_line) or ["machineroom", *words]
     try:
         with default_trigger(request.trigger):
@@ -82,11 +82,9 @@ def _through_the_cli(request: RunRequest) -> int:
 
 def _words(request: RunRequest) -> list[str]:
     """The command line of the request's kind (values as separate words, never a shell)."""
-    if request.kind not in ("collect", "run"):
+    if request.kind != "collect":
         raise UsageError(f"run request: kind '{request.kind}' cannot be run from a request yet")
     words = [request.kind]
-    if request.kind == "run":
-        words.append(request.target)
     for path in request.inventory_paths:
         words += ["--inventory", path]
     if request.state_path:
@@ -103,10 +101,4 @@ def _words(request: RunRequest) -> list[str]:
         words += ["--vault-password-file", connect.vault_password_file]
     for vault_id in connect.vault_ids:
         words += ["--vault-id", vault_id]
-    if request.become:
-        words.append("--become")
-    if request.kind == "collect":
-        return [*words, "--", request.target]
-    if request.command is None:
-        raise UsageError("run request: kind 'run' needs a command")
-    return [*words, "--", request.command]
+    return [*words, "--", request.target]

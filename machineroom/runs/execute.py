@@ -39,10 +39,37 @@ def _apply(
     return apply_playbook(request, workspace, subscribers)
 
 
+def _run(request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber]) -> RunResult:
+    from machineroom.runs.adhoc import run_command
+
+    if request.module or not request.command:
+        raise UsageError("run request: kind 'run' takes a command (not -m MODULE, yet)")
+    return run_command(request, workspace, subscribers)
+
+
+def _facts(
+    request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber]
+) -> RunResult:
+    from machineroom.runs.adhoc import gather_facts
+
+    return gather_facts(request, workspace, subscribers)
+
+
+def _scan_docker(
+    request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber]
+) -> RunResult:
+    from machineroom.runs.docker import scan_docker
+
+    return scan_docker(request, workspace, subscribers)
+
+
 # kind -> the runs function that carries it out; a kind not here yet is run by the CLI's own
 # command in the child (cli/run_request.py says which)
 EXECUTORS: dict[str, Execute] = {
     "apply": _apply,
+    "run": _run,
+    "facts": _facts,
+    "scan-docker": _scan_docker,
 }
 
 
