@@ -58,8 +58,8 @@ def lab() -> Iterator[Lab]:
 
     Hosts are shared by the whole session; tests that change a host in ways others could
     notice keep to their own hosts: h1-h7 CLI and connection tests (h7: test_connection_registry,
-    whose only change is a marker file of its name in /tmp; no host past h28 is free with the
-    default 40 hosts), h8-h13 engine tests,
+    whose only change is a marker file of its name in /tmp; h3: test_runs_request, likewise;
+    no host past h28 is free with the default 40 hosts), h8-h13 engine tests,
     h14 the Ansible templating test (test_ansible_templating),
     h15 the secrets, terminal-output and loops tests (test_secrets, test_loops: files of
     their own names),
