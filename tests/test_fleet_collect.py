@@ -18,8 +18,8 @@ import paramiko
 import pytest
 from clirun import machineroom
 
-from machineroom.modules.collect_script import Collector, build_script, parse_collection
 from machineroom.lab import Lab
+from machineroom.modules.collect_script import Collector, build_script, parse_collection
 from machineroom.state import open_state
 from machineroom.state.metrics import HostCollection, now_unix
 
@@ -415,3 +415,60 @@ def test_a_host_past_the_timeout_does_not_hold_up_the_others(
     states = dict(rows(repo, "SELECT host_id, reachable FROM host_status"))
     assert states == {"h1": 1, "h2": 0}
     assert rows(repo, "SELECT status FROM runs") == [("unreachable",)]
+
+
+def test_collect_and_the_install_are_runs_with_task_rows(
+    tmp_path: Path, fleet_lab: Lab, hermetic: Path
+) -> None:
+    """Both go through the one run pipeline: a run row with its final status as `apply`
+    leaves it, one task row a host (three for the install's tasks), check mode for the
+    install."""
+    hosts = {"h1": f"host: {address(fleet_lab, 0)}", "h3": f"host: {address(fleet_lab, 2)}"}
+    repo = make_repo(tmp_path, fleet_lab, {**hosts, "gone": f"host: {DEAD}"})
+    out = machineroom("collect", "all", "--connect-timeout", "3", cwd=repo)
+    assert out.returncode == 3, out.stderr
+    assert rows(repo, "SELECT id, kind, status FROM runs") == [(1, "collect", "unreachable")]
+    tasks = rows(repo, "SELECT host_id, task, status FROM task_results ORDER BY host_id")
+    assert tasks == [
+        ("gone", "collect", "unreachable"),
+        ("h1", "collect", "ok"),
+        ("h3", "collect", "ok"),
+    ]
+    summary = json.loads(str(rows(repo, "SELECT summary FROM runs WHERE id = 1")[0][0]))
+    assert summary["hosts"] == 3 and summary["unreachable"] == 1
+    assert summary["totals"]["ok"] == 2 and summary["totals"]["unreachable"] == 1
+
+    key = hermetic / ".ssh" / "collector_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tasks-test", "-f", str(key)],
+        check=True,
+    )
+
+    def key_installed() -> bool:
+        admin = _ssh_client(address(fleet_lab, 2), fleet_lab.key, fleet_lab.known_hosts)
+        try:
+            _, out, _ = admin.exec_command("grep -c tasks-test /root/.ssh/authorized_keys")
+            return out.read().decode().strip() not in ("", "0")
+        finally:
+            admin.close()
+
+    install = ("collect", "h3", "--install-restricted-key", f"{key}.pub")
+    checked = machineroom(*install, "--check", cwd=repo)
+    assert checked.returncode == 0, checked.stderr
+    assert "h3: changed" in checked.stdout
+    assert not key_installed()  # check mode changed nothing
+    done = machineroom(*install, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert "h3: changed" in done.stdout and key_installed()
+    again = machineroom(*install, cwd=repo)
+    assert "h3: ok: already installed" in again.stdout
+    runs = rows(repo, "SELECT id, kind, status, json_extract(args, '$.check') FROM runs")
+    assert runs[1:] == [
+        (2, "collector-install", "ok", 1),
+        (3, "collector-install", "ok", 0),
+        (4, "collector-install", "ok", 0),
+    ]
+    for run_id in (2, 3, 4):  # the folder, the script, the key
+        tasks = rows(repo, "SELECT host_id, status FROM task_results WHERE run_id = ?", (run_id,))
+        assert [host for host, _ in tasks] == ["h3"] * 3
+        assert ("changed" in {status for _, status in tasks}) == (run_id != 4)
