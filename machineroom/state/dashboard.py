@@ -52,7 +52,7 @@ class DashboardStore:
         return [run_row(row) for row in rows]
 
     def run_by_trigger(self, trigger: str) -> RunRow | None:
-        """The run started with $MACHINEROOM_TRIGGER set to `trigger`, or None (yet)."""
+        """The run recorded with the trigger `trigger` (its RunRequest's), or None (yet)."""
         with self._handle.read() as db:
             rows = list(
                 db.query("SELECT * FROM runs WHERE trigger = ? ORDER BY id LIMIT 1", [trigger])

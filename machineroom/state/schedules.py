@@ -77,8 +77,8 @@ class ScheduleStore:
         return None if row is None or row[0] is None else str(row[0])
 
     def triggered_run(self, trigger: str, pid: int, since: datetime) -> tuple[int, str] | None:
-        """The run (id, status) a process `pid` started with $MACHINEROOM_TRIGGER = `trigger`
-        at or after `since`; None while it has not recorded one."""
+        """The run (id, status) a process `pid` recorded with the trigger `trigger` (its
+        RunRequest's) at or after `since`; None while it has not recorded one."""
         with self._handle.read() as db:
             row = db.execute(
                 "SELECT id, status FROM runs WHERE trigger = ? AND pid = ? AND started_at >= ?"
