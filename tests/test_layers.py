@@ -131,7 +131,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cli/context.py", "vault"),
     ("cli/fleet_cmds.py", "inventory"),
     ("cli/fleet_cmds.py", "state"),
-    ("cli/inventory_cmd.py", "inventory"),
     ("cli/remote.py", "scan"),
     ("cli/runs.py", "events"),
     ("cli/servers.py", "inventory"),

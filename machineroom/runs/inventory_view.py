@@ -1,4 +1,5 @@
-"""`machineroom inventory --list | --graph [GROUP] | --host HOST`: what ansible-inventory prints.
+"""What `machineroom inventory --list | --graph [GROUP] | --host HOST` shows: ansible-inventory's
+views of an inventory, as plain data (the CLI prints them: cli/inventory_cmd.py).
 
 Any inventory machineroom reads (YAML, INI, server list; `-i` or the configured one) is shown
 in ansible-inventory's layouts: `--list` its JSON (`_meta.hostvars` with every host's merged
@@ -11,13 +12,9 @@ where the inventory wrote them, as ansible-inventory shows them.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
-import click
-
-from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import UsageError
 from machineroom.inventory.model import Group, Host, Inventory, Secret
 
@@ -135,35 +132,7 @@ def graph_inventory(inventory: Inventory, group_name: str, show_vars: bool) -> l
     return walk(group, 0)
 
 
-def _dump(data: Any) -> str:
-    return json.dumps(data, indent=4, sort_keys=True, ensure_ascii=False, default=str)
-
-
-@click.command("inventory")
-@click.argument("group", required=False)
-@inventory_options
-@click.option("--list", "as_list", is_flag=True, help="Every group and host, as JSON.")
-@click.option("--graph", is_flag=True, help="The group tree under GROUP (default all).")
-@click.option("--host", "host_id", metavar="HOST", help="One host's variables, as JSON.")
-@click.option("--vars", "show_vars", is_flag=True, help="With --graph: show variables.")
-def inventory_command(
-    group: str | None,
-    inventory_paths: tuple[str, ...],
-    state_path: str | None,
-    as_list: bool,
-    graph: bool,
-    host_id: str | None,
-    show_vars: bool,
-) -> None:
-    """Show the inventory as ansible-inventory does: --list, --graph [GROUP], --host HOST."""
-    if sum((as_list, graph, host_id is not None)) != 1:
-        raise UsageError("give one of --list, --graph [GROUP] or --host HOST")
-    if group and not graph:
-        raise UsageError(f"'{group}': a group goes with --graph")
-    inventory = make_workspace(inventory_paths, state_path).inventory
-    if as_list:
-        click.echo(_dump(list_inventory(inventory)))
-    elif graph:
-        click.echo("\n".join(graph_inventory(inventory, group or "all", show_vars)))
-    else:
-        click.echo(_dump(host_vars(inventory.host(str(host_id)))))
+def one_host_vars(inventory: Inventory, host_id: str) -> dict[str, Any]:
+    """ansible-inventory --host: one host's variables (an InputError naming close ids when
+    there is no such host)."""
+    return host_vars(inventory.host(host_id))
