@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from machineroom.runs.collect import HostReport
     from machineroom.runs.workspace import Workspace
 
-DEFAULT_RETENTION = "35d"
+DEFAULT_RETENTION = "35d"  # as fleet/collect.py's
 
 
 @click.command("collect")
@@ -80,14 +80,14 @@ def collect_command(
     parallel. Samples go to the database's time series; alert rules are evaluated after."""
     from machineroom.fleet.durations import parse_duration
 
-    keep = parse_duration(retention, "--retention", allow_zero=True)
+    parse_duration(retention, "--retention", allow_zero=True)  # before anything loads
     workspace = make_workspace(inventory_paths, state_path)
     if public_key_file:
         code = _install(workspace, pattern, Path(public_key_file), become, check, as_json, connect)
     else:
         if check:
             raise UsageError("-C/--check: only with --install-restricted-key")
-        code = _collect(workspace, pattern, connect, as_json, keep, alerts_path, no_alerts)
+        code = _collect(workspace, pattern, connect, as_json, retention, alerts_path, no_alerts)
     if code:
         raise SystemExit(code)
 
@@ -97,31 +97,21 @@ def _collect(
     pattern: str,
     connect: ConnectSettings,
     as_json: bool,
-    keep: float,
+    retention: str,
     alerts_path: str | None,
     no_alerts: bool,
 ) -> int:
-    from machineroom.fleet.collect import collect_fleet
-    from machineroom.fleet.repo import find_repo_file
+    from machineroom.fleet.collect import collect_request
+    from machineroom.runs.request import RunRequest
 
-    rules = None
-    if not no_alerts:
-        rules = (
-            Path(alerts_path)
-            if alerts_path
-            else find_repo_file(workspace.inventory_paths, "alerts.yml")
-        )
-        if rules is not None and not rules.is_file():
-            raise UsageError(f"--alerts: {rules}: no such file")
-    done = collect_fleet(
-        workspace,
-        pattern,
-        connect,
-        keep=keep,
-        rules=rules,
-        on_host=None if as_json else _print_report,
+    request = RunRequest(
+        kind="collect",
+        target=pattern,
+        options={"retention": retention, "alerts": alerts_path, "no_alerts": no_alerts},
+        connect=connect,
         command_line="machineroom collect " + pattern,
     )
+    done = collect_request(request, workspace, on_host=None if as_json else _print_report)
     result = done.collection.result
     if done.collection.status in ("interrupted", "error"):
         return finish(result)

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from machineroom.errors import UsageError
 from machineroom.runs.collect import Collection, HostReport, collect_hosts, finish_collection
 
 if TYPE_CHECKING:
     from machineroom.fleet.alerts import AlertChange
     from machineroom.runs.connect import ConnectSettings
+    from machineroom.runs.request import RunRequest
     from machineroom.runs.workspace import Workspace
+
+DEFAULT_RETENTION = "35d"
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,49 @@ def collect_fleet(
     done = FleetCollection(collection, changes, pruned, time.monotonic() - started)
     finish_collection(workspace, collection, done.summary)
     return done
+
+
+def alert_rules_file(
+    workspace: Workspace, alerts_path: str | None, no_alerts: bool = False
+) -> Path | None:
+    """The alert rules a collection evaluates: `alerts_path`, else alerts.yml in the
+    inventory's repository (None when there is none, or with `no_alerts`)."""
+    from machineroom.fleet.repo import find_repo_file
+
+    if no_alerts:
+        return None
+    rules = (
+        Path(alerts_path)
+        if alerts_path
+        else find_repo_file(workspace.inventory_paths, "alerts.yml")
+    )
+    if rules is not None and not rules.is_file():
+        raise UsageError(f"--alerts: {rules}: no such file")
+    return rules
+
+
+def collect_request(
+    request: RunRequest,
+    workspace: Workspace,
+    on_host: Callable[[HostReport], None] | None = None,
+) -> FleetCollection:
+    """A `collect` RunRequest carried out (the CLI's `collect`, the scheduler's and the
+    dashboard's): its target is the host pattern; its options `retention` (a duration,
+    default 35d; 0 keeps all), `alerts` (the rules file) and `no_alerts`."""
+    from machineroom.fleet.durations import parse_duration
+
+    options = request.options
+    keep = parse_duration(
+        str(options.get("retention", DEFAULT_RETENTION)), "--retention", allow_zero=True
+    )
+    rules = alert_rules_file(workspace, options.get("alerts"), bool(options.get("no_alerts")))
+    return collect_fleet(
+        workspace,
+        request.target,
+        request.connect,
+        keep=keep,
+        rules=rules,
+        on_host=on_host,
+        trigger=request.trigger,
+        command_line=request.command_line or f"machineroom collect {request.target}",
+    )
