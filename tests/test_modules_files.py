@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from machineroom.connection import Become, CommandResult, Connection, ConnectOptions
 from machineroom.connection import open_connection as connect
 from machineroom.errors import InputError
+from machineroom.executor.step import run_module
 from machineroom.inventory.model import Host, Secret
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome, quote
 from machineroom.modules.files_sh import ere, parse_mode
-from machineroom.executor.step import run_module
 
 HOSTILE = 'we\'ird "dir" $(touch /tmp/pwned) `id`; rm -rf x & | > <'
 HOSTILE_TEXT = "a'b\"c $(touch /tmp/pwned) `id` ; & | \\ \n\ttab\n$HOME ${x:-y} %s\n"

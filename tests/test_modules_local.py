@@ -8,10 +8,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from machineroom.executor.step import run_module
 from machineroom.modules import MODULES, get_module
 from machineroom.modules.base import RES_VAR, VERBOSITY_VAR, CommandOutput, ModuleContext, Outcome
 from machineroom.modules.facts import parse_facts
-from machineroom.executor.step import run_module
 
 MINE = ("command", "shell", "package", "apt", "service", "user", "group", "wait_for", "facts",
         "ping", "debug", "assert", "fail", "set_fact", "meta", "record")  # fmt: skip

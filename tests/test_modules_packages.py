@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from machineroom.connection import Connection, ConnectOptions, open_connection
+from machineroom.executor.step import run_module
 from machineroom.inventory.model import Host
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
-from machineroom.executor.step import run_module
 
 APT_CONF = "/etc/apt/apt.conf.d/99mr-packages-test"
 REPOS = {"/srv/mr-a": "stable-a", "/srv/mr-b": "stable-b"}

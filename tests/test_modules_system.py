@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from machineroom.connection import CommandResult, Connection, ConnectOptions, open_connection
+from machineroom.executor.step import run_module
 from machineroom.inventory.model import Host
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome
-from machineroom.executor.step import run_module
 
 HOSTILE = 'it\'s "quoted"; $(touch /tmp/pwned) `id` | & > /tmp/x\nsecond line \\ end'
 

@@ -30,11 +30,11 @@ from dockerlab import BUILD_IMAGES, CLEAN_UP, DOCKER_TMPFS, SAFE_DAEMON, start_c
 
 from machineroom.connection import Connection, ConnectOptions
 from machineroom.connection import open_connection as connect
+from machineroom.executor.step import run_module
 from machineroom.inventory.model import Host
 from machineroom.lab import Lab
 from machineroom.modules import get_module
 from machineroom.modules.base import ModuleContext, Outcome, quote
-from machineroom.executor.step import run_module
 
 ROLES = Path(__file__).resolve().parents[1] / "roles"
 IMAGE = "mr-app:1"

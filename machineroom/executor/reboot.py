@@ -16,9 +16,9 @@ from typing import Any
 
 from machineroom.connection.base import Become, Connection
 from machineroom.errors import MachineroomError
+from machineroom.executor.step import run_module
 from machineroom.modules.base import ModuleContext, Outcome
 from machineroom.modules.reboot import DEFAULT_BOOT_TIME_COMMAND, RebootModule
-from machineroom.executor.step import run_module
 
 
 def run_reboot(

@@ -27,6 +27,7 @@ from machineroom.executor.delegation import Target, delegate_state, task_become,
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
 from machineroom.executor.reboot import run_reboot
+from machineroom.executor.step import run_module
 from machineroom.executor.variables import Scope, origin_note, task_vars
 from machineroom.inventory.model import Host
 from machineroom.lookups import WITH_SUBDIR_VAR, with_subdir
@@ -34,7 +35,6 @@ from machineroom.masking import GUARD_MIN, MIN_INFERRED, SECRETS, is_secret_name
 from machineroom.modules import get_module
 from machineroom.modules.base import NO_LOG_VAR, RES_VAR, VERBOSITY_VAR, ModuleContext, Outcome
 from machineroom.modules.reboot import RebootModule
-from machineroom.executor.step import run_module
 from machineroom.playbook.args import prepare_args
 from machineroom.playbook.keywords import ENVIRONMENT_TEMPLATE, resolve_flags
 from machineroom.playbook.model import Task
