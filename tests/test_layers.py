@@ -133,8 +133,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cli/fleet_cmds.py", "state"),
     ("cli/remote.py", "scan"),
     ("cli/runs.py", "events"),
-    ("cli/servers.py", "inventory"),
-    ("cli/servers.py", "playbook"),
     ("cli/vault_cmds.py", "vault"),
     ("fleet/alerts.py", "inventory"),
     ("fleet/alerts.py", "vault"),

@@ -14,7 +14,7 @@ from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import ExitCode
 
 if TYPE_CHECKING:
-    from machineroom.inventory.model import Inventory
+    from machineroom.runs.validate import Finding
     from machineroom.state import ServerRow
 
 
@@ -145,8 +145,7 @@ def import_command(
 
     Passwords are never stored: the `pass` column keeps only `env:NAME` or `vault` references.
     """
-    from machineroom.inventory import render_server_list, render_yaml_inventory
-    from machineroom.runs.servers import import_servers
+    from machineroom.runs.servers import import_servers, render_inventory
 
     workspace = make_workspace((file,), state_path)
     inventory = import_servers(workspace, file)
@@ -154,9 +153,9 @@ def import_command(
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"imported {len(inventory.hosts)} server(s) into {workspace.state_path}", err=True)
     if emit_yaml:
-        _write_text(emit_yaml, render_yaml_inventory(inventory))
+        _write_text(emit_yaml, render_inventory(inventory, "yaml"))
     if emit_serverlist:
-        _write_text(emit_serverlist, render_server_list(inventory))
+        _write_text(emit_serverlist, render_inventory(inventory, "serverlist"))
 
 
 def _write_text(target: str, text: str) -> None:
@@ -205,10 +204,11 @@ def validate_command(
 ) -> None:
     """Check the inventory and each PLAYBOOK without connecting: errors name file and line;
     exit 4 when invalid (with --strict, also when there are warnings)."""
-    from machineroom.errors import InputErrors, UsageError
-    from machineroom.inventory import missing_key_files
+    from machineroom.errors import UsageError
+    from machineroom.fleet.validate import validate_fleet_files
+    from machineroom.runs.validate import validate_inventory, validate_playbook
 
-    warned = False
+    findings: list[Finding] = []
     try:
         workspace = make_workspace(inventory_paths, state_path)
     except UsageError:
@@ -216,66 +216,23 @@ def validate_command(
             raise
         workspace = None  # a playbook alone: no inventory here to check
     if workspace is not None:
-        inventory: Inventory = workspace.inventory
-        missing = missing_key_files(inventory.hosts.values())
-        if missing:
-            raise InputErrors(missing)
-        for warning in inventory.warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
-        click.echo(
-            f"{', '.join(workspace.inventory_paths)}: {len(inventory.hosts)} host(s), "
-            f"{len(inventory.groups)} group(s), {len(inventory.tunnels)} tunnel profile(s): valid"
-            + (f", {len(inventory.warnings)} warning(s)" if inventory.warnings else "")
-        )
-        _validate_fleet_files(workspace.inventory_paths, inventory)
-        warned = bool(inventory.warnings)
+        findings += _print_findings(validate_inventory(workspace))
+        for line in validate_fleet_files(workspace.inventory_paths, workspace.inventory):
+            click.echo(line)
     for playbook in playbooks:
-        warned = _validate_playbook(playbook, strict) or warned
-    if strict and warned:
+        findings += _print_findings(validate_playbook(playbook, strict))
+    if strict and any(finding.warning for finding in findings):
         sys.exit(ExitCode.INVALID_INPUT)
 
 
-def _validate_playbook(path: str, strict: bool) -> bool:
-    """Load a playbook as `apply` would (roles, imports, every module's arguments); print its
-    warnings, or raise them as errors under `strict`. Whether there were warnings."""
-    from machineroom.errors import InputErrors
-    from machineroom.playbook.deferred import strict_error, warning_text
-    from machineroom.playbook.load import iter_tasks, load_playbook
-    from machineroom.runs.prepare import roles_path
-
-    playbook = load_playbook(path, roles_path=roles_path(path))
-    if strict and playbook.warnings:
-        raise InputErrors(strict_error(w) for w in playbook.warnings)
-    for warning in playbook.warnings:
-        click.secho(f"warning: {warning_text(warning)}", fg="yellow", err=True)
-    tasks = sum(
-        1 for play in playbook.plays for stage in play.stages for _ in iter_tasks(stage.items)
-    )
-    click.echo(
-        f"{path}: {len(playbook.plays)} play(s), {tasks} task(s): valid"
-        + (f", {len(playbook.warnings)} warning(s)" if playbook.warnings else "")
-    )
-    return bool(playbook.warnings)
-
-
-def _validate_fleet_files(inventory_paths: tuple[str, ...], inventory: Inventory) -> None:
-    """alerts.yml and schedules.yml beside the inventory, when there are: the same checks
-    `collect` and `scheduler` make before they start."""
-    from machineroom.fleet.repo import find_repo_file
-
-    alerts = find_repo_file(inventory_paths, "alerts.yml")
-    if alerts is not None:
-        from machineroom.fleet.alerts import rule_hosts
-        from machineroom.fleet.alerts_rules import load_alert_rules
-
-        rules = load_alert_rules(alerts)
-        rule_hosts(rules, inventory)
-        click.echo(f"{alerts}: {len(rules.rules)} alert rule(s): valid")
-    schedules = find_repo_file(inventory_paths, "schedules.yml")
-    if schedules is not None:
-        from machineroom.fleet.schedules import load_schedules
-
-        click.echo(f"{schedules}: {len(load_schedules(schedules))} schedule(s): valid")
+def _print_findings(findings: list[Finding]) -> list[Finding]:
+    """Warnings in yellow on stderr, summaries on stdout; the findings, for the exit code."""
+    for finding in findings:
+        if finding.warning:
+            click.secho(f"warning: {finding.text}", fg="yellow", err=True)
+        else:
+            click.echo(finding.text)
+    return findings
 
 
 @click.command("history")

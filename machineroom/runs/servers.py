@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from machineroom.errors import InputError, UsageError
 from machineroom.runs.workspace import Workspace, sync_servers
@@ -59,6 +59,16 @@ def import_servers(workspace: Workspace, file: str) -> Inventory:
         sync_servers(store, inventory.hosts.values())
         store.finish_run(run_id, "ok", {"servers": len(inventory.hosts)})
     return inventory
+
+
+def render_inventory(inventory: Inventory, layout: Literal["yaml", "serverlist"]) -> str:
+    """The inventory as text that loads back to the same servers: `yaml` (a YAML inventory)
+    or `serverlist` (the server-list format, which holds no groups or vars)."""
+    from machineroom.inventory import render_server_list, render_yaml_inventory
+
+    if layout == "yaml":
+        return render_yaml_inventory(inventory)
+    return render_server_list(inventory)
 
 
 def retire_servers(workspace: Workspace, server_ids: Sequence[str], undo: bool) -> list[str]:
