@@ -4,7 +4,8 @@ The data-driven cases (test_module_cases.py) check what a module does with a few
 arguments; this file only asks "is it POSIX sh?" of every branch the arguments reach. For each
 module: a few base argument sets, each overlaid with one changed argument at a time (every enum
 value of the schema, each boolean both ways, a few representative values for modes, owners,
-paths and the like), under four contexts (check mode and --diff on and off). Conversing modules
+paths and the like), under four contexts (check mode and --diff on and off); then a hostile
+value (quotes, $(...), a backslash-newline) in each free-text argument. Conversing modules
 are driven with canned answers, so their later steps are built and checked too. Identical
 scripts are checked once. Every data-driven case's arguments (tests/data/module_cases) are
 base arguments too. A build that refuses its arguments (InputError, ValueError) is not a
@@ -209,16 +210,6 @@ BASE_ARGS: dict[str, list[dict[str, Any]]] = {
         },
         {"restricted": True},
     ],
-    "collect": [
-        {},
-        {
-            "collectors": {
-                "pop": "printf '{\"a\": 1}'",
-                "slow": {"command": "sleep 1", "timeout": 5},
-            }
-        },
-        {"restricted": True},
-    ],
     "uri": [
         {"url": "https://example.com/health"},
         {
@@ -359,6 +350,24 @@ def overlays(module: Module) -> Iterator[dict[str, Any]]:
             yield {key: value}
 
 
+# A value that breaks any script that does not quote it: quotes, $(...), `...`, a backslash
+# before a newline, sh operators, glob and brace characters, %s, a tilde.
+HOSTILE = "a'b\"c$(touch /tmp/pwned)`id`\\\n;|&*?[x] {y} %s ~z"
+# Arguments that are shell code by design: the user's line reaches sh as written.
+SHELL_CODE = {("raw", "cmd")}
+
+
+def hostile_overlays(module: Module) -> Iterator[dict[str, Any]]:
+    """HOSTILE in each free-text argument, one at a time: every user value goes through
+    quote(), so the script must still parse."""
+    for key, prop in module.schema.get("properties", {}).items():
+        if not isinstance(prop, Mapping) or "enum" in prop or (module.name, key) in SHELL_CODE:
+            continue
+        kinds = prop.get("type")
+        if "string" in (kinds if isinstance(kinds, list) else [kinds]):
+            yield {key: HOSTILE}
+
+
 def steps(module: Module, args: Mapping[str, Any], ctx: ModuleContext) -> Iterator[RemoteStep]:
     """Every step the module builds for these arguments, conversations driven by ANSWERS."""
     conversation = module.converse(args, ctx)
@@ -405,12 +414,16 @@ def all_scripts() -> tuple[dict[str, tuple[str, str]], dict[str, int]]:
                 for check in (False, True)
                 for diff in (False, True)
             ]
-            for overlay in overlays(module):
+            # hostile values under one context (check off, --diff on): it is the quoting
+            # that is tested, and that does not change with the context
+            runs = [(overlay, contexts) for overlay in overlays(module)]
+            runs += [(overlay, contexts[1:2]) for overlay in hostile_overlays(module)]
+            for overlay, some_contexts in runs:
                 try:
                     args = prepare_args(name, {**base, **overlay}, module.schema, HERE)
                 except InputError:
                     continue  # a combination the schema refuses
-                for ctx in contexts:
+                for ctx in some_contexts:
                     try:
                         built = list(steps(module, args, ctx))
                     except (InputError, ValueError):
