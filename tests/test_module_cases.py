@@ -160,14 +160,17 @@ def run_case(
         return module.interpret(args, ctx, canned(outcome_spec["output"]))
     outputs = outcome_spec["outputs"] if "outputs" in outcome_spec else [outcome_spec["output"]]
     later = outcome_spec.get("steps_contain", [])
+    sent = 0
     try:
         step = next(conversation)
         check_script(step, case.get("script_contains", []), case.get("script_absent", []))
-        for number, output in enumerate(outputs):
+        for output in outputs:
+            sent += 1
             step = conversation.send(canned(output))
-            check_script(step, later[number] if number < len(later) else [])
+            check_script(step, later[sent - 1] if sent <= len(later) else [])
         raise AssertionError(f"the conversation asked for more than {len(outputs)} steps")
     except StopIteration as done:
+        assert sent == len(outputs), f"the conversation took {sent} of {len(outputs)} outputs"
         result: Outcome = done.value
         return result
 
