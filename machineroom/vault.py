@@ -19,7 +19,8 @@ Those bytes and the header line are authenticated (AES-GCM associated data). Sta
 used on purpose: its alphabet has no `-` or `#`, so a one-line value cannot break the
 server-list format's `--` separators or start a comment.
 
-No click here: the CLI (`machineroom.cli.vault_cmds`) prompts and prints.
+No click here: the CLI (`machineroom.cli.vault_cmds`) prompts and prints; its file work is
+in `machineroom.runs.vault_files`.
 """
 
 from __future__ import annotations

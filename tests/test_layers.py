@@ -133,7 +133,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cli/fleet_cmds.py", "state"),
     ("cli/remote.py", "scan"),
     ("cli/runs.py", "events"),
-    ("cli/vault_cmds.py", "vault"),
     ("fleet/alerts.py", "inventory"),
     ("fleet/alerts.py", "vault"),
     ("fleet/alerts_rules.py", "inventory"),

@@ -1,37 +1,37 @@
 """`machineroom vault ...`: encrypt, decrypt, view and edit vault files; encrypt single values.
 
-The cryptography lives in `machineroom.vault`; this file only gets the password, prompts,
-runs the editor and prints. Errors are raised as MachineroomError for `cli.main` to print.
+The cryptography lives in `machineroom.vault`, the file work (checks, atomic rewrites, the
+editor's private scratch copy) in `machineroom.runs.vault_files`; this file only asks for
+passwords and values, and prints. Errors are raised as MachineroomError for `cli.main` to print.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from machineroom.errors import UsageError, VaultError
-from machineroom.vault import (
+from machineroom.errors import UsageError
+from machineroom.runs.vault_files import (
     ANSIBLE_PASSWORD_FILE_ENV,
     FORMATS,
     PASSWORD_ENV,
     VaultKey,
-    encrypt_file,
-    is_vault_text,
-    key_for_ids,
-    read_vault_file,
-    read_vault_password,
-    vault_format,
-    write_atomic,
+    check_editable,
+    check_encrypted,
+    check_plain,
+    decrypt_files,
+    decrypt_for_rekey,
+    edit_file,
+    encrypt_files,
+    encrypt_value,
+    new_vault_key,
+    vault_key,
+    view_file,
+    write_rekeyed,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,18 +104,11 @@ def get_key(password_file: Path | None, ask: bool, *, new: bool = False) -> Vaul
     A prompt happens when asked for, or when nothing else gives a password and stdin is a
     terminal; a script without a terminal gets an error naming the three ways instead.
     """
-    if ask and password_file is not None:
-        raise UsageError("give either --vault-password-file or --ask-vault-password, not both")
     vault_ids: tuple[str, ...] = click.get_current_context().meta.get("vault_ids", ())
     prompt = None
     if ask or sys.stdin.isatty():
         prompt = _prompt_new if new else _prompt
-    if vault_ids:
-        if new and (len(vault_ids) > 1 or password_file is not None or ask):
-            raise UsageError("encrypting takes one password: give one --vault-id")
-        return key_for_ids(vault_ids, password_file, ask, prompt)
-    password = read_vault_password(password_file, env=None if ask else PASSWORD_ENV, prompt=prompt)
-    return VaultKey(password)
+    return vault_key(password_file, ask, vault_ids, prompt, new=new)
 
 
 @click.group("vault")
@@ -134,12 +127,9 @@ def encrypt_command(
     files: tuple[Path, ...], fmt: str, password_file: Path | None, ask: bool
 ) -> None:
     """Encrypt FILES in place (each keeps its mode; written atomically)."""
-    for path in files:  # check every file before asking for a password or changing any
-        if is_vault_text(_peek(path)):
-            raise VaultError(f"{path}: already encrypted")
+    check_plain(files)  # every file, before asking for a password or changing any
     key = get_key(password_file, ask, new=True)
-    for path in files:
-        encrypt_file(path, key, fmt)
+    for path in encrypt_files(files, key, fmt):
         click.echo(
             f"encrypted {path}" + (" (ansible-vault format)" if fmt == "ansible" else ""), err=True
         )
@@ -150,14 +140,10 @@ def encrypt_command(
 @password_options
 def decrypt_command(files: tuple[Path, ...], password_file: Path | None, ask: bool) -> None:
     """Decrypt FILES in place (each keeps its mode; written atomically)."""
-    for path in files:
-        if not is_vault_text(_peek(path)):
-            raise VaultError(f"{path}: not encrypted")
+    check_encrypted(files)
     key = get_key(password_file, ask)
-    # Decrypt everything first, so a wrong password or a damaged file changes nothing.
-    plain = [(path, read_vault_file(path, key)) for path in files]
-    for path, data in plain:
-        write_atomic(os.path.realpath(path), data)
+    # every file is decrypted before any is written: a wrong password changes nothing
+    for path in decrypt_files(files, key):
         click.echo(f"decrypted {path}", err=True)
 
 
@@ -167,7 +153,7 @@ def decrypt_command(files: tuple[Path, ...], password_file: Path | None, ask: bo
 def view_command(file: Path, password_file: Path | None, ask: bool) -> None:
     """Print the plaintext of an encrypted FILE to stdout."""
     key = get_key(password_file, ask)
-    data = read_vault_file(file, key)
+    data = view_file(file, key)
     out = sys.stdout.buffer
     out.write(data)
     out.flush()
@@ -185,21 +171,13 @@ def edit_command(file: Path, fmt: str, password_file: Path | None, ask: bool) ->
     The plaintext lives only in a private temporary folder (mode 700, in RAM when /dev/shm
     exists), is overwritten and removed afterwards, and FILE is rewritten only if it changed.
     """
-    exists = file.exists()
-    if exists and not is_vault_text(_peek(file)):
-        raise VaultError(f"{file}: not encrypted; run `machineroom vault encrypt {file}` first")
+    exists = check_editable(file)
     key = get_key(password_file, ask, new=not exists)
-    if exists:
-        fmt = vault_format(_peek(file))
-    before = read_vault_file(file, key) if exists else b""
-    with _private_copy(file.name, before) as scratch:
-        _run_editor(scratch)
-        after = scratch.read_bytes()
-    if after == before:
+    outcome = edit_file(file, key, fmt)
+    if outcome == "unchanged":
         click.echo(f"{file}: no changes; not rewritten", err=True)
         return
-    write_atomic(os.path.realpath(file), key.encrypt_bytes(after, fmt=fmt).encode("ascii"))
-    click.echo(f"{'saved' if exists else 'created'} {file}", err=True)
+    click.echo(f"{outcome} {file}", err=True)
 
 
 @vault_group.command("encrypt-string")
@@ -246,7 +224,7 @@ def encrypt_string_command(
     if not value:
         raise UsageError("nothing to encrypt: the value is empty")
     key = get_key(password_file, ask, new=True)
-    text = key.encrypt_bytes(value.encode("utf-8"), oneline=oneline, fmt=fmt)
+    text = encrypt_value(value, key, oneline, fmt)
     click.echo(render_encrypted_value(text, name, oneline))
 
 
@@ -267,17 +245,14 @@ def rekey_command(
     ask: bool,
 ) -> None:
     """Re-encrypt FILES under a new password, each keeping its format."""
-    for path in files:
-        if not is_vault_text(_peek(path)):
-            raise VaultError(f"{path}: not encrypted")
+    check_encrypted(files)
     key = get_key(password_file, ask)
     # Decrypt everything with the old password first: a wrong one changes nothing.
-    plain = [(path, vault_format(_peek(path)), read_vault_file(path, key)) for path in files]
+    plain = decrypt_for_rekey(files, key)
     if new_password_file is None and not sys.stdin.isatty():
         raise UsageError("give --new-vault-password-file (stdin is not a terminal)")
-    new_key = VaultKey(read_vault_password(new_password_file, env=None, prompt=_prompt_new))
-    for path, fmt, data in plain:
-        write_atomic(os.path.realpath(path), new_key.encrypt_bytes(data, fmt=fmt).encode("ascii"))
+    new_key = new_vault_key(new_password_file, _prompt_new)
+    for path in write_rekeyed(plain, new_key):
         click.echo(f"rekeyed {path}", err=True)
 
 
@@ -288,55 +263,3 @@ def render_encrypted_value(text: str, name: str | None, oneline: bool) -> str:
         return prefix + text
     block = "\n".join("  " + line for line in text.rstrip("\n").split("\n"))
     return f"{prefix}!vault |\n{block}"
-
-
-def _peek(path: Path) -> str:
-    """The first bytes of a file as text, enough to see a vault header; VaultError if unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(256).decode("ascii", "replace")
-    except FileNotFoundError:
-        raise VaultError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise VaultError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise VaultError(f"{path}: permission denied") from None
-
-
-@contextlib.contextmanager
-def _private_copy(name: str, data: bytes) -> Iterator[Path]:
-    """A plaintext copy in a fresh 700 folder, overwritten with zeros and removed on exit."""
-    # /dev/shm keeps the plaintext off disk; it is tmpfs on Linux.
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    folder = Path(tempfile.mkdtemp(prefix="machineroom-vault-", dir=base))  # mode 700
-    scratch = folder / name  # same name, so the editor picks the right syntax highlighting
-    try:
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        yield scratch
-    finally:
-        # Editors leave swap and backup files beside the file: wipe everything in the folder.
-        for leftover in folder.iterdir():
-            with contextlib.suppress(OSError):
-                if leftover.is_file() and not leftover.is_symlink():
-                    size = leftover.stat().st_size
-                    with open(leftover, "r+b") as handle:
-                        handle.write(b"\0" * size)
-                        handle.flush()
-                        os.fsync(handle.fileno())
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run_editor(path: Path) -> None:
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    command = [*shlex.split(editor), str(path)]
-    try:
-        result = subprocess.run(command, check=False)
-    except FileNotFoundError:
-        raise VaultError(f"editor not found: {command[0]} (set $EDITOR)") from None
-    if result.returncode != 0:
-        raise VaultError(
-            f"the editor exited with status {result.returncode}; the vault file is unchanged"
-        )
