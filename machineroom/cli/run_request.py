@@ -3,19 +3,25 @@
 The scheduler and the dashboard start their runs as this command, the request on its stdin
 (machineroom/runs/execute.py), rather than as a command line plus an environment variable:
 the request says what to run, where, and what started it (its `trigger`), which the run's row
-records. Output is the console reporter's plain lines (what `apply` prints, no colour); the
-exit status is the run's, as for the command a person would type.
+records. Output is the console reporter's plain lines (what `apply` prints, no colour; a
+collection: a line per host and the totals); the exit status is the run's, as for the command
+a person would type.
 """
 
 from __future__ import annotations
 
-import shlex
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from machineroom.errors import UsageError
+from machineroom.errors import ExitCode, UsageError
 from machineroom.runs.request import RunRequest
+
+if TYPE_CHECKING:
+    from machineroom.runs.collect import HostReport
 
 MAX_REQUEST = 1 << 20  # bytes: a request is a few hundred; anything this large is a mistake
 
@@ -26,11 +32,11 @@ def run_request_command(source: str) -> None:
     """Run the RunRequest (JSON) in FILE, or on stdin with `-`; exit with the run's status."""
     from machineroom.cli.apply import finish
     from machineroom.report import make_reporter
-    from machineroom.runs.execute import execute_request, executes
+    from machineroom.runs.execute import execute_request
 
     request = RunRequest.from_json(_read(source))
-    if not executes(request.kind):
-        sys.exit(_through_the_cli(request))
+    if request.kind == "collect":
+        sys.exit(_collect(request))
     reporter = make_reporter(verbosity=request.verbosity, diff=request.diff)
     sys.exit(finish(execute_request(request, [reporter])))
 
@@ -52,53 +58,61 @@ def _read(source: str) -> str:
         raise UsageError("run request: not UTF-8 text") from None
 
 
-# -- stop-gap: kinds whose command has not moved into machineroom/runs/ yet -----------------
+# -- collect: its fleet part (alert rules, retention) lives in fleet/, above runs/ ------------
 
 
-def _through_the_cli(request: RunRequest) -> int:
-    """Run the request's kind through its own CLI command, in this process.
+def _collect(request: RunRequest) -> int:
+    """A `collect` request, as `machineroom collect PATTERN` runs it: fleet/collect.py's
+    collection, alert rules and pruning, with the request's trigger and command line.
+    `options` may say `retention` (default $MACHINEROOM_RETENTION or 35d), `alerts` (a
+    rules file; default the repo's alerts.yml) and `no_alerts`. One line per host, then the
+    totals; exit 0, 3 when a host was unreachable, or the run's status when it stopped."""
+    from machineroom.cli.apply import finish
+    from machineroom.fleet.collect import collect_fleet
+    from machineroom.fleet.durations import parse_duration
+    from machineroom.fleet.repo import find_repo_file
+    from machineroom.runs.execute import prepared_workspace
 
-    Stop-gap (issue 12) while `collect` still lives in cli/: once runs/ has its function,
-    runs/execute.py's EXECUTORS lists it and this goes. The command records its run without
-    a trigger, so the request's is given to every run this process starts. Returns the
-    command's exit status."""
-    from machineroom.cli import cli
-    from machineroom.runs.execute import default_trigger
+    options = dict(request.options)
+    unknown = sorted(set(options) - {"retention", "alerts", "no_alerts"})
+    if unknown:
+        raise UsageError(f"run request: collect: unknown option(s): {', '.join(unknown)}")
+    retention = options.get("retention") or os.environ.get("MACHINEROOM_RETENTION") or "35d"
+    keep = parse_duration(str(retention), "retention", allow_zero=True)
+    workspace = prepared_workspace(request)
+    rules = None
+    if not options.get("no_alerts"):
+        given = options.get("alerts")
+        rules = Path(given) if given else find_repo_file(workspace.inventory_paths, "alerts.yml")
+        if rules is not None and not rules.is_file():
+            raise UsageError(f"run request: alerts: {rules}: no such file")
+    done = collect_fleet(
+        workspace,
+        request.target,
+        request.connect,
+        keep=keep,
+        rules=rules,
+        on_host=_print_host,
+        trigger=request.trigger,
+        command_line=request.command_line,
+    )
+    collection = done.collection
+    if collection.status in ("interrupted", "error"):
+        return finish(collection.result)
+    down = collection.down
+    click.echo(
+        f"collected {len(collection.reports) - len(down)}/{len(collection.reports)} hosts in "
+        f"{done.seconds:.2f} s"
+        + (f"; {len(down)} unreachable" if down else "")
+        + f" (run {collection.result.run_id})",
+        err=True,
+    )
+    return int(ExitCode.UNREACHABLE) if down else int(ExitCode.OK)
 
-    words = _words(request)
-    code = 0
-    argv = sys.argv
-    # the command records sys.argv as the run's command: the request's command line instead
-    sys.argv = shlex.split(request.command_line) or ["machineroom", *words]
-    try:
-        with default_trigger(request.trigger):
-            cli.main(args=words, prog_name="machineroom", standalone_mode=False)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code
 
-
-def _words(request: RunRequest) -> list[str]:
-    """The command line of the request's kind (values as separate words, never a shell)."""
-    if request.kind != "collect":
-        raise UsageError(f"run request: kind '{request.kind}' cannot be run from a request yet")
-    words = [request.kind]
-    for path in request.inventory_paths:
-        words += ["--inventory", path]
-    if request.state_path:
-        words += ["--state", request.state_path]
-    connect = request.connect
-    words += ["--forks", str(connect.forks), "--connect-timeout", str(connect.connect_timeout)]
-    if connect.command_timeout is not None:
-        words += ["--timeout", str(connect.command_timeout)]
-    for path in connect.known_hosts:
-        words += ["--known-hosts", path]
-    if connect.accept_new_host_keys:
-        words.append("--accept-new-host-keys")
-    if connect.vault_password_file:
-        words += ["--vault-password-file", connect.vault_password_file]
-    for vault_id in connect.vault_ids:
-        words += ["--vault-id", vault_id]
-    return [*words, "--", request.target]
+def _print_host(report: HostReport) -> None:
+    if report.reachable:
+        problems = f" ({'; '.join(report.problems)})" if report.problems else ""
+        click.echo(f"{report.host_id}: ok, {len(report.metrics)} metrics{problems}")
+    else:
+        click.echo(f"{report.host_id}: unreachable: {report.error}", err=True)

@@ -11,11 +11,10 @@ run by it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING
 
 from machineroom.errors import UsageError
 from machineroom.runs.connect import ConnectSettings
@@ -63,8 +62,8 @@ def _scan_docker(
     return scan_docker(request, workspace, subscribers)
 
 
-# kind -> the runs function that carries it out; a kind not here yet is run by the CLI's own
-# command in the child (cli/run_request.py says which)
+# kind -> the runs function that carries it out. `collect` is not here: its alert rules and
+# pruning live in fleet/, above this layer (cli/run_request.py calls fleet/collect.py)
 EXECUTORS: dict[str, Execute] = {
     "apply": _apply,
     "run": _run,
@@ -73,27 +72,26 @@ EXECUTORS: dict[str, Execute] = {
 }
 
 
-def executes(kind: str) -> bool:
-    """Whether `execute_request` has a runs function for this kind of run."""
-    return kind in EXECUTORS
-
-
 def execute_request(request: RunRequest, subscribers: Sequence[Subscriber] = ()) -> RunResult:
     """Run `request` in this process, recorded (with its trigger) like a run typed at the
     CLI; `subscribers` get its events (a reporter). No terminal is assumed: nothing prompts.
     A kind without a runs function is a UsageError."""
-    from machineroom.runs.settings import use_inventory_paths
-    from machineroom.runs.workspace import make_workspace
-
     execute = EXECUTORS.get(request.kind)
     if execute is None:
         raise UsageError(f"run request: kind '{request.kind}' cannot be run from a request yet")
-    # as the CLI does while it parses its options: settings beside the inventory, and the
-    # vault password's source, are known before anything loads
+    return execute(request, prepared_workspace(request), subscribers)
+
+
+def prepared_workspace(request: RunRequest) -> Workspace:
+    """The request's workspace, after what the CLI does while it parses its options: the
+    settings beside the inventory, and the vault password's source, are known before
+    anything loads."""
+    from machineroom.runs.settings import use_inventory_paths
+    from machineroom.runs.workspace import make_workspace
+
     use_inventory_paths(request.inventory_paths)
     request.connect.use_vault_source()
-    workspace = make_workspace(request.inventory_paths, request.state_path)
-    return execute(request, workspace, subscribers)
+    return make_workspace(request.inventory_paths, request.state_path)
 
 
 def connect_defaults(inventory_paths: Sequence[str]) -> ConnectSettings:
@@ -127,25 +125,3 @@ def request_file(request: RunRequest) -> IO[bytes]:
     handle.flush()
     handle.seek(0)
     return handle
-
-
-@contextlib.contextmanager
-def default_trigger(trigger: str | None) -> Iterator[None]:
-    """Runs this process starts without a trigger get `trigger` meanwhile.
-
-    Stop-gap (issue 12) for the kinds cli/run_request.py still runs through their CLI
-    command, which calls `store.start_run` without one; it goes with that stop-gap."""
-    from machineroom.state.store import StateStore
-
-    original = StateStore.start_run
-
-    def start_run(self: StateStore, *args: Any, **kwargs: Any) -> int:
-        if kwargs.get("trigger") is None:
-            kwargs["trigger"] = trigger
-        return original(self, *args, **kwargs)
-
-    StateStore.start_run = start_run  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        StateStore.start_run = original  # type: ignore[method-assign]
