@@ -5,9 +5,10 @@ The store owns the connection (a DatabaseHandle: the lock, transactions, masking
 hands it to one object per fleet subject: `store.metrics`, `store.alerts`, `store.tokens`,
 `store.schedules` and `store.dashboard`. The core subject's methods stay on the store itself
 (`store.servers()`, `store.start_run(...)`, `store.record_task_result(...)`): every command
-that touches a host records through them, servers and runs share transactions (`record_facts` appends a facts row and merges it into the server's `res`), and
-`store.servers()` / `store.runs()` are already the natural names, which subject attributes of
-the same names would take away. The fleet subjects are used by the fleet, the dashboard and
+that touches a host records through them, servers and runs share transactions (`record_facts`
+appends a facts row and merges it into the server's `res`), and `store.servers()` and
+`store.runs()` are already the natural names, which subject attributes of the same names
+would take away. The fleet subjects are used by the fleet, the dashboard and
 their commands only, so `store.metrics.record_collections(...)` says whose table is touched.
 
 Every write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before reading,
