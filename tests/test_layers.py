@@ -132,7 +132,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cli/fleet_cmds.py", "inventory"),
     ("cli/fleet_cmds.py", "state"),
     ("cli/remote.py", "scan"),
-    ("cli/runs.py", "events"),
     ("fleet/alerts.py", "inventory"),
     ("fleet/alerts.py", "vault"),
     ("fleet/alerts_rules.py", "inventory"),
