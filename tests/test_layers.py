@@ -127,7 +127,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("cli/ansible_habits.py", "inventory"),
     ("cli/ansible_habits.py", "playbook"),
     ("cli/apply.py", "plan"),
-    ("cli/context.py", "connection"),
     ("cli/context.py", "vault"),
     ("cli/fleet_cmds.py", "inventory"),
     ("cli/fleet_cmds.py", "state"),

@@ -14,11 +14,7 @@ from machineroom.runs.connect import ConnectSettings
 from machineroom.runs.settings import default_of, use_inventory_paths
 
 if TYPE_CHECKING:
-    from machineroom.connection.base import ConnectOptions
-    from machineroom.connection.pool import ConnectionPool
-    from machineroom.inventory.model import Host
     from machineroom.runs.workspace import Workspace
-    from machineroom.state import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONNECT_FIELDS = (
@@ -155,30 +151,6 @@ def make_workspace(
     workspace = workspace_of(inventory_paths, state_path, need_inventory)
     workspace.warn = lambda text: click.echo(text, err=True)
     return workspace
-
-
-def audited_pool(
-    workspace: Workspace,
-    store: StateStore,
-    run_id: int,
-    connect: ConnectSettings,
-    *,
-    label: str | None = None,
-) -> tuple[ConnectionPool, ConnectOptions]:
-    """A connection pool whose every command lands in the audit log of run `run_id`.
-    `label` stands in for the command text and its output when those are a long built-in
-    script (facts, scan-docker); the exit code, duration and stderr are kept either way."""
-    from machineroom.connection.pool import ConnectionPool
-    from machineroom.runs.connect import connect_options
-
-    def audit(host: Host, result: Any) -> None:
-        command, stdout = (result.command, result.stdout) if label is None else (label, "")
-        store.record_command(
-            run_id, host.id, command, result.exit_code, result.duration, stdout, result.stderr
-        )
-
-    options = connect_options(workspace, connect, on_command=audit)
-    return ConnectionPool(options, workspace.inventory.tunnels), options
 
 
 def _remember_inventory(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
