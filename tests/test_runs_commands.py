@@ -151,7 +151,7 @@ def test_facts_failed_is_failed_and_unreachable_is_unreachable(root: Path, lab: 
         facts_rows = db_rows(root, f"SELECT host_id FROM facts WHERE run_id = {run_id}")
         assert facts_rows == [("h1",)]
 
-        failed = machineroom("facts", "h1:h2", "--json", cwd=root)
+        failed = machineroom("facts", "h1:h2", "--json", "--timeout", "30.5", cwd=root)
         assert failed.returncode == 2, failed.stdout + failed.stderr
         gathered = json.loads(failed.stdout)
         assert list(gathered) == ["h1"] and gathered["h1"]["hostname"] == "h1"

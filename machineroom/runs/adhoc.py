@@ -11,6 +11,7 @@ is in the RunResult's `data`, for `--json`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,11 @@ def gather_facts(
     history and `res.facts`); `data["facts"]` maps each host gathered to its nested facts.
     A host whose facts script failed is failed, not unreachable."""
     workspace.select(request.target)  # says which retired hosts are left out
-    prepared = prepare_one_task(workspace, request.target, "facts", FACTS_ARGS)
+    args: dict[str, Any] = dict(FACTS_ARGS)
+    timeout = request.connect.command_timeout
+    if timeout:  # `--timeout` bounds the facts script too (the module's own default: 60 s)
+        args["gather_timeout"] = max(1, math.ceil(timeout))
+    prepared = prepare_one_task(workspace, request.target, "facts", args)
     results = TaskResults()
     record = RunRecord(
         kind="facts",
