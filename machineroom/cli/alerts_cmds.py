@@ -1,18 +1,18 @@
 """`machineroom alerts`: list alerts; `alerts check` validates alerts.yml and shows what it
-would open or resolve now; `alerts notify-test` sends a sample alert to one notifier."""
+would open or resolve now; `alerts notify-test` sends a sample alert to one notifier. The work
+is fleet/alerts_commands.py's; this file parses, prints and picks the exit code."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from machineroom.cli.context import inventory_options, make_workspace
-from machineroom.errors import ExitCode, UsageError
+from machineroom.errors import ExitCode
 from machineroom.report.terminal import visible
 
 if TYPE_CHECKING:
@@ -55,12 +55,10 @@ def alerts_command(
     first, newest first (with --all, resolved ones after them)."""
     if ctx.invoked_subcommand is not None:
         return
+    from machineroom.fleet.alerts_commands import list_alerts
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        rows = store.alerts.listing(include_resolved=show_all, host_id=host_id, limit=limit)
-    finally:
-        store.close()
+    rows = list_alerts(workspace, include_resolved=show_all, host_id=host_id, limit=limit)
     if as_json:
         click.echo(json.dumps({"alerts": [_as_dict(row) for row in rows]}, indent=2))
         return
@@ -122,20 +120,6 @@ def _ago(text: str | None, now: datetime) -> str:
     return format_duration(seconds) + " ago"
 
 
-def _find_rules(inventory_paths: tuple[str, ...], rules_path: str | None) -> Path:
-    from machineroom.fleet.repo import find_repo_file
-    from machineroom.runs.workspace import find_inventory_paths
-
-    if rules_path:
-        return Path(rules_path)
-    found = find_repo_file(find_inventory_paths(inventory_paths), "alerts.yml")
-    if found is None:
-        raise UsageError(
-            "no alerts.yml beside the inventory or above it in its repo; pass --rules FILE"
-        )
-    return found
-
-
 @alerts_command.command("check")
 @_rules_option
 @inventory_options
@@ -145,30 +129,21 @@ def check_command(
     """Validate alerts.yml (and its host patterns against the inventory) without collecting;
     with a state database that has collections, show what the rules would open or resolve
     now. Nothing is written and nobody is notified."""
-    from machineroom.fleet.alerts import plan_alerts, rule_hosts
-    from machineroom.fleet.alerts_rules import load_alert_rules
+    from machineroom.fleet.alerts_commands import check_rules, preview_alerts
 
     workspace = make_workspace(inventory_paths, state_path)
-    path = _find_rules(workspace.inventory_paths, rules_path)
-    rules = load_alert_rules(path)
-    selected = rule_hosts(rules, workspace.inventory)
-    click.echo(f"{path}: {len(rules.rules)} rules, {len(rules.notifiers)} notifiers: valid")
+    checked = check_rules(workspace, rules_path)
+    rules = checked.rules
+    click.echo(f"{checked.path}: {len(rules.rules)} rules, {len(rules.notifiers)} notifiers: valid")
     for rule in rules.rules.values():
         what = rule.metric or rule.kind
-        hosts = f"{len(selected[rule.name])} hosts" if rule.enabled else "disabled"
+        hosts = f"{len(checked.selected[rule.name])} hosts" if rule.enabled else "disabled"
         notify = ", ".join(rule.notify) or "no notifier"
         click.echo(f"  {rule.name}: {what} [{rule.severity}] on {hosts}; notifies {notify}")
-    if not Path(workspace.state_path).exists():
+    preview = preview_alerts(workspace, rules)
+    if preview is None:
         return
-    store = workspace.open_state()
-    try:
-        host_ids = [h for h in store.metrics.host_statuses() if h in workspace.inventory.hosts]
-        from machineroom.state.metrics import now_unix
-
-        plan = plan_alerts(store, workspace.inventory, rules, host_ids, now_unix())
-        open_rows = {row.id: row for row in store.alerts.open_alerts(host_ids)}
-    finally:
-        store.close()
+    host_ids, plan, open_rows = preview.host_ids, preview.plan, preview.open_rows
     if not host_ids:
         click.echo("no collections in the state database yet: nothing to evaluate")
         return
@@ -203,36 +178,9 @@ def notify_test_command(
     state_path: str | None,  # accepted like everywhere; a test alert touches no database
 ) -> None:
     """Send a sample alert (event "test") to NOTIFIER of alerts.yml; exit 1 if it failed."""
-    from machineroom.errors import InputError, did_you_mean
-    from machineroom.fleet.alerts_notify import send
-    from machineroom.fleet.alerts_rules import load_alert_rules
+    from machineroom.fleet.alerts_commands import send_test_alert
 
-    rules = load_alert_rules(_find_rules(inventory_paths, rules_path))
-    if notifier not in rules.notifiers:
-        raise InputError(
-            f"no notifier '{notifier}' in {rules.path}" + did_you_mean(notifier, rules.notifiers),
-            expected="one of: " + ", ".join(rules.notifiers),
-        )
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    payload = {
-        "source": "machineroom",
-        "event": "test",
-        "id": 0,
-        "rule": "notify-test",
-        "host": "example",
-        "subject": "",
-        "severity": "info",
-        "state": "open",
-        "value": None,
-        "metric": None,
-        "threshold": None,
-        "message": f"a test of notifier {notifier} from machineroom alerts notify-test",
-        "opened_at": now,
-        "resolved_at": None,
-    }
-    from machineroom.fleet.alerts import env_decrypt
-
-    problem = send(rules.notifiers[notifier], payload, env_decrypt)
+    problem = send_test_alert(inventory_paths, rules_path, notifier)
     if problem:
         click.secho(problem, fg="red", err=True)
         raise SystemExit(int(ExitCode.ERROR))
