@@ -1,19 +1,18 @@
 """`machineroom serve` (the web dashboard and API) and `machineroom token` (its access tokens).
 
 fastapi, uvicorn and the web package are imported inside `serve`, so every other command (and
-`--help`) starts without them.
+`--help`) starts without them. What the token commands do to the state database:
+web/tokens.py.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import timedelta
 
 import click
 
 from machineroom.cli.context import inventory_options, make_workspace
-from machineroom.errors import StateError, UsageError
 
 
 def _is_loopback(host: str) -> bool:
@@ -89,6 +88,7 @@ def serve_command(
     import uvicorn
 
     from machineroom.web.app import WebConfig, create_app
+    from machineroom.web.tokens import any_active_token
 
     app = create_app(
         WebConfig(
@@ -99,8 +99,7 @@ def serve_command(
             auth_window=auth_window,
         )
     )
-    store = app.state.web.store
-    if not any(t.state() == "active" for t in store.tokens.all()):
+    if not any_active_token(app.state.web.store):
         click.echo(
             "note: no active access token yet; create one with "
             "`machineroom token create NAME --role admin`",
@@ -150,17 +149,11 @@ def token_create(
 
     Only the token goes to stdout, so `TOKEN=$(machineroom token create ci --role viewer)`
     captures it."""
-    lifetime = None
-    if expires:
-        from machineroom.fleet.durations import parse_duration
+    from machineroom.web.tokens import create_token, token_lifetime
 
-        seconds = parse_duration(expires, "--expires")
-        if not 0 < seconds <= 10 * 366 * 86400:
-            raise UsageError("--expires: a token lives between 1 second and 10 years")
-        lifetime = timedelta(seconds=seconds)
+    lifetime = token_lifetime(expires)
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    with workspace.open_state() as store:
-        token, row = store.tokens.create_token(name, role, expires_in=lifetime)
+    token, row = create_token(workspace, name, role, lifetime)
     until = f", expires {row.expires_at}" if row.expires_at else ", never expires"
     click.echo(
         f"token {name!r} ({role}{until}); it is shown only now: keep it in a password manager",
@@ -174,9 +167,10 @@ def token_create(
 @click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
 def token_list(inventory_paths: tuple[str, ...], state_path: str | None, as_json: bool) -> None:
     """The tokens: name, role, state, created, last used, expiry (never the token)."""
+    from machineroom.web.tokens import all_tokens
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    with workspace.open_state() as store:
-        rows = store.tokens.all()
+    rows = all_tokens(workspace)
     if as_json:
         click.echo(
             json.dumps(
@@ -224,11 +218,8 @@ def token_revoke(
     names: tuple[str, ...], inventory_paths: tuple[str, ...], state_path: str | None
 ) -> None:
     """Revoke tokens NAMES at once (their browser sessions end with them)."""
+    from machineroom.web.tokens import revoke_tokens
+
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    with workspace.open_state() as store:
-        for name in names:
-            try:
-                row = store.tokens.revoke_token(name)
-            except StateError as exc:
-                raise UsageError(str(exc)) from None
-            click.echo(f"revoked {row.name!r} ({row.role}) at {row.revoked_at}")
+    for row in revoke_tokens(workspace, names):
+        click.echo(f"revoked {row.name!r} ({row.role}) at {row.revoked_at}")
