@@ -10,9 +10,9 @@ a person would type.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -64,38 +64,20 @@ def _read(source: str) -> str:
 def _collect(request: RunRequest) -> int:
     """A `collect` request, as `machineroom collect PATTERN` runs it: fleet/collect.py's
     collection, alert rules and pruning, with the request's trigger and command line.
-    `options` may say `retention` (default $MACHINEROOM_RETENTION or 35d), `alerts` (a
+    `options` may say `retention` (default $MACHINEROOM_RETENTION, else 35d), `alerts` (a
     rules file; default the repo's alerts.yml) and `no_alerts`. One line per host, then the
     totals; exit 0, 3 when a host was unreachable, or the run's status when it stopped."""
     from machineroom.cli.apply import finish
-    from machineroom.fleet.collect import collect_fleet
-    from machineroom.fleet.durations import parse_duration
-    from machineroom.fleet.repo import find_repo_file
+    from machineroom.fleet.collect import collect_request
     from machineroom.runs.execute import prepared_workspace
 
-    options = dict(request.options)
-    unknown = sorted(set(options) - {"retention", "alerts", "no_alerts"})
+    unknown = sorted(set(request.options) - {"retention", "alerts", "no_alerts"})
     if unknown:
         raise UsageError(f"run request: collect: unknown option(s): {', '.join(unknown)}")
-    retention = options.get("retention") or os.environ.get("MACHINEROOM_RETENTION") or "35d"
-    keep = parse_duration(str(retention), "retention", allow_zero=True)
-    workspace = prepared_workspace(request)
-    rules = None
-    if not options.get("no_alerts"):
-        given = options.get("alerts")
-        rules = Path(given) if given else find_repo_file(workspace.inventory_paths, "alerts.yml")
-        if rules is not None and not rules.is_file():
-            raise UsageError(f"run request: alerts: {rules}: no such file")
-    done = collect_fleet(
-        workspace,
-        request.target,
-        request.connect,
-        keep=keep,
-        rules=rules,
-        on_host=_print_host,
-        trigger=request.trigger,
-        command_line=request.command_line,
-    )
+    from_env = os.environ.get("MACHINEROOM_RETENTION")  # as `collect --retention` reads it
+    if from_env and "retention" not in request.options:
+        request = dataclasses.replace(request, options={**request.options, "retention": from_env})
+    done = collect_request(request, prepared_workspace(request), on_host=_print_host)
     collection = done.collection
     if collection.status in ("interrupted", "error"):
         return finish(collection.result)
