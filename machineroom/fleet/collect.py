@@ -60,11 +60,12 @@ def collect_fleet(
     """Collect from the hosts matching `pattern`, then evaluate `rules` (unless the run was
     stopped: no alerts on half a fleet) and delete samples older than `keep` seconds (0:
     keep all). Errors in `rules` raise before any host is contacted."""
-    from machineroom.fleet.alerts import evaluate_after_collection, rule_hosts
-    from machineroom.fleet.alerts_rules import load_alert_rules
     from machineroom.state.metrics import now_unix
 
-    if rules is not None:
+    if rules is not None:  # (the alert modules load only then: notifiers import http)
+        from machineroom.fleet.alerts import rule_hosts
+        from machineroom.fleet.alerts_rules import load_alert_rules
+
         rule_hosts(load_alert_rules(rules), workspace.inventory)
     started = time.monotonic()
     collection = collect_hosts(
@@ -82,6 +83,8 @@ def collect_fleet(
     store = workspace.open_state()
     try:
         if rules is not None:
+            from machineroom.fleet.alerts import evaluate_after_collection
+
             hosts = [r.host_id for r in collection.reports]
             changes = evaluate_after_collection(
                 store, workspace.inventory, rules, hosts, now_unix()

@@ -35,7 +35,7 @@ from machineroom.modules.collect_script import (
     collectors_from,
 )
 from machineroom.runs.request import RunResult
-from machineroom.runs.session import RunRecord, Subscriber, run_prepared
+from machineroom.runs.session import RunRecord, Subscriber, run_prepared, start_run_row
 
 if TYPE_CHECKING:
     from machineroom.inventory.model import Host
@@ -216,15 +216,16 @@ def collect_hosts(
     those that answered (also when the run was stopped). `on_host` is called with each
     host's report as it finishes (on a worker thread). A bad `collectors` declaration is an
     InputError before any host is contacted."""
-    from machineroom.executor.hoststate import RunOptions
-    from machineroom.runs.one_task import prepare_one_task
-    from machineroom.state.metrics import now_unix
-
     hosts = workspace.select(pattern)
     for host in hosts:
         collectors_of(host)
-    prepared = prepare_one_task(workspace, pattern, "collect", {}, name=TASK_NAME)
-    prepared.play_hosts = [[restricted_login(h) or h for h in hs] for hs in prepared.play_hosts]
+    record = RunRecord(
+        kind="collect",
+        label=AUDIT_LABEL,
+        args={"pattern": pattern},
+        trigger=trigger,
+        command_line=command_line,
+    )
     # A host that hangs (even past the script's own limits) must not hold up the fleet: it
     # is reported without a collection and the others are stored.
     connect = dataclasses.replace(
@@ -232,23 +233,36 @@ def collect_hosts(
     )
     store = workspace.open_state()
     try:
+        # the row first, as soon as the hosts are known: whoever started the collection (the
+        # dashboard waits a second or so) sees it running, and finds it stopped if cut short
+        run_id = start_run_row(workspace, store, record)
         store.mark_interrupted_runs()
+        # the executor's modules load after that (the better part of a second uncached)
+        from machineroom.executor.hoststate import RunOptions
+        from machineroom.runs.one_task import prepare_one_task
+        from machineroom.state.metrics import now_unix
+
+        try:
+            prepared = prepare_one_task(workspace, pattern, "collect", {}, name=TASK_NAME)
+        except BaseException as exc:
+            stopped = isinstance(exc, KeyboardInterrupt)
+            store.finish_run(
+                run_id, "interrupted" if stopped else "error", {"reason": str(exc) or "stopped"}
+            )
+            raise
+        prepared.play_hosts = [[restricted_login(h) or h for h in hs] for hs in prepared.play_hosts]
         readings = _Readings(store.metrics.host_statuses([h.id for h in hosts]), now_unix, on_host)
         result = run_prepared(
             workspace,
             store,
             prepared,
-            RunRecord(
-                kind="collect",
-                label=AUDIT_LABEL,
-                args={"pattern": pattern},
-                trigger=trigger,
-                command_line=command_line,
-            ),
+            record,
             RunOptions(forks=connect.forks),
             connect,
             [readings],
             audit_label=AUDIT_LABEL,
+            resumable=False,  # what `apply --resume` continues is no collection's business
+            run_id=run_id,
         )
         store.metrics.record_collections(readings.collections, result.run_id)
     finally:
@@ -359,6 +373,7 @@ def install_collector(
                 RunOptions(check=check, forks=connect.forks),
                 connect,
                 subscribers,
+                resumable=False,
             )
         finally:
             store.close()

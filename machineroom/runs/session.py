@@ -60,6 +60,27 @@ def command_line() -> str:
     return " ".join(["machineroom", *(shlex.quote(a) for a in sys.argv[1:])])
 
 
+def start_run_row(
+    workspace: Workspace, store: StateStore, record: RunRecord, playbook: str | None = None
+) -> int:
+    """Open the run's row ('running'), the inventory's hosts written first; `playbook` gives
+    its commit. `run_prepared` does it; a command opens it earlier when it must show as
+    running at once (a collection the dashboard may cut short within a second)."""
+    from machineroom.runs.prepare import git_commit
+    from machineroom.runs.workspace import sync_servers
+
+    sync_servers(store, list(workspace.inventory.hosts.values()))
+    return store.start_run(
+        record.kind,
+        record.command_line or command_line(),
+        args=dict(record.args),
+        playbook=record.label,
+        inventory=",".join(workspace.inventory_paths),
+        git_commit=None if playbook is None else git_commit(playbook),
+        trigger=record.trigger,
+    )
+
+
 def run_prepared(
     workspace: Workspace,
     store: StateStore,
@@ -71,33 +92,25 @@ def run_prepared(
     *,
     audit_label: str | None = None,
     resumable: bool = True,
+    run_id: int | None = None,
 ) -> RunResult:
     """Run a prepared playbook, recorded and reported; every command lands in the audit log
     (`audit_label` stands in for a long built-in script and its output). `resumable`: False
-    for a run `apply --resume` cannot continue (hosts' `next_action` is left alone). The
-    store stays open (the caller closes it)."""
+    for a run `apply --resume` cannot continue (hosts' `next_action` is left alone).
+    `run_id`: the row `start_run_row` already opened (else one is opened here). The store
+    stays open (the caller closes it)."""
     from machineroom.connection.command import HIDDEN
     from machineroom.connection.pool import ConnectionPool
     from machineroom.events import EventBus, HostFinished
     from machineroom.executor.hoststate import RunShared
     from machineroom.executor.play import run_playbook
     from machineroom.runs.connect import connect_options
-    from machineroom.runs.prepare import git_commit
     from machineroom.runs.stops import held, ignore_stops, stop_reason
-    from machineroom.runs.workspace import sync_servers
     from machineroom.state.recorder import StateRecorder
     from machineroom.templating import Templar
 
-    sync_servers(store, list(workspace.inventory.hosts.values()))
-    run_id = store.start_run(
-        record.kind,
-        record.command_line or command_line(),
-        args=dict(record.args),
-        playbook=record.label,
-        inventory=",".join(workspace.inventory_paths),
-        git_commit=git_commit(prepared.playbook.path),
-        trigger=record.trigger,
-    )
+    if run_id is None:
+        run_id = start_run_row(workspace, store, record, prepared.playbook.path)
     running: list[RunShared] = []  # the run, once it exists: a failed write stops it
 
     def stop_on_write_error(message: str) -> None:
