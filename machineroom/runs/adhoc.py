@@ -75,6 +75,48 @@ def run_command(
     return dataclasses.replace(result, data={"hosts": in_host_order(hosts, prepared.play_hosts)})
 
 
+def run_module(
+    request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber] = ()
+) -> RunResult | None:
+    """Run the request's `module` with its `module_args` (`-a`: k=v or JSON) on the hosts
+    matching its target, as `ansible` does, recorded; None when no host matched."""
+    from machineroom.runs.one_task import module_args
+
+    module = request.module or "command"
+    prepared = prepare_one_task(
+        workspace,
+        request.target,
+        module,
+        module_args(request.module_args),
+        become=request.become,
+        become_user=request.become_user,
+        extra_vars=request.extra_vars,
+    )
+    if not any(prepared.play_hosts):
+        return None
+    record = RunRecord(
+        kind="run",
+        label=f"-m {module}",
+        args={
+            "pattern": request.target,
+            "module": module,
+            "args": request.module_args,
+            "check": request.check,
+        },
+        trigger=request.trigger,
+        command_line=request.command_line,
+    )
+    return run_one_task(
+        workspace,
+        prepared,
+        record,
+        request.connect,
+        subscribers,
+        check=request.check,
+        diff=request.diff,
+    )
+
+
 def gather_facts(
     request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber] = ()
 ) -> RunResult:

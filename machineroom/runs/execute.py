@@ -39,10 +39,13 @@ def _apply(
 
 
 def _run(request: RunRequest, workspace: Workspace, subscribers: Sequence[Subscriber]) -> RunResult:
-    from machineroom.runs.adhoc import run_command
+    from machineroom.runs.adhoc import run_command, run_module
 
-    if request.module or not request.command:
-        raise UsageError("run request: kind 'run' takes a command (not -m MODULE, yet)")
+    if request.module:
+        result = run_module(request, workspace, subscribers)
+        return RunResult(None, "ok", notes=("no hosts matched",)) if result is None else result
+    if not request.command:
+        raise UsageError("run request: kind 'run' takes a command or a module")
     return run_command(request, workspace, subscribers)
 
 
