@@ -19,6 +19,8 @@ import pytest
 from clirun import machineroom
 
 from machineroom.lab import Lab
+from machineroom.modules.base import CommandOutput, ModuleContext
+from machineroom.modules.collect import CollectModule
 from machineroom.modules.collect_script import Collector, build_script, parse_collection
 from machineroom.state import open_state
 from machineroom.state.metrics import HostCollection, now_unix
@@ -472,3 +474,32 @@ def test_collect_and_the_install_are_runs_with_task_rows(
         tasks = rows(repo, "SELECT host_id, status FROM task_results WHERE run_id = ?", (run_id,))
         assert [host for host, _ in tasks] == ["h3"] * 3
         assert ("changed" in {status for _, status in tasks}) == (run_id != 4)
+
+
+def test_readings_take_rates_against_the_stored_counters_and_drop_stopped_hosts() -> None:
+    """The collect run's subscriber: a host's samples get their CPU and network rates from
+    the counters of its previous collection; a host a stop cut short leaves nothing."""
+    from machineroom.events import HostFinished, TaskFinished
+    from machineroom.runs.collect import TASK_NAME, HostReport, _Readings
+
+    output = "v\t1\nuptime\t100\ncpu\t10\t0\t10\t80\t0\nnet\teth0\t2000\t100\n"
+    module = CollectModule()
+    outcome = module.interpret({}, ModuleContext("h1"), CommandOutput(0, output, ""))
+    previous = {"h1": {"counters": {"cpu_idle": 40.0, "cpu_total": 50.0, "at": 990.0}}}
+    previous["h1"]["counters"]["net_rx:eth0"] = 1000.0
+    shown: list[HostReport] = []
+    readings = _Readings(previous, lambda: 1000, shown.append)
+
+    def finished(host: str, status: str, result: dict[str, object]) -> TaskFinished:
+        return TaskFinished(host, "t1", TASK_NAME, "", status, msg="", result=result)  # type: ignore[arg-type]
+
+    readings(finished("h1", "ok", dict(outcome.result)))
+    readings(finished("h2", "failed", {"msg": "killed"}))
+    assert shown == []  # told when the host is done
+    readings(HostFinished("h1", "ok"))
+    readings(HostFinished("h2", "interrupted"))
+    assert [r.host_id for r in shown] == ["h1"] and list(readings.reports) == ["h1"]
+    metrics = shown[0].metrics
+    assert metrics["cpu_used_pct"] == 20.0  # 10 busy of 50 new ticks, not since boot
+    assert metrics["net_rx_bytes_per_s"] == 100.0  # 1000 bytes in 10 s
+    assert [c.host_id for c in readings.collections] == ["h1"]
