@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -265,68 +264,14 @@ def status_command(
     """One line per host of PATTERN from the latest collection (reachable, last seen, load,
     memory and disk use, containers, installed stages, pending next action) and a fleet
     total. Nothing is contacted: run `machineroom collect` to refresh."""
-    from machineroom.cli.servers import installed_stages
-    from machineroom.inventory import select_hosts
+    from machineroom.fleet.status import fleet_status
 
     workspace = make_workspace(inventory_paths, state_path)
-    hosts = select_hosts(workspace.inventory, pattern)
-    store = workspace.open_state()
-    try:
-        statuses = store.metrics.host_statuses([h.id for h in hosts])
-        servers = {row.id: row for row in store.servers()}
-        open_alerts = store.alerts.open_alert_counts()
-    finally:
-        store.close()
-    rows = []
-    for host in hosts:
-        status = statuses.get(host.id)
-        server = servers.get(host.id)
-        res = server.res if server else {}
-        metrics = status["metrics"] if status else {}
-        containers = status["containers"] if status else []
-        state = (
-            "retired"
-            if res.get("retired")
-            else ("never" if status is None else ("up" if status["reachable"] else "down"))
-        )
-        rows.append(
-            {
-                "host": host.id,
-                "state": state,
-                "last_seen": status["last_seen"] if status else None,
-                "failures": status["failures"] if status else 0,
-                "error": status["error"] if status else "",
-                "load1": metrics.get("load1"),
-                "mem_used_pct": metrics.get("mem_used_pct"),
-                "disk_used_pct_max": metrics.get("disk_used_pct_max"),
-                "containers_running": sum(1 for c in containers if c.get("state") == "running"),
-                "containers_total": len(containers),
-                "stages": installed_stages(res),
-                "next_action": server.next_action if server else {},
-                "open_alerts": open_alerts.get(host.id, 0),
-            }
-        )
-    totals = _totals(rows)
+    rows, totals = fleet_status(workspace, pattern)
     if as_json:
         click.echo(json.dumps({"hosts": rows, "total": totals}, indent=2))
         return
     _print_status(rows, totals)
-
-
-def _totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    loads = [r["load1"] for r in rows if r["load1"] is not None and r["state"] == "up"]
-    return {
-        "hosts": len(rows),
-        "up": sum(1 for r in rows if r["state"] == "up"),
-        "down": sum(1 for r in rows if r["state"] == "down"),
-        "never_collected": sum(1 for r in rows if r["state"] == "never"),
-        "retired": sum(1 for r in rows if r["state"] == "retired"),
-        "mean_load1": round(sum(loads) / len(loads), 2) if loads else None,
-        "containers_running": sum(r["containers_running"] for r in rows),
-        "containers_total": sum(r["containers_total"] for r in rows),
-        "pending": sum(1 for r in rows if r["next_action"]),
-        "open_alerts": sum(r["open_alerts"] for r in rows),
-    }
 
 
 _COLOURS = {"up": "green", "down": "red", "never": "yellow", "retired": "bright_black"}
@@ -409,31 +354,12 @@ def metrics_command(
 ) -> None:
     """A host's metric over time: the samples and a sparkline. Without METRIC, every metric
     of the host with its last value and a sparkline; METRIC may be a glob (`disk_used_pct:*`)."""
-    from machineroom.errors import did_you_mean
     from machineroom.fleet.durations import parse_duration
-    from machineroom.state.metrics import now_unix
+    from machineroom.fleet.status import metric_history
 
     window = parse_duration(since, "--since")
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    store = workspace.open_state()
-    try:
-        names = store.metrics.metric_names(host_id)
-        if not names:
-            known = sorted(store.metrics.host_statuses())
-            hint = did_you_mean(host_id, known) if known else ""
-            raise UsageError(
-                f"no metrics recorded for host {host_id!r}{hint}"
-                + ("" if known else "; run `machineroom collect` first")
-            )
-        wanted = [n for n in names if metric is None or fnmatch.fnmatchcase(n, metric)]
-        if not wanted:
-            raise UsageError(
-                f"host {host_id} has no metric {metric!r}{did_you_mean(metric or '', names)}"
-            )
-        start = now_unix() - int(window)
-        series = {name: store.metrics.metric_series(host_id, name, start) for name in wanted}
-    finally:
-        store.close()
+    wanted, series = metric_history(workspace, host_id, metric, window)
     if as_json:
         click.echo(
             json.dumps(

@@ -124,9 +124,8 @@ def _run(
     schedules_path: str | None,
     grace: float | None,
 ) -> None:
-    from machineroom.fleet.scheduler import Scheduler
     from machineroom.fleet.schedules import load_schedules
-    from machineroom.runs.execute import connect_defaults
+    from machineroom.fleet.scheduling import running_scheduler
 
     workspace, path = _locate(inventory_paths, state_path, schedules_path)
     schedules = load_schedules(path)
@@ -138,38 +137,22 @@ def _run(
         received.append(signum)
         stop.set()
 
-    from machineroom.fleet.scheduler_lock import scheduler_lock
-
-    store = workspace.open_state()
-    try:
-        with scheduler_lock(workspace.state_path):
-            scheduler = Scheduler(
-                schedules,
-                store,
-                [sys.executable, "-m", "machineroom"],
-                [str(Path(p).resolve()) for p in workspace.inventory_paths],
-                str(Path(workspace.state_path).resolve()),
-                connect=connect_defaults(workspace.inventory_paths),
-                path=path,
-                on_event=_print_event,
-                grace=5.0 if grace is None else grace,
-            )
-            click.echo(
-                f"scheduler: {len(schedules)} schedule(s) from {path}; state {workspace.state_path}"
-            )
-            for schedule, due in scheduler.upcoming():
-                when = f"next {_stamp(due)}" if due else "disabled"
-                click.echo(f"  {schedule.name}: {schedule.timing.describe()}, {when}")
-            previous = {
-                sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-            }
-            try:
-                scheduler.run(stop)
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-    finally:
-        store.close()
+    grace = 5.0 if grace is None else grace
+    with running_scheduler(
+        workspace, schedules, path, on_event=_print_event, grace=grace
+    ) as scheduler:
+        click.echo(
+            f"scheduler: {len(schedules)} schedule(s) from {path}; state {workspace.state_path}"
+        )
+        for schedule, due in scheduler.upcoming():
+            when = f"next {_stamp(due)}" if due else "disabled"
+            click.echo(f"  {schedule.name}: {schedule.timing.describe()}, {when}")
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            scheduler.run(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     click.echo(f"{_stamp(datetime.now(UTC))} scheduler stopped")
     if signal.SIGINT in received and signal.SIGTERM not in received:
         sys.exit(ExitCode.INTERRUPTED)
@@ -207,6 +190,7 @@ def list_subcommand(
 ) -> None:
     """Validate schedules.yml and show each schedule's next due time and last event."""
     from machineroom.fleet.schedules import load_schedules
+    from machineroom.fleet.scheduling import last_events
 
     options = _merged(
         ctx,
@@ -217,13 +201,8 @@ def list_subcommand(
     workspace, path = _locate(**options)
     schedules = load_schedules(path)
     now = datetime.now(UTC)
-    store = workspace.open_state()
-    try:
-        rows = [
-            _describe(s, now, store.schedules.schedule_events(s.name, limit=1)) for s in schedules
-        ]
-    finally:
-        store.close()
+    last = last_events(workspace, [s.name for s in schedules])
+    rows = [_describe(s, now, last[s.name]) for s in schedules]
     if as_json:
         click.echo(json.dumps({"file": str(path), "schedules": rows}, indent=2))
         return
@@ -270,13 +249,11 @@ def events_subcommand(
     as_json: bool,
 ) -> None:
     """What the scheduler did, newest first: started, finished, skipped, missed."""
+    from machineroom.fleet.scheduling import schedule_events
+
     options = _merged(ctx, inventory_paths=inventory_paths, state_path=state_path)
     workspace = make_workspace(options["inventory_paths"] or (), options["state_path"], False)
-    store = workspace.open_state()
-    try:
-        events = store.schedules.schedule_events(name, limit=limit)
-    finally:
-        store.close()
+    events = schedule_events(workspace, name, limit)
     if as_json:
         click.echo(json.dumps(events, indent=2))
         return

@@ -12,19 +12,11 @@ import click
 
 from machineroom.cli.context import inventory_options, make_workspace
 from machineroom.errors import ExitCode
+from machineroom.runs.servers import installed_stages
 
 if TYPE_CHECKING:
     from machineroom.runs.validate import Finding
     from machineroom.state import ServerRow
-
-
-def installed_stages(res: dict[str, Any]) -> list[str]:
-    """Stage names recorded as installed in `res` (`docker_compose_installed` -> docker_compose)."""
-    return sorted(
-        key.removesuffix("_installed")
-        for key, value in res.items()
-        if key.endswith("_installed") and value is True
-    )
 
 
 def status_of(row: ServerRow) -> tuple[str, str]:

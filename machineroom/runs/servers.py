@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from machineroom.errors import InputError, UsageError
 from machineroom.runs.workspace import Workspace, sync_servers
@@ -124,3 +124,12 @@ def scan_open_ports(
             )
         store.finish_run(run_id, "ok", {"hosts": len(hosts)})
     return hosts, found
+
+
+def installed_stages(res: dict[str, Any]) -> list[str]:
+    """Stage names recorded as installed in `res` (`docker_compose_installed` -> docker_compose)."""
+    return sorted(
+        key.removesuffix("_installed")
+        for key, value in res.items()
+        if key.endswith("_installed") and value is True
+    )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from machineroom.runs.servers import installed_stages
 from machineroom.state.metrics import now_unix
 from machineroom.state.records import RunRow
 from machineroom.web.errors import ApiError
@@ -78,15 +79,6 @@ class InventoryCache:
 def natural_key(text: str) -> list[Any]:
     """Sort key putting h2 before h10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-def installed_stages(res: dict[str, Any]) -> list[str]:
-    """Stages recorded as installed in `res` (`docker_compose_installed` -> docker_compose)."""
-    return sorted(
-        key.removesuffix("_installed")
-        for key, value in res.items()
-        if key.endswith("_installed") and value is True
-    )
 
 
 def _number(metrics: dict[str, Any], name: str) -> float | None:
