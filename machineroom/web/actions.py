@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from machineroom.web.errors import ApiError
 
 MAX_RUNNING = 4  # actions at once from the web (synchronous collects included); more is a 409
 INTERRUPT_GRACE = 3.0  # seconds a timed-out synchronous child gets after SIGINT
+STARTUP_LIMIT = 30.0  # seconds a synchronous child may take to open its run
 OUTPUT_TAIL = 4000  # characters of a child's output the API shows
 KEEP_FINISHED = 200  # finished actions remembered
 
@@ -219,11 +220,21 @@ def child_argv() -> list[str]:
     return [sys.executable, "-m", "machineroom", *CHILD_ARGS]
 
 
-def run_with_timeout(request: RunRequest, cwd: Path | None, timeout: float) -> Any:
+def run_with_timeout(
+    request: RunRequest,
+    cwd: Path | None,
+    timeout: float,
+    begun: Callable[[], bool] | None = None,
+) -> Any:
     """Run `request` in a child to completion; on timeout interrupt its process group
     (SIGINT, so it can record the run as interrupted), kill the group after INTERRUPT_GRACE
     seconds, and raise 408. A killed child leaves its run 'running': the caller marks it
-    interrupted."""
+    interrupted.
+
+    `begun()` says whether the child's run has started (its row exists): the `timeout`
+    counts from then, so that a slow start on a busy machine (the interpreter and its
+    imports) is not charged to the work and a run cut short is always recorded. The start
+    itself may take up to STARTUP_LIMIT seconds."""
     argv = child_argv()
     with request_file(request) as stdin:
         process = subprocess.Popen(
@@ -235,12 +246,21 @@ def run_with_timeout(request: RunRequest, cwd: Path | None, timeout: float) -> A
             env={**os.environ, "NO_COLOR": "1"},
             start_new_session=True,
         )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_group(process, INTERRUPT_GRACE)
-        raise ApiError(408, f"the command did not finish within {timeout:g} s") from None
-    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+    launched = time.monotonic()
+    deadline = None if begun is not None else launched + timeout
+    while True:
+        now = time.monotonic()
+        if deadline is None and (begun is None or begun() or now - launched > STARTUP_LIMIT):
+            deadline = now + timeout
+        wait = 0.1 if deadline is None else max(0.0, deadline - now)
+        try:
+            out, err = process.communicate(timeout=wait)
+            return subprocess.CompletedProcess(argv, process.returncode, out, err)
+        except subprocess.TimeoutExpired:  # retrying communicate loses no output
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    stop_group(process, INTERRUPT_GRACE)
+    raise ApiError(408, f"the command did not finish within {timeout:g} s")
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:

@@ -142,7 +142,12 @@ def collect_host(
     )
     with state.actions.claim("collect", host_id, principal.name):
         try:
-            done = run_with_timeout(asked, state.repo, timeout)
+            done = run_with_timeout(
+                asked,
+                state.repo,
+                timeout,
+                begun=lambda: state.store.dashboard.run_by_trigger(trigger) is not None,
+            )
         except ApiError:
             state.sweep_runs(force=True)  # the killed child's run is 'interrupted' now
             raise
