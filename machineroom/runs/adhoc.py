@@ -22,6 +22,7 @@ from machineroom.runs.request import RunRequest, RunResult
 from machineroom.runs.session import RunRecord, Subscriber
 
 if TYPE_CHECKING:
+    from machineroom.runs.prepare import Prepared
     from machineroom.runs.workspace import Workspace
 
 # every fact, and the docker and compose versions (a playbook asks for those itself)
@@ -128,22 +129,8 @@ def gather_facts(
     timeout = request.connect.command_timeout
     if timeout:  # `--timeout` bounds the facts script too (the module's own default: 60 s)
         args["gather_timeout"] = max(1, math.ceil(timeout))
-    prepared = prepare_one_task(workspace, request.target, "facts", args)
-    results = TaskResults()
-    record = RunRecord(
-        kind="facts",
-        label=FACTS_LABEL,
-        args={"pattern": request.target},
-        trigger=request.trigger,
-        command_line=request.command_line,
-    )
-    result = run_one_task(
-        workspace,
-        prepared,
-        record,
-        request.connect,
-        [results, *subscribers],
-        audit_label=FACTS_LABEL,
+    result, results, prepared = run_builtin(
+        request, workspace, subscribers, module="facts", args=args, label=FACTS_LABEL
     )
     gathered = {
         host: dict(event.result.get("facts") or {})
@@ -151,6 +138,33 @@ def gather_facts(
         if event.status in ("ok", "changed")
     }
     return dataclasses.replace(result, data={"facts": in_host_order(gathered, prepared.play_hosts)})
+
+
+def run_builtin(
+    request: RunRequest,
+    workspace: Workspace,
+    subscribers: Sequence[Subscriber],
+    *,
+    module: str,
+    args: dict[str, Any],
+    label: str,
+) -> tuple[RunResult, TaskResults, Prepared]:
+    """A built-in one-task run of the request's kind (facts, scan-docker): `module` with
+    `args` on the hosts matching the request's target, its run and audit rows labelled
+    `label`; the result, each host's final event and the prepared play."""
+    prepared = prepare_one_task(workspace, request.target, module, args)
+    results = TaskResults()
+    record = RunRecord(
+        kind=request.kind,
+        label=label,
+        args={"pattern": request.target},
+        trigger=request.trigger,
+        command_line=request.command_line,
+    )
+    result = run_one_task(
+        workspace, prepared, record, request.connect, [results, *subscribers], audit_label=label
+    )
+    return result, results, prepared
 
 
 def in_host_order(by_host: dict[str, Any], play_hosts: Sequence[Sequence[Any]]) -> dict[str, Any]:

@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from machineroom.report.docker import host_containers
-from machineroom.runs.adhoc import TaskResults, in_host_order
-from machineroom.runs.one_task import prepare_one_task, run_one_task
+from machineroom.runs.adhoc import in_host_order, run_builtin
 from machineroom.runs.request import RunRequest, RunResult
-from machineroom.runs.session import RunRecord, Subscriber
+from machineroom.runs.session import Subscriber
 
 if TYPE_CHECKING:
     from machineroom.runs.workspace import Workspace
@@ -26,22 +25,8 @@ def scan_docker(
     """List the containers of the hosts matching the request's target, recorded; each
     host's list goes into its `res`. `data["hosts"]` maps each host to `host_containers`."""
     workspace.select(request.target)  # says which retired hosts are left out
-    prepared = prepare_one_task(workspace, request.target, "docker_containers", {})
-    results = TaskResults()
-    record = RunRecord(
-        kind="scan-docker",
-        label=SCAN_LABEL,
-        args={"pattern": request.target},
-        trigger=request.trigger,
-        command_line=request.command_line,
-    )
-    result = run_one_task(
-        workspace,
-        prepared,
-        record,
-        request.connect,
-        [results, *subscribers],
-        audit_label=SCAN_LABEL,
+    result, results, prepared = run_builtin(
+        request, workspace, subscribers, module="docker_containers", args={}, label=SCAN_LABEL
     )
     hosts = {host: host_containers(event) for host, event in results.events.items()}
     return dataclasses.replace(result, data={"hosts": in_host_order(hosts, prepared.play_hosts)})

@@ -24,7 +24,7 @@ from machineroom.runs.request import RunResult
 
 if TYPE_CHECKING:
     from machineroom.connection.base import CommandResult
-    from machineroom.events import Event
+    from machineroom.events import Event, RunFinished
     from machineroom.executor.hoststate import RunOptions, RunShared
     from machineroom.inventory.model import Host
     from machineroom.runs.connect import ConnectSettings
@@ -99,65 +99,13 @@ def run_prepared(
     for a run `apply --resume` cannot continue (hosts' `next_action` is left alone).
     `run_id`: the row `start_run_row` already opened (else one is opened here). The store
     stays open (the caller closes it)."""
-    from machineroom.connection.command import HIDDEN
-    from machineroom.connection.pool import ConnectionPool
-    from machineroom.events import EventBus, HostFinished
-    from machineroom.executor.hoststate import RunShared
     from machineroom.executor.play import run_playbook
-    from machineroom.runs.connect import connect_options
-    from machineroom.runs.stops import held, ignore_stops, stop_reason
-    from machineroom.state.recorder import StateRecorder
-    from machineroom.templating import Templar
+    from machineroom.runs.stops import held, ignore_stops
 
     if run_id is None:
         run_id = start_run_row(workspace, store, record, prepared.playbook.path)
-    running: list[RunShared] = []  # the run, once it exists: a failed write stops it
-
-    def stop_on_write_error(message: str) -> None:
-        # results would go unrecorded from now on: stop rather than carry on blind
-        for shared in running:
-            shared.stop_run(error=message)
-
-    recorder = StateRecorder(
-        store,
-        run_id,
-        check=run_options.check,
-        playbook=os.path.realpath(prepared.playbook.path),
-        on_error=stop_on_write_error,
-        resumable=resumable,
-    )
-    recorder.stop_reason = stop_reason
-
-    def audit(host: Host, result: CommandResult) -> None:
-        # a no_log task's commands arrive hidden already ("(hidden: no_log)", command.py);
-        # a built-in script is audited as its name, exit code and stderr
-        if audit_label is not None and result.command != HIDDEN:
-            result = dataclasses.replace(result, command=audit_label, stdout="")
-        recorder.record_command(host.id, result)
-
-    options = connect_options(workspace, connect, on_command=audit)
-    pool = ConnectionPool(options, workspace.inventory.tunnels)
-    finals: dict[str, str] = {}
-
-    def note_host(event: Event) -> None:
-        if isinstance(event, HostFinished):
-            finals[event.host] = event.status
-
-    bus = EventBus([recorder, note_host, *subscribers])
-    shared = RunShared(
-        options=run_options,
-        inventory=workspace.inventory,
-        pool=pool,
-        bus=bus,
-        templar=Templar(),
-        decrypt=options.decrypt,  # every value it decrypts is masked from then on (vault.py)
-        playbook_dir=prepared.playbook_dir,
-        server_res=prepared.server_res,
-        vault_in_vars=prepared.vault_in_vars,
-    )
-    running.append(shared)
-    if recorder.failure is not None:
-        shared.stop_run(error=recorder.failure)  # failed before the run existed
+    parts = _RunParts(workspace, store, prepared, run_id, run_options, connect, resumable)
+    shared = parts.open(subscribers, audit_label)
     finished = None
     try:
         finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
@@ -165,36 +113,120 @@ def run_prepared(
         # a second stop signal: stop at once, but leave the database consistent
         ignore_stops()
         _close_subscribers(subscribers)
-        recorder.abort()
+        parts.recorder.abort()
         store.close()
         raise RunAborted() from None
     finally:
         if sys.exc_info()[0] is not KeyboardInterrupt:
             with held():  # let the last writes land
                 _close_subscribers(subscribers)
-                pool.close_all()
-                recorder.close(unfinished_status="error")
+                parts.pool.close_all()
+                parts.recorder.close(unfinished_status="error")
     assert finished is not None
-    notes: list[str] = []
-    status: str = finished.status
-    if recorder.failure is not None:
-        notes.append(f"error: {recorder.failure}")
-        if not recorder.end_recorded:
-            notes.append(
-                f"error: run {run_id} is still marked 'running' in {store.path}: the next "
-                f"machineroom command that can write there marks it interrupted"
-            )
-        status = "error"
-    elif finished.status == "interrupted":
-        notes.append(stop_reason())
-    return RunResult(
-        run_id=run_id,
-        status=status,
-        hosts=finals,
-        stats=dict(finished.stats),
-        duration=finished.duration,
-        notes=tuple(notes),
-    )
+    return parts.result(finished)
+
+
+class _RunParts:
+    """What one recorded run is made of: the state recorder, the connection pool (its
+    commands audited), the event bus and what the executor's hosts share."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        store: StateStore,
+        prepared: Prepared,
+        run_id: int,
+        run_options: RunOptions,
+        connect: ConnectSettings,
+        resumable: bool,
+    ) -> None:
+        from machineroom.runs.stops import stop_reason
+        from machineroom.state.recorder import StateRecorder
+
+        self.workspace = workspace
+        self.store = store
+        self.prepared = prepared
+        self.run_id = run_id
+        self.run_options = run_options
+        self.connect = connect
+        self.finals: dict[str, str] = {}  # each host's final status word
+        self.recorder = StateRecorder(
+            store,
+            run_id,
+            check=run_options.check,
+            playbook=os.path.realpath(prepared.playbook.path),
+            on_error=self.stop_on_write_error,
+            resumable=resumable,
+        )
+        self.recorder.stop_reason = stop_reason
+        self.shared: RunShared | None = None
+
+    def stop_on_write_error(self, message: str) -> None:
+        """Results would go unrecorded from now on: stop rather than carry on blind."""
+        if self.shared is not None:
+            self.shared.stop_run(error=message)
+
+    def open(self, subscribers: Sequence[Subscriber], audit_label: str | None) -> RunShared:
+        """The pool, the bus (recorder first), and the hosts' shared state it returns."""
+        from machineroom.connection.command import HIDDEN
+        from machineroom.connection.pool import ConnectionPool
+        from machineroom.events import EventBus, HostFinished
+        from machineroom.executor.hoststate import RunShared
+        from machineroom.runs.connect import connect_options
+        from machineroom.templating import Templar
+
+        def audit(host: Host, result: CommandResult) -> None:
+            # a no_log task's commands arrive hidden already ("(hidden: no_log)", command.py);
+            # a built-in script is audited as its name, exit code and stderr
+            if audit_label is not None and result.command != HIDDEN:
+                result = dataclasses.replace(result, command=audit_label, stdout="")
+            self.recorder.record_command(host.id, result)
+
+        def note_host(event: Event) -> None:
+            if isinstance(event, HostFinished):
+                self.finals[event.host] = event.status
+
+        options = connect_options(self.workspace, self.connect, on_command=audit)
+        self.pool = ConnectionPool(options, self.workspace.inventory.tunnels)
+        shared = self.shared = RunShared(
+            options=self.run_options,
+            inventory=self.workspace.inventory,
+            pool=self.pool,
+            bus=EventBus([self.recorder, note_host, *subscribers]),
+            templar=Templar(),
+            decrypt=options.decrypt,  # every value it decrypts is masked from then on
+            playbook_dir=self.prepared.playbook_dir,
+            server_res=self.prepared.server_res,
+            vault_in_vars=self.prepared.vault_in_vars,
+        )
+        if self.recorder.failure is not None:
+            shared.stop_run(error=self.recorder.failure)  # failed before the run existed
+        return shared
+
+    def result(self, finished: RunFinished) -> RunResult:
+        """The RunResult of the finished run, with notes for the person who started it."""
+        from machineroom.runs.stops import stop_reason
+
+        notes: list[str] = []
+        status: str = finished.status
+        if self.recorder.failure is not None:
+            notes.append(f"error: {self.recorder.failure}")
+            if not self.recorder.end_recorded:
+                notes.append(
+                    f"error: run {self.run_id} is still marked 'running' in {self.store.path}: "
+                    f"the next machineroom command that can write there marks it interrupted"
+                )
+            status = "error"
+        elif finished.status == "interrupted":
+            notes.append(stop_reason())
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            hosts=self.finals,
+            stats=dict(finished.stats),
+            duration=finished.duration,
+            notes=tuple(notes),
+        )
 
 
 def _close_subscribers(subscribers: Sequence[Subscriber]) -> None:
