@@ -54,6 +54,7 @@ def full_request() -> RunRequest:
             ask_vault_password=True,
             vault_ids=("prod@/run/prod-pass",),
         ),
+        connect_from_settings=True,
         trigger="schedule:nightly",
         command_line="machineroom apply playbooks/site.yml --check",
     )
@@ -81,12 +82,38 @@ def test_every_field_survives_the_json_round_trip() -> None:
         ('{"target": "all"}', "missing 1 required positional argument: 'kind'"),
         ("[1, 2]", "expected a JSON object"),
         ("{kind: apply}", "not JSON"),
+        (
+            '{"kind": "apply", "target": "a.yml", "habits": {"becom": true}}',
+            "habits: unknown flag(s): becom (known: ask_become_pass",
+        ),
     ],
 )
 def test_a_malformed_request_is_refused_with_a_clear_message(text: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
         RunRequest.from_json(text)
     assert message in str(caught.value)
+
+
+def test_a_request_leaving_connections_to_the_project_reads_them_where_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler and the dashboard leave forks, timeouts and the vault source to the
+    child: it reads the repository's machineroom.yml as it is at that run."""
+    from machineroom.runs import settings
+    from machineroom.runs.execute import settled
+
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    h1: {host: 127.0.0.1}\n")
+    (tmp_path / "machineroom.yml").write_text("forks: 7\ncommand_timeout: 42\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings, "_cache", {})
+    asked = RunRequest(
+        kind="facts", target="all", inventory_paths=("inventory.yml",), connect_from_settings=True
+    )
+    done = settled(asked)
+    assert (done.connect.forks, done.connect.command_timeout) == (7, 42.0)
+    assert not done.connect_from_settings
+    chosen = RunRequest(kind="facts", target="all", connect=ConnectSettings(forks=3))
+    assert settled(chosen) is chosen  # a requester's own choice stands
 
 
 def run_request(text: str, cwd: Path) -> subprocess.CompletedProcess[str]:

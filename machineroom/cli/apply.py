@@ -14,7 +14,6 @@ import click
 from machineroom.cli.ansible_habits import ansible_playbook_options
 from machineroom.cli.context import connection_options, inventory_options, make_workspace
 from machineroom.runs.apply import PLAN_FORMATS
-from machineroom.runs.apply import words as split_words
 from machineroom.runs.request import RunRequest, RunResult
 
 if TYPE_CHECKING:
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 SELECTION = ("playbook", "limit", "tags", "skip_tags", "stages", "extra_vars")
-
-__all__ = ["split_words"]
 
 
 def playbook_options(func: F) -> F:

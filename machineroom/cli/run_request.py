@@ -32,11 +32,18 @@ def run_request_command(source: str) -> None:
     """Run the RunRequest (JSON) in FILE, or on stdin with `-`; exit with the run's status."""
     from machineroom.cli.apply import finish
     from machineroom.report import make_reporter
-    from machineroom.runs.execute import execute_request
+    from machineroom.runs.execute import execute_request, settled
 
-    request = RunRequest.from_json(_read(source))
+    request = settled(RunRequest.from_json(_read(source)))
     if request.kind == "collect":
         sys.exit(_collect(request))
+    if request.kind == "run" and not request.module:
+        # as `machineroom run -- COMMAND` prints it: each host's block with its output
+        from machineroom.report.adhoc import CommandReporter, command_summary
+
+        result = execute_request(request, [CommandReporter()])
+        click.echo("\n" + command_summary(result.data.get("hosts", {}), result.run_id), err=True)
+        sys.exit(finish(result))
     reporter = make_reporter(verbosity=request.verbosity, diff=request.diff)
     sys.exit(finish(execute_request(request, [reporter])))
 

@@ -39,7 +39,6 @@ __all__ = [
     "ShellConnection",
     "hidden_output",
     "hide_output",
-    "output_hidden",
     "show_output",
 ]
 
@@ -73,11 +72,6 @@ def hidden_output(hide: bool = True) -> Iterator[None]:
     finally:
         if token is not None:
             _hidden_by.reset(token)
-
-
-def output_hidden() -> bool:
-    """True while this thread's commands are audited as hidden."""
-    return bool(_hidden_by.get())
 
 
 @dataclass(frozen=True)

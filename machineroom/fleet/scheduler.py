@@ -203,7 +203,7 @@ class Scheduler:
         self.command = list(command)
         self.inventory_paths = tuple(inventory_paths)
         self.state_path = state_path
-        self.connect = connect or ConnectSettings()
+        self.connect = connect  # None: each run reads the project's settings itself
         self.path = path
         self.on_event = on_event
         self.clock: Clock = clock or SystemClock()

@@ -73,6 +73,7 @@ class Schedule:
             command=self.command,
             become=self.become,
             connect=connect or ConnectSettings(),
+            connect_from_settings=connect is None,  # the child reads them at each run
             trigger=self.trigger,
             command_line="machineroom " + self.describe(),
         )

@@ -26,11 +26,10 @@ def running_scheduler(
     grace: float,
 ) -> Iterator[Scheduler]:
     """A Scheduler over the workspace's state database, holding its lock while in use; each
-    due schedule runs as a child `machineroom run-request -` with the connection settings
-    the project's configuration gives."""
+    due schedule runs as a child `machineroom run-request -`, which reads the connection
+    settings of the project's configuration as it is at that run."""
     from machineroom.fleet.scheduler import Scheduler
     from machineroom.fleet.scheduler_lock import scheduler_lock
-    from machineroom.runs.execute import connect_defaults
 
     store = workspace.open_state()
     try:
@@ -41,7 +40,6 @@ def running_scheduler(
                 [sys.executable, "-m", "machineroom"],
                 [str(Path(p).resolve()) for p in workspace.inventory_paths],
                 str(Path(workspace.state_path).resolve()),
-                connect=connect_defaults(workspace.inventory_paths),
                 path=path,
                 on_event=on_event,
                 grace=grace,

@@ -82,7 +82,21 @@ def execute_request(request: RunRequest, subscribers: Sequence[Subscriber] = ())
     execute = EXECUTORS.get(request.kind)
     if execute is None:
         raise UsageError(f"run request: kind '{request.kind}' cannot be run from a request yet")
+    request = settled(request)
     return execute(request, prepared_workspace(request), subscribers)
+
+
+def settled(request: RunRequest) -> RunRequest:
+    """The request with its connection settings read from the project's configuration here,
+    where it runs, when it asks for that (`connect_from_settings`): the scheduler and the
+    dashboard leave them to the child, which runs in the repository and reads its
+    machineroom.yml and ansible.cfg as they are now."""
+    import dataclasses
+
+    if not request.connect_from_settings:
+        return request
+    connect = connect_defaults(request.inventory_paths)
+    return dataclasses.replace(request, connect=connect, connect_from_settings=False)
 
 
 def prepared_workspace(request: RunRequest) -> Workspace:
@@ -101,9 +115,10 @@ def connect_defaults(inventory_paths: Sequence[str]) -> ConnectSettings:
     """The connection settings a command typed without connection options gets: forks,
     timeouts and the vault password's source from machineroom.yml, ansible.cfg and the
     environment (as the CLI's option defaults read them)."""
-    from machineroom.runs.settings import current_settings
+    from machineroom.runs.settings import current_settings, use_inventory_paths
     from machineroom.vault import PASSWORD_ENV
 
+    use_inventory_paths(tuple(inventory_paths))
     settings = current_settings(tuple(inventory_paths))
     vault_file = None
     if not os.environ.get(PASSWORD_ENV):  # the variable wins, as on the command line

@@ -50,6 +50,10 @@ class RunRequest:
     habits: Mapping[str, Any] = field(default_factory=dict)  # ansible-playbook's flags
     options: Mapping[str, Any] = field(default_factory=dict)  # the kind's own (collect: ...)
     connect: ConnectSettings = field(default_factory=ConnectSettings)
+    # True: `connect` holds no choice of the requester's; where the run happens, it takes
+    # the project's settings (forks, timeouts, the vault password's source), as a command
+    # typed there without connection options would
+    connect_from_settings: bool = False
     trigger: str | None = None  # what started it: `schedule:NAME`, `web:TOKEN:NONCE`
     command_line: str = ""  # as a person would type it; recorded as the run's command
 
@@ -80,6 +84,7 @@ class RunRequest:
             if name in data:
                 data[name] = tuple(data[name])
         data["connect"] = ConnectSettings.from_dict(data.get("connect") or {})
+        _check_habits(data.get("habits") or {})
         try:
             return cls(**data)
         except TypeError as exc:
@@ -114,11 +119,16 @@ EXIT_CODES = {
 }
 
 
-def worst_status(statuses: list[str], interrupted: bool = False) -> str:
-    """A run's status from its hosts': interrupted, else unreachable, failed, ok."""
-    if interrupted:
-        return "interrupted"
-    for status in ("error", "unreachable", "failed"):
-        if status in statuses:
-            return status
-    return "ok"
+def _check_habits(habits: object) -> None:
+    """A request's ansible-playbook flags must be ones machineroom knows."""
+    from machineroom.runs.habits import AnsibleHabits
+
+    if not isinstance(habits, dict):
+        raise UsageError("run request: habits: expected an object")
+    known = {f.name for f in fields(AnsibleHabits)}
+    unknown = sorted(set(habits) - known)
+    if unknown:
+        raise UsageError(
+            f"run request: habits: unknown flag(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )

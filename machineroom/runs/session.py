@@ -110,14 +110,15 @@ def run_prepared(
     try:
         finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
     except KeyboardInterrupt:
-        # a second stop signal: stop at once, but leave the database consistent
+        # a second stop signal: stop at once, but leave the database consistent; no
+        # connection is closed (a worker reconnecting holds it for its whole timeout)
         ignore_stops()
         _close_subscribers(subscribers)
         parts.recorder.abort()
         store.close()
         raise RunAborted() from None
     finally:
-        if sys.exc_info()[0] is not KeyboardInterrupt:
+        if not isinstance(sys.exc_info()[1], KeyboardInterrupt | RunAborted):
             with held():  # let the last writes land
                 _close_subscribers(subscribers)
                 parts.pool.close_all()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machineroom.runs.execute import CHILD_ARGS, connect_defaults, request_file
+from machineroom.runs.execute import CHILD_ARGS, request_file
 from machineroom.runs.request import RunRequest
 from machineroom.state.records import iso, utc_now
 from machineroom.web.errors import ApiError
@@ -136,14 +136,14 @@ class ActionManager:
                 del self._claims[key]
 
     def request(self, kind: str, target: str, **fields: Any) -> RunRequest:
-        """A request on this server's inventory and state database, with the connection
-        defaults a command typed there gets."""
+        """A request on this server's inventory and state database; the child takes the
+        connection settings of the repository's configuration, as a command typed there."""
         return RunRequest(
             kind=kind,
             target=target,
             inventory_paths=self.inventory_paths,
             state_path=self.state_path,
-            connect=connect_defaults(self.inventory_paths),
+            connect_from_settings=True,
             **fields,
         )
 
