@@ -1,16 +1,7 @@
-"""ansible-playbook's common flags on `machineroom apply`, and `-u/-k/--private-key/-K` on
-commands that connect. Each does what it does in ansible-playbook:
-
-- `-b/--become`, `--become-user`, `--become-method`: every play becomes (ansible.cfg's
-  [privilege_escalation] settings are the defaults); `-K/--ask-become-pass` asks for the sudo
-  password once, for hosts whose inventory gives none;
-- `-u/--user`, `--private-key`, `-k/--ask-pass`: login user, key and password of hosts whose
-  inventory entry gives none (the inventory wins, as in Ansible);
-- `--start-at-task NAME`: skip every task before the first whose name matches;
-- `--list-hosts`, `--list-tasks`, `--list-tags`, `--syntax-check`: print ansible-playbook's
-  listing and connect to nothing;
-- `--force-handlers`: notified handlers run on a host even after it failed;
-- `--flush-cache`: machineroom keeps no fact cache, so it says so and goes on.
+"""ansible-playbook's common flags as options of `machineroom apply`, and `-u/-k/--private-key`
+on commands that connect. What each does is in machineroom/runs/habits.py; the listing flags
+(`--list-hosts`, `--list-tasks`, `--list-tags`, `--syntax-check`) print ansible-playbook's
+listing and connect to nothing; `--flush-cache` says machineroom keeps no fact cache.
 """
 
 from __future__ import annotations

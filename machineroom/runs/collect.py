@@ -34,6 +34,7 @@ from machineroom.modules.collect_script import (
     build_script,
     collectors_from,
 )
+from machineroom.runs.one_task import run_one_task
 from machineroom.runs.request import RunResult
 from machineroom.runs.session import RunRecord, Subscriber, run_prepared, start_run_row
 
@@ -347,7 +348,6 @@ def install_collector(
 ) -> RunResult:
     """Install the collection script and the restricted public key on the hosts matching
     `pattern` (over their normal, administrative login), as a recorded playbook run."""
-    from machineroom.executor.hoststate import RunOptions
     from machineroom.runs.prepare import prepare
 
     hosts = workspace.select(pattern)
@@ -356,24 +356,11 @@ def install_collector(
     with tempfile.TemporaryDirectory(prefix="machineroom-collector-") as folder:
         playbook = install_playbook(Path(folder), pattern, hosts, public_key, become)
         prepared = prepare(workspace, str(playbook), None, frozenset(), ())
-        store = workspace.open_state()
-        try:
-            store.mark_interrupted_runs()
-            return run_prepared(
-                workspace,
-                store,
-                prepared,
-                RunRecord(
-                    kind="collector-install",
-                    label="(install collector)",
-                    args={"pattern": pattern, "install": key_file, "check": check},
-                    trigger=trigger,
-                    command_line=command_line,
-                ),
-                RunOptions(check=check, forks=connect.forks),
-                connect,
-                subscribers,
-                resumable=False,
-            )
-        finally:
-            store.close()
+        record = RunRecord(
+            kind="collector-install",
+            label="(install collector)",
+            args={"pattern": pattern, "install": key_file, "check": check},
+            trigger=trigger,
+            command_line=command_line,
+        )
+        return run_one_task(workspace, prepared, record, connect, subscribers, check=check)

@@ -122,8 +122,9 @@ def run_one_task(
     audit_label: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Run a prepared one-task play, recorded as `apply` runs are (the store is opened and
-    closed here). `options`: more RunOptions fields."""
+    """Run a prepared play a command generated (a one-task play, the collector install),
+    recorded as `apply` runs are but not resumable (the store is opened and closed here).
+    `options`: more RunOptions fields."""
     from machineroom.executor.hoststate import RunOptions
 
     store = workspace.open_state()
