@@ -353,3 +353,17 @@ def test_a_lab_on_another_port_names_it_in_known_hosts(own_lab_dir: str) -> None
     with open(own.known_hosts) as f:
         assert f.read().startswith(f"[{LAB_NET}.{OWN_FIRST}]:2222 ssh-ed25519 ")
     assert on(own, own.hosts[0], "hostname") == f"h{OWN_FIRST}"
+
+
+def test_a_lab_of_more_than_254_hosts_goes_on_to_the_next_net(own_lab_dir: str) -> None:
+    # Two hosts across the boundary: h254 on the first net, h255 on the second one's .1. The
+    # same net twice on port 2222 keeps clear of the session lab (port 22) and of other nets.
+    nets = f"{LAB_NET},{LAB_NET}"
+    with pytest.raises(LabError, match=r"do not fit.*list more nets"):
+        start_lab(255, own_lab_dir, net=LAB_NET)
+    own = start_lab(2, own_lab_dir, net=nets, first=254, port=2222)
+    assert [(h.name, h.address) for h in own.hosts] == [
+        ("h254", f"{LAB_NET}.254"),
+        ("h255", f"{LAB_NET}.1"),
+    ]
+    assert [on(own, h, "hostname") for h in own.hosts] == ["h254", "h255"]

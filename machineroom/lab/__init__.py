@@ -111,21 +111,28 @@ def start_lab(
 ) -> Lab:
     """Start `count` hosts h<first>.. on <net>.<first>..:<port>; return when all answer.
 
-    Any lab already in `lab_dir` (even from a killed run) is stopped first. With
-    `pam_nodelay`, a wrong password is refused at once instead of after about 3 s.
-    Raises LabError when the machine cannot run a lab, LabHostError when a host died or
-    did not answer within `ready_timeout` seconds (the lab is then stopped).
+    `net` may list several nets, comma-separated ("127.0.20,127.0.21"): host I listens on
+    the first net's .I for I <= 254, then on the next net's .(I - 254), and so on, so that a
+    lab holds more than 254 hosts. Any lab already in `lab_dir` (even from a killed run) is
+    stopped first. With `pam_nodelay`, a wrong password is refused at once instead of after
+    about 3 s. Raises LabError when the machine cannot run a lab, LabHostError when a host
+    died or did not answer within `ready_timeout` seconds (the lab is then stopped).
     """
     lab_dir = _check_lab_dir(lab_dir)
-    if count < 1 or first < 1 or first + count - 1 > 254:
-        raise LabError(f"hosts {first}..{first + count - 1} do not fit in {net}.1..254")
-    if not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}", net):
-        raise LabError(f"net must be three octets in 127.0.0.0/8, like 127.0.1 (got {net!r})")
+    nets = net.split(",")
+    for one in nets:
+        if not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}", one):
+            raise LabError(f"net must be three octets in 127.0.0.0/8, like 127.0.1 (got {one!r})")
+    if count < 1 or first < 1 or first + count - 1 > 254 * len(nets):
+        raise LabError(
+            f"hosts {first}..{first + count - 1} do not fit in {net}.1..254"
+            " (list more nets, comma-separated, for more than 254 hosts)"
+        )
     if not 0 < port < 65536:
         raise LabError(f"port must be in 1..65535 (got {port})")
     tools = _check_machine()
     stop_lab(lab_dir)
-    hosts = tuple(LabHost(f"h{i}", f"{net}.{i}", port) for i in range(first, first + count))
+    hosts = tuple(LabHost(f"h{i}", _address(nets, i), port) for i in range(first, first + count))
     _check_free(hosts)
     root = Path(lab_dir)
     root.mkdir(mode=0o700)
@@ -213,6 +220,11 @@ def lab_status(lab_dir: str = DEFAULT_LAB_DIR) -> tuple[HostStatus, ...]:
 
     with ThreadPoolExecutor(min(32, len(lab.hosts))) as pool:
         return tuple(pool.map(one, zip(lab.hosts, pids, strict=True)))
+
+
+def _address(nets: list[str], index: int) -> str:
+    """Host `index`'s address: 254 hosts per net, the nets taken in order."""
+    return f"{nets[(index - 1) // 254]}.{(index - 1) % 254 + 1}"
 
 
 # ----------------------------------------------------------------- checks
