@@ -15,6 +15,8 @@ How each figure is taken (see benchmarks/README.md):
 - cpu: user+system seconds of the process and every descendant it waited for (wait4 rusage;
   ansible's ControlPersist masters live on after the run and are not counted).
 - tree RSS: the peak, sampled every 0.1 s, of the summed RSS of the process and descendants.
+- host CPU: every host's sshd listener and the sessions it reaped (remote_cpu.py), read
+  before each run and after it, once its connections have closed.
 - remote commands: every SSH session that runs a command (exec or subsystem) starts root's
   bash, which sources ~/.bashrc; the benchmark prepends one line to each host's /root/.bashrc
   that appends to /root/.bench-execs and counts the lines (same method for all tools).
@@ -41,6 +43,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from remote_cpu import listeners, remote_cpu, wait_closed
+from summary import TASKS, render_markdown, summarise
+
 from machineroom.lab import Lab, start_lab, stop_lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,12 +61,21 @@ TOOLS_REQUIREMENTS = [
     "py-spy",
 ]
 MACHINEROOM = Path(sys.executable).with_name("machineroom")
-TASKS = 10
 TARGET = "/srv/bench"
 COUNTER = "root/.bench-execs"
-TOOLS = ["floor", "machineroom", "machineroom-nofacts", "pyinfra", "ansible-tuned",
-         "ansible-defaults"]  # fmt: skip
+TOOLS = ["floor", "machineroom", "machineroom-nofacts", "machineroom-noprograms", "pyinfra",
+         "ansible-tuned", "ansible-defaults"]  # fmt: skip
 SLOW = "ansible-defaults"
+# From this many hosts on, ansible-core runs only when asked (--ansible-large): at 200 hosts
+# a run takes minutes (ansible-defaults, forks 5: far more), and 500 forks would not fit here.
+LARGE = 200
+NO_PROGRAMS = "machineroom-noprograms"
+
+
+def has_no_programs() -> bool:
+    """Whether `machineroom apply` has the --no-programs flag (one task, one command)."""
+    out = subprocess.run([str(MACHINEROOM), "apply", "--help"], capture_output=True, text=True)
+    return "--no-programs" in out.stdout
 
 
 # ------------------------------------------------------------------------ environment
@@ -135,6 +149,7 @@ class Hosts:
 
     lab: Lab
     roots: list[Path]  # /proc/<pid 1 of host i>/root
+    listeners: list[int]  # each host's sshd listener: its reaped sessions' CPU
 
     def first(self, n: int) -> list[Path]:
         return self.roots[:n]
@@ -359,6 +374,8 @@ class Setup:
             argv = [str(MACHINEROOM), "apply", str(WORKLOAD / book), "-i", inv,
                     "--known-hosts", self.lab.known_hosts,
                     "--state", str(self.work / f"{tool}.db")]  # fmt: skip
+            if tool == NO_PROGRAMS:
+                argv.append("--no-programs")
             return argv, {}
         if tool == "pyinfra":
             argv = [str(bin_ / "pyinfra"), str(self.work / "inventory.py"),
@@ -384,11 +401,21 @@ def run_tool(setup: Setup, hosts: Hosts, tool: str, rnd: int, logs: Path) -> lis
     for phase in phases:
         reset_counters(roots)
         log = logs / f"n{setup.n}-r{rnd}-{tool}-{phase}.log"
+        # sessions of the previous run still closing would be charged to this one
+        wait_closed(hosts.listeners)
+        before = remote_cpu(setup.lab.lab_dir, hosts.listeners)
         row = measure(argv, log, env)
         kill_leftovers(str(setup.work / "cp"))
+        unclosed = wait_closed(hosts.listeners)
+        host_cpu = remote_cpu(setup.lab.lab_dir, hosts.listeners) - before
         text = log.read_text(errors="replace")
         commands = count_commands(roots)
         row.update(n=setup.n, round=rnd, tool=tool, phase=phase, commands=commands)
+        row["host_cpu"] = None if unclosed else round(host_cpu, 2)
+        row["cpu_ms_per_host_task"] = round(row["cpu"] * 1000 / (setup.n * TASKS), 2)
+        row["host_cpu_ms_per_host_task"] = (
+            None if unclosed else round(host_cpu * 1000 / (setup.n * TASKS), 2)
+        )
         if tool == "floor":
             try:
                 row["floor"] = json.loads(text.strip().splitlines()[-1])
@@ -409,8 +436,10 @@ def run_tool(setup: Setup, hosts: Hosts, tool: str, rnd: int, logs: Path) -> lis
         flag = "" if row["ok"] else f"  FAILED rc={row['rc']} {row.get('problems')} (log {log})"
         print(
             f"  N={setup.n:<3} r{rnd} {tool:<20} {phase:<5} {row['wall']:7.2f} s"
-            f"  cpu {row['cpu']:6.2f} s  rss {row['tree_rss_mb']:6.1f} MB"
-            f"  cmds {commands:5d}  load {row['load1']:.2f}{flag}",
+            f"  cpu {row['cpu']:6.2f} s  host cpu {host_cpu:6.2f} s"
+            f"{f' ({unclosed} sessions unclosed)' if unclosed else ''}"
+            f"  rss {row['tree_rss_mb']:6.1f} MB  cmds {commands:5d}"
+            f"  load {row['load1']:.2f}{flag}",
             flush=True,
         )
         rows.append(row)
@@ -467,129 +496,6 @@ def profile(setup: Setup, hosts: Hosts, out_dir: Path) -> dict[str, str]:
     return files
 
 
-# ------------------------------------------------------------------------ summary
-def summarise(rows: list[dict], tools: list[str]) -> dict:
-    """Medians, min-max per (N, tool, phase) and the within-round ratios behind the targets."""
-    out: dict = {"cells": [], "ratios": []}
-    counts = sorted({r["n"] for r in rows})
-    for n in counts:
-        for tool in tools:
-            for phase in ("first", "rerun", "floor"):
-                cell = [r for r in rows if (r["n"], r["tool"], r["phase"]) == (n, tool, phase)]
-                if not cell:
-                    continue
-                walls = [r["wall"] for r in cell]
-                out["cells"].append({
-                    "n": n, "tool": tool, "phase": phase, "rounds": len(cell),
-                    "ok": all(r["ok"] for r in cell),
-                    "wall_median": round(statistics.median(walls), 3),
-                    "wall_min": min(walls), "wall_max": max(walls),
-                    "cpu_median": round(statistics.median(r["cpu"] for r in cell), 2),
-                    "tree_rss_mb_max": max(r["tree_rss_mb"] for r in cell),
-                    "commands_per_task_host": statistics.median(
-                        r.get("commands_per_task_host", 0) for r in cell),
-                    "load1": [min(r["load1"] for r in cell), max(r["load1"] for r in cell)],
-                })  # fmt: skip
-
-        def ratio(
-            name: str, num: tuple[str, str], den: tuple[str, str], target: str, n: int = n
-        ) -> None:
-            values = []
-            for rnd in sorted({r["round"] for r in rows if r["n"] == n}):
-                by = {(r["tool"], r["phase"]): r for r in rows if (r["n"], r["round"]) == (n, rnd)}
-                if num in by and den in by and by[num]["ok"] and by[den]["ok"]:
-                    values.append(by[num]["wall"] / by[den]["wall"])
-            if values:
-                out["ratios"].append({
-                    "n": n, "ratio": name, "target": target, "rounds": len(values),
-                    "median": round(statistics.median(values), 2),
-                    "min": round(min(values), 2), "max": round(max(values), 2),
-                })  # fmt: skip
-
-        mr = ("machineroom", "rerun")
-        ratio("ansible-tuned / machineroom, re-run", ("ansible-tuned", "rerun"), mr, "≥ 30 at 50")
-        ratio("pyinfra / machineroom, re-run", ("pyinfra", "rerun"), mr, "≥ 3 at 50")
-        ratio("machineroom / raw floor, re-run", mr, ("floor", "floor"), "≤ 1.5 at 50")
-        ratio("pyinfra / machineroom, first run", ("pyinfra", "first"),
-              ("machineroom", "first"), "≥ 3 at 50")  # fmt: skip
-        ratio("ansible-defaults / machineroom, re-run", ("ansible-defaults", "rerun"), mr, "")
-        ratio("ansible-tuned / machineroom-nofacts, re-run", ("ansible-tuned", "rerun"),
-              ("machineroom-nofacts", "rerun"), "(same playbook file)")  # fmt: skip
-        ratio("machineroom-nofacts / raw floor, re-run", ("machineroom-nofacts", "rerun"),
-              ("floor", "floor"), "")  # fmt: skip
-    return out
-
-
-def fmt_cell(c: dict | None) -> str:
-    if c is None:
-        return "–"
-    text = f"{c['wall_median']:.2f} ({c['wall_min']:.2f}–{c['wall_max']:.2f})"
-    return text if c["ok"] else text + " **FAILED**"
-
-
-def render_markdown(result: dict) -> str:
-    """The results as markdown: context, the wall-time table, resources, ratios."""
-    m, v = result["machine"], result["versions"]
-    lines = [
-        f"# Benchmark results: {result['date']}",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}, kernel "
-        f"{m['kernel']}, {m['openssh']}, Python {m['python']}  ",
-        f"Versions: machineroom {m['machineroom']} (paramiko {m['machineroom_paramiko']}), "
-        f"ansible-core {v['ansible-core']}, pyinfra {v['pyinfra']} (paramiko {v['paramiko']})  ",
-        f"Load average (1 min) during the runs: {result['load_range'][0]:.2f}–"
-        f"{result['load_range'][1]:.2f} (a shared 2-core machine; other work ran too)  ",
-        "Workload: the env stage, 10 tasks per host (benchmarks/workload). machineroom's "
-        "default fact gathering was **on** for `machineroom` and `ansible-defaults` "
-        "(site.yml), off for `machineroom-nofacts` and `ansible-tuned` (site_nofacts.yml).",
-        "",
-        "## Wall time, seconds: median (min–max) over rounds",
-        "",
-        "| hosts | tool | rounds | first run | re-run | CPU s first / re-run | "
-        "peak tree RSS MB | remote cmds per task per host first / re-run |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    cells = {(c["n"], c["tool"], c["phase"]): c for c in result["summary"]["cells"]}
-    for n in result["hosts"]:
-        for tool in result["tools"]:
-            if tool == "floor":
-                c = cells.get((n, "floor", "floor"))
-                if c:
-                    lines.append(
-                        f"| {n} | raw floor (paramiko, 10 × `true`) | {c['rounds']} | – | "
-                        f"{fmt_cell(c)} | {c['cpu_median']:.2f} | {c['tree_rss_mb_max']:.0f} | "
-                        "1.0 |"
-                    )
-                continue
-            f, r = cells.get((n, tool, "first")), cells.get((n, tool, "rerun"))
-            if not f and not r:
-                continue
-            rounds = (f or r)["rounds"]  # type: ignore[index]
-            cpu = " / ".join(f"{c['cpu_median']:.2f}" if c else "–" for c in (f, r))
-            rss = max(c["tree_rss_mb_max"] for c in (f, r) if c)
-            cmds = " / ".join(f"{c['commands_per_task_host']:.2f}" if c else "–" for c in (f, r))
-            lines.append(
-                f"| {n} | {tool} | {rounds} | {fmt_cell(f)} | {fmt_cell(r)} | {cpu} | "
-                f"{rss:.0f} | {cmds} |"
-            )
-    lines += ["", "Start-up alone (median of 3): " + ", ".join(
-        f"`{k}` {v:.3f} s" for k, v in result["startup"].items()), ""]  # fmt: skip
-    lines += [
-        "## Ratios of wall times taken within the same round: median (min–max)",
-        "",
-        "| hosts | ratio | target | rounds | median | min–max |",
-        "|---:|---|---|---:|---:|---:|",
-    ]
-    for r in result["summary"]["ratios"]:
-        lines.append(
-            f"| {r['n']} | {r['ratio']} | {r['target']} | {r['rounds']} | {r['median']:.2f} | "
-            f"{r['min']:.2f}–{r['max']:.2f} |"
-        )
-    lines += ["", "Notes:", *[f"- {note}" for note in result["notes"]], ""]
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="machineroom vs ansible-core vs pyinfra")
     parser.add_argument("--hosts", default="1,10,50", help="host counts, e.g. 1,10,50,200")
@@ -600,16 +506,33 @@ def main() -> None:
         default=1,
         help="rounds of ansible-defaults at 50 hosts or more (it takes minutes)",
     )
-    parser.add_argument("--tools", default=",".join(TOOLS), help="subset, comma-separated")
+    parser.add_argument("--tools", help=f"subset of {','.join(TOOLS)}, comma-separated")
+    parser.add_argument(
+        "--ansible-large",
+        action="store_true",
+        help=f"run ansible-core at {LARGE} hosts and more too (it takes many minutes)",
+    )
     parser.add_argument("--lab-dir", default="/tmp/lab-mr-bench")
-    parser.add_argument("--net", default="127.0.20")
+    # a /24 holds 254 hosts: the second net takes hosts 255 to 508
+    parser.add_argument("--net", default="127.0.20,127.0.21", help="nets, comma-separated")
     parser.add_argument("--profile", action="store_true", help="profile machineroom's re-run")
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--keep-lab", action="store_true")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
-    tools = [t for t in TOOLS if t in args.tools.split(",")]
+    notes_tools = []
+    asked = args.tools.split(",") if args.tools else TOOLS
+    if unknown := set(asked) - set(TOOLS):
+        parser.error(f"unknown tools: {', '.join(sorted(unknown))} (known: {', '.join(TOOLS)})")
+    tools = [t for t in TOOLS if t in asked]
+    if NO_PROGRAMS in tools and not has_no_programs():
+        # the flag is new: an older machineroom runs without this line, asked or not
+        tools.remove(NO_PROGRAMS)
+        if args.tools:
+            print(f"{NO_PROGRAMS} skipped: `machineroom apply` has no --no-programs", flush=True)
+            notes_tools.append(f"{NO_PROGRAMS} was asked for but skipped: this machineroom's "
+                               "`apply` has no --no-programs flag.")  # fmt: skip
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(args.lab_dir + "-work")
@@ -620,12 +543,13 @@ def main() -> None:
     versions = ensure_tools()
     machine = machine_info()
     started = time.perf_counter()
-    lab = start_lab(max(counts), args.lab_dir, net=args.net)
+    # ~0.1 s a host to come up on this machine when it is busy
+    lab = start_lab(max(counts), args.lab_dir, net=args.net, ready_timeout=max(30, max(counts) / 5))
     print(f"lab: {max(counts)} hosts up in {time.perf_counter() - started:.1f} s", flush=True)
     rows: list[dict] = []
     result: dict = {}
     try:
-        hosts = Hosts(lab, host_roots(lab))
+        hosts = Hosts(lab, host_roots(lab), listeners(lab.lab_dir))
         install_counters(hosts.roots)
         setups = {n: Setup(n, work / f"n{n}", lab) for n in counts}
         for setup in setups.values():
@@ -639,6 +563,8 @@ def main() -> None:
             for rnd in range(1, args.rounds + 1):
                 for tool in tools:
                     if tool == SLOW and n >= 50 and rnd > args.slow_rounds:
+                        continue
+                    if tool.startswith("ansible") and n >= LARGE and not args.ansible_large:
                         continue
                     rows += run_tool(setups[n], hosts, tool, rnd, logs)
         profiles = profile(setups[max(counts)], hosts, out_dir) if args.profile else {}
@@ -660,6 +586,19 @@ def main() -> None:
         "gather_facts: false, interpreter_python set; ansible-defaults: default config "
         "(forks 5, facts, interpreter discovery, no pipelining), known_hosts only added.",
         f"ansible-defaults at 50 hosts and more: {args.slow_rounds} round(s) only.",
+        f"ansible-core at {LARGE} hosts and more: "
+        + (
+            "run (--ansible-large)."
+            if args.ansible_large
+            else "not run (it takes many minutes a run; --ansible-large runs it)."
+        ),
+        f"{NO_PROGRAMS}: `machineroom apply --no-programs`, site.yml: each task sent as its "
+        "own remote command, as before per-host programs.",
+        "Host CPU: user + system CPU of every host's sshd listener and the sessions it reaped "
+        "(with the shells and programs they ran), read before a run and after it once every "
+        "session has closed; the hosts share the controller's 2 cores. Per host-task figures "
+        "divide by hosts × 10 tasks (the floor: 10 `true` commands).",
+        *notes_tools,
         "pyinfra: --parallel N, `-y`; the `creates` guard is its idiom, a File fact checked "
         "while operations are planned.",
         "raw floor: one process, one thread per host: paramiko connect + key login "
