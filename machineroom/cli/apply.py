@@ -106,6 +106,11 @@ def plan_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout at the end.")
 @click.option("-v", "--verbose", count=True, help="More output (-v ok tasks, -vv command output).")
+@click.option(
+    "--no-programs",
+    is_flag=True,
+    help="Send every task to its host as a command of its own, not in per-host programs.",
+)
 @ansible_playbook_options
 def apply_command(
     selection: dict[str, Any],
@@ -117,6 +122,7 @@ def apply_command(
     resume: bool,
     as_json: bool,
     verbose: int,
+    no_programs: bool,
     habits: AnsibleHabits,
 ) -> None:
     """Run PLAYBOOK on the inventory's hosts, in parallel, recording everything.
@@ -151,6 +157,7 @@ def apply_command(
         resume=resume,
         verbosity=verbose,
         habits={k: v for k, v in dataclasses.asdict(habits).items() if v},
+        options={"programs": False} if no_programs else {},
         connect=connect,
     )
     workspace = make_workspace(inventory_paths, state_path)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from machineroom.connection.output import Stdin
+from machineroom.connection.output import OutputSink, Stdin
 from machineroom.errors import MachineroomError, Unreachable
 from machineroom.inventory.model import Host
 
@@ -83,12 +83,14 @@ class Connection(Protocol):
         stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
+        sinks: tuple[OutputSink, OutputSink] | None = None,
     ) -> CommandResult:
         """Run `command` through the login shell's `sh -c`; stdin is sent then closed.
 
         `stdin` is bytes or the path of a local file, streamed from disk. What the command
         prints is kept head and tail (connection/output.py): the memory a command costs is
-        bounded whatever it prints.
+        bounded whatever it prints. `sinks` (stdout, stderr) take the streams as they arrive
+        instead; the result then holds what their `text()` says.
         """
         ...
 

@@ -24,7 +24,7 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_CLOSE, cMSG_CHANNEL_CLOSE
 from paramiko.message import Message
 
-from machineroom.connection.output import CappedOutput, Stdin, pump, stdin_size
+from machineroom.connection.output import OutputSink, Stdin, pump, stdin_size
 
 __all__ = ["Feeder", "TimedOut", "collect", "guard_closes", "own", "release", "send_stdin"]
 
@@ -141,7 +141,7 @@ def send_stdin(chan: paramiko.Channel, prefix: bytes, stdin: Stdin) -> Feeder:
 
 
 def collect(
-    chan: paramiko.Channel, deadline: float | None, out: CappedOutput, err: CappedOutput
+    chan: paramiko.Channel, deadline: float | None, out: OutputSink, err: OutputSink
 ) -> int:
     """Read stdout and stderr into `out` and `err` until EOF and the exit status; the code."""
     fd = chan.fileno()  # a pipe paramiko sets whenever either stream has data or closes

@@ -28,7 +28,7 @@ from machineroom.connection.base import (
     SessionDropped,
     SudoPlanner,
 )
-from machineroom.connection.output import Stdin, describe_local_error
+from machineroom.connection.output import OutputSink, Stdin, describe_local_error
 from machineroom.errors import CommandTimeout, InputError, Interrupted, MachineroomError
 from machineroom.inventory.model import Host
 
@@ -91,6 +91,10 @@ class DeadlinePassed(Exception):
     let go of the channel or process; the wrapper reports it and kills the command."""
 
 
+# A command's stdout and stderr sinks (connection/output.py), when the caller reads them live.
+Sinks = tuple[OutputSink, OutputSink]
+
+
 class ShellConnection(ABC):
     """A Connection whose commands run through `sh -c` on the far side of a transport.
 
@@ -128,12 +132,23 @@ class ShellConnection(ABC):
     def ensure_open(self) -> None:  # noqa: B027 (a hook: most transports need nothing)
         """Called before each command: open a session never opened (default: nothing)."""
 
+    # True when exec_command takes `sinks` and fills them as output arrives; otherwise the
+    # shared part fills them once the command ended (a transport written without them).
+    streams_output = False
+
     @abstractmethod
     def exec_command(
-        self, wire: str, prefix: bytes, stdin: Stdin, timeout: float | None, tag: str | None
+        self,
+        wire: str,
+        prefix: bytes,
+        stdin: Stdin,
+        timeout: float | None,
+        tag: str | None,
+        sinks: Sinks | None = None,
     ) -> Exited:
         """Run the shell command line `wire` as the login user, send `prefix` then `stdin`
-        on its stdin and close it, keep its output head and tail (output.py).
+        on its stdin and close it, keep its output head and tail (output.py), or, for a
+        transport with `streams_output`, feed it to `sinks` (stdout, stderr) as it arrives.
 
         `tag` (None for helper commands) names the command for `kill_command`. Raise
         DeadlinePassed past `timeout` seconds, SessionDropped(started=False) when the
@@ -169,9 +184,11 @@ class ShellConnection(ABC):
         stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
+        sinks: Sinks | None = None,
     ) -> CommandResult:
         """Run `command` through the login shell's `sh -c`; stdin (bytes, or a local file
-        streamed from disk) is sent then closed; output is kept head and tail (output.py).
+        streamed from disk) is sent then closed; output is kept head and tail (output.py),
+        or fed to `sinks` (stdout, stderr) as it arrives.
 
         With `become`, the command runs as `sudo -u USER -- sh -c COMMAND` (or su), the
         password (when asked for) going first on stdin. Raises CommandTimeout past `timeout`
@@ -199,7 +216,7 @@ class ShellConnection(ABC):
             self._running[tag] = become
         user = become.user if become else None
         try:
-            return self._execute(wire, prefix, stdin, timeout, command, user, tag)
+            return self._execute(wire, prefix, stdin, timeout, command, user, tag, sinks)
         except CommandTimeout:
             self._kill(tag, become, "(kill the timed-out command)")
             raise
@@ -239,12 +256,21 @@ class ShellConnection(ABC):
         shown: str,
         become_user: str | None,
         tag: str | None,
+        sinks: Sinks | None = None,
     ) -> CommandResult:
         """Exec `wire` through the transport and report it; `shown` is what results and the
         audit log say the command was."""
         start = time.monotonic()
         try:
-            done = self.exec_command(wire, prefix, stdin, timeout, tag)
+            if sinks is None:
+                done = self.exec_command(wire, prefix, stdin, timeout, tag)
+            elif self.streams_output:
+                done = self.exec_command(wire, prefix, stdin, timeout, tag, sinks)
+            else:
+                done = self.exec_command(wire, prefix, stdin, timeout, tag)
+                sinks[0].add(done.stdout.encode())
+                sinks[1].add(done.stderr.encode())
+                done = dataclasses.replace(done, stdout=sinks[0].text(), stderr=sinks[1].text())
         except DeadlinePassed:
             assert timeout is not None
             self._report(shown, -1, "", f"timed out after {timeout:g}s", start, become_user)

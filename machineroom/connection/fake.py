@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from machineroom.connection.base import Become, CommandResult
+from machineroom.connection.command import Sinks
 from machineroom.connection.output import Stdin
 from machineroom.errors import Interrupted, MachineroomError, Unreachable
 from machineroom.inventory.model import Host
@@ -127,9 +128,11 @@ class FakeConnection:
         stdin: Stdin = None,
         timeout: float | None = None,
         become: Become | None = None,
+        sinks: Sinks | None = None,
     ) -> CommandResult:
         """The canned result of the first expectation `command` matches; UnexpectedCommand
-        when none does. Interrupted when the run stopped while the command was 'running'."""
+        when none does. Interrupted when the run stopped while the command was 'running'.
+        `sinks` get the canned output, and the result what they make of it."""
         data = stdin if isinstance(stdin, bytes) or stdin is None else _read(stdin)
         with self._lock:
             self.commands.append(SentCommand(command, data, become))
@@ -147,11 +150,16 @@ class FakeConnection:
             raise Interrupted(f"{self.host.id}: command killed by the run's stop")
         if reply.raises is not None:
             raise reply.raises
+        stdout, stderr = reply.stdout, reply.stderr
+        if sinks is not None:
+            sinks[0].add(stdout.encode())
+            sinks[1].add(stderr.encode())
+            stdout, stderr = sinks[0].text(), sinks[1].text()
         return CommandResult(
             command=command,
             exit_code=reply.exit_code,
-            stdout=reply.stdout,
-            stderr=reply.stderr,
+            stdout=stdout,
+            stderr=stderr,
             duration=time.monotonic() - started,
             become_user=become.user if become else None,
         )

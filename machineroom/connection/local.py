@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import IO
 
 from machineroom.connection.base import ConnectOptions
-from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection
-from machineroom.connection.output import CappedOutput, Stdin, pump
+from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection, Sinks
+from machineroom.connection.output import CappedOutput, OutputSink, Stdin, pump
 from machineroom.errors import Interrupted
 from machineroom.inventory.model import Host
 
@@ -55,8 +55,16 @@ class LocalConnection(ShellConnection):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
 
+    streams_output = True
+
     def exec_command(
-        self, wire: str, prefix: bytes, stdin: Stdin, timeout: float | None, tag: str | None
+        self,
+        wire: str,
+        prefix: bytes,
+        stdin: Stdin,
+        timeout: float | None,
+        tag: str | None,
+        sinks: Sinks | None = None,
     ) -> Exited:
         """`sh -c WIRE` in a session of its own; past `timeout` its process group is killed."""
         with self._start_lock:
@@ -73,7 +81,7 @@ class LocalConnection(ShellConnection):
             )
             if tag is not None:
                 self._groups[tag] = proc.pid
-        io = _Streams(proc, prefix, stdin)
+        io = _Streams(proc, prefix, stdin, sinks)
         try:
             io.finish(timeout)
         except subprocess.TimeoutExpired:
@@ -96,9 +104,11 @@ class _Streams:
     """A process's stdin fed and its stdout and stderr read by threads, in bounded memory
     (what `Popen.communicate` does, keeping everything)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], prefix: bytes, stdin: Stdin) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], prefix: bytes, stdin: Stdin, sinks: Sinks | None
+    ) -> None:
         self.proc = proc
-        self.out, self.err = CappedOutput(), CappedOutput()
+        self.out, self.err = sinks or (CappedOutput(), CappedOutput())
         self.local_error: OSError | None = None
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self._threads = [
@@ -125,7 +135,7 @@ class _Streams:
                 pipe.close()
 
     @staticmethod
-    def _read(pipe: IO[bytes], into: CappedOutput) -> None:
+    def _read(pipe: IO[bytes], into: OutputSink) -> None:
         with pipe:
             while piece := pipe.read1(65536):  # type: ignore[attr-defined]
                 into.add(piece)

@@ -13,12 +13,14 @@ import os
 import re
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Protocol
 
 __all__ = [
     "CHUNK",
     "OUTPUT_HEAD",
     "OUTPUT_TAIL",
     "CappedOutput",
+    "OutputSink",
     "Stdin",
     "cap_text",
     "count_not_kept",
@@ -62,6 +64,18 @@ def cap_text(text: str, limit: int) -> str:
     cut = text[half : len(text) - half]
     missing = count_not_kept(cut) + len(_NOT_KEPT.sub("", cut).encode())
     return f"{text[:half]}\n{not_kept(missing)}\n{text[len(text) - half :]}"
+
+
+class OutputSink(Protocol):
+    """Where a command's stream goes as it arrives: CappedOutput, or a reader that splits a
+    per-host program's output by task as it comes (executor/program.py)."""
+
+    def add(self, data: bytes) -> None:
+        """Take the next piece of the stream."""
+
+    def text(self) -> str:
+        """What the command's result says the stream was."""
+        ...
 
 
 class CappedOutput:

@@ -39,7 +39,7 @@ from machineroom.connection.channel import (
     release,
     send_stdin,
 )
-from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection
+from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection, Sinks
 from machineroom.connection.hostkeys import (
     DEFAULT_USER_FILE,
     SYSTEM_FILE,
@@ -445,8 +445,16 @@ class SSHConnection(ShellConnection):
         if self._fabric is None:
             self.open()
 
+    streams_output = True
+
     def exec_command(
-        self, wire: str, prefix: bytes, stdin: Stdin, timeout: float | None, tag: str | None
+        self,
+        wire: str,
+        prefix: bytes,
+        stdin: Stdin,
+        timeout: float | None,
+        tag: str | None,
+        sinks: Sinks | None = None,
     ) -> Exited:
         """Exec `wire` on a new channel of the session, `prefix` then `stdin` on its stdin."""
         host_id = self.host.id
@@ -463,7 +471,7 @@ class SSHConnection(ShellConnection):
                 f"the SSH session dropped before the command: {e or type(e).__name__}",
                 started=False,
             ) from None
-        stdout, stderr = CappedOutput(), CappedOutput()
+        stdout, stderr = sinks or (CappedOutput(), CappedOutput())
         feeder = None
         try:
             try:

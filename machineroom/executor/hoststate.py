@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from machineroom.connection.base import Connection
 from machineroom.events import EventBus
 from machineroom.executor.coordinator import Coordinator, Flag, LocalCoordinator
+from machineroom.executor.program import Program
 from machineroom.inventory.model import Host, Inventory
 from machineroom.playbook.model import Play
 from machineroom.templating import Templar
@@ -42,6 +43,8 @@ class RunOptions:
     start_stage: Mapping[str, str] = field(default_factory=dict)  # --resume: host -> stage
     verbosity: int = 0
     force_handlers: bool = False  # --force-handlers: a failed host still runs its handlers
+    # per-host programs: runs of independent tasks go to a host as one command (program.py)
+    programs: bool = True
 
 
 @dataclass
@@ -66,6 +69,8 @@ class HostState:
     # The host's `server_room.res` (what `record` tasks and stages keep for it across runs):
     # the database's at the start, updated by each task's `record`, passed to `record`.
     server_res: dict[str, Any] = field(default_factory=dict)
+    # the tasks sent ahead to the host as one program, taken as the walker reaches them
+    program: Program | None = None
 
     @property
     def done(self) -> bool:

@@ -23,6 +23,7 @@ from machineroom.executor.async_job import run_async
 from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.inventory_changes import INVENTORY_MODULES, apply_change
+from machineroom.executor.program import ProgramStep, claim_step
 from machineroom.executor.reboot import run_reboot
 from machineroom.executor.step import run_module
 from machineroom.executor.variables import Scope, origin_note
@@ -124,18 +125,21 @@ def _attempt(call: TaskCall, module: Module, variables: dict[str, Any], where: W
     task, state, run = call.task, call.state, call.run
     args: dict[str, Any] = {}
     target: Target | None = None
+    step = claim_step(state, task.id)  # part of a per-host program sent already?
     try:
-        args = _drop_omitted(run.templar.render(dict(task.args), variables, where))
-        args = prepare_args(module.name, args, module.schema, _location(task))
-        target = task_target(task, state, call.play_state, run, variables, where)
-        ctx = _module_context(task, state, run, call.scope, variables, where, target.host)
-        if module.name == "assert":
-            args = _evaluate_assert(args, variables, run, where)
-        elif module.name == "include_vars":  # the files are read here: modules do no I/O
-            from machineroom.executor.varfiles import load_var_files
+        if step is not None:
+            args, target = dict(step.args), step.target
+            outcome = _from_program(call, module, step, variables, where)
+        else:
+            args, target, ctx = render_call(call, module, variables, where)
+            if module.name == "assert":
+                args = _evaluate_assert(args, variables, run, where)
+            elif module.name == "include_vars":  # the files are read here: modules do no I/O
+                from machineroom.executor.varfiles import load_var_files
 
-            args = load_var_files(args, task, task.role or call.scope.role, run.playbook_dir)
-        outcome = _run_on_target(call, module, args, ctx, target, variables, where)
+                role = task.role or call.scope.role
+                args = load_var_files(args, task, role, run.playbook_dir)
+            outcome = _run_on_target(call, module, args, ctx, target, variables, where)
     except ConnectionFailure as exc:
         unreachable = Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
         return Attempt(unreachable[0], unreachable[1], target, unreachable=unreachable)
@@ -155,6 +159,36 @@ def _attempt(call: TaskCall, module: Module, variables: dict[str, Any], where: W
     except InputError as exc:  # changed_when/failed_when that cannot be evaluated
         result = {**result, "failed": True, "msg": str(exc)}
     return Attempt(outcome, result, target)
+
+
+def render_call(
+    call: TaskCall, module: Module, variables: dict[str, Any], where: Where
+) -> tuple[dict[str, Any], Target, ModuleContext]:
+    """The task's arguments rendered and checked, the host its command goes to, and the
+    module's context there."""
+    task, state, run = call.task, call.state, call.run
+    args = _drop_omitted(run.templar.render(dict(task.args), variables, where))
+    args = prepare_args(module.name, args, module.schema, _location(task))
+    target = task_target(task, state, call.play_state, run, variables, where)
+    ctx = _module_context(task, state, run, call.scope, variables, where, target.host)
+    return args, target, ctx
+
+
+def _from_program(
+    call: TaskCall,
+    module: Module,
+    step: ProgramStep,
+    variables: dict[str, Any],
+    where: Where,
+) -> Outcome:
+    """A task of a per-host program: its output once the host ran it; alone when the
+    program stopped before it."""
+    assert call.state.program is not None
+    output = call.state.program.output(step)
+    if output is None:
+        args = dict(step.args)
+        return _run_on_target(call, module, args, step.ctx, step.target, variables, where)
+    return module.interpret(step.args, step.ctx, output)
 
 
 def _run_on_target(
@@ -205,7 +239,7 @@ def _run_on_target(
                 connection,
                 become=become,
                 timeout=task.timeout,
-                environment=_environment(task, variables, run, where),
+                environment=task_environment(task, variables, run, where),
             )
         if module.name in INVENTORY_MODULES:  # add_host, group_by: the run's inventory
             outcome = apply_change(module.name, outcome, state, call.play_state, run)
@@ -293,7 +327,7 @@ def _apply_overrides(
     return result
 
 
-def _environment(
+def task_environment(
     task: Task, variables: dict[str, Any], run: RunShared, where: Where
 ) -> dict[str, str]:
     """The task's `environment:` rendered for this host: names checked, values as text."""

@@ -10,6 +10,8 @@ from machineroom.errors import InputError
 from machineroom.events import StageStarted, TaskFinished, TaskStatus
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.once import run_once
+from machineroom.executor.program import end_program
+from machineroom.executor.program_plan import programs_allowed, start_program
 from machineroom.executor.task import loop_items, run_task
 from machineroom.executor.variables import Scope, task_vars
 from machineroom.playbook.keywords import resolve_flags
@@ -67,18 +69,35 @@ class HostWalker:
                     self._forced_handlers(stage.name)
                 self._report_done()
         finally:
+            end_program(self.state)
             failed = self.state.failed or self.state.unreachable
             self.coordinator.walk_ended(self.host_id, failed=failed)
 
     def _stage(self, index: int, stage: Stage) -> None:
         scope = Scope(stage=stage.name, role=stage.role, tags=self.play_state.play.tags)
-        for position, item in enumerate(stage.items):
-            self._arrive((index, position))
-            if self.state.done or self._stopped():
-                continue  # keep arriving at the gate so lock-step partners are not held
-            if not self._items([item], scope):
-                self._fail_current(stage.name)
-            self._report_done()
+        try:
+            for position, item in enumerate(stage.items):
+                self._arrive((index, position))
+                if self.state.done or self._stopped():
+                    continue  # keep arriving at the gate so lock-step partners are not held
+                self._send_ahead(stage.items, position, scope)
+                if not self._items([item], scope):
+                    self._fail_current(stage.name)
+                self._report_done()
+        finally:
+            end_program(self.state)
+
+    def _send_ahead(self, items: Sequence[Item], position: int, scope: Scope) -> None:
+        """Before a task no program holds: send it and the independent tasks after it to
+        the host as one program (executor/program_plan.py), when the play allows."""
+        program = self.state.program
+        if program is not None and not program.exhausted():
+            return
+        end_program(self.state)
+        if isinstance(items[position], Task) and programs_allowed(self.play_state, self.run):
+            self.state.program = start_program(
+                items, position, self.state, self.play_state, self.run, scope
+            )
 
     def _report_done(self) -> None:
         """Tell the others when this host will run no more tasks in the play (a run_once
@@ -89,9 +108,11 @@ class HostWalker:
 
     def _items(self, items: Sequence[Item], scope: Scope) -> bool:
         """Run items in order; False as soon as one fails (not ignored) or the host is done."""
-        for item in items:
+        for position, item in enumerate(items):
             if self.state.done or self._stopped():
                 return not self.state.failed and not self.state.unreachable
+            if len(items) > 1:  # a block's tasks (a stage's come one at a time)
+                self._send_ahead(items, position, scope)
             ok = self._block(item, scope) if isinstance(item, Block) else self._one(item, scope)
             if not ok:
                 return False

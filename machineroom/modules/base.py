@@ -149,6 +149,10 @@ class Module:
     free_form: ClassVar[str | None] = None
     # True for modules that never contact the host (debug, set_fact, assert, fail, meta).
     local: ClassVar[bool] = False
+    # True when the executor may send the module's step inside a per-host program with other
+    # tasks' (executor/program.py): build() gives the same script for the same arguments,
+    # the step fails only with a non-zero exit code, and it sets no facts.
+    in_programs: ClassVar[bool] = False
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep | None:
         """The remote step for these arguments; None for local modules."""

@@ -79,6 +79,7 @@ class BlockinfileModule(Module):
     """Insert, update or remove a block of lines surrounded by marker lines."""
 
     name: ClassVar[str] = "blockinfile"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

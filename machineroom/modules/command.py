@@ -237,6 +237,7 @@ class CommandModule(Module):
     """
 
     name: ClassVar[str] = "command"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     free_form: ClassVar[str | None] = "cmd"
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -288,6 +289,7 @@ class ShellModule(Module):
     """
 
     name: ClassVar[str] = "shell"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     free_form: ClassVar[str | None] = "cmd"
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",

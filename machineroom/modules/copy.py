@@ -185,6 +185,7 @@ class CopyModule(Module):
     """Copy `content` or the local file `src` to `dest` on the host."""
 
     name: ClassVar[str] = "copy"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

@@ -284,6 +284,7 @@ class FileModule(Module):
     """Make a path a file, directory, link or hard link, or remove it; set its attributes."""
 
     name: ClassVar[str] = "file"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

@@ -124,6 +124,7 @@ class LineinfileModule(Module):
     """Ensure a line is present in (or absent from) a text file on the host."""
 
     name: ClassVar[str] = "lineinfile"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

@@ -94,6 +94,7 @@ class StatModule(Module):
     """Read a path's status; `stat.exists` is false for a missing path (not a failure)."""
 
     name: ClassVar[str] = "stat"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

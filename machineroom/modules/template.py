@@ -17,6 +17,7 @@ class TemplateModule(Module):
     """Render `src` (a local template) and install it at `dest`."""
 
     name: ClassVar[str] = "template"
+    in_programs: ClassVar[bool] = True  # a per-host program may hold its step
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

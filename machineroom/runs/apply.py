@@ -82,6 +82,7 @@ def apply_playbook(
             stages=stages,
             start_stage=start_stage,
             verbosity=request.verbosity,
+            programs=bool(request.options.get("programs", True)),
             **habits.run_options(),
         )
         return run_prepared(
