@@ -66,8 +66,8 @@ COUNTER = "root/.bench-execs"
 TOOLS = ["floor", "machineroom", "machineroom-nofacts", "machineroom-noprograms", "pyinfra",
          "ansible-tuned", "ansible-defaults"]  # fmt: skip
 SLOW = "ansible-defaults"
-# From this many hosts on, ansible-core runs only when asked (--ansible-large): at 200 hosts
-# a run takes minutes (ansible-defaults, forks 5: far more), and 500 forks would not fit here.
+# From this many hosts on, ansible-core runs only when asked (--ansible-large): at 50 hosts a
+# run took 2-4 minutes and ansible-tuned's forks 3.2 GB; 500 forks would not fit in 24 GB.
 LARGE = 200
 NO_PROGRAMS = "machineroom-noprograms"
 
@@ -551,13 +551,15 @@ def main() -> None:
     try:
         hosts = Hosts(lab, host_roots(lab), listeners(lab.lab_dir))
         install_counters(hosts.roots)
-        setups = {n: Setup(n, work / f"n{n}", lab) for n in counts}
+        # the warm-up fills caches; a few hosts do that as well as 500 would
+        warm = min(*counts, 10)
+        setups = {n: Setup(n, work / f"n{n}", lab) for n in {*counts, warm}}
         for setup in setups.values():
             setup.write()
         if not args.no_warmup:  # byte-compile caches, first-import costs: not measured
-            print("warm-up (not measured)", flush=True)
+            print(f"warm-up at {warm} hosts (not measured)", flush=True)
             for tool in tools:
-                run_tool(setups[counts[0]], hosts, tool, 0, logs)
+                run_tool(setups[warm], hosts, tool, 0, logs)
         startup = startup_times(logs)
         for n in counts:
             for rnd in range(1, args.rounds + 1):
@@ -590,7 +592,8 @@ def main() -> None:
         + (
             "run (--ansible-large)."
             if args.ansible_large
-            else "not run (it takes many minutes a run; --ansible-large runs it)."
+            else "not run: a run took 2-4 minutes at 50 hosts, and ansible-tuned's 50 forks "
+            "3.2 GB (--ansible-large runs it)."
         ),
         f"{NO_PROGRAMS}: `machineroom apply --no-programs`, site.yml: each task sent as its "
         "own remote command, as before per-host programs.",
