@@ -1,8 +1,8 @@
 """Connections to hosts: the protocol, the registry of connection types (registry.py), the
 wrapper every type shares for become, timeouts and auditing (command.py), SSH
-(Fabric/paramiko), local, and the per-run pool.
+(paramiko), local, and the per-run pool.
 
-Only this package imports fabric and paramiko, and only when an SSH connection is made:
+Only this package imports paramiko, and only when an SSH connection is made:
 `SSHConnection` and the host-key helpers load on first access, so `machineroom plan` or a
 local run never pays paramiko's import time.
 """

@@ -95,7 +95,7 @@ def connection_factory(host: Host) -> ConnectionFactory:
 
 
 def _ssh(host: Host, options: ConnectOptions, tunnels: Mapping[str, TunnelProfile]) -> Connection:
-    # Imported here: paramiko and fabric take ~0.25 s to import, which a run that needs no
+    # Imported here: paramiko takes ~0.1 s to import, which a run that needs no
     # SSH (plan, validate, local) should not pay.
     from machineroom.connection.ssh import SSHConnection
 

@@ -1,10 +1,10 @@
-"""SSH connections: Fabric for connecting (ssh config, auth, jump hosts), paramiko for commands.
+"""SSH connections over paramiko: connecting (ssh config, auth, jump hosts) and commands.
 
-Fabric's `Connection` resolves `~/.ssh/config` (HostName, User, Port, IdentityFile, ProxyJump)
-and authenticates; we replace its accept-anything host key policy with `hostkeys.KnownHosts`,
-set TCP_NODELAY on the socket and prefer curve25519 key exchange. Commands do not go through
-Fabric's `run()` (invoke's polling loop costs ~10 ms each): `run()` execs on a fresh session
-channel of the same transport, sends stdin, and reads stdout and stderr as they come.
+`ssh_target.SSHTarget` resolves `~/.ssh/config` (HostName, User, Port, IdentityFile,
+ProxyJump) and holds the paramiko client; we give it `hostkeys.KnownHosts` as host key
+policy, set TCP_NODELAY on the socket and prefer curve25519 key exchange. Each command execs
+on a fresh session channel of the same transport, sends stdin, and reads stdout and stderr as
+they come.
 
 paramiko and socket exceptions are translated where they enter, in `_translating()`, into
 Unreachable, AuthFailed and HostKeyError with one-line messages that never hold a secret.
@@ -25,7 +25,10 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-import fabric
+# first: it imports paramiko without invoke (see its docstring)
+from machineroom.connection.ssh_target import SSHTarget, allow_match_exec
+
+# isort: split
 import paramiko
 from paramiko.config import SSHConfig
 from paramiko.ssh_exception import NoValidConnectionsError
@@ -85,7 +88,10 @@ def _load_ssh_config(path: str | None) -> SSHConfig:
         if hit is not None and hit[0] == stamp:
             return hit[1]
     try:
-        parsed = SSHConfig.from_path(full)
+        with open(full, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        allow_match_exec(text)
+        parsed = SSHConfig.from_text(text)
     except (OSError, paramiko.ConfigParseError) as e:
         raise InputError(f"cannot read ssh config {full}: {e}") from None
     with _ssh_configs_lock:
@@ -154,7 +160,8 @@ class SSHConnection(ShellConnection):
         super().__init__(host, options)
         self.tunnels = tunnels
         self.role = role  # "" for the host itself, "jump host 'x'" for a gateway
-        self._fabric: Any = None  # fabric.Connection once open
+        # the SSHTarget once open (the name is older than the class: exec_command reads it)
+        self._fabric: SSHTarget | None = None
         self._jump: SSHConnection | None = None
         self._open_lock = threading.Lock()
         self._target = f"{host.host}:{host.port}"
@@ -172,7 +179,7 @@ class SSHConnection(ShellConnection):
             self._close_quietly()
             gateway = self._open_jump()
             try:
-                conn = self._make_fabric(gateway)
+                conn = self._make_target(gateway)
                 self._fabric = conn
                 with self._translating():
                     conn.open()
@@ -180,8 +187,8 @@ class SSHConnection(ShellConnection):
                 self._close_quietly()
                 raise
 
-    def _open_jump(self) -> Any:
-        """The opened gateway `fabric.Connection` for the host's SSH tunnel profile, if any."""
+    def _open_jump(self) -> SSHTarget | None:
+        """The opened gateway target for the host's SSH tunnel profile, if any."""
         name = self.host.tunnel
         if not name:
             return None
@@ -216,17 +223,15 @@ class SSHConnection(ShellConnection):
         self._jump = jump
         return jump._fabric
 
-    def _make_fabric(self, gateway: Any) -> Any:
+    def _make_target(self, gateway: SSHTarget | None) -> SSHTarget:
         host = self.host
-        config = fabric.Config(ssh_config=_load_ssh_config(self.options.ssh_config_file), lazy=True)
-        conn = fabric.Connection(
+        conn = SSHTarget(
             host.host,
+            _load_ssh_config(self.options.ssh_config_file),
             user=host.user or None,
             # Port 22 is the inventory's default: let a `Port` in ~/.ssh/config apply then.
             port=host.port if host.port != 22 else None,
-            config=config,
             gateway=gateway,
-            connect_kwargs={},
         )
         if gateway is None and conn.gateway:
             if isinstance(conn.gateway, str):
@@ -234,9 +239,9 @@ class SSHConnection(ShellConnection):
                     f"host {host.id}: ~/.ssh/config gives it a ProxyCommand, which machineroom "
                     f"does not run; use a ProxyJump or an SSH tunnel profile"
                 )
-            # A ProxyJump from ~/.ssh/config: Fabric built the hops, we make them verify keys.
-            hop = conn.gateway
-            while hop:
+            # A ProxyJump from ~/.ssh/config: SSHTarget built the hops, we make them verify keys.
+            hop: SSHTarget | str | None = conn.gateway
+            while isinstance(hop, SSHTarget):
                 self._secure(hop, f"jump host '{hop.original_host}'", own=False)
                 hop = hop.gateway
         self._secure(conn, self.role, own=True)
@@ -245,8 +250,8 @@ class SSHConnection(ShellConnection):
             self._target += f" through {self._jump.role}"
         return conn
 
-    def _secure(self, conn: Any, role: str, *, own: bool) -> None:
-        """Give a fabric.Connection our host key policy, timeouts, credentials and socket.
+    def _secure(self, conn: SSHTarget, role: str, *, own: bool) -> None:
+        """Give a target our host key policy, timeouts, credentials and socket.
 
         `own` is False for ProxyJump hops from ~/.ssh/config: the host's password and key are
         not theirs (they authenticate with their own IdentityFile, the agent or default keys).
@@ -255,7 +260,7 @@ class SSHConnection(ShellConnection):
         ssh_config = conn.ssh_config
         known = _known_hosts_for(options, ssh_config)
         conn.client.set_missing_host_key_policy(_VerifyingPolicy(known, host.id, role))
-        key_types = known.key_types_for(host_key_name(conn.host, int(conn.port)))
+        key_types = known.key_types_for(host_key_name(conn.host, conn.port))
         only_identities = str(ssh_config.get("identitiesonly", "no")).lower() == "yes"
         kwargs: dict[str, Any] = dict(conn.connect_kwargs)
         keys: list[str] = []
@@ -283,7 +288,6 @@ class SSHConnection(ShellConnection):
             transport_factory=self._transport_factory(key_types),
         )
         conn.connect_kwargs = kwargs
-        conn.connect_timeout = None  # the timeout travels in connect_kwargs (Fabric ints it)
         if own:
             self._tried = [*keys]
             if kwargs["allow_agent"] and os.environ.get("SSH_AUTH_SOCK"):
@@ -295,7 +299,7 @@ class SSHConnection(ShellConnection):
                         self._tried.append(path)
             if host.password is not None:
                 self._tried.append("password")
-            self._user = conn.user
+            self._user = conn.user or "?"
 
     def _transport_factory(self, known_key_types: list[str]) -> Any:
         nodelay = self.options.tcp_nodelay
@@ -361,11 +365,12 @@ class SSHConnection(ShellConnection):
             self._close_quietly()
 
     def _close_quietly(self) -> None:
-        conn, self._fabric = self._fabric, None
+        conn: SSHTarget | str | None = self._fabric
+        self._fabric = None
         jump, self._jump = self._jump, None
-        # The host's own client, then any ProxyJump hops Fabric built from ~/.ssh/config (a
-        # jump host from a tunnel profile is our own SSHConnection, closed below).
-        while isinstance(conn, fabric.Connection) and conn is not (jump._fabric if jump else None):
+        # The host's own client, then any ProxyJump hops built from ~/.ssh/config (a jump
+        # host from a tunnel profile is our own SSHConnection, closed below).
+        while isinstance(conn, SSHTarget) and conn is not (jump._fabric if jump else None):
             # closing a broken transport may raise anything; it is gone either way
             with contextlib.suppress(Exception):
                 conn.client.close()
