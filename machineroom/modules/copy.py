@@ -8,6 +8,8 @@ only when content or attributes differ. `template` reuses this with rendered con
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import os
 import posixpath
 from collections.abc import Mapping
@@ -52,8 +54,9 @@ def copy_step(
     """
     into = posixpath.join(dest, src_name) if src_name else ""
     directory_mode, _ = files_sh.parse_mode(args.get("directory_mode"))
+    sums = None if remote_src else content_sums(content)
     lines = [
-        files_sh.LIBRARY,
+        files_sh.library("put", "tmp"),
         files_sh.common_vars(ctx.check, ctx.diff, dest),
         files_sh.attr_vars(args),
         files_sh.validate_vars(args.get("validate")),
@@ -61,65 +64,74 @@ def copy_step(
         f"dest={quote(dest)} dir={quote(files_sh.folder(dest))} into={quote(into)} made=0\n",
         f"src={quote(remote_src)} follow={int(bool(args.get('follow')))} "
         f"directory_mode={quote(directory_mode)}\n",
-        MKDIRS,
     ]
+    if into or remote_src:
+        lines.append(MKDIRS)
     if remote_src:
         lines.append(REMOTE_SOURCE)
-    lines.append(
-        # A folder as dest (existing, or named with a trailing /): the file goes inside it.
-        'if [ -d "$dest" ] || [ "${dest%/}" != "$dest" ]; then\n'
-        '  [ -n "$into" ] || mr_fail "$dest is a directory: name the file, or use src"\n'
-        '  if [ ! -d "$dest" ]; then made=1; if [ "$CHECK" = 0 ]; then\n'
-        '    mr_mkdirs "$dest" || mr_fail "cannot create $dest"; fi; fi\n'
-        "  dir=${dest%/}; dest=$into; mr_say into 1\n"
-        "fi\n"
-        'if [ "$force" = 0 ] && [ -e "$dest" ]; then mr_drain; mr_say skipped 1; exit 0; fi\n'
-        # In check mode a missing folder may be one an earlier task would create (as
-        # Ansible, report the file as to be created rather than fail).
-        'if [ ! -d "$dir" ] && [ "$made" = 0 ]; then mr_drain\n'
-        '  [ "$CHECK" = 1 ] || mr_fail "destination directory $dir does not exist"\n'
-        "  mr_say exists 0; mr_say content 1; mr_say attrs 0; exit 0; fi\n"
-        # follow: write through a link at dest to the file it names (Ansible's `follow`)
-        'if [ "$follow" = 1 ] && [ -h "$dest" ]; then\n'
-        '  dest=$(readlink -f -- "$dest") || mr_fail "cannot resolve $dest"; dir=${dest%/*}\n'
-        "fi\n"
-        'mr_tmp_near "$dir"\n'
-        'if [ -n "$src" ]; then cat -- "$src" >"$mr_t1" || mr_fail "cannot read $src"\n'
-        'else cat >"$mr_t1" || mr_fail "cannot write $mr_t1"; fi\n'
-        # Ansible's result keys for the file as it will be: checksum (sha1), md5sum, size,
-        # uid and gid (said before mr_put, whose diff comes last)
-        'mr_say checksum "$(sha1sum <"$mr_t1" | cut -d\' \' -f1)"\n'
-        'mr_say md5sum "$(md5sum <"$mr_t1" | cut -d\' \' -f1)"\n'
-        'mr_say size "$(wc -c <"$mr_t1")"\n'
-        'if [ -n "$owner" ]; then mr_say uid "$(id -u -- "$owner" 2>/dev/null)"\n'
-        'elif [ -e "$dest" ]; then mr_say uid "$(stat -L -c %u -- "$dest")"\n'
-        'else mr_say uid "$(id -u)"; fi\n'
-        "case $group in\n"
-        '\'\') if [ -e "$dest" ]; then mr_say gid "$(stat -L -c %g -- "$dest")"\n'
-        '    else mr_say gid "$(id -g)"; fi ;;\n'
-        '*[!0-9]*) mr_say gid "$(getent group -- "$group" | cut -d: -f3)" ;;\n'
-        '*) mr_say gid "$group" ;;\n'
-        "esac\n"
-        'mr_put "$mr_t1" "$dest"\n'
-    )
+    lines.append(PLACE)
+    if sums is None:
+        lines.append(FILL)
+    else:
+        sha1, md5, size = sums
+        lines.append(
+            f"want_sum={sha1} want_size={size}\n{SAME}"
+            f"mr_say checksum {sha1}; mr_say md5sum {md5}; mr_say size {size}\n"
+        )
+    lines.append(IDS)
     return RemoteStep("".join(lines), stdin=None if remote_src else content)
 
 
-# mr_mkdirs DIR: mkdir -p, then directory_mode on each folder it made; mr_drain: read the
-# content sent on stdin when it is not needed (none is sent with remote_src).
+# Local files up to this size are hashed on the controller (once per file and version: the
+# cache), so that a host whose file matches is asked one `sha1sum` instead of a temp file.
+SUM_LIMIT = 256 << 20
+
+
+def content_sums(content: bytes | os.PathLike[str]) -> tuple[str, str, int] | None:
+    """(sha1, md5, size) of the content, None for a local file too big or unreadable (the
+    host then hashes the temp file as before)."""
+    if isinstance(content, bytes):
+        sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()
+        return sha1, hashlib.md5(content, usedforsecurity=False).hexdigest(), len(content)
+    path = os.fspath(content)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if info.st_size > SUM_LIMIT:
+        return None
+    return _file_sums(path, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sums(path: str, mtime_ns: int, size: int) -> tuple[str, str, int] | None:
+    sha1 = hashlib.sha1(usedforsecurity=False)
+    md5 = hashlib.md5(usedforsecurity=False)
+    read = 0
+    try:
+        with open(path, "rb") as f:
+            for piece in iter(lambda: f.read(1 << 20), b""):
+                sha1.update(piece)
+                md5.update(piece)
+                read += len(piece)
+    except OSError:
+        return None
+    return (sha1.hexdigest(), md5.hexdigest(), read) if read == size else None
+
+
+# mr_mkdirs DIR: mkdir -p, then directory_mode on each folder it made (for a folder as dest
+# and remote_src only).
 MKDIRS = r"""mr_mkdirs() {
-  mr_d=$1 mr_new=
-  while [ ! -d "$mr_d" ]; do mr_new="$mr_d
-$mr_new"; mr_d=$(dirname -- "$mr_d"); done
+  mr_d=$1 mr_made=
+  while [ ! -d "$mr_d" ]; do mr_made="$mr_d
+$mr_made"; mr_d=$(dirname -- "$mr_d"); done
   mkdir -p -- "$1" || return 1
   [ -n "$directory_mode" ] || return 0
-  printf '%s' "$mr_new" | while IFS= read -r mr_d; do
+  printf '%s' "$mr_made" | while IFS= read -r mr_d; do
     [ -z "$mr_d" ] || chmod -- "$directory_mode" "$mr_d" || return 1
   done
 }
-mr_drain() { [ -n "$src" ] || cat >/dev/null; }
 """
-
 # remote_src: a missing source fails; a folder is copied as Ansible does (`dir` into
 # dest/dir, `dir/` its content into dest), changed when `diff -r` finds a difference.
 REMOTE_SOURCE = r"""[ -e "$src" ] || mr_fail "Source $src not found"
@@ -142,6 +154,61 @@ if [ -d "$src" ]; then
 ')"
   exit 0
 fi
+"""
+# Where the file goes: a folder as dest (existing, or named with a trailing /) takes the
+# file inside it; in check mode a missing folder may be one an earlier task would create (as
+# Ansible, report the file as to be created rather than fail); `follow` writes through a
+# link at dest to the file it names (Ansible's `follow`). Then one stat of dest.
+# mr_drain: read the content sent on stdin when it is not needed (none with remote_src).
+PLACE = r"""mr_drain() { [ -n "$src" ] || cat >/dev/null; }
+if [ -d "$dest" ] || [ "${dest%/}" != "$dest" ]; then
+  [ -n "$into" ] || mr_fail "$dest is a directory: name the file, or use src"
+  if [ ! -d "$dest" ]; then made=1; if [ "$CHECK" = 0 ]; then
+    mr_mkdirs "$dest" || mr_fail "cannot create $dest"; fi; fi
+  dir=${dest%/}; dest=$into; mr_say into 1
+fi
+if [ "$force" = 0 ] && [ -e "$dest" ]; then mr_drain; mr_say skipped 1; exit 0; fi
+if [ ! -d "$dir" ] && [ "$made" = 0 ]; then mr_drain
+  [ "$CHECK" = 1 ] || mr_fail "destination directory $dir does not exist"
+  mr_say exists 0; mr_say content 1; mr_say attrs 0; exit 0; fi
+if [ "$follow" = 1 ] && [ -h "$dest" ]; then
+  dest=$(readlink -f -- "$dest") || mr_fail "cannot resolve $dest"; dir=${dest%/*}
+fi
+if [ -e "$dest" ] && [ ! -d "$dest" ]; then mr_attrs "$dest" || mr_fail "cannot stat $dest"; fi
+"""
+# The content is known here: when dest has the same size and SHA-1 it is left alone and the
+# content on stdin is not read (the connection allows that); else as FILL, checksums known.
+SAME = r"""mr_new=
+if [ "$mr_attrs_of" = "$dest" ] && [ "$cur_size" = "$want_size" ]; then
+  mr_s=$(sha1sum <"$dest") && [ "${mr_s%% *}" = "$want_sum" ] && mr_new=$dest
+fi
+if [ -z "$mr_new" ]; then
+  mr_tmp_near "$dir"; mr_new=$mr_t1
+  cat >"$mr_t1" || mr_fail "cannot write $mr_t1"
+fi
+"""
+# The content unknown here (remote_src, a big local file): into a temp file, then Ansible's
+# result keys for the file as it will be: checksum (sha1), md5sum, size.
+FILL = r"""mr_tmp_near "$dir"; mr_new=$mr_t1
+if [ -n "$src" ]; then cat -- "$src" >"$mr_t1" || mr_fail "cannot read $src"
+else cat >"$mr_t1" || mr_fail "cannot write $mr_t1"; fi
+mr_s=$(sha1sum <"$mr_t1"); mr_say checksum "${mr_s%% *}"
+mr_s=$(md5sum <"$mr_t1"); mr_say md5sum "${mr_s%% *}"
+mr_s=$(wc -c <"$mr_t1"); mr_say size "${mr_s##* }"
+"""
+# uid and gid as they will be (said before mr_put, whose diff comes last)
+IDS = r"""if [ "$mr_attrs_of" != "$dest" ]; then mr_id; cur_uid=$my_uid cur_gid=$my_gid; fi
+case $owner in
+'') mr_say uid "$cur_uid" ;;
+*[!0-9]*) mr_say uid "$(id -u -- "$owner" 2>/dev/null)" ;;
+*) mr_say uid "$owner" ;;
+esac
+case $group in
+'') mr_say gid "$cur_gid" ;;
+*[!0-9]*) mr_say gid "$(getent group -- "$group" | cut -d: -f3)" ;;
+*) mr_say gid "$group" ;;
+esac
+mr_put "$mr_new" "$dest"
 """
 
 

@@ -25,16 +25,18 @@ from machineroom.modules.base import (
     quote,
 )
 
-BODY = r"""
-changed=0
+# The script: HEAD, the helpers the state and arguments call, the state's part, TAIL. Each
+# part only when needed, since dash parses all it is sent (see files_sh.PIECES).
+HEAD = r"""changed=0
 mr_kind() {
-  if [ -L "$1" ]; then echo link; elif [ -d "$1" ]; then echo directory
-  elif [ -e "$1" ]; then echo file; else echo absent; fi
+  if [ -L "$1" ]; then mr_k=link; elif [ -d "$1" ]; then mr_k=directory
+  elif [ -e "$1" ]; then mr_k=file; else mr_k=absent; fi
 }
-before=$(mr_kind "$p")
+mr_kind "$p"; before=$mr_k
 mr_say before "$before"
+"""
 # Compare and fix mode/owner/group of $1 (kind $2: f or d), following links like Ansible.
-mr_fix() {
+FIX = r"""mr_fix() {
   mr_attrs "$1" || mr_fail "cannot stat $1"
   mr_say mode "$cur_mode"; mr_say owner "$cur_owner"; mr_say group "$cur_group"
   mr_want_mode "$cur_mode" "$2"
@@ -43,17 +45,20 @@ mr_fix() {
   if [ "$want_mode" != "$cur_mode" ] || ! mr_owner_ok || ! mr_group_ok; then
     changed=1
     if [ "$CHECK" = 0 ]; then
+      mr_attrs_of=
       chmod "$want_mode" "$1" || mr_fail "cannot chmod $want_mode $1"
       mr_chown "$1"
     fi
   fi
 }
+"""
 # What a path about to be created will get (check mode: it is not there to stat).
-mr_fresh() {
-  mr_want_mode "$(mr_default_mode "$1")" "$1"
+FRESH = r"""mr_fresh() {
+  mr_dmode "$1"; mr_want_mode "$mr_dm" "$1"
   mr_say want_mode "$want_mode"; mr_say want_owner "$owner"; mr_say want_group "$group"
 }
-mr_recurse() {
+"""
+RECURSE = r"""mr_recurse() {
   if [ -n "$owner" ] && [ -n "$(find "$p" ! -user "$owner" -print 2>/dev/null | head -n 1)" ]; then
     changed=1; mr_say recursed 1
     [ "$CHECK" = 1 ] || chown -R -h -- "$owner" "$p" || mr_fail "cannot chown -R $owner"
@@ -79,10 +84,10 @@ mr_recurse() {
     changed=1; mr_say recursed maybe
   fi
 }
+"""
 # chattr flags as Ansible's `attributes`: "=" (the default) wants exactly these flags,
 # "+" at least them, "-" none of them; lsattr reads them (nothing when unsupported).
-mr_chattr() {
-  [ -n "$attr_flags" ] || return 0
+CHATTR = r"""mr_chattr() {
   mr_have=$(lsattr -d -- "$p" 2>/dev/null | awk '{gsub(/-/, "", $1); print $1}')
   mr_say attributes_was "$mr_have"
   mr_attr_ok=1
@@ -100,10 +105,10 @@ mr_chattr() {
   mr_out=$(chattr "$attr_op$attr_flags" -- "$p" 2>&1) && [ -z "$mr_out" ] \
     || mr_fail "chattr failed: Error while setting attributes: $mr_out"
 }
+"""
 # Access and modification times, as Ansible's: "" keeps one, "now" always changes it, a
 # local time ("2020-01-31 10:00:00") changes it only when the file's time is not exactly it.
-mr_times() {
-  [ -n "$atime$mtime" ] || return 0
+TIMES = r"""mr_times() {
   mr_s=$(stat -L -c '%x|%y' -- "$p") || mr_fail "cannot stat $p"
   mr_say atime_was "${mr_s%%|*}"; mr_say mtime_was "${mr_s#*|}"
   mr_times_a=0 mr_times_m=0
@@ -131,107 +136,102 @@ mr_times() {
   mr_s=$(stat -L -c '%x|%y' -- "$p")
   mr_say atime_now "${mr_s%%|*}"; mr_say mtime_now "${mr_s#*|}"
 }
-case $state in
-absent)
-  if [ "$before" != absent ]; then
-    changed=1
-    [ "$CHECK" = 1 ] || rm -rf -- "$p" || mr_fail "cannot remove $p"
-  fi
-  ;;
-directory)
-  if [ -d "$p" ]; then mr_fix "$p" d
-  elif [ "$before" != absent ]; then mr_fail "$p exists and is not a directory"
-  else
-    changed=1
-    for a in $parents; do
-      a=$(printf '%s' "$a" | base64 -d)
-      if [ ! -e "$a" ] && [ ! -L "$a" ] && [ "$CHECK" = 0 ]; then
-        mkdir -- "$a" || mr_fail "cannot create $a"
-        mr_want_mode "$(mr_default_mode d)" d
-        chmod "$want_mode" "$a" || mr_fail "cannot chmod $want_mode $a"
-        mr_chown "$a"
-      fi
-    done
-    mr_fresh d
-  fi
-  if [ "$recurse" = 1 ] && [ -d "$p" ]; then mr_recurse; fi
-  ;;
-file)
-  if [ "$before" = absent ]; then
-    mr_fail "$p does not exist (state=file does not create files: use state=touch or copy)"
-  fi
-  if [ -d "$p" ]; then mr_fail "$p is a directory"; fi
-  mr_fix "$p" f
-  ;;
-touch)
-  # Changed when created, or by attributes and times below (default: both now, so always).
-  if [ "$before" = absent ]; then
-    changed=1
-    if [ "$CHECK" = 0 ]; then
-      : >"$p" || mr_fail "cannot create $p"
-      mr_fix "$p" f
-    else mr_fresh f; fi
-  else
-    if [ -d "$p" ]; then mr_fix "$p" d; else mr_fix "$p" f; fi
-  fi
-  ;;
-link)
-  mr_cur=
-  if [ -L "$p" ]; then mr_cur=$(readlink -- "$p"); fi
-  if [ "$before" = link ] && [ "$mr_cur" = "$src" ]; then :
-  else
-    if [ "$before" = directory ]; then
-      if [ "$force" = 1 ] && rmdir -- "$p" 2>/dev/null; then :
-      else mr_fail "$p is a directory: cannot replace it with a link"; fi
-    elif [ "$before" = file ] && [ "$force" = 0 ]; then
-      mr_fail "$p exists and is not a link (set force to replace it)"
-    fi
-    if [ "$force" = 0 ] && ! (cd -- "$linkdir" 2>/dev/null && [ -e "$src" ]); then
-      mr_fail "src $src does not exist (set force to link anyway)"
-    fi
-    changed=1
-    if [ "$CHECK" = 0 ]; then
-      mr_t2=$linkdir/.machineroom.$$.link
-      rm -f -- "$mr_t2"
-      ln -s -- "$src" "$mr_t2" || mr_fail "cannot create link $p"
-      mv -f -T -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
-    fi
-  fi
-  mr_say link_was "$(printf '%s' "$mr_cur" | base64 | tr -d '\n')"
-  if [ -L "$p" ] && { [ -n "$owner" ] || [ -n "$group" ]; }; then
-    mr_s=$(stat -c '%U %G %u %g' -- "$p"); set -- $mr_s
-    cur_owner=$1 cur_group=$2 cur_uid=$3 cur_gid=$4
-    if ! mr_owner_ok || ! mr_group_ok; then
-      changed=1
-      [ "$CHECK" = 1 ] || mr_chown "$p" -h
-    fi
-  fi
-  ;;
-hard)
-  [ -e "$src" ] || mr_fail "src $src does not exist"
-  if [ -e "$p" ] && [ "$(stat -c %d:%i -- "$p")" = "$(stat -c %d:%i -- "$src")" ]; then :
-  else
-    if [ "$before" = directory ]; then mr_fail "$p is a directory"; fi
-    if [ "$before" != absent ] && [ "$force" = 0 ]; then
-      mr_fail "$p exists (set force to replace it with a hard link)"
-    fi
-    changed=1
-    if [ "$CHECK" = 0 ]; then
-      mr_t2=$linkdir/.machineroom.$$.hard
-      rm -f -- "$mr_t2"
-      ln -- "$src" "$mr_t2" || mr_fail "cannot create hard link $p"
-      mv -f -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
-    fi
-  fi
-  if [ -e "$p" ]; then mr_fix "$p" f; fi
-  ;;
-esac
-if [ "$state" != absent ] && [ -e "$p" ]; then
-  [ "$state" = link ] || mr_chattr
-  mr_times
+"""
+# Each state's part. `directory` makes the missing ancestors ($@, set by the script, outermost
+# first) in one mkdir -m, 0700 under umask 077 until the mode is set: never looser.
+STATE_BODY = {
+    "absent": r"""if [ "$before" != absent ]; then
+  changed=1
+  [ "$CHECK" = 1 ] || rm -rf -- "$p" || mr_fail "cannot remove $p"
 fi
-mr_say after "$(mr_kind "$p")"
-if [ "$state" != absent ] && [ -e "$p" ]; then mr_say ids "$(stat -L -c '%u %g %s' -- "$p")"; fi
+""",
+    "directory": r"""if [ -d "$p" ]; then mr_fix "$p" d
+elif [ "$before" != absent ]; then mr_fail "$p exists and is not a directory"
+else
+  changed=1
+  if [ "$CHECK" = 0 ]; then
+    for a do shift; if [ ! -e "$a" ] && [ ! -L "$a" ]; then set -- "$@" "$a"; fi; done
+    mr_dmode d; mr_want_mode "$mr_dm" d
+    mkdir -m "$want_mode" -- "$@" || mr_fail "cannot create $1"
+    if [ -n "$owner" ]; then chown -- "$owner" "$@" || mr_fail "cannot chown $owner"; fi
+    if [ -n "$group" ]; then chgrp -- "$group" "$@" || mr_fail "cannot chgrp $group"; fi
+  fi
+  mr_fresh d
+fi
+if [ "$recurse" = 1 ] && [ -d "$p" ]; then mr_recurse; fi
+""",
+    "file": r"""if [ "$before" = absent ]; then
+  mr_fail "$p does not exist (state=file does not create files: use state=touch or copy)"
+fi
+if [ -d "$p" ]; then mr_fail "$p is a directory"; fi
+mr_fix "$p" f
+""",
+    # Changed when created, or by attributes and times below (default: both now, so always).
+    "touch": r"""if [ "$before" = absent ]; then
+  changed=1
+  if [ "$CHECK" = 0 ]; then
+    : >"$p" || mr_fail "cannot create $p"
+    mr_fix "$p" f
+  else mr_fresh f; fi
+else
+  if [ -d "$p" ]; then mr_fix "$p" d; else mr_fix "$p" f; fi
+fi
+""",
+    "link": r"""mr_cur=
+if [ -L "$p" ]; then mr_cur=$(readlink -- "$p"); fi
+if [ "$before" = link ] && [ "$mr_cur" = "$src" ]; then :
+else
+  if [ "$before" = directory ]; then
+    if [ "$force" = 1 ] && rmdir -- "$p" 2>/dev/null; then :
+    else mr_fail "$p is a directory: cannot replace it with a link"; fi
+  elif [ "$before" = file ] && [ "$force" = 0 ]; then
+    mr_fail "$p exists and is not a link (set force to replace it)"
+  fi
+  if [ "$force" = 0 ] && ! (cd -- "$linkdir" 2>/dev/null && [ -e "$src" ]); then
+    mr_fail "src $src does not exist (set force to link anyway)"
+  fi
+  changed=1
+  if [ "$CHECK" = 0 ]; then
+    mr_t2=$linkdir/.machineroom.$$.link
+    rm -f -- "$mr_t2"
+    ln -s -- "$src" "$mr_t2" || mr_fail "cannot create link $p"
+    mv -f -T -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
+  fi
+fi
+mr_say link_was "$(printf '%s' "$mr_cur" | base64 | tr -d '\n')"
+if [ -L "$p" ] && { [ -n "$owner" ] || [ -n "$group" ]; }; then
+  mr_s=$(stat -c '%U %G %u %g' -- "$p"); set -- $mr_s
+  cur_owner=$1 cur_group=$2 cur_uid=$3 cur_gid=$4
+  if ! mr_owner_ok || ! mr_group_ok; then
+    changed=1
+    [ "$CHECK" = 1 ] || mr_chown "$p" -h
+  fi
+fi
+""",
+    "hard": r"""[ -e "$src" ] || mr_fail "src $src does not exist"
+if [ -e "$p" ] && [ "$(stat -c %d:%i -- "$p")" = "$(stat -c %d:%i -- "$src")" ]; then :
+else
+  if [ "$before" = directory ]; then mr_fail "$p is a directory"; fi
+  if [ "$before" != absent ] && [ "$force" = 0 ]; then
+    mr_fail "$p exists (set force to replace it with a hard link)"
+  fi
+  changed=1
+  if [ "$CHECK" = 0 ]; then
+    mr_t2=$linkdir/.machineroom.$$.hard
+    rm -f -- "$mr_t2"
+    ln -- "$src" "$mr_t2" || mr_fail "cannot create hard link $p"
+    mv -f -- "$mr_t2" "$p" || mr_fail "cannot rename the link into $p"
+  fi
+fi
+if [ -e "$p" ]; then mr_fix "$p" f; fi
+""",
+}
+# The ids after the change: the stat mr_fix made, unless a change came after it.
+TAIL = r"""mr_kind "$p"; mr_say after "$mr_k"
+if [ "$state" != absent ] && [ -e "$p" ]; then
+  if [ "$mr_attrs_of" = "$p" ]; then mr_say ids "$cur_uid $cur_gid $cur_size"
+  else mr_say ids "$(stat -L -c '%u %g %s' -- "$p")"; fi
+fi
 mr_say changed "$changed"
 """
 
@@ -274,10 +274,6 @@ def _attributes_vars(attributes: str | None) -> str:
             expected="letters such as 'i' or 'a', optionally after +, - or =",
         )
     return f"attr_op={quote(op)} attr_flags={quote(text)}\n"
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 class FileModule(Module):
@@ -324,21 +320,43 @@ class FileModule(Module):
             raise InputError(f"file: state={state} needs src")
         if args.get("recurse") and state != "directory":
             raise InputError("file: recurse needs state=directory")
-        # Ancestors travel base64-encoded in one unquoted word list: any byte survives the
-        # word splitting (set -f is on), and each is decoded back on the host.
-        parents = " ".join(_b64(a) for a in files_sh.parents(path))
+        atime = _time_arg(args, "access_time", state)
+        mtime = _time_arg(args, "modification_time", state)
+        attributes = _attributes_vars(args.get("attributes"))
+        recurse = bool(args.get("recurse"))
+        # which helpers the state's part and the tail call
+        helpers = [HEAD]
+        if state in ("directory", "file", "touch", "hard"):
+            helpers.append(FIX)
+        if state in ("directory", "touch"):
+            helpers.append(FRESH)
+        if recurse:
+            helpers.append(RECURSE)
+        flags = str(args.get("attributes") or "").strip().lstrip("+-=")
+        chattr = state not in ("absent", "link") and bool(flags)
+        if chattr:
+            helpers.append(CHATTR)
+        if atime or mtime:
+            helpers.append(TIMES)
+        tail = []
+        if state != "absent" and (chattr or atime or mtime):
+            calls = ("mr_chattr; " if chattr else "") + ("mr_times; " if atime or mtime else "")
+            tail.append(f'if [ -e "$p" ]; then {calls}fi\n')
         script = [
-            files_sh.LIBRARY,
+            files_sh.library("attrs", "mode", "owner"),
             files_sh.common_vars(ctx.check, ctx.diff, path),
             files_sh.attr_vars(args),
             f"p={quote(path)} state={quote(state)} src={quote(src)}\n",
-            f"linkdir={quote(files_sh.folder(path))} parents={quote(parents)}\n",
-            f"recurse={int(bool(args.get('recurse')))} force={int(bool(args.get('force')))}\n",
-            _attributes_vars(args.get("attributes")),
-            f"atime={quote(_time_arg(args, 'access_time', state))} ",
-            f"mtime={quote(_time_arg(args, 'modification_time', state))}\n",
-            BODY,
+            f"linkdir={quote(files_sh.folder(path))}\n",
+            f"recurse={int(recurse)} force={int(bool(args.get('force')))}\n",
+            attributes,
+            f"atime={quote(atime)} mtime={quote(mtime)}\n",
+            *helpers,
         ]
+        if state == "directory":
+            # the ancestors, outermost first, each quoted: any byte survives
+            script.append(f"set -- {' '.join(quote(a) for a in files_sh.parents(path))}\n")
+        script += [STATE_BODY[state], *tail, TAIL]
         return RemoteStep("".join(script))
 
     def interpret(

@@ -49,7 +49,7 @@ END {
   n = NR; found = 0; at = 0; exact = 0
   for (i = 1; i <= n; i++) {
     c = plain(L[i])
-    if (hit(c)) { found = i; if (absent) del[i] = 1 }
+    if (hit(c)) { found = i; if (absent) { del[i] = 1; ndel++ } }
     else if ((insmode == "after" || insmode == "before") && !(first && at) && c ~ ins)
       at = (insmode == "after") ? i + 1 : i
   }
@@ -70,6 +70,8 @@ END {
     }
     else pos = at
   }
+  # asked only whether the file would change: an edit always changes it, nothing else does
+  if (ENVIRON["MR_DECIDE"] == 1) exit (pos || rep || ndel) ? 3 : 0
   m = 0
   for (i = 1; i <= n + 1; i++) {
     if (i == pos) { O[++m] = line; E[m] = 1 }
@@ -118,6 +120,22 @@ def sed_template(template: str) -> str:
         out.append("\\&" if c == "&" else c)
         i += 1
     return "".join(out)
+
+
+# A first awk only says whether the file would change (exit 3) or not (0): then dest is left
+# alone, no temp file; whether it ends in a newline matters only to the edit.
+EDIT = r"""mr_new=
+if [ "$src" != /dev/null ]; then
+  MR_DECIDE=1 awk "$mr_awk" "$src"
+  case $? in 0) mr_new=$path ;; 3) ;; *) mr_fail "awk failed on $path" ;; esac
+fi
+if [ -z "$mr_new" ]; then
+  mr_noeol "$src"; MR_NOEOL=$mr_noeol
+  mr_tmp_near "$dir"; mr_new=$mr_t1
+  awk "$mr_awk" "$src" >"$mr_t1" || mr_fail "awk failed on $path"
+fi
+mr_put "$mr_new" "$path"
+"""
 
 
 class LineinfileModule(Module):
@@ -198,7 +216,7 @@ class LineinfileModule(Module):
         }
         dir_ = files_sh.folder(path)
         script = [
-            files_sh.LIBRARY,
+            files_sh.library("put", "tmp", "noeol"),
             files_sh.common_vars(ctx.check, ctx.diff, path),
             files_sh.attr_vars(args),
             files_sh.validate_vars(args.get("validate")),
@@ -214,18 +232,19 @@ class LineinfileModule(Module):
             '  if [ ! -d "$dir" ] && [ "$CHECK" = 0 ]; then\n'
             '    mkdir -p -- "$dir" || mr_fail "cannot create $dir"; fi\n'
             "  src=/dev/null\n"
-            "fi\n"
-            'mr_noeol "$src"; MR_NOEOL=$mr_noeol\n'
-            'if [ "$MR_BACKREFS" = 1 ]; then\n'
-            f'  n=$(awk {quote(AWK_LAST)} "$src") || mr_fail "awk failed"\n'
-            '  if [ "$n" -gt 0 ]; then\n'
-            '    MR_BLINE=$(sed -n "${n}p" -- "$src" | sed -E -e "$MR_SED" '
-            "| awk -F '\\002' 'NR == 1 { print $2 }')\n"
-            "  fi\n"
             "fi\n",
-            'mr_tmp_near "$dir"\n',
-            f'awk {quote(AWK)} "$src" >"$mr_t1" || mr_fail "awk failed on $path"\n',
-            'mr_put "$mr_t1" "$path"\n',
+        ]
+        if backrefs:
+            script.append(
+                f'n=$(awk {quote(AWK_LAST)} "$src") || mr_fail "awk failed"\n'
+                'if [ "$n" -gt 0 ]; then\n'
+                '  MR_BLINE=$(sed -n "${n}p" -- "$src" | sed -E -e "$MR_SED" '
+                "| awk -F '\\002' 'NR == 1 { print $2 }')\n"
+                "fi\n"
+            )
+        script += [
+            f"mr_awk={quote(AWK)}\n",
+            EDIT,
         ]
         return RemoteStep("".join(script))
 
