@@ -504,6 +504,8 @@ def chroot_facts(out: ScriptOutput) -> dict[str, Any]:
     """is_chroot: / is not PID 1's root (or, unreadable, / is not inode 2)."""
     if out.get("debian_chroot"):
         return {"is_chroot": True}
+    if out.get("root_same"):
+        return {"is_chroot": out.get("root_same") != "yes"}
     pairs = out.blocks.get("root_stat", "").split()
     if len(pairs) >= 4:
         return {"is_chroot": pairs[:2] != pairs[2:4]}
