@@ -313,7 +313,7 @@ def test_hostile_values_pass_through_unharmed(project: Project) -> None:
     assert project.sh("h8", "test -e /tmp/pwned && echo PWNED || echo clean") == "clean\n"
 
 
-def test_one_remote_command_per_task(project: Project) -> None:
+def test_one_remote_command_per_task_or_one_program(project: Project) -> None:
     project.write(
         "site.yml",
         """\
@@ -327,11 +327,14 @@ def test_one_remote_command_per_task(project: Project) -> None:
             - debug: {msg: local only}
         """,
     )
-    out, report = project.apply("site.yml")
-    assert out.returncode == 0, out.stderr
-    run_id = report["run_id"]
-    commands = project.db(f"SELECT count(*) FROM audit_log WHERE run_id = {run_id}")[0][0]
-    assert commands == 4  # four remote tasks, one command each; debug runs locally
+    counts = []
+    for flags in (("--no-programs",), ()):
+        out, report = project.apply("site.yml", *flags)
+        assert out.returncode == 0, out.stderr
+        run_id = report["run_id"]
+        counts.append(project.db(f"SELECT count(*) FROM audit_log WHERE run_id = {run_id}")[0][0])
+    # four remote tasks, one command each; debug runs locally; as one per-host program: one
+    assert counts == [4, 1]
 
 
 def test_failure_records_next_action_and_resume_continues_there(project: Project) -> None:
