@@ -72,6 +72,18 @@ def project(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Project:
             - command: touch {{ base }}/y
         """,
     )
+    project.write("facts.j2", "{{ ansible_hostname }} runs {{ ansible_system }}\n")
+    project.write(
+        "facts.yml",
+        """\
+        - hosts: web
+          tasks:
+            - file: {path: "{{ base }}", state: directory}
+            - copy: {content: "x", dest: "{{ base }}/x"}
+            - template: {src: facts.j2, dest: "{{ base }}/facts.txt"}
+            - copy: {content: "{{ ansible_hostname }}", dest: "{{ base }}/name"}
+        """,
+    )
     return project
 
 
@@ -137,3 +149,12 @@ def test_strategy_linear_keeps_one_command_per_task(project: Project) -> None:
 def test_programs_are_described_in_the_docs() -> None:
     text = Path(__file__).parents[1].joinpath("docs", "playbooks.md").read_text()
     assert "per-host program" in text
+
+
+def test_facts_go_in_the_first_program_with_the_tasks_that_read_none(project: Project) -> None:
+    base = "/srv/mr-programs-facts"
+    out, report = project.apply("facts.yml", "-e", f"base={base}")
+    assert out.returncode == 0, out.stderr
+    # facts + file + copy, then the template and the copy that read facts
+    assert commands(project, report["run_id"]) == 2 * 2
+    assert project.sh("h4", f"cat {base}/facts.txt {base}/name") == "h4 runs Linux\nh4"

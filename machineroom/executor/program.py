@@ -39,6 +39,8 @@ class ProgramStep:
     args: Mapping[str, Any] = field(repr=False)
     ctx: ModuleContext = field(repr=False)
     target: Any = field(repr=False)  # executor/delegation.py Target: the host itself
+    timeout: float | None = None  # the step's own (fact gathering's gather_timeout)
+    sets_facts: bool = False  # later steps must not read facts
 
 
 def compose(marker: str, steps: list[ProgramStep]) -> tuple[str, bytes]:
@@ -228,7 +230,7 @@ class Program:
         before the step began (it stopped at an earlier failure): the caller runs it alone.
         A step the program was cut in (connection lost, timeout, the run stopped) raises
         what cut it, as its own command would have."""
-        index = self.steps.index(step)
+        index = next(i for i, mine in enumerate(self.steps) if mine is step)
         with self._lock:
             while index not in self._ended_at and not self._finished:
                 self._lock.wait()

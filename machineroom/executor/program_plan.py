@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from machineroom.connection.base import Become
 from machineroom.errors import MachineroomError
 from machineroom.executor.delegation import task_become
+from machineroom.executor.facts_needed import FACT_MENTION
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.module_call import TaskCall, render_call, task_environment
 from machineroom.executor.program import Program, ProgramStep
@@ -61,45 +63,72 @@ def start_program(
     play_state: PlayShared,
     run: RunShared,
     scope: Scope,
+    lead: tuple[Task, Scope] | None = None,
 ) -> Program | None:
-    """Plan the program that begins with `items[start]` and send it to the host; None when
-    fewer than two tasks would join (one task goes alone, as always)."""
-    steps: list[ProgramStep] = []
-    registered: set[str] = set()
-    become: Become | None = None
-    stdin_bytes = 0
+    """Plan the program that begins with `items[start]` (after `lead`, a task the walker
+    runs first whatever its tags: fact gathering) and send it to the host; None when fewer
+    than two tasks would join (one task goes alone, as always)."""
+    plan = _Plan(state, play_state, run)
+    if lead is not None and not plan.add(*lead):
+        return None
     for item in items[start:]:
-        if len(steps) >= MAX_STEPS or not isinstance(item, Task) or not _joinable(item):
-            break
-        if registered and _reads(item, registered):
+        if not isinstance(item, Task) or not _joinable(item) or plan.reads_earlier(item):
             break
         if not tags_allow(item.tags | scope.tags, run.options.tags, run.options.skip_tags):
             continue  # the walker skips it too
-        try:
-            prepared = _prepare(item, state, play_state, run, scope)
-        except (MachineroomError, OSError):
-            break  # the walker meets the same error and reports it
-        if item.register:
-            registered.add(item.register)
-        if prepared is None:
-            continue  # its `when` is false: the walker skips it
-        step, step_become = prepared
-        if steps and step_become != become:
+        if not plan.add(item, scope) or item.failed_when is not None:
             break
-        stdin_bytes += len(step.stdin or b"")
-        if stdin_bytes > MAX_STDIN:
-            break
-        become = step_become
-        steps.append(step)
-        if item.failed_when is not None:
-            break
-    if len(steps) < 2:
+    if len(plan.steps) < 2:
         return None
-    program = Program(steps, become)
+    program = Program(plan.steps, plan.become)
     connection = run.pool.get(state.host)
-    timeout = getattr(connection, "command_timeout", None)
-    program.start(connection, None if timeout is None else timeout * len(steps))
+    default = getattr(connection, "command_timeout", None)
+    timeouts = [step.timeout or default for step in plan.steps]
+    program.start(connection, None if None in timeouts else sum(t or 0 for t in timeouts))
     return program
+
+
+class _Plan:
+    """The steps of a program being planned, and what they set that later tasks may read."""
+
+    def __init__(self, state: HostState, play_state: PlayShared, run: RunShared) -> None:
+        self.state, self.play_state, self.run = state, play_state, run
+        self.steps: list[ProgramStep] = []
+        self.become: Become | None = None
+        self.registered: set[str] = set()
+        self.sets_facts = False
+        self.stdin_bytes = 0
+
+    def reads_earlier(self, task: Task) -> bool:
+        """Whether `task` may read what an earlier step registers or the facts it gathers."""
+        text = _written(task)
+        if self.sets_facts and FACT_MENTION.search(text):
+            return True
+        return any(re.search(rf"\b{re.escape(name)}\b", text) for name in self.registered)
+
+    def add(self, task: Task, scope: Scope) -> bool:
+        """Add the task's step (none when its `when` is false); False: the program ends
+        before it."""
+        if len(self.steps) >= MAX_STEPS:
+            return False
+        try:
+            prepared = _prepare(task, self.state, self.play_state, self.run, scope, self.sets_facts)
+        except (MachineroomError, OSError):
+            return False  # the walker meets the same error and reports it
+        if task.register:
+            self.registered.add(task.register)
+        if prepared is None:
+            return True  # its `when` is false: the walker skips it
+        step, become = prepared
+        if self.steps and become != self.become:
+            return False
+        self.stdin_bytes += len(step.stdin or b"")
+        if self.stdin_bytes > MAX_STDIN:
+            return False
+        self.become = become
+        self.steps.append(step)
+        self.sets_facts = self.sets_facts or step.sets_facts
+        return True
 
 
 def _joinable(task: Task) -> bool:
@@ -147,16 +176,17 @@ def _written(task: Task) -> str:
     )
 
 
-def _reads(task: Task, names: set[str]) -> bool:
-    """Whether the task mentions one of `names` (a register of an earlier task)."""
-    text = _written(task)
-    return any(re.search(rf"\b{re.escape(name)}\b", text) for name in names)
-
-
 def _prepare(
-    task: Task, state: HostState, play_state: PlayShared, run: RunShared, scope: Scope
+    task: Task,
+    state: HostState,
+    play_state: PlayShared,
+    run: RunShared,
+    scope: Scope,
+    after_facts: bool = False,
 ) -> tuple[ProgramStep, Become | None] | None:
-    """The task's step as the walker would send it, or None when its `when` is false."""
+    """The task's step as the walker would send it, or None when its `when` is false.
+    `after_facts`: facts are gathered earlier in the program, so a template file (which
+    could read one) cannot be rendered yet."""
     where = Where(task.location, task.display_name, state.host.id)
     variables = task_vars(task, state, play_state, run, scope)
     if task.templated:
@@ -170,8 +200,9 @@ def _prepare(
     args, target, ctx = render_call(call, module, variables, where)
     if target.host is not state.host or module.converse(args, ctx) is not None:
         raise _NotJoinable(task.id)
-    step = module.build(args, ctx)
-    if step is None or step.timeout is not None:
+    built_with = replace(ctx, render_template=_refuse(task.id)) if after_facts else ctx
+    step = module.build(args, built_with)
+    if step is None:
         raise _NotJoinable(task.id)
     become = task_become(
         task, scope.become, scope.become_user, target.host, play_state, run, variables, where
@@ -185,7 +216,17 @@ def _prepare(
         stdin = path.read_bytes()
     go_on = bool(task.ignore_errors or scope.ignore_errors)
     script = exports(environment) + step.script
-    return ProgramStep(task.id, script, stdin, go_on, args, ctx, target), become
+    step_data = ProgramStep(task.id, script, stdin, go_on, args, ctx, target)
+    return replace(step_data, timeout=step.timeout, sets_facts=module.sets_facts), become
+
+
+def _refuse(task_id: str) -> Callable[..., str]:
+    """A template renderer that says the task must run alone."""
+
+    def render(src: str, **options: object) -> str:
+        raise _NotJoinable(task_id)
+
+    return render
 
 
 class _NotJoinable(MachineroomError):

@@ -48,6 +48,7 @@ class HostWalker:
                 facts_task = FACTS_TASK
                 if self.play_state.play.facts_args:  # the play's gather_subset, gather_timeout, ...
                     facts_task = replace(FACTS_TASK, args=self.play_state.play.facts_args)
+                self._send_facts_ahead(facts_task)
                 status = self._task(facts_task, Scope(stage="facts"))
                 if status in ("failed", "unreachable"):
                     self._fail(facts_task, "facts")
@@ -72,6 +73,23 @@ class HostWalker:
             end_program(self.state)
             failed = self.state.failed or self.state.unreachable
             self.coordinator.walk_ended(self.host_id, failed=failed)
+
+    def _send_facts_ahead(self, facts_task: Task) -> None:
+        """Fact gathering and the first stage's tasks that read no fact, as one program,
+        when every host starts at the first stage."""
+        play, options = self.play_state.play, self.run.options
+        if not play.stages or options.start_stage:
+            return
+        if not programs_allowed(self.play_state, self.run):
+            return
+        first = play.stages[0]
+        if options.stages and first.name not in options.stages:
+            return
+        scope = Scope(stage=first.name, role=first.role, tags=play.tags)
+        lead = (facts_task, Scope(stage="facts"))
+        self.state.program = start_program(
+            first.items, 0, self.state, self.play_state, self.run, scope, lead=lead
+        )
 
     def _stage(self, index: int, stage: Stage) -> None:
         scope = Scope(stage=stage.name, role=stage.role, tags=self.play_state.play.tags)

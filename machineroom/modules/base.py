@@ -151,8 +151,11 @@ class Module:
     local: ClassVar[bool] = False
     # True when the executor may send the module's step inside a per-host program with other
     # tasks' (executor/program.py): build() gives the same script for the same arguments,
-    # the step fails only with a non-zero exit code, and it sets no facts.
+    # the step fails only with a non-zero exit code, and it sets no facts unless `sets_facts`.
     in_programs: ClassVar[bool] = False
+    # True for a module whose outcome sets facts (fact gathering): in a program, no task
+    # after it may read a fact.
+    sets_facts: ClassVar[bool] = False
 
     def build(self, args: Mapping[str, Any], ctx: ModuleContext) -> RemoteStep | None:
         """The remote step for these arguments; None for local modules."""

@@ -316,6 +316,8 @@ class FactsModule(Module):
     """
 
     name: ClassVar[str] = "facts"
+    in_programs: ClassVar[bool] = True  # the first step of a host's first program
+    sets_facts: ClassVar[bool] = True
     aliases: ClassVar[tuple[str, ...]] = ("setup", "gather_facts")
     schema: ClassVar[dict[str, Any]] = {
         "type": "object",
