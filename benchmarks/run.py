@@ -573,6 +573,8 @@ def main() -> None:
     finally:
         if not args.keep_lab:
             stop_lab(args.lab_dir)
+    # the raw rows first: a long run's figures survive a failure of what follows
+    (work / "runs.json").write_text(json.dumps(rows, indent=1) + "\n")
     loads = [r["load1"] for r in rows] or [0.0]
     notes = [
         "Each run is a fresh process (interpreter start-up included). Before every first run "

@@ -101,9 +101,9 @@ def scaling(cells: list[dict]) -> list[dict]:
         # a run that failed its checks did not do the work: its cost says nothing
         by_n = {c["n"]: c for c in cells if (c["tool"], c["phase"]) == (tool, phase) and c["ok"]}
         counts = sorted(by_n)
-        top = counts[-1]
         if len(counts) < 2:
             continue
+        top = counts[-1]
         between = [n for n in counts if 1 < n < top]
         ref = 50 if 50 in between else (between or counts)[0]
         a, b = by_n[ref], by_n[top]
@@ -213,8 +213,6 @@ def render_markdown(result: dict) -> str:
 
 def render_scaling(result: dict, cells: dict) -> list[str]:
     """The scaling table (one row per tool, phase and N) and a line per tool on linearity."""
-    if len(result["hosts"]) < 2:
-        return []
     lines = [
         "",
         "## Scaling: cost per host and task as hosts grow (medians)",
@@ -239,6 +237,8 @@ def render_scaling(result: dict, cells: dict) -> list[str]:
               "at the reference N (50, else the smallest above 1, else 1; failed runs left out), "
               f"linear when ≤ {LINEAR} for both wall and controller + host CPU; peak RSS against "
               f"the {RSS_TARGET_MB} MB target.", ""]  # fmt: skip
+    if not result["summary"]["scaling"]:
+        lines.append("- (no tool ran correctly at two host counts or more: no ratio)")
     for s in result["summary"]["scaling"]:
         verdict = "linear" if s["linear"] else "**not linear**"
         times = {k: "–" if s[k] is None else f"× {s[k]}" for k in s if k.endswith("host_task")}
