@@ -54,6 +54,7 @@ TARGET = "srv/bench"
 
 sys.path.insert(0, str(BENCH))
 from remote_cpu import remote_cpu  # noqa: E402  (a script beside this one, not a package)
+from run import host_roots, verify  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -234,9 +235,17 @@ def wait_idle(lab: Lab, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
-def apply_cpu(lab: Lab, work: Path, book: Path, inv: Path) -> tuple[float, float]:
-    """(hosts' CPU seconds, wall seconds) of one `machineroom apply` of `book`."""
-    argv = [str(MACHINEROOM), "apply", str(book), "-i", str(inv),
+def changes(text: str) -> int:
+    """Changes the recap reports, all hosts summed."""
+    return sum(int(n) for n in re.findall(r"^\S+\s*: ok=\d+\s+changed=(\d+)", text, re.M))
+
+
+def apply_cpu(
+    lab: Lab, work: Path, book: Path, inv: Path, extra: list[str], changed: bool | None = None
+) -> tuple[float, float]:
+    """(hosts' CPU seconds, wall seconds) of one `machineroom apply` of `book`; `changed`:
+    whether the run must report changes (None: either)."""
+    argv = [str(MACHINEROOM), "apply", str(book), "-i", str(inv), *extra,
             "--known-hosts", lab.known_hosts, "--state", str(work / "state.db")]  # fmt: skip
     wait_idle(lab)
     before = remote_cpu(lab.lab_dir)
@@ -245,11 +254,13 @@ def apply_cpu(lab: Lab, work: Path, book: Path, inv: Path) -> tuple[float, float
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"apply failed ({done.returncode}): {done.stdout[-2000:]}")
+    if changed is not None and (changes(done.stdout) > 0) != changed:
+        raise RuntimeError(f"expected changed={changed}: {done.stdout[-2000:]}")
     wait_idle(lab)
     return remote_cpu(lab.lab_dir) - before, wall
 
 
-def whole_runs(lab: Lab, work: Path, rounds: int) -> dict[str, float]:
+def whole_runs(lab: Lab, work: Path, rounds: int, extra: list[str]) -> dict[str, float]:
     """Median host CPU ms per task and host: workload first run, re-run, and the raw floor."""
     inv = write_inventory(lab, work)
     floor = work / "floor.yml"
@@ -260,12 +271,14 @@ def whole_runs(lab: Lab, work: Path, rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         for index in range(len(lab.hosts)):
             reset_host(host_pid1(lab, index))
-        cpu, wall = apply_cpu(lab, work, book, inv)
+        cpu, wall = apply_cpu(lab, work, book, inv, extra, changed=True)
         first.append(cpu / per)
-        cpu, wall = apply_cpu(lab, work, book, inv)
+        if problems := verify(host_roots(lab)):
+            raise RuntimeError(f"the first run left: {problems[:5]}")
+        cpu, wall = apply_cpu(lab, work, book, inv, extra, changed=False)
         rerun.append(cpu / per)
         walls.append(wall)
-        raw.append(apply_cpu(lab, work, floor, inv)[0] / per)
+        raw.append(apply_cpu(lab, work, floor, inv, extra)[0] / per)
     return {
         "first_ms": round(statistics.median(first), 2),
         "rerun_ms": round(statistics.median(rerun), 2),
@@ -284,6 +297,9 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=101, help="first host's address byte")
     parser.add_argument("--no-apply", action="store_true", help="scripts alone only")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument(
+        "--apply-args", default="", help="more `machineroom apply` options, e.g. --no-programs"
+    )
     args = parser.parse_args()
     tasks = workload_tasks()
     work = Path(args.lab_dir + "-work")
@@ -294,7 +310,7 @@ def main() -> None:
         pid1 = host_pid1(lab)
         cpu = script_cpu(pid1, tasks, args.rounds)
         procs = process_counts(pid1, tasks, work)
-        whole = {} if args.no_apply else whole_runs(lab, work, args.rounds)
+        whole = {} if args.no_apply else whole_runs(lab, work, args.rounds, args.apply_args.split())
     finally:
         stop_lab(args.lab_dir)
     rows = [

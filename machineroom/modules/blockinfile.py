@@ -138,7 +138,7 @@ class BlockinfileModule(Module):
         }
         dir_ = files_sh.folder(path)
         script = [
-            files_sh.LIBRARY,
+            files_sh.library("put", "tmp", "noeol"),
             files_sh.common_vars(ctx.check, ctx.diff, path),
             files_sh.attr_vars(args),
             files_sh.validate_vars(args.get("validate")),
