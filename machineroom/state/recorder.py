@@ -3,9 +3,10 @@
 The executor's workers emit events; SQLite writes can wait up to the busy timeout for another
 process's lock, and a worker must never wait on that. So `__call__` only puts the event on a
 queue, and one writer thread of the recorder's own turns events into StateStore writes, in the
-order they were emitted. `close()` drains the queue; called in a `finally`, it leaves the
-database consistent on Ctrl-C too (each StateStore write is one transaction, so a second Ctrl-C
-can only cut between two of them, never inside one).
+order they were emitted, the events that piled up meanwhile in one transaction (each event a
+savepoint of its own: a bad one undoes only itself). `close()` drains the queue; called in a
+`finally`, it leaves the database consistent on Ctrl-C too (a second Ctrl-C can only cut
+between two transactions, never inside one).
 
 What each event becomes:
 - TaskFinished (a task's summary): one `task_results` row. Loop items are folded into their
@@ -54,6 +55,7 @@ from machineroom.state.store import StateStore
 ABORT_WAIT = 5.0
 
 _STOP = object()  # queue sentinel: no more events
+_BATCH = 500  # most events written in one transaction
 
 
 class CommandLike(Protocol):
@@ -190,16 +192,34 @@ class StateRecorder:
     # -- the writer thread ----------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            event = self._queue.get()
+        stopped = False
+        while not stopped:
+            # What piled up while the last batch was written goes in one transaction (one
+            # commit instead of one per event); each event stays a savepoint of its own.
+            batch = [self._queue.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.store.transaction():
+                    stopped = self._record_batch(batch)
+            except Exception as exc:  # the commit itself failed (disk full, lock timeout)
+                self._fail(f"writing {len(batch)} events: {exc}", exc)
+        if not self._abort.is_set():
+            self._flush_orphan_items()
+
+    def _record_batch(self, batch: list[object]) -> bool:
+        """Record the events in order; True when the stop (or an abort) came among them."""
+        for event in batch:
             if event is _STOP or self._abort.is_set():
-                break
+                return True
             try:
                 self._record(event)
             except Exception as exc:  # one bad write must not lose the rest of the run
                 self._fail(f"{type(event).__name__}: {exc}", exc)
-        if not self._abort.is_set():
-            self._flush_orphan_items()
+        return False
 
     def _fail(self, message: str, exc: Exception) -> None:
         with self._lock:
