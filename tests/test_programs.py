@@ -116,6 +116,9 @@ def test_same_results_as_one_command_per_task_in_fewer_commands(project: Project
             run_id = report["run_id"]
             seen.setdefault(mode, []).append((recap(report), rows(project, run_id, base)))
             counts.setdefault(mode, []).append(commands(project, run_id))
+            # a program's audit row keeps every task's output, each under its task's name
+            audited = project.db(f"select stdout_tail from audit_log where run_id = {run_id}")
+            assert any("from stdin" in row[0] for row in audited)
         assert project.sh("h3", f"cat {base}/echoed {base}/conf {base}/t.txt") == (
             f"from stdin\na=1\nb=2\nhost h3 in {base}\n"
         )

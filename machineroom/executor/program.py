@@ -136,8 +136,12 @@ class _Split:
         return out.text() if out is not None else ""
 
     def text(self) -> str:
-        """The program's own result says nothing: each step's output is its task's."""
-        return ""
+        """The whole stream as the program's own result (the audit log) shows it: each
+        step's output under a line naming its task."""
+        steps = self.program.steps
+        return "".join(
+            f"[{steps[index].task_id}]\n{out.text()}\n" for index, out in self.outputs.items()
+        )
 
 
 class Program:
