@@ -606,8 +606,8 @@ def main() -> None:
         *notes_tools,
         "pyinfra: --parallel N, `-y`; the `creates` guard is its idiom, a File fact checked "
         "while operations are planned.",
-        "raw floor: one process, one thread per host: paramiko connect + key login "
-        "(known_hosts checked), TCP_NODELAY, then 10 sequential `true` execs.",
+        "raw floor: one process, one thread per host (50 at most at once): paramiko connect "
+        "+ key login (known_hosts checked), TCP_NODELAY, then 10 sequential `true` execs.",
     ]
     result = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
