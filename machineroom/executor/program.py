@@ -178,6 +178,14 @@ class Program:
         )
         self._thread.start()
 
+    def not_started(self, error: BaseException) -> None:
+        """The host could not be reached: the first step gets `error`, as its own command
+        would have."""
+        with self._lock:
+            self._began.add(0)
+            self._error = error
+            self._finished = True
+
     def _run(
         self, connection: Connection, script: str, stdin: bytes, timeout: float | None
     ) -> None:

@@ -81,7 +81,11 @@ def start_program(
     if len(plan.steps) < 2:
         return None
     program = Program(plan.steps, plan.become)
-    connection = run.pool.get(state.host)
+    try:
+        connection = run.pool.get(state.host)
+    except MachineroomError as exc:  # unreachable: the first task says so, as it would alone
+        program.not_started(exc)
+        return program
     default = getattr(connection, "command_timeout", None)
     timeouts = [step.timeout or default for step in plan.steps]
     program.start(connection, None if None in timeouts else sum(t or 0 for t in timeouts))
