@@ -72,10 +72,15 @@ function passwd(u, p,   l, a, c) {
   if (u !~ /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/) return
   c = "getent passwd " u " 2>/dev/null"; l = ""; c | getline l; close(c); print "passwd\t" l
 }
-function environ(p,   s, l, f) {
-  s = RS; RS = "\0"
-  while ((getline l < p) > 0) if (!f && substr(l, 1, 10) == "container=") f = l
-  close(p); RS = s; print "pid1_container\t" f
+function environ(p,   s, l, f, c) {
+  if (length("a\0b") == 3) { s = RS; RS = "\0"
+    while ((getline l < p) > 0) if (!f && substr(l, 1, 10) == "container=") f = l
+    close(p); RS = s }
+  else {  # an awk whose strings end at a NUL (BWK, busybox): tr makes them lines
+    c = "tr \"\\000\" \"\\n\" 2>/dev/null < " p
+    while ((c | getline l) > 0) if (!f && substr(l, 1, 10) == "container=") f = l
+    close(c) }
+  print "pid1_container\t" f
 }
 function fqdn(n, p,   l, a, i, j, c, f) {
   while (!f && (getline l < p) > 0) { sub(/#.*/, "", l); c = split(l, a)
