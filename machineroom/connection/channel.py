@@ -157,7 +157,7 @@ def collect(
         wait = None if deadline is None else deadline - time.monotonic()
         if wait is not None and wait <= 0:
             raise TimedOut
-        select.select([fd], [], [], wait)
+        wait_readable(fd, wait)
     # OpenSSH sends EOF, then exit-status, then close: wait for the status, not the close.
     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
     if not chan.status_event.wait(wait):
@@ -168,3 +168,13 @@ def collect(
     while chan.recv_stderr_ready():
         err.add(chan.recv_stderr(_READ_SIZE))
     return int(chan.exit_status)
+
+
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """Wait until `fd` has data (or EOF), at most `timeout` seconds; True when it has.
+    poll, not select: a controller with hundreds of hosts holds file descriptors past 1024,
+    which select cannot take."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    wait_ms = None if timeout is None else max(0, int(timeout * 1000) + 1)
+    return bool(poller.poll(wait_ms))

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -41,6 +40,7 @@ from machineroom.connection.channel import (
     own,
     release,
     send_stdin,
+    wait_readable,
 )
 from machineroom.connection.command import DeadlinePassed, Exited, ShellConnection, Sinks
 from machineroom.connection.hostkeys import (
@@ -524,7 +524,7 @@ def _await_banner(sock: socket.socket, timeout: float) -> tuple[bool, bytes]:
     mid_line = False  # inside a line that did not start with SSH-
     for _ in range(1000):  # lines or pieces of them: a server talking forever is not SSH
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([sock], [], [], left)[0]:
+        if left <= 0 or not wait_readable(sock.fileno(), left):
             return False, said
         try:
             data = sock.recv(4096, socket.MSG_PEEK)
