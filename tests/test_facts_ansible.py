@@ -313,3 +313,33 @@ def test_docker_banners_come_from_a_cache(lab: Lab) -> None:
         assert gather()[1] == ["--version", "compose version"] * 2
     finally:
         ssh(lab, host, "rm -rf /usr/local/sbin/docker ~/.cache/machineroom /tmp/mr-docker*")
+
+
+def test_subset_for_the_facts_a_play_reads(lab: Lab) -> None:
+    """subset_for_facts names, for every fact a full gather gives, a subset that gives it
+    too (checked on one real gather's output, parsed as each subset would be)."""
+    from machineroom.modules.base import ModuleContext
+    from machineroom.modules.facts import FactsModule, parse_facts, subset_for_facts
+
+    assert subset_for_facts(["ansible_distribution", "os_family", "ansible_eth0"]) == [
+        "!all",
+        "!min",
+        "distribution",
+        "network",
+    ]
+    assert subset_for_facts(["ansible_distribution", "ansible_facts"]) is None
+    assert subset_for_facts(["facts"]) is None
+    host = lab.hosts[26]
+    full = ["all", "docker"]
+    script = FactsModule().build({"gather_subset": full}, ModuleContext(host_id=host.name))
+    stdout = ssh(lab, host, script.script)
+    _, everything = parse_facts(stdout, full)
+    assert len(everything) > 60
+    missed = {}
+    for name, value in everything.items():
+        subset = subset_for_facts([name])
+        assert subset is not None and len(subset) == 3, (name, subset)
+        _, narrow = parse_facts(stdout, subset)
+        if narrow.get(name) != value:
+            missed[name] = subset
+    assert missed == {}

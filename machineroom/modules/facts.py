@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from machineroom.modules import facts_ansible as fa
@@ -101,6 +101,54 @@ def collectors_for(gather_subset: Any) -> set[str]:
                 explicit.add(collector)
                 added.add(collector)
     return added - (excluded - explicit)
+
+
+# collector -> the facts it gathers (no `ansible_` prefix), for subset_for_facts
+_GATHERS = {
+    "platform": "architecture domain fqdn hostname kernel kernel_version machine machine_id "
+    "nodename system userspace_architecture userspace_bits",
+    "distribution": "distribution distribution_file_parsed distribution_file_path "
+    "distribution_file_variety distribution_major_version distribution_minor_version "
+    "distribution_release distribution_version os_family",
+    "hardware": "bios_date bios_vendor bios_version board_asset_tag board_name board_serial "
+    "board_vendor board_version chassis_asset_tag chassis_serial chassis_vendor "
+    "chassis_version device_links devices flags form_factor loadavg memfree_mb memory_mb "
+    "memtotal_mb mounts processor processor_cores processor_count processor_nproc "
+    "processor_threads_per_core processor_vcpus product_name product_serial product_uuid "
+    "product_version swapfree_mb swaptotal_mb system_vendor uptime_seconds",
+    "network": "all_ipv4_addresses all_ipv6_addresses default_ipv4 default_ipv6 interfaces",
+    "user": "effective_group_id effective_user_id real_group_id real_user_id user_dir "
+    "user_gecos user_gid user_id user_shell user_uid",
+    "virtual": "virtualization_role virtualization_tech_guest virtualization_tech_host "
+    "virtualization_type",
+    "cmdline": "cmdline proc_cmdline",
+    "chroot": "is_chroot",
+    "python": "python python_version",
+    "selinux": "selinux selinux_python_present",
+    "docker": "docker_version docker_compose_version",
+    **{name: name for name in ("apparmor", "fips", "date_time", "dns", "env", "local")},
+    **{name: name for name in ("lsb", "pkg_mgr", "service_mgr")},
+}
+_FACT_COLLECTORS = {fact: c for c, facts in _GATHERS.items() for fact in facts.split()}
+
+
+def subset_for_facts(names: Iterable[str]) -> list[str] | None:
+    """The smallest gather_subset that gathers these facts (`ansible_distribution` or
+    `distribution`), for a play known to read only them; None when it could read any
+    (`ansible_facts` or machineroom's `facts` named). An unknown name may be an interface's
+    (`ansible_eth0`): the network facts are gathered for it."""
+    collectors: set[str] = set()
+    for name in names:
+        bare = name if name == "ansible_local" else name.removeprefix("ansible_")
+        if bare in ("facts", "ansible_facts"):
+            return None
+        if bare == "ansible_local":
+            collectors.add("local")
+        elif bare.startswith("ssh_host_key_"):
+            collectors.add("ssh_pub_keys")
+        else:
+            collectors.add(_FACT_COLLECTORS.get(bare, "network"))
+    return ["!all", "!min", *sorted(collectors)]
 
 
 def script_parts(collectors: set[str]) -> set[str]:
