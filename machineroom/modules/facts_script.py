@@ -82,10 +82,15 @@ function environ(p,   s, l, f, c) {
     close(c) }
   print "pid1_container\t" f
 }
-function fqdn(n, p,   l, a, i, j, c, f) {
+function fqdn(n, p,   l, a, i, c, f, s) {
+  s = "/etc/nsswitch.conf"  # /etc/hosts only when it is asked first (or no NSS: musl)
+  while ((getline l < s) > 0) if (l ~ /^[ \t]*hosts[ \t]*:/) { sub(/:/, " ", l); split(l, a)
+    if (a[2] != "files") f = "-" }
+  close(s)
   while (!f && (getline l < p) > 0) { sub(/#.*/, "", l); c = split(l, a)
     for (i = 2; i <= c; i++) if (tolower(a[i]) == tolower(n)) { f = a[2]; break } }
   close(p)
+  if (f == "-") f = ""
   if (!f) { c = "hostname -f 2>/dev/null"; c | getline f; close(c) }
   print "fqdn\t" (f != "" ? f : n)
 }
