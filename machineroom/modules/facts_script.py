@@ -6,16 +6,16 @@ back: `key<TAB>value` lines for single values, and blocks between `@@mr begin NA
 may hold anything (facts.d files, the environment) is base64 or shell-quoted, never framed
 raw.
 
-What it costs the host is the point (under 10 ms of CPU for a full gather): every program
-started costs 1-3 ms, and dash's `read` takes a file a byte per system call (2 ms for
-/proc/meminfo). So a part has two halves. `run` is sh that needs no file contents: builtin
-tests and globs, and the few programs nothing else can replace (`date`, `stat -f`, `ip`,
-the interpreter's `--version`). `read` only names files: `@r MODE KEY PATH` (which the
-builder turns into `set -- "$@" MODE KEY PATH`) queues PATH, and ONE awk at the end reads
-every queued file (with getline, so a missing or unreadable one is skipped, not fatal) and
-prints it in the part's shape. Docker's and compose's banners
-(a Go program each, 20+ ms) are kept in a cache file on the host, keyed by the binaries'
-and plugin folders' inode, size, mtime and ctime (one `stat`), and rerun when one changes.
+What it costs the host is the point (about 20 ms of CPU for a full gather, 7 for `min`):
+every program started costs 1-3 ms, and dash's `read` takes a file a byte per system call
+(2 ms for /proc/meminfo). So a part has two halves. `run` is sh that needs no file contents:
+builtin tests and globs, and the few programs nothing else can replace (`date`, `stat -f`,
+`ip`, the interpreter's `--version`). `read` only names files: `@r MODE KEY PATH` (which
+the builder turns into `set -- "$@" MODE KEY PATH`) queues PATH, and ONE awk at the end
+reads every queued file (with getline, so a missing or unreadable one is skipped, not fatal)
+and prints it in the part's shape. Docker's and compose's banners (a Go program each, 20+
+ms) are kept in a cache file on the host, keyed by the binaries' and plugin folders' inode,
+size, mtime and ctime (one `stat`), and rerun when one changes.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ pth() { p=; case $1 in */*) [ -x "$1" ] && p=$1; return 0;; esac
 # Modes: b a block (the whole file), v `KEY<TAB>first line`, f `KEY<TAB>PATH<TAB>first line`,
 # c the lines of /proc/cpuinfo Ansible counts, s ids and CPU affinity from a status file,
 # p KEY's passwd line (else getent's), e PID 1's container= variable, h the fqdn of host KEY
-# as `hostname -f` finds it in /etc/hosts (else hostname -f), d a block device and
-# P a partition of it (KEY: name and virtual flag / disk name), i a network interface (KEY:
-# name, PCI id, bridge or bonding, speed).
+# as `hostname -f` finds it in /etc/hosts (else, or when NSS asks DNS first, hostname -f),
+# d a block device and P a partition of it (KEY: name and virtual flag / disk name), i a
+# network interface (KEY: name, PCI id, bridge or bonding, speed).
 AWK = r"""
 # (a file that fails to read, not to open, stops mawk: such files are read by the sh)
 function line(p,   l, r) { ok = 0; r = (getline l < p); close(p); if (r < 0) return ""
@@ -403,7 +403,8 @@ PARTS: dict[str, Part] = {
 def build_script(parts: Iterable[str], python: str | None, fact_path: str) -> str:
     """The script for these parts (names of PARTS). `python` is the interpreter to describe
     (the host's `ansible_python_interpreter`), tried before python3 and python."""
-    wanted = [PARTS[name] for name in PARTS if name in set(parts)]
+    asked = set(parts)
+    wanted = [part for name, part in PARTS.items() if name in asked]
     lines = [p.run for p in wanted if p is ENV]  # first: it must see nothing the script sets
     lines.append(PRELUDE)
     lines.append(f"MR_PY={quote(python) if python else ''}")
