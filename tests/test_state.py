@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlite_utils
 
 from machineroom.errors import StateError
 from machineroom.state import SCHEMA_VERSION, StateStore, open_state
 from machineroom.state.metrics import HostCollection
 from machineroom.state.migrations import migrate
+from machineroom.state.sqlite import Database
 
 PACKAGE = Path(__file__).resolve().parent.parent / "machineroom"
 
@@ -92,7 +92,7 @@ def test_empty_file_is_migrated(db_path: Path) -> None:
 def test_version_1_is_migrated_to_latest_keeping_servers(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(str(db_path), isolation_level=None)
-    assert migrate(sqlite_utils.Database(conn), str(db_path), target=1) == 1
+    assert migrate(Database(conn), str(db_path), target=1) == 1
     conn.execute(
         "INSERT INTO server_room VALUES ('old', '192.0.2.1', 'admin', 'env:OLD_PW', 2222, 'kept',"
         " '{\"python3_installed\": true}', '{}')"

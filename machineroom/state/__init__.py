@@ -3,7 +3,7 @@
 `open_state(path)` returns a `StateStore`: servers and runs on the store itself, the fleet's
 subjects as `store.metrics`, `store.alerts`, `store.tokens`, `store.schedules` and
 `store.dashboard` (see store.py); docs/database.md describes the tables. This package is the
-only one that imports sqlite3 or sqlite_utils.
+only one that imports sqlite3.
 """
 
 from machineroom.state.database import DEFAULT_BUSY_TIMEOUT, open_state

@@ -11,10 +11,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-import sqlite_utils
-
 from machineroom.errors import StateError
 from machineroom.state.migrations import migrate
+from machineroom.state.sqlite import Database
 from machineroom.state.store import StateStore
 
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -43,7 +42,7 @@ def open_state(
     except sqlite3.Error as exc:
         raise StateError(f"{file}: cannot open the state database: {exc}") from None
     try:
-        db = sqlite_utils.Database(conn, execute_plugins=False)
+        db = Database(conn)
         _configure(conn, busy_timeout)
         migrate(db, str(file))
     except StateError:

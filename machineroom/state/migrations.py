@@ -1,7 +1,7 @@
 """Schema versions of the state database, applied forward, in order, never edited once released.
 
 `PRAGMA user_version` holds how many migrations a file has had. Each migration is a function of
-the sqlite-utils `Database`; `migrate` runs the missing ones and bumps `user_version` inside one
+the store's `sqlite.Database`; `migrate` runs the missing ones and bumps `user_version` inside one
 `BEGIN IMMEDIATE` transaction (SQLite DDL is transactional), so a process killed mid-migration
 leaves the file at its previous version and the next open simply tries again.
 

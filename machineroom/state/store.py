@@ -18,7 +18,7 @@ waiting for the lock goes through the busy timeout instead of failing on a lock 
 (`machineroom ls`, `history`) run while a writer works. A killed process leaves either the
 whole transaction or none of it.
 
-Only this package imports sqlite3/sqlite_utils; callers pass primitives, never model objects.
+Only this package imports sqlite3; callers pass primitives, never model objects.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class StateStore:
     """Read-only queries shaped for the dashboard's pages and the JSON API."""
 
     def __init__(self, db: Any, path: Path) -> None:
-        """Wrap an open, migrated sqlite_utils database (`open_state` is the way in)."""
+        """Wrap an open, migrated `sqlite.Database` (`open_state` is the way in)."""
         self._handle = DatabaseHandle(db, path)
         self.metrics = MetricsStore(self._handle)
         self.alerts = AlertStore(self._handle)
@@ -454,8 +454,9 @@ def _unknown_server(db: Any, server_id: str) -> StateError:
 def _insert(db: Any, table: str, record: dict[str, Any]) -> None:
     """A plain INSERT for the per-command and per-task hot paths.
 
-    sqlite-utils' `insert` re-reads the schema on every call (measured: most of the
-    controller's CPU at 50 hosts); the table and column names here are our own constants.
+    No `db[table]` object per row: the table and column names here are our own constants
+    (sqlite-utils' `insert`, used before, re-read the schema on every call: most of the
+    controller's CPU at 50 hosts).
     """
     columns = ", ".join(f'"{name}"' for name in record)
     marks = ", ".join("?" for _ in record)
