@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from machineroom.errors import Interrupted
 from machineroom.runs.request import RunResult
+from machineroom.runs.stops import RunAborted
 
 if TYPE_CHECKING:
     from machineroom.connection.base import CommandResult
@@ -31,14 +31,6 @@ if TYPE_CHECKING:
     from machineroom.runs.prepare import Prepared
     from machineroom.runs.workspace import Workspace
     from machineroom.state import StateStore
-
-
-class RunAborted(Interrupted):
-    """A second stop signal ended the run at once; the database is consistent, the run
-    marked interrupted. The process should end now (worker threads may still be running)."""
-
-    def __init__(self) -> None:
-        super().__init__("aborted: run marked interrupted")
 
 
 Subscriber = Callable[["Event"], None]

@@ -18,9 +18,19 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from machineroom.errors import Interrupted
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _received: list[int] = []  # stop signals received by this process, in order
+
+
+class RunAborted(Interrupted):
+    """A second stop signal ended the run at once; the database is consistent, the run
+    marked interrupted. The process should end now (worker threads may still be running)."""
+
+    def __init__(self) -> None:
+        super().__init__("aborted: run marked interrupted")
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
