@@ -124,7 +124,8 @@ def play_on_fakes(
 
         connections = ConnectionPool()
     run = RunShared(
-        options=options or RunOptions(),
+        # a fake answers commands one by one; it cannot run a per-host program's sh
+        options=options or RunOptions(programs=False),
         inventory=inventory,
         pool=connections,
         bus=EventBus([events.append]),

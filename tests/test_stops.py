@@ -298,7 +298,10 @@ def test_a_full_state_database_fails_the_run_and_stops_it(
         "- hosts: h18\n  gather_facts: false\n  tasks:\n" + "".join(f"    {t}\n" for t in tasks),
     )
     assert len(tasks) == 60
-    proc = repo.start("apply", "site.yml")
+    # --no-programs: one command per task, so that the stop finds the tasks after the failed
+    # write not yet started (a per-host program runs ahead of the recording: it would have
+    # finished these fast tasks before the controller saw the disk full)
+    proc = repo.start("apply", "site.yml", "--no-programs")
 
     def first_written() -> bool:
         with contextlib.suppress(sqlite3.OperationalError):

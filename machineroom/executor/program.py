@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from machineroom.connection.base import Become, Connection
 from machineroom.connection.output import CappedOutput, count_not_kept
+from machineroom.errors import Interrupted
 from machineroom.modules.base import CommandOutput, ModuleContext
 
 if TYPE_CHECKING:
@@ -156,10 +156,11 @@ class Program:
         self._began: set[int] = set()
         self._codes: dict[int, int] = {}  # step -> exit code, once its stdout marker came
         self._stderr_done: set[int] = set()
-        self._ended_at: dict[int, float] = {}
+        self._ended: set[int] = set()
         self._finished = False
         self._error: BaseException | None = None
-        self._start = 0.0
+        self._connection: Connection | None = None
+        self._host = ""
         self._out = _Split(self, 0)
         self._err = _Split(self, 1)
         self._thread: threading.Thread | None = None
@@ -169,7 +170,8 @@ class Program:
     def start(self, connection: Connection, timeout: float | None) -> None:
         """Send the program on `connection` from a thread of its own."""
         script, stdin = compose(self.marker, self.steps)
-        self._start = time.monotonic()
+        self._connection = connection
+        self._host = connection.host.id
         self._thread = threading.Thread(
             target=self._run,
             args=(connection, script, stdin, timeout),
@@ -185,6 +187,10 @@ class Program:
             self._began.add(0)
             self._error = error
             self._finished = True
+
+    def _stopping(self) -> bool:
+        """Whether the run is stopping (its connection kills every command of ours)."""
+        return bool(getattr(self._connection, "stopping", False))
 
     def _run(
         self, connection: Connection, script: str, stdin: bytes, timeout: float | None
@@ -217,7 +223,7 @@ class Program:
             else:
                 self._stderr_done.add(index)
             if index in self._codes and index in self._stderr_done:
-                self._ended_at[index] = time.monotonic()
+                self._ended.add(index)
                 self._lock.notify_all()
 
     # ------------------------------------------------------------------ the walker's side
@@ -244,18 +250,24 @@ class Program:
         what cut it, as its own command would have."""
         index = next(i for i, mine in enumerate(self.steps) if mine is step)
         with self._lock:
-            while index not in self._ended_at and not self._finished:
+            while index not in self._ended and not self._finished:
                 self._lock.wait()
-            if index in self._ended_at:
+            ended = index in self._ended
+            if ended and (self._codes[index] == 0 or not self._stopping()):
                 return CommandOutput(
                     self._codes[index],
                     self._out.step_text(index),
                     self._err.step_text(index),
                     count_not_kept(self._out.step_text(index)),
                 )
-            if index not in self._began:
+            if not ended and index not in self._began:
                 return None
-            error = self._error
+        if ended:  # failed while the run stops: killed by the stop, most likely
+            self.finish()
+            raise self._error or Interrupted(
+                f"{self._host}: the run was stopped: command killed on the host"
+            )
+        error = self._error
         if error is not None:
             raise error
         stderr = self._err.step_text(index) + "\n(the per-host program ended inside this task)"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -202,17 +202,21 @@ class StateRecorder:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # The run's end alone, after the rest: its write retries on a full disk.
+            ends = [event for event in batch if isinstance(event, RunFinished)]
+            rest = [event for event in batch if not isinstance(event, RunFinished)]
             try:
                 with self.store.transaction():
-                    stopped = self._record_batch(batch)
+                    stopped = self._record_each(rest)
             except Exception as exc:  # the commit itself failed (disk full, lock timeout)
-                self._fail(f"writing {len(batch)} events: {exc}", exc)
+                self._fail(f"writing {len(rest)} events: {exc}", exc)
+            stopped = self._record_each(ends) or stopped
         if not self._abort.is_set():
             self._flush_orphan_items()
 
-    def _record_batch(self, batch: list[object]) -> bool:
+    def _record_each(self, events: Sequence[object]) -> bool:
         """Record the events in order; True when the stop (or an abort) came among them."""
-        for event in batch:
+        for event in events:
             if event is _STOP or self._abort.is_set():
                 return True
             try:
