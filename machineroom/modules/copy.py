@@ -177,10 +177,13 @@ fi
 if [ -e "$dest" ] && [ ! -d "$dest" ]; then mr_attrs "$dest" || mr_fail "cannot stat $dest"; fi
 """
 # The content is known here: when dest has the same size and SHA-1 it is left alone and the
-# content on stdin is not read (the connection allows that); else as FILL, checksums known.
-SAME = r"""mr_new=
-if [ "$mr_attrs_of" = "$dest" ] && [ "$cur_size" = "$want_size" ]; then
-  mr_s=$(sha1sum <"$dest") && [ "${mr_s%% *}" = "$want_sum" ] && mr_new=$dest
+# content on stdin is not read (the connection allows that); else as FILL, checksums known
+# (and no cmp in mr_put when size or SHA-1 said that the content differs).
+SAME = r"""mr_new= mr_differs=
+if [ "$mr_attrs_of" != "$dest" ]; then :
+elif [ "$cur_size" != "$want_size" ]; then mr_differs=1
+elif mr_s=$(sha1sum <"$dest"); then
+  if [ "${mr_s%% *}" = "$want_sum" ]; then mr_new=$dest; else mr_differs=1; fi
 fi
 if [ -z "$mr_new" ]; then
   mr_tmp_near "$dir"; mr_new=$mr_t1
@@ -208,7 +211,7 @@ case $group in
 *[!0-9]*) mr_say gid "$(getent group -- "$group" | cut -d: -f3)" ;;
 *) mr_say gid "$group" ;;
 esac
-mr_put "$mr_new" "$dest"
+mr_put "$mr_new" "$dest" "$mr_differs"
 """
 
 

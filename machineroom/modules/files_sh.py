@@ -4,15 +4,16 @@ Every file module sends one POSIX sh script (coreutils, sed, awk, grep, cmp, dif
 on the host). The script starts with `LIBRARY`, or with the pieces of it that it calls
 (`library()`), which define:
 
-- `mr_put NEW DEST`: the one way content reaches a file. NEW holds the wanted content (a
+- `mr_put NEW DEST [1]`: the one way content reaches a file. NEW holds the wanted content (a
   temp file in DEST's folder, made by `mr_tmp_near`, unless check mode), or is DEST itself
   when the caller knows that DEST has that content (no temp file then). It compares content
-  (`cmp`) and attributes (one `stat`, reused when the caller made it), prints the report,
-  the diff (`diff -u`, computed on the host so that only the diff travels back), then,
-  unless check mode, validates, backs up, sets mode and owner on the temp file and renames
-  it over DEST. The rename is atomic and the temp file was created 0600 (`mktemp`, umask
-  077), so the file never exists, even briefly, with looser permissions than requested, and
-  a reader sees the old or the new content.
+  (`cmp`, unless the caller passes a third argument 1: it knows they differ) and attributes (one
+  `stat`, reused when the caller made it), prints the report, the diff (`diff -u`, computed
+  on the host so that only the diff travels back), then, unless check mode, validates,
+  backs up, sets mode and owner on the temp file and renames it over DEST. The rename is
+  atomic and the temp file was created 0600 (umask 077), so the file never exists, even
+  briefly, with looser permissions than requested, and a reader sees the old or the new
+  content.
 - `mr_attrs PATH` (cur_mode, cur_owner, cur_group, cur_uid, cur_gid, cur_size),
   `mr_want_mode BASE KIND`, `mr_owner_ok`, `mr_group_ok`, `mr_id`: state reading.
 
@@ -133,13 +134,14 @@ mr_chown() {
     # Only the head of a big diff travels back; the rest is counted (connection/output.py's
     # marker), so a diff of a 300 MB file costs neither the wire nor the controller.
     "put": r"""mr_put() {
-  mr_new=$1 mr_dest=$2
+  mr_new=$1 mr_dest=$2 mr_differs=${3:-}
   if [ -d "$mr_dest" ]; then mr_fail "$mr_dest is a directory"; fi
   if [ -e "$mr_dest" ]; then
     [ "$mr_attrs_of" = "$mr_dest" ] || mr_attrs "$mr_dest" || mr_fail "cannot stat $mr_dest"
     mr_say exists 1; mr_say mode "$cur_mode"; mr_say owner "$cur_owner"; mr_say group "$cur_group"
-    if [ "$mr_new" = "$mr_dest" ] || cmp -s -- "$mr_new" "$mr_dest"; then mr_content=0
-    else mr_content=1; fi
+    if [ "$mr_new" = "$mr_dest" ]; then mr_content=0
+    elif [ "$mr_differs" = 1 ] || ! cmp -s -- "$mr_new" "$mr_dest"; then mr_content=1
+    else mr_content=0; fi
     mr_want_mode "$cur_mode" f
     mr_attrs_changed=0
     [ "$want_mode" = "$cur_mode" ] || mr_attrs_changed=1

@@ -122,19 +122,20 @@ def sed_template(template: str) -> str:
     return "".join(out)
 
 
-# A first awk only says whether the file would change (exit 3) or not (0): then dest is left
-# alone, no temp file; whether it ends in a newline matters only to the edit.
-EDIT = r"""mr_new=
+# A first awk only says whether the file would change (exit 3: mr_put needs no cmp) or not
+# (0): then dest is left alone, no temp file; whether it ends in a newline matters only to
+# the edit.
+EDIT = r"""mr_new= mr_differs=
 if [ "$src" != /dev/null ]; then
   MR_DECIDE=1 awk "$mr_awk" "$src"
-  case $? in 0) mr_new=$path ;; 3) ;; *) mr_fail "awk failed on $path" ;; esac
+  case $? in 0) mr_new=$path ;; 3) mr_differs=1 ;; *) mr_fail "awk failed on $path" ;; esac
 fi
 if [ -z "$mr_new" ]; then
   mr_noeol "$src"; MR_NOEOL=$mr_noeol
   mr_tmp_near "$dir"; mr_new=$mr_t1
   awk "$mr_awk" "$src" >"$mr_t1" || mr_fail "awk failed on $path"
 fi
-mr_put "$mr_new" "$path"
+mr_put "$mr_new" "$path" "$mr_differs"
 """
 
 
