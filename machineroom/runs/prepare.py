@@ -41,9 +41,9 @@ def roles_path(playbook: str) -> list[str]:
     folder = Path(playbook).resolve().parent
     configured = current_settings().get("roles_path") or []  # ansible.cfg, machineroom.yml
     candidates = [*(Path(p) for p in configured), folder.parent / "roles", Path.cwd() / "roles"]
-    top = _git(folder, "rev-parse", "--show-toplevel")
-    if top:
-        candidates.append(Path(top) / "roles")
+    top = repository_top(folder)
+    if top is not None:
+        candidates.append(top / "roles")
     seen: list[str] = []
     for candidate in candidates:
         if candidate.is_dir() and str(candidate) not in seen:
@@ -65,11 +65,29 @@ def _git(folder: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def repository_top(folder: Path) -> Path | None:
+    """The git work tree `folder` is in (the nearest folder up with a `.git`), found without
+    running git: a start-up cost of every run."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
 def git_commit(playbook: str) -> str | None:
-    """The commit of the playbook's repository, with `-dirty` when it has local changes."""
+    """The commit of the playbook's repository, with `-dirty` when it has local changes
+    (untracked files count); one `git status`, none outside a repository."""
     folder = Path(playbook).resolve().parent
-    commit = _git(folder, "rev-parse", "HEAD")
-    if commit and _git(folder, "status", "--porcelain"):
+    if repository_top(folder) is None:
+        return None
+    status = _git(folder, "status", "--porcelain=v2", "--branch")
+    if status is None:
+        return None
+    lines = status.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":
+        return None
+    if any(not line.startswith("#") for line in lines):
         commit += "-dirty"
     return commit
 
