@@ -94,6 +94,7 @@ def run_prepared(
     from machineroom.executor.play import run_playbook
     from machineroom.runs.stops import held, ignore_stops
 
+    _raise_open_file_limit(len(workspace.inventory.hosts))
     if run_id is None:
         run_id = start_run_row(workspace, store, record, prepared.playbook.path)
     parts = _RunParts(workspace, store, prepared, run_id, run_options, connect, resumable)
@@ -220,6 +221,21 @@ class _RunParts:
             duration=finished.duration,
             notes=tuple(notes),
         )
+
+
+def _raise_open_file_limit(hosts: int) -> None:
+    """Lift the soft limit on open files towards the hard one when the run needs it: each
+    host holds a socket and its channels' pipes, and a desktop's default soft limit of 1024
+    runs out at a few hundred hosts ("Too many open files" in the middle of a run)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 256 + 8 * hosts
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _close_subscribers(subscribers: Sequence[Subscriber]) -> None:
