@@ -25,6 +25,7 @@ import os
 import pwd
 import re
 import threading
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -296,7 +297,7 @@ def _make_environment(templar: Templar) -> _Environment:
 ANSIBLE_MANAGED = "Ansible managed"
 
 
-def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> dict[str, Any]:
+def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> Mapping[str, Any]:
     """The host's variables plus those Ansible adds for a template file: `ansible_managed`
     ("Ansible managed" unless a variable sets it), `template_path` (`src` as written),
     `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`.
@@ -316,7 +317,8 @@ def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> di
     }
     if "ansible_managed" not in variables:
         added["ansible_managed"] = ANSIBLE_MANAGED
-    return {**variables, **added}
+    # a view, not a copy: the host's mapping keeps answering its own lookups
+    return ChainMap(added, variables)  # type: ignore[arg-type]
 
 
 # --- lookups ---------------------------------------------------------------------------------

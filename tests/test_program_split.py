@@ -3,6 +3,7 @@ read back on its own. Run by a real `sh` (the local connection), no lab needed."
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -87,3 +88,75 @@ def test_output_split_in_any_pieces(size: int) -> None:
     assert split.step_text(0) == f"first\nline{mark[:3]}"
     assert split.step_text(1) == "second, no newline"
     assert program._codes == {0: 0, 1: 7}
+
+
+def test_each_step_gets_exactly_its_input_where_head_reads_ahead(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """busybox's and BSD's `head -c` read past their count through stdio: the program takes
+    each step's bytes another way there, and the next step's input stays whole."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "head").write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --version) echo "head (BusyBox)"; exit 0 ;; esac\n'
+        "# as stdio does: read everything there is, give back the first N bytes\n"
+        't=$(mktemp); cat >"$t"; /usr/bin/head -c "$2" "$t"; rm -f "$t"\n'
+    )
+    (fake / "head").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    outputs = run(
+        [
+            step("cat", b"first\n", name="a"),
+            step("echo none", name="b"),
+            step("cat", b"second\n", name="c"),
+            step("wc -c", b"12345", name="d"),
+        ]
+    )
+    assert [o.stdout for o in outputs] == ["first\n", "none\n", "second\n", "5\n"]
+
+
+def _began(program: Program, index: int) -> None:
+    """Wait until the host began step `index` (the program's own condition)."""
+    with program._lock:
+        assert program._lock.wait_for(lambda: index in program._began, timeout=60)
+
+
+def test_a_program_the_walker_leaves_is_stopped_on_the_host(tmp_path: Any) -> None:
+    never = tmp_path / "never"
+    connection = LocalConnection(Host(id="local", host="127.0.0.1", connection="local"))
+    steps = [
+        step("echo a", name="a"),
+        step("sleep 60", name="b"),
+        step(f"touch {never}", name="c"),
+    ]
+    program = Program(steps, None)
+    program.start(connection, 120)
+    assert program.claim("a") is steps[0]
+    _began(program, 1)
+    # the walker skipped b (its `when` turned false) and wants c: the program is killed
+    # where it is; c, which had not begun, runs alone (None), and never from the program
+    assert program.claim("c") is None
+    assert program.output(steps[0]).stdout == "a\n"
+    assert not never.exists()
+
+
+def test_a_step_the_program_already_began_is_not_run_a_second_time(tmp_path: Any) -> None:
+    never = tmp_path / "never"
+    connection = LocalConnection(Host(id="local", host="127.0.0.1", connection="local"))
+    steps = [
+        step("echo a", name="a"),
+        step("echo b-began; sleep 60", name="b"),
+        step(f"touch {never}", name="c"),
+    ]
+    program = Program(steps, None)
+    program.start(connection, 120)
+    _began(program, 1)
+    # the walker skipped a and wants b, which the host is running: b stays the program's
+    # (killed there, reported as cut), it is not sent again
+    claimed = program.claim("b")
+    assert claimed is steps[1]
+    cut = program.output(claimed)
+    assert cut is not None and cut.exit_code == -1
+    assert "ended inside this task" in cut.stderr
+    assert not never.exists()

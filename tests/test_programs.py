@@ -72,6 +72,40 @@ def project(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Project:
             - command: touch {{ base }}/y
         """,
     )
+    # a variable and a template file that read a result registered again later: the program
+    # that holds the second register must not render them with the first one's value
+    project.write("said.j2", "template: {{ said }}\n")
+    project.write(
+        "indirect.yml",
+        """\
+        - hosts: web
+          vars:
+            said: "{{ r.stdout }}"
+          tasks:
+            - file: {path: "{{ base }}", state: directory}
+            - command: echo one
+              register: r
+            - debug: {msg: "{{ said }}"}
+            - command: echo two
+              register: r
+            - copy: {content: "copy: {{ said }}\\n", dest: "{{ base }}/copy"}
+            - template: {src: said.j2, dest: "{{ base }}/template"}
+        """,
+    )
+    # a changed_when that fails on the result fails the task (exit code 0): the program
+    # must not go on with the next task
+    project.write(
+        "changed_when.yml",
+        """\
+        - hosts: web
+          tasks:
+            - file: {path: "{{ base }}", state: directory}
+            - command: echo not-json
+              register: r
+              changed_when: (r.stdout | from_json).x
+            - copy: {content: "x", dest: "{{ base }}/after"}
+        """,
+    )
     project.write("facts.j2", "{{ ansible_hostname }} runs {{ ansible_system }}\n")
     project.write(
         "facts.yml",
@@ -136,6 +170,22 @@ def test_a_failed_task_stops_its_program_there(project: Project) -> None:
     out, report = project.apply("failing.yml", "-e", f"base={base}")
     assert out.returncode == 2
     assert report["stats"]["h3"]["failed"] == 1
+    statuses = [r[2] for r in rows(project, report["run_id"], base) if r[0] == "h3"]
+    assert statuses == ["changed", "failed"]
+    assert project.sh("h3", f"ls {base}; echo end") == "end\n"  # the copy never ran
+
+
+def test_a_name_registered_in_the_program_is_read_with_its_new_value(project: Project) -> None:
+    base = "/srv/mr-programs-indirect"
+    out, _ = project.apply("indirect.yml", "-e", f"base={base}")
+    assert out.returncode == 0, out.stderr
+    assert project.sh("h3", f"cat {base}/copy {base}/template") == "copy: two\ntemplate: two\n"
+
+
+def test_a_task_failed_by_its_changed_when_stops_the_program(project: Project) -> None:
+    base = "/srv/mr-programs-changed-when"
+    out, report = project.apply("changed_when.yml", "-e", f"base={base}")
+    assert out.returncode == 2
     statuses = [r[2] for r in rows(project, report["run_id"], base) if r[0] == "h3"]
     assert statuses == ["changed", "failed"]
     assert project.sh("h3", f"ls {base}; echo end") == "end\n"  # the copy never ran

@@ -12,6 +12,7 @@ walker went another way) simply runs alone.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Mapping
@@ -20,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from machineroom.connection.base import Become, Connection
 from machineroom.connection.output import CappedOutput, count_not_kept
-from machineroom.errors import Interrupted
+from machineroom.errors import Interrupted, MachineroomError
 from machineroom.modules.base import CommandOutput, ModuleContext
 
 if TYPE_CHECKING:
     from machineroom.executor.hoststate import HostState
+
+
+# How long the command that stops a given-up program may take.
+_KILL_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,19 +52,34 @@ def compose(marker: str, steps: list[ProgramStep]) -> tuple[str, bytes]:
     """The program's sh text and its stdin (the steps' stdin, one after the other).
 
     Each step runs in a subshell, so its `exit` and its variables stay its own; a step with
-    input reads exactly its bytes (`head -c`), and what it leaves unread is drained so that
-    the next step's input starts where it should. Markers on both streams say where each
-    step begins and ends, and with which exit code.
+    input reads exactly its bytes, and what it leaves unread is drained so that the next
+    step's input starts where it should. GNU `head -c` reads no further than it is asked;
+    busybox's and BSD's read ahead through stdio, so there `dd ibs=1` (a read a byte) takes
+    a step's bytes, and the last step with input simply reads the rest. Markers on both
+    streams say where each step begins and ends, and with which exit code. Every process of
+    the program carries MR_PROGRAM=<marker> (and the marker is in its shells' command
+    line), by which `Program` kills what is left of it when the walker gives it up.
     """
-    parts: list[str] = []
+    with_input = [index for index, step in enumerate(steps) if step.stdin]
+    parts: list[str] = [f"export MR_PROGRAM={marker}\n"]
+    if len(with_input) > 1:
+        parts.append(
+            'case $(head --version 2>/dev/null) in *"GNU coreutils"*) mr_exact=1 ;; '
+            "*) mr_exact= ;; esac\n"
+            'mr_take() { if [ -n "$mr_exact" ]; then head -c "$1"; '
+            'else dd ibs=1 count="$1" 2>/dev/null; fi; }\n'
+        )
     stdin = bytearray()
     for index, step in enumerate(steps):
         begin = f"{marker} B {index}"
         parts.append(f"printf '%s\\n' '{begin}'; printf '%s\\n' '{begin}' >&2\n")
-        if step.stdin:
+        if step.stdin and index == with_input[-1]:
+            stdin += step.stdin
+            parts.append(f"(\n{step.script}\n)\n")
+        elif step.stdin:
             stdin += step.stdin
             parts.append(
-                f"head -c {len(step.stdin)} | {{ (\n{step.script}\n)\n"
+                f"mr_take {len(step.stdin)} | {{ (\n{step.script}\n)\n"
                 "mr_rc=$?; cat >/dev/null; exit $mr_rc; }\n"
             )
         else:
@@ -72,6 +92,18 @@ def compose(marker: str, steps: list[ProgramStep]) -> tuple[str, bytes]:
         if not step.go_on:
             parts.append('[ "$mr_rc" = 0 ] || exit 0\n')
     return "".join(parts), bytes(stdin)
+
+
+def kill_line(marker: str) -> str:
+    """A shell line that kills every process of the program `marker` names: by the variable
+    in its environment, and its shells by their command line (`[m]r_` keeps the line from
+    matching itself)."""
+    pattern = f"[{marker[0]}]{marker[1:]}"
+    return (
+        f"{{ grep -lzx 'MR_PROGRAM={pattern}' /proc/[0-9]*/environ;"
+        f" grep -lz '{pattern}' /proc/[0-9]*/cmdline; }} 2>/dev/null"
+        " | cut -d/ -f3 | sort -u | xargs -r kill -KILL 2>/dev/null; true"
+    )
 
 
 class _Split:
@@ -214,6 +246,7 @@ class Program:
         """A stream saw step `index` begin."""
         with self._lock:
             self._began.add(index)
+            self._lock.notify_all()
 
     def ended(self, index: int, stream: int, code: int | None) -> None:
         """A stream saw step `index` end (stdout's marker carries the exit code)."""
@@ -229,13 +262,19 @@ class Program:
     # ------------------------------------------------------------------ the walker's side
 
     def claim(self, task_id: str) -> ProgramStep | None:
-        """The next step when it is `task_id`'s; None (and the program is let finish) when
-        the walker went another way."""
+        """The next step when it is `task_id`'s. When the walker went another way, the rest
+        of the program is stopped on the host; a later step of `task_id` that had begun by
+        then is still the task's (it is not run a second time), else None: it runs alone."""
         with self._lock:
             if self._claimed < len(self.steps) and self.steps[self._claimed].task_id == task_id:
                 self._claimed += 1
                 return self.steps[self._claimed - 1]
+            later = range(self._claimed, len(self.steps))
+            wanted = next((i for i in later if self.steps[i].task_id == task_id), None)
         self.finish()
+        with self._lock:
+            if wanted is not None and wanted in self._began:
+                return self.steps[wanted]
         return None
 
     def exhausted(self) -> bool:
@@ -260,8 +299,8 @@ class Program:
                     self._err.step_text(index),
                     count_not_kept(self._out.step_text(index)),
                 )
-            if not ended and index not in self._began:
-                return None
+            if not ended and index not in self._began and self._error is None:
+                return None  # the program stopped before it, at a failure: run it alone
         if ended:  # failed while the run stops: killed by the stop, most likely
             self.finish()
             raise self._error or Interrupted(
@@ -274,9 +313,16 @@ class Program:
         return CommandOutput(-1, self._out.step_text(index), stderr)
 
     def finish(self) -> None:
-        """No more steps are claimed; wait until the program ended on the host."""
+        """No more steps are claimed: what is left of the program is killed on the host (the
+        walker gave it up: those steps must not run unreported), then it is waited for."""
         with self._lock:
+            given_up = self._claimed < len(self.steps) and not self._finished
             self._claimed = len(self.steps)
+        if given_up and self._connection is not None:
+            with contextlib.suppress(MachineroomError):
+                self._connection.run(
+                    kill_line(self.marker), become=self.become, timeout=_KILL_TIMEOUT
+                )
         if self._thread is not None:
             self._thread.join()
 

@@ -6,10 +6,12 @@ declares `in_programs` (a deterministic script, failure only with a non-zero exi
 set), without loop, retries, delegation, run_once, throttle, async, timeout or no_log, under
 the same become, reading no name an earlier task of the run registers, and calling nothing
 whose value changes between two renderings (lookups, now(), random). The run ends before
-the first task that breaks a rule, and after a task with `failed_when` (whether it failed is
-decided here, not by its exit code). Plays that make hosts wait for each other (strategy
-linear, max_fail_percentage, any_errors_fatal) get no programs: their hosts must not run
-ahead.
+the first task that breaks a rule, and after a task with `failed_when` or a `changed_when`
+that is not a constant (whether it failed is decided here, not by its exit code). A task that
+reads, through a variable or a template file, a name an earlier step registers (or a fact,
+after the gathering step) ends the program too: its plan-time rendering fails on purpose.
+Plays that make hosts wait for each other (strategy linear, max_fail_percentage,
+any_errors_fatal) get no programs: their hosts must not run ahead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from machineroom.connection.base import Become
 from machineroom.errors import MachineroomError
@@ -76,7 +79,7 @@ def start_program(
             break
         if not tags_allow(item.tags | scope.tags, run.options.tags, run.options.skip_tags):
             continue  # the walker skips it too
-        if not plan.add(item, scope) or item.failed_when is not None:
+        if not plan.add(item, scope) or _decided_here(item):
             break
     if len(plan.steps) < 2:
         return None
@@ -110,15 +113,24 @@ class _Plan:
             return True
         return any(re.search(rf"\b{re.escape(name)}\b", text) for name in self.registered)
 
+    def _set_earlier(self, name: str) -> bool:
+        """Whether an earlier step sets `name` (registers it, or gathers it as a fact)."""
+        if name in self.registered:
+            return True
+        return self.sets_facts and FACT_MENTION.fullmatch(name) is not None
+
     def add(self, task: Task, scope: Scope) -> bool:
         """Add the task's step (none when its `when` is false); False: the program ends
         before it."""
         if len(self.steps) >= MAX_STEPS:
             return False
         try:
-            prepared = _prepare(task, self.state, self.play_state, self.run, scope, self.sets_facts)
-        except (MachineroomError, OSError):
-            return False  # the walker meets the same error and reports it
+            prepared = _prepare(
+                task, self.state, self.play_state, self.run, scope, self.sets_facts,
+                self._set_earlier,
+            )  # fmt: skip
+        except Exception:
+            return False
         if task.register:
             self.registered.add(task.register)
         if prepared is None:
@@ -133,6 +145,17 @@ class _Plan:
         self.steps.append(step)
         self.sets_facts = self.sets_facts or step.sets_facts
         return True
+
+
+def _decided_here(task: Task) -> bool:
+    """Whether the task's outcome is decided on the controller from its result (failed_when,
+    a changed_when that is not a constant: it may fail), so the program must stop after it."""
+    if task.failed_when is not None:
+        return True
+    constant = (True, False, "true", "false", "True", "False")
+    return task.changed_when is not None and not all(
+        isinstance(c, bool | str) and c in constant for c in task.changed_when
+    )
 
 
 def _joinable(task: Task) -> bool:
@@ -187,12 +210,14 @@ def _prepare(
     run: RunShared,
     scope: Scope,
     after_facts: bool = False,
+    set_earlier: Callable[[str], bool] = lambda name: False,
 ) -> tuple[ProgramStep, Become | None] | None:
     """The task's step as the walker would send it, or None when its `when` is false.
     `after_facts`: facts are gathered earlier in the program, so a template file (which
-    could read one) cannot be rendered yet."""
+    could read one) cannot be rendered yet. `set_earlier(name)`: an earlier step sets that
+    variable, so the task cannot be rendered now if it reads it, however indirectly."""
     where = Where(task.location, task.display_name, state.host.id)
-    variables = task_vars(task, state, play_state, run, scope)
+    variables = _Guarded(task_vars(task, state, play_state, run, scope), set_earlier, task.id)
     if task.templated:
         task = resolve_flags(task, lambda t: run.templar.render(t, variables, where))
     conditions = (*scope.when, *task.when)
@@ -222,6 +247,25 @@ def _prepare(
     script = exports(environment) + step.script
     step_data = ProgramStep(task.id, script, stdin, go_on, args, ctx, target)
     return replace(step_data, timeout=step.timeout, sets_facts=module.sets_facts), become
+
+
+class _Guarded(dict[str, Any]):
+    """A task's variables as its templates look them up: reading one that an earlier step of
+    the program sets raises, so that the task waits for the value the host gives it (a
+    variable or template file reading a registered result, a loop's earlier pass)."""
+
+    def __init__(self, values: dict[str, Any], forbidden: Callable[[str], bool], task_id: str):
+        super().__init__(values)
+        self._forbidden = forbidden
+        self._task_id = task_id
+
+    def __getitem__(self, key: str) -> Any:
+        if self._forbidden(key):
+            raise _NotJoinable(self._task_id)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - through __getitem__
 
 
 def _refuse(task_id: str) -> Callable[..., str]:

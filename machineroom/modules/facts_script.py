@@ -69,8 +69,10 @@ function passwd(u, p,   l, a, c) {
   while ((getline l < p) > 0) {
     split(l, a, ":"); if (a[1] == u) { close(p); print "passwd\t" l; return } }
   close(p)
-  if (u !~ /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/) return
-  c = "getent passwd " u " 2>/dev/null"; l = ""; c | getline l; close(c); print "passwd\t" l
+  # quoted for sh (\047 is '): any name NSS may know (SSSD's user@domain, DOMAIN\user)
+  if (u == "" || u ~ /^-/ || u ~ /[\047\n]/) return
+  c = "getent passwd \047" u "\047 2>/dev/null"; l = ""; c | getline l; close(c)
+  print "passwd\t" l
 }
 function environ(p,   s, l, f, c) {
   if (length("a\0b") == 3) { s = RS; RS = "\0"

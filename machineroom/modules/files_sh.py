@@ -112,14 +112,10 @@ mr_chown() {
   done
 }
 """,
-    # mr_tmp_near DIR: a new empty file in DIR (check mode: in $TMPDIR), mr_t1. Made with
-    # the shell's noclobber (O_EXCL: never an existing file or a planted link), else mktemp.
+    # mr_tmp_near DIR: a new empty file in DIR (check mode: in $TMPDIR), mr_t1, from mktemp
+    # (a random name, O_EXCL). Not the shell's noclobber on a guessable name: it opens an
+    # existing FIFO, device or link to one that another user planted there.
     "tmp": r"""mr_tmp_near() {
-  if [ "$CHECK" = 1 ]; then mr_d=${TMPDIR:-/tmp}; else mr_d=$1; fi
-  mr_d=$mr_d/.machineroom.$$
-  set -C
-  if true 2>/dev/null >"$mr_d"; then set +C; mr_t1=$mr_d; return 0; fi
-  set +C
   if [ "$CHECK" = 1 ]; then mr_t1=$(mktemp) || mr_fail "cannot create a temporary file"
   else mr_t1=$(mktemp -- "$1/.machineroom.XXXXXXXX") \
     || mr_fail "cannot create a temporary file in $1"; fi
