@@ -89,6 +89,17 @@ class Repo:
         return int(out.stdout.strip() or 0)
 
 
+def ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """The stopped command's output once it exits; if it does not within `timeout`, it is
+    killed (its pipes closed, not left to a later test) and the test fails with what it said."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running {timeout:g} s after the stop\nstdout:\n{out}\nstderr:\n{err}")
+
+
 def wait_until(what: Callable[[], bool], proc: subprocess.Popen[str] | None, why: str) -> None:
     """Poll `what` (60 s at most); fail with the command's output if it never holds."""
     deadline = time.monotonic() + 60
@@ -140,7 +151,7 @@ def test_a_signal_stops_apply_kills_remote_commands_and_records_it(
         lambda: all(repo.running(h, sleep) == 2 for h in HOSTS), proc, "both sleeps on each host"
     )
     proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = ended(proc)
 
     assert proc.returncode == 99, stdout + stderr
     assert f"interrupted ({signum.name})" in stderr
@@ -166,7 +177,7 @@ def test_sigterm_stops_run_and_kills_its_commands(repo: Repo) -> None:
     proc = repo.start("run", "web", "--", f"{sleep} & {sleep}")
     wait_until(lambda: all(repo.running(h, sleep) == 2 for h in HOSTS), proc, "sleeps on hosts")
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = ended(proc)
     assert proc.returncode == 99, stdout + stderr
     assert "interrupted (SIGTERM)" in stderr
     assert [h for h in HOSTS if repo.running(h, sleep)] == []

@@ -240,8 +240,14 @@ class ShellConnection(ABC):
                 line, prefix = self._sudo.prepare(line, become, self._run_raw)
             self._execute(line, prefix, None, self.connect_timeout, shown, None, None)
 
-        with contextlib.suppress(MachineroomError):
-            self.kill_command(tag, run_as)
+        # twice: on a loaded host the kill's own channel may time out, and a command left
+        # running keeps its run waiting on it (a `sleep 1000` would hold a stop that long)
+        for _ in range(2):
+            try:
+                self.kill_command(tag, run_as)
+                return
+            except MachineroomError:
+                continue
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
         """A helper command (the sudo probe) as the login user, reported like any other."""

@@ -79,6 +79,16 @@ END { exit found ? 1 : 0 }
 """
 
 
+# Whole seconds elapsed, floored as Ansible's `elapsed` is, from /proc/uptime's hundredths
+# (`date +%s` differences said 1 for a few milliseconds that crossed a second's edge).
+_CLOCK = r"""__mr_cs() {
+  if read -r __mr_u __mr_x </proc/uptime 2>/dev/null; then
+    __mr_u=${__mr_u%.*}${__mr_u#*.}; __mr_u=${__mr_u#"${__mr_u%%[!0]*}"}; echo "${__mr_u:-0}"
+  else echo $(( $(date +%s) * 100 )); fi
+}
+__mr_el() { echo $(( ($(__mr_cs) - __mr_t0) / 100 )); }"""
+
+
 class WaitForModule(Module):
     """`wait_for`: host (default 127.0.0.1, seen from the target), port, path, state
     (started/stopped for a port, present/absent for a path; started = present), search_regex
@@ -128,7 +138,8 @@ class WaitForModule(Module):
             f"__mr_to={int(timeout)}; __mr_sl={quote(args.get('sleep', 1))}; "
             f"__mr_ct={int(args.get('connect_timeout', 5))}",
             f"sleep {quote(args.get('delay', 0))}",
-            "__mr_t0=$(date +%s)",
+            _CLOCK,
+            "__mr_t0=$(__mr_cs)",
         ]
         if args.get("port") is not None:
             lines += [
@@ -164,16 +175,16 @@ class WaitForModule(Module):
                 cond = '[ -e "$__mr_f" ]'
         else:
             # Neither port nor path: Ansible then just sleeps `timeout` seconds.
-            lines.append(f'sleep "$__mr_to"; echo {MARK} ok "$(( $(date +%s) - __mr_t0 ))"')
+            lines.append(f'sleep "$__mr_to"; echo {MARK} ok "$(__mr_el)"')
             lines.append("exit 0")
             return RemoteStep("\n".join(lines), timeout=timeout + MARGIN)
         lines.append(
             "while :; do\n"
-            f'  if {cond}; then echo {MARK} ok "$(( $(date +%s) - __mr_t0 ))"; exit 0; fi\n'
-            '  [ "$(( $(date +%s) - __mr_t0 ))" -ge "$__mr_to" ] && break\n'
+            f'  if {cond}; then echo {MARK} ok "$(__mr_el)"; exit 0; fi\n'
+            '  [ "$(__mr_el)" -ge "$__mr_to" ] && break\n'
             '  sleep "$__mr_sl"\n'
             "done\n"
-            f'echo {MARK} timeout "$(( $(date +%s) - __mr_t0 ))"; exit 1'
+            f'echo {MARK} timeout "$(__mr_el)"; exit 1'
         )
         return RemoteStep("\n".join(lines), timeout=timeout + MARGIN)
 
