@@ -255,6 +255,7 @@ def test_abort_drops_the_queue_and_still_marks_the_run(store: StateStore) -> Non
         recorder(task("h1", f"t{n}", "ok"))
     abort = threading.Thread(target=recorder.abort)
     abort.start()
+    assert recorder._abort.wait(10)  # the writer resumes only once the abort is known
     gate.set()
     abort.join(10)
     run = store.run(run_id)
