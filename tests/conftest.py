@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import pytest
 
 from machineroom.lab import Lab, start_lab, stop_lab
 from machineroom.masking import SECRETS
+
+# The stop tests signal machineroom as a terminal would, and machineroom keeps a signal ignored
+# that it was started with (nohup, `cmd &` in a script). A suite launched that way would pass
+# its ignored SIGINT or SIGHUP on to every command it starts: give them back their defaults.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+for _stop_signal in (signal.SIGHUP, signal.SIGTERM):
+    if signal.getsignal(_stop_signal) == signal.SIG_IGN:
+        signal.signal(_stop_signal, signal.SIG_DFL)
 
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")

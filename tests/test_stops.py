@@ -59,9 +59,6 @@ class Repo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # as from a terminal: a suite started under nohup would pass its ignored SIGHUP
-            # on, and machineroom rightly keeps a signal ignored that it was started with
-            preexec_fn=_hangup_default,
         )
 
     def machineroom(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,10 +87,6 @@ class Repo:
         """How many processes on `host` run exactly `command` (not the shells around it)."""
         out = self.ssh(host, f"pgrep -cxf '{command}' || true")
         return int(out.stdout.strip() or 0)
-
-
-def _hangup_default() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def ended(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
