@@ -18,10 +18,15 @@ def step(script: str, stdin: bytes | None = None, *, go_on: bool = False, name: 
     return ProgramStep(name or script[:20], script, stdin, go_on, {}, ModuleContext("local"), None)
 
 
-def run(steps: list[ProgramStep]) -> list[Any]:
-    connection = LocalConnection(Host(id="local", host="127.0.0.1", connection="local"))
+def started(steps: list[ProgramStep], timeout: float = 60) -> Program:
+    """The steps as a program running on this machine's sh."""
     program = Program(steps, None)
-    program.start(connection, 60)
+    program.start(LocalConnection(Host(id="local", host="127.0.0.1", connection="local")), timeout)
+    return program
+
+
+def run(steps: list[ProgramStep]) -> list[Any]:
+    program = started(steps)
     outputs = [program.output(s) for s in steps]
     program.finish()
     return outputs
@@ -124,14 +129,12 @@ def _began(program: Program, index: int) -> None:
 
 def test_a_program_the_walker_leaves_is_stopped_on_the_host(tmp_path: Any) -> None:
     never = tmp_path / "never"
-    connection = LocalConnection(Host(id="local", host="127.0.0.1", connection="local"))
     steps = [
         step("echo a", name="a"),
         step("sleep 60", name="b"),
         step(f"touch {never}", name="c"),
     ]
-    program = Program(steps, None)
-    program.start(connection, 120)
+    program = started(steps, 120)
     assert program.claim("a") is steps[0]
     _began(program, 1)
     # the walker skipped b (its `when` turned false) and wants c: the program is killed
@@ -143,14 +146,12 @@ def test_a_program_the_walker_leaves_is_stopped_on_the_host(tmp_path: Any) -> No
 
 def test_a_step_the_program_already_began_is_not_run_a_second_time(tmp_path: Any) -> None:
     never = tmp_path / "never"
-    connection = LocalConnection(Host(id="local", host="127.0.0.1", connection="local"))
     steps = [
         step("echo a", name="a"),
         step("echo b-began; sleep 60", name="b"),
         step(f"touch {never}", name="c"),
     ]
-    program = Program(steps, None)
-    program.start(connection, 120)
+    program = started(steps, 120)
     _began(program, 1)
     # the walker skipped a and wants b, which the host is running: b stays the program's
     # (killed there, reported as cut), it is not sent again

@@ -127,7 +127,7 @@ class _Plan:
         try:
             prepared = _prepare(
                 task, self.state, self.play_state, self.run, scope, self.sets_facts,
-                self._set_earlier,
+                self._set_earlier if self.registered or self.sets_facts else None,
             )  # fmt: skip
         except Exception:
             return False
@@ -210,14 +210,16 @@ def _prepare(
     run: RunShared,
     scope: Scope,
     after_facts: bool = False,
-    set_earlier: Callable[[str], bool] = lambda name: False,
+    set_earlier: Callable[[str], bool] | None = None,
 ) -> tuple[ProgramStep, Become | None] | None:
     """The task's step as the walker would send it, or None when its `when` is false.
     `after_facts`: facts are gathered earlier in the program, so a template file (which
     could read one) cannot be rendered yet. `set_earlier(name)`: an earlier step sets that
     variable, so the task cannot be rendered now if it reads it, however indirectly."""
     where = Where(task.location, task.display_name, state.host.id)
-    variables = _Guarded(task_vars(task, state, play_state, run, scope), set_earlier, task.id)
+    variables = task_vars(task, state, play_state, run, scope)
+    if set_earlier is not None:  # a copy that guards its lookups, only when there is a need
+        variables = _Guarded(variables, set_earlier, task.id)
     if task.templated:
         task = resolve_flags(task, lambda t: run.templar.render(t, variables, where))
     conditions = (*scope.when, *task.when)
