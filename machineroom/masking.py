@@ -132,6 +132,11 @@ class SecretRegistry:
     def __len__(self) -> int:
         return len(self._values)
 
+    def values(self) -> tuple[str, ...]:
+        """The registered secrets (a cluster run's workers mask the same ones)."""
+        with self._lock:
+            return tuple(sorted(self._values))
+
     def _compiled(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._forms:

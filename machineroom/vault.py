@@ -127,6 +127,7 @@ class VaultKey:
             raise VaultError("the vault password is empty")
         self.label = label  # ansible's vault-id label: 1.2 data names the one it was made with
         self._others: tuple[VaultKey, ...] = ()
+        self._plain = password  # for __reduce__: a key crosses to a cluster's workers
         # NFC so that the same password typed on macOS and Linux gives the same key.
         add_secret(password)
         self._password = unicodedata.normalize("NFC", password).encode("utf-8")
@@ -138,6 +139,11 @@ class VaultKey:
 
     def __repr__(self) -> str:
         return f"VaultKey(***, {len(self._keys)} cached keys)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its password(s) and labels, without the derived keys and locks: only
+        inside a cluster run's sealed payload (cluster/shard.py), over TLS."""
+        return (_rebuilt_key, (self._plain, self.label, self._others))
 
     def encrypt(self, plain: str, *, oneline: bool = False) -> str:
         """Encrypt text with a fresh salt and nonce; see `encrypt_text` for the two forms."""
@@ -218,6 +224,12 @@ class VaultKey:
                     self._keys[ident] = key
                     self._locks.pop(ident, None)
         return key
+
+
+def _rebuilt_key(password: str, label: str, others: tuple[VaultKey, ...]) -> VaultKey:
+    key = VaultKey(password, label)
+    key._others = others
+    return key
 
 
 def keyring(keys: Sequence[VaultKey]) -> VaultKey:
@@ -486,6 +498,7 @@ def _run_password_script(path: Path) -> str:
 _source: dict[str, Any] = {"file": None, "ask": False, "prompt": None, "ids": ()}
 _shared: dict[tuple[Any, ...], VaultKey] = {}
 _shared_guard = threading.Lock()
+_override: list[VaultKey | None] = [None]  # use_key's: wins over every source
 
 
 def set_password_source(
@@ -523,11 +536,29 @@ def shared_key(
         tuple(vault_ids),
     )
     with _shared_guard:
-        key = _shared.get(ident)
+        key = _override[0] or _shared.get(ident)
         if key is None:
             key = key_for_ids(vault_ids, password_file, ask, prompt)
             _shared[ident] = key
         return key
+
+
+def loaded_key() -> VaultKey | None:
+    """The key this process already read (while loading), if any; never prompts."""
+    with _shared_guard:
+        return next(iter(_shared.values()), None)
+
+
+def current_key() -> VaultKey:
+    """The key of this process's password source (read or asked for once)."""
+    return shared_key(_source["file"], bool(_source["ask"]), _source["prompt"], _source["ids"])
+
+
+def use_key(key: VaultKey) -> None:
+    """Make `key` the one every source gives in this process: a cluster worker gets the
+    controller's key with the run (it has no password file or terminal of its own)."""
+    with _shared_guard:
+        _override[0] = key
 
 
 def key_for_ids(

@@ -35,7 +35,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # `--test`: ansible-core too (the ansible extra), so the fallback tests run ansible's modules
 extras=dev
-[ "${1:-}" = "--test" ] && extras=dev,ansible
+[ "${1:-}" = "--test" ] && extras=dev,ansible,cluster
 .venv/bin/python -m pip install -q -e ".[$extras]"
 # An editable install compiles none of our modules; where PYTHONDONTWRITEBYTECODE is set no
 # run ever writes them, and every process compiled its ~250 modules again (~0.3 s a start).

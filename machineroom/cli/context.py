@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from machineroom.runs.connect import ConnectSettings
+from machineroom.runs.connect import ConnectSettings, cluster_tls_settings
 from machineroom.runs.settings import default_of, use_inventory_paths
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ CONNECT_FIELDS = (
     "accept_new_host_keys",
     "vault_password_file",
     "ask_vault_password",
+    "cluster",
 )
 
 
@@ -114,6 +115,15 @@ def connection_options(func: F) -> F:
             help="[LABEL@]FILE or LABEL@prompt: one more vault password (as ansible's); "
             "repeatable [default: ansible.cfg's vault_identity_list].",
         ),
+        click.option(
+            "--cluster",
+            envvar="MACHINEROOM_CLUSTER",
+            default=lambda: default_of("cluster", None),
+            metavar="ADDRESS",
+            help="Walk hosts on a Dask cluster: local:N (N worker processes here), "
+            "tls://HOST:PORT or tcp://HOST:PORT (a scheduler) [default: cluster in "
+            "machineroom.yml]. See docs/distributed.md.",
+        ),
     ]
 
     @functools.wraps(func)
@@ -139,6 +149,8 @@ def _settings(values: dict[str, Any], vault_ids: tuple[str, ...]) -> ConnectSett
         vault_password_file=values["vault_password_file"],
         ask_vault_password=values["ask_vault_password"],
         vault_ids=tuple(vault_ids),
+        cluster=values["cluster"] or None,
+        cluster_tls=cluster_tls_settings() if values["cluster"] else (None, None, None),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,9 @@ class ConnectOptions:
     use_agent: bool = True
     decrypt: Callable[[str], str] | None = None  # vault ciphertext -> plain text
     on_command: CommandHook | None = None
+    # key files' contents by expanded path: a cluster worker gets the controller's key files
+    # in memory with the run (cluster/shard.py) and never writes them to disk
+    key_material: Mapping[str, str] = field(default_factory=dict)
     # Nagle + delayed ACK cost ~45 ms per command on loopback; off only to measure that.
     tcp_nodelay: bool = True
 

@@ -264,7 +264,10 @@ class SSHConnection(ShellConnection):
         only_identities = str(ssh_config.get("identitiesonly", "no")).lower() == "yes"
         kwargs: dict[str, Any] = dict(conn.connect_kwargs)
         keys: list[str] = []
-        if host.ssh_key and own:
+        if host.ssh_key and own and os.path.expanduser(host.ssh_key) in options.key_material:
+            text = options.key_material[os.path.expanduser(host.ssh_key)]
+            kwargs["pkey"] = _key_from_text(text, host.id)
+        elif host.ssh_key and own:
             path = os.path.expanduser(host.ssh_key)
             if not os.path.isfile(path):
                 raise AuthFailed(host.id, f"{role + ': ' if role else ''}key file {path} not found")
@@ -507,6 +510,22 @@ class SSHConnection(ShellConnection):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _key_from_text(text: str, host_id: str) -> Any:
+    """A private key given as text (never written to disk): OpenSSH or PEM, any type."""
+    import io
+
+    import paramiko
+
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return kind.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise AuthFailed(host_id, "the key file is encrypted (use ssh-agent)") from None
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise AuthFailed(host_id, "the key file given with the run is not a private key")
 
 
 def _reorder(current: Any, first: tuple[str, ...]) -> tuple[str, ...]:

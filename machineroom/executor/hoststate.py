@@ -61,6 +61,7 @@ class HostState:
     unreachable: bool = False
     ended: bool = False  # meta: end_host / end_play
     interrupted: bool = False  # a task of it was cut short by the run's stop
+    lost: str = ""  # why it stopped walking: its cluster worker was lost (cluster/runner.py)
     stage: str | None = None
     failed_task: str | None = None
     failed_result: dict[str, Any] = field(default_factory=dict)  # for ansible_failed_result
@@ -75,7 +76,7 @@ class HostState:
     @property
     def done(self) -> bool:
         """True when the host will run no more tasks in this play."""
-        return self.failed or self.unreachable or self.ended
+        return self.failed or self.unreachable or self.ended or bool(self.lost)
 
 
 @dataclass

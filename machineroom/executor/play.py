@@ -81,7 +81,7 @@ def run_playbook(
                 states.setdefault(h.id, HostState(h, server_res=dict(run.server_res.get(h.id, {}))))
                 for h in hosts
             ]
-            live = [state for state in live if not (state.failed or state.unreachable)]
+            live = [s for s in live if not (s.failed or s.unreachable or s.lost)]
             for state in live:
                 state.ended = False  # end_play / end_host last only for their play
             _run_play(play, live, run, runner)
@@ -103,6 +103,8 @@ def run_playbook(
 def _host_finished(state: HostState, interrupted: bool) -> HostFinished:
     """How the host's run ended, for its HostFinished event."""
     host_id = state.host.id
+    if state.lost:  # its cluster worker left: resumable from the stage it was in
+        return HostFinished(host_id, "interrupted", state.stage, None, state.lost)
     if state.unreachable:
         return HostFinished(host_id, "unreachable", state.stage, state.failed_task, state.reason)
     if interrupted and state.interrupted:
@@ -148,7 +150,7 @@ def _count(stats: dict[str, HostStats], event: object) -> None:
 def _run_status(
     states: dict[str, HostState], interrupted: bool
 ) -> Literal["ok", "failed", "unreachable", "interrupted"]:
-    if interrupted:
+    if interrupted or any(hs.lost for hs in states.values()):
         return "interrupted"
     if any(hs.unreachable for hs in states.values()):
         return "unreachable"

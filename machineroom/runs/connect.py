@@ -30,6 +30,9 @@ class ConnectSettings:
     vault_password_file: str | None = None
     ask_vault_password: bool = False
     vault_ids: tuple[str, ...] = ()
+    # --cluster: hosts walk on a Dask cluster's workers (cluster/); None: in this process
+    cluster: str | None = None
+    cluster_tls: tuple[str | None, str | None, str | None] = (None, None, None)  # ca, cert, key
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -42,6 +45,8 @@ class ConnectSettings:
             "vault_password_file": self.vault_password_file,
             "ask_vault_password": self.ask_vault_password,
             "vault_ids": list(self.vault_ids),
+            "cluster": self.cluster,
+            "cluster_tls": list(self.cluster_tls),
         }
 
     @classmethod
@@ -56,12 +61,32 @@ class ConnectSettings:
             vault_password_file=data.get("vault_password_file"),
             ask_vault_password=bool(data.get("ask_vault_password", False)),
             vault_ids=tuple(data.get("vault_ids", ())),
+            cluster=data.get("cluster"),
+            cluster_tls=_three(data.get("cluster_tls")),
         )
 
     def use_vault_source(self) -> None:
         """Name this run's vault password source before anything loads (whole-file vaults
         in group_vars/ or vars_files are decrypted while the inventory is read)."""
         use_vault_source(self.vault_password_file, self.ask_vault_password, self.vault_ids)
+
+
+def _three(value: Any) -> tuple[str | None, str | None, str | None]:
+    items = list(value or ())[:3] + [None] * 3
+    a, b, c = (None if v is None else str(v) for v in items[:3])
+    return (a, b, c)
+
+
+def cluster_tls_settings() -> tuple[str | None, str | None, str | None]:
+    """The TLS files of a tls:// cluster, from machineroom.yml (cluster_tls_ca, ...)."""
+    from machineroom.runs.settings import current_settings
+
+    settings = current_settings()
+    return (
+        settings.get("cluster_tls_ca"),
+        settings.get("cluster_tls_cert"),
+        settings.get("cluster_tls_key"),
+    )
 
 
 def use_vault_source(

@@ -125,7 +125,14 @@ def connect_defaults(inventory_paths: Sequence[str]) -> ConnectSettings:
         value = settings.get("vault_password_file")
         vault_file = None if value is None else str(value)
     timeout = settings.get("command_timeout")
+    cluster = os.environ.get("MACHINEROOM_CLUSTER") or settings.get("cluster")
     return ConnectSettings(
+        cluster=None if not cluster else str(cluster),
+        cluster_tls=(
+            settings.get("cluster_tls_ca"),
+            settings.get("cluster_tls_cert"),
+            settings.get("cluster_tls_key"),
+        ),
         forks=int(settings.get("forks", 50)),
         connect_timeout=float(settings.get("connect_timeout", 10.0)),
         command_timeout=None if timeout is None else float(timeout),

@@ -20,7 +20,15 @@ from machineroom.runs.ansible_cfg import Setting
 
 FILE_NAME = "machineroom.yml"
 CONFIG_ENV = "MACHINEROOM_CONFIG"
-PATH_KEYS = ("state", "known_hosts", "vault_password_file", "private_key_file")
+PATH_KEYS = (
+    "state",
+    "known_hosts",
+    "vault_password_file",
+    "private_key_file",
+    "cluster_tls_ca",
+    "cluster_tls_cert",
+    "cluster_tls_key",
+)
 
 
 def find_project_config(

@@ -95,13 +95,25 @@ def run_prepared(
     from machineroom.runs.stops import held, ignore_stops
 
     _raise_open_file_limit(len(workspace.inventory.hosts))
-    if run_id is None:
-        run_id = start_run_row(workspace, store, record, prepared.playbook.path)
-    parts = _RunParts(workspace, store, prepared, run_id, run_options, connect, resumable)
-    shared = parts.open(subscribers, audit_label)
+    runner = None
+    if connect.cluster:  # hosts walk on a cluster's workers: checked before the run exists
+        from machineroom.runs.cluster_run import open_cluster_runner
+
+        runner = open_cluster_runner(workspace, connect, prepared)
+    try:
+        if run_id is None:
+            run_id = start_run_row(workspace, store, record, prepared.playbook.path)
+        parts = _RunParts(workspace, store, prepared, run_id, run_options, connect, resumable)
+        shared = parts.open(subscribers, audit_label)
+        if runner is not None:
+            runner.on_command = parts.pool.options.on_command
+    except BaseException:
+        if runner is not None:
+            runner.close()
+        raise
     finished = None
     try:
-        finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id)
+        finished = run_playbook(prepared.playbook, prepared.play_hosts, shared, run_id, runner)
     except KeyboardInterrupt:
         # a second stop signal: stop at once, but leave the database consistent; no
         # connection is closed (a worker reconnecting holds it for its whole timeout)
@@ -113,6 +125,8 @@ def run_prepared(
     finally:
         if not isinstance(sys.exc_info()[1], KeyboardInterrupt | RunAborted):
             with held():  # let the last writes land
+                if runner is not None:
+                    runner.close()
                 _close_subscribers(subscribers)
                 parts.pool.close_all()
                 parts.recorder.close(unfinished_status="error")

@@ -1,0 +1,65 @@
+"""A run on a Dask cluster (`--cluster`): the runner made before the run's row is opened, so
+a bad address, an unreachable scheduler, a zone without a worker or secrets bound for a plain
+tcp:// cluster are one clear error before anything runs (docs/distributed.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from machineroom.cluster.runner import ClusterRunner
+    from machineroom.runs.connect import ConnectSettings
+    from machineroom.runs.prepare import Prepared
+    from machineroom.runs.workspace import Workspace
+
+
+def open_cluster_runner(
+    workspace: Workspace, connect: ConnectSettings, prepared: Prepared
+) -> ClusterRunner:
+    """The ClusterRunner of `connect.cluster`, connected and checked."""
+    from machineroom.cluster.address import parse_cluster
+    from machineroom.cluster.client import open_cluster
+    from machineroom.cluster.runner import (
+        ClusterRunner,
+        connecting_for,
+        refuse_plain,
+        secrets_carried,
+    )
+    from machineroom.masking import SECRETS
+    from machineroom.runs.connect import connect_options
+    from machineroom.runs.settings import current_settings
+
+    assert connect.cluster is not None
+    ca, cert, key = connect.cluster_tls
+    address = parse_cluster(connect.cluster, tls_ca=ca, tls_cert=cert, tls_key=key)
+    inventory = workspace.inventory
+    connecting = connecting_for(connect_options(workspace, connect), inventory)
+    vault_key = _vault_key(prepared, inventory)
+    known = SECRETS.values()
+    carried = secrets_carried(connecting, inventory, vault_key, known)
+    if carried and not address.encrypted:
+        refuse_plain(address.text, carried, current_settings().source("cluster"))
+    cluster = open_cluster(address)
+    runner = ClusterRunner(cluster, connecting, vault_key=vault_key, secrets_known=known)
+    try:
+        runner.check_zones([h for hosts in prepared.play_hosts for h in hosts])
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
+def _vault_key(prepared: Prepared, inventory: Any) -> Any:
+    """The vault key workers need: the run's when a variable or password is vault-encrypted
+    (read or asked for here), else the one loading already read, else none."""
+    from machineroom.vault import current_key, loaded_key
+
+    secrets = [
+        s
+        for h in inventory.hosts.values()
+        for s in (h.password, h.become_password)
+        if s is not None and s.kind == "vault"
+    ]
+    if prepared.vault_in_vars or secrets:
+        return current_key()
+    return loaded_key()
