@@ -23,7 +23,7 @@ for _stop_signal in (signal.SIGHUP, signal.SIGTERM):
 
 LAB_DIR = os.environ.get("LAB_DIR", "/tmp/lab-mr-test")
 LAB_NET = os.environ.get("LAB_NET", "127.0.1")
-LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "40"))
+LAB_HOSTS = int(os.environ.get("LAB_HOSTS", "44"))
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 def lab() -> Iterator[Lab]:
     """A lab of real SSH hosts, started once per session and stopped at its end.
 
-    LAB_HOSTS hosts (default 40) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
+    LAB_HOSTS hosts (default 44) named h1, h2, ... listen on LAB_NET.1, LAB_NET.2, ...
     port 22 (LAB_NET default 127.0.1); the lab lives in LAB_DIR (default /tmp/lab-mr-test).
     Each host is a real OpenSSH sshd with its own host key, hostname and copy-on-write root:
     what a test writes on one host is invisible to the others and to this machine.
@@ -69,7 +69,7 @@ def lab() -> Iterator[Lab]:
     Hosts are shared by the whole session; tests that change a host in ways others could
     notice keep to their own hosts: h1-h7 CLI and connection tests (h7: test_connection_registry,
     whose only change is a marker file of its name in /tmp; h3: test_runs_request, likewise;
-    no host past h28 is free with the default 40 hosts), h8-h13 engine tests,
+    no host past h32 is free with the default 44 hosts), h8-h13 engine tests,
     h14 the Ansible templating test (test_ansible_templating),
     h15 the secrets, terminal-output and loops tests (test_secrets, test_loops: files of
     their own names),
@@ -84,6 +84,7 @@ def lab() -> Iterator[Lab]:
     h23-h25 delegation, run_once, async and throttle (test_delegation),
     h26 ansible.cfg, ansible-playbook flags and ad-hoc modules (test_ansible_cli),
     h27 Ansible-named facts and package backends, h28 ansible-core module fallback,
+    h29-h32 the cluster tests (test_cluster: runs through Dask workers),
     hosts[-12:-9] the site.yml test (Docker engines on three hosts), hosts[-9:-6] the
     Ansible parity test, hosts[-6:-2] the stage tests, hosts[-2] the service module test,
     hosts[-1] the docker stage test (it installs a Docker engine).

@@ -19,7 +19,7 @@ from machineroom.errors import UsageError
 from machineroom.inventory.model import Host
 
 ZONE_PREFIX = "zone-"
-CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler before giving up
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler before giving up (--connect-timeout)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Cluster:
                 self._local.close(timeout=10)
 
 
-def open_cluster(address: ClusterAddress) -> Cluster:
+def open_cluster(address: ClusterAddress, timeout: float = CONNECT_TIMEOUT) -> Cluster:
     """A client on the cluster `address` names, with at least one worker; the scheduler
     unreachable (or refusing our certificate) is one UsageError naming the address."""
     _quiet_dask()
@@ -87,7 +87,7 @@ def open_cluster(address: ClusterAddress) -> Cluster:
         )
         return Cluster(address, Client(local, security=security), local)
     try:
-        client = Client(address.text, security=security, timeout=CONNECT_TIMEOUT)
+        client = Client(address.text, security=security, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise UsageError(
             f"--cluster {address.text}: the scheduler cannot be reached: {_reason(exc)}"

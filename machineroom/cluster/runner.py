@@ -158,16 +158,20 @@ class ClusterRunner:
         self, shard: _Shard, run: RunShared, play_state: PlayShared, lock_step: bool, at_once: int
     ) -> ShardSpec:
         mine = set(shard.hosts)
+        # the shard's hosts whole (a program is this process's: the worker starts its own);
+        # the others as hostvars and delegation need them, without facts and results
         light = {
-            s.host.id: s
+            s.host.id: replace(s, host=_portable_host(s.host), program=None)
             if s.host.id in mine
             else HostState(
-                s.host, failed=s.failed, unreachable=s.unreachable, ended=s.ended, stage=s.stage
+                _portable_host(s.host),
+                failed=s.failed,
+                unreachable=s.unreachable,
+                ended=s.ended,
+                stage=s.stage,
             )
             for s in play_state.hosts
         }
-        for host_id in mine:  # a program is this process's: the worker starts its own
-            light[host_id] = replace(light[host_id], program=None)
         shared = PlayShared(
             play=play_state.play,
             hosts=[light[s.host.id] for s in play_state.hosts],
@@ -206,14 +210,7 @@ class ClusterRunner:
         plain (a worker's environment is not ours); it travels sealed."""
         if self._portable is not None and self._portable[0] is inventory:
             return self._portable[1]
-        hosts = {}
-        for host_id, host in inventory.hosts.items():
-            changes: dict[str, Any] = {}
-            for name in ("password", "become_password"):
-                secret: Secret | None = getattr(host, name)
-                if secret is not None and secret.kind == "env":
-                    changes[name] = Secret("plain", secret.reveal(), secret.location)
-            hosts[host_id] = replace(host, **changes) if changes else host
+        hosts = {host_id: _portable_host(host) for host_id, host in inventory.hosts.items()}
         portable = replace(inventory, hosts=MappingProxyType(hosts))
         self._portable = (inventory, portable)
         return portable
@@ -270,10 +267,15 @@ class ClusterRunner:
             if mine is None:
                 continue
             for each in dataclasses.fields(HostState):
-                if each.name != "program":
+                if each.name not in ("program", "host"):  # the host: ours keeps its secrets
                     setattr(mine, each.name, getattr(state, each.name))
         if result.inventory is not None:
-            run.inventory = merged_inventory(run.inventory, result.inventory)
+            base = run.inventory
+            run.inventory = merged_inventory(base, self._portable_inventory(base), result.inventory)
+            for state in self._states.values():
+                now = run.inventory.hosts.get(state.host.id)
+                if now is not None and now is not base.hosts.get(state.host.id):
+                    state.host = replace(now, connection=state.host.connection)
         run.added_hosts |= result.added_hosts
         if result.new_host_keys and self.connecting.known_hosts:
             _append_host_keys(self.connecting.known_hosts[0][0], result.new_host_keys)
@@ -324,7 +326,9 @@ class ClusterRunner:
             self._queue(shard_queue_name(self.token, number)).put(dumps([message]))
 
     def _reply(self, number: int, seq: int, value: Any) -> None:
-        self._send(number, ("reply", seq, value))
+        # the play's abort goes with every answer: a host let through a gate must know that
+        # the failure which opened it aborted the play
+        self._send(number, ("reply", seq, value, self._coordinator().play_aborted()))
 
     def _broadcast(self, kind: str) -> None:
         sent = self._stop_sent if kind == "stop" else self._abort_sent
@@ -415,17 +419,33 @@ class ClusterRunner:
         self.cluster.close()
 
 
-def merged_inventory(base: Inventory, changed: Inventory) -> Inventory:
-    """`base` with what add_host / group_by made in `changed` (a shard's): hosts it added or
-    changed (groups joined when both changed a host), groups' members and children joined."""
+def _portable_host(host: Host) -> Host:
+    """`host` with passwords kept in this machine's environment variables made plain."""
+    changes: dict[str, Any] = {}
+    for name in ("password", "become_password"):
+        secret: Secret | None = getattr(host, name)
+        if secret is not None and secret.kind == "env":
+            changes[name] = Secret("plain", secret.reveal(), secret.location)
+    return replace(host, **changes) if changes else host
+
+
+def merged_inventory(base: Inventory, sent: Inventory, changed: Inventory) -> Inventory:
+    """`base` with what add_host / group_by made in `changed` (a shard's, from `sent`, the
+    portable copy of `base` it was given): hosts it added or changed (groups joined when
+    several changed a host; our passwords kept), groups' members and children joined."""
     hosts = dict(base.hosts)
     for host_id, host in changed.hosts.items():
         mine = hosts.get(host_id)
         if mine is None:
             hosts[host_id] = host
-        elif mine != host:
+        elif host != sent.hosts.get(host_id):
             joined = tuple(dict.fromkeys((*mine.groups, *host.groups)))
-            hosts[host_id] = replace(host, groups=joined)
+            hosts[host_id] = replace(
+                host,
+                groups=joined,
+                password=mine.password,
+                become_password=mine.become_password,
+            )
     groups = dict(base.groups)
     for name, group in changed.groups.items():
         mine_group = groups.get(name)

@@ -41,7 +41,10 @@ from machineroom.executor.hoststate import HostState, PlayShared, RunOptions
 from machineroom.inventory.model import Inventory
 
 CLAIM_WAIT = 120.0  # seconds a shard waits for the controller's go before giving up
-PRINT_SKIP = frozenset({".git", ".machineroom", "__pycache__", ".venv", "node_modules"})
+# what a fingerprint leaves out: tools' folders (every hidden one: .git, .machineroom, ...)
+# and files a run itself writes beside the playbook (state databases, logs)
+PRINT_SKIP = frozenset({"__pycache__", "node_modules", "venv"})
+PRINT_SKIP_ENDINGS = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".log", ".pyc")
 PRINT_MAX_FILES = 20000
 
 
@@ -106,8 +109,10 @@ def project_print(folder: str) -> str:
     digest = hashlib.sha256()
     count = 0
     for top, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in PRINT_SKIP)
+        dirs[:] = sorted(d for d in dirs if d not in PRINT_SKIP and not d.startswith("."))
         for name in sorted(names):
+            if name.endswith(PRINT_SKIP_ENDINGS):
+                continue
             path = os.path.join(top, name)
             count += 1
             if count > PRINT_MAX_FILES:
@@ -270,6 +275,8 @@ def _dispatch(inbox: Any, coordinator: RemoteCoordinator, run: Any, done: thread
         for message in messages:
             kind = message[0]
             if kind == "reply":
+                if message[3]:
+                    coordinator.aborted()
                 coordinator.replied(message[1], message[2])
             elif kind == "stop":
                 run.stop_run()

@@ -25,7 +25,6 @@ from typing import Any
 SEND_BATCH = 500  # most messages in one queue item
 
 
-
 def _read_only(values: dict[Any, Any]) -> MappingProxyType[Any, Any]:
     return MappingProxyType(values)
 

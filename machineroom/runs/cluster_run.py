@@ -39,7 +39,7 @@ def open_cluster_runner(
     carried = secrets_carried(connecting, inventory, vault_key, known)
     if carried and not address.encrypted:
         refuse_plain(address.text, carried, current_settings().source("cluster"))
-    cluster = open_cluster(address)
+    cluster = open_cluster(address, timeout=connect.connect_timeout)
     runner = ClusterRunner(cluster, connecting, vault_key=vault_key, secrets_known=known)
     try:
         runner.check_zones([h for hosts in prepared.play_hosts for h in hosts])

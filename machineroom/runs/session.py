@@ -107,6 +107,7 @@ def run_prepared(
         shared = parts.open(subscribers, audit_label)
         if runner is not None:
             runner.on_command = parts.pool.options.on_command
+            parts.lost = runner.lost
     except BaseException:
         if runner is not None:
             runner.close()
@@ -148,7 +149,6 @@ class _RunParts:
         connect: ConnectSettings,
         resumable: bool,
     ) -> None:
-        from machineroom.runs.stops import stop_reason
         from machineroom.state.recorder import StateRecorder
 
         self.workspace = workspace
@@ -166,8 +166,24 @@ class _RunParts:
             on_error=self.stop_on_write_error,
             resumable=resumable,
         )
-        self.recorder.stop_reason = stop_reason
+        self.recorder.stop_reason = self.stop_reason
         self.shared: RunShared | None = None
+        self.lost: Mapping[str, str] = {}  # host -> why its cluster worker lost it
+
+    def stop_reason(self) -> str:
+        """Why the run ended interrupted: a signal, or workers of its cluster lost."""
+        from machineroom.runs.stops import received_stop, stop_reason
+
+        if self.lost and not received_stop():
+            by_reason: dict[str, list[str]] = {}
+            for host, why in self.lost.items():
+                by_reason.setdefault(why, []).append(host)
+            return "; ".join(
+                f"interrupted: {why} (hosts {', '.join(sorted(hosts))}; "
+                "`machineroom apply --resume` continues them)"
+                for why, hosts in by_reason.items()
+            )
+        return stop_reason()
 
     def stop_on_write_error(self, message: str) -> None:
         """Results would go unrecorded from now on: stop rather than carry on blind."""
@@ -213,7 +229,6 @@ class _RunParts:
 
     def result(self, finished: RunFinished) -> RunResult:
         """The RunResult of the finished run, with notes for the person who started it."""
-        from machineroom.runs.stops import stop_reason
 
         notes: list[str] = []
         status: str = finished.status
@@ -226,7 +241,7 @@ class _RunParts:
                 )
             status = "error"
         elif finished.status == "interrupted":
-            notes.append(stop_reason())
+            notes.append(self.stop_reason())
         return RunResult(
             run_id=self.run_id,
             status=status,

@@ -72,6 +72,11 @@ def ignore_stops() -> None:
         _install(signal.SIG_IGN)
 
 
+def received_stop() -> bool:
+    """Whether a stop signal (or Ctrl-C) reached this process."""
+    return bool(_received)
+
+
 def stop_reason() -> str:
     """How the command was stopped: `interrupted (SIGTERM)`; `interrupted` when no signal
     is known (e.g. a KeyboardInterrupt raised in-process)."""
