@@ -20,6 +20,8 @@ ALLOWED = {
     "fastapi": ("web",),
     "starlette": ("web",),
     "uvicorn": ("web", "cli"),
+    "distributed": ("cluster",),
+    "dask": ("cluster",),
 }
 
 
@@ -107,9 +109,10 @@ LAYERS: dict[str, set[str]] = {
     "connection": {"inventory"},
     "events": set(),
     "executor": LOADING | {"connection", "events"},
+    "cluster": LOADING | {"connection", "events", "executor"},
     "state": {"events"},
     "report": {"events"},
-    "runs": LOADING | {"scan", "connection", "events", "executor", "state", "report"},
+    "runs": LOADING | {"scan", "connection", "events", "executor", "cluster", "state", "report"},
     "fleet": {"runs", "state", "schema", "yamlio", "inventory", "vault"},
     "web": {"runs", "state", "fleet", "inventory"},
     "cli": {"runs", "report", "fleet", "web", "lab"},

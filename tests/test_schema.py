@@ -81,7 +81,8 @@ def test_part_of_a_schema_validates_vars_files() -> None:
 def test_enum_suggests() -> None:
     assert messages("all:\n  vars:\n    connection: sh\n") == [
         "inv.yml:3:17: group 'all': vars.connection: 'sh' is not allowed "
-        "(did you mean 'ssh'?); expected ssh or local"
+        "(did you mean 'ssh'?); expected ssh or local (sim: a simulated host, for capacity "
+        "planning)"
     ]
 
 

@@ -407,6 +407,16 @@ class ClusterRunner:
             return
         done.wait(SYNC_WAIT)
 
+    def abandon(self) -> None:
+        """A second Ctrl-C: tell every shard to stop, cancel them, wait for nothing more."""
+        self._stop_sent = False
+        self._broadcast("stop")
+        for shard in self._shards.values():
+            if shard.future is not None:
+                with contextlib.suppress(Exception):
+                    shard.future.cancel()
+        self.close()
+
     def close(self) -> None:
         """Stop serving (after the run) and release the cluster."""
         self._closing.set()

@@ -108,5 +108,12 @@ def _local(host: Host, options: ConnectOptions, tunnels: Mapping[str, TunnelProf
     return LocalConnection(host, options)
 
 
+def _sim(host: Host, options: ConnectOptions, tunnels: Mapping[str, TunnelProfile]) -> Connection:
+    from machineroom.connection.sim import SimConnection
+
+    return SimConnection(host, options)
+
+
 register("ssh", _ssh, aliases=("paramiko", "smart"))
 register("local", _local)
+register("sim", _sim)  # a simulated host, for capacity planning (connection/sim.py)

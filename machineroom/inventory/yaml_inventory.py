@@ -430,7 +430,10 @@ def _build_host(reader: _Reader, raw: _RawHost, depths: dict[str, int]) -> Host:
         become_password=reader.secret(
             fields.get("become_password"), locations.get("become_password", raw.location)
         ),
-        connection="local" if fields.get("connection") == "local" else "ssh",
+        # ssh's other names (paramiko, smart) are ssh; sim: a simulated host (connection/sim.py)
+        connection=str(fields["connection"])
+        if fields.get("connection") in ("local", "sim")
+        else "ssh",
         groups=tuple(groups),
         vars=MappingProxyType(values),
         var_sources=MappingProxyType(sources),

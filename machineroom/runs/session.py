@@ -119,6 +119,8 @@ def run_prepared(
         # a second stop signal: stop at once, but leave the database consistent; no
         # connection is closed (a worker reconnecting holds it for its whole timeout)
         ignore_stops()
+        if runner is not None:
+            runner.abandon()  # the workers kill their commands and drop their shards
         _close_subscribers(subscribers)
         parts.recorder.abort()
         store.close()
