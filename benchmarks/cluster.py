@@ -115,12 +115,10 @@ class Cluster:
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
             stdout=log, stderr=log,
         )  # fmt: skip
+        worker = [DASK, "worker", self.address, "--nthreads", "2", "--no-nanny"]
+        worker += ["--no-dashboard", "--memory-limit", "0"]
         self.workers = [
-            subprocess.Popen(
-                [DASK, "worker", self.address, "--nthreads", "2", "--no-nanny",
-                 "--no-dashboard", "--memory-limit", "0", "--name", f"w{i}"],
-                stdout=log, stderr=log,
-            )  # fmt: skip
+            subprocess.Popen([*worker, "--name", f"w{i}"], stdout=log, stderr=log)
             for i in range(workers)
         ]
         self._wait(workers)
@@ -151,11 +149,11 @@ class Cluster:
         self.log.close()
 
 
-def apply(folder: Path, hosts: int, cluster: Cluster | None) -> dict[str, float]:
+def apply(folder: Path, hosts: int, cluster: Cluster | None, forks: int) -> dict[str, float]:
     """One `apply` of the sim fleet; wall time and CPU seconds by part."""
     state = folder / f"state-{hosts}-{'cluster' if cluster else 'local'}.db"
     args = [PYTHON, "-m", "machineroom", "apply", "site.yml", "-i", "inventory.yml"]
-    args += ["--state", str(state), "--no-programs", "-f", "1000"]
+    args += ["--state", str(state), "--no-programs", "-f", str(forks)]
     if cluster is not None:
         args += ["--cluster", cluster.address]
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -190,13 +188,15 @@ def main() -> None:
     parser.add_argument("--hosts", default="1000,4000,10000")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--local-max", type=int, default=4000, help="largest local (no cluster) run")
+    parser.add_argument("--forks", type=int, default=200, help="-f of every apply")
+    parser.add_argument("--local-max", type=int, default=4000, help="largest run without cluster")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cluster")
     args = parser.parse_args()
     sizes = [int(n) for n in args.hosts.split(",")]
     results: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
+        "forks": args.forks,
         "load1_start": os.getloadavg()[0],
         "recorder": recorder_ceiling(args.events),
         "runs": [],
@@ -211,12 +211,15 @@ def main() -> None:
             for mode in ("local", "cluster"):
                 if mode == "local" and hosts > args.local_max:
                     continue
-                row = apply(folder, hosts, cluster if mode == "cluster" else None)
+                row = apply(folder, hosts, cluster if mode == "cluster" else None, args.forks)
                 runs.append(row)
                 print(row, flush=True)
     finally:
         cluster.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if runs and len(runs) == sum(1 + (n <= args.local_max) for n in sizes):
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            print(f"kept {folder} (its dask.log) for a look", flush=True)
     results["runs"] = runs
     results["load1_end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,9 @@ def render(results: dict[str, object]) -> str:
     lines = [
         f"# Cluster benchmark, {results['date']} ({results['cpus']} CPUs, load "
         f"{results['load1_start']:.1f} -> {results['load1_end']:.1f})",
+        "",
+        f"Every apply: `--no-programs -f {results['forks']}`, 3 tasks a host, sim hosts "
+        "(30 ms handshake CPU, 1 ms CPU + 1 ms latency a command).",
         "",
         f"Recorder: {recorder['events_per_s']} events/s ({recorder['cpu_us_per_event']} us of "
         f"controller CPU per event, {recorder['events']} task events + as many audited commands)",

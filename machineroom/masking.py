@@ -30,7 +30,7 @@ import re
 import shlex
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MASK = "***"
@@ -100,6 +100,19 @@ class SecretRegistry:
         self._pattern: re.Pattern[str] | None = None
         self._guard: re.Pattern[str] | None = None
         self._lock = threading.Lock()
+        # called with each new secret (a cluster worker passes them on to the controller)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with every secret registered from now on."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[str], None]) -> None:
+        """Stop calling `listener`."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def add(self, value: object) -> None:
         """Register a secret: a string of MIN_SECRET characters or more (anything else is
@@ -109,6 +122,7 @@ class SecretRegistry:
         with self._lock:
             if value in self._values:
                 return
+            listeners = list(self._listeners)
             self._values.add(value)
             # A multi-line secret (a key file) is also masked line by line: output is often
             # split into lines before it is shown.
@@ -116,6 +130,8 @@ class SecretRegistry:
             for part in (value, *(lines if len(lines) > 1 else ())):
                 self._forms |= derived_forms(part)
             self._pattern = self._guard = None
+        for listener in listeners:
+            listener(value)
 
     def add_all(self, value: object, *, min_length: int = MIN_SECRET) -> None:
         """Register every string inside `value` (dicts, lists) of `min_length` or more."""

@@ -549,6 +549,13 @@ def loaded_key() -> VaultKey | None:
         return next(iter(_shared.values()), None)
 
 
+def source_named() -> bool:
+    """Whether a vault password source that needs no prompt is named for this process (a
+    file, --vault-id, $MACHINEROOM_VAULT_PASSWORD, $ANSIBLE_VAULT_PASSWORD_FILE)."""
+    named = _source["file"] or _source["ids"]
+    return bool(named or os.environ.get(PASSWORD_ENV) or os.environ.get(ANSIBLE_PASSWORD_FILE_ENV))
+
+
 def current_key() -> VaultKey:
     """The key of this process's password source (read or asked for once)."""
     return shared_key(_source["file"], bool(_source["ask"]), _source["prompt"], _source["ids"])

@@ -76,19 +76,10 @@ def open_cluster(address: ClusterAddress, timeout: float = CONNECT_TIMEOUT) -> C
         ) from None
     security = address.security()
     if address.is_local:
-        local = LocalCluster(
-            n_workers=address.local_workers,
-            threads_per_worker=2,
-            processes=True,
-            security=security,
-            host="127.0.0.1",
-            dashboard_address=None,
-            memory_limit=0,
-        )
-        return Cluster(address, Client(local, security=security), local)
+        return _local_cluster(address, security, LocalCluster, Client)
     try:
         client = Client(address.text, security=security, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
+    except Exception as exc:  # OSError, TimeoutError, ssl.SSLError, Dask's own: all one
         raise UsageError(
             f"--cluster {address.text}: the scheduler cannot be reached: {_reason(exc)}"
         ) from None
@@ -97,6 +88,27 @@ def open_cluster(address: ClusterAddress, timeout: float = CONNECT_TIMEOUT) -> C
         cluster.close()
         raise UsageError(f"--cluster {address.text}: the scheduler has no worker")
     return cluster
+
+
+def _local_cluster(
+    address: ClusterAddress, security: Any, local_cluster: Any, client: Any
+) -> Cluster:
+    """N worker processes on this machine for this run, TLS with a throwaway certificate."""
+    try:
+        local = local_cluster(
+            n_workers=address.local_workers,
+            threads_per_worker=2,
+            processes=True,
+            security=security,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=0,
+        )
+    except Exception as exc:  # a worker process that could not start
+        raise UsageError(
+            f"--cluster {address.text}: the local cluster did not start: {_reason(exc)}"
+        ) from None
+    return Cluster(address, client(local, security=security), local)
 
 
 def _reason(exc: BaseException) -> str:
@@ -158,15 +170,20 @@ def zone_workers(
 
 def spread(
     hosts: Sequence[Host], by_zone: Mapping[str | None, Sequence[Worker]]
-) -> list[tuple[Worker, list[Host]]]:
+) -> tuple[list[tuple[Worker, list[Host]]], list[Host]]:
     """Hosts dealt to workers: each zone's hosts in inventory order, in contiguous runs of
-    near-equal size over that zone's workers (weighted by their threads)."""
+    near-equal size over that zone's workers (weighted by their threads); and the hosts no
+    worker can take (their zone's workers are gone)."""
     groups: dict[str | None, list[Host]] = {}
     for host in hosts:
         groups.setdefault(host_zone(host), []).append(host)
     shards: list[tuple[Worker, list[Host]]] = []
+    uncovered: list[Host] = []
     for zone, members in groups.items():
-        workers = list(by_zone[zone])[: len(members)]
+        workers = list(by_zone.get(zone, ()))[: len(members)]
+        if not workers:
+            uncovered.extend(members)
+            continue
         total = sum(w.threads for w in workers)
         start = 0
         for index, worker in enumerate(workers):
@@ -178,4 +195,23 @@ def spread(
             if size > 0:
                 shards.append((worker, members[start : start + size]))
             start += size
-    return shards
+    return shards, uncovered
+
+
+def shares(at_once: int, sizes: Sequence[int]) -> list[int]:
+    """`at_once` (--forks) split over shards of these sizes, in proportion (largest
+    remainders first), each at least 1 and at most its size."""
+    total = sum(sizes)
+    if at_once >= total:
+        return list(sizes)
+    exact = [at_once * size / total for size in sizes]
+    result = [min(size, max(1, int(x))) for size, x in zip(sizes, exact, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - int(exact[i]), reverse=True)
+    left = at_once - sum(result)
+    for i in order:
+        if left <= 0:
+            break
+        if result[i] < sizes[i]:
+            result[i] += 1
+            left -= 1
+    return result

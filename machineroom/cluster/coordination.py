@@ -158,8 +158,12 @@ class CoordinatorService:
     ) -> None:
         self.coordinator = coordinator
         self._reply = reply
-        self._pool = ThreadPoolExecutor(max_workers=4096, thread_name_prefix="mr-coord")
-        self._held: dict[int, AbstractContextManager[None]] = {}
+        # a thread per waiting call (a linear play's gate holds one per host): no bound of
+        # ours may be below the number of hosts, or the gate would wait for ever
+        self._pool = ThreadPoolExecutor(max_workers=1_000_000, thread_name_prefix="mr-coord")
+        self._held: dict[
+            int, tuple[int, AbstractContextManager[None]]
+        ] = {}  # ticket -> (shard, held)
         self._tickets = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -178,7 +182,7 @@ class CoordinatorService:
             with self._lock:
                 held = self._held.pop(int(args[0]), None)
             if held is not None:
-                held.__exit__(None, None, None)
+                held[1].__exit__(None, None, None)
         else:
             self._pool.submit(self._answer, shard, seq, method, args)
 
@@ -198,14 +202,22 @@ class CoordinatorService:
             held.__enter__()
             with self._lock:
                 value = next(self._tickets)
-                self._held[value] = held
+                self._held[value] = (shard, held)
         self._reply(shard, seq, value)
+
+    def release_shard(self, shard: int) -> None:
+        """Give back the task slots and throttles a lost shard's hosts held."""
+        with self._lock:
+            mine = [t for t, (number, _) in self._held.items() if number == shard]
+            held = [self._held.pop(t)[1] for t in mine]
+        for each in held:
+            each.__exit__(None, None, None)
 
     def close(self) -> None:
         """Release what is still held and stop the threads (their waits end with the run's
         stop flag)."""
         with self._lock:
-            held, self._held = list(self._held.values()), {}
+            held, self._held = [h for _, h in self._held.values()], {}
         for each in held:
             each.__exit__(None, None, None)
         self._pool.shutdown(wait=False, cancel_futures=True)

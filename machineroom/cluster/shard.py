@@ -15,6 +15,7 @@ temporary folder, removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -101,6 +102,7 @@ class ShardResult:
     inventory: Inventory | None = None  # when add_host / group_by changed it
     added_hosts: set[str] = field(default_factory=set)
     new_host_keys: str = ""  # known_hosts lines accepted (--accept-new-host-keys)
+    secrets: tuple[str, ...] = ()  # secrets learnt here (no_log output, decrypted values)
 
 
 def project_print(folder: str) -> str:
@@ -126,6 +128,11 @@ def project_print(folder: str) -> str:
     return digest.hexdigest()
 
 
+# (run token, project folder) pairs this worker process checked already: later shards of the
+# run skip the check (a `fetch` into the project must not make the next batch refuse)
+_checked: set[tuple[str, str]] = set()
+
+
 def walk_shard(spec: ShardSpec) -> Sealed:
     """Run on a Dask worker: walk the shard's hosts; the sealed ShardResult. Never raises (a
     raised error would put the task's arguments in the worker's log)."""
@@ -134,35 +141,54 @@ def walk_shard(spec: ShardSpec) -> Sealed:
     worker = get_worker()
     name = str(worker.name)
     result = ShardResult(spec.number, worker=name)
+    queues: list[Any] = []
     try:
         client = get_client()
         up = Queue(up_queue_name(spec.token), client=client)
         inbox = Queue(shard_queue_name(spec.token, spec.number), client=client)
+        queues += [up, inbox]
         sender = Sender(up.put)
         try:
             sender.send(("claim", spec.number, worker.address, name))
-            if _first_answer(inbox) != "go":
+            answer = _first_answer(inbox)
+            if answer[0] != "go":
                 result.refused = True
             else:
-                _walk(spec, name, sender, inbox, result)
+                _walk(spec, name, sender, inbox, result, stopped=answer[1], aborted=answer[2])
         finally:
             sender.close()
-    except Exception as exc:
+        if sender.failure is not None:
+            result.error = f"worker {name}: the controller could not be told: {sender.failure}"
+    except Exception as exc:  # reported to the controller, never logged here
         result.error = f"worker {name}: {type(exc).__name__}: {exc}"
+    finally:
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                queue.close()
     return seal(result, spec.key)
 
 
-def _first_answer(inbox: Any) -> str:
+def _first_answer(inbox: Any) -> tuple[Any, ...]:
+    """The controller's answer to the claim: ("go", stopped, aborted) or ("refuse",)."""
     while True:
         try:
             for message in loads(inbox.get(timeout=CLAIM_WAIT)):
                 if message[0] in ("go", "refuse"):
-                    return str(message[0])
+                    return tuple(message)
         except TimeoutError:
-            return "refuse"  # the controller is gone
+            return ("refuse",)  # the controller is gone
 
 
-def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardResult) -> None:
+def _walk(
+    spec: ShardSpec,
+    name: str,
+    sender: Sender,
+    inbox: Any,
+    result: ShardResult,
+    *,
+    stopped: bool,
+    aborted: bool,
+) -> None:
     from machineroom.connection.base import ConnectOptions
     from machineroom.connection.pool import ConnectionPool
     from machineroom.events import EventBus
@@ -174,20 +200,31 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
     from machineroom.vault import use_key
 
     folder, fingerprint = spec.project
-    if not os.path.isdir(folder) or project_print(folder) != fingerprint:
-        result.error = (
-            f"worker {name}: its copy of the project at {folder} is not the controller's "
-            "(workers read templates, files and roles at the controller's paths: check "
-            "the same commit out there, or share the folder)"
-        )
-        return
+    if (spec.token, folder) not in _checked:
+        if not os.path.isdir(folder) or project_print(folder) != fingerprint:
+            result.error = (
+                f"worker {name}: its copy of the project at {folder} is not the controller's "
+                "(workers read templates, files and roles at the controller's paths: check "
+                "the same commit out there, or share the folder)"
+            )
+            return
+        _checked.add((spec.token, folder))
     payload: Payload = unseal(spec.payload, spec.key)
     for secret in payload.secrets:
         SECRETS.add(secret)
+    given = set(payload.secrets)
     if payload.vault_key is not None:
         use_key(payload.vault_key)
-    decrypt = payload.vault_key.decrypt if payload.vault_key is not None else None
+    decrypt = payload.vault_key.decrypt if payload.vault_key is not None else _no_key
     coordinator = RemoteCoordinator(spec.number, spec.lock_step, sender.send)
+    if aborted:
+        coordinator.aborted()
+
+    def learnt(value: str) -> None:  # a secret met here: the controller masks it too
+        if value not in given:
+            sender.send(("secret", spec.number, value))
+
+    SECRETS.listen(learnt)
     private = tempfile.mkdtemp(prefix="mr-shard-")  # 0700: host keys only
     try:
         files = []
@@ -207,7 +244,7 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
                 stdout=mask(command.stdout),
                 stderr=mask(command.stderr),
             )
-            sender.send(("command", host.id, masked))
+            sender.send(("command", spec.number, host.id, masked))
 
         connecting = payload.connecting
         options = ConnectOptions(
@@ -225,7 +262,7 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
             options=payload.options,
             inventory=payload.inventory,
             pool=pool,
-            bus=EventBus([lambda event: sender.send(("event", event))]),
+            bus=EventBus([lambda event: sender.send(("event", spec.number, event))]),
             templar=Templar(),
             decrypt=decrypt,
             playbook_dir=payload.playbook_dir,
@@ -235,6 +272,14 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
             coordinator=coordinator,
         )
         original = run.inventory
+        if stopped:  # the run stopped before this shard began: walk nothing
+            run.stop_run()
+
+        def cut_off() -> None:  # the controller cannot hear us: stop, nobody would answer
+            coordinator.gone.set()
+            run.stop_run()
+
+        sender.on_failure = cut_off
         done = threading.Event()
         dispatcher = threading.Thread(
             target=_dispatch, args=(inbox, coordinator, run, done), name="mr-inbox", daemon=True
@@ -247,8 +292,9 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
             ThreadRunner().run_walks(walkers, at_once=spec.at_once, interrupt=run.stop_run)
         finally:
             done.set()
-            inbox.put(dumps([("done",)]))  # wakes the dispatcher
             pool.close_all()
+            with contextlib.suppress(Exception):
+                inbox.put(dumps([("done",)]))  # wakes the dispatcher
         for host_id in spec.host_ids:
             state = states[host_id]
             state.program = None
@@ -259,8 +305,21 @@ def _walk(spec: ShardSpec, name: str, sender: Sender, inbox: Any, result: ShardR
         now = Path(project_file).read_text(encoding="utf-8") if os.path.exists(project_file) else ""
         if now.startswith(first_text):
             result.new_host_keys = now[len(first_text) :]
+        result.secrets = tuple(v for v in SECRETS.values() if v not in given)
     finally:
+        SECRETS.unlisten(learnt)
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _no_key(ciphertext: str) -> str:
+    """The decrypt of a run that sent no vault key: vault data met on a worker is an error
+    saying so, never ciphertext used as a value."""
+    from machineroom.errors import VaultError
+
+    raise VaultError(
+        "vault-encrypted data met on a cluster worker, and the run sent no vault key: give "
+        "the vault password (--vault-password-file, $MACHINEROOM_VAULT_PASSWORD, --vault-id)"
+    )
 
 
 def _dispatch(inbox: Any, coordinator: RemoteCoordinator, run: Any, done: threading.Event) -> None:

@@ -22,7 +22,10 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
-SEND_BATCH = 500  # most messages in one queue item
+SEND_BATCH = 2000  # most messages in one queue item
+# messages waiting to be sent before a sender makes its callers wait: walkers slow down
+# rather than a worker's memory growing while the scheduler is slower than they are
+SEND_BACKLOG = 20000
 
 
 def _read_only(values: dict[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -83,13 +86,15 @@ class Sender:
 
     def __init__(self, put: Callable[[bytes], None]) -> None:
         self._put = put
-        self._pending: queue.Queue[Any] = queue.Queue()
+        self._pending: queue.Queue[Any] = queue.Queue(maxsize=SEND_BACKLOG)
         self._thread = threading.Thread(target=self._work, name="mr-sender", daemon=True)
         self.failure: BaseException | None = None
+        # called once when a send fails: the shard stops (its calls would wait for ever)
+        self.on_failure: Callable[[], object] | None = None
         self._thread.start()
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """Queue one message (thread-safe, never blocks)."""
+        """Queue one message (thread-safe; waits while SEND_BACKLOG messages are queued)."""
         self._pending.put(message)
 
     def close(self) -> None:
@@ -114,3 +119,5 @@ class Sender:
                     self._put(dumps(batch))
                 except Exception as exc:
                     self.failure = exc
+                    if self.on_failure is not None:
+                        self.on_failure()

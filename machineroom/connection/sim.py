@@ -83,4 +83,3 @@ class SimConnection:
     def close(self) -> None:
         """Nothing to close."""
         self._open = False
-

@@ -132,9 +132,13 @@ class _OnceSlot:
 class _Gate:
     """Strategy linear's lock-step: every live host arrives at a position before any passes."""
 
-    def __init__(self, parties: int) -> None:
-        self.live = parties
-        self.arrived: dict[Position, int] = {}
+    def __init__(self, hosts: Sequence[str]) -> None:
+        self.live = set(hosts)  # the batch's hosts still walking
+        self.arrived: dict[Position, set[str]] = {}
+
+    def open_at(self, position: Position) -> bool:
+        """Whether every live host has arrived at `position`."""
+        return self.live <= self.arrived.get(position, set())
 
 
 class LocalCoordinator:
@@ -169,7 +173,7 @@ class LocalCoordinator:
         with self._turns:
             self._abort = threading.Event()
             self._hosts = tuple(hosts)
-            self._gate = _Gate(len(hosts)) if lock_step else None
+            self._gate = _Gate(hosts) if lock_step else None
             self._slots = threading.Semaphore(max(1, forks)) if lock_step else None
             self._max_fail = max_fail_percentage
             self._failed = set()
@@ -199,10 +203,10 @@ class LocalCoordinator:
             if gate is None:
                 return
             self._parked[host] = position
-            gate.arrived[position] = gate.arrived.get(position, 0) + 1
+            gate.arrived.setdefault(position, set()).add(host)
             self._turns.notify_all()
             try:
-                while gate.arrived[position] < gate.live and not self.stop.is_set():
+                while not gate.open_at(position) and not self.stop.is_set():
                     self._turns.wait(WAKE_EVERY)
             finally:
                 self._parked.pop(host, None)
@@ -225,7 +229,22 @@ class LocalCoordinator:
             self._check_fail_limit()
             self._walked.add(host)
             if self._gate is not None:
-                self._gate.live -= 1
+                self._gate.live.discard(host)
+            self._turns.notify_all()
+
+    def forget(self, host: str) -> None:
+        """`host` vanished mid-walk (its cluster worker was lost): it counts at no gate, and a
+        run_once pass it was running goes to the next host that meets it."""
+        with self._turns:
+            self._walked.add(host)
+            self._parked.pop(host, None)
+            if self._gate is not None:
+                self._gate.live.discard(host)
+                for arrived in self._gate.arrived.values():
+                    arrived.discard(host)
+            for slot in self._once.values():
+                if slot.runner == host and slot.result is None:
+                    slot.runner = None
             self._turns.notify_all()
 
     def _check_fail_limit(self) -> None:
@@ -256,14 +275,13 @@ class LocalCoordinator:
         """See Coordinator.claim_once."""
         with self._turns:
             slot = self._once.setdefault(key, _OnceSlot())
-            while slot.result is None and slot.runner is None:
-                if self._first_walking(host) == host:
-                    slot.runner = host
-                    return OnceClaim("run")
-                if self.stop.is_set() or self._abort.is_set():
-                    return OnceClaim("skip")
-                self._turns.wait(WAKE_EVERY)
             while slot.result is None:
+                if slot.runner is None:  # nobody runs it (yet, or its runner vanished)
+                    if self._first_walking(host) == host:
+                        slot.runner = host
+                        return OnceClaim("run")
+                    if self._abort.is_set():
+                        return OnceClaim("skip")
                 if self.stop.is_set():
                     return OnceClaim("skip")
                 self._turns.wait(WAKE_EVERY)

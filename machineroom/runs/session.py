@@ -181,7 +181,7 @@ class _RunParts:
             for host, why in self.lost.items():
                 by_reason.setdefault(why, []).append(host)
             return "; ".join(
-                f"interrupted: {why} (hosts {', '.join(sorted(hosts))}; "
+                f"interrupted: {why} ({_some(sorted(hosts))}; "
                 "`machineroom apply --resume` continues them)"
                 for why, hosts in by_reason.items()
             )
@@ -252,6 +252,12 @@ class _RunParts:
             duration=finished.duration,
             notes=tuple(notes),
         )
+
+
+def _some(hosts: Sequence[str], shown: int = 5) -> str:
+    """`hosts a, b` or `hosts a, b, c, d, e and 95 more`."""
+    more = f" and {len(hosts) - shown} more" if len(hosts) > shown else ""
+    return f"hosts {', '.join(hosts[:shown])}{more}"
 
 
 def _raise_open_file_limit(hosts: int) -> None:
