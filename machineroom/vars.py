@@ -327,16 +327,19 @@ def magic_vars(
     run_tags: Sequence[str] = (),
     skip_tags: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The variables machineroom sets for every task, with Ansible's names."""
+    """The variables machineroom sets for every task, with Ansible's names. `play_hosts`
+    given as a list is shared, not copied (a list per host of a 10,000-host play is 10,000
+    copies of 10,000 names)."""
+    hosts_list = play_hosts if isinstance(play_hosts, list) else list(play_hosts)
     values: dict[str, Any] = {
         "inventory_hostname": host.id,
         "inventory_hostname_short": host.id.split(".", 1)[0],
         "groups": inventory_groups(inventory),
         "group_names": _group_names(host),
         "hostvars": HostVars(inventory),
-        "play_hosts": list(play_hosts),
-        "ansible_play_hosts": list(play_hosts),
-        "ansible_play_batch": list(play_hosts),
+        "play_hosts": hosts_list,
+        "ansible_play_hosts": hosts_list,
+        "ansible_play_batch": hosts_list,
         "ansible_check_mode": check_mode,
         "ansible_run_tags": sorted(run_tags) or ["all"],
         "ansible_skip_tags": sorted(skip_tags),

@@ -130,6 +130,13 @@ class PlayShared:
     # run_once: how many times each host met each task in this batch, by (host, task id)
     once_passes: dict[tuple[str, str], int] = field(default_factory=dict)
     _gather: bool | None = None
+    _ids: list[str] | None = None
+
+    def host_ids(self) -> list[str]:
+        """The play's host ids, one list every host's magic variables share (read-only)."""
+        if self._ids is None or len(self._ids) != len(self.hosts):  # add_host adds hosts
+            self._ids = [h.host.id for h in self.hosts]
+        return self._ids
 
     def gathers_facts(self, playbook_dir: str) -> bool:
         """`gather_facts` as written, else whether the play could read a fact (decided once)."""

@@ -165,7 +165,8 @@ def _run_play(play: Play, hosts: list[HostState], run: RunShared, runner: Runner
     )
     coordinator = run.coordinator
     for batch in batches([state.host for state in hosts], play.serial):
-        members = [state for state in hosts if state.host in batch]
+        in_batch = {host.id for host in batch}  # by id: a list of Hosts made this O(n^2)
+        members = [state for state in hosts if state.host.id in in_batch]
         if not members:
             continue
         play_state = PlayShared(play=play, hosts=hosts, batch=members)

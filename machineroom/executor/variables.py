@@ -144,7 +144,7 @@ def _magic(
         cached = magic_vars(
             state.host,
             run.inventory,
-            [h.host.id for h in play_state.hosts],
+            play_state.host_ids(),
             check_mode=run.options.check,
             playbook_dir=run.playbook_dir,
             role_path=role.path if role else None,

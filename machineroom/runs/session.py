@@ -99,7 +99,12 @@ def run_prepared(
     if connect.cluster:  # hosts walk on a cluster's workers: checked before the run exists
         from machineroom.runs.cluster_run import open_cluster_runner
 
-        runner = open_cluster_runner(workspace, connect, prepared)
+        try:
+            runner = open_cluster_runner(workspace, connect, prepared)
+        except Exception as exc:
+            if run_id is not None:  # a row opened early (collect): it ends, saying why
+                store.finish_run(run_id, "error", {"reason": str(exc).splitlines()[0]})
+            raise
     try:
         if run_id is None:
             run_id = start_run_row(workspace, store, record, prepared.playbook.path)
