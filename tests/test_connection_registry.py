@@ -133,7 +133,7 @@ def test_unknown_type_names_host_value_and_known_types() -> None:
     assert isinstance(error, InputError)
     message = str(error)
     assert message.startswith("inventory.yml:4:7: host box: unknown connection type 'telnet'")
-    assert "expected one of local, ssh, paramiko, smart" in message
+    assert "expected one of local, sim, ssh, paramiko, smart" in message
     with ConnectionPool() as pool, pytest.raises(UnknownConnectionType, match="'telnet'"):
         pool.run(host, "true")
 
