@@ -347,3 +347,34 @@ def test_recap_colours_hosts_by_their_worst_outcome() -> None:
     assert "\x1b[33mb\x1b[0m :" in text
     assert "\x1b[31mc\x1b[0m :" in text
     assert ANSI.sub("", text).splitlines()[-1] == "run: failed in 2m05s"
+
+
+def test_a_failure_shows_its_exit_code_and_the_end_of_its_output_without_v() -> None:
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    stderr = "".join(f"line {n}\n" for n in range(1, 9))
+    reporter(
+        TaskFinished(
+            "web1", "t", "Build", "", "failed", msg="non-zero return code", stderr=stderr,
+            stdout="compiling\n", result={"rc": 2},
+        )
+    )  # fmt: skip
+    reporter(
+        TaskFinished(
+            "web2", "t", "Build", "", "failed", msg="non-zero return code",
+            stdout="only stdout\n", result={"rc": 1},
+        )
+    )  # fmt: skip
+    lines = out.getvalue().splitlines()
+    start = lines.index("failed: [web1] => non-zero return code (rc=2)")
+    assert lines[start + 1 : start + 7] == [
+        "    ... (3 lines above; -v shows all)",
+        "    line 4",
+        "    line 5",
+        "    line 6",
+        "    line 7",
+        "    line 8",
+    ]
+    assert "compiling" not in out.getvalue()  # stderr says what went wrong; stdout waits for -v
+    end = lines.index("failed: [web2] => non-zero return code (rc=1)")
+    assert lines[end + 1] == "    only stdout"

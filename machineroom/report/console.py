@@ -93,9 +93,15 @@ class _ConsoleReporter:
             head += f" => {event.msg}"  # what debug is for: shown as it is, at any verbosity
         elif event.msg and (failed or self.verbosity >= 1):
             head += f" => {first_line(event.msg) if not failed else event.msg}"
+        code = event.result.get("rc") if event.status == "failed" else None
+        if isinstance(code, int) and not isinstance(code, bool) and f"rc={code}" not in head:
+            head += f" (rc={code})"
         lines = [self._paint(head, STATUS_COLOURS[event.status])]
         if event.ignored:
             lines.append(self._paint("...ignoring", "cyan"))
+        if self.verbosity == 0 and event.status == "failed":
+            # what went wrong, without -v: the end of stderr (of stdout when stderr is empty)
+            lines.extend(self._paint(line, "yellow") for line in tail_lines(event))
         if self.verbosity >= 1 and event.stdout:
             lines.extend(indent(event.stdout))
         if event.stderr and (self.verbosity >= 2 or (self.verbosity >= 1 and failed)):
@@ -361,6 +367,23 @@ def _is_debug(event: TaskFinished) -> bool:
 def banner(text: str, width: int = 80) -> str:
     """`TASK [name] ****...` padded with stars to `width`, as Ansible prints headers."""
     return f"{text} ".ljust(width, "*")
+
+
+FAILURE_TAIL = 5  # lines of a failed task's output shown without -v
+
+
+def tail_lines(event: TaskFinished) -> list[str]:
+    """The last FAILURE_TAIL lines of a failed task's stderr (its stdout when stderr is
+    empty), indented, after a line saying how many came before."""
+    text = (event.stderr or event.stdout).rstrip("\n")
+    if not text.strip() or text.strip() == event.msg.strip():
+        return []
+    lines = text.splitlines()
+    shown = lines[-FAILURE_TAIL:]
+    above = len(lines) - len(shown)
+    plural = "s" if above > 1 else ""
+    note = [f"    ... ({above} line{plural} above; -v shows all)"] if above else []
+    return note + indent("\n".join(shown))
 
 
 def first_line(text: str) -> str:
