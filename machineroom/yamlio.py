@@ -319,6 +319,26 @@ class _TooDeepForLibyaml(Exception):
     pass
 
 
+def _unclosed(exc: yaml.MarkedYAMLError, at_end: bool) -> str | None:
+    """What was left open when the parser ran into the end of the text (`a quoted scalar`,
+    `a flow sequence`), or None for any other error."""
+    context, problem = exc.context or "", exc.problem or ""
+    if exc.context_mark is None or not context.startswith(("while scanning", "while parsing")):
+        return None
+    if not at_end and "end of stream" not in problem and "document separator" not in problem:
+        return None
+    opened = context.split(" ", 2)[2]
+    return _OPENED.get(opened, opened)
+
+
+_OPENED = {  # PyYAML's words for what a user wrote
+    "a quoted scalar": "a quoted string",
+    "a flow sequence": "a [ list",
+    "a flow mapping": "a { mapping",
+    "a block mapping": "a mapping",
+}
+
+
 def _load(text: str, source: str, base: type[_BoundedLoader]) -> Any:
     try:
         loader = _make_loader(source, base)(text)
@@ -332,6 +352,15 @@ def _load(text: str, source: str, base: type[_BoundedLoader]) -> Any:
         problem = exc.problem or exc.context or ""
         if "maximum nesting depth" in problem:
             raise _TooDeepForLibyaml from None
+        at_end = mark is not None and mark.index >= len(text.rstrip())
+        opened = _unclosed(exc, at_end)
+        if opened is not None:  # a quote or bracket never closed: where it opens is the place
+            assert exc.context_mark is not None and mark is not None
+            raise InputError(
+                f"invalid YAML: {opened} that starts here is not closed ({problem} at line "
+                f"{mark.line + 1}, column {mark.column + 1})",
+                _loc(source, exc.context_mark),
+            ) from None
         raise InputError(f"invalid YAML: {problem}", where) from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", Location(source)) from None

@@ -218,3 +218,28 @@ def test_invalid_yaml_inventory(name: str, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(InputError) as caught:
         load_inventory(name)
     assert str(caught.value) == expected.read_text().rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ('a: 1\nb: 2\nc: 3\nd: 4\ne: [1, "two\nf: 6\n', "inv.yml:5:8:", "a quoted string"),
+        ("a: 1\nb: [1, 2\n", "inv.yml:2:4:", "a [ list"),
+        ("a: {x: 1\n", "inv.yml:1:4:", "a { mapping"),
+    ],
+)
+def test_an_unclosed_quote_or_bracket_is_reported_where_it_opens(
+    text: str, where: str, what: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_yaml(text, "inv.yml")
+    message = str(caught.value)
+    assert message.startswith(f"{where} invalid YAML: {what} that starts here is not closed")
+
+
+def test_other_yaml_errors_keep_their_place() -> None:
+    with pytest.raises(InputError) as caught:
+        parse_yaml("a: b: c\n", "inv.yml")
+    assert str(caught.value) == (
+        "inv.yml:1:5: invalid YAML: mapping values are not allowed in this context"
+    )
