@@ -117,39 +117,10 @@ def throwaway_ca(folder: Path) -> tuple[Path, Path, Path]:
     ext = folder / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run(
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mr-test-ca",
-    )
-    run(
-        "openssl",
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        "/CN=127.0.0.1",
-    )
+    ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_args = ["-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=mr-test-ca"]
+    run("openssl", "req", "-x509", *ec_key, *ca_args)
+    run("openssl", "req", *ec_key, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
     run(
         "openssl",
         "x509",

@@ -95,7 +95,6 @@ class ShardResult:
     """What a worker returns: the hosts' states at the end, or why it did not walk them."""
 
     number: int
-    worker: str = ""
     refused: bool = False  # walked already by a worker that died: nothing was done
     error: str | None = None
     states: dict[str, HostState] = field(default_factory=dict)
@@ -140,7 +139,7 @@ def walk_shard(spec: ShardSpec) -> Sealed:
 
     worker = get_worker()
     name = str(worker.name)
-    result = ShardResult(spec.number, worker=name)
+    result = ShardResult(spec.number)
     queues: list[Any] = []
     try:
         client = get_client()
@@ -348,4 +347,4 @@ def _dispatch(inbox: Any, coordinator: RemoteCoordinator, run: Any, done: thread
                 run.stop_run()
 
 
-__all__ = ["Payload", "ShardResult", "ShardSpec", "dumps", "project_print", "walk_shard"]
+__all__ = ["Payload", "ShardResult", "ShardSpec", "project_print", "walk_shard"]
