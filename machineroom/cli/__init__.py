@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "ls": "machineroom.cli.servers:ls_command",
     "import": "machineroom.cli.servers:import_command",
     "retire": "machineroom.cli.servers:retire_command",
+    "forget": "machineroom.cli.servers:forget_command",
     "validate": "machineroom.cli.servers:validate_command",
     "connect": "machineroom.cli.remote:connect_command",
     "run": "machineroom.cli.remote:run_command",

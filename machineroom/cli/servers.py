@@ -1,4 +1,4 @@
-"""Commands about the server list itself: ls, import, retire, validate, history."""
+"""Commands about the server list itself: ls, import, retire, forget, validate, history."""
 
 from __future__ import annotations
 
@@ -129,21 +129,34 @@ def _row_json(row: ServerRow) -> dict[str, Any]:
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Also write them in the server-list text format.",
 )
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Forget every host of the database that FILE does not list (as `forget` does).",
+)
 def import_command(
-    file: str, state_path: str | None, emit_yaml: str | None, emit_serverlist: str | None
+    file: str,
+    state_path: str | None,
+    emit_yaml: str | None,
+    emit_serverlist: str | None,
+    prune: bool,
 ) -> None:
     """Load FILE (server list, YAML or INI inventory) into the database (aliases: update_file,
     update_conf, updateconfig).
 
     Passwords are never stored: the `pass` column keeps only `env:NAME` or `vault` references.
     """
-    from machineroom.runs.servers import import_servers, render_inventory
+    from machineroom.runs.servers import forgotten_line, import_servers, render_inventory
 
     workspace = make_workspace((file,), state_path)
-    inventory = import_servers(workspace, file)
+    inventory, forgotten = import_servers(workspace, file, prune)
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"imported {len(inventory.hosts)} server(s) into {workspace.state_path}", err=True)
+    if prune:
+        for item in forgotten:
+            click.echo(forgotten_line(item) + f" [not in {file}]", err=True)
+        click.echo(f"pruned {len(forgotten)} host(s) not in {file}", err=True)
     if emit_yaml:
         _write_text(emit_yaml, render_inventory(inventory, "yaml"))
     if emit_serverlist:
@@ -177,6 +190,22 @@ def retire_command(
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     for line in retire_servers(workspace, server_ids, undo):
         click.echo(line)
+
+
+@click.command("forget")
+@click.argument("server_ids", nargs=-1, required=True)
+@inventory_options
+def forget_command(
+    server_ids: tuple[str, ...], inventory_paths: tuple[str, ...], state_path: str | None
+) -> None:
+    """Remove hosts from the state database: their server row, pending apply, facts, metrics
+    and alerts, all or nothing. Their run history stays. A host still in the inventory is
+    refused (the next command would add it back)."""
+    from machineroom.runs.servers import forget_servers, forgotten_line
+
+    workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
+    for item in forget_servers(workspace, server_ids):
+        click.echo(forgotten_line(item))
 
 
 @click.command("validate")

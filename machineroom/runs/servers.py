@@ -16,6 +16,7 @@ from machineroom.runs.workspace import Workspace, sync_servers
 if TYPE_CHECKING:
     from machineroom.inventory.model import Host, Inventory
     from machineroom.state import ServerRow, StateStore
+    from machineroom.state.forget import Forgotten
 
 
 def now_iso() -> str:
@@ -47,18 +48,67 @@ def server_rows(workspace: Workspace, active_only: bool = False) -> list[ServerR
         return [r for r in store.servers() if not (active_only and r.res.get("retired"))]
 
 
-def import_servers(workspace: Workspace, file: str) -> Inventory:
+def import_servers(
+    workspace: Workspace, file: str, prune: bool = False
+) -> tuple[Inventory, list[Forgotten]]:
     """Load `file` (server list, YAML or INI) into `server_room`, recorded as an `import` run;
-    the inventory it held. Passwords become references, never plaintext."""
+    the inventory it held, and with `prune` the hosts forgotten because `file` does not list
+    them (see `forget_servers`), all in one transaction. Passwords become references, never
+    plaintext."""
     from machineroom.inventory import load_inventory
 
     inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
     inventory.register_secrets()
-    with opened(workspace) as store:
+    forgotten: list[Forgotten] = []
+    with opened(workspace) as store, store.transaction():
         run_id = store.start_run("import", typed_command_line(), inventory=file)
         sync_servers(store, inventory.hosts.values())
-        store.finish_run(run_id, "ok", {"servers": len(inventory.hosts)})
-    return inventory
+        summary: dict[str, Any] = {"servers": len(inventory.hosts)}
+        if prune:
+            gone = sorted(store.known_host_ids() - set(inventory.hosts))
+            forgotten = store.forget_servers(gone)
+            summary["forgotten"] = gone
+        store.finish_run(run_id, "ok", summary)
+    return inventory, forgotten
+
+
+def forget_servers(workspace: Workspace, server_ids: Sequence[str]) -> list[Forgotten]:
+    """Remove servers from the database (StateStore.forget_servers), recorded as a `forget`
+    run. A host of the workspace's inventory is refused: the next command would add it back,
+    with nothing recorded about it."""
+    if workspace.inventory_paths:
+        listed = [i for i in server_ids if i in workspace.inventory.hosts]
+        if listed:
+            where = ", ".join(workspace.inventory_paths)
+            it = "it" if len(listed) == 1 else "them"
+            raise InputError(
+                f"{', '.join(listed)}: in the inventory ({where}), so the next command would add "
+                f"{it} back with nothing recorded; remove {it} from the inventory first, or keep "
+                f"{it} out of runs with `machineroom retire {' '.join(listed)}`"
+            )
+    with opened(workspace) as store, store.transaction():
+        run_id = store.start_run("forget", typed_command_line(), args={"ids": list(server_ids)})
+        forgotten = store.forget_servers(server_ids)
+        store.finish_run(run_id, "ok", {"forgotten": [item.id for item in forgotten]})
+    return forgotten
+
+
+def forgotten_line(item: Forgotten) -> str:
+    """`h9: forgotten (server row, pending apply, 3 facts, ...); 16 history rows stay`."""
+    parts = ["server row"] if item.server else []
+    if item.pending:
+        parts.append("pending apply")
+    for count, one, many in (
+        (item.facts, "facts snapshot", "facts snapshots"),
+        (item.series, "metric series", "metric series"),
+        (item.alerts, "alert", "alerts"),
+    ):
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+    line = f"{item.id}: forgotten ({', '.join(parts) or 'nothing but its id'})"
+    if item.history:
+        line += f"; its {item.history} run-history row(s) stay"
+    return line
 
 
 def render_inventory(inventory: Inventory, layout: Literal["yaml", "serverlist"]) -> str:

@@ -27,7 +27,7 @@ import contextlib
 import difflib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,7 @@ from machineroom.errors import StateError
 from machineroom.state.alerts import AlertStore
 from machineroom.state.base import DatabaseHandle
 from machineroom.state.dashboard import DashboardStore
+from machineroom.state.forget import Forgotten, forget_hosts, known_host_ids
 from machineroom.state.metrics import MetricsStore
 from machineroom.state.records import (
     AUDIT_TAIL_LIMIT,
@@ -204,6 +205,23 @@ class StateStore:
             if not res.get("retired"):  # retiring twice keeps the first date
                 self._merge_res(db, id, {"retired": True, "retired_at": iso(utc_now())})
 
+    def forget_servers(self, ids: Sequence[str]) -> list[Forgotten]:
+        """Remove hosts from the database in one transaction: the `server_room` row (with its
+        `next_action`), facts, metric series and samples, the latest collection and alerts.
+        Task results and the audit log stay (run history). An unknown id is an InputError
+        naming close ids, and then nothing is removed."""
+        with self._handle.write():
+            forgotten = forget_hosts(self._handle, ids)
+            for item in forgotten:
+                self.metrics.forget_host_metrics(item.id)
+        return forgotten
+
+    def known_host_ids(self) -> set[str]:
+        """Every host id the database holds anything about (servers, collections, metric
+        series, facts, alerts; not the run history)."""
+        with self._handle.read() as db:
+            return known_host_ids(db)
+
     # -- runs and their results -----------------------------------------------------------------
 
     def start_run(
@@ -338,8 +356,10 @@ class StateStore:
         duration: float,
         stdout: str = "",
         stderr: str = "",
+        action: str = "",
     ) -> None:
-        """Add a command run on a host to the audit log; `at` is when it started."""
+        """Add a command run on a host to the audit log; `at` is when it started; `action`
+        is the module call it carries out, as the task wrote it."""
         finished = utc_now()
         record = {
             "run_id": run_id,
@@ -351,6 +371,7 @@ class StateStore:
             "duration": float(duration),
             "stdout_tail": cap_tail(self._handle.mask(stdout), AUDIT_TAIL_LIMIT),
             "stderr_tail": cap_tail(self._handle.mask(stderr), AUDIT_TAIL_LIMIT),
+            "action": cap_tail(self._handle.mask(action), AUDIT_TAIL_LIMIT),
         }
         with self._handle.write() as db:
             try:
