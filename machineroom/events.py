@@ -54,6 +54,7 @@ class TaskStarted:
     task_id: str
     task: str
     stage: str
+    handler: bool = False  # a handler run by a notification, not a task of the play
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class TaskFinished:
     location: str | None = None
     result: Mapping[str, Any] = field(default_factory=dict)
     record: Mapping[str, Any] = field(default_factory=dict)  # keys for server_room.res
+    handler: bool = False  # a handler run by a notification, not a task of the play
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def run_events(check: bool = False) -> list[Event]:
     }
     return [
         RunStarted(12, "site.yml", ("web1", "web2", "web3"), check=check),
-        PlayStarted("site", ("web1", "web2", "web3")),
+        PlayStarted("site", ("web1", "web2", "web3"), "linear"),
         TaskStarted("web1", "t1", "env : Write config", "env"),
         TaskFinished("web1", "t1", "env : Write config", "env", "changed", 0.5, diff=DIFF),
         TaskFinished("web2", "t1", "env : Write config", "env", "ok", 0.4, msg="already matches"),
@@ -122,17 +122,58 @@ def test_plain_diff_and_check_mode() -> None:
     assert "run 12: unreachable in 12.5s (check mode: nothing was changed)" in text
 
 
-def test_task_header_repeats_when_hosts_interleave() -> None:
+def test_free_play_names_the_task_on_each_line_and_prints_no_task_banner() -> None:
     out = io.StringIO()
     reporter = PlainReporter(out)
     for event in (
+        PlayStarted("site", ("a", "b")),  # free, the default
         TaskFinished("a", "t1", "One", "", "changed"),
-        TaskFinished("a", "t2", "Two", "", "changed"),
+        TaskFinished("a", "t2", "Two", "", "changed", item="x"),
         TaskFinished("b", "t1", "One", "", "changed"),
+        TaskFinished("a", "t2", "Two", "", "changed", item="y"),
+        TaskFinished("a", "h1", "restart", "", "changed", handler=True),
     ):
         reporter(event)
-    headers = [line for line in out.getvalue().splitlines() if line.startswith("TASK")]
-    assert [h.split(" *")[0] for h in headers] == ["TASK [One]", "TASK [Two]", "TASK [One]"]
+    assert out.getvalue().splitlines()[2:] == [
+        "changed: [a] One",
+        "changed: [a] Two => (item=x)",
+        "changed: [b] One",
+        "changed: [a] Two => (item=y)",
+        "changed: [a] handler: restart",
+    ]
+
+
+def test_linear_play_prints_each_banner_and_handlers_under_running_handler() -> None:
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    for event in (
+        PlayStarted("site", ("a", "b"), "linear"),
+        TaskFinished("a", "t1", "One", "", "changed"),
+        TaskFinished("b", "t1", "One", "", "changed"),
+        TaskFinished("a", "h1", "restart", "", "changed", handler=True),
+        TaskFinished("b", "h1", "restart", "", "changed", handler=True),
+    ):
+        reporter(event)
+    lines = [line.split(" *")[0] for line in out.getvalue().splitlines() if line]
+    assert lines[1:] == [
+        "TASK [One]",
+        "changed: [a]",
+        "changed: [b]",
+        "RUNNING HANDLER [restart]",
+        "changed: [a]",
+        "changed: [b]",
+    ]
+
+
+def test_a_free_play_of_one_host_reads_like_linear() -> None:
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    reporter(PlayStarted("site", ("a",)))
+    reporter(TaskFinished("a", "t1", "One", "", "changed"))
+    assert [line for line in out.getvalue().splitlines() if line][1:] == [
+        "TASK [One] " + "*" * 69,
+        "changed: [a]",
+    ]
 
 
 def test_ignored_failure_says_ignoring() -> None:

@@ -36,7 +36,13 @@ class TaskReport:
         """The task begins on the host (after `when` allowed it)."""
         task = self.task
         self.run.bus.emit(
-            TaskStarted(self.state.host.id, task.id, task.display_name, self.scope.stage)
+            TaskStarted(
+                self.state.host.id,
+                task.id,
+                task.display_name,
+                self.scope.stage,
+                handler=self.scope.handler,
+            )
         )
 
     def finish(self, status: TaskStatus, **fields: Any) -> TaskStatus:
@@ -53,6 +59,7 @@ class TaskReport:
                 status=status,
                 duration=time.monotonic() - self.started,
                 location=str(task.location) if task.location else None,
+                handler=self.scope.handler,
                 **fields,
             )
         )
@@ -85,6 +92,7 @@ class TaskReport:
                 msg=msg,
                 diff=diff,
                 item=label,
+                handler=self.scope.handler,
             )
         )
 

@@ -34,6 +34,7 @@ class Scope:
     tags: frozenset[str] = frozenset()
     role: RoleRef | None = None
     include_vars: Mapping[str, Any] = field(default_factory=dict)
+    handler: bool = False  # the tasks run as notified handlers
 
     def enter(self, block: Block) -> Scope:
         """The scope inside `block`."""

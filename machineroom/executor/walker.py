@@ -102,6 +102,8 @@ class HostWalker:
                 if not self._items([item], scope):
                     self._fail_current(stage.name)
                 self._report_done()
+            # The stage's handlers: strategy linear runs them once every host ended its tasks.
+            self._arrive((index, len(stage.items)))
         finally:
             end_program(self.state)
 
@@ -244,6 +246,7 @@ class HostWalker:
                         scope.stage,
                         "failed",
                         msg=str(exc),
+                        handler=scope.handler,
                     )
                 )
                 self._fail(task, scope.stage)
@@ -257,6 +260,7 @@ class HostWalker:
                         scope.stage,
                         "skipped",
                         msg="condition false",
+                        handler=scope.handler,
                     )
                 )
                 return True
@@ -274,7 +278,14 @@ class HostWalker:
             self.state.failed_task = None
             self.state.errors_cleared = True
         self.run.bus.emit(
-            TaskFinished(self.state.host.id, task.id, f"meta: {action}", scope.stage, "ok")
+            TaskFinished(
+                self.state.host.id,
+                task.id,
+                f"meta: {action}",
+                scope.stage,
+                "ok",
+                handler=scope.handler,
+            )
         )
         return not self.state.failed
 
@@ -306,6 +317,7 @@ class HostWalker:
                     scope.stage,
                     "failed",
                     msg=str(exc),
+                    handler=scope.handler,
                 )
             )
             self._fail(task, scope.stage)
@@ -338,7 +350,7 @@ class HostWalker:
                 names = {handler.name or "", *handler.listen}
                 if not names & set(notified):
                     continue
-                if not self._one(handler, Scope(stage=stage, role=handler.role)):
+                if not self._one(handler, Scope(stage=stage, role=handler.role, handler=True)):
                     return
 
     def _forced_handlers(self, stage: str) -> None:
@@ -353,7 +365,7 @@ class HostWalker:
             self.state.failed = True
 
     def _pass_gate(self, index: int, count: int) -> None:
-        for position in range(count):
+        for position in range(count + 1):  # the tasks, then the handlers' place
             self._arrive((index, position))
 
     def _arrive(self, position: tuple[int, int]) -> None:
@@ -379,4 +391,5 @@ def _include_scope(
         tags=scope.tags | task.tags,
         role=role or scope.role,
         include_vars={**scope.include_vars, **dict(task.vars), **extra},
+        handler=scope.handler,
     )

@@ -85,6 +85,7 @@ class _ConsoleReporter:
         word = WORDS[event.status]
         head = f"{word}: [{event.host}]"
         if task_name:
+            head += " handler:" if event.handler else ""
             head += f" {task_title(event.stage, event.task)}"
         if event.item is not None:
             head += f" => (item={event.item})"
@@ -157,9 +158,12 @@ class _ConsoleReporter:
 class PlainReporter(_ConsoleReporter):
     """Ansible-like lines, no cursor movement: for pipes, logs and CI.
 
-    Subscribe the instance (`bus.subscribe(reporter)`). Under the free strategy hosts run
-    different tasks at once, so a `TASK [...]` header is printed whenever the next result line
-    belongs to another task than the previous one (as Ansible's free strategy does).
+    Subscribe the instance (`bus.subscribe(reporter)`). A linear play (or a play of one host)
+    reads as Ansible prints it: a `TASK [...]` banner (`RUNNING HANDLER [...]` for a handler),
+    then its hosts' results. Under the free strategy several hosts run different tasks at once;
+    a banner whenever the next line belongs to another task would repeat each banner and split
+    a loop's items, so there every result line names its task instead
+    (`changed: [web1] Install nginx`) and no task banner is printed.
     """
 
     def __init__(
@@ -171,7 +175,8 @@ class PlainReporter(_ConsoleReporter):
         color: bool | None = None,
     ) -> None:
         super().__init__(stream, verbosity=verbosity, diff=diff, color=color)
-        self._header: tuple[str, str] | None = None
+        self._header: tuple[bool, str, str] | None = None
+        self._task_lines = False  # this play's results name their task (free strategy)
 
     def __call__(self, event: Event) -> None:
         """Print what `event` calls for."""
@@ -180,17 +185,19 @@ class PlainReporter(_ConsoleReporter):
             self.check = event.check
         elif isinstance(event, PlayStarted):
             self._header = None
+            self._task_lines = event.strategy == "free" and len(event.hosts) > 1
             mode = " (check mode)" if self.check else ""
             self._write("\n" + self._paint(banner(f"PLAY [{event.name}]{mode}"), "bold") + "\n")
         elif isinstance(event, TaskFinished):
             if not self._shows(event):
                 return
             text = ""
-            if self._header != (event.stage, event.task_id):
-                self._header = (event.stage, event.task_id)
+            if not self._task_lines and self._header != (event.handler, event.stage, event.task_id):
+                self._header = (event.handler, event.stage, event.task_id)
                 title = task_title(event.stage, event.task)
-                text += "\n" + self._paint(banner(f"TASK [{title}]"), "bold") + "\n"
-            lines = self.result_lines(event, task_name=False)
+                kind = "RUNNING HANDLER" if event.handler else "TASK"
+                text += "\n" + self._paint(banner(f"{kind} [{title}]"), "bold") + "\n"
+            lines = self.result_lines(event, task_name=self._task_lines)
             self._write(text + "\n".join(lines) + "\n")
         elif isinstance(event, HostFinished):
             lines = self.host_lines(event)
@@ -254,7 +261,8 @@ class LiveReporter(_ConsoleReporter):
             lines.append(self._paint(f"PLAY [{event.name}]{mode}", "bold"))
             self._start_thread()
         elif isinstance(event, TaskStarted):
-            self._current[event.host] = task_title(event.stage, event.task)
+            title = task_title(event.stage, event.task)
+            self._current[event.host] = f"handler: {title}" if event.handler else title
         elif isinstance(event, TaskFinished):
             if event.item is None:
                 self._current.pop(event.host, None)
