@@ -26,7 +26,7 @@ import pwd
 import re
 import threading
 from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +127,7 @@ class TemplateError(InputError):
         via: tuple[str, ...] = (),
     ) -> None:
         self.where = where
+        self.detail = problem  # the message without the task and host (where.prefix())
         self.template = template
         self.variable = variable
         self.via = via
@@ -292,6 +293,57 @@ def _make_environment(templar: Templar) -> _Environment:
 
 
 # --- template files --------------------------------------------------------------------------
+
+# Where `{% include %}` / `{% import %}` look, for the template file being rendered now
+_search_path: ContextVar[tuple[str, ...]] = ContextVar("_search_path", default=())
+
+
+def find_included(name: str, search: Sequence[str]) -> Path | None:
+    """The file `{% include name %}` means: `name` in the first folder of `search` that has
+    it (an absolute name as it is), as Ansible's template module looks it up."""
+    wanted = Path(os.path.expanduser(name))
+    if wanted.is_absolute():
+        return wanted if wanted.is_file() else None
+    for folder in search:
+        candidate = Path(folder) / wanted
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _IncludeLoader(jinja2.BaseLoader):
+    """Templates a template file includes or imports: found beside the file being rendered,
+    then in the role's and the playbook's `templates/` (`render_file`'s search path)."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        search = _search_path.get()
+        path = find_included(template, search)
+        if path is None:
+            raise jinja2.TemplateNotFound(
+                template,
+                f"template '{template}' not found (looked in "
+                + (", ".join(shown_path(s) for s in search) or "no folder")
+                + ")",
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise jinja2.TemplateNotFound(
+                template, f"cannot read template {shown_path(str(path))}: {exc}"
+            ) from None
+        return text, str(path), lambda: True
+
+
+def shown_path(path: str) -> str:
+    """A file's path for a message: relative to the current folder when it is below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
 
 # ansible-core's default for `ansible_managed` (its DEFAULT_MANAGED_STR setting)
 ANSIBLE_MANAGED = "Ansible managed"
@@ -465,6 +517,7 @@ class Templar:
         assert isinstance(self._file_env, _Environment)
         self._file_env.escape_backslashes = False
         self._file_env._escaping_lexer = None
+        self._file_env.loader = _IncludeLoader()  # `{% include %}`, `{% import %}`
         self._file_envs: dict[tuple[bool, bool, str], jinja2.Environment] = {}
         self._cache: dict[str, _Compiled] = {}
         self._expressions: dict[str, jinja2.Template] = {}
@@ -522,19 +575,23 @@ class Templar:
         where: Where,
         *,
         path: str | None = None,
+        search: Sequence[str] = (),
         trim_blocks: bool = True,
         lstrip_blocks: bool = False,
         newline_sequence: str = "\n",
     ) -> str:
         """A template file's whole text, rendered to text (trim_blocks on, as Ansible).
 
-        `path` names the file in errors, with the line inside it. The keyword options are
-        the template module's arguments of the same names.
+        `path` names the file in errors, with the line inside it (of the included file, when
+        the error is in one). `search`: the folders `{% include %}` and `{% import %}` look
+        in after the file's own. The keyword options are the template module's arguments of
+        the same names.
         """
         if not is_template(text):
             return str(text)
         name = path or "<template>"
-        template: jinja2.Template | None = None
+        folders = (str(Path(path).parent), *search) if path else tuple(search)
+        token = _search_path.set(folders)
         try:
             env = self._file_environment(trim_blocks, lstrip_blocks, newline_sequence)
             code = env.compile(text, name=name, filename=name)
@@ -544,7 +601,78 @@ class Templar:
             result = _restore_newlines(text, rendered, newline_sequence)
             return Unsafe(result) if context.unsafe_seen else result
         except Exception as exc:
-            raise self._translate(exc, text, where, path=path, template=template) from None
+            raise self._translate(exc, text, where, path=path) from None
+        finally:
+            _search_path.reset(token)
+
+    def compile_file(
+        self,
+        text: str,
+        path: str,
+        where: Where,
+        *,
+        search: Sequence[str] = (),
+        trim_blocks: bool = True,
+        lstrip_blocks: bool = False,
+    ) -> list[str]:
+        """Compile a template file and the templates it includes or imports by a constant
+        name (recursively), rendering nothing: a TemplateError naming the file:line of the
+        first syntax error, unknown filter or test, or included template not found.
+        Returns the paths of the files compiled, the top one first."""
+        folders = (str(Path(path).parent), *search)
+        env = self._file_environment(trim_blocks, lstrip_blocks, "\n")
+        done: list[str] = []
+        pending: list[tuple[str, str]] = [(text, path)]
+        while pending:
+            source, name = pending.pop(0)
+            done.append(name)
+            try:
+                env.compile(source, name=name, filename=name)
+                tree = env.parse(source, name=name, filename=name)
+            except Exception as exc:
+                raise self._translate(exc, source, where, path=name) from None
+            kinds = (nodes.Include, nodes.Import, nodes.FromImport)
+            for node in tree.find_all(kinds):
+                target = getattr(node, "template", None)
+                if not isinstance(target, nodes.Const):
+                    continue  # a name computed at run time
+                wanted = str(target.value)
+                found = find_included(wanted, folders)
+                if found is None:
+                    if isinstance(node, nodes.Include) and node.ignore_missing:
+                        continue
+                    raise TemplateError(
+                        f"{shown_path(name)}:{node.lineno}: template '{wanted}' not found "
+                        f"(looked in {', '.join(shown_path(f) for f in folders)})",
+                        where,
+                        template=source,
+                    )
+                if str(found) in done or any(str(found) == p for _, p in pending):
+                    continue
+                try:
+                    pending.append((found.read_text(encoding="utf-8"), str(found)))
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise TemplateError(
+                        f"{shown_path(name)}:{node.lineno}: cannot read template "
+                        f"{shown_path(str(found))}: {exc}",
+                        where,
+                        template=source,
+                    ) from None
+        return done
+
+    def guard_calls(
+        self,
+        guard: Callable[[Callable[..., Any]], Callable[..., Any]],
+        lookup: Callable[..., Any],
+    ) -> None:
+        """Every filter and test of this Templar called through `guard(function)`, and
+        `lookup`/`query` replaced by `lookup`: how the pre-flight check renders templates
+        without running what only the run should run (executor/template_check.py)."""
+        for table in (self._env.filters, self._env.tests):
+            for name, function in list(table.items()):
+                table[name] = guard(function)
+        for name in ("lookup", "query", "q"):
+            self._env.globals[name] = lookup
 
     # internals
 
@@ -661,7 +789,6 @@ class Templar:
         value: Any,
         where: Where,
         path: str | None = None,
-        template: jinja2.Template | None = None,
     ) -> BaseException:
         """Any failure inside Jinja2 as a TemplateError that says what and where."""
         if isinstance(exc, TemplateError):
@@ -674,8 +801,9 @@ class Templar:
         via = ""
         if names:
             via = " (in the value of " + " -> ".join(f"'{n}'" for n in names) + ")"
-        line = _template_line(exc, path, template)
-        place = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        file, line = _template_place(exc, path)
+        shown_file = shown_path(file) if file else None
+        place = f"{shown_file}:{line}: " if file and line else (f"{shown_file}: " if file else "")
         # a whole file is too long to quote: its path and line say where
         shown = "" if path and not names else f" in {_quote(source)}"
         if isinstance(exc, jinja2.UndefinedError):
@@ -696,23 +824,77 @@ class Templar:
         if isinstance(exc, jinja2.TemplateSyntaxError):
             text = exc.source if exc.source is not None else source
             at = f" at line {exc.lineno}" if "\n" in (text or "") else ""
+            message, opened = self._syntax_message(exc, text or source)
             if path:
                 at = ""
-                place = f"{path}:{exc.lineno}: "
+                place = f"{shown_file}:{opened or exc.lineno}: "
             return TemplateError(
-                f"{place}template syntax error{at}: {exc.message}{via}"
+                f"{place}template syntax error{at}: {message}{via}"
                 + ("" if path and not names else f" in {_quote(text or source)}"),
                 where,
                 template=text,
                 via=names,
             )
-        if isinstance(exc, jinja2.TemplateError):
+        if isinstance(exc, jinja2.TemplateNotFound):
+            message = exc.message or f"template '{exc.name}' not found"
+        elif isinstance(exc, jinja2.TemplateError):
             message = exc.message or str(exc)
         elif isinstance(exc, RecursionError):
             message = "templates refer to each other too deeply"
         else:
             message = f"{type(exc).__name__}: {exc}"
         return TemplateError(f"{place}{message}{via}{shown}", where, template=source, via=names)
+
+    def _syntax_message(
+        self, exc: jinja2.TemplateSyntaxError, source: str
+    ) -> tuple[str, int | None]:
+        """Jinja's message, said for a user: an unknown filter or test with the closest
+        known name, a block left open with the line that opened it (then returned too)."""
+        message = exc.message or str(exc)
+        unknown = re.match(r"No (filter|test) named '([^']+)'", message)
+        if unknown:
+            kind, name = unknown.groups()
+            from machineroom.errors import did_you_mean
+
+            known = self._env.filters if kind == "filter" else self._env.tests
+            return f"unknown {kind} '{name}'{did_you_mean(name, known)}", None
+        if message.startswith("Unexpected end of template"):
+            opened = _open_block(self._file_env, source)
+            if opened is not None:
+                keyword, line = opened
+                return (
+                    f"the '{keyword}' block opened here is not closed "
+                    f"(no '{{% end{keyword} %}}' before the end of the file)",
+                    line,
+                )
+        return message, None
+
+
+def _open_block(env: jinja2.Environment, source: str) -> tuple[str, int] | None:
+    """The innermost `{% for %}`, `{% if %}`, ... that has no end tag: its keyword, line."""
+    openers = {"for", "if", "macro", "call", "filter", "block", "with", "autoescape", "set"}
+    stack: list[tuple[str, int]] = []
+    statement: list[tuple[int, str, str]] = []
+    inside = False
+    try:
+        for lineno, kind, value in env.lexer.tokeniter(source, None):
+            if kind == "block_begin":
+                inside, statement = True, []
+            elif kind == "block_end" and inside:
+                inside = False
+                if not statement or statement[0][1] != "name":
+                    continue
+                line, _, keyword = statement[0]
+                assigns = any(k == "operator" and v == "=" for _, k, v in statement)
+                if keyword in openers and not (keyword == "set" and assigns):
+                    stack.append((keyword, line))
+                elif keyword.startswith("end") and stack and stack[-1][0] == keyword[3:]:
+                    stack.pop()
+            elif inside and kind != "whitespace":
+                statement.append((lineno, kind, value))
+    except jinja2.TemplateSyntaxError:
+        return None
+    return stack[-1] if stack else None
 
 
 def _restore_newlines(source: str, result: str, newline: str = "\n") -> str:
@@ -807,27 +989,26 @@ def _dotted(node: nodes.Node) -> str | None:
     return None
 
 
-def _template_line(
-    exc: BaseException, path: str | None, template: jinja2.Template | None
-) -> int | None:
-    """The line inside a template file where a runtime error happened.
+def _template_place(exc: BaseException, path: str | None) -> tuple[str | None, int | None]:
+    """The template file and the line inside it where an error happened: the innermost
+    template on the traceback (an included one, a macro's file), else `path`.
 
     We call the compiled render function directly (no copy of the variables), so jinja does
     not rewrite the traceback for us; map the generated code's line back as jinja would.
     """
     if path is None:
-        return None
+        return None, None
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return exc.lineno
-    if template is None:
-        return None
+        return exc.filename or path, exc.lineno
+    file, line = path, None
     tb: TracebackType | None = exc.__traceback__
-    line = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == path:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if isinstance(template, jinja2.Template) and template.filename:
+            file = template.filename
             line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
-    return line
+    return file, line
 
 
 def _quote(text: str, limit: int = 200) -> str:

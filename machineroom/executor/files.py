@@ -96,8 +96,11 @@ def template_renderer(
         path = find_local(src, "templates", task, role, run.playbook_dir)
         # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
         text = read_text(path)
-        file_where = Where(where.location, f"{where.task} (template {path})", where.host)
         variables_here = template_variables(variables, src, path)
-        return run.templar.render_file(text, variables_here, file_where, **options)
+        # errors name the template file:line (the included one's, when it is there)
+        search = [str(p) for p in search_paths("templates", role, run.playbook_dir)]
+        return run.templar.render_file(
+            text, variables_here, where, path=str(path), search=search, **options
+        )
 
     return render

@@ -56,6 +56,19 @@ def apply_playbook(
         if request.resume and not any(prepared.play_hosts):
             return RunResult(None, "ok", notes=("nothing to resume: no host has a pending stage",))
         tags = words(request.tags)
+        if not request.resume:  # a resumed run skips stages: their templates need not work
+            from machineroom.executor.template_check import check_templates
+
+            check_templates(
+                prepared.playbook,
+                workspace.inventory,
+                prepared.play_hosts,
+                playbook_dir=prepared.playbook_dir,
+                extra_vars=prepared.extra_vars,
+                tags=tags,
+                skip_tags=words(request.skip_tags),
+                check=request.check,
+            )
         record = RunRecord(
             kind="apply",
             label=request.target,
