@@ -122,7 +122,13 @@ class AuthFailed(ConnectionFailure):
 
 
 class HostKeyError(ConnectionFailure):
-    """The host's key is unknown (and not to be accepted) or has changed."""
+    """The host's key is unknown (and not to be accepted) or has changed. `offered` says what
+    the server presented, as plain data a run records (connection/hostkeys.py: `name`,
+    `key_type`, `key` in base64, `fingerprint`, `state`: unknown, changed or revoked)."""
+
+    def __init__(self, host: str, reason: str, offered: dict[str, str] | None = None) -> None:
+        super().__init__(host, reason)
+        self.offered = offered or {}
 
 
 class CommandTimeout(MachineroomError):

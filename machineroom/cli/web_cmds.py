@@ -57,6 +57,22 @@ def _is_loopback(host: str) -> bool:
     help="Seconds over which wrong tokens are counted (and the longest 429 lasts).",
 )
 @click.option("--access-log/--no-access-log", default=True, help="Log each request.")
+@click.option(
+    "--known-hosts",
+    "known_hosts",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Extra known_hosts file the dashboard's applies and collections trust (as apply's "
+    "--known-hosts); repeatable. Keys trusted on the dashboard go to the project's file.",
+)
+@click.option(
+    "--vault-password-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File whose first line is the vault password (an executable: its output), for the "
+    "dashboard's runs [default: as apply's: $MACHINEROOM_VAULT_PASSWORD, "
+    "vault_password_file in machineroom.yml, ansible.cfg]. Each run reads it; the password "
+    "never passes through the server.",
+)
 def serve_command(
     host: str,
     port: int,
@@ -67,6 +83,8 @@ def serve_command(
     auth_failures: int,
     auth_window: float,
     access_log: bool,
+    known_hosts: tuple[str, ...],
+    vault_password_file: str | None,
 ) -> None:
     """Serve the web dashboard and the JSON API (see docs/dashboard.md and docs/api.md).
 
@@ -74,7 +92,12 @@ def serve_command(
     capped (64 KiB for the API, 16 KiB for forms) and an address that sends too many wrong
     tokens gets 429 for a while (--auth-failures, --auth-window). Listens on
     127.0.0.1 unless --host says otherwise: put a TLS reverse proxy in front before
-    exposing it."""
+    exposing it.
+
+    Applies and collections started on the dashboard connect as `machineroom apply` typed
+    in the repository would (machineroom.yml, ansible.cfg), with --known-hosts and
+    --vault-password-file beside those settings. A host key they meet for the first time
+    is refused and shown on the action's page, where an admin can trust it."""
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
     if not _is_loopback(host):
         click.secho(
@@ -97,6 +120,9 @@ def serve_command(
             cookie_secure=cookie_secure,
             auth_failures=auth_failures,
             auth_window=auth_window,
+            known_hosts=known_hosts,
+            vault_password_file=vault_password_file,
+            project_known_hosts=workspace.project_known_hosts,
         )
     )
     if not any_active_token(app.state.web.store):

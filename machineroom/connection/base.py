@@ -58,6 +58,8 @@ class ConnectOptions:
     known_hosts_files: tuple[str, ...] = ()  # read, in order; the first is the project's file
     project_known_hosts: str | None = None  # where --accept-new-host-keys records keys
     accept_new_host_keys: bool = False
+    # what an unknown host key's message advises (None: the CLI's --accept-new-host-keys)
+    unknown_key_advice: str | None = None
     connect_timeout: float = 10.0
     command_timeout: float | None = None
     ssh_config_file: str | None = None  # default ~/.ssh/config when it exists

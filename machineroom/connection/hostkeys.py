@@ -10,6 +10,9 @@ checked against every known_hosts file we were given (the project's file, the us
   (`accept_new`), appended to the project file under a lock (threads and processes alike);
 - changed key (the host is known with other keys): always refused, naming file and line.
 
+A refusal carries the key the server presented (`HostKeyError.offered`), so that a run can
+record it and the dashboard can show it, and trust exactly it (`trust_key`), later.
+
 This module is pure stdlib: the SSH layer hands it the key's type and blob.
 """
 
@@ -23,7 +26,7 @@ import hmac
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from machineroom.errors import HostKeyError
@@ -34,6 +37,7 @@ __all__ = [
     "fingerprint",
     "host_key_name",
     "parse_known_hosts",
+    "trust_key",
 ]
 
 DEFAULT_USER_FILE = "~/.ssh/known_hosts"
@@ -185,6 +189,7 @@ class KnownHosts:
         *,
         record_to: str | None = None,
         accept_new: bool = False,
+        advice: str | None = None,
     ) -> None:
         seen: list[str] = []
         for f in (*files, *([record_to] if record_to else [])):
@@ -194,6 +199,9 @@ class KnownHosts:
         self.files: tuple[str, ...] = tuple(seen)
         self.record_to = os.path.abspath(os.path.expanduser(record_to)) if record_to else None
         self.accept_new = accept_new
+        # what an unknown key's message tells the user to do; None: the CLI's flag and
+        # ssh-keyscan line (the dashboard says where its trust button is instead)
+        self.advice = advice
 
     def entries_for(self, name: str) -> list[KnownHostEntry]:
         """Every entry in our files that names `name` (`host` or `[host]:port`)."""
@@ -219,7 +227,11 @@ class KnownHosts:
         if any(e.marker is None and e.blob == blob for e in entries):
             return
         if not self.accept_new or self.record_to is None:
-            raise HostKeyError(host_id, self._unknown_message(name, key_type, blob, what))
+            raise HostKeyError(
+                host_id,
+                self._unknown_message(name, key_type, blob, what),
+                offered_key(name, key_type, blob, "unknown", what),
+            )
         self._record(host_id, name, key_type, blob, what)
 
     def _verify(
@@ -239,6 +251,7 @@ class KnownHosts:
                     host_id,
                     f"{prefix}{name} presents a REVOKED host key {key_label(key_type)} "
                     f"{fingerprint(blob)} (revoked in {_display(e.file)}:{e.line}); refusing",
+                    offered_key(name, key_type, blob, "revoked", what, e),
                 )
         plain = [e for e in entries if e.marker is None]
         if not plain or any(e.blob == blob for e in plain):
@@ -251,6 +264,7 @@ class KnownHosts:
             f"{key_label(old.key_type)} {fingerprint(old.blob)}. Someone may be intercepting the "
             f"connection, or the host was reinstalled; if you know it was, remove the old key "
             f"with: ssh-keygen -R '{name}' -f {_display(old.file)}",
+            offered_key(name, key_type, blob, "changed", what, old),
         )
 
     def _unknown_message(self, name: str, key_type: str, blob: bytes, what: str) -> str:
@@ -260,38 +274,100 @@ class KnownHosts:
         port_opt = f"-p {port} " if port != 22 else ""
         target = _display(self.record_to or (self.files[0] if self.files else DEFAULT_USER_FILE))
         algo = key_type.removeprefix("ssh-").split("-")[0]
-        return (
-            f"{prefix}unknown host key for {name}: {key_label(key_type)} {fingerprint(blob)} "
-            f"(not in {where}). If that fingerprint is the host's, trust it by running again "
+        advice = self.advice or (
+            f"If that fingerprint is the host's, trust it by running again "
             f"with --accept-new-host-keys, or add it with: "
             f"ssh-keyscan {port_opt}-t {algo} {host} >> {target}"
+        )
+        return (
+            f"{prefix}unknown host key for {name}: {key_label(key_type)} {fingerprint(blob)} "
+            f"(not in {where}). {advice}"
         )
 
     def _record(self, host_id: str, name: str, key_type: str, blob: bytes, what: str) -> None:
         """Append the key to `record_to`, unless another thread or process just did."""
-        path = self.record_to
-        assert path is not None
-        with _cache_lock:
-            lock = _record_locks.setdefault(path, threading.Lock())
-        folder = os.path.dirname(path)
-        if folder and not os.path.isdir(folder):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
-        line = f"{name} {key_type} {base64.b64encode(blob).decode()}\n"
-        with lock:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                # Re-read under the lock: a parallel connection may have recorded this host.
-                with open(fd, encoding="utf-8", errors="replace", closefd=False) as f:
-                    f.seek(0)
-                    current = [e for e in parse_known_hosts(f.read(), path) if e.matches(name)]
-                self._verify(host_id, name, key_type, blob, what, current)
-                if any(e.marker is None and e.blob == blob for e in current):
-                    return
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)  # closing drops the flock
+        assert self.record_to is not None
+        _append(
+            self.record_to,
+            name,
+            key_type,
+            blob,
+            lambda current: self._verify(host_id, name, key_type, blob, what, current),
+        )
+
+
+def offered_key(
+    name: str,
+    key_type: str,
+    blob: bytes,
+    state: str,
+    what: str = "",
+    known: KnownHostEntry | None = None,
+) -> dict[str, str]:
+    """What a server presented, as plain data a run records: its known_hosts `name`, the key
+    (type, base64, SHA256 fingerprint), `state` (unknown, changed, revoked), `via` (a jump
+    host's role, else empty) and, for a changed or revoked key, the entry it met."""
+    offered = {
+        "name": name,
+        "key_type": key_type,
+        "key": base64.b64encode(blob).decode(),
+        "fingerprint": fingerprint(blob),
+        "label": key_label(key_type),
+        "state": state,
+        "via": what,
+    }
+    if known is not None:
+        offered["known_at"] = f"{_display(known.file)}:{known.line}"
+        offered["known_file"] = known.file
+        offered["known_fingerprint"] = f"{key_label(known.key_type)} {fingerprint(known.blob)}"
+    return offered
+
+
+def trust_key(path: str, name: str, key_type: str, blob: bytes) -> bool:
+    """Add `name key_type key` to the known_hosts file `path` (created 0600, its folder
+    0700), under the same lock as first-use recording. Returns False when the file already
+    holds that key for `name`; raises HostKeyError when it holds another key for it (a
+    changed key is never trusted this way) or revokes this one."""
+    path = os.path.abspath(os.path.expanduser(path))
+    checker = KnownHosts([path])
+
+    def verify(current: Sequence[KnownHostEntry]) -> None:
+        checker._verify(name, name, key_type, blob, "", current)
+
+    return _append(path, name, key_type, blob, verify)
+
+
+def _append(
+    path: str,
+    name: str,
+    key_type: str,
+    blob: bytes,
+    verify: Callable[[Sequence[KnownHostEntry]], None],
+) -> bool:
+    """Append one line to `path` under a thread lock and flock, after `verify` saw the
+    entries for `name` the file holds now; False when the key is already there."""
+    with _cache_lock:
+        lock = _record_locks.setdefault(path, threading.Lock())
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
+    line = f"{name} {key_type} {base64.b64encode(blob).decode()}\n"
+    with lock:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Re-read under the lock: a parallel connection may have recorded this host.
+            with open(fd, encoding="utf-8", errors="replace", closefd=False) as f:
+                f.seek(0)
+                current = [e for e in parse_known_hosts(f.read(), path) if e.matches(name)]
+            verify(current)
+            if any(e.marker is None and e.blob == blob for e in current):
+                return False
+            os.write(fd, line.encode())
+            return True
+        finally:
+            os.close(fd)  # closing drops the flock
 
 
 def _split_name(name: str) -> tuple[str, int]:

@@ -134,7 +134,12 @@ def _known_hosts_for(options: ConnectOptions, ssh_config: Mapping[str, Any]) -> 
         options.known_hosts_files[0] if options.known_hosts_files else users[0]
     )
     files = [*options.known_hosts_files, *users, SYSTEM_FILE]
-    return KnownHosts(files, record_to=record_to, accept_new=options.accept_new_host_keys)
+    return KnownHosts(
+        files,
+        record_to=record_to,
+        accept_new=options.accept_new_host_keys,
+        advice=options.unknown_key_advice,
+    )
 
 
 # ---------------------------------------------------------------------------- connection

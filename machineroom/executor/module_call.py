@@ -15,6 +15,7 @@ from machineroom.connection.command import hide_output, show_output
 from machineroom.errors import (
     CommandTimeout,
     ConnectionFailure,
+    HostKeyError,
     InputError,
     Location,
     MachineroomError,
@@ -141,7 +142,10 @@ def _attempt(call: TaskCall, module: Module, variables: dict[str, Any], where: W
                 args = load_var_files(args, task, role, run.playbook_dir)
             outcome = _run_on_target(call, module, args, ctx, target, variables, where)
     except ConnectionFailure as exc:
-        unreachable = Outcome("failed", msg=exc.reason), {"unreachable": True, "msg": exc.reason}
+        failure: dict[str, Any] = {"unreachable": True, "msg": exc.reason}
+        if isinstance(exc, HostKeyError) and exc.offered:
+            failure["host_key"] = dict(exc.offered)  # recorded with the run (the dashboard)
+        unreachable = Outcome("failed", msg=exc.reason), failure
         return Attempt(unreachable[0], unreachable[1], target, unreachable=unreachable)
     except CommandTimeout as exc:
         outcome = Outcome("failed", msg=f"timed out after {exc.timeout:g}s")

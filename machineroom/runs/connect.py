@@ -33,6 +33,9 @@ class ConnectSettings:
     # --cluster: hosts walk on a Dask cluster's workers (cluster/); None: in this process
     cluster: str | None = None
     cluster_tls: tuple[str | None, str | None, str | None] = (None, None, None)  # ca, cert, key
+    # what an unknown host key's message advises; None: the CLI's --accept-new-host-keys
+    # (the dashboard names the page where an admin can trust the key)
+    unknown_key_advice: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -47,6 +50,7 @@ class ConnectSettings:
             "vault_ids": list(self.vault_ids),
             "cluster": self.cluster,
             "cluster_tls": list(self.cluster_tls),
+            "unknown_key_advice": self.unknown_key_advice,
         }
 
     @classmethod
@@ -63,6 +67,7 @@ class ConnectSettings:
             vault_ids=tuple(data.get("vault_ids", ())),
             cluster=data.get("cluster"),
             cluster_tls=_three(data.get("cluster_tls")),
+            unknown_key_advice=data.get("unknown_key_advice"),
         )
 
     def use_vault_source(self) -> None:
@@ -123,6 +128,7 @@ def connect_options(
         known_hosts_files=files,
         project_known_hosts=project_kh,
         accept_new_host_keys=accept_new,
+        unknown_key_advice=settings.unknown_key_advice,
         connect_timeout=settings.connect_timeout,
         command_timeout=settings.command_timeout,
         decrypt=make_decrypt(settings.vault_password_file, settings.ask_vault_password),

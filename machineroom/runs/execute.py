@@ -90,12 +90,23 @@ def settled(request: RunRequest) -> RunRequest:
     """The request with its connection settings read from the project's configuration here,
     where it runs, when it asks for that (`connect_from_settings`): the scheduler and the
     dashboard leave them to the child, which runs in the repository and reads its
-    machineroom.yml and ansible.cfg as they are now."""
+    machineroom.yml and ansible.cfg as they are now, as a command typed there would.
+
+    What the requester's own `connect` names is kept, as a flag beside the settings would
+    be: extra known_hosts files (first), a vault password file (`serve
+    --vault-password-file`), and the advice an unknown host key's message gives."""
     import dataclasses
 
     if not request.connect_from_settings:
         return request
+    given = request.connect
     connect = connect_defaults(request.inventory_paths)
+    connect = dataclasses.replace(
+        connect,
+        known_hosts=tuple(dict.fromkeys((*given.known_hosts, *connect.known_hosts))),
+        vault_password_file=given.vault_password_file or connect.vault_password_file,
+        unknown_key_advice=given.unknown_key_advice or connect.unknown_key_advice,
+    )
     return dataclasses.replace(request, connect=connect, connect_from_settings=False)
 
 

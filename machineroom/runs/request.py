@@ -50,9 +50,10 @@ class RunRequest:
     habits: Mapping[str, Any] = field(default_factory=dict)  # ansible-playbook's flags
     options: Mapping[str, Any] = field(default_factory=dict)  # the kind's own (collect: ...)
     connect: ConnectSettings = field(default_factory=ConnectSettings)
-    # True: `connect` holds no choice of the requester's; where the run happens, it takes
-    # the project's settings (forks, timeouts, the vault password's source), as a command
-    # typed there without connection options would
+    # True: where the run happens, it takes the project's settings (forks, timeouts, the
+    # vault password's source), as a command typed there would; `connect` then holds only
+    # what the requester names beside them (extra known_hosts files, a vault password
+    # file, the unknown-key advice: runs/execute.py's `settled`)
     connect_from_settings: bool = False
     trigger: str | None = None  # what started it: `schedule:NAME`, `web:TOKEN:NONCE`
     command_line: str = ""  # as a person would type it; recorded as the run's command

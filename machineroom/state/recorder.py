@@ -18,7 +18,9 @@ What each event becomes:
   `facts` history and `res.facts`.
 - HostFinished: `res.reachable` / `last_seen` / `last_error`, and `next_action` (what
   `apply --resume` continues from; cleared when the host finished ok).
-- RunFinished: the run's status and summary (per-host stats, totals, duration).
+- RunFinished: the run's status and summary (per-host stats, totals, duration, and under
+  `host_keys` each host whose key was refused, with the key it presented: the dashboard
+  shows it and lets an admin trust exactly that key).
 
 In check mode nothing was changed on the hosts, so `next_action` and `record` keys are left
 alone; reachability is still true information and is written. A run that is not `resumable`
@@ -77,11 +79,13 @@ class CommandLike(Protocol):
 class _Command:
     """A queued audit-log entry."""
 
-    __slots__ = ("command", "duration", "exit_code", "host_id", "stderr", "stdout")
+    __slots__ = ("action", "command", "duration", "exit_code", "host_id", "stderr", "stdout")
 
     def __init__(self, host_id: str, result: CommandLike) -> None:
         self.host_id = host_id
         self.command = result.command
+        # the module call it carries out (connection/command.py's AuditedCommand)
+        self.action = str(getattr(result, "action", "") or "")
         self.exit_code = result.exit_code
         self.duration = result.duration
         self.stdout = result.stdout
@@ -131,6 +135,7 @@ class StateRecorder:
         self._stats: dict[str, HostStats] = {}
         self._items: dict[tuple[str, str], list[TaskFinished]] = {}
         self._last_failure: dict[str, TaskFinished] = {}
+        self._host_keys: dict[str, dict[str, Any]] = {}  # host -> the key it presented
         self._thread = threading.Thread(
             target=self._work, name=f"state-recorder-{run_id}", daemon=True
         )
@@ -243,6 +248,7 @@ class StateRecorder:
                 event.duration,
                 event.stdout,
                 event.stderr,
+                event.action,
             )
         elif isinstance(event, RunStarted):
             self.check = self.check or event.check
@@ -263,6 +269,9 @@ class StateRecorder:
             self._stats.setdefault(event.host, HostStats()).add(event)
             if event.status in ("failed", "unreachable") and not event.ignored:
                 self._last_failure[event.host] = event
+            offered = event.result.get("host_key") if event.status == "unreachable" else None
+            if isinstance(offered, Mapping):
+                self._host_keys[event.host] = {"host": event.host, **offered}
         self._write_task_row(event, items)
         # a failed module may still say what it learnt (docker_containers: docker_error)
         wanted = event.record and not self.check and event.status != "unreachable"
@@ -381,11 +390,17 @@ class StateRecorder:
 
     def _record_run(self, event: RunFinished) -> None:
         summary = run_summary(event.stats, event.duration, event.check or self.check)
+        self._add_host_keys(summary)
         status = self._explain(event.status, summary)
         self._write_end(status, summary)
         with self._lock:
             self._finished = True
             self.end_recorded = True
+
+    def _add_host_keys(self, summary: dict[str, Any]) -> None:
+        with self._lock:
+            if self._host_keys:
+                summary["host_keys"] = [self._host_keys[h] for h in sorted(self._host_keys)]
 
     def _write_end(self, status: str, summary: dict[str, Any]) -> None:
         """The run's final status; on a full disk, once more after giving the log's space
@@ -417,6 +432,7 @@ class StateRecorder:
             self._finished = True
         summary = run_summary(stats, None, self.check)
         summary["reason"] = self.stop_reason() or reason
+        self._add_host_keys(summary)
         if status != "interrupted":
             status = self._explain(status, summary)
         try:

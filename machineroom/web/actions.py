@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from machineroom.runs.connect import ConnectSettings
 from machineroom.runs.execute import CHILD_ARGS, request_file
 from machineroom.runs.request import RunRequest
 from machineroom.state.records import iso, utc_now
@@ -39,6 +40,14 @@ INTERRUPT_GRACE = 3.0  # seconds a timed-out synchronous child gets after SIGINT
 STARTUP_LIMIT = 30.0  # seconds a synchronous child may take to open its run
 OUTPUT_TAIL = 4000  # characters of a child's output the API shows
 KEEP_FINISHED = 200  # finished actions remembered
+# what an unknown host key's message says in a dashboard run (the CLI's names its flag)
+TRUST_ADVICE = (
+    "If that fingerprint is the host's, an admin can trust the key on the dashboard, "
+    "from the page of an apply or collection started on its Actions page."
+)
+ACTION_TRUST_ADVICE = (
+    "If that fingerprint is the host's, an admin can trust the key on the dashboard: /actions/{id}"
+)
 
 
 @dataclass
@@ -95,10 +104,15 @@ class ActionManager:
         state_path: str,
         cwd: Path | None,
         max_running: int = MAX_RUNNING,
+        connect: ConnectSettings | None = None,
     ) -> None:
-        # what every request gets: the server's inventory and state database
+        # what every request gets: the server's inventory and state database, and the
+        # connection settings `serve` was given (beside the project's: runs/execute.py)
         self.inventory_paths = tuple(inventory_paths)
         self.state_path = state_path
+        self.connect = dataclasses.replace(
+            connect or ConnectSettings(), unknown_key_advice=TRUST_ADVICE
+        )
         self.cwd = cwd
         self.max_running = max_running
         self._lock = threading.Lock()
@@ -137,12 +151,14 @@ class ActionManager:
 
     def request(self, kind: str, target: str, **fields: Any) -> RunRequest:
         """A request on this server's inventory and state database; the child takes the
-        connection settings of the repository's configuration, as a command typed there."""
+        connection settings of the repository's configuration, as a command typed there,
+        with `serve`'s --known-hosts and --vault-password-file beside them."""
         return RunRequest(
             kind=kind,
             target=target,
             inventory_paths=self.inventory_paths,
             state_path=self.state_path,
+            connect=self.connect,
             connect_from_settings=True,
             **fields,
         )
@@ -156,7 +172,9 @@ class ActionManager:
             self._check_free(kind, label)
             nonce = secrets.token_hex(6)
             trigger = f"web:{by}:{nonce}"
-            request = dataclasses.replace(request, trigger=trigger)
+            advice = ACTION_TRUST_ADVICE.format(id=nonce)
+            connect = dataclasses.replace(request.connect, unknown_key_advice=advice)
+            request = dataclasses.replace(request, trigger=trigger, connect=connect)
             argv = child_argv()
             log_path = self._logs / f"{nonce}.log"
             with log_path.open("wb") as log, request_file(request) as stdin:

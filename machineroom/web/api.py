@@ -15,6 +15,7 @@ from machineroom.web import data
 from machineroom.web.actions import Action, run_with_timeout
 from machineroom.web.auth import Principal, check_csrf, require, web_state
 from machineroom.web.errors import ApiError, error_responses
+from machineroom.web.hostkeys import offered_keys, trust_offered_key
 from machineroom.web.models import (
     Action as ActionModel,
 )
@@ -35,6 +36,8 @@ from machineroom.web.models import (
     TokenCreate,
     TokenCreated,
     TokenInfo,
+    TrustedKey,
+    TrustKey,
 )
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER; a larger id cannot exist (and would not bind)
@@ -271,6 +274,7 @@ def action_dict(request: Request, action: Action) -> dict[str, Any]:
     )
     if run is not None:
         action.run_id = run.id
+    finished = run is not None and run.status != "running"
     return {
         "id": action.id,
         "kind": action.kind,
@@ -284,6 +288,7 @@ def action_dict(request: Request, action: Action) -> dict[str, Any]:
         "run_id": action.run_id,
         "run_status": run.status if run else None,
         "output_tail": action.output_tail(),
+        "host_keys": offered_keys(run, web_state(request).host_keys) if finished else [],
     }
 
 
@@ -309,6 +314,40 @@ def action(
     if found is None:
         raise ApiError(404, f"unknown action {action_id!r} (actions are forgotten on restart)")
     return action_dict(request, found)
+
+
+@router.post(
+    "/actions/{action_id}/trust-host-key",
+    response_model=TrustedKey,
+    summary="Trust a host key the action's run refused (admins)",
+    responses=error_responses(404, 409),
+)
+def post_trust_host_key(
+    request: Request,
+    principal: Admin,
+    body: TrustKey,
+    action_id: Annotated[str, Path(max_length=40)],
+) -> dict[str, Any]:
+    """Add to the project's known_hosts the key HOST presented in this action's run, if its
+    SHA256 fingerprint is `fingerprint` (the one you checked): never a key fetched again.
+    Only an unknown key (409 for a changed or revoked one). Audited."""
+    check_csrf(request, principal)
+    return trust_action_key(request, principal, action_id, body.host, body.fingerprint)
+
+
+def trust_action_key(
+    request: Request, principal: Principal, action_id: str, host: str, shown: str
+) -> dict[str, Any]:
+    """Trust the key `host` presented in the action's run (web/hostkeys.py)."""
+    state = web_state(request)
+    found = state.actions.get(action_id)
+    if found is None:
+        raise ApiError(404, f"unknown action {action_id!r} (actions are forgotten on restart)")
+    action_dict(request, found)  # finds its run
+    run = state.store.run(found.run_id) if found.run_id else None
+    if run is not None and run.status == "running":
+        raise ApiError(409, f"run {run.id} is still running; trust its keys once it ended")
+    return trust_offered_key(state.store, run, state.host_keys, host, shown, principal.name)
 
 
 def start_collect(request: Request, principal: Principal, pattern: str) -> Action:

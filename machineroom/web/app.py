@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +16,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from machineroom import __version__
+from machineroom.runs.connect import ConnectSettings
 from machineroom.state import StateStore, open_state
 from machineroom.web.actions import ActionManager
 from machineroom.web.auth import Sessions
 from machineroom.web.data import InventoryCache, repo_root
 from machineroom.web.errors import install_error_handlers
 from machineroom.web.guard import Guard
+from machineroom.web.hostkeys import HostKeySettings
 from machineroom.web.throttle import AUTH_FAILURES, AUTH_WINDOW, AuthThrottle
 
 HERE = Path(__file__).resolve().parent
@@ -55,6 +58,13 @@ class WebConfig:
     cookie_secure: bool = False
     auth_failures: int = AUTH_FAILURES
     auth_window: float = AUTH_WINDOW
+    # how its runs connect, beside the project's settings (machineroom.yml, ansible.cfg):
+    # extra known_hosts files, the vault password file (a path; the child reads it)
+    known_hosts: tuple[str, ...] = ()
+    vault_password_file: str | None = None
+    # where "Trust this key" writes: the project's known_hosts, as the CLI resolves it
+    # (machineroom.yml's known_hosts, else beside the state database)
+    project_known_hosts: str | None = None
 
 
 class WebState:
@@ -68,7 +78,18 @@ class WebState:
         self.sessions = Sessions()
         self.throttle = AuthThrottle(config.auth_failures, config.auth_window)
         self.repo = repo_root(config.inventory_paths)
-        self.actions = ActionManager(config.inventory_paths, config.state_path, self.repo)
+        project_file = config.project_known_hosts or str(
+            Path(config.state_path).parent / "known_hosts"
+        )
+        self.host_keys = HostKeySettings(project_file, config.known_hosts)
+        # The project's file goes to the child too: the key an admin trusted here is trusted
+        # there, wherever the child's own settings put its project file.
+        connect = ConnectSettings(
+            known_hosts=self.host_keys.files(), vault_password_file=config.vault_password_file
+        )
+        self.actions = ActionManager(
+            config.inventory_paths, config.state_path, self.repo, connect=connect
+        )
         self._swept_at = float("-inf")
         self._sweeping = threading.Lock()
         self.sweep_runs(force=True)
@@ -95,14 +116,18 @@ class WebState:
 
 def create_app(config: WebConfig) -> FastAPI:
     """The dashboard and API application for one state database and inventory."""
-    from machineroom.web import api, pages
+    from machineroom.web import api, pages, trust_pages
 
-    config = WebConfig(
+    config = dataclasses.replace(
+        config,
         state_path=str(Path(config.state_path).resolve()),
         inventory_paths=tuple(str(Path(p).resolve()) for p in config.inventory_paths),
-        cookie_secure=config.cookie_secure,
-        auth_failures=config.auth_failures,
-        auth_window=config.auth_window,
+        known_hosts=tuple(str(Path(p).expanduser().resolve()) for p in config.known_hosts),
+        vault_password_file=(
+            None
+            if config.vault_password_file is None
+            else str(Path(config.vault_password_file).expanduser().resolve())
+        ),
     )
     state = WebState(config)
 
@@ -129,6 +154,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(trust_pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
 

@@ -179,6 +179,43 @@ class ApplyRequest(BaseModel):
     limit: str | None = Field(None, min_length=1, max_length=500, description="Host pattern.")
 
 
+class HostKey(BaseModel):
+    """A host key the action's run refused, as the server presented it during that run."""
+
+    host: str = Field(description="The inventory host.")
+    name: str = Field(description="Its known_hosts name: `host`, or `[host]:port`.")
+    key_type: str = Field(examples=["ssh-ed25519"])
+    label: str = Field(examples=["ED25519"])
+    key: str = Field(description="The public key, base64.")
+    fingerprint: str = Field(description="SHA256, as `ssh-keygen -lf` prints it.")
+    state: Literal["unknown", "changed", "revoked"]
+    via: str = Field("", description="A jump host's role when the key is the jump host's.")
+    known_at: str | None = Field(None, description="changed/revoked: the entry it met.")
+    known_fingerprint: str | None = None
+    remove: str | None = Field(None, description="changed: how to remove the old entry.")
+    trusted_now: bool = Field(description="The project's known_hosts holds this key now.")
+
+
+class TrustKey(BaseModel):
+    """Trust the key a host presented in an action's run (admins)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(max_length=200)
+    fingerprint: str = Field(
+        max_length=100, description="The SHA256 fingerprint the admin checked."
+    )
+
+
+class TrustedKey(BaseModel):
+    """A key trusted: added to the project's known_hosts (`added` false: it was there)."""
+
+    host: str
+    name: str
+    fingerprint: str
+    added: bool
+
+
 class Action(BaseModel):
     """A command the dashboard started, and the run it recorded."""
 
@@ -194,6 +231,9 @@ class Action(BaseModel):
     run_id: int | None
     run_status: str | None
     output_tail: str
+    host_keys: list[HostKey] = Field(
+        default_factory=list, description="Host keys its finished run refused."
+    )
 
 
 class HostCollect(BaseModel):

@@ -91,6 +91,8 @@ async function followAction(box) {
     try {
       const action = await getJSON("/api/actions/" + id);
       document.getElementById("action-output").textContent = action.output_tail;
+      // host keys refused: stay here, where they are shown (and an admin may trust them)
+      if (action.host_keys && action.host_keys.length) { location.reload(); return; }
       if (action.run_id) { location.replace("/runs/" + action.run_id); return; }
       if (!action.running) {
         document.getElementById("action-state").textContent = "Ended with exit code " + action.exit_code + " before recording a run.";
@@ -108,5 +110,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (run && run.dataset.live === "1") followRun(run);
   const action = document.getElementById("action");
   if (action && !action.dataset.run) followAction(action);
-  if (action && action.dataset.run) location.replace("/runs/" + action.dataset.run);
+  if (action && action.dataset.run && action.dataset.stay !== "1") location.replace("/runs/" + action.dataset.run);
 });
