@@ -243,6 +243,8 @@ def _walk(
                 stdout=mask(command.stdout),
                 stderr=mask(command.stderr),
             )
+            if getattr(masked, "action", ""):
+                masked = dataclasses.replace(masked, action=mask(masked.action))
             sender.send(("command", spec.number, host.id, masked))
 
         connecting = payload.connecting

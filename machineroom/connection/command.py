@@ -34,9 +34,11 @@ from machineroom.inventory.model import Host
 
 __all__ = [
     "HIDDEN",
+    "AuditedCommand",
     "DeadlinePassed",
     "Exited",
     "ShellConnection",
+    "acting",
     "hidden_output",
     "hide_output",
     "show_output",
@@ -61,6 +63,29 @@ def hide_output(owner: str) -> None:
 def show_output(owner: str) -> None:
     """Undo `hide_output(owner)` (safe when it was not called)."""
     _hidden_by.set(_hidden_by.get() - {owner})
+
+
+# What this thread's commands do, as the task wrote it (`command: systemctl restart nginx`):
+# set by the executor around a module's step, reported with each command to the audit hook.
+_acting: ContextVar[str] = ContextVar("machineroom_acting", default="")
+
+
+@dataclass(frozen=True)
+class AuditedCommand(CommandResult):
+    """A CommandResult as the audit hook receives it: with `action`, the module call the
+    command carries out (`copy: dest=/etc/motd`), '' for the engine's own commands."""
+
+    action: str = ""
+
+
+@contextlib.contextmanager
+def acting(action: str) -> Iterator[None]:
+    """The commands run inside carry out `action` (the audit log shows it beside them)."""
+    token = _acting.set(action)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
 
 
 @contextlib.contextmanager
@@ -298,8 +323,13 @@ class ShellConnection(ABC):
         result = CommandResult(shown, code, out, err, time.monotonic() - start, become_user)
         hook = self.options.on_command
         if hook is not None:
-            audited = result
+            action = _acting.get()
+            audited = AuditedCommand(**dataclasses.asdict(result), action=action)
             if _hidden_by.get():  # a no_log task: that it ran, not what or its output
-                audited = dataclasses.replace(result, command=HIDDEN, stdout=HIDDEN, stderr="")
+                module = action.split(":", 1)[0]
+                hidden = f"{module}: {HIDDEN}" if module else ""
+                audited = dataclasses.replace(
+                    audited, command=HIDDEN, stdout=HIDDEN, stderr="", action=hidden
+                )
             hook(self.host, audited)
         return result

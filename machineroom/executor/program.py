@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from machineroom.connection.base import Become, Connection
+from machineroom.connection.command import acting
 from machineroom.connection.output import CappedOutput, count_not_kept
 from machineroom.errors import Interrupted, MachineroomError
 from machineroom.modules.base import CommandOutput, ModuleContext
@@ -46,6 +47,7 @@ class ProgramStep:
     target: Any = field(repr=False)  # executor/delegation.py Target: the host itself
     timeout: float | None = None  # the step's own (fact gathering's gather_timeout)
     sets_facts: bool = False  # later steps must not read facts
+    action: str = ""  # the call as the task wrote it, for the audit log (action_text.py)
 
 
 def compose(marker: str, steps: list[ProgramStep]) -> tuple[str, bytes]:
@@ -228,13 +230,14 @@ class Program:
         self, connection: Connection, script: str, stdin: bytes, timeout: float | None
     ) -> None:
         try:
-            connection.run(
-                script,
-                stdin=stdin or None,
-                timeout=timeout,
-                become=self.become,
-                sinks=(self._out, self._err),
-            )
+            with acting("\n".join(step.action for step in self.steps if step.action)):
+                connection.run(
+                    script,
+                    stdin=stdin or None,
+                    timeout=timeout,
+                    become=self.become,
+                    sinks=(self._out, self._err),
+                )
         except BaseException as exc:  # given to the walker with the step it cut
             self._error = exc
         finally:

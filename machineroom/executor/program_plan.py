@@ -25,6 +25,7 @@ from typing import Any
 
 from machineroom.connection.base import Become
 from machineroom.errors import MachineroomError
+from machineroom.executor.action_text import describe_call
 from machineroom.executor.delegation import task_become
 from machineroom.executor.facts_needed import FACT_MENTION
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
@@ -248,7 +249,9 @@ def _prepare(
     go_on = bool(task.ignore_errors or scope.ignore_errors)
     script = exports(environment) + step.script
     step_data = ProgramStep(task.id, script, stdin, go_on, args, ctx, target)
-    return replace(step_data, timeout=step.timeout, sets_facts=module.sets_facts), become
+    action = describe_call(module.name, args, module.free_form)
+    step_data = replace(step_data, timeout=step.timeout, sets_facts=module.sets_facts)
+    return replace(step_data, action=action), become
 
 
 class _Guarded(dict[str, Any]):

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from machineroom.connection.base import Become, Connection
+from machineroom.connection.command import acting
 from machineroom.connection.output import count_not_kept
+from machineroom.executor.action_text import describe_call
 from machineroom.modules.base import (
     CommandOutput,
     Conversation,
@@ -34,7 +36,21 @@ def run_module(
 ) -> Outcome:
     """Run `module` with templated `args` on the host behind `connection` (one round trip,
     or the few a conversing module asks for); `environment` (the task's `environment:`)
-    is exported for each of its steps."""
+    is exported for each of its steps. The audit log shows each command it sends with
+    the call as the task wrote it (`command: systemctl restart nginx`)."""
+    with acting(describe_call(module.name, args, module.free_form)):
+        return _run_module(module, args, ctx, connection, become, timeout, environment)
+
+
+def _run_module(
+    module: Module,
+    args: Mapping[str, Any],
+    ctx: ModuleContext,
+    connection: Connection | None,
+    become: Become | None,
+    timeout: float | None,
+    environment: Mapping[str, str] | None,
+) -> Outcome:
     conversation = module.converse(args, ctx)
     if conversation is not None:
         if connection is None:

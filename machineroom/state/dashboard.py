@@ -156,3 +156,73 @@ class DashboardStore:
                 [step, step, found[0], since, until],
             ).fetchall()
         return [(int(at), float(value)) for at, value in rows]
+
+    def run_search(
+        self,
+        limit: int = 50,
+        before: int | None = None,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        host_id: str | None = None,
+        playbook: str | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first, `limit` of them with ids below `before`, by kind, status,
+        playbook (its recorded path) and host (a task result or a command on it)."""
+        on_host = (
+            "id IN (SELECT run_id FROM task_results WHERE host_id = ?"
+            " UNION SELECT run_id FROM audit_log WHERE host_id = ? AND run_id IS NOT NULL)"
+        )
+        where, params = sql_where(
+            ("id < ?", before),
+            ("kind = ?", kind),
+            ("status = ?", status),
+            ("playbook = ?", playbook),
+            (on_host, host_id),
+        )
+        if host_id is not None:
+            params.append(host_id)  # the clause reads it twice
+        with self._handle.read() as db:
+            rows = list(
+                db.query(f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+            )
+        return [run_row(row) for row in rows]
+
+    def run_playbooks(self, limit: int = 200) -> list[str]:
+        """The playbooks runs were recorded with (their paths), most recently run first."""
+        with self._handle.read() as db:
+            rows = db.execute(
+                "SELECT playbook FROM runs WHERE playbook IS NOT NULL AND kind = 'apply'"
+                " GROUP BY playbook ORDER BY max(id) DESC LIMIT ?",
+                [limit],
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def changes(
+        self,
+        host_id: str | None = None,
+        since: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Task results that changed something (or would have, in check mode), newest first,
+        with their run's kind, playbook and check mode: on one host, since a time, ids below
+        `before`."""
+        where, params = sql_where(
+            ("t.status = ?", "changed"),
+            ("t.host_id = ?", host_id),
+            ("t.finished_at >= ?", since),
+            ("t.id < ?", before),
+        )
+        with self._handle.read() as db:
+            return list(
+                db.query(
+                    "SELECT t.*, r.kind AS run_kind, r.playbook AS run_playbook,"
+                    " r.status AS run_status,"
+                    " coalesce(json_extract(r.summary, '$.check'), json_extract(r.args, '$.check'),"
+                    " 0) AS run_check"
+                    f" FROM task_results AS t JOIN runs AS r ON r.id = t.run_id{where}"
+                    " ORDER BY t.id DESC LIMIT ?",
+                    [*params, limit],
+                )
+            )

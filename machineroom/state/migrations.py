@@ -202,8 +202,14 @@ def _v3_fleet(db: Any) -> None:
     )
 
 
+def _v4_audit_action(db: Any) -> None:
+    """What each audited command carries out, as the task wrote it (`copy: dest=/etc/motd`),
+    beside the command as sent; '' for rows written before and for the engine's own."""
+    db.execute("ALTER TABLE audit_log ADD COLUMN action TEXT NOT NULL DEFAULT ''")
+
+
 # Index i holds the migration from version i to version i + 1. Append only.
-MIGRATIONS: list[Migration] = [_v1_server_room, _v2_history, _v3_fleet]
+MIGRATIONS: list[Migration] = [_v1_server_room, _v2_history, _v3_fleet, _v4_audit_action]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from machineroom.masking import add_secret
 from machineroom.state.records import utc_now
-from machineroom.web import api, data
+from machineroom.web import api, data, run_views
 from machineroom.web.app import HERE
 from machineroom.web.auth import (
     COOKIE,
@@ -247,35 +247,65 @@ def runs_page(
     request: Request,
     principal: Viewer,
     before: api.Before = None,
-    kind: Annotated[str | None, Query(max_length=40)] = None,
+    kind: Annotated[str, Query(max_length=40)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    host: Annotated[str, Query(max_length=200)] = "",
+    playbook: Annotated[str, Query(max_length=1000)] = "",
 ) -> Response:
-    """The run history, 50 a page."""
-    web_state(request).sweep_runs()
-    store = web_state(request).store
-    rows = store.dashboard.run_page(50, before, kind or None)
-    return page(
-        request,
-        "runs.html",
-        principal,
-        runs=data.runs_with_counts(store, rows),
-        next_before=rows[-1].id if len(rows) == 50 else None,
-        kind=kind or "",
-    )
+    """The run history, 50 a page, filtered by status, kind, host and playbook."""
+    state = web_state(request)
+    state.sweep_runs()
+    filters = run_views.RunFilters(status, kind, host, playbook).clean()
+    listing = run_views.runs_listing(state.store, filters, before, state.repo)
+    return page(request, "runs.html", principal, **listing)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, principal: Viewer, run_id: api.RunId) -> Response:
-    """One run: who, what, when, the recap, and each host's task results with diffs."""
-    detail = api.run(request, principal, run_id)
-    results = [r for rs in detail["hosts"].values() for r in rs]
+def run_page(
+    request: Request,
+    principal: Viewer,
+    run_id: api.RunId,
+    only: Annotated[list[str] | None, Query(max_length=20)] = None,
+) -> Response:
+    """One run: who, what, when, the recap, and a task x host matrix (identical hosts in
+    one column) with what failed or changed below it; `only` keeps tasks of those statuses."""
+    state = web_state(request)
+    state.sweep_runs()
+    row = state.store.run(run_id)
+    if row is None:
+        raise ApiError(404, f"unknown run {run_id}")
+    wanted = tuple(word for word in run_views.ONLY if word in (only or []))
     return page(
-        request,
-        "run.html",
-        principal,
-        run=detail["run"],
-        hosts=sorted(detail["hosts"].items(), key=lambda item: data.natural_key(item[0])),
-        last_result=max((r["id"] for r in results), default=0),
+        request, "run.html", principal, **run_views.run_view(state.store, row, wanted, state.repo)
     )
+
+
+@router.get("/runs/{run_id}/results/{result_id}", response_class=HTMLResponse)
+def result_page(
+    request: Request, principal: Viewer, run_id: api.RunId, result_id: api.RunId
+) -> Response:
+    """One task result in full: message, stdout, stderr, diff, and the hosts that had the
+    same result."""
+    state = web_state(request)
+    row = state.store.run(run_id)
+    found = run_views.result_view(state.store, row, result_id) if row is not None else None
+    if found is None:
+        raise ApiError(404, f"unknown result {result_id} of run {run_id}")
+    return page(request, "result.html", principal, **found)
+
+
+@router.get("/changes", response_class=HTMLResponse)
+def changes_page(
+    request: Request,
+    principal: Viewer,
+    host: Annotated[str, Query(max_length=200)] = "",
+    since: Annotated[str, Query(max_length=10)] = "",
+    before: api.Before = None,
+) -> Response:
+    """What changed on which hosts in which runs, newest first, with the diffs."""
+    state = web_state(request)
+    listing = run_views.changes_listing(state.store, host.strip(), since, before, state.repo)
+    return page(request, "changes.html", principal, **listing)
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -304,7 +334,7 @@ def audit_page(
         request,
         "audit.html",
         principal,
-        entries=rows,
+        entries=run_views.audit_rows(rows),
         host=host or "",
         run=run,
         next_before=rows[-1]["id"] if len(rows) == 100 else None,

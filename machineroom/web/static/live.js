@@ -55,8 +55,10 @@ function hostSection(hostId) {
 function showCounts(counts) {
   const box = document.getElementById("run-counts");
   box.textContent = "";
+  // as the CLI recap counts them: ok includes changed
+  const shown = Object.assign({}, counts, { ok: (counts.ok || 0) + (counts.changed || 0) });
   for (const word of ["ok", "changed", "failed", "unreachable", "skipped"]) {
-    if (counts[word]) { box.append(el("span", { class: "badge s-" + word }, word + " " + counts[word]), " "); }
+    if (shown[word]) { box.append(el("span", { class: "badge s-" + word, "data-count": word }, word + " " + shown[word]), " "); }
   }
 }
 
@@ -74,6 +76,7 @@ async function followRun(box) {
       const status = document.getElementById("run-status");
       status.replaceChildren(badge(progress.run.status));
       if (progress.run.status !== "running") {
+        if (box.dataset.reload === "1") { location.reload(); return; }  // the finished run's matrix
         document.getElementById("run-finished").textContent = (progress.run.finished_at || "").slice(0, 19).replace("T", " ");
         box.dataset.live = "0";
         return;

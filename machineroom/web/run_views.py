@@ -1,0 +1,399 @@
+"""What the run pages show: the runs list (duration, check mode, filters), a run as a task x
+host matrix with identical hosts folded into one column, the changes across runs, and the
+audit log's rows. Plain dicts for the templates; no FastAPI here, so the logic is testable
+without a server.
+
+Counts are the CLI recap's: `ok` includes the changed tasks, as Ansible's recap does (the
+run's recorded summary when there is one, else the task rows counted the same way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from machineroom.state.records import RunRow
+from machineroom.web.data import natural_key, run_dict
+
+if TYPE_CHECKING:
+    from machineroom.state import StateStore
+
+RUN_STATUSES = ("running", "ok", "failed", "unreachable", "interrupted", "error")
+RUN_KINDS = ("apply", "collect", "run", "facts", "scan-docker", "import")
+RECAP_WORDS = ("ok", "changed", "failed", "unreachable", "skipped")
+# The run page's filters: tasks with at least one result of these statuses.
+ONLY = ("changed", "failed", "unreachable")
+# Letters of the matrix cells (the legend under the matrix spells them out).
+CELL_TEXT = {
+    "ok": "ok",
+    "changed": "chg",
+    "failed": "FAIL",
+    "unreachable": "unr",
+    "skipped": "skip",
+}
+MAX_COLUMNS = 60  # host columns of the matrix (folded); more are left to the host filter
+DETAIL_LINES = 20  # lines of stdout/stderr shown under the matrix (the result page has all)
+SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+PAGE = 50  # runs a page
+CHANGES_PAGE = 100  # changed results a page
+
+
+# -- the runs list -------------------------------------------------------------------------
+
+
+def run_seconds(run: RunRow) -> float | None:
+    """How long the run took (its recorded duration, else finish - start); None while it
+    runs or when the times cannot be read."""
+    duration = run.summary.get("duration")
+    if isinstance(duration, int | float):
+        return float(duration)
+    if not run.finished_at:
+        return None
+    try:
+        start = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(run.finished_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """`0.42s`, `12.3s`, `3m05s`, `1h02m03s` (the CLI recap's format); '' for None."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def is_check(run: RunRow) -> bool:
+    """Whether the run was a check-mode (dry) run."""
+    return bool(run.summary.get("check") or run.args.get("check"))
+
+
+def recap_counts(run: RunRow, raw: dict[str, int] | None = None) -> dict[str, int]:
+    """The run's counts as the CLI recap prints them (ok includes changed): its recorded
+    totals, else `raw` (task results by status) counted the same way."""
+    totals = run.summary.get("totals")
+    if isinstance(totals, dict) and any(isinstance(v, int) and v for v in totals.values()):
+        return {word: int(totals.get(word) or 0) for word in RECAP_WORDS}
+    raw = raw or {}
+    counts = {word: int(raw.get(word, 0)) for word in RECAP_WORDS}
+    counts["ok"] += counts["changed"]
+    return counts
+
+
+def playbook_name(path: str | None, repo: Path | None) -> str:
+    """A recorded playbook path as the repo names it (`playbooks/site.yml`)."""
+    if not path:
+        return ""
+    if not Path(path).is_absolute():
+        return path  # recorded as given, relative to where it ran
+    if repo is not None:
+        try:
+            return Path(path).relative_to(repo.resolve()).as_posix()
+        except ValueError:
+            pass
+    return Path(path).name
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The runs list's filters, from the query string (unknown values mean no filter)."""
+
+    status: str = ""
+    kind: str = ""
+    host: str = ""
+    playbook: str = ""
+
+    def clean(self) -> RunFilters:
+        """Known values only."""
+        return RunFilters(
+            status=self.status if self.status in RUN_STATUSES else "",
+            kind=self.kind if self.kind in RUN_KINDS else "",
+            host=self.host.strip(),
+            playbook=self.playbook.strip(),
+        )
+
+    def query(self) -> str:
+        """The filters as a query string (for the next-page link)."""
+        from urllib.parse import urlencode
+
+        return urlencode({k: v for k, v in self.__dict__.items() if v})
+
+
+def runs_listing(
+    store: StateStore, filters: RunFilters, before: int | None, repo: Path | None
+) -> dict[str, Any]:
+    """The runs page: a page of runs matching `filters`, each with its duration, check mode
+    and recap counts, and the choices of the filter form."""
+    rows = store.dashboard.run_search(
+        PAGE,
+        before,
+        kind=filters.kind or None,
+        status=filters.status or None,
+        host_id=filters.host or None,
+        playbook=filters.playbook or None,
+    )
+    raw = store.dashboard.result_counts([r.id for r in rows])
+    runs = []
+    for row in rows:
+        item = run_dict(row, recap_counts(row, raw.get(row.id)))
+        item["duration"] = format_seconds(run_seconds(row))
+        item["check"] = is_check(row)
+        item["playbook_name"] = playbook_name(row.playbook, repo)
+        item["hosts"] = len(row.summary.get("hosts") or {})
+        runs.append(item)
+    playbooks = [(p, playbook_name(p, repo)) for p in store.dashboard.run_playbooks()]
+    if filters.playbook and filters.playbook not in {p for p, _ in playbooks}:
+        playbooks.append((filters.playbook, playbook_name(filters.playbook, repo)))
+    return {
+        "runs": runs,
+        "next_before": rows[-1].id if len(rows) == PAGE else None,
+        "filters": filters,
+        "statuses": RUN_STATUSES,
+        "kinds": RUN_KINDS,
+        "playbooks": playbooks,
+    }
+
+
+# -- a run as a matrix ----------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """Hosts whose every result is the same (status, message, diff): one matrix column."""
+
+    hosts: list[str]
+    cells: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """`web1`, `web1, web2, web3`, or `12 hosts`."""
+        if len(self.hosts) <= 3:
+            return ", ".join(self.hosts)
+        return f"{len(self.hosts)} hosts"
+
+
+@dataclass
+class Matrix:
+    """Rows (tasks in the order they ran) by columns (folded hosts)."""
+
+    tasks: list[dict[str, Any]]
+    columns: list[Column]
+    hidden_columns: int = 0
+
+    @property
+    def folded(self) -> bool:
+        """Whether any column stands for several hosts."""
+        return any(len(c.hosts) > 1 for c in self.columns)
+
+
+def _task_key(result: dict[str, Any], seen: dict[tuple[str, str], int]) -> tuple[str, str, int]:
+    """A task's identity across hosts: name, location, and which time on this host it ran
+    (a handler notified twice, a task of a role included twice)."""
+    pair = (result["task"], result["location"] or "")
+    seen[pair] = seen.get(pair, 0) + 1
+    return (pair[0], pair[1], seen[pair])
+
+
+def _task_order(by_host: dict[str, list[tuple[tuple[str, str, int], dict[str, Any]]]]) -> list[Any]:
+    """Every task once, in the order hosts ran them: a task first seen on a later host goes
+    right after the task that host ran before it."""
+    order: list[tuple[str, str, int]] = []
+    known: set[tuple[str, str, int]] = set()
+    for keyed in by_host.values():
+        previous: tuple[str, str, int] | None = None
+        for key, _ in keyed:
+            if key not in known:
+                order.insert(order.index(previous) + 1 if previous is not None else 0, key)
+                known.add(key)
+            previous = key
+    return order
+
+
+def _signature(keyed: list[tuple[tuple[str, str, int], dict[str, Any]]]) -> tuple[Any, ...]:
+    return tuple((key, r["status"], r["message"], r["diff"]) for key, r in keyed)
+
+
+def build_matrix(results: list[dict[str, Any]], only: tuple[str, ...] = ()) -> Matrix:
+    """The run's results as a task x host matrix; hosts with the same status, message and
+    diff for every task fold into one column. `only`: tasks (and columns) with at least one
+    result of these statuses."""
+    by_host: dict[str, list[tuple[tuple[str, str, int], dict[str, Any]]]] = {}
+    seen: dict[str, dict[tuple[str, str], int]] = {}
+    for result in results:  # in id order: the order they finished
+        host = result["host_id"]
+        key = _task_key(result, seen.setdefault(host, {}))
+        by_host.setdefault(host, []).append((key, result))
+    order = _task_order(by_host)
+    groups: dict[tuple[Any, ...], Column] = {}
+    for host in sorted(by_host, key=natural_key):
+        keyed = by_host[host]
+        column = groups.get(_signature(keyed))
+        if column is None:
+            column = groups[_signature(keyed)] = Column([host], dict(keyed))
+        else:
+            column.hosts.append(host)
+    columns = list(groups.values())
+    if only:
+        order = [k for k in order if any(c.cells.get(k, {}).get("status") in only for c in columns)]
+        columns = [
+            c for c in columns if any(c.cells.get(k, {}).get("status") in only for k in order)
+        ]
+    hidden = max(len(columns) - MAX_COLUMNS, 0)
+    columns = columns[:MAX_COLUMNS]
+    tasks = [{"key": key, "task": key[0], "location": key[1], "nth": key[2]} for key in order]
+    return Matrix(tasks, columns, hidden)
+
+
+def _tail(text: str, lines: int = DETAIL_LINES) -> str:
+    kept = text.rstrip("\n").splitlines()
+    if len(kept) <= lines:
+        return "\n".join(kept)
+    return "\n".join([f"[... {len(kept) - lines} lines before ...]", *kept[-lines:]])
+
+
+def details(matrix: Matrix) -> list[dict[str, Any]]:
+    """What went wrong or changed, a block per task and column: the result's message, the
+    tails of its stderr and stdout, and its diff."""
+    blocks = []
+    for task in matrix.tasks:
+        for column in matrix.columns:
+            result = column.cells.get(task["key"])
+            if result is None or result["status"] not in ("failed", "unreachable", "changed"):
+                continue
+            blocks.append(
+                {
+                    "task": task,
+                    "hosts": column.hosts,
+                    "result": result,
+                    "stderr": _tail(result["stderr"]),
+                    "stdout": _tail(result["stdout"]),
+                }
+            )
+    return blocks
+
+
+def run_view(
+    store: StateStore, run: RunRow, only: tuple[str, ...], repo: Path | None
+) -> dict[str, Any]:
+    """Everything the run page shows of a run."""
+    results = store.task_results(run.id)
+    raw = store.dashboard.result_counts([run.id]).get(run.id, {})
+    matrix = build_matrix(results, only)
+    return {
+        "run": run_dict(run, recap_counts(run, raw)),
+        "duration": format_seconds(run_seconds(run)),
+        "check": is_check(run),
+        "playbook_name": playbook_name(run.playbook, repo),
+        "matrix": matrix,
+        "details": details(matrix),
+        "only": only,
+        "choices": ONLY,
+        "cell_text": CELL_TEXT,
+        "host_count": len({r["host_id"] for r in results}),
+        "by_host": sorted(by_host(results).items(), key=lambda item: natural_key(item[0])),
+        "last_result": max((r["id"] for r in results), default=0),
+    }
+
+
+def by_host(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Results grouped by host (the live list of a running run)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        grouped.setdefault(result["host_id"], []).append(result)
+    return grouped
+
+
+def result_view(store: StateStore, run: RunRow, result_id: int) -> dict[str, Any] | None:
+    """One task result of the run, and the other hosts whose result was the same."""
+    results = store.task_results(run.id)
+    found = next((r for r in results if r["id"] == result_id), None)
+    if found is None:
+        return None
+    same = sorted(
+        (
+            r["host_id"]
+            for r in results
+            if r["id"] != found["id"]
+            and (r["task"], r["location"], r["status"], r["message"], r["diff"])
+            == (found["task"], found["location"], found["status"], found["message"], found["diff"])
+        ),
+        key=natural_key,
+    )
+    return {"run": run_dict(run), "result": found, "same": same, "check": is_check(run)}
+
+
+# -- changes across runs --------------------------------------------------------------------
+
+
+def since_time(window: str) -> str | None:
+    """The ISO time `window` (1h, 24h, 7d, 30d) ago; None for any other value (all time)."""
+    seconds = SINCE.get(window)
+    if seconds is None:
+        return None
+    moment = datetime.now(UTC) - timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def changes_listing(
+    store: StateStore, host: str, since: str, before: int | None, repo: Path | None
+) -> dict[str, Any]:
+    """The changes page: changed results newest first, those of one run with the same task,
+    message and diff folded into one entry naming their hosts."""
+    rows = store.dashboard.changes(host or None, since_time(since), before, CHANGES_PAGE)
+    entries: list[dict[str, Any]] = []
+    index: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["run_id"], row["task"], row["location"], row["message"], row["diff"])
+        entry = index.get(key)
+        if entry is None:
+            entry = index[key] = {
+                "row": row,
+                "hosts": [],
+                "check": bool(row["run_check"]),
+                "playbook_name": playbook_name(row["run_playbook"], repo),
+            }
+            entries.append(entry)
+        entry["hosts"].append(row["host_id"])
+    for entry in entries:
+        entry["hosts"].sort(key=natural_key)
+    return {
+        "entries": entries,
+        "host": host,
+        "since": since if since in SINCE else "",
+        "windows": list(SINCE),
+        "next_before": rows[-1]["id"] if len(rows) == CHANGES_PAGE else None,
+    }
+
+
+# -- the audit log ---------------------------------------------------------------------------
+
+
+def audit_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit-log rows with what a person recognises first: the module call as the task wrote
+    it (`command: systemctl restart nginx`), else the command's first line."""
+    shown = []
+    for row in rows:
+        action = str(row.get("action") or "")
+        first = action.splitlines()[0] if action else ""
+        more = len(action.splitlines()) - 1 if action else 0
+        command = str(row["command"])
+        lines = command.strip("\n").splitlines() or [""]
+        shown.append(
+            {
+                **row,
+                "headline": first or lines[0],
+                "more_actions": more,
+                "from_task": bool(action),
+                "command_lines": len(lines),
+            }
+        )
+    return shown
