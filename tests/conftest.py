@@ -70,7 +70,8 @@ def lab() -> Iterator[Lab]:
     notice keep to their own hosts: h1-h7 CLI and connection tests (h7: test_connection_registry,
     whose only change is a marker file of its name in /tmp; h3: test_runs_request, likewise;
     no host past h32 is free with the default 44 hosts), h8-h13 engine tests,
-    h14 the Ansible templating test (test_ansible_templating),
+    h14 the Ansible templating test (test_ansible_templating), h14-h15 the template errors
+    test too (test_template_errors: only /tmp/test_template_errors.conf),
     h15 the secrets, terminal-output and loops tests (test_secrets, test_loops: files of
     their own names),
     h16-h17 the Ansible arguments tests (test_ansible_args),

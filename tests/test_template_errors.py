@@ -1,0 +1,249 @@
+"""Template errors as a user sees them: `machineroom apply` against real lab hosts.
+
+A template file that cannot work is found before any host is contacted when that can be
+known: a syntax error always, an undefined variable when no task of the playbook could set
+it. The message names the template file:line (an included file's own), the task's file:line
+and the hosts; the exit code is 4 and no run is recorded. A variable the run could still set
+(a registered result, a set_fact) is left to the run, whose failure names the file:line and
+the variable instead of quoting the template. Lab hosts h14 and h15; the only file written
+on them is /tmp/test_template_errors.conf.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from machineroom.lab import Lab, LabHost
+from tests.clirun import machineroom
+
+DEST = "/tmp/test_template_errors.conf"
+BEFORE = "left by the test\n"
+FOUND_EARLY = "(found before contacting any host)"
+
+
+def _hosts(lab: Lab) -> list[LabHost]:
+    return list(lab.hosts[13:15])  # h14, h15 (tests/conftest.py)
+
+
+def _ssh(lab: Lab, host: LabHost, command: str) -> str:
+    out = subprocess.run(
+        ["ssh", "-F", lab.ssh_config, host.name, command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path, lab: Lab) -> Path:
+    """A project whose inventory's group `web` is h14 and h15, each with DEST holding BEFORE."""
+    root = tmp_path / "project"
+    (root / "templates").mkdir(parents=True)
+    lines = ["all:", "  vars:", f"    ssh_key: {lab.key}", "  children:", "    web:"]
+    lines.append("      hosts:")
+    for host in _hosts(lab):
+        lines.append(f"        {host.name}: {{host: {host.address}, user: root}}")
+        _ssh(lab, host, f"printf '{BEFORE}' > {DEST}")
+    (root / "inventory.yml").write_text("\n".join(lines) + "\n")
+    (root / ".machineroom").mkdir(mode=0o700)
+    (root / ".machineroom" / "known_hosts").write_text(Path(lab.known_hosts).read_text())
+    return root
+
+
+def _playbook(root: Path, tasks: str, gather: bool = False, play_vars: str = "") -> None:
+    text = (
+        "- hosts: web\n"
+        f"  gather_facts: {str(gather).lower()}\n"
+        "  vars:\n"
+        "    app_name: shop\n"
+        "    names: [a, b]\n"
+        f"{play_vars}"
+        "  tasks:\n"
+        f"{tasks}"
+    )
+    (root / "site.yml").write_text(text)
+
+
+WRITE = f"""\
+    - name: Write app.conf
+      template: src=app.conf.j2 dest={DEST}
+"""
+
+
+def _db(root: Path, query: str) -> list[tuple[object, ...]]:
+    path = root / ".machineroom" / "state.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return db.execute(query).fetchall()
+
+
+def _nothing_contacted(root: Path, lab: Lab) -> None:
+    assert _db(root, "SELECT id FROM runs") == []
+    assert _db(root, "SELECT * FROM audit_log") == []
+    for host in _hosts(lab):
+        assert _ssh(lab, host, f"cat {DEST}") == BEFORE
+
+
+SYNTAX_ERRORS = [
+    pytest.param(
+        "# shop\n{% for name in names %}\nserver {{ name }}\n{% if name == 'a' %}\nfirst\n"
+        "{% endif %}\n",
+        "templates/app.conf.j2:2: template syntax error: the 'for' block opened here is not "
+        "closed (no '{% endfor %}' before the end of the file)",
+        id="unclosed-block",
+    ),
+    pytest.param(
+        "# shop\nname = {{ app_name | uppper }}\n",
+        "templates/app.conf.j2:2: template syntax error: unknown filter 'uppper' "
+        "(did you mean 'upper'?)",
+        id="unknown-filter",
+    ),
+    pytest.param(
+        "# shop\n\n{% if names is sequense %}many{% endif %}\n",
+        "templates/app.conf.j2:3: template syntax error: unknown test 'sequense' "
+        "(did you mean 'sequence'?)",
+        id="unknown-test",
+    ),
+    pytest.param(
+        "# shop\nport = {{ 80 + }}\n",
+        "templates/app.conf.j2:2: template syntax error: unexpected 'end of print statement'",
+        id="bad-expression",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "message"), SYNTAX_ERRORS)
+def test_syntax_error_is_found_before_any_host(
+    project: Path, lab: Lab, template: str, message: str
+) -> None:
+    (project / "templates" / "app.conf.j2").write_text(template)
+    _playbook(project, WRITE)
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f'error: site.yml:7:7: task "Write app.conf": {message} {FOUND_EARLY}'
+    ]
+    assert "PLAY" not in out.stdout
+    _nothing_contacted(project, lab)
+
+
+def test_undefined_variable_no_task_sets_is_found_before_any_host(project: Path, lab: Lab) -> None:
+    lines = ["# shop", *(f"option_{i} = {i}" for i in range(10))]
+    lines += ["port = {{ db_port }}", "name = {{ app_name }}"]  # db_port: line 12
+    (project / "templates" / "app.conf.j2").write_text("\n".join(lines) + "\n")
+    _playbook(project, WRITE)
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert out.stderr.strip() == (
+        'error: site.yml:7:7: task "Write app.conf" on h14, h15: '
+        f"templates/app.conf.j2:12: undefined variable 'db_port' {FOUND_EARLY}"
+    )
+    assert "option_" not in out.stderr  # the template's text is not quoted
+    _nothing_contacted(project, lab)
+
+
+@pytest.mark.parametrize(
+    ("outer", "inner", "message"),
+    [
+        pytest.param(
+            "# {{ ansible_managed }}\n{% include 'parts/inner.j2' %}\n",
+            "inner start\nvalue = {{ inner_missing }}\n",
+            "templates/parts/inner.j2:2: undefined variable 'inner_missing'",
+            id="include-undefined",
+        ),
+        pytest.param(
+            "# shop\n{% include 'parts/inner.j2' %}\n",
+            "one\ntwo\n{% if app_name %}\n",
+            "templates/parts/inner.j2:3: template syntax error: the 'if' block opened here is "
+            "not closed (no '{% endif %}' before the end of the file)",
+            id="include-syntax",
+        ),
+        pytest.param(
+            "{% from 'parts/inner.j2' import line %}\n{{ line('x') }}\n",
+            "{% macro line(v) %}\nv = {{ v }}\nw = {{ macro_missing }}\n{% endmacro %}\n",
+            "templates/parts/inner.j2:3: undefined variable 'macro_missing'",
+            id="macro-undefined",
+        ),
+    ],
+)
+def test_error_inside_an_included_template_names_the_inner_file(
+    project: Path, lab: Lab, outer: str, inner: str, message: str
+) -> None:
+    (project / "templates" / "parts").mkdir()
+    (project / "templates" / "app.conf.j2").write_text(outer)
+    (project / "templates" / "parts" / "inner.j2").write_text(inner)
+    _playbook(project, WRITE)
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert 'site.yml:7:7: task "Write app.conf"' in out.stderr
+    assert f"{message} {FOUND_EARLY}" in out.stderr
+    _nothing_contacted(project, lab)
+
+
+def test_variable_a_task_could_set_is_left_to_the_run(project: Path, lab: Lab) -> None:
+    # `flag` comes from set_fact and `result` from register: the pre-flight cannot know
+    # whether line 3 renders, so the run finds flag_value undefined, naming file:line
+    template = "out = {{ result.stdout }}\n{% if flag %}\nflag = {{ flag_value }}\n{% endif %}\n"
+    (project / "templates" / "app.conf.j2").write_text(template)
+    tasks = (
+        "    - name: Ask the host\n"
+        "      command: echo hello\n"
+        "      register: result\n"
+        "    - set_fact:\n"
+        "        flag: true\n"
+        f"{WRITE}"
+    )
+    _playbook(project, tasks)
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 2, out.stdout + out.stderr
+    for host in _hosts(lab):
+        assert (
+            f"failed: [{host.name}]" in out.stdout
+            and f'site.yml:12:7: task "Write app.conf" on {host.name}: '
+            "templates/app.conf.j2:3: undefined variable 'flag_value'\n"
+            in out.stdout
+        ), out.stdout
+        assert _ssh(lab, host, f"cat {DEST}") == BEFORE
+    assert "{{" not in out.stdout  # the template's text is not quoted
+    assert _db(project, "SELECT status FROM runs") == [("failed",)]
+
+
+def test_valid_template_with_facts_defaults_and_guards_runs(project: Path, lab: Lab) -> None:
+    template = (
+        "# {{ ansible_managed }}\n"
+        "host = {{ inventory_hostname }}\n"
+        "os = {{ ansible_facts.os_family | default('unknown') }}\n"
+        "{% if maybe is defined %}maybe = {{ maybe }}\n{% endif %}"
+        "{% if optional_port is not defined %}port = {{ opt_port | default(8080) }}\n{% endif %}"
+        "said = {{ result.stdout }}\n"
+        "{% include 'parts/inner.j2' %}\n"
+    )
+    (project / "templates" / "parts").mkdir()
+    (project / "templates" / "app.conf.j2").write_text(template)
+    (project / "templates" / "parts" / "inner.j2").write_text(
+        "name = {{ app_name | upper }}{% if tier | default('') %} ({{ tier }}){% endif %}\n"
+    )
+    tasks = (
+        "    - command: echo hello\n"
+        "      register: result\n"
+        "    - set_fact:\n"
+        "        tier: gold\n"
+        "      when: inventory_hostname == 'h15'\n"
+        f"{WRITE}"
+    )
+    _playbook(project, tasks, gather=True)
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    h14, h15 = _hosts(lab)
+    assert _ssh(lab, h14, f"cat {DEST}") == (
+        "# Ansible managed\nhost = h14\nos = Debian\nport = 8080\nsaid = hello\nname = SHOP\n"
+    )
+    assert _ssh(lab, h15, f"cat {DEST}").endswith("said = hello\nname = SHOP (gold)\n")
