@@ -202,6 +202,16 @@ def test_the_refused_keys_are_shown_as_the_servers_presented_them(
     assert not (dash["root"] / "keys").exists()  # nothing was trusted silently
 
 
+def test_a_collection_shows_the_key_it_refused_too(dash: dict[str, Any]) -> None:
+    h12 = dash["hosts"][3]
+    with api(dash, "operator") as client:
+        answer = client.post("/api/actions/collect", json={"pattern": h12})
+        assert answer.status_code == 202, answer.text
+    action = finished(dash, answer.json()["id"])
+    assert [(k["host"], k["state"]) for k in action["host_keys"]] == [(h12, "changed")]
+    assert action["host_keys"][0]["fingerprint"] == ssh_keygen_fingerprint(dash["lab"], h12)
+
+
 def test_viewers_and_operators_see_the_fingerprints_but_cannot_trust(
     browser: Any, dash: dict[str, Any], refused: dict[str, Any]
 ) -> None:
