@@ -212,6 +212,26 @@ def test_a_collection_shows_the_key_it_refused_too(dash: dict[str, Any]) -> None
     assert action["host_keys"][0]["fingerprint"] == ssh_keygen_fingerprint(dash["lab"], h12)
 
 
+def test_an_apply_whose_keys_are_refused_stays_on_its_action_page(
+    browser: Any, dash: dict[str, Any]
+) -> None:
+    h12 = dash["hosts"][3]
+    page = logged_in(browser, dash, "operator", viewport={"width": 1280, "height": 900})
+    page.goto(dash["server"].url + "/actions")
+    page.select_option("#playbook", "playbooks/banner.yml")
+    page.fill("#limit", h12)
+    page.uncheck("#check")
+    page.click("#apply-button")
+    page.wait_for_selector("#host-keys", timeout=60_000)
+    assert "/actions/" in page.url  # not moved on to the run's page
+    row = page.locator(f"tr.host-key[data-host={h12}]")
+    assert row.get_attribute("data-state") == "changed"
+    assert row.locator(".fingerprint").inner_text() == ssh_keygen_fingerprint(dash["lab"], h12)
+    assert "HOST KEY CHANGED" in row.inner_text() and row.locator("button").count() == 0
+    assert "ended unreachable" in page.inner_text("#action-state")
+    page.context.close()
+
+
 def test_viewers_and_operators_see_the_fingerprints_but_cannot_trust(
     browser: Any, dash: dict[str, Any], refused: dict[str, Any]
 ) -> None:

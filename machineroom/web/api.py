@@ -275,6 +275,9 @@ def action_dict(request: Request, action: Action) -> dict[str, Any]:
     if run is not None:
         action.run_id = run.id
     finished = run is not None and run.status != "running"
+    results = (
+        sum(store.dashboard.result_counts([run.id])[run.id].values()) if run is not None else 0
+    )
     return {
         "id": action.id,
         "kind": action.kind,
@@ -287,6 +290,7 @@ def action_dict(request: Request, action: Action) -> dict[str, Any]:
         "exit_code": action.exit_code,
         "run_id": action.run_id,
         "run_status": run.status if run else None,
+        "run_results": results,
         "output_tail": action.output_tail(),
         "host_keys": offered_keys(run, web_state(request).host_keys) if finished else [],
     }

@@ -230,6 +230,7 @@ class Action(BaseModel):
     exit_code: int | None
     run_id: int | None
     run_status: str | None
+    run_results: int = Field(0, description="Task results its run has recorded so far.")
     output_tail: str
     host_keys: list[HostKey] = Field(
         default_factory=list, description="Host keys its finished run refused."

@@ -90,14 +90,22 @@ async function followRun(box) {
 
 async function followAction(box) {
   const id = box.dataset.action;
+  // A run whose every host refuses its key ends as its first results come in: once there
+  // are results, look once more before moving on to the run's page, so that refused keys
+  // are shown here. A longer run is followed on its own page.
+  let looks = 0;
   while (true) {
     try {
       const action = await getJSON("/api/actions/" + id);
       document.getElementById("action-output").textContent = action.output_tail;
       // host keys refused: stay here, where they are shown (and an admin may trust them)
       if (action.host_keys && action.host_keys.length) { location.reload(); return; }
-      if (action.run_id) { location.replace("/runs/" + action.run_id); return; }
-      if (!action.running) {
+      const ended = action.run_status && action.run_status !== "running";
+      if (action.run_id && (ended || (action.run_results > 0 && ++looks > 1))) {
+        location.replace("/runs/" + action.run_id);
+        return;
+      }
+      if (!action.running && !action.run_id) {
         document.getElementById("action-state").textContent = "Ended with exit code " + action.exit_code + " before recording a run.";
         return;
       }
