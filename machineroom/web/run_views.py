@@ -38,6 +38,7 @@ DETAIL_LINES = 20  # lines of stdout/stderr shown under the matrix (the result p
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 PAGE = 50  # runs a page
 CHANGES_PAGE = 100  # changed results a page
+AUDIT_ACTIONS = 8  # module calls shown on an audit row (a program's tasks); the rest folded
 
 
 # -- the runs list -------------------------------------------------------------------------
@@ -77,16 +78,28 @@ def is_check(run: RunRow) -> bool:
     return bool(run.summary.get("check") or run.args.get("check"))
 
 
+def host_count(run: RunRow) -> int:
+    """How many hosts the run's summary names (an apply's recap; a collection's count)."""
+    hosts = run.summary.get("hosts")
+    if isinstance(hosts, dict):
+        return len(hosts)
+    return hosts if isinstance(hosts, int) and not isinstance(hosts, bool) else 0
+
+
 def recap_counts(run: RunRow, raw: dict[str, int] | None = None) -> dict[str, int]:
     """The run's counts as the CLI recap prints them (ok includes changed): its recorded
     totals, else `raw` (task results by status) counted the same way."""
     totals = run.summary.get("totals")
     if isinstance(totals, dict) and any(isinstance(v, int) and v for v in totals.values()):
-        return {word: int(totals.get(word) or 0) for word in RECAP_WORDS}
+        return {word: _int(totals.get(word)) for word in RECAP_WORDS}
     raw = raw or {}
     counts = {word: int(raw.get(word, 0)) for word in RECAP_WORDS}
     counts["ok"] += counts["changed"]
     return counts
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def playbook_name(path: str | None, repo: Path | None) -> str:
@@ -148,7 +161,7 @@ def runs_listing(
         item["duration"] = format_seconds(run_seconds(row))
         item["check"] = is_check(row)
         item["playbook_name"] = playbook_name(row.playbook, repo)
-        item["hosts"] = len(row.summary.get("hosts") or {})
+        item["hosts"] = host_count(row)
         runs.append(item)
     playbooks = [(p, playbook_name(p, repo)) for p in store.dashboard.run_playbooks()]
     if filters.playbook and filters.playbook not in {p for p, _ in playbooks}:
@@ -261,24 +274,31 @@ def _tail(text: str, lines: int = DETAIL_LINES) -> str:
 
 
 def details(matrix: Matrix) -> list[dict[str, Any]]:
-    """What went wrong or changed, a block per task and column: the result's message, the
-    tails of its stderr and stdout, and its diff."""
-    blocks = []
-    for task in matrix.tasks:
+    """What failed (first) and what changed, a block per task and outcome: the result's
+    message, the tails of its stderr and stdout, and its diff; columns whose result was the
+    same (a banner written alike on a host that failed later) share one block."""
+    blocks: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for position, task in enumerate(matrix.tasks):
         for column in matrix.columns:
             result = column.cells.get(task["key"])
             if result is None or result["status"] not in ("failed", "unreachable", "changed"):
                 continue
-            blocks.append(
-                {
-                    "task": task,
-                    "hosts": column.hosts,
-                    "result": result,
-                    "stderr": _tail(result["stderr"]),
-                    "stdout": _tail(result["stdout"]),
-                }
-            )
-    return blocks
+            same = (task["key"], result["status"], result["message"], result["diff"])
+            if same in blocks:
+                block = blocks[same]
+                block["hosts"] = sorted(block["hosts"] + column.hosts, key=natural_key)
+                block["also"].append(result["id"])  # its cell links here too
+                continue
+            blocks[same] = {
+                "task": task,
+                "hosts": list(column.hosts),
+                "result": result,
+                "stderr": _tail(result["stderr"]),
+                "stdout": _tail(result["stdout"]),
+                "order": (result["status"] == "changed", position),
+                "also": [],
+            }
+    return sorted(blocks.values(), key=lambda block: block["order"])
 
 
 def run_view(
@@ -378,21 +398,20 @@ def changes_listing(
 
 
 def audit_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Audit-log rows with what a person recognises first: the module call as the task wrote
-    it (`command: systemctl restart nginx`), else the command's first line."""
+    """Audit-log rows with what a person recognises first: the module calls as the tasks
+    wrote them (`command: systemctl restart nginx`; several when the tasks went to the host
+    as one program), else the command's first line."""
     shown = []
     for row in rows:
-        action = str(row.get("action") or "")
-        first = action.splitlines()[0] if action else ""
-        more = len(action.splitlines()) - 1 if action else 0
+        actions = str(row.get("action") or "").splitlines()
         command = str(row["command"])
         lines = command.strip("\n").splitlines() or [""]
         shown.append(
             {
                 **row,
-                "headline": first or lines[0],
-                "more_actions": more,
-                "from_task": bool(action),
+                "actions": actions[:AUDIT_ACTIONS] or [lines[0]],
+                "more_actions": max(len(actions) - AUDIT_ACTIONS, 0),
+                "from_task": bool(actions),
                 "command_lines": len(lines),
             }
         )
