@@ -38,6 +38,7 @@ from machineroom.state.alerts import AlertStore
 from machineroom.state.base import DatabaseHandle
 from machineroom.state.dashboard import DashboardStore
 from machineroom.state.forget import Forgotten, forget_hosts, known_host_ids
+from machineroom.state.last_apply import LastApply, last_applies
 from machineroom.state.metrics import MetricsStore
 from machineroom.state.records import (
     AUDIT_TAIL_LIMIT,
@@ -221,6 +222,12 @@ class StateStore:
         series, facts, alerts; not the run history)."""
         with self._handle.read() as db:
             return known_host_ids(db)
+
+    def last_applies(self) -> dict[str, LastApply]:
+        """Each host's newest apply (not in check mode): the run and the host's counts in it,
+        by host id (state/last_apply.py)."""
+        with self._handle.read() as db:
+            return last_applies(db)
 
     # -- runs and their results -----------------------------------------------------------------
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from machineroom.runs.servers import installed_stages
 from machineroom.state.metrics import now_unix
 from machineroom.state.records import RunRow
+from machineroom.web import fleet_view
 from machineroom.web.errors import ApiError
+from machineroom.web.fleet_view import natural_key as natural_key  # the pages' and others' sort key
 
 if TYPE_CHECKING:
     from machineroom.inventory.model import Inventory
@@ -76,21 +78,21 @@ class InventoryCache:
             return inventory, error
 
 
-def natural_key(text: str) -> list[Any]:
-    """Sort key putting h2 before h10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
 def _number(metrics: dict[str, Any], name: str) -> float | None:
     value = metrics.get(name)
     return float(value) if isinstance(value, int | float) else None
 
 
-def host_summaries(store: StateStore, inventory: Inventory | None) -> list[dict[str, Any]]:
-    """Every known host's summary, by id."""
+def host_summaries(
+    store: StateStore, inventory: Inventory | None, root: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every known host's summary, by id: its collection, its last apply and what is pending
+    (playbook paths shown relative to `root`), whether the inventory lists it, and its
+    `rank` and `problems` (fleet_view.problems_of)."""
     servers = {row.id: row for row in store.servers()}
     statuses = store.metrics.host_statuses()
     alerts = store.alerts.open_alert_counts()
+    lasts = store.last_applies()
     ids = set(servers) | set(statuses)
     hosts = dict(inventory.hosts) if inventory is not None else {}
     ids |= set(hosts)
@@ -111,36 +113,43 @@ def host_summaries(store: StateStore, inventory: Inventory | None) -> list[dict[
             state = "unknown"
         running = _number(metrics, "containers_running")
         total = _number(metrics, "containers_total")
-        result.append(
-            {
-                "id": host_id,
-                "address": host.address if host else (server.host if server else ""),
-                "description": (host.description if host else "")
-                or (server.description if server and server.description else ""),
-                "groups": [g for g in host.groups if g != "all"] if host else [],
-                "status": state,
-                "last_seen": (status or {}).get("last_seen") or res.get("last_seen"),
-                "last_attempt": (status or {}).get("last_attempt"),
-                "failures": int((status or {}).get("failures") or 0),
-                "error": (status or {}).get("error") or "",
-                "load1": _number(metrics, "load1"),
-                "cpu_used_pct": _number(metrics, "cpu_used_pct"),
-                "mem_used_pct": _number(metrics, "mem_used_pct"),
-                "disk_used_pct_max": _number(metrics, "disk_used_pct_max"),
-                "containers_running": None if running is None else int(running),
-                "containers_total": None if total is None else int(total),
-                "stages": installed_stages(res),
-                "next_action": server.next_action if server else {},
-                "open_alerts": alerts.get(host_id, 0),
-            }
-        )
+        action = server.next_action if server else {}
+        pending = fleet_view.pending_words(action, root)
+        summary: dict[str, Any] = {
+            "id": host_id,
+            "address": host.address if host else (server.host if server else ""),
+            "description": (host.description if host else "")
+            or (server.description if server and server.description else ""),
+            "groups": [g for g in host.groups if g != "all"] if host else [],
+            "status": state,
+            "last_seen": (status or {}).get("last_seen") or res.get("last_seen"),
+            "last_attempt": (status or {}).get("last_attempt"),
+            "failures": int((status or {}).get("failures") or 0),
+            "error": (status or {}).get("error") or "",
+            "load1": _number(metrics, "load1"),
+            "cpu_used_pct": _number(metrics, "cpu_used_pct"),
+            "mem_used_pct": _number(metrics, "mem_used_pct"),
+            "disk_used_pct_max": _number(metrics, "disk_used_pct_max"),
+            "containers_running": None if running is None else int(running),
+            "containers_total": None if total is None else int(total),
+            "stages": installed_stages(res),
+            "next_action": action,
+            "open_alerts": alerts.get(host_id, 0),
+            "in_inventory": inventory is None or host_id in hosts,
+            "last_apply": fleet_view.last_apply_view(lasts.get(host_id), action, root),
+            "pending": pending["text"],
+            "pending_command": pending["command"],
+        }
+        summary["rank"], summary["problems"] = fleet_view.problems_of(summary)
+        result.append(summary)
     return result
 
 
 def filter_hosts(
     hosts: list[dict[str, Any]], text: str = "", group: str = "", status: str = ""
 ) -> list[dict[str, Any]]:
-    """The hosts whose id, address or description contains `text`, in `group`, in `status`."""
+    """The hosts whose id, address or description contains `text`, in `group` (`ungrouped`:
+    inventory hosts in no group but `all`), in `status` (`failing`: the hosts ranked broken)."""
     needle = text.strip().lower()
     return [
         h
@@ -148,17 +157,17 @@ def filter_hosts(
         if (
             not needle or any(needle in str(h[k]).lower() for k in ("id", "address", "description"))
         )
-        and (not group or group in h["groups"] or (group == "ungrouped" and not h["groups"]))
-        and (not status or h["status"] == status)
+        and (
+            not group
+            or group in h["groups"]
+            or (group == fleet_view.NO_GROUP and not h["groups"] and h["in_inventory"])
+        )
+        and (
+            not status
+            or h["status"] == status
+            or (status == "failing" and h["rank"] == fleet_view.BROKEN)
+        )
     ]
-
-
-def group_hosts(hosts: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Hosts under their most specific inventory group (the inventory's order of groups)."""
-    sections: dict[str, list[dict[str, Any]]] = {}
-    for host in hosts:
-        sections.setdefault(host["groups"][-1] if host["groups"] else "ungrouped", []).append(host)
-    return sorted(sections.items(), key=lambda item: (item[0] == "ungrouped", item[0]))
 
 
 def unknown_host(name: str, known: list[str]) -> ApiError:
@@ -168,9 +177,11 @@ def unknown_host(name: str, known: list[str]) -> ApiError:
     return ApiError(404, f"unknown host {name!r}{hint}")
 
 
-def find_host(store: StateStore, inventory: Inventory | None, host_id: str) -> dict[str, Any]:
+def find_host(
+    store: StateStore, inventory: Inventory | None, host_id: str, root: Path | None = None
+) -> dict[str, Any]:
     """The summary of one host, or 404."""
-    hosts = host_summaries(store, inventory)
+    hosts = host_summaries(store, inventory, root)
     for host in hosts:
         if host["id"] == host_id:
             return host
@@ -204,9 +215,11 @@ def runs_with_counts(
     return [run_dict(r, counts.get(r.id)) for r in runs]
 
 
-def host_detail(store: StateStore, inventory: Inventory | None, host_id: str) -> dict[str, Any]:
+def host_detail(
+    store: StateStore, inventory: Inventory | None, host_id: str, root: Path | None = None
+) -> dict[str, Any]:
     """Everything the host page shows (the API's HostDetail)."""
-    summary = find_host(store, inventory, host_id)
+    summary = find_host(store, inventory, host_id, root)
     server = store.server(host_id)
     res = dict(server.res) if server else {}
     facts = res.pop("facts", None)

@@ -27,6 +27,21 @@ class Container(BaseModel):
     status: str = ""
 
 
+class LastApply(BaseModel):
+    """A host's part in its newest apply (check-mode runs left out)."""
+
+    status: str = Field(
+        description="How it ended on this host: running, ok, changed, failed, unreachable, "
+        "interrupted."
+    )
+    run_id: int
+    run_status: str
+    at: str = Field(description="When the run finished (started, while it runs).")
+    playbook: str
+    changed: int
+    failed: int
+
+
 class HostSummary(BaseModel):
     """One host's latest status, as the fleet overview shows it."""
 
@@ -48,6 +63,20 @@ class HostSummary(BaseModel):
     stages: list[str]
     next_action: dict[str, Any]
     open_alerts: int
+    in_inventory: bool = Field(
+        True,
+        description="False: only the state database knows the host, the served inventory "
+        "does not list it (`machineroom forget ID` drops it).",
+    )
+    last_apply: LastApply | None = None
+    pending: str = Field("", description="What `next_action` says, in words.")
+    pending_command: str = Field("", description="The `apply --resume` that continues it.")
+    rank: int = Field(
+        2,
+        description="The overview's order: 0 broken (last apply failed or unreachable, down, "
+        "open alerts), 1 needs attention (apply interrupted or pending), 2 fine, 3 retired.",
+    )
+    problems: list[str] = Field(default_factory=list, description="What is wrong, in words.")
 
 
 class RunSummary(BaseModel):

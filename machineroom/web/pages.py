@@ -94,11 +94,22 @@ def page(request: Request, name: str, principal: Principal | None, **context: An
 
 
 def render_error(request: Request, status: int, code: str, message: str) -> Response:
-    """The HTML error page (used by errors.error_response for pages)."""
+    """The HTML error page (used by errors.error_response for pages): inside the layout,
+    with the navigation when the guard found who is asking."""
+    from machineroom.web.auth import PRINCIPAL
+
+    found = request.scope.get("state", {}).get(PRINCIPAL)
+    me = found if isinstance(found, Principal) else None
     response = templates.TemplateResponse(
         request,
         "error.html",
-        {"me": None, "csrf": "", "status": status, "code": code, "message": message},
+        {
+            "me": me,
+            "csrf": me.csrf if me else "",
+            "status": status,
+            "code": code,
+            "message": message,
+        },
         status_code=status,
     )
     return response
@@ -177,18 +188,23 @@ def overview(
     group: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    """The fleet: hosts by group, with status, load, memory, disk, containers, stages."""
+    """The fleet, worst hosts first: by group, with status, last apply and what is pending,
+    load, memory, disk, containers, stages; hosts the inventory does not list apart."""
+    from machineroom.web import fleet_view
+
     state = web_state(request)
+    state.sweep_runs()
     inventory, error = state.inventory.get()
-    every = data.host_summaries(state.store, inventory)
+    every = data.host_summaries(state.store, inventory, state.repo)
     shown = data.filter_hosts(every, q, group, status)
     totals = {s: sum(1 for h in every if h["status"] == s) for s in ("up", "down", "unknown")}
+    totals["failing"] = sum(1 for h in every if h["rank"] == fleet_view.BROKEN)
     groups = sorted({g for h in every for g in h["groups"]})
     return page(
         request,
         "overview.html",
         principal,
-        sections=data.group_hosts(shown),
+        sections=fleet_view.sections(shown, inventory is not None),
         total=len(every),
         shown=len(shown),
         totals=totals,
@@ -210,10 +226,12 @@ def host_page(
     metric: Annotated[list[str] | None, Query(max_length=300)] = None,
 ) -> Response:
     """A host: status, charts over the chosen window, containers, stages, facts, runs, alerts."""
+    from machineroom.web import fleet_view
+
     state = web_state(request)
     inventory, _ = state.inventory.get()
     state.sweep_runs()
-    detail = data.host_detail(state.store, inventory, host_id)
+    detail = data.host_detail(state.store, inventory, host_id, state.repo)
     if window not in data.WINDOWS:
         window = "24h"
     seconds = data.WINDOWS[window]
@@ -235,6 +253,8 @@ def host_page(
         "host.html",
         principal,
         host=detail,
+        facts=fleet_view.facts_view(detail["facts"] or {}),
+        res=fleet_view.facts_view(detail["res"]),
         charts=charts,
         window=window,
         windows=list(data.WINDOWS),
