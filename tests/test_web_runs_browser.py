@@ -383,3 +383,18 @@ def test_the_audit_log_shows_the_task_call_and_keeps_the_script_one_click_away(
     assert "__mr_s=$(date" in sent.locator("pre.command").inner_text()
     shot(page, dash, "audit")
     page.context.close()
+    # so do the API and the CLI's `history RUN`
+    with dash["server"].client(dash["tokens"]["viewer"]) as client:
+        entries = client.get("/api/audit", params={"run": dash["runs"]["real"]}).json()
+    assert any("command: echo restarting nginx" in e["action"].splitlines() for e in entries)
+    cli = subprocess.run(
+        [sys.executable, "-m", "machineroom", "history", str(dash["runs"]["real"])],
+        cwd=dash["root"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **dash["env"]},
+    )
+    assert "command: echo restarting nginx" in cli.stdout, cli.stdout + cli.stderr
+    assert "command: (hidden: no_log)" in cli.stdout
+    assert "__mr_s=$(date" not in cli.stdout and SECRET_WORD not in cli.stdout

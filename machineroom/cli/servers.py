@@ -273,7 +273,9 @@ def history_command(
     trigger: str | None,
     as_json: bool,
 ) -> None:
-    """List recent runs, or with RUN_ID the commands that run sent to each host."""
+    """List recent runs, or with RUN_ID the commands that run sent to each host (each as
+    the module call its task wrote: `command: systemctl restart nginx`; --json has the
+    script sent too)."""
     from machineroom.runs.history import recent_runs, run_commands
 
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
@@ -295,6 +297,7 @@ def history_command(
         f"{run.finished_at or ''}\n  {run.command}"
     )
     for e in entries:
-        click.echo(
-            f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  {e['command']}"
-        )
+        # the module calls as the tasks wrote them (the script sent is in --json), else the
+        # command machineroom sent for itself
+        shown = "; ".join(str(e.get("action") or "").splitlines()) or e["command"]
+        click.echo(f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  {shown}")

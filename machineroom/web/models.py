@@ -184,6 +184,12 @@ class AuditEntry(BaseModel):
     duration: float
     stdout_tail: str
     stderr_tail: str
+    action: str = Field(
+        default="",
+        description="The module call the command carried out, as the task wrote it "
+        "(`command: systemctl restart nginx`; one a line for tasks sent as one program); "
+        "'' for machineroom's own commands.",
+    )
 
 
 class Playbook(BaseModel):
