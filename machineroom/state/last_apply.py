@@ -1,21 +1,22 @@
 """Each host's last apply: the newest `apply` run (check mode left out: it changed nothing)
-whose recap holds the host, with the host's own counts from it; or the run still going.
+that worked on the host, with the host's own counts from it; or the run still going.
 
-Finished runs keep a per-host recap in `runs.summary.hosts`; SQLite walks those objects
-(`json_each`) and keeps the newest run per host (`row_number()`), so a page of thousands of
-hosts costs one query, not one per host. Only the newest `RECENT_RUNS` applies are read: a
-host none of them touched has no last apply to show.
+Finished runs keep a per-host recap in `runs.summary.hosts`. Reading every recap of a large
+fleet's history on each page would cost seconds (a 2,000-host run's recap is 250 kB of JSON),
+so runs are walked newest first and the walk stops once every host asked about has its run:
+usually after the first. A run is parsed only when it worked on a host still without one
+(its task results say so, through the (run_id, host_id) index). Only the newest `RECENT_RUNS`
+applies are read: a host none of them touched has no last apply to show.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 RECENT_RUNS = 200
-
-_NOT_CHECK = "coalesce(json_extract(args, '$.check'), 0) = 0"
 
 
 @dataclass(frozen=True)
@@ -33,47 +34,81 @@ class LastApply:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def last_applies(db: Any, recent: int = RECENT_RUNS) -> dict[str, LastApply]:
-    """Every host's last apply among the newest `recent` apply runs, by host id."""
+def last_applies(
+    db: Any, host_ids: Iterable[str] | None = None, recent: int = RECENT_RUNS
+) -> dict[str, LastApply]:
+    """The last apply of each host of `host_ids` (None: of every host) among the newest
+    `recent` apply runs, by host id; hosts without one are left out."""
+    wanted = None if host_ids is None else set(host_ids)
     found: dict[str, LastApply] = {}
-    rows = db.execute(
-        "WITH recent AS (SELECT id, status, started_at, finished_at, playbook, summary"
-        f" FROM runs WHERE kind = 'apply' AND status != 'running' AND {_NOT_CHECK}"
-        " ORDER BY id DESC LIMIT ?)"
-        " SELECT host_id, id, status, started_at, finished_at, playbook, stats FROM ("
-        "  SELECT hosts.key AS host_id, r.id, r.status, r.started_at, r.finished_at,"
-        "   r.playbook, hosts.value AS stats,"
-        "   row_number() OVER (PARTITION BY hosts.key ORDER BY r.id DESC) AS n"
-        "  FROM recent AS r, json_each(r.summary, '$.hosts') AS hosts"
-        "  WHERE json_valid(r.summary)) WHERE n = 1",
+    runs = db.execute(
+        "SELECT id, status, started_at, finished_at, playbook FROM runs"
+        " WHERE kind = 'apply' AND coalesce(json_extract(args, '$.check'), 0) = 0"
+        " ORDER BY id DESC LIMIT ?",
         [recent],
     ).fetchall()
-    for host_id, run_id, status, started, finished, playbook, stats in rows:
-        found[str(host_id)] = LastApply(
-            str(host_id), int(run_id), status, started, finished, playbook, _counts(stats)
-        )
-    running = db.execute(
-        "SELECT r.id, r.started_at, r.playbook, t.host_id, t.status, count(*)"
-        " FROM runs AS r JOIN task_results AS t ON t.run_id = r.id"
-        " WHERE r.kind = 'apply' AND r.status = 'running'"
-        " AND coalesce(json_extract(r.args, '$.check'), 0) = 0"
-        " GROUP BY r.id, t.host_id, t.status ORDER BY r.id",
-    ).fetchall()
-    for run_id, started, playbook, host_id, status, count in running:
-        current = found.get(host_id)
-        if current is None or current.run_id < run_id:
-            current = LastApply(str(host_id), int(run_id), "running", started, None, playbook)
-            found[str(host_id)] = current
-        if current.run_id == run_id:
-            current.stats[str(status)] = int(count)
+    for run_id, status, started, finished, playbook in runs:
+        left = None if wanted is None else wanted - found.keys()
+        if left is not None and not left:
+            break
+        if status == "running":
+            # no recap yet: its task results so far
+            for host_id, word, count in db.execute(
+                "SELECT host_id, status, count(*) FROM task_results WHERE run_id = ?"
+                " GROUP BY host_id, status",
+                [run_id],
+            ):
+                if host_id in found and found[host_id].run_id != run_id:
+                    continue
+                if left is not None and host_id not in left and host_id not in found:
+                    continue
+                entry = found.setdefault(
+                    host_id, LastApply(host_id, int(run_id), "running", started, None, playbook)
+                )
+                entry.stats[str(word)] = int(count)
+            continue
+        if left is not None and not _worked_on_any(db, int(run_id), left):
+            continue
+        row = db.execute("SELECT summary FROM runs WHERE id = ?", [run_id]).fetchone()
+        recap = _object(row[0] if row else None).get("hosts")
+        if not isinstance(recap, dict):
+            continue
+        for host_id, stats in recap.items():
+            if host_id in found or (left is not None and host_id not in left):
+                continue
+            found[host_id] = LastApply(
+                host_id, int(run_id), status, started, finished, playbook, _counts(stats)
+            )
     return found
 
 
-def _counts(text: Any) -> dict[str, int]:
+def _worked_on_any(db: Any, run_id: int, hosts: set[str]) -> bool:
+    """Whether the run has a task result on any of `hosts` (index probes for a few hosts, one
+    pass over the run's results for many)."""
+    if len(hosts) <= 64:
+        marks = ", ".join("?" for _ in hosts)
+        row = db.execute(
+            f"SELECT 1 FROM task_results WHERE run_id = ? AND host_id IN ({marks}) LIMIT 1",
+            [run_id, *hosts],
+        ).fetchone()
+        return row is not None
+    return any(
+        host_id in hosts
+        for (host_id,) in db.execute(
+            "SELECT DISTINCT host_id FROM task_results WHERE run_id = ?", [run_id]
+        )
+    )
+
+
+def _object(text: Any) -> dict[str, Any]:
     try:
         value = json.loads(text) if isinstance(text, str) else {}
     except ValueError:
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _counts(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         return {}
     return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and v >= 0}

@@ -27,7 +27,7 @@ import contextlib
 import difflib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -223,11 +223,11 @@ class StateStore:
         with self._handle.read() as db:
             return known_host_ids(db)
 
-    def last_applies(self) -> dict[str, LastApply]:
-        """Each host's newest apply (not in check mode): the run and the host's counts in it,
-        by host id (state/last_apply.py)."""
+    def last_applies(self, host_ids: Iterable[str] | None = None) -> dict[str, LastApply]:
+        """The newest apply (not in check mode) of each host of `host_ids` (None: all): the
+        run and the host's counts in it, by host id (state/last_apply.py)."""
         with self._handle.read() as db:
-            return last_applies(db)
+            return last_applies(db, host_ids)
 
     # -- runs and their results -----------------------------------------------------------------
 

@@ -92,10 +92,10 @@ def host_summaries(
     servers = {row.id: row for row in store.servers()}
     statuses = store.metrics.host_statuses()
     alerts = store.alerts.open_alert_counts()
-    lasts = store.last_applies()
     ids = set(servers) | set(statuses)
     hosts = dict(inventory.hosts) if inventory is not None else {}
     ids |= set(hosts)
+    lasts = store.last_applies(ids)
     result = []
     for host_id in sorted(ids, key=natural_key):
         server = servers.get(host_id)
