@@ -229,6 +229,9 @@ def test_the_runs_list_fits_a_phone(browser: Any, dash: dict[str, Any]) -> None:
         assert overflow <= 0, path  # a wide table scrolls inside its box, not the page
     page.goto(dash["server"].url + "/runs")
     assert wrapped_cells(page, "table.runs td") == []
+    shot(page, dash, "phone-runs")
+    page.goto(dash["server"].url + f"/runs/{dash['runs']['real']}")
+    shot(page, dash, "phone-run")
     page.context.close()
 
 
