@@ -52,6 +52,7 @@ OMIT = "__omit_place_holder__machineroom__"
 _RESULT = "__mr_result__"
 _DELIMITERS = ("{{", "{%", "{#")
 _CACHE_SIZE = 4096
+_FILE_CACHE_SIZE = 256  # template files' texts are kept as keys: fewer of them
 
 
 class UnsafeDict(dict[str, Any]):
@@ -520,6 +521,7 @@ class Templar:
         self._file_env.loader = _IncludeLoader()  # `{% include %}`, `{% import %}`
         self._file_envs: dict[tuple[bool, bool, str], jinja2.Environment] = {}
         self._cache: dict[str, _Compiled] = {}
+        self._files: dict[tuple[str, str, bool, bool, str], jinja2.Template] = {}
         self._expressions: dict[str, jinja2.Template] = {}
         self._lock = threading.Lock()
 
@@ -593,9 +595,7 @@ class Templar:
         folders = (str(Path(path).parent), *search) if path else tuple(search)
         token = _search_path.set(folders)
         try:
-            env = self._file_environment(trim_blocks, lstrip_blocks, newline_sequence)
-            code = env.compile(text, name=name, filename=name)
-            template = env.template_class.from_code(env, code, env.make_globals(None))
+            template = self._file_template(text, name, trim_blocks, lstrip_blocks, newline_sequence)
             context = self._new_context(template, variables)
             rendered = "".join(template.root_render_func(context))
             result = _restore_newlines(text, rendered, newline_sequence)
@@ -684,6 +684,23 @@ class Templar:
             self._env.globals[name] = lookup
 
     # internals
+
+    def _file_template(
+        self, text: str, name: str, trim_blocks: bool, lstrip_blocks: bool, newline: str
+    ) -> jinja2.Template:
+        """The compiled template file, compiled once per run, not once per host."""
+        key = (name, text, trim_blocks, lstrip_blocks, newline)
+        template = self._files.get(key)
+        if template is not None:
+            return template
+        env = self._file_environment(trim_blocks, lstrip_blocks, newline)
+        code = env.compile(text, name=name, filename=name)
+        template = env.template_class.from_code(env, code, env.make_globals(None))
+        with self._lock:
+            if len(self._files) >= _FILE_CACHE_SIZE:
+                self._files.clear()
+            self._files[key] = template
+        return template
 
     def _file_environment(
         self, trim_blocks: bool, lstrip_blocks: bool, newline_sequence: str

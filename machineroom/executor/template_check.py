@@ -63,6 +63,7 @@ _FACT_NAMES: dict[str, tuple[str, ...]] = {
     "service_facts": ("services",),
 }
 _MAX_HOSTS_NAMED = 3
+_RENDER_HOSTS = 50
 _END_ACTIONS = frozenset({"end_host", "end_play", "end_batch"})
 
 
@@ -254,6 +255,7 @@ def check_templates(
     skip_tags: frozenset[str] = frozenset(),
     check: bool = False,
     render: bool = True,
+    vault: bool = False,
 ) -> None:
     """Raise InputErrors for the template files of `template:` tasks that cannot work: a
     syntax error (always), an undefined variable no task can set (when `render`, and the
@@ -262,11 +264,13 @@ def check_templates(
     templar.guard_calls(_guard, _defer)
     later = _later_names(playbook) if render else _Settable(unknown="not asked")
     findings = _Findings()
+    inputs = _Inputs(templar, later, extra_vars, vault)
     by_id: dict[str, Task] = {}
     for play, hosts in zip(playbook.plays, play_hosts, strict=True):
         if not hosts:
             continue
         ids = [h.id for h in hosts]
+        sample = _sample(hosts)
         magic = {
             h.id: magic_vars(
                 h,
@@ -277,7 +281,7 @@ def check_templates(
                 run_tags=sorted(tags),
                 skip_tags=sorted(skip_tags),
             )
-            for h in hosts
+            for h in sample
         }
         walked = [pair for stage in play.stages for pair in _walk(stage.items, ())]
         walked += [(handler, ()) for handler in play.handlers]
@@ -295,13 +299,27 @@ def check_templates(
             compiled = _compile(templar, task, playbook_dir, findings)
             if compiled is None or later.unknown is not None or ends_early:
                 continue
-            for host in hosts:
-                error = _render_for(
-                    templar, task, blocks, play, host, compiled, later, magic[host.id], extra_vars
-                )
+            for host in sample:
+                error = _render_for(inputs, task, blocks, play, host, compiled, magic[host.id])
                 if error is not None:
                     findings.add(task, error, host.id)
     findings.raise_any(by_id)
+
+
+def _sample(hosts: Sequence[Host]) -> list[Host]:
+    """The hosts a template is rendered for: one of each set of groups first (hosts in the
+    same groups share their group variables), then the others in order, at most
+    _RENDER_HOSTS (a 10,000-host play is not rendered 10,000 times before it starts)."""
+    chosen: dict[str, Host] = {}
+    by_groups: dict[tuple[str, ...], Host] = {}
+    for host in hosts:
+        by_groups.setdefault(tuple(host.groups), host)
+    for host in [*by_groups.values(), *hosts]:
+        if len(chosen) >= _RENDER_HOSTS:
+            break
+        chosen.setdefault(host.id, host)
+    order = {h.id: i for i, h in enumerate(hosts)}
+    return sorted(chosen.values(), key=lambda h: order[h.id])
 
 
 def _failure_expected(task: Task, blocks: tuple[Block, ...]) -> bool:
@@ -351,19 +369,34 @@ def _compile(
     return _Compiled(path, text, search)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What every render of the check shares: the guarded Templar, the names the run may
+    set, the `-e` values, whether any variable holds a vault value."""
+
+    templar: Templar
+    later: _Settable
+    extra_vars: Mapping[str, Any]
+    vault: bool
+
+
 def _render_for(
-    templar: Templar,
+    inputs: _Inputs,
     task: Task,
     blocks: tuple[Block, ...],
     play: Play,
     host: Host,
     compiled: _Compiled,
-    later: _Settable,
     magic: Mapping[str, Any],
-    extra_vars: Mapping[str, Any],
 ) -> TemplateError | None:
     """The undefined-variable error rendering the file would surely give on `host`, or None
     (it renders, or the verdict needs what only the run knows)."""
+    templar, later, extra_vars, vault = (
+        inputs.templar,
+        inputs.later,
+        inputs.extra_vars,
+        inputs.vault,
+    )
     if task.loop is not None or task.loop_with or task.delegate_to:
         return None
     magic = dict(magic)
@@ -381,7 +414,8 @@ def _render_for(
         return None
     if task.location is not None:
         known[TASK_DIR_VAR] = str(Path(task.location.file).resolve().parent)
-    secret = frozenset(k for k, v in known.items() if _holds_vault(v))
+    # a vault value is decrypted by the run, as it is used: not here
+    secret = frozenset(k for k, v in known.items() if vault and k not in magic and _holds_vault(v))
     variables = _KnownVars(known, later.names | secret, later.prefixes)
     where = Where(task.location)
     conditions = [*(c for b in blocks for c in b.when), *task.when]

@@ -68,6 +68,7 @@ def apply_playbook(
                 tags=tags,
                 skip_tags=words(request.skip_tags),
                 check=request.check,
+                vault=prepared.vault_in_vars,
             )
         record = RunRecord(
             kind="apply",
