@@ -61,9 +61,19 @@ def test_identical_hosts_fold_into_one_column_in_host_order() -> None:
         status = "failed" if host == "db1" else "ok"
         rows.append(result(host, "Check", status, message="boom" if status == "failed" else ""))
     matrix = build_matrix(rows)
-    assert [c.label for c in matrix.columns] == ["db1", "web1, web2, web10"]
+    assert [c.label for c in matrix.columns] == ["db1", "web1, web2, web10"]  # failed first
     assert [t["task"] for t in matrix.tasks] == ["Write motd", "Check"]
     assert matrix.folded
+
+
+def test_columns_with_a_failure_come_first() -> None:
+    rows = [
+        result("a1", "Copy", "changed", diff="+1"),
+        result("b2", "Copy", "ok"),
+        result("c3", "Copy", "unreachable", message="no route"),
+        result("d4", "Copy", "failed", message="boom"),
+    ]
+    assert [c.label for c in build_matrix(rows).columns] == ["c3", "d4", "a1", "b2"]
 
 
 def test_more_than_three_identical_hosts_are_counted() -> None:
@@ -111,7 +121,7 @@ def test_only_keeps_tasks_and_columns_with_those_statuses() -> None:
     assert [c.label for c in failed.columns] == ["b"]
     changed = build_matrix(rows, ("changed",))
     assert [t["task"] for t in changed.tasks] == ["Copy"]
-    assert [c.label for c in changed.columns] == ["a", "b"]
+    assert [c.label for c in changed.columns] == ["b", "a"]  # b failed elsewhere: first
     assert build_matrix(rows, ("unreachable",)).tasks == []
 
 

@@ -235,10 +235,16 @@ def _signature(keyed: list[tuple[tuple[str, str, int], dict[str, Any]]]) -> tupl
     return tuple((key, r["status"], r["message"], r["diff"]) for key, r in keyed)
 
 
+def _column_rank(column: Column) -> tuple[int, list[Any]]:
+    statuses = {result["status"] for result in column.cells.values()}
+    rank = 0 if statuses & {"failed", "unreachable"} else 1 if "changed" in statuses else 2
+    return rank, natural_key(column.hosts[0])
+
+
 def build_matrix(results: list[dict[str, Any]], only: tuple[str, ...] = ()) -> Matrix:
     """The run's results as a task x host matrix; hosts with the same status, message and
-    diff for every task fold into one column. `only`: tasks (and columns) with at least one
-    result of these statuses."""
+    diff for every task fold into one column, columns with a failure first. `only`: tasks
+    (and columns) with at least one result of these statuses."""
     by_host: dict[str, list[tuple[tuple[str, str, int], dict[str, Any]]]] = {}
     seen: dict[str, dict[tuple[str, str], int]] = {}
     for result in results:  # in id order: the order they finished
@@ -254,7 +260,9 @@ def build_matrix(results: list[dict[str, Any]], only: tuple[str, ...] = ()) -> M
             column = groups[_signature(keyed)] = Column([host], dict(keyed))
         else:
             column.hosts.append(host)
-    columns = list(groups.values())
+    # what is broken first: hosts where a task failed or that went unreachable, then hosts
+    # with changes, then the rest (so a column cut by MAX_COLUMNS is never a failing one)
+    columns = sorted(groups.values(), key=_column_rank)
     if only:
         order = [k for k in order if any(c.cells.get(k, {}).get("status") in only for c in columns)]
         columns = [
