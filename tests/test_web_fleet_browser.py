@@ -269,6 +269,18 @@ def test_a_host_the_inventory_does_not_list_is_apart_until_forgotten(
     assert page.locator("section.group", has_text="ungrouped").locator("tr.host").count() == 1
     page.goto(dash["server"].url + "/hosts/old1")
     assert "machineroom forget old1" in page.inner_text("#not-in-inventory")
+    with dash["server"].client(dash["tokens"]["viewer"]) as api:
+        hosts = {h["id"]: h for h in api.get("/api/hosts").json()}
+        failing = api.get("/api/hosts", params={"status": "failing"}).json()
+    assert [h["id"] for h in failing] == [dash["hosts"][1]]
+    h10, h11 = dash["hosts"][1:3]
+    assert hosts["old1"]["in_inventory"] is False and hosts[h10]["in_inventory"] is True
+    assert hosts[h10]["last_apply"]["status"] == "failed"
+    assert hosts[h10]["last_apply"]["run_id"] == dash["failed_run"]
+    assert (hosts[h10]["rank"], hosts[h10]["problems"]) == (0, ["last apply failed"])
+    assert hosts[h11]["last_apply"]["run_id"] == dash["stopped_run"]
+    assert hosts[h11]["pending"].startswith("apply interrupted at task")
+    assert hosts[h11]["pending_command"] == "machineroom apply playbooks/slow.yml --resume"
     machineroom("forget", "old1", "--state", str(dash["state"]), cwd=dash["root"], env=dash["env"])
     page.goto(dash["server"].url + "/")
     assert page.locator("section.group.outside").count() == 0

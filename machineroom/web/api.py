@@ -65,12 +65,14 @@ def hosts(
     principal: Viewer,
     q: Annotated[str, Query(max_length=200, description="Text in id/address/description.")] = "",
     group: Annotated[str, Query(max_length=200, description="Inventory group.")] = "",
-    status: Literal["up", "down", "unknown", "retired", ""] = "",
+    status: Literal["up", "down", "unknown", "retired", "failing", ""] = "",
 ) -> list[dict[str, Any]]:
-    """Every host with its latest status, optionally filtered."""
+    """Every host with its latest status, optionally filtered (`failing`: a failed last
+    apply, down or open alerts)."""
     state = web_state(request)
     inventory, _ = state.inventory.get()
-    return data.filter_hosts(data.host_summaries(state.store, inventory), q, group, status)
+    every = data.host_summaries(state.store, inventory, state.repo)
+    return data.filter_hosts(every, q, group, status)
 
 
 @router.get(
@@ -85,7 +87,7 @@ def host(request: Request, principal: Viewer, host_id: HostId) -> dict[str, Any]
     state = web_state(request)
     state.sweep_runs()
     inventory, _ = state.inventory.get()
-    return data.host_detail(state.store, inventory, host_id)
+    return data.host_detail(state.store, inventory, host_id, state.repo)
 
 
 @router.get(
@@ -155,7 +157,7 @@ def collect_host(
             state.sweep_runs(force=True)  # the killed child's run is 'interrupted' now
             raise
     run = state.store.dashboard.run_by_trigger(trigger)
-    summary = data.find_host(state.store, inventory, host_id)
+    summary = data.find_host(state.store, inventory, host_id, state.repo)
     if done.returncode == 3 or summary["status"] == "down":
         raise ApiError(503, f"host {host_id!r} is unreachable: {summary['error'] or 'no answer'}")
     if done.returncode != 0:
