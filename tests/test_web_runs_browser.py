@@ -363,6 +363,14 @@ def test_the_changes_view_shows_what_changed_where_with_diffs(
     page.wait_for_url("**since=1h**")
     assert entries.count() == 4  # the real and the check run's banner and config
     assert all(e == h12 for e in entries.evaluate_all("es => es.map(e => e.dataset.hosts)"))
+    page.goto(dash["server"].url + "/changes")
+    page.select_option("select[name=mode]", "applied")
+    page.click("form.filters button")
+    page.wait_for_url("**mode=applied**")
+    assert runs["check"] not in [
+        int(r) for r in entries.evaluate_all("es => es.map(e => e.dataset.run)")
+    ]
+    assert page.locator("section.change .tag.check").count() == 0
     page.goto(dash["server"].url + "/changes?host=nobody")
     assert "No changes on nobody" in page.inner_text("main")
     page.context.close()

@@ -12,6 +12,10 @@ from machineroom.state.base import DatabaseHandle
 from machineroom.state.records import RunRow, run_row, sql_where
 
 ALERT_STATES = ("open", "resolved")
+# 1 when a run was in check mode (its summary says so once it ended, its args from the start)
+_RUN_CHECK = (
+    "(coalesce(json_extract(r.summary, '$.check'), json_extract(r.args, '$.check'), 0) != 0)"
+)
 
 
 class DashboardStore:
@@ -204,23 +208,23 @@ class DashboardStore:
         since: str | None = None,
         before: int | None = None,
         limit: int = 100,
+        check: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Task results that changed something (or would have, in check mode), newest first,
         with their run's kind, playbook and check mode: on one host, since a time, ids below
-        `before`."""
+        `before`, of check-mode runs only (`check` True) or of real ones only (False)."""
         where, params = sql_where(
             ("t.status = ?", "changed"),
             ("t.host_id = ?", host_id),
             ("t.finished_at >= ?", since),
             ("t.id < ?", before),
+            (f"{_RUN_CHECK} = ?", None if check is None else int(check)),
         )
         with self._handle.read() as db:
             return list(
                 db.query(
                     "SELECT t.*, r.kind AS run_kind, r.playbook AS run_playbook,"
-                    " r.status AS run_status,"
-                    " coalesce(json_extract(r.summary, '$.check'), json_extract(r.args, '$.check'),"
-                    " 0) AS run_check"
+                    f" r.status AS run_status, {_RUN_CHECK} AS run_check"
                     f" FROM task_results AS t JOIN runs AS r ON r.id = t.run_id{where}"
                     " ORDER BY t.id DESC LIMIT ?",
                     [*params, limit],

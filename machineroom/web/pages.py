@@ -320,11 +320,12 @@ def changes_page(
     principal: Viewer,
     host: Annotated[str, Query(max_length=200)] = "",
     since: Annotated[str, Query(max_length=10)] = "",
+    mode: Annotated[str, Query(max_length=10)] = "",
     before: api.Before = None,
 ) -> Response:
     """What changed on which hosts in which runs, newest first, with the diffs."""
     state = web_state(request)
-    listing = run_views.changes_listing(state.store, host.strip(), since, before, state.repo)
+    listing = run_views.changes_listing(state.store, host.strip(), since, before, state.repo, mode)
     return page(request, "changes.html", principal, **listing)
 
 

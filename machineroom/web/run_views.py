@@ -372,11 +372,20 @@ def since_time(window: str) -> str | None:
 
 
 def changes_listing(
-    store: StateStore, host: str, since: str, before: int | None, repo: Path | None
+    store: StateStore,
+    host: str,
+    since: str,
+    before: int | None,
+    repo: Path | None,
+    mode: str = "",
 ) -> dict[str, Any]:
     """The changes page: changed results newest first, those of one run with the same task,
-    message and diff folded into one entry naming their hosts."""
-    rows = store.dashboard.changes(host or None, since_time(since), before, CHANGES_PAGE)
+    message and diff folded into one entry naming their hosts; `mode` `applied` leaves out
+    check-mode runs (what would have changed), `check` keeps only them."""
+    check = {"applied": False, "check": True}.get(mode)
+    rows = store.dashboard.changes(
+        host or None, since_time(since), before, CHANGES_PAGE, check=check
+    )
     entries: list[dict[str, Any]] = []
     index: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
@@ -397,6 +406,7 @@ def changes_listing(
         "entries": entries,
         "host": host,
         "since": since if since in SINCE else "",
+        "mode": mode if check is not None else "",
         "windows": list(SINCE),
         "next_before": rows[-1]["id"] if len(rows) == CHANGES_PAGE else None,
     }
