@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     from machineroom.state import StateStore
 
 RUN_STATUSES = ("running", "ok", "failed", "unreachable", "interrupted", "error")
-RUN_KINDS = ("apply", "collect", "run", "facts", "scan-docker", "import")
+RUN_KINDS = (
+    "apply",
+    "collect",
+    "run",
+    "facts",
+    "scan-docker",
+    "scanports",
+    "add-cert",
+    "collector-install",
+    "import",
+    "forget",
+)
 RECAP_WORDS = ("ok", "changed", "failed", "unreachable", "skipped")
 # The run page's filters: tasks with at least one result of these statuses.
 ONLY = ("changed", "failed", "unreachable")
