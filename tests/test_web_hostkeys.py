@@ -19,7 +19,14 @@ import pytest
 from test_web_browser import ARGS, CHROMIUM, SHOTS, logged_in, shot
 from websupport import Server, machineroom, make_token, wait_for
 
+from machineroom.connection.hostkeys import KnownHosts, parse_known_hosts
+from machineroom.errors import InputError
+from machineroom.inventory.model import Host, Inventory
 from machineroom.lab import Lab
+from machineroom.runs.hostkeys import key_blob, trust_host_key
+from machineroom.state import open_state
+from machineroom.web.errors import ApiError
+from machineroom.web.hostkeys import HostKeySettings, trust_offered_key
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 
@@ -116,6 +123,7 @@ def dash(fleet_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
             "hosts": [h.name for h in hosts],
             "addresses": [h.address for h in hosts],
             "root": root,
+            "home": home,
             "state": state,
             "shots": shots,
             "lab": fleet_lab,
@@ -188,7 +196,7 @@ def test_the_refused_keys_are_shown_as_the_servers_presented_them(
     h12 = keys[dash["hosts"][3]]
     assert h12["state"] == "changed"  # serve --known-hosts' file was read
     assert h12["fingerprint"] == ssh_keygen_fingerprint(dash["lab"], dash["hosts"][3])
-    assert h12["remove"].startswith(f"ssh-keygen -R '{dash['addresses'][3]}' -f ")
+    assert h12["remove"].startswith(f"ssh-keygen -R {dash['addresses'][3]} -f ")
     # the run's messages point at the dashboard, not at a CLI flag
     with api(dash) as client:
         run = client.get(f"/api/runs/{refused['run_id']}").json()
@@ -199,7 +207,9 @@ def test_the_refused_keys_are_shown_as_the_servers_presented_them(
         assert f"/actions/{refused['id']}" in message
         assert "--accept-new-host-keys" not in message
     assert "--accept-new-host-keys" not in refused["output_tail"]
-    assert not (dash["root"] / "keys").exists()  # nothing was trusted silently
+    known = dash["root"] / "keys" / "known_hosts"
+    for address in dash["addresses"]:  # nothing was trusted silently
+        assert not known.exists() or address not in known.read_text()
 
 
 def test_a_collection_shows_the_key_it_refused_too(dash: dict[str, Any]) -> None:
@@ -235,6 +245,8 @@ def test_an_apply_whose_keys_are_refused_stays_on_its_action_page(
 def test_viewers_and_operators_see_the_fingerprints_but_cannot_trust(
     browser: Any, dash: dict[str, Any], refused: dict[str, Any]
 ) -> None:
+    known = dash["root"] / "keys" / "known_hosts"
+    before = known.read_bytes() if known.exists() else None
     for role in ("viewer", "operator"):
         page = logged_in(browser, dash, role, viewport={"width": 1280, "height": 800})
         page.goto(dash["server"].url + f"/actions/{refused['id']}")
@@ -261,7 +273,7 @@ def test_viewers_and_operators_see_the_fingerprints_but_cannot_trust(
                 json={"host": key["host"], "fingerprint": key["fingerprint"]},
             )
         assert answer.status_code == 403
-    assert not (dash["root"] / "keys").exists()
+    assert (known.read_bytes() if known.exists() else None) == before
 
 
 def test_an_admin_trusts_the_keys_shown_and_the_rerun_connects(
@@ -279,11 +291,27 @@ def test_an_admin_trusts_the_keys_shown_and_the_rerun_connects(
     assert changed.get_attribute("data-state") == "changed"
     assert changed.locator("button").count() == 0
     assert "HOST KEY CHANGED" in changed.inner_text()
-    assert f"ssh-keygen -R '{dash['addresses'][3]}'" in changed.inner_text()
+    assert f"ssh-keygen -R {dash['addresses'][3]} -f " in changed.inner_text()
     for host in (h9, h10, h11):
         row = page.locator(f"tr.host-key[data-host={host}]")
         assert row.locator(".fingerprint").inner_text() == ssh_keygen_fingerprint(dash["lab"], host)
         assert row.locator("button.trust").count() == 1
+    # an admin's cookie is not enough: the form's CSRF token, from this origin
+    known = dash["root"] / "keys" / "known_hosts"
+    csrf = page.get_attribute("meta[name=csrf-token]", "content")
+    key9 = next(k for k in refused["host_keys"] if k["host"] == h9)
+    trust_url = dash["server"].url + f"/actions/{refused['id']}/trust"
+    for form, headers in (
+        ({"host": h9, "fingerprint": key9["fingerprint"]}, {}),
+        ({"csrf": "x" * 43, "host": h9, "fingerprint": key9["fingerprint"]}, {}),
+        (
+            {"csrf": csrf, "host": h9, "fingerprint": key9["fingerprint"]},
+            {"Origin": "http://attacker.example"},
+        ),
+    ):
+        forged = page.request.post(trust_url, form=form, headers=headers, max_redirects=0)
+        assert forged.status == 403, (form, headers)
+    assert not known.exists()
     page.click(f"tr.host-key[data-host={h9}] button.trust")
     page.wait_for_url(lambda url: url.endswith(f"/actions/{refused['id']}?trusted={h9}"))
     assert h9 in page.inner_text("#trusted-note")
@@ -296,10 +324,35 @@ def test_an_admin_trusts_the_keys_shown_and_the_rerun_connects(
     assert [line.split() for line in known.read_text().splitlines()] == [
         line.split()[:3] for line in lab_lines if line.split()[0] == dash["addresses"][0]
     ]
-    for host in (h10, h11):
-        page.click(f"tr.host-key[data-host={host}] button.trust")
-        page.wait_for_url(lambda url, host=host: url.endswith(f"?trusted={host}"))
+    # someone added an entry by hand and left no newline after it: it stays, h10's follows
+    other = "other.example " + " ".join(lab_lines[0].split()[1:3])
+    known.write_text(known.read_text() + other)
+    page.click(f"tr.host-key[data-host={h10}] button.trust")
+    page.wait_for_url(lambda url: url.endswith(f"?trusted={h10}"))
+    lines = known.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == [
+        dash["addresses"][0],
+        "other.example",
+        dash["addresses"][1],
+    ]
+    # another key for h11 in a file the runs read too (the server's ~/.ssh/known_hosts,
+    # written since the run): a changed key now, not trusted, with the line that removes it
+    user_file = dash["home"] / ".ssh" / "known_hosts"
+    user_file.write_text(f"{dash['addresses'][2]} {' '.join(lab_lines[0].split()[1:3])}\n")
+    key11 = next(k for k in refused["host_keys"] if k["host"] == h11)
+    with api(dash) as client:
+        answer = client.post(
+            f"/api/actions/{refused['id']}/trust-host-key",
+            json={"host": h11, "fingerprint": key11["fingerprint"]},
+        )
+    assert answer.status_code == 409, answer.text
+    assert "HOST KEY CHANGED" in answer.text
+    assert f"ssh-keygen -R {dash['addresses'][2]} -f ~/.ssh/known_hosts" in answer.text
     assert len(known.read_text().splitlines()) == 3
+    user_file.unlink()
+    page.click(f"tr.host-key[data-host={h11}] button.trust")
+    page.wait_for_url(lambda url: url.endswith(f"?trusted={h11}"))
+    assert len(known.read_text().splitlines()) == 4
     # the changed key is refused even when asked for directly
     csrf = page.get_attribute("meta[name=csrf-token]", "content")
     fingerprint = page.locator(f"tr.host-key[data-host={h12}] .fingerprint").inner_text()
@@ -316,14 +369,25 @@ def test_an_admin_trusts_the_keys_shown_and_the_rerun_connects(
         max_redirects=0,
     )
     assert wrong.status == 409
-    assert len(known.read_text().splitlines()) == 3
-    # audited: who trusted which key for which host
+    assert len(known.read_text().splitlines()) == 4
+    # audited as a dashboard action: who trusted which key, nothing sent to the host
     with api(dash) as client:
         audit = client.get("/api/audit", params={"host": h9}).json()
-    assert any(
-        "'admin-1' trusted host key" in e["command"] and fingerprint_of(dash, h9) in e["command"]
-        for e in audit
+    trusts = [e for e in audit if e["action"].startswith("trust host key")]
+    assert len(trusts) == 1, audit
+    assert trusts[0]["action"].startswith(f"trust host key ssh-ed25519 {fingerprint_of(dash, h9)}")
+    assert "'admin-1'" in trusts[0]["action"]
+    assert trusts[0]["command"] == "" and trusts[0]["exit_code"] is None
+    assert trusts[0]["run_id"] == refused["run_id"]
+    page.goto(dash["server"].url + f"/audit?host={h9}")
+    row = page.locator(f"tr.audit-row[data-id='{trusts[0]['id']}']")
+    assert "nothing was sent to the host" in row.inner_text()
+    assert row.locator("details.sent").count() == 0
+    history = machineroom(
+        "history", str(refused["run_id"]), "--state", str(dash["state"]), cwd=dash["root"]
     )
+    trusted = [x.split()[:3] for x in history.splitlines() if "trust host key" in x]
+    assert sorted(trusted) == [[h, "exit", "-"] for h in sorted((h10, h11, h9))]
     # the rerun, started from the Actions page, connects to the trusted hosts
     page.goto(dash["server"].url + "/actions")
     page.select_option("#playbook", "playbooks/banner.yml")
@@ -348,13 +412,18 @@ def test_serve_passes_its_vault_password_file_and_never_shows_the_password(
     dash: dict[str, Any], refused: dict[str, Any]
 ) -> None:
     h9 = dash["hosts"][0]
-    with api(dash) as client:  # trusted already when the test above ran: idempotent
+    known = dash["root"] / "keys" / "known_hosts"
+    with api(dash) as client:  # trusted once, then again: the second adds nothing
         key = next(k for k in refused["host_keys"] if k["host"] == h9)
-        answer = client.post(
-            f"/api/actions/{refused['id']}/trust-host-key",
-            json={"host": h9, "fingerprint": key["fingerprint"]},
-        )
-        assert answer.status_code == 200, answer.text
+        for _ in range(2):
+            count = len(known.read_text().splitlines()) if known.exists() else 0
+            answer = client.post(
+                f"/api/actions/{refused['id']}/trust-host-key",
+                json={"host": h9, "fingerprint": key["fingerprint"]},
+            )
+            assert answer.status_code == 200, answer.text
+        assert answer.json()["added"] is False
+        assert len(known.read_text().splitlines()) == count
     action = start_apply(dash, "playbooks/secret.yml", limit=h9)
     assert action["run_status"] == "ok", action["output_tail"]
     ssh = subprocess.run(
@@ -373,3 +442,152 @@ def test_serve_passes_its_vault_password_file_and_never_shows_the_password(
         run = client.get(f"/api/runs/{action['run_id']}").text
         page = client.get(f"/actions/{action['id']}").text
     assert PASSWORD not in run and PASSWORD not in page
+
+
+# -- the known_hosts file itself: real files, checked with OpenSSH's ssh-keygen ---------------
+
+
+def lab_key(lab: Lab, address: str) -> tuple[str, str]:
+    """The lab host's key as its known_hosts line has it: (type, base64)."""
+    for line in Path(lab.known_hosts).read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == address:
+            return fields[1], fields[2]
+    raise AssertionError(f"no key for {address} in the lab's known_hosts")
+
+
+def keygen_finds(known: Path, name: str) -> list[str]:
+    """The key lines `ssh-keygen -F NAME -f FILE` finds (OpenSSH's own reading)."""
+    out = subprocess.run(
+        ["ssh-keygen", "-F", name, "-f", str(known)], capture_output=True, text=True
+    )
+    return [x for x in out.stdout.splitlines() if x and not x.startswith("#")]
+
+
+def test_a_key_added_after_a_last_line_without_newline_keeps_both(
+    fleet_lab: Lab, tmp_path: Path
+) -> None:
+    (a, b) = (fleet_lab.hosts[8].address, fleet_lab.hosts[9].address)
+    type_a, key_a = lab_key(fleet_lab, a)
+    type_b, key_b = lab_key(fleet_lab, b)
+    # "Trust this key"
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{a} {type_a} {key_a}")  # as an editor may leave it
+    assert trust_host_key(str(known), b, type_b, key_b) is True
+    assert known.read_text() == f"{a} {type_a} {key_a}\n{b} {type_b} {key_b}\n"
+    assert len(keygen_finds(known, a)) == 1 and len(keygen_finds(known, b)) == 1
+    # --accept-new-host-keys records through the same append
+    accepted = tmp_path / "accepted"
+    accepted.write_text(f"{a} {type_a} {key_a}")
+    checker = KnownHosts([str(accepted)], record_to=str(accepted), accept_new=True)
+    checker.check("h10", b, type_b, key_blob(key_b))
+    entries = parse_known_hosts(accepted.read_text(), str(accepted))
+    assert [(e.patterns, e.key_type) for e in entries] == [(a, type_a), (b, type_b)]
+
+
+def test_a_key_is_written_hashed_when_the_file_is(fleet_lab: Lab, tmp_path: Path) -> None:
+    a, b = fleet_lab.hosts[8].address, fleet_lab.hosts[9].address
+    type_a, key_a = lab_key(fleet_lab, a)
+    type_b, key_b = lab_key(fleet_lab, b)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{a} {type_a} {key_a}\n")
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], capture_output=True, check=True)
+    assert trust_host_key(str(known), b, type_b, key_b) is True
+    lines = known.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith("|1|") for line in lines)
+    assert b not in known.read_text()
+    assert len(keygen_finds(known, b)) == 1  # OpenSSH finds it by its hash
+    assert trust_host_key(str(known), b, type_b, key_b) is False  # known now, hashed or not
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "web1\n* ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE",
+        "*",
+        "@cert-authority *.example",
+        "web1,web2",
+        "!web1",
+        "web?",
+        "|1|c2FsdA==|aGFzaA==",
+        "#web1",
+        "web 1",
+        "-oProxyCommand=x",
+        "[web1]:99999",
+        "",
+    ],
+)
+def test_a_crafted_name_is_never_written(fleet_lab: Lab, tmp_path: Path, name: str) -> None:
+    key_type, key = lab_key(fleet_lab, fleet_lab.hosts[8].address)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    with pytest.raises(InputError, match="not a host name for known_hosts"):
+        trust_host_key(str(known), name, key_type, key)
+    assert known.read_text() == ""
+
+
+def test_the_key_type_is_the_keys_own(fleet_lab: Lab, tmp_path: Path) -> None:
+    key_type, key = lab_key(fleet_lab, fleet_lab.hosts[8].address)
+    assert key_type == "ssh-ed25519"
+    known = tmp_path / "known_hosts"
+    with pytest.raises(InputError, match="ssh-ed25519 key, not ssh-rsa"):
+        trust_host_key(str(known), "web1", "ssh-rsa", key)
+    with pytest.raises(InputError, match="not an SSH host key"):
+        trust_host_key(str(known), "web1", "ssh-ed25519", "AAAAB3h5eg==")
+    assert not known.exists()
+
+
+def recorded_run(tmp_path: Path, offered: dict[str, str]) -> tuple[Any, Any]:
+    """A real state database holding one ended apply that refused `offered`."""
+    store = open_state(tmp_path / ".machineroom" / "state.db")
+    run_id = store.start_run("apply", "machineroom apply site.yml")
+    store.finish_run(run_id, "unreachable", {"host_keys": [offered]})
+    return store, store.run(run_id)
+
+
+def test_a_host_on_another_port_is_trusted_as_host_port(fleet_lab: Lab, tmp_path: Path) -> None:
+    address = fleet_lab.hosts[8].address
+    key_type, key = lab_key(fleet_lab, address)
+    blob = key_blob(key)
+    from machineroom.connection.hostkeys import fingerprint, offered_key
+
+    offered = {"host": "web1", **offered_key(f"[{address}]:2222", key_type, blob, "unknown")}
+    store, run = recorded_run(tmp_path, offered)
+    known = tmp_path / "keys" / "known_hosts"
+    settings = HostKeySettings(str(known))
+    inventory = Inventory("inventory.yml", {"web1": Host(id="web1", host=address, port=2222)}, {})
+    done = trust_offered_key(store, run, settings, "web1", fingerprint(blob), "admin-1", inventory)
+    assert done["added"] is True and done["name"] == f"[{address}]:2222"
+    assert known.read_text() == f"[{address}]:2222 {key_type} {key}\n"
+    assert len(keygen_finds(known, f"[{address}]:2222")) == 1
+    assert keygen_finds(known, address) == []  # not port 22's
+    # the inventory moved the host to port 22 since: the recorded name is not its own now
+    moved = Inventory("inventory.yml", {"web1": Host(id="web1", host=address)}, {})
+    known.unlink()
+    with pytest.raises(ApiError) as refused:
+        trust_offered_key(store, run, settings, "web1", fingerprint(blob), "admin-1", moved)
+    assert refused.value.status == 422
+    assert f"connects to {address} now" in str(refused.value)
+    assert not known.exists()
+    store.close()
+
+
+def test_a_crafted_name_recorded_in_a_run_is_refused(fleet_lab: Lab, tmp_path: Path) -> None:
+    address = fleet_lab.hosts[8].address
+    key_type, key = lab_key(fleet_lab, address)
+    from machineroom.connection.hostkeys import fingerprint, offered_key
+
+    blob = key_blob(key)
+    crafted = f"{address}\n* {key_type} {key}"
+    offered = {"host": "web1", **offered_key(crafted, key_type, blob, "unknown")}
+    store, run = recorded_run(tmp_path, offered)
+    known = tmp_path / "keys" / "known_hosts"
+    inventory = Inventory("inventory.yml", {"web1": Host(id="web1", host=address)}, {})
+    with pytest.raises(ApiError) as refused:
+        trust_offered_key(
+            store, run, HostKeySettings(str(known)), "web1", fingerprint(blob), "a", inventory
+        )
+    assert refused.value.status == 422
+    assert not known.exists()
+    assert store.audit(run_id=run.id) == []
+    store.close()

@@ -300,4 +300,5 @@ def history_command(
         # the module calls as the tasks wrote them (the script sent is in --json), else the
         # command machineroom sent for itself
         shown = "; ".join(str(e.get("action") or "").splitlines()) or e["command"]
-        click.echo(f"  {e['host_id']:<12} exit {e['exit_code']:<3} {e['duration']:.3f}s  {shown}")
+        code = "-" if e["exit_code"] is None else e["exit_code"]  # none: nothing sent
+        click.echo(f"  {e['host_id']:<12} exit {code:<3} {e['duration']:.3f}s  {shown}")

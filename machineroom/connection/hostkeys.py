@@ -25,28 +25,88 @@ import hashlib
 import hmac
 import os
 import re
+import shlex
+import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from machineroom.errors import HostKeyError
+from machineroom.errors import HostKeyError, InputError
 
 __all__ = [
+    "KEY_TYPES",
     "KnownHostEntry",
     "KnownHosts",
+    "blob_key_type",
+    "check_key_name",
     "fingerprint",
     "host_key_name",
     "parse_known_hosts",
+    "remove_command",
     "trust_key",
 ]
 
 DEFAULT_USER_FILE = "~/.ssh/known_hosts"
 SYSTEM_FILE = "/etc/ssh/ssh_known_hosts"
+# The host key types a key may be trusted with (paramiko's, the FIDO ones included).
+KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+# A known_hosts name we write: a bare host name or address, or `[host]:port`. Nothing that
+# known_hosts reads as syntax (`@marker`, `|hash`, `#`, `,` lists, `*?!` wildcards, blanks).
+_HOST = r"[A-Za-z0-9_.:%]+(?<!-)"
+_NAME = re.compile(rf"(?!-)({_HOST})|\[(?!-)({_HOST})\]:([0-9]{{1,5}})")
 
 
 def host_key_name(hostname: str, port: int) -> str:
     """The name known_hosts uses for a server: `host` on port 22, else `[host]:port`."""
     return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def check_key_name(name: str) -> None:
+    """InputError unless `name` is a host name, an IPv4 or IPv6 address, or `[host]:port`
+    (port 1-65535): the only names a key is trusted under."""
+    m = _NAME.fullmatch(name)
+    port = int(m.group(3)) if m and m.group(3) else 22
+    if m is None or not 0 < port < 65536:
+        raise InputError(
+            f"not a host name for known_hosts: {name!r} (expected a host name or address, "
+            "or [host]:port, without blanks, wildcards, lists or markers)"
+        )
+
+
+def blob_key_type(blob: bytes) -> str:
+    """The key type a public key blob names itself (its first SSH string); InputError when
+    the blob is not an SSH public key or the type is not one of KEY_TYPES."""
+    try:
+        (length,) = struct.unpack(">I", blob[:4])
+        key_type = blob[4 : 4 + length].decode("ascii")
+    except (struct.error, UnicodeDecodeError):
+        key_type = ""
+    if len(blob) < 4 + len(key_type) or key_type not in KEY_TYPES:
+        shown = key_type or "no type"
+        raise InputError(f"not an SSH host key of a known type ({shown!r})")
+    return key_type
+
+
+def remove_command(name: str, path: str) -> str:
+    """The `ssh-keygen -R` line that removes `name`'s entries from `path` (a system file
+    needs root)."""
+    shown = _display(path)
+    # `~/` stays outside the quotes, where the shell expands it
+    where = "~/" + shlex.quote(shown[2:]) if shown.startswith("~/") else shlex.quote(shown)
+    line = f"ssh-keygen -R {shlex.quote(name)} -f {where}"
+    if path == SYSTEM_FILE or path.startswith("/etc/"):
+        return f"sudo {line} (a system file: as root)"
+    return line
 
 
 def fingerprint(blob: bytes) -> str:
@@ -263,7 +323,7 @@ class KnownHosts:
             f"{fingerprint(blob)}, but {_display(old.file)}:{old.line} holds "
             f"{key_label(old.key_type)} {fingerprint(old.blob)}. Someone may be intercepting the "
             f"connection, or the host was reinstalled; if you know it was, remove the old key "
-            f"with: ssh-keygen -R '{name}' -f {_display(old.file)}",
+            f"with: {remove_command(name, old.file)}",
             offered_key(name, key_type, blob, "changed", what, old),
         )
 
@@ -323,18 +383,45 @@ def offered_key(
     return offered
 
 
-def trust_key(path: str, name: str, key_type: str, blob: bytes) -> bool:
+def trust_key(path: str, name: str, key_type: str, blob: bytes, also: Sequence[str] = ()) -> bool:
     """Add `name key_type key` to the known_hosts file `path` (created 0600, its folder
-    0700), under the same lock as first-use recording. Returns False when the file already
-    holds that key for `name`; raises HostKeyError when it holds another key for it (a
-    changed key is never trusted this way) or revokes this one."""
+    0700), under the same lock as first-use recording. `also`: the other files a run reads
+    (re-read under that lock too). Returns False when one of them already holds that key for
+    `name`; raises HostKeyError when they hold another key for it (a changed key is never
+    trusted this way) or revoke this one, InputError when `name` is not a plain host name or
+    `[host]:port`, or the key is not of a host key type (its own blob says which)."""
+    check_key_name(name)
+    if blob_key_type(blob) != key_type:
+        raise InputError(f"the key for {name} is a {blob_key_type(blob)} key, not {key_type}")
     path = os.path.abspath(os.path.expanduser(path))
+    others = [
+        p for p in dict.fromkeys(os.path.abspath(os.path.expanduser(f)) for f in also) if p != path
+    ]
     checker = KnownHosts([path])
 
-    def verify(current: Sequence[KnownHostEntry]) -> None:
-        checker._verify(name, name, key_type, blob, "", current)
+    def verify(current: Sequence[KnownHostEntry]) -> bool:
+        entries = [*current, *(e for f in others for e in _read(f) if e.matches(name))]
+        checker._verify(name, name, key_type, blob, "", entries)
+        return any(e.marker is None and e.blob == blob for e in entries)
 
     return _append(path, name, key_type, blob, verify)
+
+
+def _read(path: str) -> list[KnownHostEntry]:
+    """A file's entries as they are now (not the cache: another process may just have
+    written it); none when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_known_hosts(f.read(), path)
+    except OSError:
+        return []
+
+
+def _hashed_name(name: str) -> str:
+    """`name` hashed as `ssh-keygen -H` writes it: `|1|salt|HMAC-SHA1(salt, name)`."""
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
 
 
 def _append(
@@ -342,32 +429,53 @@ def _append(
     name: str,
     key_type: str,
     blob: bytes,
-    verify: Callable[[Sequence[KnownHostEntry]], None],
+    verify: Callable[[Sequence[KnownHostEntry]], bool | None],
 ) -> bool:
     """Append one line to `path` under a thread lock and flock, after `verify` saw the
-    entries for `name` the file holds now; False when the key is already there."""
+    entries for `name` the file holds now (it raises for a changed key; True: the key is
+    known already); False when the key is already there. The line is hashed when every
+    entry of the file is, and starts on a line of its own; it is read back before True."""
     with _cache_lock:
         lock = _record_locks.setdefault(path, threading.Lock())
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
-    line = f"{name} {key_type} {base64.b64encode(blob).decode()}\n"
+    key = base64.b64encode(blob).decode()
     with lock:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             # Re-read under the lock: a parallel connection may have recorded this host.
-            with open(fd, encoding="utf-8", errors="replace", closefd=False) as f:
-                f.seek(0)
-                current = [e for e in parse_known_hosts(f.read(), path) if e.matches(name)]
-            verify(current)
-            if any(e.marker is None and e.blob == blob for e in current):
+            raw = _read_fd(fd)
+            text = raw.decode("utf-8", errors="replace")
+            entries = parse_known_hosts(text, path)
+            current = [e for e in entries if e.matches(name)]
+            if verify(current) or any(e.marker is None and e.blob == blob for e in current):
                 return False
-            os.write(fd, line.encode())
+            hashed = bool(entries) and all(e.patterns.startswith("|1|") for e in entries)
+            line = f"{_hashed_name(name) if hashed else name} {key_type} {key}\n"
+            # a last line without its newline would run into ours: both entries lost
+            start = b"\n" if raw and not raw.endswith(b"\n") else b""
+            os.write(fd, start + line.encode())
+            written = parse_known_hosts(_read_fd(fd).decode("utf-8", errors="replace"), path)
+            if not any(e.marker is None and e.blob == blob and e.matches(name) for e in written):
+                raise HostKeyError(
+                    name, f"{_display(path)}: the entry written for {name} does not read back"
+                )
             return True
         finally:
             os.close(fd)  # closing drops the flock
+
+
+def _read_fd(fd: int) -> bytes:
+    """The whole file behind `fd`, whatever its offset."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 16, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _split_name(name: str) -> tuple[str, int]:

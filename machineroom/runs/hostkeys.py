@@ -11,8 +11,48 @@ import base64
 import binascii
 from collections.abc import Sequence
 
-from machineroom.connection.hostkeys import KnownHosts, fingerprint, trust_key
+from machineroom.connection.hostkeys import (
+    DEFAULT_USER_FILE,
+    SYSTEM_FILE,
+    KnownHosts,
+    fingerprint,
+    host_key_name,
+    remove_command,
+    trust_key,
+)
 from machineroom.errors import InputError
+from machineroom.inventory.model import Inventory, TunnelType
+
+__all__ = [
+    "expected_key_names",
+    "key_blob",
+    "key_fingerprint",
+    "key_is_known",
+    "remove_command",
+    "run_known_hosts",
+    "trust_host_key",
+]
+
+
+def run_known_hosts(files: Sequence[str]) -> tuple[str, ...]:
+    """Every known_hosts file a run given `files` reads: those, the user's and the
+    system's (connection/ssh.py reads the same list)."""
+    return tuple(dict.fromkeys((*files, DEFAULT_USER_FILE, SYSTEM_FILE)))
+
+
+def expected_key_names(inventory: Inventory, host_id: str) -> list[str]:
+    """The known_hosts names a run connecting to `host_id` checks keys under, as the
+    inventory says now: the host's address and port, and its SSH jump host's."""
+    from machineroom.connection.ssh import _split_server
+
+    host = inventory.hosts.get(host_id)
+    if host is None:
+        return []
+    names = [host_key_name(host.host, host.port)]
+    profile = inventory.tunnels.get(host.tunnel) if host.tunnel else None
+    if profile is not None and profile.type is TunnelType.SSH:
+        names.append(host_key_name(*_split_server(profile.server, profile.port)))
+    return names
 
 
 def key_blob(key: str) -> bytes:
@@ -34,7 +74,9 @@ def key_is_known(files: Sequence[str], name: str, key: str) -> bool:
     return any(e.marker is None and e.blob == blob for e in KnownHosts(files).entries_for(name))
 
 
-def trust_host_key(path: str, name: str, key_type: str, key: str) -> bool:
+def trust_host_key(path: str, name: str, key_type: str, key: str, also: Sequence[str] = ()) -> bool:
     """Add `name key_type key` to the known_hosts file `path` (0600, its folder 0700); False
-    when it already holds that key. HostKeyError when it holds another key for `name`."""
-    return trust_key(path, name, key_type, key_blob(key))
+    when it or one of `also` (the other files a run reads) already holds that key.
+    HostKeyError when one holds another key for `name`; InputError for a name that is not a
+    plain host name or `[host]:port`, or a key not of a host key type."""
+    return trust_key(path, name, key_type, key_blob(key), also)

@@ -326,7 +326,7 @@ def action(
     "/actions/{action_id}/trust-host-key",
     response_model=TrustedKey,
     summary="Trust a host key the action's run refused (admins)",
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, 422),
 )
 def post_trust_host_key(
     request: Request,
@@ -353,7 +353,10 @@ def trust_action_key(
     run = state.store.run(found.run_id) if found.run_id else None
     if run is not None and run.status == "running":
         raise ApiError(409, f"run {run.id} is still running; trust its keys once it ended")
-    return trust_offered_key(state.store, run, state.host_keys, host, shown, principal.name)
+    inventory, _ = state.inventory.get()
+    return trust_offered_key(
+        state.store, run, state.host_keys, host, shown, principal.name, inventory
+    )
 
 
 def start_collect(request: Request, principal: Principal, pattern: str) -> Action:

@@ -9,8 +9,15 @@ never one fetched again from the host: a key fetched at trust time could be anot
 the one the admin read. A changed or revoked key is never offered: the old entry must be
 removed by hand first (`ssh-keygen -R`), which is a decision about that host, not a click.
 
-Each trust is written to the audit log (`audit_log`, the run's id, the host, the token's
-name in the command) and to the server's log.
+Before writing, the known_hosts name the run recorded must be a plain host name or
+`[host]:port`, and one the inventory gives that host now (its address and port, or its jump
+host's); the key's type is the one its own bytes name. The key is checked again, under the
+file's lock, against every file a run reads (the project's, `serve --known-hosts`', the
+user's, the system's): another key for that name in any of them is a changed key, refused.
+
+Each trust is one audit-log entry of its own (`audit_log.action` `trust host key TYPE
+SHA256:...`, an empty `command` and no exit code: nothing was sent to the host), under the
+run that refused the key, and a line in the server's log.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from machineroom.errors import HostKeyError, InputError
-from machineroom.runs.hostkeys import key_fingerprint, key_is_known, trust_host_key
+from machineroom.inventory.model import Inventory
+from machineroom.runs.hostkeys import (
+    expected_key_names,
+    key_fingerprint,
+    key_is_known,
+    remove_command,
+    run_known_hosts,
+    trust_host_key,
+)
 from machineroom.state import StateStore
 from machineroom.state.records import RunRow
 from machineroom.web.data import natural_key
@@ -61,7 +76,7 @@ def offered_keys(run: RunRow | None, settings: HostKeySettings) -> list[dict[str
         except InputError:
             continue  # not a key: nothing to show or trust
         if item.get("state") == "changed" and item.get("known_file"):
-            shown["remove"] = f"ssh-keygen -R '{item['name']}' -f {item['known_file']}"
+            shown["remove"] = remove_command(item["name"], item["known_file"])
         keys.append(shown)
     return sorted(keys, key=lambda k: natural_key(str(k["host"])))
 
@@ -73,11 +88,14 @@ def trust_offered_key(
     host: str,
     shown_fingerprint: str,
     by: str,
+    inventory: Inventory | None,
 ) -> dict[str, Any]:
     """Add to the project's known_hosts the key `host` presented in `run`, if it is the one
     whose fingerprint the admin was shown (`shown_fingerprint`); audit it. 404 when the run
     refused no key of that host, 409 when the fingerprints differ, the key is not unknown
-    (changed, revoked) or the file now holds another key for that name."""
+    (changed, revoked) or a file a run reads now holds another key for that name; 422 when
+    the recorded name is not the inventory host's (or its jump host's) known_hosts name now,
+    or not a plain name at all."""
     offered = next((k for k in offered_keys(run, settings) if k.get("host") == host), None)
     if run is None or offered is None:
         raise ApiError(404, f"this action's run refused no host key of {host!r}")
@@ -93,25 +111,42 @@ def trust_offered_key(
             f"the key of {host} is {offered.get('state')}, not unknown: it is never trusted "
             "from the dashboard (remove the old entry first, then run again)",
         )
-    name, key = str(offered["name"]), str(offered["key"])
+    name, key, key_type = str(offered["name"]), str(offered["key"]), str(offered["key_type"])
     if key_fingerprint(key) != shown_fingerprint:  # the recorded key is the shown one
         raise ApiError(409, f"run {run.id} recorded a damaged key for {host}")
+    expected = expected_key_names(inventory, host) if inventory is not None else []
+    if name not in expected:
+        now = " or ".join(expected) or "no host of that name"
+        raise ApiError(
+            422,
+            f"run {run.id} recorded the key of {host} under {name!r}, but the inventory "
+            f"connects to {now} now: not trusted (run again to see the key it presents)",
+        )
     try:
-        added = trust_host_key(settings.project_file, name, str(offered["key_type"]), key)
+        added = trust_host_key(
+            settings.project_file, name, key_type, key, run_known_hosts(settings.files())
+        )
     except HostKeyError as exc:
         raise ApiError(409, f"not trusted: {exc.reason}") from None
+    except InputError as exc:
+        raise ApiError(422, f"not trusted: {exc}") from None
     except OSError as exc:
         raise ApiError(500, f"cannot write {settings.project_file}: {exc.strerror}") from None
-    what = f"{name} {offered['label']} {shown_fingerprint}"
     if added:
         store.record_command(
             run.id,
             host,
-            f"dashboard: {by!r} trusted host key {what} (added to {settings.project_file})",
-            0,
+            "",  # nothing was sent to the host
+            None,
             0.0,
+            action=(
+                f"trust host key {key_type} {shown_fingerprint} for {name} "
+                f"(dashboard: {by!r}, added to {settings.project_file})"
+            ),
         )
-        log.warning("host key %s of %s trusted by token %r", what, host, by)
+        log.warning(
+            "host key %s %s of %s (%s) trusted by %r", key_type, shown_fingerprint, host, name, by
+        )
     return {"host": host, "name": name, "fingerprint": shown_fingerprint, "added": added}
 
 
