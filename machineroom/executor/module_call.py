@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from machineroom.connection.command import hide_output, show_output
+from machineroom.connection.command import acting, hide_output, show_output
 from machineroom.errors import (
     CommandTimeout,
     ConnectionFailure,
@@ -20,6 +20,7 @@ from machineroom.errors import (
     Location,
     MachineroomError,
 )
+from machineroom.executor.action_text import describe_call
 from machineroom.executor.async_job import run_async
 from machineroom.executor.delegation import Target, delegate_state, task_become, task_target
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
@@ -221,20 +222,25 @@ def _run_on_target(
             where,
         )
         connection = None if module.local else run.pool.get(target.host)
+        # the audit log shows the call as the task wrote it beside each command (run_module
+        # says it for its own steps)
+        action = describe_call(module.name, args, module.free_form)
         if task.async_seconds and connection is not None and not ctx.check:
-            outcome = run_async(
-                module,
-                args,
-                ctx,
-                connection,
-                limit=task.async_seconds,
-                poll=task.poll,
-                become=become,
-                stop=run.stop,
-            )
+            with acting(f"{action} (async)"):
+                outcome = run_async(
+                    module,
+                    args,
+                    ctx,
+                    connection,
+                    limit=task.async_seconds,
+                    poll=task.poll,
+                    become=become,
+                    stop=run.stop,
+                )
         elif isinstance(module, RebootModule) and connection is not None:
             # the host goes away: wait for it to come back and pass test_command
-            outcome = run_reboot(module, args, ctx, connection, become=become)
+            with acting(action):
+                outcome = run_reboot(module, args, ctx, connection, become=become)
         else:
             outcome = run_module(
                 module,
