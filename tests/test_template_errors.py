@@ -247,3 +247,19 @@ def test_valid_template_with_facts_defaults_and_guards_runs(project: Path, lab: 
         "# Ansible managed\nhost = h14\nos = Debian\nport = 8080\nsaid = hello\nname = SHOP\n"
     )
     assert _ssh(lab, h15, f"cat {DEST}").endswith("said = hello\nname = SHOP (gold)\n")
+
+
+def test_validate_and_syntax_check_compile_template_files(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "app.conf.j2").write_text("# shop\n\n{{ app_name | uppper }}\n")
+    (tmp_path / "site.yml").write_text(f"- hosts: localhost\n  tasks:\n{WRITE}")
+    message = (
+        'site.yml:3:7: task "Write app.conf": templates/app.conf.j2:3: template syntax error: '
+        "unknown filter 'uppper' (did you mean 'upper'?)"
+    )
+    validate = machineroom("validate", "site.yml", cwd=tmp_path)
+    assert validate.returncode == 4, validate.stdout + validate.stderr
+    assert validate.stderr.strip() == f"error: {message}"
+    syntax = machineroom("apply", "--syntax-check", "site.yml", cwd=tmp_path)
+    assert syntax.returncode == 4, syntax.stdout + syntax.stderr
+    assert syntax.stderr.strip() == f"error: {message}"

@@ -222,7 +222,7 @@ class _Findings:
         if host is not None and host not in hosts:
             hosts.append(host)
 
-    def raise_any(self, tasks: Mapping[str, Task]) -> None:
+    def raise_any(self, tasks: Mapping[str, Task], early: bool = True) -> None:
         if not self.errors:
             return
         found = []
@@ -236,12 +236,27 @@ class _Findings:
                 on = f" on {named}" + (f" and {more} more" if more > 0 else "")
             found.append(
                 InputError(
-                    f'task "{task.display_name}"{on}: {error.detail} '
-                    "(found before contacting any host)",
+                    f'task "{task.display_name}"{on}: {error.detail}'
+                    + (" (found before contacting any host)" if early else ""),
                     task.location,
                 )
             )
         raise InputErrors(found)
+
+
+def compile_templates(playbook: Playbook, playbook_dir: str) -> None:
+    """Raise InputErrors for the files of the playbook's `template:` tasks that do not
+    compile (a syntax error, an unknown filter or test, an included file not there): what
+    `validate` and `--syntax-check` check, without an inventory."""
+    templar = Templar(base_dir=playbook_dir)
+    findings = _Findings()
+    by_id: dict[str, Task] = {}
+    for play in playbook.plays:
+        for task in _all_tasks(play):
+            if canonical_name(task.module) == "template" and task.kind == "module":
+                by_id[task.id or str(task.location)] = task
+                _compile(templar, task, playbook_dir, findings)
+    findings.raise_any(by_id, early=False)
 
 
 def check_templates(

@@ -179,6 +179,11 @@ def describe_playbook(
     path = request.target
     playbook = load_playbook(path, roles_path=roles_path(path))
     if habits.syntax_check:
+        from pathlib import Path
+
+        from machineroom.executor.template_check import compile_templates
+
+        compile_templates(playbook, str(Path(path).resolve().parent))  # template files too
         return render_syntax_ok(path)
     play_hosts = None
     if habits.list_hosts:

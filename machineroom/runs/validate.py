@@ -6,6 +6,7 @@ The fleet files beside the inventory (alerts.yml, schedules.yml): fleet/validate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,15 +44,18 @@ def validate_inventory(workspace: Workspace) -> list[Finding]:
 
 
 def validate_playbook(path: str, strict: bool) -> list[Finding]:
-    """Load a playbook as `apply` would (roles, imports, every module's arguments): its
+    """Load a playbook as `apply` would (roles, imports, every module's arguments, the
+    template files of `template:` tasks compiled): its
     warnings (tasks machineroom cannot run behind a condition), then a summary line; under
     `strict` the warnings are raised as InputErrors instead."""
     from machineroom.errors import InputErrors
+    from machineroom.executor.template_check import compile_templates
     from machineroom.playbook.deferred import strict_error, warning_text
     from machineroom.playbook.load import iter_tasks, load_playbook
     from machineroom.runs.prepare import roles_path
 
     playbook = load_playbook(path, roles_path=roles_path(path))
+    compile_templates(playbook, str(Path(path).resolve().parent))
     if strict and playbook.warnings:
         raise InputErrors(strict_error(w) for w in playbook.warnings)
     findings = [Finding(warning_text(w), warning=True) for w in playbook.warnings]
