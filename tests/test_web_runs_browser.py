@@ -390,9 +390,9 @@ def test_the_audit_log_shows_the_task_call_and_keeps_the_script_one_click_away(
     assert "__mr_s=$(date" not in " ".join(texts)  # the wrapper is not what a row says first
     sent = rows.filter(has_text="restarting nginx").first.locator("details.sent")
     assert not sent.locator("pre.command").is_visible()
+    shot(page, dash, "audit")
     sent.locator("summary").click()
     assert "__mr_s=$(date" in sent.locator("pre.command").inner_text()
-    shot(page, dash, "audit")
     page.context.close()
     # so do the API and the CLI's `history RUN`
     with dash["server"].client(dash["tokens"]["viewer"]) as client:
