@@ -6,7 +6,8 @@ it. The message names the template file:line (an included file's own), the task'
 and the hosts; the exit code is 4 and no run is recorded. A variable the run could still set
 (a registered result, a set_fact) is left to the run, whose failure names the file:line and
 the variable instead of quoting the template. Lab hosts h14 and h15; the only file written
-on them is /tmp/test_template_errors.conf.
+on them is /tmp/test_template_errors.conf. The last test runs the check alone on cases it
+must not call errors (guards, names set later, conditions, includes, lookups).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from machineroom.errors import InputError
 from machineroom.lab import Lab, LabHost
 from tests.clirun import machineroom
 
@@ -263,3 +265,64 @@ def test_validate_and_syntax_check_compile_template_files(tmp_path: Path) -> Non
     syntax = machineroom("apply", "--syntax-check", "site.yml", cwd=tmp_path)
     assert syntax.returncode == 4, syntax.stdout + syntax.stderr
     assert syntax.stderr.strip() == f"error: {message}"
+
+
+# --- the check alone: what it must not call an error --------------------------------------
+
+CHECK_CASES = [
+    # (tasks before the template task, template, the error or "" for none)
+    ("", "{{ nowhere }}\n", "templates/t.j2:1: undefined variable 'nowhere'"),
+    ("- set_fact: {flag: x}\n", "{{ nowhere }}\n", ""),  # when: flag is defined
+    ("- {command: id, register: r}\n", "{{ nowhere }}\n", ""),  # when: false
+    ("", "{{ db.port }}\n", "templates/t.j2:1: undefined variable 'db.port'"),
+    ("", "{{ nowhere | default(1) }} {% if nowhere is defined %}{{ nowhere }}{% endif %}\n", ""),
+    ("- {command: id, register: r}\n", "{% if r is not defined %}{{ nowhere }}{% endif %}\n", ""),
+    ("- set_fact: {flag: x}\n", "{% if flag == 'y' %}{{ nowhere }}{% endif %}\n", ""),
+    ("- set_fact: {flag: x}\n", "{{ flag | default(nowhere) }}\n", ""),
+    ("", "{% if ansible_facts.os_family == 'RedHat' %}{{ nowhere }}{% endif %}\n", ""),
+    ("", "{{ hostvars[inventory_hostname].nowhere }}\n", ""),
+    ("- {add_host: {name: '{{ inventory_hostname }}', nowhere: 1}}\n", "{{ nowhere }}\n", ""),
+    ("- include_tasks: more.yml\n", "{{ nowhere }}\n", ""),
+    ("- include_vars: {file: more.yml}\n", "{{ nowhere }}\n", ""),
+    ("- meta: end_host\n  when: inventory_hostname == 'x'\n", "{{ nowhere }}\n", ""),
+    ("- {command: id, register: nowhere}\n", "{{ nowhere.stdout }}\n", ""),
+    ("", "{{ lookup('pipe', 'touch " + "{marker}" + "') }}{{ nowhere }}\n", ""),
+    ("", "{% set x = db.name %}{{ x }} {{ item | default('') }} {{ omit is string }}\n", ""),
+    ("", "{% for n in names %}{{ n }}{{ loop.index }}{% endfor %}{{ nowhere2 }}\n", "nowhere2"),
+]
+# the template task's `when`, per case when not "true"
+WHEN = {
+    ("- set_fact: {flag: x}\n", "{{ nowhere }}\n"): "flag is defined",  # the run decides
+    ("- {command: id, register: r}\n", "{{ nowhere }}\n"): "nowhere is defined",  # false
+}
+
+
+@pytest.mark.parametrize(("before", "template", "error"), CHECK_CASES)
+def test_check_reports_only_what_cannot_come_later(
+    tmp_path: Path, before: str, template: str, error: str
+) -> None:
+    from machineroom.executor.template_check import check_templates
+    from machineroom.inventory import load_inventory
+    from machineroom.playbook.load import load_playbook
+
+    marker = tmp_path / "touched"
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.j2").write_text(template.replace("{marker}", str(marker)))
+    (tmp_path / "more.yml").write_text("- debug: {msg: hi}\n")
+    (tmp_path / "inventory.yml").write_text("web:\n  hosts:\n    w1: {host: 192.0.2.1}\n")
+    when = WHEN.get((before, template), "true")
+    task = f"- {{template: {{src: t.j2, dest: /tmp/t}}, when: {when}}}\n"
+    tasks = "".join("    " + line + "\n" for line in (before + task).splitlines())
+    (tmp_path / "site.yml").write_text(
+        "- hosts: web\n  vars: {db: {name: shop}, names: [a, b]}\n  tasks:\n" + tasks
+    )
+    playbook = load_playbook(str(tmp_path / "site.yml"))
+    inventory = load_inventory(str(tmp_path / "inventory.yml"))
+    hosts = [list(inventory.hosts.values())]
+    if not error:
+        check_templates(playbook, inventory, hosts, playbook_dir=str(tmp_path), extra_vars={})
+        assert not marker.exists()  # a lookup is never run by the check
+        return
+    with pytest.raises(InputError) as raised:
+        check_templates(playbook, inventory, hosts, playbook_dir=str(tmp_path), extra_vars={})
+    assert error in str(raised.value) and "on w1" in str(raised.value)
