@@ -640,7 +640,7 @@ class Templar:
                     where,
                     path=name,
                 )
-            kinds = (nodes.Include, nodes.Import, nodes.FromImport)
+            kinds = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
             for node in tree.find_all(kinds):
                 target = getattr(node, "template", None)
                 if not isinstance(target, nodes.Const):
