@@ -8,8 +8,13 @@ key is never offered, and a rerun connects. `serve --known-hosts` and
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sqlite3
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ import pytest
 from test_web_browser import ARGS, CHROMIUM, SHOTS, logged_in, shot
 from websupport import Server, machineroom, make_token, wait_for
 
+from machineroom.cluster.payload import append_host_keys
 from machineroom.connection.hostkeys import KnownHosts, parse_known_hosts
 from machineroom.errors import InputError
 from machineroom.inventory.model import Host, Inventory
@@ -483,6 +489,11 @@ def test_a_key_added_after_a_last_line_without_newline_keeps_both(
     checker.check("h10", b, type_b, key_blob(key_b))
     entries = parse_known_hosts(accepted.read_text(), str(accepted))
     assert [(e.patterns, e.key_type) for e in entries] == [(a, type_a), (b, type_b)]
+    # and a cluster run's controller adding what its workers accepted
+    gathered = tmp_path / "gathered"
+    gathered.write_text(f"{a} {type_a} {key_a}")
+    append_host_keys(str(gathered), f"{b} {type_b} {key_b}\n")
+    assert len(keygen_finds(gathered, a)) == 1 and len(keygen_finds(gathered, b)) == 1
 
 
 def test_a_key_is_written_hashed_when_the_file_is(fleet_lab: Lab, tmp_path: Path) -> None:
@@ -591,3 +602,69 @@ def test_a_crafted_name_recorded_in_a_run_is_refused(fleet_lab: Lab, tmp_path: P
     assert not known.exists()
     assert store.audit(run_id=run.id) == []
     store.close()
+
+
+# -- a dashboard run walked on a Dask cluster's worker -----------------------------------------
+
+ADVICE = "ADVICE-FROM-THE-DASHBOARD: trust it on /actions/x"
+
+
+def test_a_dashboard_run_through_a_cluster_names_the_page_and_the_controllers_file(
+    fleet_lab: Lab, tmp_path: Path
+) -> None:
+    """The run as the dashboard starts it (a RunRequest on `run-request`'s stdin, the project's
+    settings read there: machineroom.yml names the cluster): the worker's messages give the
+    dashboard's advice, and a changed key's entry is the controller's file, not the worker's
+    deleted copy."""
+    from dasklab import start_dask
+
+    from machineroom.runs.connect import ConnectSettings
+    from machineroom.runs.request import RunRequest
+
+    changed, unknown = fleet_lab.hosts[8], fleet_lab.hosts[9]
+    lines = ["all:", "  vars:", f"    ssh_key: {fleet_lab.key}", "    user: root", "  hosts:"]
+    lines += [f"    {h.name}: {{host: {h.address}}}" for h in (changed, unknown)]
+    (tmp_path / "inventory.yml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "site.yml").write_text(BANNER)
+    known = tmp_path / ".machineroom" / "known_hosts"
+    known.parent.mkdir(mode=0o700)
+    other_type, other_key = lab_key(fleet_lab, fleet_lab.hosts[10].address)
+    known.write_text(f"{changed.address} {other_type} {other_key}\n")  # "reinstalled"
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    dask = start_dask(tmp_path / "dask")
+    try:
+        dask.start_worker("w1")
+        (tmp_path / "machineroom.yml").write_text(f"cluster: {dask.address}\n" + dask.settings())
+        request = RunRequest(
+            kind="apply",
+            target="site.yml",
+            inventory_paths=(str(tmp_path / "inventory.yml"),),
+            connect=ConnectSettings(unknown_key_advice=ADVICE),
+            connect_from_settings=True,
+            trigger="web:admin-1:cluster",
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "machineroom", "run-request", "-"],
+            input=request.to_json(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": ""},
+        )
+    finally:
+        dask.stop()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "--accept-new-host-keys" not in done.stdout + done.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / ".machineroom" / "state.db")) as db:
+        (summary,) = db.execute("SELECT summary FROM runs").fetchone()
+        messages = [m for (m,) in db.execute("SELECT message FROM task_results")]
+    keys = {k["host"]: k for k in json.loads(summary)["host_keys"]}
+    assert keys[unknown.name]["state"] == "unknown"
+    assert keys[changed.name]["state"] == "changed"
+    assert keys[changed.name]["known_file"] == str(known)
+    assert keys[changed.name]["known_at"] == f"{known}:1"
+    assert any(ADVICE in m for m in messages), messages
+    assert any(f"-f {known}" in m for m in messages), messages
+    assert not any("mr-shard-" in m for m in messages), messages

@@ -64,6 +64,7 @@ def connecting_for(options: Any, hosts: Iterable[Host]) -> Connecting:
         connect_timeout=options.connect_timeout,
         command_timeout=options.command_timeout,
         key_material=keys,
+        unknown_key_advice=options.unknown_key_advice,
     )
 
 
@@ -81,8 +82,11 @@ def append_host_keys(path: str, lines: str) -> None:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a+", encoding="utf-8") as f:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            lines = "\n" + lines  # the file's last line kept whole
         f.write(lines)
 
 

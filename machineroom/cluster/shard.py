@@ -58,6 +58,8 @@ class Connecting:
     connect_timeout: float
     command_timeout: float | None
     key_material: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # what an unknown host key's message advises (the dashboard's page; None: the CLI flag)
+    unknown_key_advice: str | None = None
 
 
 @dataclass
@@ -227,12 +229,14 @@ def _walk(
     private = tempfile.mkdtemp(prefix="mr-shard-")  # 0700: host keys only
     try:
         files = []
-        for index, (_, text) in enumerate(payload.connecting.known_hosts):
+        shown_as = {}  # each copy named by the controller's path in messages and refusals
+        for index, (theirs, text) in enumerate(payload.connecting.known_hosts):
             path = os.path.join(private, f"known_hosts.{index}")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             files.append(path)
+            shown_as[path] = theirs
         project_file = files[0] if files else os.path.join(private, "known_hosts.0")
         first_text = payload.connecting.known_hosts[0][1] if files else ""
 
@@ -252,6 +256,8 @@ def _walk(
             known_hosts_files=tuple(files),
             project_known_hosts=project_file,
             accept_new_host_keys=connecting.accept_new_host_keys,
+            unknown_key_advice=connecting.unknown_key_advice,
+            known_hosts_shown_as=shown_as,
             connect_timeout=connecting.connect_timeout,
             command_timeout=connecting.command_timeout,
             decrypt=decrypt,

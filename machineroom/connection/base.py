@@ -60,6 +60,9 @@ class ConnectOptions:
     accept_new_host_keys: bool = False
     # what an unknown host key's message advises (None: the CLI's --accept-new-host-keys)
     unknown_key_advice: str | None = None
+    # the path a known_hosts file is named by in messages and recorded refusals, when it is a
+    # copy (a cluster worker's copy of the controller's file: the controller's path)
+    known_hosts_shown_as: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
     command_timeout: float | None = None
     ssh_config_file: str | None = None  # default ~/.ssh/config when it exists

@@ -28,8 +28,8 @@ import re
 import shlex
 import struct
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from machineroom.errors import HostKeyError, InputError
 
@@ -241,6 +241,8 @@ class KnownHosts:
     """The known_hosts files one connection checks, and where new keys are recorded.
 
     `files` are read in order; `record_to` receives first-seen keys when `accept_new` is set.
+    `shown_as` names a file that is a copy by the original's path, in messages and in the
+    refusal a run records (a cluster worker's copies of the controller's files).
     """
 
     def __init__(
@@ -250,6 +252,7 @@ class KnownHosts:
         record_to: str | None = None,
         accept_new: bool = False,
         advice: str | None = None,
+        shown_as: Mapping[str, str] | None = None,
     ) -> None:
         seen: list[str] = []
         for f in (*files, *([record_to] if record_to else [])):
@@ -262,6 +265,15 @@ class KnownHosts:
         # what an unknown key's message tells the user to do; None: the CLI's flag and
         # ssh-keyscan line (the dashboard says where its trust button is instead)
         self.advice = advice
+        self.shown_as = {
+            os.path.abspath(os.path.expanduser(copy)): original
+            for copy, original in (shown_as or {}).items()
+        }
+
+    def _shown(self, entry: KnownHostEntry) -> KnownHostEntry:
+        """`entry` naming the file it came from as the user knows it."""
+        original = self.shown_as.get(entry.file)
+        return entry if original is None else replace(entry, file=original)
 
     def entries_for(self, name: str) -> list[KnownHostEntry]:
         """Every entry in our files that names `name` (`host` or `[host]:port`)."""
@@ -307,6 +319,7 @@ class KnownHosts:
         prefix = f"{what}: " if what else ""
         for e in entries:
             if e.marker == "@revoked" and e.blob == blob:
+                e = self._shown(e)
                 raise HostKeyError(
                     host_id,
                     f"{prefix}{name} presents a REVOKED host key {key_label(key_type)} "
@@ -316,7 +329,7 @@ class KnownHosts:
         plain = [e for e in entries if e.marker is None]
         if not plain or any(e.blob == blob for e in plain):
             return
-        old = next((e for e in plain if e.key_type == key_type), plain[0])
+        old = self._shown(next((e for e in plain if e.key_type == key_type), plain[0]))
         raise HostKeyError(
             host_id,
             f"{prefix}HOST KEY CHANGED for {name}: it presents {key_label(key_type)} "
@@ -329,10 +342,12 @@ class KnownHosts:
 
     def _unknown_message(self, name: str, key_type: str, blob: bytes, what: str) -> str:
         prefix = f"{what}: " if what else ""
-        where = ", ".join(_display(f) for f in self.files) or "no known_hosts file"
+        where = ", ".join(_display(self.shown_as.get(f, f)) for f in self.files)
+        where = where or "no known_hosts file"
         host, port = _split_name(name)
         port_opt = f"-p {port} " if port != 22 else ""
-        target = _display(self.record_to or (self.files[0] if self.files else DEFAULT_USER_FILE))
+        target = self.record_to or (self.files[0] if self.files else DEFAULT_USER_FILE)
+        target = _display(self.shown_as.get(target, target))
         algo = key_type.removeprefix("ssh-").split("-")[0]
         advice = self.advice or (
             f"If that fingerprint is the host's, trust it by running again "

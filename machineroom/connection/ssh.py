@@ -139,6 +139,7 @@ def _known_hosts_for(options: ConnectOptions, ssh_config: Mapping[str, Any]) -> 
         record_to=record_to,
         accept_new=options.accept_new_host_keys,
         advice=options.unknown_key_advice,
+        shown_as=options.known_hosts_shown_as,
     )
 
 
