@@ -3,7 +3,9 @@ the store, the CLI run as a subprocess, the tables read back with sqlite3."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from clirun import machineroom
 from machineroom.state import open_state
 from machineroom.state.alerts import NewAlert
 from machineroom.state.metrics import HostCollection, now_unix
+
+RECORDER = Path(__file__).parent / "data" / "alerts" / "alerts_record.py"
 
 SERVERS = """\
 web1--10.0.0.1--root------22
@@ -136,6 +140,8 @@ def test_import_prune_leaves_exactly_the_imported_servers(repo: Path) -> None:
     out = machineroom("import", "smaller.txt", "--prune", cwd=repo)
     assert out.returncode == 0, out.stderr
     assert out.stderr.splitlines() == [
+        "web2: alert disk_full resolved (host forgotten)",  # before anything is deleted
+        "db1: alert disk_full resolved (host forgotten)",
         f"imported 1 server(s) into {repo / '.machineroom' / 'state.db'}",
         "db1: forgotten (server row, pending apply, 1 facts snapshot, 2 metric series, "
         "1 alert); its 2 run-history row(s) stay [not in smaller.txt]",
@@ -157,3 +163,94 @@ def test_import_without_prune_keeps_the_other_servers(repo: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "forgotten" not in out.stderr
     assert rows_of(repo, "db1")["server_room"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("empty.txt", ""),
+        ("comments.txt", "# every server moved to the new list\n"),
+        ("braces.yml", "{}\n"),
+        ("nohosts.yml", "all: {hosts: {}}\n"),
+    ],
+)
+def test_import_prune_of_a_file_listing_no_host_is_refused(
+    repo: Path, name: str, text: str
+) -> None:
+    (repo / name).write_text(text)
+    out = machineroom("import", name, "--prune", cwd=repo)
+    assert out.returncode == 4
+    assert out.stderr.strip() == (
+        f"error: {name}: lists no host, so --prune would forget every host of the database; "
+        "nothing was changed"
+    )
+    for host in ("web1", "web2", "db1"):
+        assert rows_of(repo, host)["server_room"] == 1
+        assert rows_of(repo, host)["alerts"] == 1
+
+
+def test_import_prune_refuses_a_host_the_project_inventory_lists(repo: Path) -> None:
+    (repo / "inventory.yml").write_text("all:\n  hosts:\n    web2: {host: 10.0.0.2}\n")
+    (repo / "smaller.txt").write_text("web1--10.0.0.1--root------22\n")
+    out = machineroom("import", "smaller.txt", "--prune", cwd=repo)
+    assert out.returncode == 4
+    assert out.stderr.strip() == (
+        "error: web2: in the inventory (inventory.yml), so the next command would add it back "
+        "with nothing recorded; remove it from the inventory first, or keep it out of runs "
+        "with `machineroom retire web2`"
+    )
+    assert rows_of(repo, "db1")["server_room"] == 1  # nothing was pruned
+
+
+def test_dry_run_prints_what_would_go_and_changes_nothing(repo: Path) -> None:
+    (repo / "smaller.txt").write_text("web1--10.0.0.1--root------22\n")
+    out = machineroom("import", "smaller.txt", "--prune", "--dry-run", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "db1: would be forgotten (server row, pending apply, 1 facts snapshot, 2 metric series, "
+        "1 alert); its 2 run-history row(s) would stay [not in smaller.txt]",
+        "web2: would be forgotten (server row, pending apply, 1 facts snapshot, 2 metric "
+        "series, 1 alert); its 2 run-history row(s) would stay [not in smaller.txt]",
+        "would prune 2 host(s) not in smaller.txt; nothing changed",
+    ]
+    forget = machineroom(
+        "forget", "web2", "--dry-run", "--state", ".machineroom/state.db", cwd=repo
+    )
+    assert forget.returncode == 0, forget.stderr
+    assert forget.stdout.splitlines() == [
+        "web2: would be forgotten (server row, pending apply, 1 facts snapshot, 2 metric "
+        "series, 1 alert); its 2 run-history row(s) would stay",
+        "nothing changed (--dry-run)",
+    ]
+    for host in ("web2", "db1"):
+        assert rows_of(repo, host)["server_room"] == 1 and rows_of(repo, host)["alerts"] == 1
+    history = machineroom("history", "--state", ".machineroom/state.db", cwd=repo)
+    assert "forget" not in history.stdout and "--prune" not in history.stdout
+
+
+def test_the_close_ids_hint_ignores_case(repo: Path) -> None:
+    out = machineroom("forget", "WEB9", "--state", ".machineroom/state.db", cwd=repo)
+    assert out.returncode == 4
+    assert out.stderr.strip() == (
+        "error: unknown host 'WEB9' (did you mean 'web2', 'web1'?); nothing was forgotten"
+    )
+
+
+def test_forgetting_a_host_resolves_its_open_alert_and_notifies(repo: Path) -> None:
+    """The alert that paged someone gets its resolution, through alerts.yml's notifier."""
+    log = repo / "notified.jsonl"
+    (repo / "alerts.yml").write_text(
+        "notifiers:\n"
+        f"  log:\n    command: {json.dumps([sys.executable, str(RECORDER), str(log)])}\n"
+        "rules:\n"
+        "  disk_full: {metric: 'disk_used_pct:*', above: 90, notify: log}\n"
+    )
+    (repo / "inventory.yml").write_text("all:\n  hosts:\n    web1: {host: 10.0.0.1}\n")
+    out = machineroom("forget", "web2", "-i", "inventory.yml", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "web2: alert disk_full resolved (host forgotten)"
+    sent = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(a["event"], a["host"], a["rule"]) for a in sent] == [("resolved", "web2", "disk_full")]
+    assert sent[0]["message"] == "disk / is 95% full (resolved: host forgotten)"
+    assert rows_of(repo, "web2")["alerts"] == 0  # then gone with the host
+    assert rows_of(repo, "web1")["alerts"] == 1

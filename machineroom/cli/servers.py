@@ -15,8 +15,11 @@ from machineroom.errors import ExitCode
 from machineroom.runs.servers import installed_stages
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from machineroom.runs.validate import Finding
-    from machineroom.state import ServerRow
+    from machineroom.runs.workspace import Workspace
+    from machineroom.state import ServerRow, StateStore
 
 
 def status_of(row: ServerRow) -> tuple[str, str]:
@@ -134,12 +137,18 @@ def _row_json(row: ServerRow) -> dict[str, Any]:
     is_flag=True,
     help="Forget every host of the database that FILE does not list (as `forget` does).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With --prune: print the hosts it would forget; change nothing.",
+)
 def import_command(
     file: str,
     state_path: str | None,
     emit_yaml: str | None,
     emit_serverlist: str | None,
     prune: bool,
+    dry_run: bool,
 ) -> None:
     """Load FILE (server list, YAML or INI inventory) into the database (aliases: update_file,
     update_conf, updateconfig).
@@ -148,8 +157,17 @@ def import_command(
     """
     from machineroom.runs.servers import forgotten_line, import_servers, render_inventory
 
+    if dry_run and not prune:
+        raise click.UsageError("--dry-run goes with --prune")
     workspace = make_workspace((file,), state_path)
-    inventory, forgotten = import_servers(workspace, file, prune)
+    inventory, forgotten = import_servers(
+        workspace, file, prune, dry_run=dry_run, before_forget=_alerts_resolver(workspace)
+    )
+    if dry_run:
+        for item in forgotten:
+            click.echo(forgotten_line(item, dry_run=True) + f" [not in {file}]")
+        click.echo(f"would prune {len(forgotten)} host(s) not in {file}; nothing changed")
+        return
     for warning in inventory.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"imported {len(inventory.hosts)} server(s) into {workspace.state_path}", err=True)
@@ -195,17 +213,43 @@ def retire_command(
 @click.command("forget")
 @click.argument("server_ids", nargs=-1, required=True)
 @inventory_options
+@click.option("--dry-run", is_flag=True, help="Print what would be forgotten; change nothing.")
 def forget_command(
-    server_ids: tuple[str, ...], inventory_paths: tuple[str, ...], state_path: str | None
+    server_ids: tuple[str, ...],
+    inventory_paths: tuple[str, ...],
+    state_path: str | None,
+    dry_run: bool,
 ) -> None:
     """Remove hosts from the state database: their server row, pending apply, facts, metrics
-    and alerts, all or nothing. Their run history stays. A host still in the inventory is
-    refused (the next command would add it back)."""
+    and alerts (open ones resolved first, their notifiers told), all or nothing. Their run
+    history stays. A host still in the inventory is refused (the next command would add it
+    back)."""
     from machineroom.runs.servers import forget_servers, forgotten_line
 
     workspace = make_workspace(inventory_paths, state_path, need_inventory=False)
-    for item in forget_servers(workspace, server_ids):
-        click.echo(forgotten_line(item))
+    forgotten = forget_servers(
+        workspace, server_ids, dry_run=dry_run, before_forget=_alerts_resolver(workspace)
+    )
+    for item in forgotten:
+        click.echo(forgotten_line(item, dry_run=dry_run))
+    if dry_run:
+        click.echo("nothing changed (--dry-run)")
+
+
+def _alerts_resolver(workspace: Workspace) -> Callable[[StateStore, list[str]], None]:
+    """Resolves the open alerts of hosts about to be forgotten, notifying as alerts.yml
+    says (fleet/forget_alerts.py); each resolution printed on stderr."""
+
+    def resolve(store: StateStore, host_ids: list[str]) -> None:
+        from machineroom.fleet.forget_alerts import resolve_forgotten_alerts
+
+        for change in resolve_forgotten_alerts(store, workspace.inventory_paths, host_ids):
+            line = f"{change.host_id}: alert {change.rule} resolved (host forgotten)"
+            for problem in change.notify_errors:
+                line += f"; notify: {problem}"
+            click.echo(line, err=True)
+
+    return resolve
 
 
 @click.command("validate")

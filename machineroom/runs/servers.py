@@ -4,8 +4,9 @@ does its one thing, and closes it (the run history: runs/history.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,18 +49,45 @@ def server_rows(workspace: Workspace, active_only: bool = False) -> list[ServerR
         return [r for r in store.servers() if not (active_only and r.res.get("retired"))]
 
 
+# Called with the store and the ids about to be forgotten, before anything is deleted: the
+# CLI resolves their open alerts there (fleet/forget_alerts.py), notifiers told as for any
+# resolution.
+BeforeForget = Callable[["StateStore", list[str]], None]
+
+
 def import_servers(
-    workspace: Workspace, file: str, prune: bool = False
+    workspace: Workspace,
+    file: str,
+    prune: bool = False,
+    *,
+    dry_run: bool = False,
+    before_forget: BeforeForget | None = None,
 ) -> tuple[Inventory, list[Forgotten]]:
     """Load `file` (server list, YAML or INI) into `server_room`, recorded as an `import` run;
     the inventory it held, and with `prune` the hosts forgotten because `file` does not list
     them (see `forget_servers`), all in one transaction. Passwords become references, never
-    plaintext."""
+    plaintext. `prune` refuses a `file` listing no host (it would forget them all) and a host
+    the project's inventory (found as without `-i`) still lists, as `forget` does; then
+    nothing is changed. `dry_run`: what `prune` would forget, nothing changed or recorded."""
     from machineroom.inventory import load_inventory
 
     inventory = load_inventory(file, check_key_files=False)  # keys may live on another machine
     inventory.register_secrets()
+    if prune and not inventory.hosts:
+        raise InputError(
+            f"{file}: lists no host, so --prune would forget every host of the database; "
+            "nothing was changed"
+        )
     forgotten: list[Forgotten] = []
+    if prune:
+        with opened(workspace) as store:
+            gone = sorted(store.known_host_ids() - set(inventory.hosts))
+            _refuse_listed(gone, *_project_inventory(file))
+            forgotten = store.forget_servers(gone, dry_run=True)
+            if dry_run:
+                return inventory, forgotten
+            if before_forget is not None and gone:
+                before_forget(store, gone)
     with opened(workspace) as store, store.transaction():
         run_id = store.start_run("import", typed_command_line(), inventory=file)
         sync_servers(store, inventory.hosts.values())
@@ -72,29 +100,63 @@ def import_servers(
     return inventory, forgotten
 
 
-def forget_servers(workspace: Workspace, server_ids: Sequence[str]) -> list[Forgotten]:
+def _project_inventory(file: str) -> tuple[tuple[str, ...], set[str]]:
+    """The inventory paths a command without `-i` would read here, and their host ids; none
+    when there is no such inventory or it is `file` itself."""
+    from machineroom.inventory import load_inventories
+    from machineroom.runs.workspace import find_inventory_paths
+
+    try:
+        paths = find_inventory_paths(())
+    except UsageError:
+        return (), set()
+    if [os.path.realpath(p) for p in paths] == [os.path.realpath(file)]:
+        return (), set()
+    return paths, set(load_inventories(list(paths), check_key_files=False).hosts)
+
+
+def _refuse_listed(ids: Sequence[str], paths: Sequence[str], listed_ids: Collection[str]) -> None:
+    """An InputError when the inventory at `paths` lists any of `ids`: the next command
+    would add them back, with nothing recorded about them."""
+    listed = [i for i in ids if i in listed_ids]
+    if listed:
+        where = ", ".join(paths)
+        it = "it" if len(listed) == 1 else "them"
+        raise InputError(
+            f"{', '.join(listed)}: in the inventory ({where}), so the next command would add "
+            f"{it} back with nothing recorded; remove {it} from the inventory first, or keep "
+            f"{it} out of runs with `machineroom retire {' '.join(listed)}`"
+        )
+
+
+def forget_servers(
+    workspace: Workspace,
+    server_ids: Sequence[str],
+    *,
+    dry_run: bool = False,
+    before_forget: BeforeForget | None = None,
+) -> list[Forgotten]:
     """Remove servers from the database (StateStore.forget_servers), recorded as a `forget`
     run. A host of the workspace's inventory is refused: the next command would add it back,
-    with nothing recorded about it."""
+    with nothing recorded about it. `dry_run`: what would go, nothing changed or recorded."""
     if workspace.inventory_paths:
-        listed = [i for i in server_ids if i in workspace.inventory.hosts]
-        if listed:
-            where = ", ".join(workspace.inventory_paths)
-            it = "it" if len(listed) == 1 else "them"
-            raise InputError(
-                f"{', '.join(listed)}: in the inventory ({where}), so the next command would add "
-                f"{it} back with nothing recorded; remove {it} from the inventory first, or keep "
-                f"{it} out of runs with `machineroom retire {' '.join(listed)}`"
-            )
-    with opened(workspace) as store, store.transaction():
-        run_id = store.start_run("forget", typed_command_line(), args={"ids": list(server_ids)})
-        forgotten = store.forget_servers(server_ids)
-        store.finish_run(run_id, "ok", {"forgotten": [item.id for item in forgotten]})
+        _refuse_listed(server_ids, workspace.inventory_paths, workspace.inventory.hosts)
+    with opened(workspace) as store:
+        preview = store.forget_servers(server_ids, dry_run=True)  # unknown ids: refused here
+        if dry_run:
+            return preview
+        if before_forget is not None:
+            before_forget(store, [item.id for item in preview])
+        with store.transaction():
+            run_id = store.start_run("forget", typed_command_line(), args={"ids": list(server_ids)})
+            forgotten = store.forget_servers(server_ids)
+            store.finish_run(run_id, "ok", {"forgotten": [item.id for item in forgotten]})
     return forgotten
 
 
-def forgotten_line(item: Forgotten) -> str:
-    """`h9: forgotten (server row, pending apply, 3 facts, ...); 16 history rows stay`."""
+def forgotten_line(item: Forgotten, dry_run: bool = False) -> str:
+    """`h9: forgotten (server row, pending apply, 3 facts, ...); 16 history rows stay`
+    (`dry_run`: `h9: would be forgotten (...); ... would stay`)."""
     parts = ["server row"] if item.server else []
     if item.pending:
         parts.append("pending apply")
@@ -105,9 +167,10 @@ def forgotten_line(item: Forgotten) -> str:
     ):
         if count:
             parts.append(f"{count} {one if count == 1 else many}")
-    line = f"{item.id}: forgotten ({', '.join(parts) or 'nothing but its id'})"
+    verb = "would be forgotten" if dry_run else "forgotten"
+    line = f"{item.id}: {verb} ({', '.join(parts) or 'nothing but its id'})"
     if item.history:
-        line += f"; its {item.history} run-history row(s) stay"
+        line += f"; its {item.history} run-history row(s) {'would stay' if dry_run else 'stay'}"
     return line
 
 

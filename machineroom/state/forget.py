@@ -12,7 +12,7 @@ shows them.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +47,20 @@ def known_host_ids(db: Any) -> set[str]:
     return {str(row[0]) for row in db.execute(union).fetchall()}
 
 
+def close_ids(name: str, known: Iterable[str]) -> list[str]:
+    """Up to 3 ids of `known` close to `name`, case ignored (`WEB1` finds `web1`)."""
+    by_folded: dict[str, list[str]] = {}
+    for item in sorted(known):
+        by_folded.setdefault(item.lower(), []).append(item)
+    close = difflib.get_close_matches(name.lower(), list(by_folded), n=3, cutoff=0.5)
+    return [item for folded in close for item in by_folded[folded]][:3]
+
+
 def unknown_hosts_error(unknown: Sequence[str], known: set[str]) -> InputError:
     """`unknown host 'web9' (did you mean 'web1'?)`, for each id; nothing was forgotten."""
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+        close = close_ids(name, known)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         parts.append(f"unknown host {name!r}{hint}")
     if not known:
@@ -59,24 +68,27 @@ def unknown_hosts_error(unknown: Sequence[str], known: set[str]) -> InputError:
     return InputError("; ".join(parts) + "; nothing was forgotten")
 
 
-def forget_hosts(handle: DatabaseHandle, ids: Sequence[str]) -> list[Forgotten]:
+def forget_hosts(
+    handle: DatabaseHandle, ids: Sequence[str], dry_run: bool = False
+) -> list[Forgotten]:
     """Count what the hosts `ids` have, then delete their `server_room`, `facts` and `alerts`
     rows (StateStore.forget_servers adds the metrics and makes it one transaction); an id the
-    database does not know is an InputError naming close ones, and then nothing is deleted."""
+    database does not know is an InputError naming close ones, and then nothing is deleted.
+    `dry_run`: only count."""
     wanted = list(dict.fromkeys(ids))
     with handle.write() as db:
         known = known_host_ids(db)
         unknown = [name for name in wanted if name not in known]
         if unknown:
             raise unknown_hosts_error(unknown, known)
-        return [_forget_one(db, name) for name in wanted]
+        return [_forget_one(db, name, dry_run) for name in wanted]
 
 
 def _count(db: Any, sql: str, host_id: str) -> int:
     return int(db.execute(sql, [host_id]).fetchone()[0])
 
 
-def _forget_one(db: Any, host_id: str) -> Forgotten:
+def _forget_one(db: Any, host_id: str, dry_run: bool) -> Forgotten:
     row = db.execute("SELECT next_action FROM server_room WHERE id = ?", [host_id]).fetchone()
     pending = bool(row and load_object(row[0], f"server_room {host_id!r} next_action"))
     forgotten = Forgotten(
@@ -95,6 +107,8 @@ def _forget_one(db: Any, host_id: str) -> Forgotten:
         history=_count(db, "SELECT count(*) FROM task_results WHERE host_id = ?", host_id)
         + _count(db, "SELECT count(*) FROM audit_log WHERE host_id = ?", host_id),
     )
+    if dry_run:
+        return forgotten
     db.execute("DELETE FROM server_room WHERE id = ?", [host_id])
     db.execute("DELETE FROM facts WHERE host_id = ?", [host_id])
     db.execute("DELETE FROM alerts WHERE host_id = ?", [host_id])

@@ -206,14 +206,15 @@ class StateStore:
             if not res.get("retired"):  # retiring twice keeps the first date
                 self._merge_res(db, id, {"retired": True, "retired_at": iso(utc_now())})
 
-    def forget_servers(self, ids: Sequence[str]) -> list[Forgotten]:
+    def forget_servers(self, ids: Sequence[str], dry_run: bool = False) -> list[Forgotten]:
         """Remove hosts from the database in one transaction: the `server_room` row (with its
         `next_action`), facts, metric series and samples, the latest collection and alerts.
         Task results and the audit log stay (run history). An unknown id is an InputError
-        naming close ids, and then nothing is removed."""
+        naming close ids, and then nothing is removed. `dry_run`: what would go, nothing
+        removed."""
         with self._handle.write():
-            forgotten = forget_hosts(self._handle, ids)
-            for item in forgotten:
+            forgotten = forget_hosts(self._handle, ids, dry_run)
+            for item in [] if dry_run else forgotten:
                 self.metrics.forget_host_metrics(item.id)
         return forgotten
 
