@@ -37,7 +37,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.lexer import TOKEN_STRING, TOKEN_VARIABLE_BEGIN, TOKEN_VARIABLE_END, Lexer, get_lexer
 from jinja2.runtime import ChainableUndefined, Context, StrictUndefined, Undefined
-from jinja2.utils import missing, pass_context
+from jinja2.utils import internal_code, missing, pass_context
 
 from machineroom.errors import InputError, Location
 from machineroom.lookups import LOOKUPS as WITH_LOOKUPS
@@ -1055,7 +1055,9 @@ def _template_place(exc: BaseException, path: str | None) -> tuple[str | None, i
     tb: TracebackType | None = exc.__traceback__
     while tb is not None:
         template = tb.tb_frame.f_globals.get("__jinja_template__")
-        if isinstance(template, jinja2.Template) and template.filename:
+        # jinja's @internalcode helpers (an unknown test's stub) say nothing about the line
+        internal = tb.tb_frame.f_code in internal_code
+        if isinstance(template, jinja2.Template) and template.filename and not internal:
             file = template.filename
             line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
