@@ -84,17 +84,23 @@ def _number(metrics: dict[str, Any], name: str) -> float | None:
 
 
 def host_summaries(
-    store: StateStore, inventory: Inventory | None, root: Path | None = None
+    store: StateStore, inventory: Inventory | None, root: Path | None = None, only: str = ""
 ) -> list[dict[str, Any]]:
     """Every known host's summary, by id: its collection, its last apply and what is pending
     (playbook paths shown relative to `root`), whether the inventory lists it, and its
-    `rank` and `problems` (fleet_view.problems_of)."""
-    servers = {row.id: row for row in store.servers()}
-    statuses = store.metrics.host_statuses()
+    `rank` and `problems` (fleet_view.problems_of). `only`: that host's alone (none when the
+    database and the inventory do not know it)."""
+    if only:
+        row = store.server(only)
+        servers = {only: row} if row is not None else {}
+        statuses = store.metrics.host_statuses([only])
+    else:
+        servers = {row.id: row for row in store.servers()}
+        statuses = store.metrics.host_statuses()
     alerts = store.alerts.open_alert_counts()
     ids = set(servers) | set(statuses)
     hosts = dict(inventory.hosts) if inventory is not None else {}
-    ids |= set(hosts)
+    ids |= {only} & set(hosts) if only else set(hosts)
     lasts = store.last_applies(ids)
     result = []
     for host_id in sorted(ids, key=natural_key):
@@ -180,12 +186,13 @@ def unknown_host(name: str, known: list[str]) -> ApiError:
 def find_host(
     store: StateStore, inventory: Inventory | None, host_id: str, root: Path | None = None
 ) -> dict[str, Any]:
-    """The summary of one host, or 404."""
-    hosts = host_summaries(store, inventory, root)
-    for host in hosts:
-        if host["id"] == host_id:
-            return host
-    raise unknown_host(host_id, [h["id"] for h in hosts])
+    """The summary of one host (its last apply alone looked up), or 404."""
+    found = host_summaries(store, inventory, root, only=host_id) if host_id else []
+    if found:
+        return found[0]
+    known = {row.id for row in store.servers()} | set(store.metrics.host_statuses())
+    known |= set(inventory.hosts) if inventory is not None else set()
+    raise unknown_host(host_id, sorted(known, key=natural_key))
 
 
 def run_dict(run: RunRow, counts: dict[str, int] | None = None) -> dict[str, Any]:
