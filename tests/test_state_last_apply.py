@@ -57,7 +57,7 @@ def test_a_killed_apply_is_the_last_one_and_says_interrupted(tmp_path: Path) -> 
         found = store.last_applies(["web1", "web2"])
     assert (found["web1"].run_id, found["web1"].run_status) == (killed, "interrupted")
     assert found["web1"].stats == {"changed": 1, "ok": 1}
-    assert found["web1"].finished_at is not None
+    assert found["web1"].finished_at is not None and not found["web1"].recap
     assert (found["web2"].run_id, found["web2"].run_status) == (older, "ok")  # not in it
 
 

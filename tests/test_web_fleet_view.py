@@ -3,6 +3,7 @@ state/recorder.py writes it, last applies as state/last_apply.py reads them)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from machineroom.web.fleet_view import (
     FINE,
     NOT_IN_INVENTORY,
     facts_view,
+    forget_command,
     last_apply_view,
     pending_words,
     problems_of,
@@ -63,6 +65,12 @@ INTERRUPTED = {
             "apply could not reach the host in stage cert: connection refused",
             "machineroom apply /elsewhere/site.yml --resume",
         ),
+        # a path a shell would split or expand is quoted
+        (
+            {**INTERRUPTED, "playbook": "/srv/infra/my plays/$(reboot).yml"},
+            "apply interrupted at task “Wait for the deploy window” (playbooks/site.yml:6:7)",
+            "machineroom apply 'my plays/$(reboot).yml' --resume",
+        ),
         # no stage: `apply --resume` would not resume it, so no command is offered
         ({"reason": "failed: boom"}, "apply failed: boom", ""),
         ({}, "", ""),
@@ -71,6 +79,10 @@ INTERRUPTED = {
 def test_pending_is_said_in_words(action: dict[str, Any], text: str, command: str) -> None:
     words = pending_words(action, ROOT)
     assert (words["text"], words["command"]) == (text, command)
+
+
+def test_the_forget_command_quotes_each_id() -> None:
+    assert forget_command(["old1", "it's", "a b"]) == "machineroom forget old1 'it'\"'\"'s' 'a b'"
 
 
 def last(status: str = "failed", **stats: int) -> LastApply:
@@ -86,7 +98,11 @@ def last(status: str = "failed", **stats: int) -> LastApply:
         (last("unreachable", unreachable=1), {}, "unreachable"),
         # the stopped task counts as failed; the recorder's own word says what happened
         (last("interrupted", ok=1, failed=1), INTERRUPTED, "interrupted"),
-        (last("interrupted", ok=1), {}, "interrupted"),
+        # a host that finished in a run stopped on other hosts: its own outcome
+        (last("interrupted", ok=2, changed=1), {}, "changed"),
+        (last("interrupted", ok=1), {**INTERRUPTED, "run_id": 2}, "ok"),
+        # a killed run (no recap, its task results counted): it may have been cut short
+        (replace(last("interrupted", ok=1), recap=False), {}, "interrupted"),
         # a pending record of another run does not speak for this one
         (last("failed", failed=1), {**INTERRUPTED, "run_id": 2}, "failed"),
         (last("running", changed=2), {}, "running"),
@@ -112,6 +128,8 @@ def test_problems_rank_what_is_broken_first() -> None:
         ["down: refused", "2 open alerts"],
     )
     assert problems_of(host(last_apply={"status": "changed"})) == (FINE, [])
+    # a host the inventory no longer lists, last seen down, is not failing
+    assert problems_of(host(status="down", in_inventory=False)) == (FINE, [])
     assert problems_of(host(pending="apply failed: boom"))[1] == ["apply pending"]
     retired = host(status="retired", last_apply={"status": "failed"})
     assert retired["rank"] > FINE and retired["problems"] == []

@@ -35,6 +35,10 @@ class LastApply:
     # the host's recap counts (ok, changed, failed, unreachable, skipped, ...); while the run
     # is running, its task results so far by status
     stats: dict[str, int] = field(default_factory=dict)
+    # whether `stats` is the host's entry in the run's recap (the run ended through the
+    # recorder, which wrote each stopped host's `next_action`), not its task results counted
+    # (a run still going, or killed before its recap)
+    recap: bool = True
 
 
 def last_applies(
@@ -108,7 +112,8 @@ def _from_results(
         if left is not None and host_id not in left and host_id not in found:
             continue
         entry = found.setdefault(
-            host_id, LastApply(host_id, int(run_id), status, started, finished, playbook)
+            host_id,
+            LastApply(host_id, int(run_id), status, started, finished, playbook, recap=False),
         )
         entry.stats[str(word)] = int(count)
 

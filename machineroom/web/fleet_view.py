@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +69,13 @@ def pending_words(action: dict[str, Any], root: Path | None) -> dict[str, str]:
     if detail:
         text += f": {detail}"
     playbook = shown_path(action.get("playbook"), root)
-    command = f"machineroom apply {playbook} --resume" if stage and playbook else ""
+    command = f"machineroom apply {shlex.quote(playbook)} --resume" if stage and playbook else ""
     return {"text": text, "command": command, "at": str(action.get("at") or "")}
+
+
+def forget_command(ids: Iterable[str]) -> str:
+    """`machineroom forget ID...`, each id quoted for a POSIX shell."""
+    return " ".join(["machineroom forget", *(shlex.quote(str(i)) for i in ids)])
 
 
 def last_apply_view(
@@ -87,9 +94,11 @@ def last_apply_view(
         word = "unreachable"
     elif stats.get("failed"):
         word = "failed"
-    elif last.run_status == "interrupted":
-        word = "interrupted"
+    elif last.run_status == "interrupted" and not last.recap:
+        word = "interrupted"  # killed: nothing says which hosts had finished
     else:
+        # the host finished in a run stopped on others: a host the stop cut short has this
+        # run's next_action (the first branch)
         word = "changed" if stats.get("changed") else "ok"
     return {
         "status": word,
@@ -115,7 +124,8 @@ def problems_of(host: dict[str, Any]) -> tuple[int, list[str]]:
         broken.append("last apply could not reach it")
     elif word == "interrupted":
         attention.append("last apply interrupted")
-    if host["status"] == "down":
+    if host["status"] == "down" and host.get("in_inventory", True):
+        # (a host only the database remembers being down is no news: it is gone)
         broken.append("down" + (f": {host['error']}" if host.get("error") else ""))
     if host.get("open_alerts"):
         count = host["open_alerts"]

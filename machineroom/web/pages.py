@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from machineroom.masking import add_secret
 from machineroom.state.records import utc_now
-from machineroom.web import api, data, run_views
+from machineroom.web import api, data, fleet_view, run_views
 from machineroom.web.app import HERE
 from machineroom.web.auth import (
     COOKIE,
@@ -65,7 +65,9 @@ def _unix(at: int) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-templates.env.filters.update(ago=_ago, when=_when, human=human, unix=_unix)
+templates.env.filters.update(
+    ago=_ago, when=_when, human=human, unix=_unix, forget_command=fleet_view.forget_command
+)
 
 
 async def form_data(request: Request) -> dict[str, str]:
