@@ -206,6 +206,7 @@ def add_cert(
                 ),
                 connect,
                 subscribers,
+                resumable=False,  # its playbook is a temporary file: nothing to resume
             )
         if check or result.status in ("interrupted", "error"):
             return CertRun(result)
