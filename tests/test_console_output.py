@@ -166,3 +166,56 @@ def test_verbose_shows_every_stderr_line(project: Path) -> None:
     lines = out.stdout.splitlines()
     failed = lines.index("failed: [web2] Compile => non-zero return code (rc=3)")
     assert lines[failed + 1 : failed + 8] == [f"    build line {n}" for n in range(1, 8)]
+
+
+TEMPLATE_PLAYS = """\
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - name: Probe
+      command: "true"
+      register: probe
+      when: false
+    - name: Write WHICH.conf
+      template: {src: WHICH.j2, dest: /tmp/mr-console-WHICH.conf}
+"""
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_template_errors_name_the_template_line(project: Path, terminal: bool) -> None:
+    (project / "templates").mkdir()
+    # line 3 opens a block it never closes: found before any host is contacted
+    (project / "templates" / "broken.j2").write_text("port=80\nname=x\n{% if tls %}\nssl=on\n")
+    # `probe` is registered (by a skipped task): only the run can tell it has no stdout_lines
+    (project / "templates" / "late.j2").write_text("a=1\nout={{ probe.stdout_lines | first }}\n")
+    outputs = {}
+    for which in ("broken", "late"):
+        (project / f"{which}.yml").write_text(TEMPLATE_PLAYS.replace("WHICH", which))
+        args = ("apply", f"{which}.yml")
+        if terminal:
+            code, raw = _on_a_terminal(project, *args)
+            text = ANSI.sub("", raw.replace("\r\n", "\n"))
+        else:
+            out = machineroom(*args, cwd=project)
+            code, text = out.returncode, out.stdout + out.stderr
+        outputs[which] = (code, text)
+    code, text = outputs["broken"]
+    assert code == 4, text  # an error in the input, found before any host was contacted
+    assert (
+        'broken.yml:8:7: task "Write broken.conf": templates/broken.j2:3: template syntax error:'
+        " the 'if' block opened here is not closed"
+    ) in text
+    assert "found before contacting any host" in text and "PLAY [" not in text
+    assert "{% if tls %}" not in text and "ssl=on" not in text  # no template text dumped
+    code, text = outputs["late"]
+    assert code == 2, text
+    assert (
+        "failed: [web1] Write late.conf => late.yml:8:7: "
+        if terminal
+        else "failed: [web1] => late.yml:8:7: "
+    ) in text
+    assert (
+        "templates/late.j2:2: undefined variable 'probe.stdout_lines'"
+        " ('probe' has no key 'stdout_lines') ['probe' set by registered and set_fact]"
+    ) in text
+    assert "out={{" not in text

@@ -131,7 +131,9 @@ def origin_note(
         found = stack.explain(name)
         if found:
             layer, _, where = found[-1]
-            notes.append(f"'{name}' set by {layer.name}, {where}")
+            # a registered result knows no place of its own: the layer's name says it all
+            detail = f", {where}" if where and layer.name != "registered and set_fact" else ""
+            notes.append(f"'{name}' set by {layer.name}{detail}")
     return f" [{'; '.join(notes)}]" if notes else ""
 
 
