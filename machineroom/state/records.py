@@ -125,6 +125,24 @@ def cap_tail(text: str, limit: int) -> str:
     return f"{_cut_note(text[:-limit])}\n{text[-limit:]}"
 
 
+def cap_lines_head(text: str, limit: int) -> str:
+    """Keep the first whole lines that fit in `limit` characters (a program's first task
+    calls), then a `[... N more]` line counting the lines left out."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines()
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:  # one line longer than the limit: its start
+        return f"{lines[0][: limit - 1]}…\n[... {len(lines) - 1} more]"
+    return "\n".join([*kept, f"[... {len(lines) - len(kept)} more]"])
+
+
 def _json_default(value: object) -> object:
     # Facts and args may hold sets, paths or datetimes; store their plain-text form.
     if isinstance(value, set | frozenset):

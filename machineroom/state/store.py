@@ -49,6 +49,7 @@ from machineroom.state.records import (
     TASK_STATUSES,
     RunRow,
     ServerRow,
+    cap_lines_head,
     cap_middle,
     cap_tail,
     dump_json,
@@ -379,7 +380,7 @@ class StateStore:
             "duration": float(duration),
             "stdout_tail": cap_tail(self._handle.mask(stdout), AUDIT_TAIL_LIMIT),
             "stderr_tail": cap_tail(self._handle.mask(stderr), AUDIT_TAIL_LIMIT),
-            "action": cap_tail(self._handle.mask(action), AUDIT_TAIL_LIMIT),
+            "action": cap_lines_head(self._handle.mask(action), AUDIT_TAIL_LIMIT),
         }
         with self._handle.write() as db:
             try:
