@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,41 @@ def test_no_secret_reaches_the_audit_log_db_api_or_history(fleet_lab: Lab, tmp_p
     for secret in ALL_SECRETS:
         assert secret not in reply.text, secret
         assert secret not in page.text, secret
+
+
+def test_the_engines_own_commands_carry_no_task_action(fleet_lab: Lab, tmp_path: Path) -> None:
+    """The sudo probe and the kill of a timed-out command are machineroom's, not the task's:
+    their audit rows' action is ''."""
+    host = fleet_lab.hosts[9]
+    root = tmp_path
+    (root / "inventory.yml").write_text(
+        f"all:\n  vars:\n    ssh_key: {fleet_lab.key}\n    user: deploy\n"
+        "    command_timeout: 2\n"
+        f"  hosts:\n    {host.name}: {{host: {host.address}, port: {host.port}}}\n"
+    )
+    (root / "site.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n"
+        "    - name: Wait too long\n      command: sleep 47\n"
+    )
+    (root / ".machineroom").mkdir(mode=0o700)
+    (root / ".machineroom" / "known_hosts").write_text(Path(fleet_lab.known_hosts).read_text())
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "machineroom", "apply", "site.yml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": "", "NO_COLOR": "1"},
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "timed out" in out.stdout, out.stdout
+    with sqlite3.connect(root / ".machineroom" / "state.db") as conn:
+        rows = conn.execute("SELECT command, action FROM audit_log ORDER BY id").fetchall()
+    probes = [action for command, action in rows if command.startswith("sudo -k -n")]
+    kills = [action for command, action in rows if command.startswith("(kill")]
+    tasks = [action for command, action in rows if "sleep 47" in command]
+    assert probes and kills and tasks, rows
+    assert probes == [""] * len(probes) and kills == [""] * len(kills), rows
+    assert tasks == ["command: sleep 47"] * len(tasks), rows

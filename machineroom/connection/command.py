@@ -267,16 +267,19 @@ class ShellConnection(ABC):
 
         # twice: on a loaded host the kill's own channel may time out, and a command left
         # running keeps its run waiting on it (a `sleep 1000` would hold a stop that long)
-        for _ in range(2):
-            try:
-                self.kill_command(tag, run_as)
-                return
-            except MachineroomError:
-                continue
+        with acting(""):  # the engine's own command, not the task's module call
+            for _ in range(2):
+                try:
+                    self.kill_command(tag, run_as)
+                    return
+                except MachineroomError:
+                    continue
 
     def _run_raw(self, command: str, stdin: bytes | None) -> CommandResult:
-        """A helper command (the sudo probe) as the login user, reported like any other."""
-        return self._execute(command, b"", stdin, self.command_timeout, command, None, None)
+        """A helper command (the sudo probe) as the login user, reported like any other
+        (with no task action: it is the engine's own)."""
+        with acting(""):
+            return self._execute(command, b"", stdin, self.command_timeout, command, None, None)
 
     def _execute(
         self,
