@@ -53,6 +53,7 @@ _RESULT = "__mr_result__"
 _DELIMITERS = ("{{", "{%", "{#")
 _CACHE_SIZE = 4096
 _FILE_CACHE_SIZE = 256  # template files' texts are kept as keys: fewer of them
+_BUILTIN = ("ansible.builtin", "ansible.legacy")  # where ansible-core's filters are
 
 
 class UnsafeDict(dict[str, Any]):
@@ -286,6 +287,9 @@ def _make_environment(templar: Templar) -> _Environment:
     env.templar = templar
     env.filters.update(filters.FILTERS)
     env.tests.update(filters.TESTS)
+    # ansible-core's own, by their full names too (`x | ansible.builtin.to_nice_yaml`)
+    for table, own in ((env.filters, filters.FILTERS), (env.tests, filters.TESTS)):
+        table.update({f"{prefix}.{name}": f for name, f in own.items() for prefix in _BUILTIN})
     env.globals["lookup"] = _lookup
     env.globals["query"] = _query
     env.globals["q"] = _query
@@ -350,10 +354,13 @@ def shown_path(path: str) -> str:
 ANSIBLE_MANAGED = "Ansible managed"
 
 
-def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> Mapping[str, Any]:
+def template_variables(
+    variables: Mapping[str, Any], src: str, path: Path, dest: str | None = None
+) -> Mapping[str, Any]:
     """The host's variables plus those Ansible adds for a template file: `ansible_managed`
     ("Ansible managed" unless a variable sets it), `template_path` (`src` as written),
-    `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`.
+    `template_fullpath`, `template_host`, `template_uid`, `template_mtime`, `template_run_date`,
+    `template_destpath` (the task's `dest`, None when not given).
     """
     info = path.stat()
     try:
@@ -367,6 +374,7 @@ def template_variables(variables: Mapping[str, Any], src: str, path: Path) -> Ma
         "template_uid": uid,
         "template_mtime": datetime.datetime.fromtimestamp(info.st_mtime),
         "template_run_date": datetime.datetime.now(),
+        "template_destpath": dest,
     }
     if "ansible_managed" not in variables:
         added["ansible_managed"] = ANSIBLE_MANAGED
@@ -519,7 +527,7 @@ class Templar:
         self._file_env.escape_backslashes = False
         self._file_env._escaping_lexer = None
         self._file_env.loader = _IncludeLoader()  # `{% include %}`, `{% import %}`
-        self._file_envs: dict[tuple[bool, bool, str], jinja2.Environment] = {}
+        self._file_envs: dict[tuple[tuple[str, Any], ...], jinja2.Environment] = {}
         self._cache: dict[str, _Compiled] = {}
         self._files: dict[tuple[str, str, bool, bool, str], jinja2.Template] = {}
         self._expressions: dict[str, jinja2.Template] = {}
@@ -589,16 +597,19 @@ class Templar:
         in after the file's own. The keyword options are the template module's arguments of
         the same names.
         """
-        if not is_template(text):
+        header = _jinja2_header(text, path, where)
+        if header is None and not is_template(text):
             return str(text)
         name = path or "<template>"
         folders = (str(Path(path).parent), *search) if path else tuple(search)
         token = _search_path.set(folders)
+        options = _FileOptions(trim_blocks, lstrip_blocks, newline_sequence, header)
+        body = text if header is None else text.partition("\n")[2]
         try:
-            template = self._file_template(text, name, trim_blocks, lstrip_blocks, newline_sequence)
+            template = self._file_template(text, name, options)
             context = self._new_context(template, variables)
             rendered = "".join(template.root_render_func(context))
-            result = _restore_newlines(text, rendered, newline_sequence)
+            result = _restore_newlines(body, rendered, options.newline)
             return Unsafe(result) if context.unsafe_seen else result
         except Exception as exc:
             raise self._translate(exc, text, where, path=path) from None
@@ -620,9 +631,11 @@ class Templar:
         first syntax error, unknown filter or test, or included template not found.
         Returns the paths of the files compiled, the top one first."""
         folders = (str(Path(path).parent), *search)
-        env = self._file_environment(trim_blocks, lstrip_blocks, "\n")
+        header = _jinja2_header(text, path, where)
+        options = _FileOptions(trim_blocks, lstrip_blocks, "\n", header)
+        env = self._file_environment(options)  # included files are read with it too, as Ansible
         done: list[str] = []
-        pending: list[tuple[str, str]] = [(text, path)]
+        pending: list[tuple[str, str]] = [(_file_source(text, options, env), path)]
         while pending:
             source, name = pending.pop(0)
             done.append(name)
@@ -685,16 +698,14 @@ class Templar:
 
     # internals
 
-    def _file_template(
-        self, text: str, name: str, trim_blocks: bool, lstrip_blocks: bool, newline: str
-    ) -> jinja2.Template:
+    def _file_template(self, text: str, name: str, options: _FileOptions) -> jinja2.Template:
         """The compiled template file, compiled once per run, not once per host."""
-        key = (name, text, trim_blocks, lstrip_blocks, newline)
+        key = (name, text, options.trim_blocks, options.lstrip_blocks, options.newline_sequence)
         template = self._files.get(key)
         if template is not None:
             return template
-        env = self._file_environment(trim_blocks, lstrip_blocks, newline)
-        code = env.compile(text, name=name, filename=name)
+        env = self._file_environment(options)
+        code = env.compile(_file_source(text, options, env), name=name, filename=name)
         template = env.template_class.from_code(env, code, env.make_globals(None))
         with self._lock:
             if len(self._files) >= _FILE_CACHE_SIZE:
@@ -702,20 +713,19 @@ class Templar:
             self._files[key] = template
         return template
 
-    def _file_environment(
-        self, trim_blocks: bool, lstrip_blocks: bool, newline_sequence: str
-    ) -> jinja2.Environment:
-        key = (trim_blocks, lstrip_blocks, newline_sequence)
-        if key == (True, False, "\n"):
+    def _file_environment(self, options: _FileOptions) -> jinja2.Environment:
+        settings = options.settings()
+        key = tuple(sorted(settings.items()))
+        if not options.header and key == (
+            ("lstrip_blocks", False),
+            ("newline_sequence", "\n"),
+            ("trim_blocks", True),
+        ):
             return self._file_env
         with self._lock:
             env = self._file_envs.get(key)
             if env is None:
-                env = self._file_env.overlay(
-                    trim_blocks=trim_blocks,
-                    lstrip_blocks=lstrip_blocks,
-                    newline_sequence=newline_sequence,  # type: ignore[arg-type]
-                )
+                env = self._file_env.overlay(**settings)
                 self._file_envs[key] = env
         return env
 
@@ -903,22 +913,39 @@ class Templar:
 def _unknown_filter_or_test(
     tree: nodes.Template, env: jinja2.Environment
 ) -> tuple[str, str, int] | None:
-    """A filter or test the template uses that does not exist: ("filter", name, line).
+    """A filter or test the template surely uses that does not exist: ("filter", name, line).
 
-    Jinja reports those only when the line runs if they sit inside an `{% if %}` (the
-    block may test `'x' is filter` first); a template that tests so is left alone."""
+    Jinja reports those only when the line runs if they sit inside an `{% if %}` or an
+    inline `x if c else y` (as Ansible, whose collection filters a branch never taken need
+    not be installed): only the ones every render meets are said here, those of an `{% if %}`
+    condition itself included (not after an `and`/`or`, which may stop before them). A
+    template that tests `'x' is filter` is left alone."""
     guarded = any(
         isinstance(node, nodes.Test) and node.name in ("filter", "test")
         for node in tree.find_all(nodes.Test)
     )
     if guarded:
         return None
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
+    for node in _surely_run(tree):
         if isinstance(node, nodes.Filter) and node.name not in env.filters:
             return "filter", node.name, node.lineno
         if isinstance(node, nodes.Test) and node.name not in env.tests:
             return "test", node.name, node.lineno
     return None
+
+
+def _surely_run(node: nodes.Node) -> Iterator[nodes.Filter | nodes.Test]:
+    """The filters and tests under `node` that run whenever it does: not those inside a
+    branch of an `{% if %}` or inline if, nor right of an `and`/`or`."""
+    if isinstance(node, nodes.Filter | nodes.Test):
+        yield node
+    if isinstance(node, nodes.If | nodes.CondExpr):
+        yield from _surely_run(node.test)
+    elif isinstance(node, nodes.And | nodes.Or):
+        yield from _surely_run(node.left)
+    else:
+        for child in node.iter_child_nodes():
+            yield from _surely_run(child)
 
 
 def _open_block(env: jinja2.Environment, source: str) -> tuple[str, int] | None:
@@ -946,6 +973,90 @@ def _open_block(env: jinja2.Environment, source: str) -> tuple[str, int] | None:
     except jinja2.TemplateSyntaxError:
         return None
     return stack[-1] if stack else None
+
+
+# `#jinja2: trim_blocks: False, variable_start_string: '[['` on a template file's first line:
+# the settings Ansible's template module lets the file change for itself (the line is dropped)
+JINJA2_HEADER = "#jinja2:"
+_HEADER_SETTINGS = frozenset(
+    {
+        "block_start_string",
+        "block_end_string",
+        "variable_start_string",
+        "variable_end_string",
+        "comment_start_string",
+        "comment_end_string",
+        "line_statement_prefix",
+        "line_comment_prefix",
+        "trim_blocks",
+        "lstrip_blocks",
+        "newline_sequence",
+        "keep_trailing_newline",
+    }
+)
+
+
+def _jinja2_header(text: str, path: str | None, where: Where) -> tuple[tuple[str, Any], ...] | None:
+    """The settings of a template file's `#jinja2:` first line, None when it has none. As
+    Ansible: `key: python-literal` pairs split on commas; a setting Jinja has no use for here
+    is ignored (Ansible warns), a pair without a colon or with a bad value is an error."""
+    if not text.startswith(JINJA2_HEADER):
+        return None
+    import ast
+
+    line = text[len(JINJA2_HEADER) :].partition("\n")[0]
+    settings: dict[str, Any] = {}
+    for pair in line.split(","):
+        key, colon, value = pair.partition(":")
+        try:
+            if not colon:
+                raise ValueError("expected key: value")
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError) as exc:
+            place = f"{shown_path(path)}:1: " if path else ""
+            raise TemplateError(
+                f"{place}cannot read the '#jinja2:' setting {pair.strip()!r} ({exc})",
+                where,
+                template=text,
+            ) from None
+        if key.strip() in _HEADER_SETTINGS:
+            settings[key.strip()] = parsed
+    return tuple(settings.items())
+
+
+@dataclass(frozen=True)
+class _FileOptions:
+    """How a template file is read: the template module's options, then its `#jinja2:`."""
+
+    trim_blocks: bool
+    lstrip_blocks: bool
+    newline_sequence: str
+    header: tuple[tuple[str, Any], ...] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "trim_blocks": self.trim_blocks,
+            "lstrip_blocks": self.lstrip_blocks,
+            "newline_sequence": self.newline_sequence,
+            **dict(self.header or ()),
+        }
+
+    @property
+    def newline(self) -> str:
+        return str(self.settings()["newline_sequence"])
+
+
+def _file_source(text: str, options: _FileOptions, env: jinja2.Environment) -> str:
+    """The text Jinja compiles: a `#jinja2:` line becomes an empty comment that keeps the
+    file's line numbers and renders nothing (the line and its newline are gone, as Ansible
+    drops them)."""
+    if options.header is None:
+        return text
+    rest = text.partition("\n")[2]
+    empty = env.comment_start_string + env.comment_end_string
+    if env.trim_blocks:  # the newline after the comment is dropped
+        return empty + "\n" + rest
+    return env.comment_start_string + "\n" + env.comment_end_string + rest
 
 
 def _restore_newlines(source: str, result: str, newline: str = "\n") -> str:

@@ -289,6 +289,26 @@ CHECK_CASES = [
     ("", "{{ lookup('pipe', 'touch " + "{marker}" + "') }}{{ nowhere }}\n", ""),
     ("", "{% set x = db.name %}{{ x }} {{ item | default('') }} {{ omit is string }}\n", ""),
     ("", "{% for n in names %}{{ n }}{{ loop.index }}{% endfor %}{{ nowhere2 }}\n", "nowhere2"),
+    # a `#jinja2:` first line changes the delimiters: `{{ .Values }}` is text, [% %] Jinja
+    ("", "#jinja2: variable_start_string:'[%', variable_end_string:'%]'\n{{ .Values }}\n", ""),
+    (
+        "",
+        "#jinja2: variable_start_string: '[%', variable_end_string: '%]'\n[% nowhere %]\n",
+        "t.j2:2:",
+    ),
+    # a collection's filter or test in a branch never taken: Ansible does not need it either
+    ("", "{% if names | length > 5 %}{{ names | ansible.utils.ipaddr }}{% endif %}\n", ""),
+    (
+        "",
+        "{% if names %}{% else %}{% if x is community.general.a_module %}{% endif %}{% endif %}\n",
+        "",
+    ),
+    ("", "{{ (names | ipaddr) if names | length > 5 else 'none' }}\n", ""),
+    ("", "{% if db.ip is defined and db.ip | ipaddr %}x{% endif %}\n", ""),
+    ("", "{% if names | nope_filter %}x{% endif %}\n", "unknown filter 'nope_filter'"),
+    # ansible-core's filters by their full names; the variables the template module adds
+    ("", "{{ db | ansible.builtin.to_nice_json }}{{ 'a' is ansible.builtin.match('a') }}\n", ""),
+    ("", "{{ template_destpath }} {{ template_path }} {{ template_fullpath }}\n", ""),
 ]
 # the template task's `when`, per case when not "true"
 WHEN = {
@@ -325,4 +345,33 @@ def test_check_reports_only_what_cannot_come_later(
         return
     with pytest.raises(InputError) as raised:
         check_templates(playbook, inventory, hosts, playbook_dir=str(tmp_path), extra_vars={})
-    assert error in str(raised.value) and "on w1" in str(raised.value)
+    assert error in str(raised.value)
+    assert "on w1" in str(raised.value) or "unknown filter" in error
+
+
+@pytest.mark.parametrize(
+    ("template", "rendered"),
+    [
+        (
+            "#jinja2: variable_start_string:'[%', variable_end_string:'%]'\n{{ x }}=[% db %]\n",
+            "{{ x }}=shop\n",
+        ),
+        ("#jinja2: trim_blocks: False\n{% if db %}\nx\n{% endif %}\n", "\nx\n"),
+        ("#jinja2: lstrip_blocks: True\n\n  {% if db %}\nx\n  {% endif %}\n", "\nx\n"),
+        ('#jinja2: line_statement_prefix:":"\n: if db\nfoo\n: endif\n', "foo\n"),
+    ],
+)
+def test_jinja2_header_sets_how_the_file_is_read(
+    tmp_path: Path, template: str, rendered: str
+) -> None:
+    # as Ansible's template module: the first line is dropped, its settings apply to the file
+    from machineroom.templating import Templar, TemplateError, Where
+
+    templar = Templar()
+    assert templar.render_file(template, {"db": "shop"}, Where(), path="t.j2") == rendered
+    templar.compile_file(template, str(tmp_path / "t.j2"), Where())
+    with pytest.raises(TemplateError) as raised:  # lines are the file's own
+        templar.render_file(
+            template + "[% nowhere %]{{ nowhere }}\n", {"db": "x"}, Where(), path="t.j2"
+        )
+    assert "t.j2:" in str(raised.value)

@@ -92,11 +92,12 @@ def template_renderer(
     """`ModuleContext.render_template` for this task: the host's variables, StrictUndefined."""
 
     def render(src: str, **options: Any) -> str:
-        # options: the template module's trim_blocks, lstrip_blocks, newline_sequence
+        # options: the template module's trim_blocks, lstrip_blocks, newline_sequence; dest
+        dest = options.pop("dest", None)
         path = find_local(src, "templates", task, role, run.playbook_dir)
         # unreadable, too big, not UTF-8: an error naming the template (line:col of a bad byte)
         text = read_text(path)
-        variables_here = template_variables(variables, src, path)
+        variables_here = template_variables(variables, src, path, dest)
         # errors name the template file:line (the included one's, when it is there)
         search = [str(p) for p in search_paths("templates", role, run.playbook_dir)]
         return run.templar.render_file(

@@ -442,7 +442,9 @@ def _render_for(
     try:
         templar.render_file(
             compiled.text,
-            template_variables(variables, str(task.args["src"]), compiled.path),
+            template_variables(
+                variables, str(task.args["src"]), compiled.path, _dest(task.args.get("dest"))
+            ),
             where,
             path=str(compiled.path),
             search=compiled.search,
@@ -457,6 +459,12 @@ def _render_for(
     except Exception:
         return None
     return None
+
+
+def _dest(dest: Any) -> str | None:
+    """`template_destpath` as the check can know it: `dest` unless it is itself a template
+    (then a string all the same: the file's text may only print it)."""
+    return None if dest is None else str(dest)
 
 
 def _holds_vault(value: Any) -> bool:

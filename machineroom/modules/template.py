@@ -42,6 +42,7 @@ class TemplateModule(Module):
             trim_blocks=args.get("trim_blocks", True),
             lstrip_blocks=args.get("lstrip_blocks", False),
             newline_sequence=newline,
+            dest=str(args["dest"]),  # the file's `template_destpath`
         )
         return copy_step(text.encode(), args["dest"], None, args, ctx)
 
