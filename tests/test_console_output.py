@@ -44,8 +44,9 @@ PLAYBOOK = """\
 - name: Build
   hosts: all
   gather_facts: false
+  vars: {kind: build}
   tasks:
-    - name: Install packages
+    - name: Install {{ kind }} packages  # named as Ansible names it: Install build packages
       command: "echo {{ item }}"
       loop: [curl, git]
     - name: Compile
@@ -94,7 +95,7 @@ def test_piped_output_reads_like_ansible_and_names_tasks_under_free(project: Pat
     assert [line for line in free if line.startswith(("TASK", "RUNNING"))] == []
     for name in NAMES:
         for item in ("curl", "git"):
-            assert f"changed: [{name}] Install packages => (item={item})" in free
+            assert f"changed: [{name}] Install build packages => (item={item})" in free
     failed = free.index("failed: [web2] Compile => non-zero return code (rc=3)")
     assert free[failed + 1 : failed + 7] == [
         "    ... (2 lines above; -v shows all)",
@@ -152,7 +153,7 @@ def test_terminal_output_names_tasks_and_handlers(project: Path) -> None:
     for name in NAMES:
         assert f"changed: [{name}] Write the config" in screen
         assert f"changed: [{name}] handler: restart app" in screen
-        assert f"changed: [{name}] Install packages => (item=git)" in screen
+        assert f"changed: [{name}] Install build packages => (item=git)" in screen
     failed = screen.index("failed: [web2] Compile => non-zero return code (rc=3)")
     assert screen[failed + 1] == "    ... (2 lines above; -v shows all)"
     assert screen[failed + 6] == "    build line 7"

@@ -172,6 +172,35 @@ def test_a_signal_stops_apply_kills_remote_commands_and_records_it(
     assert all('"interrupted' in str(pending[h]) for h in HOSTS), pending
 
 
+def test_a_host_that_finished_before_the_stop_is_not_left_pending(repo: Repo) -> None:
+    sleep = unique_sleep()
+    first, second = HOSTS
+    repo.write(
+        "site.yml",
+        f"""\
+        - hosts: web
+          gather_facts: false
+          tasks:
+            - command: echo started
+            - command: "{sleep}"
+              when: inventory_hostname == '{second}' and resumed is not defined
+        """,
+    )
+    proc = repo.start("apply", "site.yml")
+    wait_until(lambda: repo.running(second, sleep) == 1, proc, f"the sleep on {second}")
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = ended(proc)
+    assert proc.returncode == 99, stdout + stderr
+    pending = dict(repo.db("SELECT id, next_action FROM server_room"))
+    # the first host had walked the whole playbook: nothing to resume there
+    assert pending[first] in (None, "", "{}"), pending
+    assert '"interrupted' in str(pending[second]) and "stage" in str(pending[second]), pending
+    resumed = repo.machineroom("apply", "site.yml", "--resume", "-e", "resumed=1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    hosts_run = {r[0] for r in repo.db("SELECT host_id FROM task_results WHERE run_id = 2")}
+    assert hosts_run == {second}, resumed.stdout + resumed.stderr
+
+
 def test_sigterm_stops_run_and_kills_its_commands(repo: Repo) -> None:
     sleep = unique_sleep()
     proc = repo.start("run", "web", "--", f"{sleep} & {sleep}")

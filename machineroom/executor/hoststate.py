@@ -61,6 +61,7 @@ class HostState:
     unreachable: bool = False
     ended: bool = False  # meta: end_host / end_play
     interrupted: bool = False  # a task of it was cut short by the run's stop
+    walked_through: bool = False  # it reached the end of its latest play before any stop
     lost: str = ""  # why it stopped walking: its cluster worker was lost (cluster/runner.py)
     stage: str | None = None
     failed_task: str | None = None

@@ -69,8 +69,10 @@ def run_playbook(
     interrupted = False
     original = run.inventory
     chosen = {h.id: h for hosts in play_hosts for h in hosts}
+    last_play_ran = False  # the stop (if any) came during the playbook's last play
     try:
-        for play, hosts in zip(playbook.plays, play_hosts, strict=True):
+        for number, (play, hosts) in enumerate(zip(playbook.plays, play_hosts, strict=True)):
+            last_play_ran = number == len(playbook.plays) - 1
             if run.inventory is not original:  # add_host / group_by ran in an earlier play
                 hosts = later_hosts(play, hosts, run, chosen)
                 for host in hosts:
@@ -84,6 +86,7 @@ def run_playbook(
             live = [s for s in live if not (s.failed or s.unreachable or s.lost)]
             for state in live:
                 state.ended = False  # end_play / end_host last only for their play
+                state.walked_through = False
             _run_play(play, live, run, runner)
             if run.stop.is_set():
                 break
@@ -93,7 +96,10 @@ def run_playbook(
     interrupted = interrupted or run.stop.is_set()
     for host_id in everyone:
         if host_id in states:
-            run.bus.emit(_host_finished(states[host_id], interrupted))
+            state = states[host_id]
+            # a host that had walked to the end of the last play is done, stop or not
+            stopped = interrupted and not (last_play_ran and state.walked_through)
+            run.bus.emit(_host_finished(state, stopped))
     status = "error" if run.error is not None else _run_status(states, interrupted)
     finished = RunFinished(run_id, status, stats, time.monotonic() - started, run.options.check)
     run.bus.emit(finished)

@@ -45,6 +45,7 @@ def run_task(
         if task.templated:  # `no_log: "{{ hide }}"` and friends: their value on this host
             task = resolve_flags(task, lambda t: run.templar.render(t, base_vars, where))
             report.task = task
+        report.title = _title(task, base_vars, run, where)
         items = _items_if_it_runs(task, base_vars, conditions, run, where)
     except _Skipped:
         register(state, task, {"changed": False, "skipped": True, "skip_reason": "when"})
@@ -62,6 +63,20 @@ def run_task(
     if items is not None:
         return run_loop(call, items, base_vars, conditions, where, report)
     return _run_once_here(call, base_vars, where, report)
+
+
+def _title(task: Task, variables: dict[str, Any], run: RunShared, where: Where) -> str:
+    """The task's name as shown and recorded: `Write {{ app }}.conf` with this host's
+    variables, as Ansible templates a name; kept as written when it cannot be rendered yet
+    (`{{ item }}` before the loop, a variable registered later)."""
+    name = task.display_name
+    if "{{" not in name and "{%" not in name:
+        return name
+    try:
+        rendered = run.templar.render(name, variables, where)
+    except Exception:  # a name is a label: never a reason to fail the task
+        return name
+    return str(rendered) if isinstance(rendered, str) and rendered.strip() else name
 
 
 class _Skipped(Exception):

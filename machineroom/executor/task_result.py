@@ -31,6 +31,7 @@ class TaskReport:
         self.scope = scope
         self.run = run
         self.started = time.monotonic()
+        self.title = task.display_name  # run_task renders a templated name for this host
 
     def start(self) -> None:
         """The task begins on the host (after `when` allowed it)."""
@@ -39,7 +40,7 @@ class TaskReport:
             TaskStarted(
                 self.state.host.id,
                 task.id,
-                task.display_name,
+                self.title,
                 self.scope.stage,
                 handler=self.scope.handler,
             )
@@ -54,7 +55,7 @@ class TaskReport:
             TaskFinished(
                 host=self.state.host.id,
                 task_id=task.id,
-                task=task.display_name,
+                task=self.title,
                 stage=self.scope.stage,
                 status=status,
                 duration=time.monotonic() - self.started,
@@ -86,7 +87,7 @@ class TaskReport:
             TaskFinished(
                 host=self.state.host.id,
                 task_id=task.id,
-                task=task.display_name,
+                task=self.title,
                 stage=self.scope.stage,
                 status=status,
                 msg=msg,

@@ -69,6 +69,7 @@ class HostWalker:
                 elif self.run.options.force_handlers or self.play_state.play.force_handlers:
                     self._forced_handlers(stage.name)
                 self._report_done()
+            self.state.walked_through = not self._stopped()
         finally:
             end_program(self.state)
             failed = self.state.failed or self.state.unreachable
