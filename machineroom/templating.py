@@ -294,7 +294,23 @@ def _make_environment(templar: Templar) -> _Environment:
     env.globals["query"] = _query
     env.globals["q"] = _query
     env.globals["omit"] = OMIT
+    env.globals["now"] = _now
+    env.globals["undef"] = _undef
     return env
+
+
+def _now(utc: bool = False, fmt: str | None = None) -> datetime.datetime | str:
+    """Ansible's `now()`: the controller's time, local or UTC, or it as `fmt` says."""
+    moment = (
+        datetime.datetime.now(datetime.UTC).replace(tzinfo=None) if utc else datetime.datetime.now()
+    )
+    return moment.strftime(fmt) if fmt else moment
+
+
+@pass_context
+def _undef(context: Context, hint: str | None = None) -> Undefined:
+    """Ansible's `undef(hint)`: an undefined value, its hint the message when it is used."""
+    return context.environment.undefined(hint=hint)
 
 
 # --- template files --------------------------------------------------------------------------

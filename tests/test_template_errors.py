@@ -309,6 +309,8 @@ CHECK_CASES = [
     # ansible-core's filters by their full names; the variables the template module adds
     ("", "{{ db | ansible.builtin.to_nice_json }}{{ 'a' is ansible.builtin.match('a') }}\n", ""),
     ("", "{{ template_destpath }} {{ template_path }} {{ template_fullpath }}\n", ""),
+    # Ansible's globals: now() and undef()
+    ("", "{{ now(utc=true, fmt='%Y') }} {{ now().year }} {{ undef() | default(1) }}\n", ""),
 ]
 # the template task's `when`, per case when not "true"
 WHEN = {
