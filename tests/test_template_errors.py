@@ -319,6 +319,33 @@ WHEN = {
 }
 
 
+def test_check_leaves_a_handler_to_the_change_that_notifies_it(tmp_path: Path) -> None:
+    # nothing may ever notify it: Ansible runs this playbook fine; a syntax error is still said
+    from machineroom.executor.template_check import check_templates
+    from machineroom.inventory import load_inventory
+    from machineroom.playbook.load import load_playbook
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.j2").write_text("{{ nowhere }}\n")
+    (tmp_path / "templates" / "bad.j2").write_text("{% if x %}\n")
+    (tmp_path / "inventory.yml").write_text("web:\n  hosts:\n    w1: {host: 192.0.2.1}\n")
+    site = tmp_path / "site.yml"
+    site.write_text(
+        "- hosts: web\n  handlers:\n    - name: write\n      template: {src: t.j2, dest: /t}\n"
+        "  tasks:\n    - {debug: {msg: hi}, notify: write}\n"
+    )
+    inventory = load_inventory(str(tmp_path / "inventory.yml"))
+    hosts = [list(inventory.hosts.values())]
+    check_templates(
+        load_playbook(str(site)), inventory, hosts, playbook_dir=str(tmp_path), extra_vars={}
+    )
+    site.write_text(site.read_text().replace("t.j2", "bad.j2"))
+    with pytest.raises(InputError, match=r"bad\.j2:1: template syntax error"):
+        check_templates(
+            load_playbook(str(site)), inventory, hosts, playbook_dir=str(tmp_path), extra_vars={}
+        )
+
+
 @pytest.mark.parametrize(("before", "template", "error"), CHECK_CASES)
 def test_check_reports_only_what_cannot_come_later(
     tmp_path: Path, before: str, template: str, error: str

@@ -17,7 +17,7 @@ A false "undefined" would stop a playbook that runs fine, so rendering is carefu
   ansible-core, `include_vars` of a file, a `set_fact` key that is a template), only the
   compile step runs;
 - the task must run on the host: its tags selected, its `when` (and its blocks') true with
-  the known variables, no loop, no delegation.
+  the known variables, no loop, no delegation, not a handler (a change may never notify it).
 Only an undefined name is reported; any other failure is left for the run to report.
 """
 
@@ -314,6 +314,8 @@ def check_templates(
             compiled = _compile(templar, task, playbook_dir, findings)
             if compiled is None or later.unknown is not None or ends_early:
                 continue
+            if any(task is handler for handler in play.handlers):
+                continue  # runs only when a change notifies it: maybe never
             for host in sample:
                 error = _render_for(inputs, task, blocks, play, host, compiled, magic[host.id])
                 if error is not None:
