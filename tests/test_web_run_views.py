@@ -10,8 +10,10 @@ from machineroom.masking import SECRETS
 from machineroom.state.records import RunRow
 from machineroom.web.run_views import (
     build_matrix,
+    details,
     format_seconds,
     host_count,
+    ignored,
     recap_counts,
     run_seconds,
 )
@@ -137,6 +139,35 @@ def test_counts_are_the_cli_recaps_ok_includes_changed() -> None:
         "unreachable": 0,
         "skipped": 0,
     }
+    # a failure the task ignored is ok to the recap (ok=N ignored=1), not failed
+    ignoring = {"ok": 2, "changed": 1, "failed": 2, "ignored": 1}
+    counts = recap_counts(run_row({}), ignoring)
+    assert (counts["ok"], counts["failed"]) == (4, 1)
+
+
+def test_hosts_whose_output_differs_never_fold_and_keep_their_own_blocks() -> None:
+    rows = [result(h, "Check the disk", "failed", "non-zero return code") for h in "abc"]
+    rows[0]["stderr"] = "/var is 99% full"
+    rows[1]["stderr"] = "/srv is 97% full"
+    rows[2]["stderr"] = "/var is 99% full"
+    matrix = build_matrix(rows)
+    assert sorted(c.label for c in matrix.columns) == ["a, c", "b"]
+    blocks = details(matrix)
+    assert sorted((b["stderr"], tuple(b["hosts"])) for b in blocks) == [
+        ("/srv is 97% full", ("b",)),
+        ("/var is 99% full", ("a", "c")),
+    ]
+
+
+def test_an_ignored_failure_is_its_own_look_not_a_failure() -> None:
+    rows = [result("a", "Probe", "failed", "rc=1 (ignored)"), result("b", "Copy", "changed")]
+    rows[0]["ignored"] = 1
+    matrix = build_matrix(rows)
+    assert [c.label for c in matrix.columns] == ["b", "a"]  # a ignored: not first
+    assert [c.cells[k]["look"] for c in matrix.columns for k in c.cells] == ["changed", "ignored"]
+    assert [b["task"]["task"] for b in details(matrix)] == ["Copy"]
+    assert [g["task"]["task"] for g in ignored(matrix)] == ["Probe"]
+    assert build_matrix(rows, ("failed",)).tasks == []
 
 
 def test_host_counts_and_durations_of_every_kind_of_summary() -> None:

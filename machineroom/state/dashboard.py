@@ -5,6 +5,7 @@ from `store.alerts`."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,21 +67,61 @@ class DashboardStore:
     def result_counts(
         self, run_ids: Iterable[int], host_id: str | None = None
     ) -> dict[int, dict[str, int]]:
-        """For each run: how many task results of each status (optionally on one host)."""
+        """For each run: how many task results of each status (optionally on one host), and
+        under `ignored` how many of the failed ones the task ignored (`ignore_errors`)."""
         ids = [int(i) for i in run_ids]
         if not ids:
             return {}
         marks = ", ".join("?" for _ in ids)
-        sql = f"SELECT run_id, status, count(*) FROM task_results WHERE run_id IN ({marks})"
+        sql = (
+            "SELECT run_id, status, count(*), sum(ignored) FROM task_results"
+            f" WHERE run_id IN ({marks})"
+        )
         params: list[Any] = list(ids)
         if host_id is not None:
             sql += " AND host_id = ?"
             params.append(host_id)
         counts: dict[int, dict[str, int]] = {i: {} for i in ids}
         with self._handle.read() as db:
-            for run_id, status, count in db.execute(sql + " GROUP BY run_id, status", params):
+            for run_id, status, count, ignored in db.execute(
+                sql + " GROUP BY run_id, status", params
+            ):
                 counts[int(run_id)][status] = int(count)
+                if status == "failed" and ignored:
+                    counts[int(run_id)]["ignored"] = int(ignored)
         return counts
+
+    def result_cells(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's task results in the order they were recorded, without their output: what
+        a matrix cell needs (status, ignored, message), and `digest`, a hash of the stdout,
+        stderr and diff, which tells results that differ only by their output apart (the
+        output itself stays in the database: `results_in_full` reads the few shown)."""
+        with self._handle.read() as db:
+            db.conn.create_function("mr_digest", 3, _digest, deterministic=True)
+            return list(
+                db.query(
+                    "SELECT id, run_id, host_id, task, location, status, ignored, duration,"
+                    " message, diff != '' AS has_diff, mr_digest(CAST(stdout AS BLOB),"
+                    " CAST(stderr AS BLOB), CAST(diff AS BLOB)) AS digest"
+                    " FROM task_results WHERE run_id = ? ORDER BY id",
+                    [run_id],
+                )
+            )
+
+    def results_in_full(self, run_id: int, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Task results of the run by id, with their whole output."""
+        wanted = sorted({int(i) for i in ids})
+        found: dict[int, dict[str, Any]] = {}
+        with self._handle.read() as db:
+            for start in range(0, len(wanted), 500):  # under SQLite's variable limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                for row in db.query(
+                    f"SELECT * FROM task_results WHERE run_id = ? AND id IN ({marks})",
+                    [run_id, *chunk],
+                ):
+                    found[int(row["id"])] = row
+        return found
 
     def task_results_after(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
         """A run's task results recorded after result id `after_id` (live progress)."""
@@ -213,8 +254,9 @@ class DashboardStore:
         """Task results that changed something (or would have, in check mode), newest first,
         with their run's kind, playbook and check mode: on one host, since a time, ids below
         `before`, of check-mode runs only (`check` True) or of real ones only (False)."""
+        # status as a literal (not a parameter): only then may SQLite walk the partial index
+        # of changed results (task_results_changed), newest first, instead of every result
         where, params = sql_where(
-            ("t.status = ?", "changed"),
             ("t.host_id = ?", host_id),
             ("t.finished_at >= ?", since),
             ("t.id < ?", before),
@@ -225,8 +267,19 @@ class DashboardStore:
                 db.query(
                     "SELECT t.*, r.kind AS run_kind, r.playbook AS run_playbook,"
                     f" r.status AS run_status, {_RUN_CHECK} AS run_check"
-                    f" FROM task_results AS t JOIN runs AS r ON r.id = t.run_id{where}"
+                    " FROM task_results AS t JOIN runs AS r ON r.id = t.run_id"
+                    f" WHERE t.status = 'changed'{where.replace(' WHERE ', ' AND ', 1)}"
                     " ORDER BY t.id DESC LIMIT ?",
                     [*params, limit],
                 )
             )
+
+
+def _digest(*texts: bytes | str | None) -> str:
+    """A hash of several texts, given as their bytes (which text each part is counts)."""
+    hashed = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text or b""
+        hashed.update(len(data).to_bytes(8, "big"))
+        hashed.update(data)
+    return hashed.hexdigest()

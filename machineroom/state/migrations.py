@@ -208,8 +208,29 @@ def _v4_audit_action(db: Any) -> None:
     db.execute("ALTER TABLE audit_log ADD COLUMN action TEXT NOT NULL DEFAULT ''")
 
 
+def _v5_results_ignored(db: Any) -> None:
+    """`task_results.ignored`: 1 for a failure the task ignored (`ignore_errors`), which the
+    recap counts as ok; rows written before are marked from the "(ignored)" their message
+    ends with. And an index of the changed results alone, newest first for /changes."""
+    _execute_all(
+        db,
+        """
+        ALTER TABLE task_results ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;
+        UPDATE task_results SET ignored = 1
+            WHERE status = 'failed' AND message LIKE '%(ignored)';
+        CREATE INDEX task_results_changed ON task_results (id) WHERE status = 'changed';
+        """,
+    )
+
+
 # Index i holds the migration from version i to version i + 1. Append only.
-MIGRATIONS: list[Migration] = [_v1_server_room, _v2_history, _v3_fleet, _v4_audit_action]
+MIGRATIONS: list[Migration] = [
+    _v1_server_room,
+    _v2_history,
+    _v3_fleet,
+    _v4_audit_action,
+    _v5_results_ignored,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

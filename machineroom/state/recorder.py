@@ -307,6 +307,7 @@ class StateRecorder:
             stderr=stderr,
             diff=diff,
             message=message,
+            ignored=event.ignored,
         )
 
     def _flush_orphan_items(self) -> None:

@@ -329,8 +329,10 @@ class StateStore:
         stderr: str = "",
         diff: str = "",
         message: str = "",
+        ignored: bool = False,
     ) -> None:
-        """Record one task's outcome on one host (output masked, then capped)."""
+        """Record one task's outcome on one host (output masked, then capped); `ignored`: a
+        failure the task ignores (`ignore_errors`)."""
         if status not in TASK_STATUSES:
             raise StateError(
                 f"task status {status!r} is not one of {', '.join(sorted(TASK_STATUSES))}"
@@ -347,6 +349,7 @@ class StateStore:
             "stderr": cap_middle(self._handle.mask(stderr), TASK_OUTPUT_LIMIT),
             "diff": cap_middle(self._handle.mask(diff), TASK_OUTPUT_LIMIT),
             "message": cap_middle(self._handle.mask(message), MESSAGE_LIMIT),
+            "ignored": int(bool(ignored) and status == "failed"),
             "started_at": iso(finished - timedelta(seconds=max(duration, 0.0))),
             "finished_at": iso(finished),
         }

@@ -288,9 +288,11 @@ def run_page(
     principal: Viewer,
     run_id: api.RunId,
     only: Annotated[list[str] | None, Query(max_length=20)] = None,
+    host: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """One run: who, what, when, the recap, and a task x host matrix (identical hosts in
-    one column) with what failed or changed below it; `only` keeps tasks of those statuses."""
+    one column) with what failed or changed below it; `only` keeps tasks of those statuses,
+    `host` the hosts whose id contains it."""
     state = web_state(request)
     state.sweep_runs()
     row = state.store.run(run_id)
@@ -298,7 +300,10 @@ def run_page(
         raise ApiError(404, f"unknown run {run_id}")
     wanted = tuple(word for word in run_views.ONLY if word in (only or []))
     return page(
-        request, "run.html", principal, **run_views.run_view(state.store, row, wanted, state.repo)
+        request,
+        "run.html",
+        principal,
+        **run_views.run_view(state.store, row, wanted, state.repo, host),
     )
 
 

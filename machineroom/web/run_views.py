@@ -3,8 +3,13 @@ host matrix with identical hosts folded into one column, the changes across runs
 audit log's rows. Plain dicts for the templates; no FastAPI here, so the logic is testable
 without a server.
 
-Counts are the CLI recap's: `ok` includes the changed tasks, as Ansible's recap does (the
-run's recorded summary when there is one, else the task rows counted the same way).
+Counts are the CLI recap's: `ok` includes the changed tasks and the ignored failures, as
+Ansible's recap does (the run's recorded summary when there is one, else the task rows counted
+the same way).
+
+Hosts fold into one column only when every result is the same: status, message, whether the
+failure was ignored, and the stdout, stderr and diff (compared by a hash the database computes:
+the page reads the whole output only of the results it shows).
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ CELL_TEXT = {
     "failed": "FAIL",
     "unreachable": "unr",
     "skipped": "skip",
+    "ignored": "ign",
 }
 MAX_COLUMNS = 60  # host columns of the matrix (folded); more are left to the host filter
+MAX_IGNORED = 20  # ignored failures listed under the matrix
 DETAIL_LINES = 20  # lines of stdout/stderr shown under the matrix (the result page has all)
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 PAGE = 50  # runs a page
@@ -105,7 +112,9 @@ def recap_counts(run: RunRow, raw: dict[str, int] | None = None) -> dict[str, in
         return {word: _int(totals.get(word)) for word in RECAP_WORDS}
     raw = raw or {}
     counts = {word: int(raw.get(word, 0)) for word in RECAP_WORDS}
-    counts["ok"] += counts["changed"]
+    ignored = min(int(raw.get("ignored", 0)), counts["failed"])  # failed, but ok to the recap
+    counts["ok"] += counts["changed"] + ignored
+    counts["failed"] -= ignored
     return counts
 
 
@@ -192,7 +201,7 @@ def runs_listing(
 
 @dataclass
 class Column:
-    """Hosts whose every result is the same (status, message, diff): one matrix column."""
+    """Hosts whose every result is the same (status, message, output, diff): one column."""
 
     hosts: list[str]
     cells: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
@@ -212,6 +221,8 @@ class Matrix:
     tasks: list[dict[str, Any]]
     columns: list[Column]
     hidden_columns: int = 0
+    hidden_hosts: int = 0
+    every_column: list[Column] = field(default_factory=list)  # the hidden ones too
 
     @property
     def folded(self) -> bool:
@@ -242,26 +253,41 @@ def _task_order(by_host: dict[str, list[tuple[tuple[str, str, int], dict[str, An
     return order
 
 
+def look(result: dict[str, Any]) -> str:
+    """How a result shows: its status, or `ignored` for a failure the task ignored."""
+    return "ignored" if result["status"] == "failed" and result.get("ignored") else result["status"]
+
+
+def outcome(result: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two results of a task the same: status, ignored, message, and the stdout,
+    stderr and diff (their `digest`, or the texts themselves when there is none)."""
+    output = result.get("digest")
+    if output is None:
+        output = (result.get("stdout", ""), result.get("stderr", ""), result.get("diff", ""))
+    return (result["status"], bool(result.get("ignored")), result["message"], output)
+
+
 def _signature(keyed: list[tuple[tuple[str, str, int], dict[str, Any]]]) -> tuple[Any, ...]:
-    return tuple((key, r["status"], r["message"], r["diff"]) for key, r in keyed)
+    return tuple((key, outcome(r)) for key, r in keyed)
 
 
 def _column_rank(column: Column) -> tuple[int, list[Any]]:
-    statuses = {result["status"] for result in column.cells.values()}
-    rank = 0 if statuses & {"failed", "unreachable"} else 1 if "changed" in statuses else 2
+    looks = {look(result) for result in column.cells.values()}
+    rank = 0 if looks & {"failed", "unreachable"} else 1 if "changed" in looks else 2
     return rank, natural_key(column.hosts[0])
 
 
 def build_matrix(results: list[dict[str, Any]], only: tuple[str, ...] = ()) -> Matrix:
-    """The run's results as a task x host matrix; hosts with the same status, message and
-    diff for every task fold into one column, columns with a failure first. `only`: tasks
-    (and columns) with at least one result of these statuses."""
+    """The run's results as a task x host matrix; hosts with the same result (status,
+    message, output, diff) for every task fold into one column, columns with a failure first
+    (an ignored one is no failure). `only`: tasks (and columns) with at least one result of
+    these statuses."""
     by_host: dict[str, list[tuple[tuple[str, str, int], dict[str, Any]]]] = {}
     seen: dict[str, dict[tuple[str, str], int]] = {}
     for result in results:  # in id order: the order they finished
         host = result["host_id"]
         key = _task_key(result, seen.setdefault(host, {}))
-        by_host.setdefault(host, []).append((key, result))
+        by_host.setdefault(host, []).append((key, {**result, "look": look(result)}))
     order = _task_order(by_host)
     groups: dict[tuple[Any, ...], Column] = {}
     for host in sorted(by_host, key=natural_key):
@@ -275,14 +301,17 @@ def build_matrix(results: list[dict[str, Any]], only: tuple[str, ...] = ()) -> M
     # with changes, then the rest (so a column cut by MAX_COLUMNS is never a failing one)
     columns = sorted(groups.values(), key=_column_rank)
     if only:
-        order = [k for k in order if any(c.cells.get(k, {}).get("status") in only for c in columns)]
-        columns = [
-            c for c in columns if any(c.cells.get(k, {}).get("status") in only for k in order)
-        ]
-    hidden = max(len(columns) - MAX_COLUMNS, 0)
-    columns = columns[:MAX_COLUMNS]
+        order = [k for k in order if any(c.cells.get(k, {}).get("look") in only for c in columns)]
+        columns = [c for c in columns if any(c.cells.get(k, {}).get("look") in only for k in order)]
+    hidden = columns[MAX_COLUMNS:]
     tasks = [{"key": key, "task": key[0], "location": key[1], "nth": key[2]} for key in order]
-    return Matrix(tasks, columns, hidden)
+    return Matrix(
+        tasks,
+        columns[:MAX_COLUMNS],
+        len(hidden),
+        sum(len(c.hosts) for c in hidden),
+        columns,
+    )
 
 
 def _tail(text: str, lines: int = DETAIL_LINES) -> str:
@@ -292,52 +321,76 @@ def _tail(text: str, lines: int = DETAIL_LINES) -> str:
     return "\n".join([f"[... {len(kept) - lines} lines before ...]", *kept[-lines:]])
 
 
-def details(matrix: Matrix) -> list[dict[str, Any]]:
-    """What failed (first) and what changed, a block per task and outcome: the result's
-    message, the tails of its stderr and stdout, and its diff; columns whose result was the
-    same (a banner written alike on a host that failed later) share one block."""
-    blocks: dict[tuple[Any, ...], dict[str, Any]] = {}
+def _grouped(matrix: Matrix, looks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Results of these looks, a group per task and outcome, over every column (those past
+    MAX_COLUMNS too): columns whose result was the same share one group."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for position, task in enumerate(matrix.tasks):
-        for column in matrix.columns:
+        for column in matrix.every_column or matrix.columns:
             result = column.cells.get(task["key"])
-            if result is None or result["status"] not in ("failed", "unreachable", "changed"):
+            if result is None or result["look"] not in looks:
                 continue
-            same = (task["key"], result["status"], result["message"], result["diff"])
-            if same in blocks:
-                block = blocks[same]
-                block["hosts"] = sorted(block["hosts"] + column.hosts, key=natural_key)
-                block["also"].append(result["id"])  # its cell links here too
+            same = (task["key"], outcome(result))
+            if same in groups:
+                group = groups[same]
+                group["hosts"] = sorted(group["hosts"] + column.hosts, key=natural_key)
+                group["also"].append(result["id"])  # its cell links here too
                 continue
-            blocks[same] = {
+            groups[same] = {
                 "task": task,
                 "hosts": list(column.hosts),
                 "result": result,
-                "stderr": _tail(result["stderr"]),
-                "stdout": _tail(result["stdout"]),
                 "order": (result["status"] == "changed", position),
                 "also": [],
             }
-    return sorted(blocks.values(), key=lambda block: block["order"])
+    return sorted(groups.values(), key=lambda group: group["order"])
+
+
+def details(matrix: Matrix, full: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """What failed (first) and what changed, a block per task and outcome, from every column
+    (a failure past the columns shown too): the result's message, the tails of its stderr
+    and stdout, and its diff, from `full` (results with their output, by id) or the result
+    itself; columns whose result was the same share one block. An ignored failure is not
+    one of them (see `ignored`)."""
+    blocks = _grouped(matrix, ("failed", "unreachable", "changed"))
+    for block in blocks:
+        result = {**block["result"], **(full or {}).get(block["result"]["id"], {})}
+        block["result"] = result
+        block["stderr"] = _tail(result.get("stderr", ""))
+        block["stdout"] = _tail(result.get("stdout", ""))
+    return blocks
+
+
+def ignored(matrix: Matrix) -> list[dict[str, Any]]:
+    """Failures the tasks ignored (`ignore_errors`), a line per task and outcome."""
+    return _grouped(matrix, ("ignored",))[:MAX_IGNORED]
 
 
 def run_view(
-    store: StateStore, run: RunRow, only: tuple[str, ...], repo: Path | None
+    store: StateStore, run: RunRow, only: tuple[str, ...], repo: Path | None, host: str = ""
 ) -> dict[str, Any]:
-    """Everything the run page shows of a run."""
-    results = store.task_results(run.id)
+    """Everything the run page shows of a run; `host`: only hosts whose id contains it."""
+    every = store.dashboard.result_cells(run.id)
+    wanted = host.strip().lower()
+    results = [r for r in every if wanted in r["host_id"].lower()] if wanted else every
     raw = store.dashboard.result_counts([run.id]).get(run.id, {})
     matrix = build_matrix(results, only)
+    blocks = _grouped(matrix, ("failed", "unreachable", "changed"))
+    full = store.dashboard.results_in_full(run.id, [b["result"]["id"] for b in blocks])
     return {
         "run": run_dict(run, recap_counts(run, raw)),
         "duration": format_seconds(run_seconds(run)),
         "check": is_check(run),
         "playbook_name": playbook_name(run.playbook, repo),
         "matrix": matrix,
-        "details": details(matrix),
+        "details": details(matrix, full),
+        "ignored": ignored(matrix),
         "only": only,
+        "host": host.strip(),
         "choices": ONLY,
         "cell_text": CELL_TEXT,
-        "host_count": len({r["host_id"] for r in results}),
+        "host_count": len({r["host_id"] for r in every}),
+        "shown_hosts": len({r["host_id"] for r in results}),
         "by_host": sorted(by_host(results).items(), key=lambda item: natural_key(item[0])),
         "last_result": max((r["id"] for r in results), default=0),
     }
@@ -352,18 +405,20 @@ def by_host(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def result_view(store: StateStore, run: RunRow, result_id: int) -> dict[str, Any] | None:
-    """One task result of the run, and the other hosts whose result was the same."""
-    results = store.task_results(run.id)
-    found = next((r for r in results if r["id"] == result_id), None)
+    """One task result of the run, and the other hosts whose result was the same (status,
+    message, output and diff alike)."""
+    found = store.dashboard.results_in_full(run.id, [result_id]).get(result_id)
     if found is None:
         return None
+    cells = store.dashboard.result_cells(run.id)
+    mine = next(r for r in cells if r["id"] == result_id)
     same = sorted(
         (
             r["host_id"]
-            for r in results
-            if r["id"] != found["id"]
-            and (r["task"], r["location"], r["status"], r["message"], r["diff"])
-            == (found["task"], found["location"], found["status"], found["message"], found["diff"])
+            for r in cells
+            if r["id"] != result_id
+            and (r["task"], r["location"], outcome(r))
+            == (mine["task"], mine["location"], outcome(mine))
         ),
         key=natural_key,
     )

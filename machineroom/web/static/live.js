@@ -55,8 +55,12 @@ function hostSection(hostId) {
 function showCounts(counts) {
   const box = document.getElementById("run-counts");
   box.textContent = "";
-  // as the CLI recap counts them: ok includes changed
-  const shown = Object.assign({}, counts, { ok: (counts.ok || 0) + (counts.changed || 0) });
+  // as the CLI recap counts them: ok includes changed and the failures ignored
+  const ignored = Math.min(counts.ignored || 0, counts.failed || 0);
+  const shown = Object.assign({}, counts, {
+    ok: (counts.ok || 0) + (counts.changed || 0) + ignored,
+    failed: (counts.failed || 0) - ignored,
+  });
   for (const word of ["ok", "changed", "failed", "unreachable", "skipped"]) {
     if (shown[word]) { box.append(el("span", { class: "badge s-" + word, "data-count": word }, word + " " + shown[word]), " "); }
   }
