@@ -309,6 +309,8 @@ CHECK_CASES = [
     # ansible-core's filters by their full names; the variables the template module adds
     ("", "{{ db | ansible.builtin.to_nice_json }}{{ 'a' is ansible.builtin.match('a') }}\n", ""),
     ("", "{{ template_destpath }} {{ template_path }} {{ template_fullpath }}\n", ""),
+    # run_once: only the first host renders it (w1 has `first_only`, w2 not)
+    ("- debug: {msg: hi}\n", "{{ first_only }}\n", ""),
     # Ansible's globals: now() and undef()
     ("", "{{ now(utc=true, fmt='%Y') }} {{ now().year }} {{ undef() | default(1) }}\n", ""),
 ]
@@ -317,6 +319,7 @@ WHEN = {
     ("- set_fact: {flag: x}\n", "{{ nowhere }}\n"): "flag is defined",  # the run decides
     ("- {command: id, register: r}\n", "{{ nowhere }}\n"): "nowhere is defined",  # false
 }
+RUN_ONCE = ("- debug: {msg: hi}\n", "{{ first_only }}\n")
 
 
 def test_check_leaves_a_handler_to_the_change_that_notifies_it(tmp_path: Path) -> None:
@@ -358,9 +361,12 @@ def test_check_reports_only_what_cannot_come_later(
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "t.j2").write_text(template.replace("{marker}", str(marker)))
     (tmp_path / "more.yml").write_text("- debug: {msg: hi}\n")
-    (tmp_path / "inventory.yml").write_text("web:\n  hosts:\n    w1: {host: 192.0.2.1}\n")
+    (tmp_path / "inventory.yml").write_text(
+        "web:\n  hosts:\n    w1: {host: 192.0.2.1, first_only: 1}\n    w2: {host: 192.0.2.2}\n"
+    )
     when = WHEN.get((before, template), "true")
-    task = f"- {{template: {{src: t.j2, dest: /tmp/t}}, when: {when}}}\n"
+    once = ", run_once: true" if (before, template) == RUN_ONCE else ""
+    task = f"- {{template: {{src: t.j2, dest: /tmp/t}}, when: {when}{once}}}\n"
     tasks = "".join("    " + line + "\n" for line in (before + task).splitlines())
     (tmp_path / "site.yml").write_text(
         "- hosts: web\n  vars: {db: {name: shop}, names: [a, b]}\n  tasks:\n" + tasks

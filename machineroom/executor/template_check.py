@@ -17,7 +17,8 @@ A false "undefined" would stop a playbook that runs fine, so rendering is carefu
   ansible-core, `include_vars` of a file, a `set_fact` key that is a template), only the
   compile step runs;
 - the task must run on the host: its tags selected, its `when` (and its blocks') true with
-  the known variables, no loop, no delegation, not a handler (a change may never notify it).
+  the known variables, no loop, no delegation, not a handler (a change may never notify it);
+  a `run_once` task is rendered for the play's first host only.
 Only an undefined name is reported; any other failure is left for the run to report.
 """
 
@@ -316,7 +317,10 @@ def check_templates(
                 continue
             if any(task is handler for handler in play.handlers):
                 continue  # runs only when a change notifies it: maybe never
-            for host in sample:
+            if "run_once" in task.templated:
+                continue  # run once or on every host: the run decides
+            # run_once: on the play's first host (of each batch: the first is surely one)
+            for host in sample[:1] if task.run_once else sample:
                 error = _render_for(inputs, task, blocks, play, host, compiled, magic[host.id])
                 if error is not None:
                     findings.add(task, error, host.id)
