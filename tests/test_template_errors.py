@@ -311,6 +311,7 @@ CHECK_CASES = [
     ("", "{{ template_destpath }} {{ template_path }} {{ template_fullpath }}\n", ""),
     # run_once: only the first host renders it (w1 has `first_only`, w2 not)
     ("- debug: {msg: hi}\n", "{{ first_only }}\n", ""),
+    ("- debug: {msg: ignored}\n", "{{ nowhere }}\n", ""),  # ignore_errors: "{{ x }}"
     # Ansible's globals: now() and undef()
     ("", "{{ now(utc=true, fmt='%Y') }} {{ now().year }} {{ undef() | default(1) }}\n", ""),
 ]
@@ -320,6 +321,7 @@ WHEN = {
     ("- {command: id, register: r}\n", "{{ nowhere }}\n"): "nowhere is defined",  # false
 }
 RUN_ONCE = ("- debug: {msg: hi}\n", "{{ first_only }}\n")
+IGNORED = ("- debug: {msg: ignored}\n", "{{ nowhere }}\n")
 
 
 def test_check_leaves_a_handler_to_the_change_that_notifies_it(tmp_path: Path) -> None:
@@ -366,6 +368,7 @@ def test_check_reports_only_what_cannot_come_later(
     )
     when = WHEN.get((before, template), "true")
     once = ", run_once: true" if (before, template) == RUN_ONCE else ""
+    once += ", ignore_errors: '{{ names | length > 1 }}'" if (before, template) == IGNORED else ""
     task = f"- {{template: {{src: t.j2, dest: /tmp/t}}, when: {when}{once}}}\n"
     tasks = "".join("    " + line + "\n" for line in (before + task).splitlines())
     (tmp_path / "site.yml").write_text(
