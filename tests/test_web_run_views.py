@@ -15,7 +15,6 @@ from machineroom.web.run_views import (
     host_count,
     ignored,
     recap_counts,
-    run_seconds,
 )
 
 _ids = iter(range(1, 10_000))
@@ -174,9 +173,9 @@ def test_host_counts_and_durations_of_every_kind_of_summary() -> None:
     assert host_count(run_row({"hosts": {"a": {}, "b": {}}})) == 2
     assert host_count(run_row({"hosts": 12})) == 12  # a collection's summary
     assert host_count(run_row({"hosts": True})) == 0
-    assert format_seconds(run_seconds(run_row({}))) == "3m05s"
-    assert format_seconds(run_seconds(run_row({"duration": 0.4217}))) == "0.42s"
-    assert run_seconds(run_row({}, finished_at=None, status="running")) is None
+    assert format_seconds(run_row({}).seconds()) == "3m05s"
+    assert format_seconds(run_row({"duration": 0.4217}).seconds()) == "0.42s"
+    assert run_row({}, finished_at=None, status="running").seconds() is None
     assert format_seconds(3723) == "1h02m03s"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from machineroom.events import HostStats
@@ -62,20 +61,6 @@ def _summary_hosts(run: RunRow) -> dict[str, Any]:
     return hosts if isinstance(hosts, dict) else {}
 
 
-def _seconds(run: RunRow) -> float | None:
-    duration = run.summary.get("duration")
-    if isinstance(duration, int | float):
-        return float(duration)
-    if not run.finished_at:
-        return None
-    try:
-        start = datetime.fromisoformat(run.started_at)
-        end = datetime.fromisoformat(run.finished_at)
-    except ValueError:
-        return None
-    return (end - start).total_seconds()
-
-
 def run_label(run: RunRow) -> str:
     """A run as one line: its id, kind, status and start."""
     return f"{run.id} ({run.kind} {run.status}, {run.started_at})"
@@ -84,7 +69,7 @@ def run_label(run: RunRow) -> str:
 def render_run(run: RunRow, host_id: str | None, color: bool) -> str:
     """The head of a run page: who ran what, when, how it ended, and the recap table (only
     `host_id`'s row when given)."""
-    seconds = _seconds(run)
+    seconds = run.seconds()
     took = f", {format_duration(seconds)}" if seconds is not None else ""
     status = paint(run.status, STATUS_COLOURS.get(run.status, "bold"), "bold", color=color)
     lines = [

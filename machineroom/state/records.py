@@ -71,6 +71,21 @@ class RunRow:
     summary: dict[str, Any] = field(default_factory=dict)
     trigger: str | None = None  # what started it when not a person: schedule:NAME, web:...
 
+    def seconds(self) -> float | None:
+        """How long the run took (its recorded duration, else finish - start); None while it
+        runs or when the times cannot be read."""
+        duration = self.summary.get("duration")
+        if isinstance(duration, int | float):
+            return float(duration)
+        if not self.finished_at:
+            return None
+        try:
+            start = datetime.fromisoformat(self.started_at.replace("Z", "+00:00"))
+            end = datetime.fromisoformat(self.finished_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return max((end - start).total_seconds(), 0.0)
+
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""

@@ -62,22 +62,6 @@ AUDIT_ACTIONS = 8  # module calls shown on an audit row (a program's tasks); the
 # -- the runs list -------------------------------------------------------------------------
 
 
-def run_seconds(run: RunRow) -> float | None:
-    """How long the run took (its recorded duration, else finish - start); None while it
-    runs or when the times cannot be read."""
-    duration = run.summary.get("duration")
-    if isinstance(duration, int | float):
-        return float(duration)
-    if not run.finished_at:
-        return None
-    try:
-        start = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
-        end = datetime.fromisoformat(run.finished_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max((end - start).total_seconds(), 0.0)
-
-
 def format_seconds(seconds: float | None) -> str:
     """`0.42s`, `12.3s`, `3m05s`, `1h02m03s` (the CLI recap's format); '' for None."""
     if seconds is None:
@@ -178,7 +162,7 @@ def runs_listing(
     runs = []
     for row in rows:
         item = run_dict(row, recap_counts(row, raw.get(row.id)))
-        item["duration"] = format_seconds(run_seconds(row))
+        item["duration"] = format_seconds(row.seconds())
         item["check"] = is_check(row)
         item["playbook_name"] = playbook_name(row.playbook, repo)
         item["hosts"] = host_count(row)
@@ -379,7 +363,7 @@ def run_view(
     full = store.dashboard.results_in_full(run.id, [b["result"]["id"] for b in blocks])
     return {
         "run": run_dict(run, recap_counts(run, raw)),
-        "duration": format_seconds(run_seconds(run)),
+        "duration": format_seconds(run.seconds()),
         "check": is_check(run),
         "playbook_name": playbook_name(run.playbook, repo),
         "matrix": matrix,
