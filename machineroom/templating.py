@@ -670,6 +670,7 @@ class Templar:
                     path=name,
                 )
             kinds = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+            reached = {id(n) for n in _always_run(tree, tree.find(nodes.Extends) is not None)}
             for node in tree.find_all(kinds):
                 target = getattr(node, "template", None)
                 if not isinstance(target, nodes.Const):
@@ -679,6 +680,8 @@ class Templar:
                 if found is None:
                     if isinstance(node, nodes.Include) and node.ignore_missing:
                         continue
+                    if id(node) not in reached:
+                        continue  # in a branch, loop or macro: Jinja looks only if it runs
                     raise TemplateError(
                         f"{shown_path(name)}:{node.lineno}: template '{wanted}' not found "
                         f"(looked in {', '.join(shown_path(f) for f in folders)})",
@@ -948,6 +951,20 @@ def _unknown_filter_or_test(
         if isinstance(node, nodes.Test) and node.name not in env.tests:
             return "test", node.name, node.lineno
     return None
+
+
+def _always_run(node: nodes.Node, extends: bool) -> Iterator[nodes.Node]:
+    """The statements under `node` every render of the file runs: not those in an `{% if %}`
+    branch, a loop's body, a macro or call block, nor (when the file extends another) a
+    `{% block %}`, which the parent may not have."""
+    yield node
+    if isinstance(node, nodes.If | nodes.For | nodes.Macro | nodes.CallBlock):
+        return
+    if isinstance(node, nodes.Block) and extends:
+        return
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.Stmt | nodes.Template):
+            yield from _always_run(child, extends)
 
 
 def _surely_run(node: nodes.Node) -> Iterator[nodes.Filter | nodes.Test]:

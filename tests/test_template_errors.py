@@ -312,6 +312,10 @@ CHECK_CASES = [
     # run_once: only the first host renders it (w1 has `first_only`, w2 not)
     ("- debug: {msg: hi}\n", "{{ first_only }}\n", ""),
     ("- debug: {msg: ignored}\n", "{{ nowhere }}\n", ""),  # ignore_errors: "{{ x }}"
+    # an include Jinja looks for only if its branch or loop runs: the file need not be there
+    ("", "{% if names | length > 5 %}{% include 'extra.j2' %}{% endif %}\n", ""),
+    ("", "{% for n in [] %}{% include 'extra.j2' %}{% endfor %}\n", ""),
+    ("", "{% include 'extra.j2' %}\n", "template 'extra.j2' not found"),
     # Ansible's globals: now() and undef()
     ("", "{{ now(utc=true, fmt='%Y') }} {{ now().year }} {{ undef() | default(1) }}\n", ""),
 ]
@@ -384,7 +388,7 @@ def test_check_reports_only_what_cannot_come_later(
     with pytest.raises(InputError) as raised:
         check_templates(playbook, inventory, hosts, playbook_dir=str(tmp_path), extra_vars={})
     assert error in str(raised.value)
-    assert "on w1" in str(raised.value) or "unknown filter" in error
+    assert "on w1" in str(raised.value) or "unknown filter" in error or "not found" in error
 
 
 @pytest.mark.parametrize(
