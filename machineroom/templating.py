@@ -545,7 +545,7 @@ class Templar:
         self._file_env.loader = _IncludeLoader()  # `{% include %}`, `{% import %}`
         self._file_envs: dict[tuple[tuple[str, Any], ...], jinja2.Environment] = {}
         self._cache: dict[str, _Compiled] = {}
-        self._files: dict[tuple[str, str, bool, bool, str], jinja2.Template] = {}
+        self._files: dict[tuple[str, str, _FileOptions], jinja2.Template] = {}
         self._expressions: dict[str, jinja2.Template] = {}
         self._lock = threading.Lock()
 
@@ -605,6 +605,7 @@ class Templar:
         trim_blocks: bool = True,
         lstrip_blocks: bool = False,
         newline_sequence: str = "\n",
+        **delimiters: str,
     ) -> str:
         """A template file's whole text, rendered to text (trim_blocks on, as Ansible).
 
@@ -619,7 +620,9 @@ class Templar:
         name = path or "<template>"
         folders = (str(Path(path).parent), *search) if path else tuple(search)
         token = _search_path.set(folders)
-        options = _FileOptions(trim_blocks, lstrip_blocks, newline_sequence, header)
+        options = _FileOptions(
+            trim_blocks, lstrip_blocks, newline_sequence, header, _delimiters(delimiters)
+        )
         body = text if header is None else text.partition("\n")[2]
         try:
             template = self._file_template(text, name, options)
@@ -641,6 +644,7 @@ class Templar:
         search: Sequence[str] = (),
         trim_blocks: bool = True,
         lstrip_blocks: bool = False,
+        **delimiters: str,
     ) -> list[str]:
         """Compile a template file and the templates it includes or imports by a constant
         name (recursively), rendering nothing: a TemplateError naming the file:line of the
@@ -648,7 +652,7 @@ class Templar:
         Returns the paths of the files compiled, the top one first."""
         folders = (str(Path(path).parent), *search)
         header = _jinja2_header(text, path, where)
-        options = _FileOptions(trim_blocks, lstrip_blocks, "\n", header)
+        options = _FileOptions(trim_blocks, lstrip_blocks, "\n", header, _delimiters(delimiters))
         env = self._file_environment(options)  # included files are read with it too, as Ansible
         done: list[str] = []
         pending: list[tuple[str, str]] = [(_file_source(text, options, env), path)]
@@ -719,7 +723,7 @@ class Templar:
 
     def _file_template(self, text: str, name: str, options: _FileOptions) -> jinja2.Template:
         """The compiled template file, compiled once per run, not once per host."""
-        key = (name, text, options.trim_blocks, options.lstrip_blocks, options.newline_sequence)
+        key = (name, text, options)
         template = self._files.get(key)
         if template is not None:
             return template
@@ -735,10 +739,15 @@ class Templar:
     def _file_environment(self, options: _FileOptions) -> jinja2.Environment:
         settings = options.settings()
         key = tuple(sorted(settings.items()))
-        if not options.header and key == (
-            ("lstrip_blocks", False),
-            ("newline_sequence", "\n"),
-            ("trim_blocks", True),
+        if (
+            not options.header
+            and not options.delimiters
+            and key
+            == (
+                ("lstrip_blocks", False),
+                ("newline_sequence", "\n"),
+                ("trim_blocks", True),
+            )
         ):
             return self._file_env
         with self._lock:
@@ -1057,6 +1066,24 @@ def _jinja2_header(text: str, path: str | None, where: Where) -> tuple[tuple[str
     return tuple(settings.items())
 
 
+# the template module's arguments that change Jinja's delimiters
+DELIMITERS = (
+    "variable_start_string",
+    "variable_end_string",
+    "block_start_string",
+    "block_end_string",
+    "comment_start_string",
+    "comment_end_string",
+)
+
+
+def _delimiters(given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    unknown = sorted(set(given) - set(DELIMITERS))
+    if unknown:
+        raise TypeError(f"unknown template option {unknown[0]!r}")
+    return tuple((k, str(given[k])) for k in DELIMITERS if given.get(k) is not None)
+
+
 @dataclass(frozen=True)
 class _FileOptions:
     """How a template file is read: the template module's options, then its `#jinja2:`."""
@@ -1065,12 +1092,14 @@ class _FileOptions:
     lstrip_blocks: bool
     newline_sequence: str
     header: tuple[tuple[str, Any], ...] | None = None
+    delimiters: tuple[tuple[str, str], ...] = ()  # the module's variable_start_string...
 
     def settings(self) -> dict[str, Any]:
         return {
             "trim_blocks": self.trim_blocks,
             "lstrip_blocks": self.lstrip_blocks,
             "newline_sequence": self.newline_sequence,
+            **dict(self.delimiters),
             **dict(self.header or ()),
         }
 

@@ -251,6 +251,30 @@ def test_valid_template_with_facts_defaults_and_guards_runs(project: Path, lab: 
     assert _ssh(lab, h15, f"cat {DEST}").endswith("said = hello\nname = SHOP (gold)\n")
 
 
+def test_delimiters_a_task_or_the_file_sets_are_used(project: Path, lab: Lab) -> None:
+    # a Go template's own {{ }} stays text: the task's variable_start_string or the file's
+    # `#jinja2:` first line says what Jinja reads (both as Ansible's template module)
+    (project / "templates" / "app.conf.j2").write_text(
+        "{{ .Values.name }} [[ app_name ]]\n[% if names %]x[% endif %]\n"
+    )
+    (project / "templates" / "head.j2").write_text(
+        "#jinja2: variable_start_string:'<<', variable_end_string:'>>'\n{{ .Go }} << app_name >>\n"
+    )
+    tasks = (
+        "    - template:\n        src: app.conf.j2\n        dest: " + DEST + "\n"
+        "        variable_start_string: '[['\n        variable_end_string: ']]'\n"
+        "        block_start_string: '[%'\n        block_end_string: '%]'\n"
+        "    - template: {src: head.j2, dest: " + DEST + ".2}\n"
+    )
+    _playbook(project, tasks)
+    assert machineroom("validate", "site.yml", cwd=project).returncode == 0
+    out = machineroom("apply", "site.yml", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for host in _hosts(lab):
+        assert _ssh(lab, host, f"cat {DEST}") == "{{ .Values.name }} shop\nx\n"
+        assert _ssh(lab, host, f"cat {DEST}.2; rm {DEST}.2") == "{{ .Go }} shop\n"
+
+
 def test_validate_and_syntax_check_compile_template_files(tmp_path: Path) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "app.conf.j2").write_text("# shop\n\n{{ app_name | uppper }}\n")

@@ -39,6 +39,7 @@ from machineroom.playbook.model import Block, Play, Playbook, Task
 from machineroom.playbook.tags import tags_allow
 from machineroom.templating import (
     BASE_DIR_VAR,
+    DELIMITERS,
     Templar,
     TemplateError,
     Where,
@@ -366,7 +367,7 @@ def _compile(
     """The task's template file, compiled with what it includes; None when it cannot be
     found now (a templated `src`, a missing file: the run says so) or has an error."""
     src = task.args.get("src")
-    if not isinstance(src, str) or is_template(src):
+    if not isinstance(src, str) or is_template(src) or is_template(_delimiters(task)):
         return None
     search = tuple(str(p) for p in search_paths("templates", task.role, playbook_dir))
     wanted = Path(src).expanduser()
@@ -383,6 +384,7 @@ def _compile(
             search=search,
             trim_blocks=bool(task.args.get("trim_blocks", True)),
             lstrip_blocks=bool(task.args.get("lstrip_blocks", False)),
+            **_delimiters(task),
         )
     except TemplateError as error:
         findings.add(task, error, None)
@@ -458,6 +460,7 @@ def _render_for(
             search=compiled.search,
             trim_blocks=bool(task.args.get("trim_blocks", True)),
             lstrip_blocks=bool(task.args.get("lstrip_blocks", False)),
+            **_delimiters(task),
         )
     except _Deferred:
         return None
@@ -467,6 +470,11 @@ def _render_for(
     except Exception:
         return None
     return None
+
+
+def _delimiters(task: Task) -> dict[str, str]:
+    """The task's `variable_start_string`... arguments (the module checks their types)."""
+    return {k: str(task.args[k]) for k in DELIMITERS if task.args.get(k) is not None}
 
 
 def _dest(dest: Any) -> str | None:

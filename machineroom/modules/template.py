@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome, RemoteStep
 from machineroom.modules.copy import COPY_PROPS, copy_outcome, copy_step
+from machineroom.templating import DELIMITERS
 
 
 class TemplateModule(Module):
@@ -27,6 +28,8 @@ class TemplateModule(Module):
             "trim_blocks": {"type": "boolean", "default": True},
             "lstrip_blocks": {"type": "boolean", "default": False},
             "newline_sequence": {"enum": ["\n", "\r", "\r\n", "\\n", "\\r", "\\r\\n"]},
+            # Jinja's delimiters for this file (a Go or Helm template's own `{{ }}` kept)
+            **{name: {"type": "string", "minLength": 1} for name in DELIMITERS},
         },
         "required": ["src", "dest"],
         "additionalProperties": False,
@@ -43,6 +46,7 @@ class TemplateModule(Module):
             lstrip_blocks=args.get("lstrip_blocks", False),
             newline_sequence=newline,
             dest=str(args["dest"]),  # the file's `template_destpath`
+            **{name: str(args[name]) for name in DELIMITERS if name in args},
         )
         return copy_step(text.encode(), args["dest"], None, args, ctx)
 
