@@ -289,6 +289,15 @@ def test_validate_and_syntax_check_compile_template_files(tmp_path: Path) -> Non
     syntax = machineroom("apply", "--syntax-check", "site.yml", cwd=tmp_path)
     assert syntax.returncode == 4, syntax.stdout + syntax.stderr
     assert syntax.stderr.strip() == f"error: {message}"
+    # a task written to fail (its block rescues it) is the playbook's business, as in apply
+    rescued = WRITE.replace("    - name", "        - name").replace("\n      ", "\n          ")
+    (tmp_path / "site.yml").write_text(
+        f"- hosts: localhost\n  tasks:\n    - block:\n{rescued}      rescue:\n"
+        "        - debug: {msg: rescued}\n"
+    )
+    for command in (["validate"], ["apply", "--syntax-check"]):
+        out = machineroom(*command, "site.yml", cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
 
 
 # --- the check alone: what it must not call an error --------------------------------------

@@ -254,10 +254,14 @@ def compile_templates(playbook: Playbook, playbook_dir: str) -> None:
     findings = _Findings()
     by_id: dict[str, Task] = {}
     for play in playbook.plays:
-        for task in _all_tasks(play):
-            if canonical_name(task.module) == "template" and task.kind == "module":
-                by_id[task.id or str(task.location)] = task
-                _compile(templar, task, playbook_dir, findings)
+        walked = [pair for stage in play.stages for pair in _walk(stage.items, ())]
+        for task, blocks in [*walked, *((handler, ()) for handler in play.handlers)]:
+            if canonical_name(task.module) != "template" or task.kind != "module":
+                continue
+            if _failure_expected(task, blocks):
+                continue  # as apply: the playbook handles the task failing
+            by_id[task.id or str(task.location)] = task
+            _compile(templar, task, playbook_dir, findings)
     findings.raise_any(by_id, early=False)
 
 
