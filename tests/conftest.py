@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +117,18 @@ def fleet_lab() -> Iterator[Lab]:
         yield started
     finally:
         stop_lab(FLEET_LAB_DIR)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless system chromium (Debian's, driven by Playwright), one for the whole session:
+    each test opens its own context (cookies, viewport) in it."""
+    from playwright.sync_api import sync_playwright
+    from websupport import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -16,20 +16,11 @@ from pathlib import Path
 
 import pytest
 from clirun import machineroom
-from websupport import Server, make_token
+from websupport import CHROMIUM, Server, make_token
 
 from machineroom.lab import Lab
 from machineroom.vault import encrypt_text
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAB_HOST = "h15"  # one lab host, reached under two inventory names (two password sources)
 HOSTS = ("sec-env", "sec-vault")
 VAULT_PASSWORD = "vault-pass-for-tests"
@@ -143,7 +134,9 @@ def _env(lab: Lab) -> dict[str, str]:
     return {"DEPLOY_PW": password, "MACHINEROOM_VAULT_PASSWORD": VAULT_PASSWORD}
 
 
-def test_no_secret_reaches_console_json_or_database(project: Path, lab: Lab) -> None:
+def test_no_secret_reaches_console_json_or_database(
+    project: Path, lab: Lab, request: pytest.FixtureRequest
+) -> None:
     env = _env(lab)
     secrets = [env["DEPLOY_PW"], VAULT_SECRET, EXTRA_SECRET, FILE_SECRET, VAULT_PASSWORD]
     out = machineroom(
@@ -180,7 +173,7 @@ def test_no_secret_reaches_console_json_or_database(project: Path, lab: Lab) -> 
         assert shown.returncode == 0, shown.stderr
         assert _leaks(shown.stdout, secrets) == []
 
-    _viewer_sees_no_secret(project, database, secrets)
+    _viewer_sees_no_secret(project, database, secrets, request)
 
     # masking hid the secret from people, it did not change what ran on the host
     check = machineroom("run", HOSTS[0], "--", "cat /tmp/mr-secret-test", cwd=project, env=env)
@@ -219,7 +212,9 @@ def test_host_escape_sequences_are_shown_not_obeyed(tmp_path: Path, lab: Lab) ->
         assert r"\x1b]0;TITLE\x07\x1b[2J\x0dok: [fake]" in text
 
 
-def _viewer_sees_no_secret(project: Path, database: Path, secrets: list[str]) -> None:
+def _viewer_sees_no_secret(
+    project: Path, database: Path, secrets: list[str], request: pytest.FixtureRequest
+) -> None:
     """A viewer of the dashboard, through the API and in a real browser, reads the runs and
     the audit log and finds no secret."""
     token = make_token(project, database, "viewer1", "viewer")
@@ -232,22 +227,19 @@ def _viewer_sees_no_secret(project: Path, database: Path, secrets: list[str]) ->
                 assert _leaks(answer.text, secrets) == [], path
         if not Path(CHROMIUM).exists():
             pytest.skip("the browser half needs Debian's chromium (scripts/setup.sh --test)")
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_context().new_page()
-                page.goto(server.url + "/login")
-                page.fill("#token", token)
-                page.click("button[type=submit]")
-                page.wait_for_url(server.url + "/")
-                for path in ("/runs/1", "/runs/2", "/runs/3", "/audit"):
-                    page.goto(server.url + path)
-                    text = page.content()
-                    assert "***" in text or path == "/runs/3", path
-                    assert _leaks(text, secrets) == [], path
-            finally:
-                browser.close()
+        context = request.getfixturevalue("browser").new_context()
+        try:
+            page = context.new_page()
+            page.goto(server.url + "/login")
+            page.fill("#token", token)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/")
+            for path in ("/runs/1", "/runs/2", "/runs/3", "/audit"):
+                page.goto(server.url + path)
+                text = page.content()
+                assert "***" in text or path == "/runs/3", path
+                assert _leaks(text, secrets) == [], path
+        finally:
+            context.close()
     finally:
         server.stop()

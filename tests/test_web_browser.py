@@ -17,19 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from websupport import Server, fill_metrics, machineroom, make_token, wait_for
+from websupport import CHROMIUM, Server, fill_metrics, machineroom, make_token, wait_for
 
 from machineroom.lab import Lab
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Read at import: the autouse `hermetic` fixture clears MACHINEROOM_* before each test.
 SHOTS = os.environ.get("MACHINEROOM_SCREENSHOTS")
 
@@ -89,19 +80,6 @@ def dash(fleet_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         yield {"server": server, "tokens": tokens, "hosts": names, "shots": shots, "root": root}
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def logged_in(browser: Any, dash: dict[str, Any], role: str, **context: Any) -> Any:

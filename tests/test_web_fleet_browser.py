@@ -18,12 +18,10 @@ from typing import Any
 
 import pytest
 from clirun import machineroom as run_cli
-from websupport import Server, machineroom, make_token, wait_for
+from websupport import CHROMIUM, Server, machineroom, make_token, wait_for
 
 from machineroom.lab import Lab
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SHOTS = os.environ.get("MACHINEROOM_SCREENSHOTS")  # read at import: `hermetic` clears it
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
@@ -135,19 +133,6 @@ def stop_an_apply_half_way(root: Path, env: dict[str, str], host: str) -> int:
             process.kill()
             process.wait()
     return int(re.findall(r"run (\d+): interrupted", log.read_text())[-1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def logged_in(browser: Any, dash: dict[str, Any], **context: Any) -> Any:

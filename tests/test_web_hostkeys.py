@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_web_browser import ARGS, CHROMIUM, SHOTS, logged_in, shot
+from test_web_browser import CHROMIUM, SHOTS, logged_in, shot
 from websupport import Server, machineroom, make_token, wait_for
 
 from machineroom.cluster.payload import append_host_keys
@@ -167,19 +167,6 @@ def start_apply(dash: dict[str, Any], playbook: str, limit: str | None = None) -
         answer = client.post("/api/actions/apply", json=body)
         assert answer.status_code == 202, answer.text
         return finished(dash, answer.json()["id"])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

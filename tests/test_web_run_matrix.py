@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import ARGS, CHROMIUM, logged_in, shot
+from test_web_browser import CHROMIUM, logged_in, shot
 from websupport import Server, make_token
 
 from machineroom.lab import Lab
@@ -35,18 +35,6 @@ SITE = """\
       shell: "{{ disk_check }}"
       changed_when: false
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import ARGS, CHROMIUM, logged_in, shot
+from test_web_browser import CHROMIUM, logged_in, shot
 from websupport import Server, make_token
 
 from machineroom.lab import Lab
@@ -138,19 +138,6 @@ def dash(fleet_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         }
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 # The number of lines each cell's text takes (a cell wrapped mid-word takes two).

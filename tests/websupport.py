@@ -15,6 +15,16 @@ from typing import Any
 
 import httpx
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright (scripts/setup.sh --test)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now, on 127.0.0.1."""
