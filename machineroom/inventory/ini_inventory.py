@@ -26,6 +26,7 @@ import re
 import shlex
 import string
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,15 +356,19 @@ class _IniReader:
         return self.reader
 
 
-def parse_ini_inventory(text: str, source: str, base: Path | None = None) -> Inventory:
-    """An Inventory from INI text; `base` is the folder holding group_vars/ and host_vars/."""
+def parse_ini_inventory(
+    text: str, source: str, base: Path | None = None, var_dirs: Sequence[Path] = ()
+) -> Inventory:
+    """An Inventory from INI text; `base` is the folder holding group_vars/ and host_vars/,
+    `var_dirs` more such folders read after it (the playbook's)."""
     ini = _IniReader(source)
     ini.read(text)
     if ini.errors:
         raise InputErrors(ini.errors)
-    return build_inventory(ini.finish(), source, base)
+    return build_inventory(ini.finish(), source, base, var_dirs)
 
 
-def load_ini_inventory(path: str | Path) -> Inventory:
-    """Load an INI inventory file and the group_vars/ and host_vars/ folders beside it."""
-    return parse_ini_inventory(read_text(Path(path)), str(path), Path(path).parent)
+def load_ini_inventory(path: str | Path, var_dirs: Sequence[Path] = ()) -> Inventory:
+    """Load an INI inventory file and the group_vars/ and host_vars/ folders beside it (then
+    those in `var_dirs`)."""
+    return parse_ini_inventory(read_text(Path(path)), str(path), Path(path).parent, var_dirs)

@@ -68,11 +68,11 @@ def _is_folder(path: Path) -> bool:
         raise unreadable(path, exc) from None
 
 
-def _read(path: Path) -> Inventory:
+def _read(path: Path, var_dirs: Sequence[Path] = ()) -> Inventory:
     if _is_folder(path):
         for name in FOLDER_FILES:
             if file_present(path / name):
-                return _read(path / name)
+                return _read(path / name, var_dirs)
         raise InputError(
             "no inventory in this folder", Location(str(path)), "one of: " + ", ".join(FOLDER_FILES)
         )
@@ -80,9 +80,9 @@ def _read(path: Path) -> Inventory:
         raise InputError("inventory not found", Location(str(path)), "an inventory file or folder")
     kind = inventory_format(path)
     if kind == "yaml":
-        return load_yaml_inventory(path)
+        return load_yaml_inventory(path, var_dirs)
     if kind == "ini":
-        return load_ini_inventory(path)
+        return load_ini_inventory(path, var_dirs)
     return load_server_list(path)
 
 
@@ -93,17 +93,23 @@ def load_inventory(path: str | Path, *, check_key_files: bool = True) -> Invento
     return inventory
 
 
-def load_inventories(paths: Sequence[str | Path], *, check_key_files: bool = True) -> Inventory:
+def load_inventories(
+    paths: Sequence[str | Path],
+    *,
+    check_key_files: bool = True,
+    var_dirs: Sequence[Path] = (),
+) -> Inventory:
     """Load several inventories (`-i a -i b`) as one; a host id may be defined only once.
 
     Each file's group variables apply to that file's hosts; groups of the same name are
-    joined (members and children); tunnel profiles are shared by all files.
+    joined (members and children); tunnel profiles are shared by all files. `var_dirs`
+    (a playbook's folder) hold more group_vars/ and host_vars/, read after each file's own.
     """
     if not paths:
         raise InputError(
             "no inventory given", expected="-i FILE (a YAML or INI inventory, or a server list)"
         )
-    parts = [_read(Path(p)) for p in paths]
+    parts = [_read(Path(p), var_dirs) for p in paths]
     merged = parts[0] if len(parts) == 1 else merge_inventories(parts)
     check_inventory(merged, check_key_files=check_key_files)
     return merged

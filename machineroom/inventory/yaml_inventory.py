@@ -269,19 +269,23 @@ class _Reader:
             return Secret("env", name, where)
         return parse_password(str(value), where)
 
-    def read_var_files(self, base: Path) -> None:
-        """`group_vars/NAME[.yml|.yaml|.json]` or `group_vars/NAME/*` and the same for hosts."""
+    def read_var_files(self, base: Path, *, quiet: bool = False) -> None:
+        """`group_vars/NAME[.yml|.yaml|.json]` or `group_vars/NAME/*` and the same for hosts;
+        `quiet`: no warning for a file naming a group or host this inventory does not have
+        (the playbook's folders serve every inventory it runs with)."""
         for folder, names, kind in (
             ("group_vars", self.groups, "group"),
             ("host_vars", self.hosts, "host"),
         ):
             root = base / folder
             try:
-                self._read_var_folder(root, names, kind)
+                self._read_var_folder(root, names, kind, quiet)
             except OSError as exc:  # a folder we may not list: named, not a traceback
                 self.errors.append(unreadable(getattr(exc, "filename", None) or root, exc))
 
-    def _read_var_folder(self, root: Path, names: Mapping[str, Any], kind: str) -> None:
+    def _read_var_folder(
+        self, root: Path, names: Mapping[str, Any], kind: str, quiet: bool = False
+    ) -> None:
         if not root.is_dir():
             return
         for entry in sorted(root.iterdir()):
@@ -289,6 +293,8 @@ class _Reader:
             if entry.name.startswith(".") or entry.suffix not in _VAR_SUFFIXES:
                 continue
             if stem not in names:
+                if quiet:
+                    continue
                 self.warnings.append(
                     InventoryWarning(
                         f"no {kind} '{stem}' in {self.source}; this file is not used"
@@ -442,8 +448,11 @@ def _build_host(reader: _Reader, raw: _RawHost, depths: dict[str, int]) -> Host:
     )
 
 
-def parse_yaml_inventory(data: Any, source: str, base: Path | None = None) -> Inventory:
-    """An Inventory from parsed YAML (`yamlio`); `base` is the folder holding group_vars/."""
+def parse_yaml_inventory(
+    data: Any, source: str, base: Path | None = None, var_dirs: Sequence[Path] = ()
+) -> Inventory:
+    """An Inventory from parsed YAML (`yamlio`); `base` is the folder holding group_vars/,
+    `var_dirs` more such folders read after it (the playbook's)."""
     if data is None:
         raise InputError(
             "the inventory is empty", Location(source), "a mapping of groups, usually 'all:'"
@@ -451,14 +460,21 @@ def parse_yaml_inventory(data: Any, source: str, base: Path | None = None) -> In
     validate(data, "inventory", source)
     reader = _Reader(source)
     reader.read(data)
-    return build_inventory(reader, source, base)
+    return build_inventory(reader, source, base, var_dirs)
 
 
-def build_inventory(reader: _Reader, source: str, base: Path | None) -> Inventory:
+def build_inventory(
+    reader: _Reader, source: str, base: Path | None, var_dirs: Sequence[Path] = ()
+) -> Inventory:
     """The Inventory from a reader's raw groups and hosts (any format), with the vars
-    folders beside `base` read and fields and variables resolved in Ansible's order."""
+    folders beside `base` read, then those in `var_dirs` (the playbook's folder: Ansible
+    reads group_vars/ and host_vars/ there too, over the inventory's), and fields and
+    variables resolved in Ansible's order."""
     if base is not None:
         reader.read_var_files(base)
+    for folder in dict.fromkeys(var_dirs):
+        if base is None or folder.resolve() != base.resolve():
+            reader.read_var_files(folder, quiet=True)
     cycle = find_group_cycle({name: g.children for name, g in reader.groups.items()})
     if cycle:
         reader.errors.append(
@@ -500,9 +516,10 @@ def _group(reader: _Reader, raw: _RawGroup, extra_children: list[str]) -> Group:
     )
 
 
-def load_yaml_inventory(path: str | Path) -> Inventory:
-    """Load a YAML inventory file and the group_vars/ and host_vars/ folders beside it."""
-    return parse_yaml_inventory(load_yaml(path), str(path), Path(path).parent)
+def load_yaml_inventory(path: str | Path, var_dirs: Sequence[Path] = ()) -> Inventory:
+    """Load a YAML inventory file and the group_vars/ and host_vars/ folders beside it (then
+    those in `var_dirs`)."""
+    return parse_yaml_inventory(load_yaml(path), str(path), Path(path).parent, var_dirs)
 
 
 class _Dumper(yaml.SafeDumper):

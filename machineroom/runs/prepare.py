@@ -117,6 +117,7 @@ def prepare(
         playbook = select_stages(playbook, stages)
     values, sources = parse_extra_vars(list(extra_vars))
     playbook = settle_plays(playbook, values, prompt)  # vars_prompt, hosts templates
+    workspace.use_playbook_vars(playbook_path)
     inventory = workspace.inventory
     allowed = {h.id for h in select_hosts(inventory, limit)} if limit else None
     res = workspace.server_res()

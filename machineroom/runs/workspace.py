@@ -67,6 +67,8 @@ class Workspace:
     host_defaults: HostDefaults = field(default_factory=HostDefaults)
     settings: Settings = field(default_factory=Settings)  # ansible.cfg, machineroom.yml, env
     known_hosts_file: str | None = None  # machineroom.yml's known_hosts
+    # the playbook's folder, whose group_vars/ and host_vars/ count too (as in Ansible)
+    playbook_dir: Path | None = None
     # where notes for the user go (skipped hosts...): stderr, or the CLI's coloured echo
     warn: Callable[[str], None] = field(default=_to_stderr, repr=False)
 
@@ -78,13 +80,25 @@ class Workspace:
 
             # Key files are checked for the hosts a command works on (see `select`), so a
             # server list that names another workstation's keys still lists and validates.
-            inventory = load_inventories(list(self.inventory_paths), check_key_files=False)
+            inventory = load_inventories(
+                list(self.inventory_paths),
+                check_key_files=False,
+                var_dirs=(self.playbook_dir,) if self.playbook_dir else (),
+            )
             if self.host_defaults != HostDefaults():
                 hosts = {k: self.host_defaults.apply(h) for k, h in inventory.hosts.items()}
                 inventory = dataclasses.replace(inventory, hosts=hosts)
             self._inventory = inventory
             self._inventory.register_secrets()
         return self._inventory
+
+    def use_playbook_vars(self, playbook_path: str | Path) -> None:
+        """Read group_vars/ and host_vars/ beside the playbook too, over the inventory's (the
+        inventory is loaded again if it was already)."""
+        folder = Path(playbook_path).resolve().parent
+        if folder != self.playbook_dir:
+            self.playbook_dir = folder
+            self._inventory = None
 
     @property
     def project_dir(self) -> Path:
