@@ -65,6 +65,8 @@ def explain_var(
     the host, or when `role_name` is no role of it (after the contexts found)."""
     from machineroom.vars import build_var_stack, magic_vars, parse_extra_vars
 
+    if playbook is not None:
+        workspace.use_playbook_vars(playbook)  # its group_vars/ and host_vars/ count too
     inventory = workspace.inventory
     host = inventory.host(host_id)
     extra, extra_sources = parse_extra_vars(extra_vars)
