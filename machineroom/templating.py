@@ -1066,22 +1066,17 @@ def _jinja2_header(text: str, path: str | None, where: Where) -> tuple[tuple[str
     return tuple(settings.items())
 
 
-# the template module's arguments that change Jinja's delimiters
-DELIMITERS = (
-    "variable_start_string",
-    "variable_end_string",
-    "block_start_string",
-    "block_end_string",
-    "comment_start_string",
-    "comment_end_string",
-)
-
-
 def _delimiters(given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    unknown = sorted(set(given) - set(DELIMITERS))
-    if unknown:
-        raise TypeError(f"unknown template option {unknown[0]!r}")
-    return tuple((k, str(given[k])) for k in DELIMITERS if given.get(k) is not None)
+    """The template module's delimiter arguments (modules/template.py DELIMITERS: Jinja's
+    own names, `variable_start_string`...), in a stable order for the caches."""
+    for name in given:
+        kind, _, edge = name.partition("_")
+        if kind not in ("variable", "block", "comment") or edge not in (
+            "start_string",
+            "end_string",
+        ):
+            raise TypeError(f"unknown template option {name!r}")
+    return tuple(sorted((k, str(v)) for k, v in given.items() if v is not None))
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,11 @@ from machineroom.executor.files import search_paths
 from machineroom.inventory.model import Host, Inventory
 from machineroom.lookups import TASK_DIR_VAR
 from machineroom.modules import canonical_name
+from machineroom.modules.template import DELIMITERS
 from machineroom.playbook.model import Block, Play, Playbook, Task
 from machineroom.playbook.tags import tags_allow
 from machineroom.templating import (
     BASE_DIR_VAR,
-    DELIMITERS,
     Templar,
     TemplateError,
     Where,

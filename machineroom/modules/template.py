@@ -11,7 +11,16 @@ from typing import Any, ClassVar
 
 from machineroom.modules.base import CommandOutput, Module, ModuleContext, Outcome, RemoteStep
 from machineroom.modules.copy import COPY_PROPS, copy_outcome, copy_step
-from machineroom.templating import DELIMITERS
+
+# the arguments that change Jinja's delimiters for this file, by Jinja's own names
+DELIMITERS = (
+    "variable_start_string",
+    "variable_end_string",
+    "block_start_string",
+    "block_end_string",
+    "comment_start_string",
+    "comment_end_string",
+)
 
 
 class TemplateModule(Module):
