@@ -354,6 +354,19 @@ def magic_vars(
     return values
 
 
+def role_name_vars(play: Play) -> dict[str, Any]:
+    """Ansible's names for a play's roles: `role_names` and `ansible_play_role_names` (the
+    roles the play names or imports), `ansible_dependent_role_names` (pulled in as
+    dependencies) and `ansible_role_names` (both)."""
+    named, dependent = list(play.role_names), list(play.dependent_role_names)
+    return {
+        "role_names": named,
+        "ansible_play_role_names": named,
+        "ansible_dependent_role_names": dependent,
+        "ansible_role_names": list(dict.fromkeys(named + dependent)),
+    }
+
+
 # --- extra vars ------------------------------------------------------------------------------
 
 

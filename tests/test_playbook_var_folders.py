@@ -84,3 +84,58 @@ def test_each_layer_wins_over_the_one_below_it(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         shown = json.loads(out.stdout)["hosts"]["localhost"]["tasks"][0]["msg"]
         assert shown == label, (path, shown)
+
+
+def test_ansibles_variable_precedence_between_inline_vars_and_files(tmp_path: Path) -> None:
+    """ansible-inventory 2.19 --playbook-dir gives these: a group_vars/all file beats a child
+    group's vars in the inventory file, and a parent group's file beside the playbook beats a
+    child group's file beside the inventory (every inventory file first, then the playbook's)."""
+    user = os.environ.get("USER") or "root"
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  children:\n    web:\n      vars: {inline_or_all: web-inline}\n"
+        "      children:\n        prod:\n          hosts:\n"
+        f"            localhost: {{connection: local, host: 127.0.0.1, user: {user}}}\n"
+    )
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text("inline_or_all: all-file\n")
+    (tmp_path / "group_vars" / "prod.yml").write_text("child_or_parent: inv-prod\n")
+    (tmp_path / "playbooks" / "group_vars").mkdir(parents=True)
+    (tmp_path / "playbooks" / "group_vars" / "web.yml").write_text("child_or_parent: pb-web\n")
+    (tmp_path / "playbooks" / "site.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        '    - debug: {msg: "{{ inline_or_all }} {{ child_or_parent }}"}\n'
+    )
+    out = machineroom("apply", "playbooks/site.yml", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    shown = json.loads(out.stdout)["hosts"]["localhost"]["tasks"][0]["msg"]
+    assert shown == "all-file pb-web"
+
+
+def test_role_names_as_ansible_lists_them(tmp_path: Path) -> None:
+    """role_names: the roles the play names (a vars-only role too), not their dependencies;
+    ansible_role_names: both. A template reading role_names passes the check before the run."""
+    user = os.environ.get("USER") or "root"
+    (tmp_path / "inventory.yml").write_text(
+        f"all:\n  hosts:\n    localhost: {{connection: local, host: 127.0.0.1, user: {user}}}\n"
+    )
+    roles = tmp_path / "roles"
+    (roles / "common" / "tasks").mkdir(parents=True)
+    (roles / "common" / "tasks" / "main.yml").write_text("- debug: {msg: common}\n")
+    (roles / "app" / "meta").mkdir(parents=True)
+    (roles / "app" / "meta" / "main.yml").write_text("dependencies: [common]\n")
+    (roles / "app" / "tasks").mkdir()
+    (roles / "app" / "tasks" / "main.yml").write_text("- debug: {msg: app}\n")
+    (roles / "varsonly" / "defaults").mkdir(parents=True)
+    (roles / "varsonly" / "defaults" / "main.yml").write_text("quiet: true\n")
+    (tmp_path / "names.j2").write_text("{{ role_names | join(',') }}\n")
+    (tmp_path / "site.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  roles: [varsonly, app]\n  tasks:\n"
+        "    - debug: {msg: \"{{ role_names | join(',') }} / {{ ansible_role_names | join(',') }}"
+        " / {{ ansible_dependent_role_names | join(',') }}\"}\n"
+        f"    - template: {{src: names.j2, dest: {tmp_path}/names.txt}}\n"
+    )
+    out = machineroom("apply", "site.yml", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    messages = [t["msg"] for t in json.loads(out.stdout)["hosts"]["localhost"]["tasks"]]
+    assert "varsonly,app / varsonly,app,common / common" in messages
+    assert (tmp_path / "names.txt").read_text() == "varsonly,app\n"

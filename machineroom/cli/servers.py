@@ -285,6 +285,9 @@ def validate_command(
         for line in validate_fleet_files(workspace.inventory_paths, workspace.inventory):
             click.echo(line)
     for playbook in playbooks:
+        if workspace is not None:  # the playbook's group_vars/ and host_vars/, as apply reads them
+            workspace.use_playbook_vars(playbook)
+            _ = workspace.inventory
         findings += _print_findings(validate_playbook(playbook, strict))
     if strict and any(finding.warning for finding in findings):
         sys.exit(ExitCode.INVALID_INPUT)

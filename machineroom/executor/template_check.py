@@ -46,7 +46,7 @@ from machineroom.templating import (
     is_template,
     template_variables,
 )
-from machineroom.vars import build_var_stack, magic_vars
+from machineroom.vars import build_var_stack, magic_vars, role_name_vars
 from machineroom.yamlio import read_text
 
 # Names the run sets or changes while it runs, whatever the playbook says.
@@ -302,6 +302,7 @@ def check_templates(
                 run_tags=sorted(tags),
                 skip_tags=sorted(skip_tags),
             )
+            | role_name_vars(play)
             for h in sample
         }
         walked = [pair for stage in play.stages for pair in _walk(stage.items, ())]

@@ -9,16 +9,16 @@ values the templates see. `origin_note` says where a variable a failed template 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
 from machineroom.executor.play_files import host_vars_files
 from machineroom.lookups import TASK_DIR_VAR
-from machineroom.playbook.model import Block, RoleRef, Stage, Task
+from machineroom.playbook.model import Block, RoleRef, Task
 from machineroom.templating import BASE_DIR_VAR, TemplateError
-from machineroom.vars import VarStack, build_var_stack, magic_vars
+from machineroom.vars import VarStack, build_var_stack, magic_vars, role_name_vars
 
 
 @dataclass(frozen=True)
@@ -156,31 +156,8 @@ def _magic(
         )
         if role is not None:
             cached["role_name"] = role.name
-        # the play's roles, as Ansible names them (`roles:` and imported ones, in order)
-        roles = _role_names(play_state.play.stages)
-        cached["role_names"] = cached["ansible_play_role_names"] = roles
-        cached["ansible_role_names"] = roles
+        cached.update(role_name_vars(play_state.play))
         # lookup('file', ...) resolves relative paths against the role's or playbook's folder
         cached[BASE_DIR_VAR] = role.path if role is not None else run.playbook_dir
         play_state.magic[key] = cached
     return cached
-
-
-def _role_names(stages: Sequence[Stage]) -> list[str]:
-    """The names of the roles whose tasks a play holds, in order, each once."""
-    names: dict[str, None] = {}
-
-    def visit(items: Sequence[Task | Block]) -> None:
-        for item in items:
-            if item.role is not None:
-                names.setdefault(item.role.name)
-            if isinstance(item, Block):
-                visit(item.block)
-                visit(item.rescue)
-                visit(item.always)
-
-    for stage in stages:
-        if stage.role is not None:
-            names.setdefault(stage.role.name)
-        visit(stage.items)
-    return list(names)

@@ -69,7 +69,8 @@ class HostWalker:
                 elif self.run.options.force_handlers or self.play_state.play.force_handlers:
                     self._forced_handlers(stage.name)
                 self._report_done()
-            self.state.walked_through = not self._stopped()
+            # done with the play: walked to its end, or ended by end_host / end_play
+            self.state.walked_through = self.state.ended or not self._stopped()
         finally:
             end_program(self.state)
             failed = self.state.failed or self.state.unreachable

@@ -99,6 +99,7 @@ class _RawGroup:
     children: list[str] = field(default_factory=list)
     inline: list[_Layer] = field(default_factory=list)
     files: list[_Layer] = field(default_factory=list)
+    playbook_files: list[_Layer] = field(default_factory=list)  # group_vars/ beside the playbook
 
 
 @dataclass
@@ -107,6 +108,7 @@ class _RawHost:
     location: Location
     inline: list[_Layer] = field(default_factory=list)
     files: list[_Layer] = field(default_factory=list)
+    playbook_files: list[_Layer] = field(default_factory=list)  # host_vars/ beside the playbook
 
 
 def expand_host_range(name: str) -> list[str]:
@@ -269,22 +271,22 @@ class _Reader:
             return Secret("env", name, where)
         return parse_password(str(value), where)
 
-    def read_var_files(self, base: Path, *, quiet: bool = False) -> None:
+    def read_var_files(self, base: Path, *, playbook: bool = False) -> None:
         """`group_vars/NAME[.yml|.yaml|.json]` or `group_vars/NAME/*` and the same for hosts;
-        `quiet`: no warning for a file naming a group or host this inventory does not have
-        (the playbook's folders serve every inventory it runs with)."""
+        `playbook`: the folders beside the playbook (above the inventory's; no warning for a
+        file naming a group or host this inventory lacks: they serve every inventory)."""
         for folder, names, kind in (
             ("group_vars", self.groups, "group"),
             ("host_vars", self.hosts, "host"),
         ):
             root = base / folder
             try:
-                self._read_var_folder(root, names, kind, quiet)
+                self._read_var_folder(root, names, kind, playbook)
             except OSError as exc:  # a folder we may not list: named, not a traceback
                 self.errors.append(unreadable(getattr(exc, "filename", None) or root, exc))
 
     def _read_var_folder(
-        self, root: Path, names: Mapping[str, Any], kind: str, quiet: bool = False
+        self, root: Path, names: Mapping[str, Any], kind: str, playbook: bool = False
     ) -> None:
         if not root.is_dir():
             return
@@ -293,7 +295,7 @@ class _Reader:
             if entry.name.startswith(".") or entry.suffix not in _VAR_SUFFIXES:
                 continue
             if stem not in names:
-                if quiet:
+                if playbook:
                     continue
                 self.warnings.append(
                     InventoryWarning(
@@ -315,7 +317,7 @@ class _Reader:
                 if present:
                     layer = self.read_var_file(path, f"{kind} {stem}")
                     target = self.groups[stem] if kind == "group" else self.hosts[stem]
-                    target.files.append(layer)
+                    (target.playbook_files if playbook else target.files).append(layer)
 
     def read_var_file(self, path: Path, label: str) -> _Layer:
         """One vars file, validated (a wrong field type names its line)."""
@@ -414,13 +416,18 @@ def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, Location], d
 def _build_host(reader: _Reader, raw: _RawHost, depths: dict[str, int]) -> Host:
     groups = _host_groups(reader, raw.id, depths)
     ordered = [reader.groups[name] for name in groups]
+    # Ansible's VARIABLE_PRECEDENCE: every group's vars in the inventory file (`all` first),
+    # then group_vars/all (the inventory's, the playbook's), then the other groups' group_vars
+    # files (the inventory's, the playbook's); then the host's own, likewise
     layers = [
-        *ordered[0].inline,
+        *(layer for group in ordered for layer in group.inline),
         *ordered[0].files,
-        *(layer for group in ordered[1:] for layer in group.inline),
+        *ordered[0].playbook_files,
         *(layer for group in ordered[1:] for layer in group.files),
+        *(layer for group in ordered[1:] for layer in group.playbook_files),
         *raw.inline,
         *raw.files,
+        *raw.playbook_files,
     ]
     values, locations, sources = _merge(layers)
     fields = {name: values.pop(name) for name in FIELDS if name in values}
@@ -474,7 +481,7 @@ def build_inventory(
         reader.read_var_files(base)
     for folder in dict.fromkeys(var_dirs):
         if base is None or folder.resolve() != base.resolve():
-            reader.read_var_files(folder, quiet=True)
+            reader.read_var_files(folder, playbook=True)
     cycle = find_group_cycle({name: g.children for name, g in reader.groups.items()})
     if cycle:
         reader.errors.append(
@@ -505,7 +512,7 @@ def build_inventory(
 
 
 def _group(reader: _Reader, raw: _RawGroup, extra_children: list[str]) -> Group:
-    values, _, _ = _merge(raw.inline + raw.files)
+    values, _, _ = _merge(raw.inline + raw.files + raw.playbook_files)
     children = raw.children + [c for c in extra_children if c not in raw.children]
     return Group(
         name=raw.name,

@@ -366,6 +366,8 @@ def _load_play(
         gather_facts=bool_or_none(node.get("gather_facts")),
         check_mode=node.get("check_mode") if isinstance(node.get("check_mode"), bool) else None,
         force_handlers=node.get("force_handlers") is True,
+        role_names=tuple(roles.named),
+        dependent_role_names=tuple(roles.dependent),
         order=str(node.get("order") or "inventory"),
         facts_args=MappingProxyType(
             {k: to_plain(node[k]) for k in FACTS_KEYWORDS if node.get(k) is not None}

@@ -185,6 +185,10 @@ class Play:
     become_method: str | None = None
     become_flags: str | None = None
     force_handlers: bool = False  # a host that failed still runs the handlers notified
+    # Ansible's role_names (roles the play names or imports) and the roles pulled in as
+    # dependencies, in load order
+    role_names: tuple[str, ...] = ()
+    dependent_role_names: tuple[str, ...] = ()
     # order of the hosts: inventory, reverse_inventory, sorted, reverse_sorted or shuffle
     order: str = "inventory"
     # the fact-gathering task's arguments (gather_subset, gather_timeout, fact_path)

@@ -49,10 +49,13 @@ class RoleLoader:
     ctx: LoadContext
     search: Sequence[Path]
     seen: set[str] = field(default_factory=set)  # dedup keys of roles already in this play
+    named: list[str] = field(default_factory=list)  # roles the play names or imports
+    dependent: list[str] = field(default_factory=list)  # roles pulled in as dependencies
 
     def start_play(self) -> None:
         """Forget which roles ran: dedup is per play, as in Ansible."""
         self.seen = set()
+        self.named, self.dependent = [], []
 
     def find(self, name: str, where: Location) -> Path | None:
         """The folder of role `name`; a missing role is reported with the folders searched."""
@@ -106,6 +109,7 @@ class RoleLoader:
         steps: tuple[str, ...] = (),
         dedup: bool = True,
         files: Mapping[str, str] | None = None,
+        dependency: bool = False,
     ) -> tuple[RoleRef | None, list[Item]]:
         """A role entry (`name`, or `{role: name, when:, tags:, vars:, x: 1}`) as its items:
         its dependencies first, then its tasks, each carrying the entry's keywords.
@@ -151,6 +155,9 @@ class RoleLoader:
         if dedup and key in self.seen and not allow_duplicates:
             return None, []
         self.seen.add(key)
+        listed = self.dependent if dependency else self.named
+        if folder.name not in listed:
+            listed.append(folder.name)
         defaults = self._read_vars(folder / "defaults", files.get("defaults_from", "main"))
         role_vars = self._read_vars(folder / "vars", files.get("vars_from", "main"))
         role = RoleRef(
@@ -167,7 +174,9 @@ class RoleLoader:
         deps = meta.get("dependencies") if isinstance(meta, Mapping) else None
         for index, dep in enumerate(deps or []):
             dep_where = location_of(deps, index, where)
-            _, dep_items = self.expand(dep, dep_where, parents=parents, steps=steps)
+            _, dep_items = self.expand(
+                dep, dep_where, parents=parents, steps=steps, dependency=True
+            )
             items.extend(dep_items)
         tasks_folder = folder / "tasks"
         task_file = _find_main(tasks_folder, files.get("tasks_from", "main"), self.ctx.errors)

@@ -94,10 +94,12 @@ class Workspace:
 
     def use_playbook_vars(self, playbook_path: str | Path) -> None:
         """Read group_vars/ and host_vars/ beside the playbook too, over the inventory's (the
-        inventory is loaded again if it was already)."""
+        inventory is loaded again if it was already and the playbook's folder has them)."""
         folder = Path(playbook_path).resolve().parent
-        if folder != self.playbook_dir:
-            self.playbook_dir = folder
+        has_vars = any((folder / name).is_dir() for name in ("group_vars", "host_vars"))
+        wanted = folder if has_vars else None
+        if wanted != self.playbook_dir:
+            self.playbook_dir = wanted
             self._inventory = None
 
     @property
