@@ -16,6 +16,7 @@ from typing import Any
 from machineroom.events import TaskFinished, TaskStatus
 from machineroom.executor.coordinator import OnceResult
 from machineroom.executor.hoststate import HostState, PlayShared, RunShared
+from machineroom.executor.variables import Scope
 from machineroom.playbook.model import Task
 
 
@@ -24,7 +25,7 @@ def run_once(
     state: HostState,
     play_state: PlayShared,
     run: RunShared,
-    stage: str,
+    scope: Scope,
     execute: Callable[[], TaskStatus],
 ) -> TaskStatus:
     """Run the task through `execute` if this host is the batch's runner, else wait for the
@@ -40,7 +41,7 @@ def run_once(
     if claim.action == "run":
         return _run_as_runner(key, state, run, execute)
     assert claim.result is not None
-    return _take(claim.result, task, state, run, stage)
+    return _take(claim.result, task, state, run, scope)
 
 
 def _run_as_runner(
@@ -73,7 +74,7 @@ def _stores(state: HostState) -> dict[str, dict[str, Any]]:
 
 
 def _take(
-    result: OnceResult, task: Task, state: HostState, run: RunShared, stage: str
+    result: OnceResult, task: Task, state: HostState, run: RunShared, scope: Scope
 ) -> TaskStatus:
     """A waiting host takes the runner's result; fails as it failed."""
     if result.status in ("failed", "unreachable"):
@@ -86,10 +87,11 @@ def _take(
                 host=state.host.id,
                 task_id=task.id,
                 task=task.display_name,
-                stage=stage,
+                stage=scope.stage,
                 status="failed",
                 msg=msg,
                 location=str(task.location) if task.location else None,
+                handler=scope.handler,
             )
         )
         return "failed"

@@ -189,7 +189,7 @@ class HostWalker:
                 self.state,
                 self.play_state,
                 self.run,
-                scope.stage,
+                scope,
                 lambda: self._throttled(task, scope),
             )
         return self._throttled(task, scope)

@@ -145,6 +145,7 @@ def task_json(event: TaskFinished) -> dict[str, Any]:
         "stderr": event.stderr,
         "location": event.location,
         "ignored": event.ignored,
+        "handler": event.handler,
         # "ansible-core" for a module run by ansible-core's own code (modules/ansible_fallback)
         **({"engine": event.result["engine"]} if "engine" in event.result else {}),
     }
