@@ -5,14 +5,12 @@ bytes, `/api/audit` and `machineroom history RUN` are searched for every one of 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
+from clirun import machineroom as run_cli
 from websupport import Server, make_token
 
 from machineroom.lab import Lab
@@ -91,13 +89,13 @@ def test_no_secret_reaches_the_audit_log_db_api_or_history(fleet_lab: Lab, tmp_p
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     env = {"HOME": str(home), "SSH_AUTH_SOCK": "", "NO_COLOR": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "machineroom", "apply", "site.yml", "--vault-password-file", "pw"],
+    out = run_cli(
+        "apply",
+        "site.yml",
+        "--vault-password-file",
+        "pw",
         cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env, "MR_AUDIT_ENV_PW": ENV_PASSWORD},
+        env={**env, "MR_AUDIT_ENV_PW": ENV_PASSWORD},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     run_id = int(re.findall(r"^run (\d+): ", out.stdout, re.MULTILINE)[-1])
@@ -109,14 +107,7 @@ def test_no_secret_reaches_the_audit_log_db_api_or_history(fleet_lab: Lab, tmp_p
         for secret in ALL_SECRETS:
             assert secret.encode() not in data, (secret, path.name)
 
-    history = subprocess.run(
-        [sys.executable, "-m", "machineroom", "history", str(run_id)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+    history = run_cli("history", str(run_id), cwd=root, env=env)
     assert history.returncode == 0, history.stdout + history.stderr
     # what it does show: the calls, their payloads by size, the URL without its password
     assert "uri: url=http://***@127.0.0.1:9/api" in history.stdout, history.stdout
@@ -161,13 +152,8 @@ def test_the_engines_own_commands_carry_no_task_action(fleet_lab: Lab, tmp_path:
     (root / ".machineroom" / "known_hosts").write_text(Path(fleet_lab.known_hosts).read_text())
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "machineroom", "apply", "site.yml"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(home), "SSH_AUTH_SOCK": "", "NO_COLOR": "1"},
+    out = run_cli(
+        "apply", "site.yml", cwd=root, env={"HOME": str(home), "SSH_AUTH_SOCK": "", "NO_COLOR": "1"}
     )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "timed out" in out.stdout, out.stdout

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import machineroom as run_cli
 from test_web_browser import CHROMIUM, logged_in, shot
 from websupport import Server, make_token
 
@@ -59,14 +58,7 @@ def dash(fleet_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     (root / ".machineroom" / "known_hosts").write_text(Path(fleet_lab.known_hosts).read_text())
     state = root / ".machineroom" / "state.db"
     env = {"HOME": str(home), "SSH_AUTH_SOCK": "", "NO_COLOR": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "machineroom", "apply", "site.yml"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
+    out = run_cli("apply", "site.yml", cwd=root, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     run_id = int(re.findall(r"^run (\d+): ", out.stdout, re.MULTILINE)[-1])
     with open_state(state) as store:  # a big run: every host failed its own way
